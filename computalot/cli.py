@@ -1,0 +1,275 @@
+"""``computalot`` command line: run the platform (``up``, ``serve``) and administer it.
+
+User-facing commands (jobs, submit, watch, push …) live in :mod:`computalot.cli_user`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import threading
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from computalot.errors import ComputalotError
+from computalot.settings import ConfigError, Settings, load_settings
+
+app = typer.Typer(help="Computalot: Ray-powered compute platform.", no_args_is_help=True)
+admin_app = typer.Typer(help="Administer accounts, keys, wallets and credit (direct store access).")
+app.add_typer(admin_app, name="admin")
+console = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="state directory (default ./.computalot)")
+]
+Port = Annotated[int | None, typer.Option("--port", help="API port (default 8000)")]
+Host = Annotated[str | None, typer.Option("--host", help="API bind address (default 127.0.0.1)")]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
+
+
+def _settings(
+    data_dir: Path | None = None, port: int | None = None, host: str | None = None
+) -> Settings:
+    overrides: dict[str, Any] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if port is not None:
+        overrides["port"] = port
+    if host is not None:
+        overrides["host"] = host
+    try:
+        settings = load_settings(**overrides)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    settings.data_dir = settings.data_dir.resolve()
+    os.environ["COMPUTALOT_DATA_DIR"] = str(settings.data_dir)
+    os.environ["COMPUTALOT_PORT"] = str(settings.port)
+    os.environ["COMPUTALOT_HOST"] = settings.host
+    return settings
+
+
+def _announce(running: Any) -> None:
+    console.print(f"API: {running.url}", highlight=False, soft_wrap=True)
+    console.print(f"Admin key: {running.admin_key}", highlight=False, soft_wrap=True)
+    console.print(
+        f"(key saved to {running.settings.data_dir / 'admin_key'}; try: curl -H "
+        f'"Authorization: Bearer $(cat {running.settings.data_dir / "admin_key"})" '
+        f"{running.url}/api/v1/account)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    sys.stdout.flush()
+
+
+def _block_until_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+@app.command()
+def up(
+    data_dir: DataDir = None,
+    port: Port = None,
+    host: Host = None,
+    address: Annotated[
+        str | None, typer.Option(help="join this Ray cluster instead of starting one")
+    ] = None,
+    num_cpus: Annotated[int | None, typer.Option(help="CPUs for the local Ray instance")] = None,
+) -> None:
+    """Start Ray (local unless --address), the engine and the API; Ctrl-C stops everything."""
+    from computalot import platform
+
+    settings = _settings(data_dir, port, host)
+    with console.status("starting Ray, the engine and the API …"):
+        running = platform.start(settings, address=address, num_cpus=num_cpus)
+    _announce(running)
+    try:
+        _block_until_signal()
+    finally:
+        console.print("shutting down …")
+        platform.stop(settings, shutdown_ray=address is None)
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = None,
+    port: Port = None,
+    host: Host = None,
+    address: Annotated[str, typer.Option(help="Ray cluster address")] = "auto",
+    detach: Annotated[bool, typer.Option(help="return once the API is ready")] = False,
+) -> None:
+    """Deploy the engine and API onto a running Ray cluster (``ray job submit -- computalot serve``)."""
+    from computalot import platform
+
+    settings = _settings(data_dir, port, host)
+    running = platform.start(settings, address=address)
+    _announce(running)
+    if detach:
+        return
+    try:
+        _block_until_signal()
+    finally:
+        platform.stop(settings, shutdown_ray=False)
+
+
+# ---- admin --------------------------------------------------------------------------------------
+def _run_admin(data_dir: Path | None, fn: Any) -> Any:
+    from computalot.store.db import Store
+    from computalot.store.migrate import upgrade
+
+    settings = _settings(data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def go() -> Any:
+        store = Store(settings.resolved_database_url)
+        try:
+            await upgrade(store.engine)
+            async with store.sessions() as db:
+                result = await fn(db)
+                await db.commit()
+                return result
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(go())
+    except ComputalotError as exc:
+        err.print(f"[red]error:[/red] {exc.code}: {exc.message}")
+        err.print(f"hint: {exc.recommended_action}")
+        raise typer.Exit(1) from None
+
+
+def _print(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        for key, value in data.items():
+            console.print(f"[bold]{key}[/bold]: {value}", highlight=False)
+
+
+@admin_app.command("create-account")
+def create_account_cmd(
+    name: Annotated[str, typer.Option("--name")],
+    role: Annotated[str, typer.Option("--role")] = "member",
+    credit: Annotated[float | None, typer.Option("--credit", help="initial credit, USD")] = None,
+    data_dir: DataDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Create an account and its first API key (shown once)."""
+    from computalot.store import accounts
+
+    async def go(db: Any) -> dict[str, Any]:
+        account = await accounts.create_account(db, name=name, role=accounts.check_role(role))
+        key, token = await accounts.create_key(db, account.id, name="initial")
+        if credit:
+            await accounts.grant_credit(db, account.id, Decimal(str(credit)), "initial credit")
+        return {
+            "account_id": account.id,
+            "name": name,
+            "role": role,
+            "key_id": key.id,
+            "api_key": token,
+        }
+
+    _print(_run_admin(data_dir, go), as_json)
+
+
+@admin_app.command("create-key")
+def create_key_cmd(
+    account_id: Annotated[str, typer.Option("--account")],
+    data_dir: DataDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Issue another API key for an account."""
+    from computalot.store import accounts
+
+    async def go(db: Any) -> dict[str, Any]:
+        key, token = await accounts.create_key(db, account_id)
+        return {"account_id": account_id, "key_id": key.id, "api_key": token}
+
+    _print(_run_admin(data_dir, go), as_json)
+
+
+@admin_app.command("revoke-key")
+def revoke_key_cmd(
+    key_id: Annotated[str, typer.Argument()], data_dir: DataDir = None, as_json: AsJson = False
+) -> None:
+    """Revoke an API key (by key id)."""
+    from computalot.store import accounts
+
+    async def go(db: Any) -> dict[str, Any]:
+        key = await accounts.revoke_key(db, key_id)
+        return {"key_id": key.id, "revoked_at": str(key.revoked_at)}
+
+    _print(_run_admin(data_dir, go), as_json)
+
+
+@admin_app.command("whitelist-wallet")
+def whitelist_wallet_cmd(
+    wallet: Annotated[str, typer.Option("--wallet")],
+    chain: Annotated[str, typer.Option("--chain")] = "base",
+    role: Annotated[str, typer.Option("--role")] = "member",
+    name: Annotated[str | None, typer.Option("--name")] = None,
+    data_dir: DataDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Allow a wallet to sign in (its account is created at first sign-in)."""
+    from computalot.auth.siwe import chain_id, normalize_address
+    from computalot.store import accounts
+
+    async def go(db: Any) -> dict[str, Any]:
+        chain_id(chain)
+        entry = await accounts.whitelist_wallet(
+            db, wallet_address=normalize_address(wallet), chain=chain, role=role, name=name
+        )
+        return {"wallet_address": entry.wallet_address, "chain": entry.chain, "role": entry.role}
+
+    _print(_run_admin(data_dir, go), as_json)
+
+
+@admin_app.command("grant")
+def grant_cmd(
+    account_id: Annotated[str, typer.Option("--account")],
+    amount: Annotated[float, typer.Option("--amount", help="USD")],
+    memo: Annotated[str | None, typer.Option("--memo")] = None,
+    data_dir: DataDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Grant credit to an account."""
+    from computalot.store import accounts
+
+    async def go(db: Any) -> dict[str, Any]:
+        entry = await accounts.grant_credit(db, account_id, Decimal(str(amount)), memo)
+        return {
+            "entry_id": entry.id,
+            "account_id": account_id,
+            "amount_usd": float(entry.amount_usd),
+        }
+
+    _print(_run_admin(data_dir, go), as_json)
+
+
+def _register_user_commands() -> None:
+    try:
+        from computalot.cli_user import register
+    except ImportError:  # pragma: no cover - user commands are optional at import time
+        return
+    register(app)
+
+
+_register_user_commands()
+
+
+def main() -> None:
+    app()

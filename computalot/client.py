@@ -1,0 +1,394 @@
+"""Python SDK: :class:`ComputalotClient` (blocking) and :class:`AsyncComputalotClient` (asyncio).
+
+    from computalot.client import ComputalotClient
+    client = ComputalotClient(controller_url="http://127.0.0.1:8000", token="flk_…")
+    job = client.submit_job(project="demo", runner_command=["python3", "job.py"])
+    for event in client.stream(job["id"]):
+        print(event["event"], event["data"])
+
+Every route method (see :class:`computalot.client_endpoints.Endpoints`) returns the answer as a
+plain dict and raises a typed :class:`computalot.client_errors.ApiError` subclass otherwise.
+This module adds what needs a live connection: polling (``wait``), resumable SSE streams
+(``stream``, ``watch``) and streamed artifact bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from httpx_sse import SSEError, aconnect_sse, connect_sse
+
+from computalot.client_base import (
+    API,
+    STREAM_READ_TIMEOUT_S,
+    TERMINAL_STATUSES,
+    Req,
+    StreamState,
+    connection_error,
+    decode_json,
+    decode_text,
+    default_headers,
+    push_request,
+    resolve_token,
+    resolve_url,
+    seg,
+    tarball_bytes,
+)
+from computalot.client_endpoints import Endpoints
+from computalot.client_errors import ApiError, error_from_response
+
+CHUNK_BYTES = 1024 * 1024
+JsonDict = dict[str, Any]
+
+
+def _upload_headers(path: Path, filename: str | None, content_type: str | None) -> dict[str, str]:
+    headers = {
+        "X-Artifact-Filename": filename or path.name,
+        "Content-Type": content_type or "application/octet-stream",
+        "Content-Length": str(path.stat().st_size),
+    }
+    return headers
+
+
+def _not_a_stream(exc: SSEError) -> ApiError:
+    return ApiError(str(exc), code="bad_stream", recommended_action="check --url points at the API")
+
+
+class _Common:
+    """Construction shared by both clients: URL/token defaults and per-stream settings."""
+
+    stream_retries = 3  # reconnects in a row without a new event before giving up
+    stream_retry_delay = 0.5  # seconds, times the number of failures so far
+
+    def __init__(
+        self,
+        controller_url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+    ) -> None:
+        self.controller_url = resolve_url(controller_url)
+        self.token = resolve_token(token)
+        self.timeout = timeout
+        self._stream_timeout = httpx.Timeout(timeout, read=max(timeout, STREAM_READ_TIMEOUT_S))
+
+    def _watch_args(self, ids: Iterable[str]) -> tuple[str, dict[str, str], frozenset[str]]:
+        wanted = [str(i) for i in ids]
+        if not wanted:
+            raise ValueError("watch needs at least one job id")
+        return f"{API}/jobs/watch", {"ids": ",".join(wanted)}, frozenset(wanted)
+
+
+class ComputalotClient(_Common, Endpoints[JsonDict, str]):
+    """Blocking client over ``httpx.Client``; use as a context manager or call :meth:`close`.
+
+    ``transport`` replaces the network (an ``httpx.MockTransport`` in tests).
+    """
+
+    def __init__(
+        self,
+        controller_url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(controller_url, token, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=self.controller_url,
+            headers=default_headers(self.token),
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ComputalotClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, req: Req) -> httpx.Response:
+        try:
+            return self._http.request(**req.kwargs())
+        except httpx.TransportError as exc:
+            raise connection_error(self.controller_url, exc) from exc
+
+    def _call(self, req: Req) -> JsonDict:
+        return decode_json(self._send(req), req)
+
+    def _call_text(self, req: Req) -> str:
+        return decode_text(self._send(req), req)
+
+    def wait(
+        self, job_id: str, timeout: float | None = None, poll_interval: float = 0.5
+    ) -> JsonDict:
+        """Poll until the job is terminal and return it; ``TimeoutError`` after ``timeout`` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get_job(job_id)
+            if job.get("status") in TERMINAL_STATUSES:
+                return job
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"job {job_id} still {job.get('status')} after {timeout}s")
+                time.sleep(min(poll_interval, left))
+            else:
+                time.sleep(poll_interval)
+
+    def stream(self, job_id: str, last_event_id: int | str | None = None) -> Iterator[JsonDict]:
+        """Events ``{"id", "event", "data"}`` of one job until its ``end`` event.
+
+        ``id`` is the stored event id (an int), or None for the opening ``job`` snapshot, which
+        the server sends unnumbered.
+
+        A dropped connection is resumed with ``Last-Event-ID``, so no event is lost or repeated.
+        """
+        state = StreamState(
+            last_id=str(last_event_id) if last_event_id is not None else None,
+            max_retries=self.stream_retries,
+        )
+        return self._sse(f"{API}/jobs/{seg(job_id)}/stream", None, state)
+
+    def watch(
+        self, ids: Iterable[str], last_event_id: int | str | None = None
+    ) -> Iterator[JsonDict]:
+        """Events of several jobs (≤ 100) on one stream, until every one of them has ended."""
+        path, params, wanted = self._watch_args(ids)
+        state = StreamState(
+            last_id=str(last_event_id) if last_event_id is not None else None,
+            want_ends=wanted,
+            max_retries=self.stream_retries,
+        )
+        return self._sse(path, params, state)
+
+    def _sse(
+        self, path: str, params: dict[str, str] | None, state: StreamState
+    ) -> Iterator[JsonDict]:
+        while not state.done:
+            reason: Exception | None = None
+            try:
+                with connect_sse(
+                    self._http,
+                    "GET",
+                    path,
+                    params=params,
+                    headers=state.headers(),
+                    timeout=self._stream_timeout,
+                ) as source:
+                    if not source.response.is_success:
+                        source.response.read()
+                        raise error_from_response(source.response)
+                    for sse in source.iter_sse():
+                        event = state.accept(sse)
+                        if event is not None:
+                            yield event
+                        if state.done:
+                            return
+            except SSEError as exc:
+                raise _not_a_stream(exc) from exc
+            except httpx.TransportError as exc:
+                reason = exc
+            state.dropped(self.controller_url, reason)
+            time.sleep(self.stream_retry_delay * state.failures)
+
+    def upload_artifact(
+        self,
+        path: str | os.PathLike[str],
+        filename: str | None = None,
+        content_type: str | None = None,
+    ) -> JsonDict:
+        """Stream a file to ``POST /artifacts`` (≤ 2 GiB) without reading it into memory."""
+        src = Path(path)
+        headers = _upload_headers(src, filename, content_type)
+        with src.open("rb") as fh:
+            try:
+                response = self._http.post(f"{API}/artifacts", content=fh, headers=headers)
+            except httpx.TransportError as exc:
+                raise connection_error(self.controller_url, exc) from exc
+        return decode_json(response, Req("POST", f"{API}/artifacts"))
+
+    def download_artifact(self, artifact_id: str, path: str | os.PathLike[str]) -> JsonDict:
+        """Stream an artifact's bytes to ``path`` (written whole or not at all)."""
+        dest = Path(path)
+        part = dest.with_name(dest.name + ".part")
+        size = 0
+        try:
+            with self._http.stream("GET", f"{API}/artifacts/{seg(artifact_id)}") as response:
+                if not response.is_success:
+                    response.read()
+                    raise error_from_response(response)
+                with part.open("wb") as fh:
+                    for chunk in response.iter_bytes(CHUNK_BYTES):
+                        fh.write(chunk)
+                        size += len(chunk)
+        except httpx.TransportError as exc:
+            part.unlink(missing_ok=True)
+            raise connection_error(self.controller_url, exc) from exc
+        part.replace(dest)
+        return {"id": artifact_id, "path": str(dest), "size": size}
+
+
+class AsyncComputalotClient(_Common, Endpoints[Awaitable[JsonDict], Awaitable[str]]):
+    """The asyncio twin of :class:`ComputalotClient`: the same methods, awaited."""
+
+    def __init__(
+        self,
+        controller_url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(controller_url, token, timeout=timeout)
+        self._http = httpx.AsyncClient(
+            base_url=self.controller_url,
+            headers=default_headers(self.token),
+            timeout=timeout,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncComputalotClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _send(self, req: Req) -> httpx.Response:
+        try:
+            return await self._http.request(**req.kwargs())
+        except httpx.TransportError as exc:
+            raise connection_error(self.controller_url, exc) from exc
+
+    async def _call(self, req: Req) -> JsonDict:
+        return decode_json(await self._send(req), req)
+
+    async def _call_text(self, req: Req) -> str:
+        return decode_text(await self._send(req), req)
+
+    async def push_project(
+        self, name: str, path_or_tarball: str | os.PathLike[str] | bytes
+    ) -> JsonDict:
+        """As the sync method; the directory is packed in a thread so the loop keeps running."""
+        content = await asyncio.to_thread(tarball_bytes, path_or_tarball)
+        return await self._call(push_request(name, content))
+
+    async def wait(
+        self, job_id: str, timeout: float | None = None, poll_interval: float = 0.5
+    ) -> JsonDict:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = await self.get_job(job_id)
+            if job.get("status") in TERMINAL_STATUSES:
+                return job
+            delay = poll_interval
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"job {job_id} still {job.get('status')} after {timeout}s")
+                delay = min(poll_interval, left)
+            await asyncio.sleep(delay)
+
+    def stream(
+        self, job_id: str, last_event_id: int | str | None = None
+    ) -> AsyncIterator[JsonDict]:
+        state = StreamState(
+            last_id=str(last_event_id) if last_event_id is not None else None,
+            max_retries=self.stream_retries,
+        )
+        return self._sse(f"{API}/jobs/{seg(job_id)}/stream", None, state)
+
+    def watch(
+        self, ids: Iterable[str], last_event_id: int | str | None = None
+    ) -> AsyncIterator[JsonDict]:
+        path, params, wanted = self._watch_args(ids)
+        state = StreamState(
+            last_id=str(last_event_id) if last_event_id is not None else None,
+            want_ends=wanted,
+            max_retries=self.stream_retries,
+        )
+        return self._sse(path, params, state)
+
+    async def _sse(
+        self, path: str, params: dict[str, str] | None, state: StreamState
+    ) -> AsyncIterator[JsonDict]:
+        while not state.done:
+            reason: Exception | None = None
+            try:
+                async with aconnect_sse(
+                    self._http,
+                    "GET",
+                    path,
+                    params=params,
+                    headers=state.headers(),
+                    timeout=self._stream_timeout,
+                ) as source:
+                    if not source.response.is_success:
+                        await source.response.aread()
+                        raise error_from_response(source.response)
+                    async for sse in source.aiter_sse():
+                        event = state.accept(sse)
+                        if event is not None:
+                            yield event
+                        if state.done:
+                            return
+            except SSEError as exc:
+                raise _not_a_stream(exc) from exc
+            except httpx.TransportError as exc:
+                reason = exc
+            state.dropped(self.controller_url, reason)
+            await asyncio.sleep(self.stream_retry_delay * state.failures)
+
+    async def upload_artifact(
+        self,
+        path: str | os.PathLike[str],
+        filename: str | None = None,
+        content_type: str | None = None,
+    ) -> JsonDict:
+        src = Path(path)
+        headers = _upload_headers(src, filename, content_type)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            with src.open("rb") as fh:
+                while chunk := await asyncio.to_thread(fh.read, CHUNK_BYTES):
+                    yield chunk
+
+        try:
+            response = await self._http.post(f"{API}/artifacts", content=chunks(), headers=headers)
+        except httpx.TransportError as exc:
+            raise connection_error(self.controller_url, exc) from exc
+        return decode_json(response, Req("POST", f"{API}/artifacts"))
+
+    async def download_artifact(self, artifact_id: str, path: str | os.PathLike[str]) -> JsonDict:
+        dest = Path(path)
+        part = dest.with_name(dest.name + ".part")
+        size = 0
+        try:
+            async with self._http.stream("GET", f"{API}/artifacts/{seg(artifact_id)}") as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise error_from_response(response)
+                with part.open("wb") as fh:
+                    async for chunk in response.aiter_bytes(CHUNK_BYTES):
+                        fh.write(chunk)
+                        size += len(chunk)
+        except httpx.TransportError as exc:
+            part.unlink(missing_ok=True)
+            raise connection_error(self.controller_url, exc) from exc
+        part.replace(dest)
+        return {"id": artifact_id, "path": str(dest), "size": size}
+
+
+__all__ = ["AsyncComputalotClient", "ComputalotClient"]

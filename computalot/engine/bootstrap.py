@@ -1,0 +1,47 @@
+"""Start (or find) the engine's detached actors: the event hub and the dispatcher."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+from computalot.engine.dispatcher import (
+    DispatcherActor,
+    EventHubActor,
+    dispatcher_actor_options,
+)
+from computalot.engine.hub import hub_actor_options
+
+
+def start_engine(
+    namespace: str, env_vars: dict[str, str], *, timeout_s: float = 60.0
+) -> dict[str, Any]:
+    """Create the actors if missing and wait until the dispatcher has reconciled the store."""
+    runtime_env = {"env_vars": env_vars}
+    hub = EventHubActor.options(**hub_actor_options(namespace), runtime_env=runtime_env).remote()
+    ray.get(hub.ping.remote(), timeout=timeout_s)
+    dispatcher = DispatcherActor.options(
+        **dispatcher_actor_options(namespace), runtime_env=runtime_env
+    ).remote()
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            info: dict[str, Any] = ray.get(dispatcher.ping.remote(), timeout=timeout_s)
+            return info
+        except ray.exceptions.RayTaskError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def stop_engine(namespace: str) -> None:
+    from computalot.engine.names import DISPATCHER_NAME, HUB_NAME
+
+    for name in (DISPATCHER_NAME, HUB_NAME):
+        try:
+            ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+        except ValueError:
+            pass

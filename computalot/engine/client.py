@@ -1,0 +1,86 @@
+"""How the API talks to the engine: actor handles looked up by name, calls with timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import ray
+
+from computalot.engine.names import DISPATCHER_NAME, HUB_NAME
+from computalot.errors import NotReady
+
+NODES_CACHE_S = 10.0
+
+
+class EngineClient:
+    """Used inside Serve replicas (and tests); every method fails fast with 503 when down."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self._dispatcher: Any = None
+        self._hub: Any = None
+        self._nodes: tuple[float, list[dict[str, float]]] = (0.0, [])
+
+    def _actor(self, name: str) -> Any:
+        try:
+            return ray.get_actor(name, namespace=self.namespace)
+        except ValueError:
+            raise NotReady(f"engine actor {name} is not running") from None
+
+    @property
+    def dispatcher(self) -> Any:
+        if self._dispatcher is None:
+            self._dispatcher = self._actor(DISPATCHER_NAME)
+        return self._dispatcher
+
+    @property
+    def hub(self) -> Any:
+        if self._hub is None:
+            self._hub = self._actor(HUB_NAME)
+        return self._hub
+
+    async def _call(self, method: Any, *args: Any, timeout_s: float = 10.0) -> Any:
+        try:
+            return await asyncio.wait_for(method.remote(*args), timeout_s)
+        except (TimeoutError, ray.exceptions.RayError) as exc:
+            self._dispatcher = self._hub = None
+            raise NotReady(f"engine did not answer: {type(exc).__name__}") from None
+
+    async def ping(self) -> Any:
+        await self._call(self.hub.ping, timeout_s=3.0)
+        return await self._call(self.dispatcher.ping, timeout_s=3.0)
+
+    def kick(self) -> None:
+        try:
+            self.dispatcher.kick.remote()
+        except Exception:
+            self._dispatcher = None
+
+    async def cancel(self, job_id: str) -> None:
+        await self._call(self.dispatcher.cancel, job_id, timeout_s=30.0)
+
+    async def nodes(self) -> list[dict[str, float]]:
+        at, cached = self._nodes
+        if time.monotonic() - at < NODES_CACHE_S and cached:
+            return cached
+        try:
+            nodes = await self._call(self.dispatcher.nodes, timeout_s=3.0)
+        except NotReady:
+            return cached
+        self._nodes = (time.monotonic(), nodes)
+        return list(nodes)
+
+    async def wait_events(
+        self, job_ids: list[str], seen: dict[str, int] | None, timeout_s: float
+    ) -> dict[str, int] | None:
+        """Sleep until the hub wrote something for these jobs; None if the hub is unreachable."""
+        try:
+            result: dict[str, int] = await self._call(
+                self.hub.wait, job_ids, seen, timeout_s, timeout_s=timeout_s + 5.0
+            )
+            return result
+        except NotReady:
+            await asyncio.sleep(min(timeout_s, 1.0))
+            return None

@@ -1,0 +1,266 @@
+"""The dispatcher: one detached, named Ray actor that owns scheduling (DESIGN.md).
+
+It is the only writer of task and job status. Each cycle it records finished attempts, applies
+cancels, releases jobs whose dependencies completed, and launches queued tasks into free slots
+(``max_inflight_tasks`` bounds the Ray tasks in flight, so a 100,000-task job never becomes
+100,000 ObjectRefs). On start it reconciles the store: attempts a dead incarnation left
+``running`` are requeued (infrastructure loss) or failed with ``worker_lost``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.exceptions import RayError, TaskCancelledError
+
+from computalot.engine import records
+from computalot.engine.hub import EventHub
+from computalot.engine.names import DISPATCHER_NAME, HUB_NAME
+from computalot.engine.outcomes import infrastructure_loss, judge_outcome
+from computalot.engine.packages import PackageCache
+from computalot.engine.run_task import run_task
+from computalot.engine.scheduling import Demand, allocate, rotate
+from computalot.schemas.jobs import TERMINAL_JOB
+from computalot.settings import load_settings
+from computalot.store.db import Store
+from computalot.store.models import Job, Task
+
+log = logging.getLogger("computalot.dispatcher")
+
+BACKSTOP_SLACK_S = 60.0
+
+
+@dataclass
+class Inflight:
+    task_id: str
+    job_id: str
+    account_id: str
+    attempt: int
+    ref: Any
+    started: float
+    deadline: float
+    cancel_sent: bool = False
+    backstop: bool = False
+
+
+class Dispatcher:
+    def __init__(self) -> None:
+        self.settings = load_settings()
+        self.store = Store(self.settings.resolved_database_url)
+        self.epoch = uuid.uuid4().hex[:16]
+        self.namespace = self.settings.ray_namespace
+        self.inflight: dict[str, Inflight] = {}
+        self.finished: list[tuple[Inflight, Any]] = []
+        self.wakeup = asyncio.Event()
+        self.packages = PackageCache()
+        self.rotation: list[str] = []
+        self.capacity = self.settings.max_inflight_tasks or int(
+            2 * ray.cluster_resources().get("CPU", 1) + 8
+        )
+        self.ready = False
+        self.cycles = 0
+        self._hub: Any = None
+        self._main_task = asyncio.get_running_loop().create_task(self._main())
+
+    # ---- public actor methods -------------------------------------------------------------
+    async def ping(self) -> dict[str, Any]:
+        if not self.ready:
+            raise RuntimeError("dispatcher is still reconciling the store")
+        return {"epoch": self.epoch, "inflight": len(self.inflight), "capacity": self.capacity}
+
+    def kick(self) -> None:
+        self.wakeup.set()
+
+    async def cancel(self, job_id: str, wait_s: float = 15.0) -> None:
+        """Stop a job's queued and running tasks; return once it is terminal (or ``wait_s``)."""
+        self.wakeup.set()
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            async with self.store.sessions() as db:
+                job = await db.get(Job, job_id)
+                if job is None or job.status in TERMINAL_JOB:
+                    return
+            await asyncio.sleep(0.02)
+            self.wakeup.set()
+
+    def nodes(self) -> list[dict[str, float]]:
+        """Total resources of each alive node (for ``unsatisfiable_requirements``)."""
+        return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+
+    # ---- main loop --------------------------------------------------------------------------
+    @property
+    def hub(self) -> Any:
+        if self._hub is None:
+            self._hub = ray.get_actor(HUB_NAME, namespace=self.namespace)
+        return self._hub
+
+    def emit(self, events: list[tuple[str, str, str, Any]]) -> None:
+        if events:
+            try:
+                self.hub.emit.remote(events)
+            except Exception:
+                self._hub = None
+                log.exception("could not reach the event hub; %d events dropped", len(events))
+
+    async def _main(self) -> None:
+        while not self.ready:
+            try:
+                async with self.store.sessions() as db:
+                    events = await records.reconcile(
+                        db, self.epoch, lost_budget=self.settings.worker_lost_retries
+                    )
+                    await db.commit()
+                self.emit(events)
+                self.ready = True
+            except Exception:
+                log.exception("reconcile failed; retrying")
+                await asyncio.sleep(1.0)
+        while True:
+            try:
+                await self._cycle()
+            except Exception:
+                log.exception("dispatch cycle failed")
+                await asyncio.sleep(0.2)
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), self.settings.dispatch_interval_s)
+            except TimeoutError:
+                pass
+            self.wakeup.clear()
+
+    async def _cycle(self) -> None:
+        self.cycles += 1
+        events: list[tuple[str, str, str, Any]] = []
+        async with self.store.sessions() as db:
+            if self.finished:
+                batch, self.finished = self.finished, []
+                events += await self._record(db, batch)
+            events += await self._apply_cancels(db)
+            events += await records.release_dependencies(db)
+            self._backstop_timeouts()
+            launches, launch_events = await self._claim(db)
+            events += launch_events
+            await db.commit()
+        self.emit(events)
+        for job, task, attempt in launches:
+            self._launch(job, task, attempt)
+
+    # ---- recording outcomes -----------------------------------------------------------------
+    async def _record(self, db: Any, batch: list[tuple[Inflight, Any]]) -> list[Any]:
+        judged = []
+        for info, outcome in batch:
+            task = await db.get(Task, info.task_id)
+            job = await db.get(Job, info.job_id)
+            if task is None or job is None:
+                continue
+            if isinstance(outcome, BaseException):
+                verdict = self._judge_exception(info, job, outcome)
+                outcome_dict: dict[str, Any] = {}
+            else:
+                verdict = judge_outcome(
+                    outcome, batched=task.batched, element_count=task.element_count
+                )
+                outcome_dict = outcome
+            judged.append((job, task, info.attempt, verdict, outcome_dict))
+        return await records.apply_verdicts(
+            db,
+            judged,
+            data_dir=self.settings.data_dir,
+            lost_budget=self.settings.worker_lost_retries,
+        )
+
+    def _judge_exception(self, info: Inflight, job: Job, exc: BaseException) -> Any:
+        if isinstance(exc, TaskCancelledError) or "TaskCancelledError" in type(exc).__name__:
+            if info.backstop:
+                return judge_outcome(
+                    {"status": "timeout", "error": f"timed out after {job.timeout_s} s"},
+                    batched=False,
+                    element_count=1,
+                )
+            return judge_outcome({"status": "cancelled"}, batched=False, element_count=1)
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, KeyboardInterrupt) or "KeyboardInterrupt" in str(exc)[:2000]:
+            return judge_outcome({"status": "cancelled"}, batched=False, element_count=1)
+        return infrastructure_loss(f"worker lost: {type(exc).__name__}: {str(exc)[:300]}")
+
+    # ---- cancels and timeouts ---------------------------------------------------------------
+    async def _apply_cancels(self, db: Any) -> list[Any]:
+        jobs, events = await records.cancel_queued(db)
+        for job_id in jobs:
+            for info in self.inflight.values():
+                if info.job_id == job_id and not info.cancel_sent:
+                    info.cancel_sent = True
+                    ray.cancel(info.ref, force=False)
+        return events
+
+    def _backstop_timeouts(self) -> None:
+        """run_task enforces timeout_s itself; this catches a worker that stopped answering."""
+        now = time.monotonic()
+        for info in self.inflight.values():
+            if now > info.deadline and not info.backstop:
+                info.backstop = True
+                ray.cancel(info.ref, force=True)
+
+    # ---- launching --------------------------------------------------------------------------
+    async def _claim(self, db: Any) -> tuple[list[Any], list[Any]]:
+        free = self.capacity - len(self.inflight)
+        if free <= 0:
+            return [], []
+        demands = [Demand(*row) for row in await records.runnable_jobs(db)]
+        grants = allocate(demands, free, self.rotation)
+        if not grants:
+            return [], []
+        served = [d.account_id for d in demands if d.job_id in grants]
+        self.rotation = rotate(
+            self.rotation + [a for a in served if a not in self.rotation], served
+        )
+        return await records.claim_tasks(db, grants, self.epoch)
+
+    def _launch(self, job: Job, task: Task, attempt: int) -> None:
+        try:
+            spec, options = records.launch_spec(
+                job, task, attempt, self.packages, self.settings, self.namespace
+            )
+            ref = run_task.options(**options).remote(spec)
+        except Exception as exc:
+            log.exception("could not launch task %s", task.id)
+            info = Inflight(task.id, job.id, job.account_id, attempt, None, time.monotonic(), 0.0)
+            self.finished.append((info, RuntimeError(f"launch failed: {exc}")))
+            self.wakeup.set()
+            return
+        now = time.monotonic()
+        deadline = now + job.timeout_s + self.settings.kill_grace_s + BACKSTOP_SLACK_S
+        info = Inflight(task.id, job.id, job.account_id, attempt, ref, now, deadline)
+        self.inflight[task.id] = info
+        asyncio.get_running_loop().create_task(self._watch(info))
+
+    async def _watch(self, info: Inflight) -> None:
+        try:
+            outcome: Any = await info.ref
+        except (RayError, Exception) as exc:
+            outcome = exc
+        self.inflight.pop(info.task_id, None)
+        self.finished.append((info, outcome))
+        self.wakeup.set()
+
+
+def dispatcher_actor_options(namespace: str) -> dict[str, Any]:
+    return {
+        "name": DISPATCHER_NAME,
+        "namespace": namespace,
+        "lifetime": "detached",
+        "num_cpus": 0,
+        "max_restarts": -1,
+        "max_task_retries": -1,
+        "max_concurrency": 1000,
+        "get_if_exists": True,
+    }
+
+
+DispatcherActor = ray.remote(Dispatcher)
+EventHubActor = ray.remote(EventHub)

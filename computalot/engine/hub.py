@@ -1,0 +1,165 @@
+"""EventHub: the single writer of job events, and the wake-up point for SSE streams.
+
+Every event (status changes from the dispatcher, progress and output from running tasks) goes
+through here and is written in small batches, so event ids are assigned in one order and a
+stream reading ``id > last`` never skips one. Streams call :meth:`EventHub.wait` to sleep until
+one of their jobs has something new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import insert, update
+
+from computalot.engine.names import HUB_NAME
+from computalot.settings import load_settings
+from computalot.store.db import Store
+from computalot.store.models import Event, Task
+from computalot.timeutil import utcnow
+
+log = logging.getLogger("computalot.hub")
+
+OUTPUT_TAIL_CHARS = 10 * 1024
+FLUSH_INTERVAL_S = 0.005
+
+
+class EventHub:
+    def __init__(self) -> None:
+        self.settings = load_settings()
+        self.store = Store(self.settings.resolved_database_url)
+        self.pending: list[dict[str, Any]] = []
+        self.live: dict[str, dict[str, Any]] = {}
+        self.changed = asyncio.Event()
+        self.flushed = asyncio.Condition()
+        self.versions: dict[str, int] = defaultdict(int)
+        self.tails: dict[str, str] = {}
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    async def ping(self) -> str:
+        return "ok"
+
+    def emit(self, events: list[tuple[str, str, str, Any]]) -> None:
+        """Queue ``(job_id, account_id, event, data)`` rows for the next batch write.
+
+        Calls from one caller run in order, so a caller's events keep their order in the store.
+        """
+        now = utcnow()
+        for job_id, account_id, name, data in events:
+            self.pending.append(
+                {
+                    "job_id": job_id,
+                    "account_id": account_id,
+                    "event": name,
+                    "data": data,
+                    "created_at": now,
+                }
+            )
+        self.changed.set()
+
+    def barrier(self) -> None:
+        """No-op: a caller awaits it to know its earlier calls were taken in."""
+
+    def task_live(
+        self,
+        job_id: str,
+        account_id: str,
+        task_id: str,
+        attempt: int,
+        kind: str,
+        data: dict[str, Any],
+    ) -> None:
+        """A running task's progress or output (fire-and-forget from ``run_task``)."""
+        now = utcnow()
+        if kind == "progress":
+            payload = {"task_id": task_id, "attempt": attempt, "progress": data.get("progress")}
+            self.live.setdefault(task_id, {})["latest_progress"] = data.get("progress")
+        else:
+            text = str(data.get("text", ""))
+            payload = {
+                "task_id": task_id,
+                "attempt": attempt,
+                "stream": data.get("stream"),
+                "text": text,
+            }
+            tail = (self.tails.get(task_id, "") + text + "\n")[-OUTPUT_TAIL_CHARS:]
+            self.tails[task_id] = tail
+            entry = self.live.setdefault(task_id, {})
+            entry["output_tail"] = tail
+            entry["output_attempt"] = attempt
+        self.pending.append(
+            {
+                "job_id": job_id,
+                "account_id": account_id,
+                "event": kind,
+                "data": payload,
+                "created_at": now,
+            }
+        )
+        self.changed.set()
+
+    def forget_task(self, task_id: str) -> None:
+        self.tails.pop(task_id, None)
+
+    async def wait(
+        self, job_ids: list[str], seen: dict[str, int] | None, timeout_s: float
+    ) -> dict[str, int]:
+        """Return the jobs' event versions once any differs from ``seen`` (or after the timeout)."""
+        seen = seen or {}
+
+        def changed() -> bool:
+            return any(self.versions[j] != seen.get(j, -1) for j in job_ids)
+
+        async with self.flushed:
+            try:
+                await asyncio.wait_for(self.flushed.wait_for(changed), timeout_s)
+            except TimeoutError:
+                pass
+        return {j: self.versions[j] for j in job_ids}
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self.changed.wait()
+            self.changed.clear()
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            batch, self.pending = self.pending, []
+            live, self.live = self.live, {}
+            if not batch and not live:
+                continue
+            try:
+                await self._write(batch, live)
+            except Exception:
+                log.exception("event hub write failed; retrying %d events", len(batch))
+                self.pending = batch + self.pending
+                for task_id, values in live.items():
+                    self.live.setdefault(task_id, {}).update(values)
+                await asyncio.sleep(0.5)
+                self.changed.set()
+                continue
+            async with self.flushed:
+                for row in batch:
+                    self.versions[row["job_id"]] += 1
+                self.flushed.notify_all()
+
+    async def _write(self, batch: list[dict[str, Any]], live: dict[str, dict[str, Any]]) -> None:
+        async with self.store.sessions() as db:
+            if batch:
+                await db.execute(insert(Event), batch)
+            for task_id, values in live.items():
+                await db.execute(update(Task).where(Task.id == task_id).values(**values))
+            await db.commit()
+
+
+def hub_actor_options(namespace: str) -> dict[str, Any]:
+    return {
+        "name": HUB_NAME,
+        "namespace": namespace,
+        "lifetime": "detached",
+        "num_cpus": 0,
+        "max_restarts": -1,
+        "max_task_retries": -1,
+        "get_if_exists": True,
+    }

@@ -1,0 +1,154 @@
+"""``run_task``: one task attempt, as a Ray task on any node (SPEC §6 runner protocol).
+
+The attempt gets a fresh copy of the revision (Ray placed it in the worker's working
+directory), its payload file, a result path and an artifact directory, and runs
+``runner_command`` through :func:`computalot.engine.runner.run_command`. Progress and output
+lines go to the event hub while the process runs; the outcome (result, tails, artifacts) is the
+task's return value, which the dispatcher records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from computalot.engine.names import HUB_NAME
+from computalot.engine.runner import RunLimits, base_env, run_command
+
+MAX_RESULT_BYTES = 64 * 1024 * 1024
+MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
+ATTEMPT_ROOT = "computalot-attempts"
+
+
+def _read_result(path: Path) -> tuple[str, Any, str | None]:
+    """(state, value, error): state is ok | missing | invalid."""
+    if not path.exists():
+        return "missing", None, None
+    size = path.stat().st_size
+    if size > MAX_RESULT_BYTES:
+        return "invalid", None, f"result file is {size} bytes; the limit is {MAX_RESULT_BYTES}"
+    try:
+        with path.open("rb") as fh:
+            return "ok", json.load(fh), None
+    except (ValueError, UnicodeDecodeError) as exc:
+        return "invalid", None, f"result file is not valid JSON: {exc}"
+
+
+def _collect_artifacts(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    out: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    total = 0
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and not p.is_symlink()):
+        size = path.stat().st_size
+        rel = path.relative_to(directory).as_posix()
+        if total + size > MAX_ARTIFACT_BYTES:
+            warnings.append(f"artifact {rel} skipped: over {MAX_ARTIFACT_BYTES} bytes in total")
+            continue
+        total += size
+        out.append({"path": rel, "size": size, "data": path.read_bytes()})
+    return out, warnings
+
+
+class _LiveReporter:
+    """Forwards progress/output events to the hub without blocking the runner loop."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self.hub: Any = None
+        try:
+            self.hub = ray.get_actor(HUB_NAME, namespace=spec["namespace"])
+        except ValueError:
+            self.hub = None
+        self.sent = 0
+
+    def drain(self) -> None:
+        """Wait until the hub has taken every event sent so far (they precede the outcome)."""
+        if self.hub is not None and self.sent:
+            ray.get(self.hub.barrier.remote(), timeout=10)
+
+    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        if self.hub is None:
+            return
+        spec = self.spec
+        self.sent += 1
+        self.hub.task_live.remote(
+            spec["job_id"], spec["account_id"], spec["task_id"], spec["attempt"], kind, data
+        )
+
+
+def execute_attempt(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one attempt in the current process; returns the outcome dict the dispatcher stores."""
+    started = time.time()
+    base = Path(tempfile.gettempdir()) / ATTEMPT_ROOT
+    base.mkdir(parents=True, exist_ok=True)
+    attempt_dir = Path(tempfile.mkdtemp(prefix=f"{spec['task_id']}-{spec['attempt']}-", dir=base))
+    try:
+        workdir = attempt_dir / "work"
+        shutil.copytree(os.getcwd(), workdir, symlinks=True)
+        payload_path = attempt_dir / "payload.json"
+        result_path = attempt_dir / "result.json"
+        artifact_dir = attempt_dir / "artifacts"
+        artifact_dir.mkdir()
+        payload_path.write_text(json.dumps(spec["payload"]))
+        extra = dict(spec.get("env") or {})
+        extra.update(
+            {
+                "COMPUTALOT_TASK_PAYLOAD": str(payload_path),
+                "COMPUTALOT_TASK_RESULT": str(result_path),
+                "COMPUTALOT_ARTIFACT_DIR": str(artifact_dir),
+                "COMPUTALOT_JOB_ID": spec["job_id"],
+                "COMPUTALOT_TASK_ID": spec["task_id"],
+                "COMPUTALOT_TASK_INDEX": str(spec["index"]),
+                "COMPUTALOT_ATTEMPT": str(spec["attempt"]),
+                "COMPUTALOT_API_URL": spec.get("api_url", ""),
+                "TMPDIR": str(attempt_dir),
+            }
+        )
+        cwd = workdir / spec.get("workdir", ".")
+        reporter = _LiveReporter(spec)
+        outcome = run_command(
+            list(spec["runner_command"]),
+            cwd=cwd,
+            env=base_env(extra, cwd),
+            timeout_s=float(spec["timeout_s"]),
+            limits=RunLimits(memory_mb=spec.get("memory_mb")),
+            on_event=reporter,
+            kill_grace_s=float(spec.get("kill_grace_s", 5.0)),
+        )
+        try:
+            reporter.drain()
+        except Exception:  # a slow hub must not fail the attempt
+            pass
+        state, value, result_error = _read_result(result_path)
+        artifacts, artifact_warnings = _collect_artifacts(artifact_dir)
+        return {
+            "status": outcome.status,
+            "exit_code": outcome.exit_code,
+            "error": outcome.error,
+            "stdout": outcome.stdout_tail,
+            "stderr": outcome.stderr_tail,
+            "output_tail": outcome.output_tail,
+            "duration_s": outcome.duration_s,
+            "last_progress": outcome.last_progress,
+            "result_state": state,
+            "result": value,
+            "result_error": result_error,
+            "artifacts": artifacts,
+            "artifact_warnings": artifact_warnings,
+            "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
+            "started_at": started,
+        }
+    finally:
+        shutil.rmtree(attempt_dir, ignore_errors=True)
+
+
+@ray.remote(max_retries=0)
+def run_task(spec: dict[str, Any]) -> dict[str, Any]:
+    return execute_attempt(spec)

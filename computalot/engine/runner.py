@@ -1,0 +1,394 @@
+"""Run one task attempt's user command as a child process (SPEC §6; stop semantics §5.6).
+
+The command is untrusted user code, so it runs in its own session and process group (timeouts and
+cancels kill everything it spawned with ``os.killpg``), under rlimits (it cannot eat the node), with
+``PR_SET_PDEATHSIG`` (it dies with the worker) and with an explicit, minimal environment (no
+platform secret leaks). One thread multiplexes both pipes and a pidfd with a selector: there are no
+reader threads to leak when a stray grandchild keeps a pipe open, and the exit is seen at once, so
+a fast command pays no polling latency. ``on_event`` is only ever called from the calling thread.
+Linux only; no Ray needed (``run_task`` calls this inside a Ray task).
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import ctypes
+import json
+import logging
+import math
+import os
+import resource
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+OnEvent = Callable[[str, dict[str, Any]], None]
+
+TAIL_CHARS = 10 * 1024  # kept per tail (stdout, stderr, interleaved)
+MAX_LINE_BYTES = 64 * 1024  # longer lines are cut into pieces of this size
+FLUSH_INTERVAL_S = 0.1  # live output is coalesced into at most one event per stream per interval
+MAX_PENDING_CHARS = 64 * 1024  # live output kept per stream between flushes; the excess is skipped
+POLL_S = 0.05  # upper bound on how late a cancel or timeout is noticed
+DRAIN_TIMEOUT_S = 1.0  # after the group is dead: wait this long for pipe EOF (escaped grandchild)
+INTERRUPT_GRACE_S = 1.0  # SIGTERM grace when run_command itself is interrupted
+PROGRESS_PREFIX = b"COMPUTALOT_PROGRESS:"
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # pragma: no cover - not glibc/musl Linux
+        return None
+
+
+_PRCTL = _load_prctl()
+# Built before fork so the child does as little as possible between fork and exec.
+_PDEATHSIG_ARGS = tuple(ctypes.c_ulong(v) for v in (_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0))
+
+
+@dataclass
+class RunLimits:
+    """Per-process rlimits; ``None`` leaves a limit as inherited. Sizes in MiB."""
+
+    memory_mb: int | None = None  # RLIMIT_AS (address space, not RSS)
+    max_file_mb: int | None = 4096  # RLIMIT_FSIZE: largest file the command may write
+    max_open_files: int | None = 4096  # RLIMIT_NOFILE
+
+
+@dataclass
+class RunOutcome:
+    """How one attempt ended. Valid progress lines are not part of the tails."""
+
+    exit_code: int | None  # None: never started; -N: killed by signal N (Popen.returncode)
+    status: str  # ok | exit_nonzero | timeout | cancelled | spawn_failed | killed
+    error: str | None  # one human sentence, None when status is "ok"
+    stdout_tail: str  # last TAIL_CHARS characters
+    stderr_tail: str
+    output_tail: str  # stdout and stderr lines interleaved in arrival order
+    duration_s: float
+    last_progress: dict[str, Any] | None
+
+
+def base_env(extra: Mapping[str, str], cwd: Path) -> dict[str, str]:
+    """A minimal child environment: PATH, HOME (default ``cwd``), LANG, PYTHONUNBUFFERED + extra.
+
+    Nothing else is taken from ``os.environ``, so RAY_*, COMPUTALOT_* and cloud credentials of the
+    worker never reach user code (SPEC §6). PYTHONUNBUFFERED makes progress lines arrive live.
+    """
+    env = {
+        "PATH": os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(cwd),
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(extra)
+    return env
+
+
+def _rlimit_plan(limits: RunLimits) -> list[tuple[int, int]]:
+    """(resource, value) pairs, clamped to the current hard limit so setrlimit cannot fail."""
+    wanted = [
+        (resource.RLIMIT_AS, None if limits.memory_mb is None else limits.memory_mb << 20),
+        (resource.RLIMIT_FSIZE, None if limits.max_file_mb is None else limits.max_file_mb << 20),
+        (resource.RLIMIT_NOFILE, limits.max_open_files),
+    ]
+    plan = []
+    for res, value in wanted:
+        if value is not None:
+            hard = resource.getrlimit(res)[1]
+            plan.append((res, value if hard == resource.RLIM_INFINITY else min(value, hard)))
+    return plan
+
+
+def _make_preexec(plan: list[tuple[int, int]], parent_pid: int) -> Callable[[], None]:
+    """The kernel sends PDEATHSIG when the *thread* that forked exits, so call run_command from a
+    thread that outlives the attempt (a Ray task's executing thread does)."""
+
+    def preexec() -> None:  # runs in the forked child, before exec
+        if _PRCTL is not None:
+            _PRCTL(*_PDEATHSIG_ARGS)
+            if os.getppid() != parent_pid:  # the worker died before the prctl took effect
+                os._exit(137)
+        for res, value in plan:  # soft = hard, so the command cannot raise them again
+            resource.setrlimit(res, (value, value))
+
+    return preexec
+
+
+def _parse_progress(raw: bytes) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+class _Stream:
+    def __init__(self, name: str, file: Any) -> None:
+        self.name = name
+        self.file = file
+        self.fd: int = file.fileno()
+        self.buf = bytearray()
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.mid_line = False  # last piece was cut at MAX_LINE_BYTES, not at a newline
+        self.tail = ""
+        self.pending = ""  # live output not yet sent to on_event
+        self.skipped = 0  # chars dropped from pending since the last flush
+        self.open = True
+
+
+def _keep_tail(tail: str, text: str) -> str:
+    tail += text
+    return tail[-TAIL_CHARS:] if len(tail) > 2 * TAIL_CHARS else tail
+
+
+class _Run:
+    """State of one running child; every method runs in the thread that called run_command."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], on_event: OnEvent | None) -> None:
+        self.proc = proc
+        self.on_event = on_event
+        self.streams = [_Stream("stdout", proc.stdout), _Stream("stderr", proc.stderr)]
+        self.output_tail = ""
+        self.last_progress: dict[str, Any] | None = None
+        self.reason: str | None = None  # "timeout" | "cancelled" once we started stopping it
+        self.next_flush = 0.0
+        self.sel = selectors.DefaultSelector()
+        for s in self.streams:
+            self.sel.register(s.fd, selectors.EVENT_READ, s)
+        self.pidfd: int | None = None
+        try:
+            self.pidfd = os.pidfd_open(proc.pid)
+            self.sel.register(self.pidfd, selectors.EVENT_READ, None)
+        except (OSError, AttributeError):  # pragma: no cover - kernel < 5.3: poll with backoff
+            pass
+
+    def emit(self, kind: str, data: dict[str, Any]) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(kind, data)
+        except Exception:
+            log.debug("runner on_event(%r) failed; ignored", kind, exc_info=True)
+
+    def exited(self) -> bool:
+        """True once the child is dead; WNOWAIT keeps it unreaped so its pgid cannot be reused."""
+        try:
+            flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+            return os.waitid(os.P_PID, self.proc.pid, flags) is not None
+        except ChildProcessError:
+            return True
+
+    def killpg(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+    def loop(self, timeout_s: float, cancel: threading.Event | None, grace_s: float) -> None:
+        """Pump output until the child exits, escalating SIGTERM → SIGKILL on timeout/cancel."""
+        deadline = time.monotonic() + timeout_s
+        kill_at = math.inf
+        backoff_s = 0.0005
+        while not self.exited():
+            now = time.monotonic()
+            if self.reason is None:
+                if cancel is not None and cancel.is_set():
+                    self.reason = "cancelled"
+                elif now >= deadline:
+                    self.reason = "timeout"
+                if self.reason is not None:
+                    self.killpg(signal.SIGTERM)
+                    kill_at = now + grace_s
+            elif now >= kill_at:
+                self.killpg(signal.SIGKILL)
+                kill_at = math.inf
+            wait_s = min(POLL_S, kill_at - now, deadline - now if self.reason is None else POLL_S)
+            if any(s.pending or s.skipped for s in self.streams):
+                wait_s = min(wait_s, self.next_flush - now)
+            if self.pidfd is None and not any(s.open for s in self.streams):
+                wait_s, backoff_s = min(wait_s, backoff_s), min(backoff_s * 2, POLL_S)
+            for key, _ in self.sel.select(max(wait_s, 0.0)):
+                if key.data is not None:
+                    self.read(key.data)
+            if time.monotonic() >= self.next_flush:
+                self.flush()
+
+    def interrupt(self, grace_s: float) -> None:
+        """run_command was interrupted (e.g. Ray cancel): stop the group without pumping output."""
+        self.killpg(signal.SIGTERM)
+        end = time.monotonic() + grace_s
+        while not self.exited() and time.monotonic() < end:
+            time.sleep(0.01)
+
+    def finish(self, drain: bool) -> None:
+        """Kill leftovers of the group, reap the child, read what is left, release every fd."""
+        self.killpg(signal.SIGKILL)
+        self.proc.wait()
+        if self.pidfd is not None:
+            self.sel.unregister(self.pidfd)
+            os.close(self.pidfd)
+        end = time.monotonic() + DRAIN_TIMEOUT_S
+        while drain and any(s.open for s in self.streams) and time.monotonic() < end:
+            for key, _ in self.sel.select(max(end - time.monotonic(), 0.0)):
+                self.read(key.data)
+        for s in self.streams:
+            if s.open:
+                self.eof(s, process=drain)
+        self.sel.close()
+        if drain:
+            self.flush()
+
+    def read(self, s: _Stream) -> None:
+        try:
+            data = os.read(s.fd, MAX_LINE_BYTES)
+        except OSError:
+            data = b""
+        if not data:
+            self.eof(s)
+            return
+        s.buf += data
+        start = 0
+        while True:
+            nl = s.buf.find(b"\n", start, start + MAX_LINE_BYTES)
+            if nl >= 0:
+                end = nl + 1
+            elif len(s.buf) - start >= MAX_LINE_BYTES:
+                end = start + MAX_LINE_BYTES
+            else:
+                break
+            self.line(s, bytes(s.buf[start:end]))
+            start = end
+        del s.buf[:start]
+
+    def eof(self, s: _Stream, process: bool = True) -> None:
+        if process:
+            if s.buf:
+                self.line(s, bytes(s.buf))
+            tail = s.decoder.decode(b"", final=True)
+            if tail:
+                self.text(s, tail)
+        s.buf.clear()
+        s.open = False
+        self.sel.unregister(s.fd)
+        s.file.close()
+
+    def line(self, s: _Stream, raw: bytes) -> None:
+        at_start, s.mid_line = not s.mid_line, not raw.endswith(b"\n")
+        if at_start and s.name == "stdout" and raw.startswith(PROGRESS_PREFIX):
+            progress = _parse_progress(raw[len(PROGRESS_PREFIX) :])
+            if progress is not None:
+                self.last_progress = progress
+                self.emit("progress", {"progress": progress})
+                return
+        self.text(s, s.decoder.decode(raw))
+
+    def text(self, s: _Stream, text: str) -> None:
+        s.tail = _keep_tail(s.tail, text)
+        self.output_tail = _keep_tail(self.output_tail, text)
+        if self.on_event is not None:
+            s.pending += text
+            if len(s.pending) > 2 * MAX_PENDING_CHARS:
+                s.skipped += len(s.pending) - MAX_PENDING_CHARS
+                s.pending = s.pending[-MAX_PENDING_CHARS:]
+
+    def flush(self) -> None:
+        for s in self.streams:
+            if s.pending or s.skipped:
+                note = f"[computalot: {s.skipped} characters skipped]\n" if s.skipped else ""
+                self.emit("output", {"stream": s.name, "text": note + s.pending})
+                s.pending, s.skipped = "", 0
+                self.next_flush = time.monotonic() + FLUSH_INTERVAL_S
+
+
+def _spawn_failed(exit_code: int | None, error: str, started: float) -> RunOutcome:
+    duration_s = time.monotonic() - started
+    return RunOutcome(exit_code, "spawn_failed", error, "", "", "", duration_s, None)
+
+
+def _ended(rc: int, reason: str | None, timeout_s: float) -> tuple[str, str | None]:
+    if reason is not None:
+        return reason, f"timed out after {timeout_s:g} s" if reason == "timeout" else "cancelled"
+    if rc >= 0:
+        return ("ok", None) if rc == 0 else ("exit_nonzero", f"exited with code {rc}")
+    try:
+        name = signal.Signals(-rc).name
+    except ValueError:  # e.g. 33: a valid signal without a name
+        name = str(-rc)
+    return "killed", f"killed by signal {name}"
+
+
+def run_command(
+    argv: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    timeout_s: float,
+    limits: RunLimits | None = None,
+    on_event: OnEvent | None = None,
+    cancel: threading.Event | None = None,
+    kill_grace_s: float = 5.0,
+) -> RunOutcome:
+    """Run ``argv`` in ``cwd`` with exactly ``env``; never raises for the child's own failures.
+
+    ``on_event(kind, data)`` gets ``("progress", {"progress": obj})`` at once for each
+    ``COMPUTALOT_PROGRESS:{json}`` stdout line and ``("output", {"stream", "text"})`` coalesced.
+    At ``timeout_s`` seconds or when ``cancel`` is set the group gets SIGTERM, then SIGKILL after
+    ``kill_grace_s`` seconds. If this function is interrupted (KeyboardInterrupt from a Ray cancel,
+    any exception), the group is stopped the same way and the exception propagates.
+    """
+    started = time.monotonic()
+    if not argv:
+        return _spawn_failed(None, "runner command is empty", started)
+    preexec = _make_preexec(_rlimit_plan(limits or RunLimits()), os.getpid())
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=preexec,
+        )
+    except FileNotFoundError as exc:
+        if exc.filename is not None and str(exc.filename) == str(cwd):
+            return _spawn_failed(None, "working directory of the task is missing", started)
+        return _spawn_failed(127, f"runner command not found: {argv[0]!r}", started)
+    except PermissionError:
+        return _spawn_failed(126, f"runner command not executable: {argv[0]!r}", started)
+    except OSError as exc:  # e.g. ENOEXEC; strerror, not str(exc): no host paths in errors
+        return _spawn_failed(
+            126, f"runner command could not start: {argv[0]!r}: {exc.strerror}", started
+        )
+    except subprocess.SubprocessError as exc:
+        return _spawn_failed(None, f"runner process setup failed: {exc}", started)
+    try:
+        run = _Run(proc, on_event)
+    except BaseException:  # e.g. EMFILE for the selector: never leave the child behind
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    interrupted = True
+    try:
+        run.loop(timeout_s, cancel, kill_grace_s)
+        interrupted = False
+    except BaseException:
+        run.interrupt(min(kill_grace_s, INTERRUPT_GRACE_S))
+        raise
+    finally:
+        run.finish(drain=not interrupted)
+    status, error = _ended(proc.returncode, run.reason, timeout_s)
+    out, err = (s.tail[-TAIL_CHARS:] for s in run.streams)
+    duration_s = time.monotonic() - started
+    both = run.output_tail[-TAIL_CHARS:]
+    return RunOutcome(proc.returncode, status, error, out, err, both, duration_s, run.last_progress)

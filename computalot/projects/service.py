@@ -1,0 +1,220 @@
+"""Projects and revisions: create/list/update/delete and the tarball push (SPEC §4).
+
+A push streams the body to disk under a byte cap, extracts it safely, and publishes a
+content-addressed revision: the same content always maps to the same revision. Each revision is
+a directory under ``<data_dir>/revisions`` that becomes a Ray runtime_env ``working_dir``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from computalot.auth.tokens import new_id
+from computalot.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, field_error
+from computalot.projects.manifest import load_manifest
+from computalot.projects.tarball import FileEntry, diff_trees, extract_tarball
+from computalot.settings import Settings
+from computalot.store.models import Job, Project, Revision
+from computalot.timeutil import iso, utcnow
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+UNFINISHED = ("planning", "queued", "running")
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise field_error(
+            ["name"], "must match ^[a-z0-9][a-z0-9_-]{0,62}$ (lowercase, digits, - and _)"
+        )
+    return name
+
+
+async def get_project(db: AsyncSession, account_id: str, name: str) -> Project:
+    """The caller's project by name; another account's project is simply not found."""
+    query = select(Project).where(Project.account_id == account_id, Project.name == name)
+    project = (await db.execute(query)).scalar_one_or_none()
+    if project is None:
+        raise NotFound(
+            f"project {name!r} not found",
+            recommended_action="create it with POST /api/v1/projects, or list yours with GET /api/v1/projects",
+        )
+    return project
+
+
+async def list_projects(db: AsyncSession, account_id: str) -> list[Project]:
+    query = select(Project).where(Project.account_id == account_id).order_by(Project.name)
+    return list((await db.execute(query)).scalars())
+
+
+async def create_project(
+    db: AsyncSession, account_id: str, *, name: str, remote_dir: str | None, description: str | None
+) -> Project:
+    now = utcnow()
+    project = Project(
+        id=new_id("prj"),
+        account_id=account_id,
+        name=check_name(name),
+        remote_dir=remote_dir,
+        description=description,
+        warm_state={},
+        created_at=now,
+        updated_at=now,
+    )
+    db.add(project)
+    try:
+        await db.flush()
+    except IntegrityError:
+        await db.rollback()
+        raise Conflict(
+            f"project {name!r} already exists",
+            recommended_action="push to the existing project or choose another name",
+        ) from None
+    return project
+
+
+async def delete_project(db: AsyncSession, project: Project) -> None:
+    unfinished = await db.execute(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.project_id == project.id, Job.status.in_(UNFINISHED))
+    )
+    if unfinished.scalar_one():
+        raise Conflict(
+            f"project {project.name!r} has unfinished jobs",
+            recommended_action="cancel or wait for its jobs, then delete again",
+        )
+    await db.delete(project)
+    await db.flush()
+
+
+async def get_revision(db: AsyncSession, revision_id: str | None) -> Revision | None:
+    return await db.get(Revision, revision_id) if revision_id else None
+
+
+def revision_out(rev: Revision | None) -> dict[str, Any] | None:
+    if rev is None:
+        return None
+    return {
+        "id": rev.id,
+        "content_hash": rev.content_hash,
+        "pushed_at": iso(rev.pushed_at),
+        "size_bytes": rev.size_bytes,
+        "files": len(rev.files),
+        "runtime_kind": rev.runtime_kind,
+        "warnings": rev.warnings,
+    }
+
+
+def project_out(project: Project, rev: Revision | None) -> dict[str, Any]:
+    return {
+        "name": project.name,
+        "description": project.description,
+        "remote_dir": project.remote_dir,
+        "created_at": iso(project.created_at),
+        "updated_at": iso(project.updated_at),
+        "active_revision": revision_out(rev),
+    }
+
+
+async def receive_upload(chunks: AsyncIterator[bytes], dest_dir: Path, limit: int) -> Path:
+    """Stream a request body to a temp file, refusing it once it passes ``limit`` bytes."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="push-", suffix=".tar.gz", dir=dest_dir)
+    path = Path(name)
+    size = 0
+    try:
+        with open(fd, "wb") as out:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"tarball is over the {limit} byte limit")
+                out.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    if size == 0:
+        path.unlink(missing_ok=True)
+        raise BadRequest(
+            "empty body: send the gzip'd tarball as the raw request body",
+            recommended_action="curl --data-binary @code.tar.gz (not -F / multipart)",
+        )
+    return path
+
+
+async def push_revision(
+    db: AsyncSession, project: Project, upload: Path, settings: Settings
+) -> dict[str, Any]:
+    """Extract ``upload`` and publish it as the project's active revision."""
+    root = settings.data_dir.resolve() / "revisions" / project.account_id / project.id
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
+    shutil.rmtree(staging)
+    try:
+        tree = extract_tarball(
+            upload,
+            staging,
+            max_members=settings.max_tarball_members,
+            max_unpacked_bytes=settings.max_unpacked_bytes,
+        )
+        result = load_manifest(staging, [f.path for f in tree.files])
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        upload.unlink(missing_ok=True)
+
+    previous = await get_revision(db, project.active_revision_id)
+    existing = (
+        await db.execute(
+            select(Revision).where(
+                Revision.project_id == project.id, Revision.content_hash == tree.content_hash
+            )
+        )
+    ).scalar_one_or_none()
+    final = root / tree.content_hash
+    if existing is not None and Path(existing.path).is_dir():
+        shutil.rmtree(staging, ignore_errors=True)
+        revision = existing
+    else:
+        if final.exists():
+            shutil.rmtree(final)
+        staging.rename(final)
+        if existing is not None:
+            existing.path = str(final)
+            revision = existing
+        else:
+            revision = Revision(
+                id=new_id("rev"),
+                project_id=project.id,
+                account_id=project.account_id,
+                content_hash=tree.content_hash,
+                size_bytes=tree.total_bytes,
+                files=[asdict(f) for f in tree.files],
+                manifest=result.manifest.model_dump(mode="json"),
+                runtime_kind=result.runtime_kind,
+                warnings=result.warnings,
+                path=str(final),
+                pushed_at=utcnow(),
+            )
+            db.add(revision)
+    project.active_revision_id = revision.id
+    project.updated_at = utcnow()
+    await db.flush()
+    old_files = [FileEntry(**f) for f in previous.files] if previous is not None else None
+    return {
+        "project": project.name,
+        "revision": revision_out(revision),
+        "tarball_diff": diff_trees(old_files, tree.files),
+        "warnings": list(revision.warnings),
+        "can_accept_new_jobs": True,
+    }

@@ -1,0 +1,145 @@
+"""Platform settings, read from ``COMPUTALOT_*`` environment variables.
+
+Bad values fail at start with the name of the offending variable (:class:`ConfigError`), never
+later in the middle of a request.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+class ConfigError(RuntimeError):
+    """A ``COMPUTALOT_*`` variable has a value we cannot use."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COMPUTALOT_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".computalot"), description="state directory")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy async URL; default SQLite in data_dir"
+    )
+    artifact_store: str | None = Field(
+        default=None,
+        description="local directory (default data_dir/artifacts) or s3://bucket/prefix",
+    )
+    metrics_token: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    public_url: str | None = Field(default=None, description="URL users reach the API at")
+    ray_address: str | None = None
+    ray_namespace: str = "computalot"
+
+    # Serve tuning (see README "Tuning the API").
+    serve_replicas: int = Field(default=1, ge=1, le=64)
+    serve_max_ongoing_requests: int = Field(default=256, ge=1)
+
+    # Limits.
+    max_json_body_bytes: int = Field(default=16 * MiB, ge=1024)
+    max_tarball_bytes: int = Field(default=512 * MiB, ge=1024)
+    max_tarball_members: int = Field(default=20_000, ge=1)
+    max_unpacked_bytes: int = Field(default=2 * GiB, ge=1024)
+    rate_limit_per_minute: int = Field(default=6000, ge=1, description="requests per account")
+    max_fanout_elements: int = Field(default=100_000, ge=1)
+
+    # Auth.
+    session_ttl_s: int = Field(default=24 * 3600, ge=60)
+    challenge_ttl_s: int = Field(default=300, ge=10)
+
+    # Engine.
+    max_inflight_tasks: int = Field(
+        default=0, ge=0, description="Ray tasks in flight at once; 0 = 2 x cluster CPUs + 8"
+    )
+    dispatch_interval_s: float = Field(default=0.5, gt=0, le=60)
+    kill_grace_s: float = Field(default=5.0, ge=0, le=300)
+    worker_lost_retries: int = Field(
+        default=2, ge=0, le=10, description="extra attempts after infrastructure loss"
+    )
+    default_usd_per_cpu_hour: float = Field(default=0.05, ge=0)
+    allow_private_callbacks: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_db_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            return "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if not (
+            value.startswith("sqlite+aiosqlite://") or value.startswith("postgresql+asyncpg://")
+        ):
+            raise ValueError("use sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        if value in ("localhost", "0.0.0.0", "::"):
+            return value
+        try:
+            ipaddress.ip_address(value)
+        except ValueError as exc:
+            raise ValueError("must be an IP address or 'localhost'") from exc
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'computalot.db'}"
+
+    @property
+    def resolved_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def binds_loopback_only(self) -> bool:
+        """True when only this machine can reach the API, so a loopback peer is truly local."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment; raise :class:`ConfigError` naming the bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = "COMPUTALOT_" + "_".join(str(p) for p in err["loc"]).upper()
+            problems.append(f"{name}: {err['msg']}")
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from None
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings (cached; tests call ``get_settings.cache_clear()``)."""
+    return load_settings()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``COMPUTALOT_*`` variables that reproduce ``settings`` in another process."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("COMPUTALOT_")}
+    env["COMPUTALOT_DATA_DIR"] = str(settings.data_dir.resolve())
+    env["COMPUTALOT_DATABASE_URL"] = settings.resolved_database_url
+    env["COMPUTALOT_HOST"] = settings.host
+    env["COMPUTALOT_PORT"] = str(settings.port)
+    return env

@@ -1,0 +1,234 @@
+"""Accounts, API keys, wallet sessions and the wallet whitelist.
+
+Tokens are stored only as sha256 hashes; lookups go by hash (an index hit), and the final
+comparison is constant-time.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from computalot.auth.tokens import hash_token, new_id, new_secret_token, token_kind, tokens_equal
+from computalot.errors import Conflict, NotFound, Unauthorized, field_error
+from computalot.store.models import Account, ApiKey, LedgerEntry, WalletSession, WalletWhitelist
+from computalot.timeutil import utcnow
+
+ROLES = ("admin", "member", "viewer")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the account and the credential that proved it."""
+
+    account_id: str
+    role: str
+    name: str
+    credential: str  # "flk" | "fls" | "flt"
+    credential_id: str
+
+    @property
+    def can_write(self) -> bool:
+        return self.role in ("admin", "member")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise field_error(["role"], f"must be one of {', '.join(ROLES)}")
+    return role
+
+
+async def create_account(
+    session: AsyncSession,
+    *,
+    name: str,
+    role: str = "member",
+    wallet_address: str | None = None,
+    chain: str | None = None,
+) -> Account:
+    account = Account(
+        id=new_id("acct"),
+        name=name,
+        role=check_role(role),
+        wallet_address=wallet_address,
+        chain=chain,
+        callback_secret=secrets.token_hex(32),
+        created_at=utcnow(),
+    )
+    session.add(account)
+    await session.flush()
+    return account
+
+
+async def get_account(session: AsyncSession, account_id: str) -> Account:
+    account = await session.get(Account, account_id)
+    if account is None:
+        raise NotFound(f"account {account_id} not found")
+    return account
+
+
+async def list_accounts(session: AsyncSession) -> list[Account]:
+    rows = await session.execute(select(Account).order_by(Account.created_at))
+    return list(rows.scalars())
+
+
+async def create_key(
+    session: AsyncSession, account_id: str, name: str | None = None
+) -> tuple[ApiKey, str]:
+    """Issue an API key; the plain token is returned once and never stored."""
+    await get_account(session, account_id)
+    token = new_secret_token("flk")
+    key = ApiKey(
+        id=new_id("key"),
+        account_id=account_id,
+        name=name,
+        token_hash=hash_token(token),
+        prefix=token[:8],
+        created_at=utcnow(),
+    )
+    session.add(key)
+    await session.flush()
+    return key, token
+
+
+async def revoke_key(session: AsyncSession, key_id: str) -> ApiKey:
+    key = await session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound(f"key {key_id} not found")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+    await session.flush()
+    return key
+
+
+async def list_keys(session: AsyncSession, account_id: str | None = None) -> list[ApiKey]:
+    query = select(ApiKey).order_by(ApiKey.created_at)
+    if account_id:
+        query = query.where(ApiKey.account_id == account_id)
+    return list((await session.execute(query)).scalars())
+
+
+async def authenticate(session: AsyncSession, token: str) -> Principal:
+    """Resolve a bearer token to a :class:`Principal` or raise 401."""
+    kind = token_kind(token)
+    if kind is None:
+        raise Unauthorized("malformed token")
+    digest = hash_token(token)
+    now = utcnow()
+    if kind == "flk":
+        key = (
+            await session.execute(select(ApiKey).where(ApiKey.token_hash == digest))
+        ).scalar_one_or_none()
+        if key is None or not tokens_equal(key.token_hash, digest):
+            raise Unauthorized("unknown API key")
+        if key.revoked_at is not None:
+            raise Unauthorized(
+                "API key was revoked", recommended_action="ask an admin for a new key"
+            )
+        account = await get_account(session, key.account_id)
+        return Principal(account.id, account.role, account.name, "flk", key.id)
+    if kind == "fls":
+        sess = (
+            await session.execute(select(WalletSession).where(WalletSession.token_hash == digest))
+        ).scalar_one_or_none()
+        if sess is None or not tokens_equal(sess.token_hash, digest):
+            raise Unauthorized("unknown wallet session")
+        if sess.expires_at <= now:
+            raise Unauthorized(
+                "wallet session expired", recommended_action="sign a new wallet challenge"
+            )
+        account = await get_account(session, sess.account_id)
+        return Principal(account.id, account.role, account.name, "fls", sess.id)
+    raise Unauthorized("task tokens are only valid for a running task's KV and artifact routes")
+
+
+async def create_wallet_session(
+    session: AsyncSession, account_id: str, ttl_s: int
+) -> tuple[WalletSession, str]:
+    token = new_secret_token("fls")
+    now = utcnow()
+    sess = WalletSession(
+        id=new_id("wss"),
+        account_id=account_id,
+        token_hash=hash_token(token),
+        created_at=now,
+        expires_at=now + timedelta(seconds=ttl_s),
+    )
+    session.add(sess)
+    await session.flush()
+    return sess, token
+
+
+async def whitelist_wallet(
+    session: AsyncSession,
+    *,
+    wallet_address: str,
+    chain: str,
+    role: str = "member",
+    name: str | None = None,
+) -> WalletWhitelist:
+    existing = await session.get(WalletWhitelist, (chain, wallet_address))
+    if existing is not None:
+        existing.role = check_role(role)
+        existing.name = name or existing.name
+        await session.flush()
+        return existing
+    entry = WalletWhitelist(
+        chain=chain,
+        wallet_address=wallet_address,
+        role=check_role(role),
+        name=name,
+        created_at=utcnow(),
+    )
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
+async def account_for_wallet(
+    session: AsyncSession, *, wallet_address: str, chain: str
+) -> Account | None:
+    query = select(Account).where(Account.wallet_address == wallet_address, Account.chain == chain)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def grant_credit(
+    session: AsyncSession, account_id: str, amount_usd: Decimal, memo: str | None = None
+) -> LedgerEntry:
+    if amount_usd <= 0:
+        raise field_error(["amount_usd"], "must be greater than 0")
+    await get_account(session, account_id)
+    entry = LedgerEntry(
+        id=new_id("led"),
+        account_id=account_id,
+        kind="grant",
+        amount_usd=amount_usd,
+        memo=memo or "admin grant",
+        created_at=utcnow(),
+    )
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
+async def ensure_name_free(session: AsyncSession, name: str) -> None:
+    row = await session.execute(select(Account.id).where(Account.name == name).limit(1))
+    if row.first() is not None:
+        raise Conflict(f"an account named {name!r} exists")
+
+
+async def revoke_all_sessions(session: AsyncSession, account_id: str) -> None:
+    await session.execute(
+        update(WalletSession)
+        .where(WalletSession.account_id == account_id)
+        .values(expires_at=utcnow())
+    )

@@ -1,0 +1,263 @@
+"""Account-scoped reads of jobs, tasks, events and results, and their public shapes (SPEC §5).
+
+Every query takes the caller's ``account_id``: another account's job is "not found", never
+"forbidden", and no route can forget the filter because there is no unscoped read here.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from computalot.errors import BadRequest, NotFound
+from computalot.jobs.fanout import element_payload
+from computalot.store.models import Event, Job, Task
+from computalot.timeutil import iso
+
+MAX_PAGE = 1000
+
+
+def encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> list[Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(values, list):
+            raise ValueError
+        return values
+    except ValueError:
+        raise BadRequest(
+            "cursor is not valid", recommended_action="pass next_cursor from the previous page"
+        ) from None
+
+
+async def get_job(db: AsyncSession, account_id: str, job_id: str) -> Job:
+    job = await db.get(Job, job_id)
+    if job is None or job.account_id != account_id:
+        raise NotFound(
+            f"job {job_id} not found", recommended_action="list your jobs with GET /api/v1/jobs"
+        )
+    return job
+
+
+async def list_jobs(
+    db: AsyncSession,
+    account_id: str,
+    *,
+    status: str | None,
+    project: str | None,
+    tag: str | None,
+    type: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Job], str | None]:
+    query = select(Job).where(Job.account_id == account_id)
+    if status:
+        query = query.where(Job.status.in_(status.split(",")))
+    if project:
+        query = query.where(Job.project_name == project)
+    if type:
+        query = query.where(Job.type == type)
+    if cursor:
+        created, last_id = decode_cursor(cursor)
+        from datetime import datetime
+
+        at = datetime.fromisoformat(created)
+        query = query.where(or_(Job.created_at < at, and_(Job.created_at == at, Job.id < last_id)))
+    query = query.order_by(Job.created_at.desc(), Job.id.desc())
+    if tag:
+        # Tags live in a JSON list; filtering in Python keeps one code path for SQLite and PG.
+        jobs: list[Job] = []
+        async for row in await db.stream_scalars(query.execution_options(yield_per=500)):
+            if tag in (row.tags or []):
+                jobs.append(row)
+                if len(jobs) > limit:
+                    break
+    else:
+        jobs = list((await db.execute(query.limit(limit + 1))).scalars())
+    next_cursor = None
+    if len(jobs) > limit:
+        jobs = jobs[:limit]
+        last = jobs[-1]
+        next_cursor = encode_cursor([last.created_at.isoformat(), last.id])
+    return jobs, next_cursor
+
+
+def job_out(job: Job) -> dict[str, Any]:
+    done = job.n_completed + job.n_failed + job.n_cancelled
+    return {
+        "id": job.id,
+        "type": job.type,
+        "recipe": job.recipe,
+        "project": job.project_name,
+        "revision_id": job.revision_id,
+        "status": job.status,
+        "priority": job.priority,
+        "tags": job.tags,
+        "depends_on": job.depends_on,
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "timeout_s": job.timeout_s,
+        "max_retries": job.max_retries,
+        "requirements": job.requirements,
+        "runner_command": job.spec.get("runner_command"),
+        "fan_out": {"kind": job.spec.get("kind"), "elements": job.spec.get("element_count")},
+        "task_counts": {
+            "total": job.n_total,
+            "queued": job.n_queued,
+            "running": job.n_running,
+            "completed": job.n_completed,
+            "failed": job.n_failed,
+            "cancelled": job.n_cancelled,
+        },
+        "progress": round(done / job.n_total, 6) if job.n_total else 0.0,
+        "error": job.error,
+        "recommended_action": job.recommended_action,
+        "warnings": job.warnings,
+        "cost": {"held_usd": float(job.held_usd), "charged_usd": float(job.charged_usd)},
+        "meta": job.meta,
+        "variant": job.variant,
+    }
+
+
+def task_payload_for(job: Job, task: Task) -> dict[str, Any]:
+    kind = job.spec.get("kind", "single")
+    fan_out = job.spec.get("fan_out")
+    if task.batched:
+        return {
+            "batch": [element_payload(kind, job.payload, fan_out, it) for it in task.item or []]
+        }
+    item = task.item[0] if task.item else None
+    return (
+        element_payload(kind, job.payload, fan_out, item) if kind != "single" else dict(job.payload)
+    )
+
+
+def task_out(job: Job, task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "job_id": task.job_id,
+        "index": task.index,
+        "status": task.status,
+        "attempt": task.attempt,
+        "elements": {"start": task.element_start, "count": task.element_count},
+        "payload": task_payload_for(job, task),
+        "started_at": iso(task.started_at),
+        "finished_at": iso(task.finished_at),
+        "duration_s": task.duration_s,
+        "exit_code": task.exit_code,
+        "error": task.error,
+        "output": task.output_tail or "",
+        "latest_progress": task.latest_progress,
+        "live_feedback": {"output_tail": task.output_tail or ""},
+        "result_quality": task.result_quality,
+        "result_warnings": task.result_warnings or [],
+        "artifacts": task.artifacts or [],
+    }
+
+
+async def list_tasks(
+    db: AsyncSession, job: Job, *, limit: int, cursor: str | None, status: str | None = None
+) -> tuple[list[Task], str | None]:
+    query = select(Task).where(Task.job_id == job.id, Task.account_id == job.account_id)
+    if status:
+        query = query.where(Task.status.in_(status.split(",")))
+    if cursor:
+        (after,) = decode_cursor(cursor)
+        query = query.where(Task.index > int(after))
+    rows = list((await db.execute(query.order_by(Task.index).limit(limit + 1))).scalars())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor([rows[-1].index])
+    return rows, next_cursor
+
+
+async def list_events(
+    db: AsyncSession, account_id: str, job_ids: list[str], *, after: int, limit: int
+) -> list[Event]:
+    query = (
+        select(Event)
+        .where(Event.job_id.in_(job_ids), Event.account_id == account_id, Event.id > after)
+        .order_by(Event.id)
+        .limit(limit)
+    )
+    return list((await db.execute(query)).scalars())
+
+
+def event_out(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "job_id": event.job_id,
+        "event": event.event,
+        "data": event.data,
+        "created_at": iso(event.created_at),
+    }
+
+
+def element_results(task: Task) -> list[dict[str, Any]]:
+    """A task's per-element outcomes: a batched task is split back into its elements."""
+    stored = task.result
+    if task.batched:
+        elements = stored.get("elements") if isinstance(stored, dict) else None
+        out = []
+        for i in range(task.element_count):
+            el = elements[i] if elements and i < len(elements) else None
+            out.append(
+                {
+                    "task_id": task.id,
+                    "index": task.element_start + i,
+                    "status": task.status,
+                    "result": el.get("result") if el else None,
+                    "result_quality": el.get("quality") if el else None,
+                    "result_warnings": el.get("warnings", [])
+                    if el
+                    else list(task.result_warnings or []),
+                    "artifacts": task.artifacts or [],
+                }
+            )
+        return out
+    return [
+        {
+            "task_id": task.id,
+            "index": task.element_start,
+            "status": task.status,
+            "result": stored,
+            "result_quality": task.result_quality,
+            "result_warnings": task.result_warnings or [],
+            "artifacts": task.artifacts or [],
+        }
+    ]
+
+
+async def results_page(
+    db: AsyncSession, job: Job, *, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Per-element results from element index ``cursor`` on, at most ``limit`` of them."""
+    start = int(decode_cursor(cursor)[0]) if cursor else 0
+    query = (
+        select(Task)
+        .where(
+            Task.job_id == job.id,
+            Task.account_id == job.account_id,
+            Task.element_start + Task.element_count > start,
+        )
+        .order_by(Task.element_start)
+    )
+    out: list[dict[str, Any]] = []
+    async for task in await db.stream_scalars(query.execution_options(yield_per=200)):
+        for element in element_results(task):
+            if element["index"] < start:
+                continue
+            if len(out) == limit:
+                return out, encode_cursor([element["index"]])
+            out.append(element)
+    return out, None

@@ -1,0 +1,312 @@
+"""SQLAlchemy models: the whole schema of SPEC.md, including parts later issues fill in.
+
+The store is the source of truth; actors keep caches only. Every account-owned row carries
+``account_id`` so the query layer can scope by it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite would hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use computalot.timeutil.utcnow()")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Money = Numeric(18, 6)
+#: SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit sequence.
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, Any: JSON}
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    wallet_address: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    chain: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    callback_secret: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    __table_args__ = (UniqueConstraint("chain", "wallet_address", name="uq_accounts_wallet"),)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class WalletSession(Base):
+    __tablename__ = "wallet_sessions"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class WalletChallenge(Base):
+    __tablename__ = "wallet_challenges"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    wallet_address: Mapped[str] = mapped_column(String(42))
+    chain: Mapped[str] = mapped_column(String(32))
+    nonce: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class WalletWhitelist(Base):
+    __tablename__ = "wallet_whitelist"
+    chain: Mapped[str] = mapped_column(String(32), primary_key=True)
+    wallet_address: Mapped[str] = mapped_column(String(42), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Feedback(Base):
+    __tablename__ = "feedback"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)
+    account_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    remote_dir: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    active_revision_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    warm_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    __table_args__ = (UniqueConstraint("account_id", "name", name="uq_projects_account_name"),)
+
+
+class Revision(Base):
+    __tablename__ = "revisions"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    account_id: Mapped[str] = mapped_column(String(40), index=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    files: Mapped[list[Any]] = mapped_column(JSON)
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    runtime_kind: Mapped[str] = mapped_column(String(16))
+    warnings: Mapped[list[Any]] = mapped_column(JSON)
+    path: Mapped[str] = mapped_column(String(1024))
+    pushed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    __table_args__ = (
+        UniqueConstraint("project_id", "content_hash", name="uq_revisions_project_hash"),
+    )
+
+
+class KvEntry(Base):
+    __tablename__ = "project_kv"
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    recipe: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    project_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    project_name: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    revision_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str] = mapped_column(String(8))
+    tags: Mapped[list[Any]] = mapped_column(JSON)
+    depends_on: Mapped[list[Any]] = mapped_column(JSON)
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    timeout_s: Mapped[int] = mapped_column(Integer)
+    max_retries: Mapped[int] = mapped_column(Integer)
+    requirements: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    resources: Mapped[dict[str, Any]] = mapped_column(JSON)
+    n_total: Mapped[int] = mapped_column(Integer, default=0)
+    n_queued: Mapped[int] = mapped_column(Integer, default=0)
+    n_running: Mapped[int] = mapped_column(Integer, default=0)
+    n_completed: Mapped[int] = mapped_column(Integer, default=0)
+    n_failed: Mapped[int] = mapped_column(Integer, default=0)
+    n_cancelled: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    recommended_action: Mapped[str | None] = mapped_column(Text, nullable=True)
+    warnings: Mapped[list[Any]] = mapped_column(JSON)
+    aggregate_result: Mapped[Any] = mapped_column(JSON, nullable=True)
+    held_usd: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    charged_usd: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    meta: Mapped[Any] = mapped_column(JSON, nullable=True)
+    variant: Mapped[Any] = mapped_column(JSON, nullable=True)
+    callback_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    __table_args__ = (
+        Index("ix_jobs_account_created", "account_id", "created_at", "id"),
+        Index("ix_jobs_status", "status"),
+    )
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    account_id: Mapped[str] = mapped_column(String(40))
+    index: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    lost_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    element_start: Mapped[int] = mapped_column(Integer)
+    element_count: Mapped[int] = mapped_column(Integer)
+    batched: Mapped[bool] = mapped_column(Boolean, default=False)
+    item: Mapped[Any] = mapped_column(JSON, nullable=True)
+    run_epoch: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    stdout: Mapped[str | None] = mapped_column(Text, nullable=True)
+    stderr: Mapped[str | None] = mapped_column(Text, nullable=True)
+    output_tail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    output_attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    latest_progress: Mapped[Any] = mapped_column(JSON, nullable=True)
+    result: Mapped[Any] = mapped_column(JSON, nullable=True)
+    result_quality: Mapped[float | None] = mapped_column(Float, nullable=True)
+    result_warnings: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    artifacts: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    __table_args__ = (
+        Index("ix_tasks_job_index", "job_id", "index"),
+        Index("ix_tasks_job_status", "job_id", "status"),
+        Index("ix_tasks_status", "status"),
+    )
+
+
+class Event(Base):
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(40))
+    account_id: Mapped[str] = mapped_column(String(40))
+    event: Mapped[str] = mapped_column(String(16))
+    data: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    __table_args__ = (Index("ix_events_job_id", "job_id", "id"),)
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+    account_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Artifact(Base):
+    __tablename__ = "artifacts"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(40), index=True)
+    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    task_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    filename: Mapped[str] = mapped_column(String(1024))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    content_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    state: Mapped[str] = mapped_column(String(16))
+    storage_key: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Hold(Base):
+    __tablename__ = "holds"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(40), index=True)
+    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    amount_usd: Mapped[Decimal] = mapped_column(Money)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    settled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class LedgerEntry(Base):
+    __tablename__ = "ledger"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(40), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    amount_usd: Mapped[Decimal] = mapped_column(Money)
+    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    memo: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Quote(Base):
+    __tablename__ = "quotes"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(40), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    amount_usd: Mapped[Decimal] = mapped_column(Money)
+    status: Mapped[str] = mapped_column(String(16))
+    payment_nonce: Mapped[str | None] = mapped_column(String(80), nullable=True, unique=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())

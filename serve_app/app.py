@@ -1,0 +1,53 @@
+"""The FastAPI application: built the same way under Ray Serve and under plain uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+
+from computalot.settings import Settings
+from computalot.store.db import Store
+from serve_app.errors import install_error_handlers
+from serve_app.middleware import BodyLimitMiddleware, BodyLimits, Metrics, ObserveMiddleware
+from serve_app.ratelimit import RateLimiter
+from serve_app.routes import account, admin, auth, docs, feedback, ops
+
+log = logging.getLogger("computalot.api")
+
+ARTIFACT_MAX_BYTES = 2 * 1024**3
+
+ROUTERS = [ops.router, docs.router, auth.router, account.router, admin.router, feedback.router]
+
+
+def create_app(settings: Settings, *, engine: Any = None, store: Store | None = None) -> FastAPI:
+    """Build the API. ``engine`` is the client of the Ray-side engine (``None`` = not ready)."""
+    app = FastAPI(
+        title="Computalot",
+        version="0.2.0",
+        description="Submit jobs, get structured JSON results. See /llms.txt.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.store = store or Store(settings.resolved_database_url)
+    app.state.engine = engine
+    app.state.metrics = Metrics()
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    install_error_handlers(app)
+    for router in ROUTERS + _engine_routers():
+        app.include_router(router)
+    limits = BodyLimits(
+        settings.max_json_body_bytes, settings.max_tarball_bytes, ARTIFACT_MAX_BYTES
+    )
+    app.add_middleware(BodyLimitMiddleware, limits=limits)
+    app.add_middleware(ObserveMiddleware, metrics=app.state.metrics)
+    return app
+
+
+def _engine_routers() -> list[Any]:
+    """Routers for projects and jobs (imported lazily: they pull in the job planner)."""
+    from serve_app.routes import jobs, projects, streams
+
+    return [projects.router, streams.router, jobs.router]

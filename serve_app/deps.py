@@ -1,0 +1,70 @@
+"""Route dependencies: route signatures read like contracts (``Db``, ``Caller``, ``Writer``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from computalot.errors import Forbidden, Unauthorized
+from computalot.settings import Settings
+from computalot.store.accounts import Principal, authenticate
+from computalot.store.db import Store
+
+
+def get_store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
+    async with get_store(request).sessions() as session:
+        yield session
+
+
+Db = Annotated[AsyncSession, Depends(get_db)]
+AppSettings = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+async def get_caller(request: Request, db: Db) -> Principal:
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthorized("missing bearer token")
+    principal = await authenticate(db, token)
+    request.state.principal = principal
+    request.app.state.rate_limiter.check(principal.account_id)
+    return principal
+
+
+async def get_writer(caller: Annotated[Principal, Depends(get_caller)]) -> Principal:
+    if not caller.can_write:
+        raise Forbidden(f"role '{caller.role}' is read-only")
+    return caller
+
+
+async def get_admin(caller: Annotated[Principal, Depends(get_caller)]) -> Principal:
+    if not caller.is_admin:
+        raise Forbidden("admin role required")
+    return caller
+
+
+Caller = Annotated[Principal, Depends(get_caller)]
+Writer = Annotated[Principal, Depends(get_writer)]
+Admin = Annotated[Principal, Depends(get_admin)]

@@ -1,0 +1,92 @@
+"""Every non-2xx answer in SPEC §2's envelope, FastAPI's own 404/405/422 included."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from computalot.errors import ComputalotError
+
+log = logging.getLogger("computalot.api")
+
+_STATUS_CODES = {
+    400: ("bad_request", "fix the request body and resubmit"),
+    401: ("unauthorized", "send 'Authorization: Bearer <token>' with a valid token"),
+    403: ("forbidden", "ask an admin for an account or role that allows this action"),
+    404: ("not_found", "check the path against /llms.txt or GET /api/v1/docs"),
+    405: ("method_not_allowed", "use one of the methods in the Allow header"),
+    413: ("payload_too_large", "send a smaller body; upload large inputs as artifacts"),
+    415: ("unsupported_media_type", "send Content-Type: application/json"),
+    422: ("validation_error", "fix the field named in details and resubmit"),
+    429: ("rate_limited", "wait for Retry-After seconds, then retry"),
+    503: ("not_ready", "wait a few seconds and retry"),
+}
+
+
+def envelope(status: int, code: str, message: str, **extra: Any) -> dict[str, Any]:
+    default_code, action = _STATUS_CODES.get(status, ("error", "retry later"))
+    body = {
+        "code": code or default_code,
+        "message": message,
+        "details": extra.pop("details", []),
+        "recommended_action": extra.pop("recommended_action", action),
+    }
+    return {"error": body, **extra}
+
+
+def error_response(exc: ComputalotError) -> JSONResponse:
+    return JSONResponse(exc.to_dict(), status_code=exc.status, headers=exc.headers or None)
+
+
+def _loc(loc: tuple[Any, ...] | list[Any]) -> list[Any]:
+    """Drop FastAPI's 'body' prefix so the failing field reads like the JSON the user sent."""
+    parts = list(loc)
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    return parts
+
+
+def validation_details(errors: list[Any]) -> tuple[str, list[dict[str, Any]], int]:
+    details = []
+    status = 422
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            status = 400
+        loc = _loc(err.get("loc", ()))
+        details.append({"loc": loc, "msg": str(err.get("msg", "invalid")), "type": err.get("type")})
+    first = details[0] if details else {"loc": [], "msg": "invalid request"}
+    field = ".".join(str(p) for p in first["loc"]) or "body"
+    return f"{field}: {first['msg']}", details, status
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ComputalotError)
+    async def _computalot(_req: Request, exc: ComputalotError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        message, details, status = validation_details(list(exc.errors()))
+        if status == 400:
+            body = envelope(400, "bad_request", "request body is not valid JSON", details=details)
+        else:
+            body = envelope(422, "validation_error", message, details=details)
+        return JSONResponse(body, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, ("error", ""))[0]
+        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = "no such route"
+        return JSONResponse(
+            envelope(exc.status_code, code, detail),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )

@@ -1,0 +1,175 @@
+"""Pure-ASGI middleware: body limits, metrics, and the last-resort 500 envelope.
+
+Pure ASGI (not ``BaseHTTPMiddleware``) keeps streaming responses streaming and costs
+microseconds per request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.exceptions import HTTPException
+
+log = logging.getLogger("computalot.api")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PUSH_PATH = re.compile(r"^/api/v1/projects/[^/]+/push$")
+ARTIFACT_PATH = re.compile(r"^/api/v1/artifacts(/.*)?$")
+
+
+class BodyLimits:
+    """Per-route byte caps (SPEC §2 413): enforced on Content-Length and on streamed bytes."""
+
+    def __init__(self, json_bytes: int, tarball_bytes: int, artifact_bytes: int) -> None:
+        self.json_bytes = json_bytes
+        self.tarball_bytes = tarball_bytes
+        self.artifact_bytes = artifact_bytes
+
+    def for_path(self, path: str) -> tuple[int, str]:
+        if PUSH_PATH.match(path):
+            return self.tarball_bytes, "tarball"
+        if ARTIFACT_PATH.match(path):
+            return self.artifact_bytes, "artifact"
+        return self.json_bytes, "JSON body"
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, limits: BodyLimits) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit, what = self.limits.for_path(scope["path"])
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > limit:
+                    await _send_json(send, 413, _too_large(what, limit))
+                    return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise HTTPException(413, f"{what} is over the {limit} byte limit")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def _too_large(what: str, limit: int) -> dict[str, Any]:
+    return {
+        "error": {
+            "code": "payload_too_large",
+            "message": f"{what} is over the {limit} byte limit",
+            "details": [{"loc": ["body"], "msg": f"limit is {limit} bytes"}],
+            "recommended_action": "send a smaller body; upload large inputs as artifacts and reference them",
+        }
+    }
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    raw = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(raw)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": raw})
+
+
+class Metrics:
+    """Request counts and latency by route template and status (one registry per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "computalot_http_requests",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "computalot_http_request_duration_seconds",
+            "HTTP request latency in seconds by route",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+
+
+class ObserveMiddleware:
+    """Outermost layer: records metrics and turns an escaped exception into a 500 envelope."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+        started = False
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        except Exception:
+            error_id = "err_" + secrets.token_hex(8)
+            log.exception("unhandled error %s on %s %s", error_id, scope["method"], scope["path"])
+            status = 500
+            if not started:
+                await _send_json(
+                    send,
+                    500,
+                    {
+                        "error": {
+                            "code": "internal_error",
+                            "message": f"internal error (id {error_id})",
+                            "details": [],
+                            "recommended_action": "retry later; if it persists, report the error id "
+                            "via POST /api/v1/feedback",
+                            "error_id": error_id,
+                        }
+                    },
+                )
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope["method"]
+            self.metrics.requests.labels(method, template, str(status)).inc()
+            self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)

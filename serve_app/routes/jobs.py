@@ -1,0 +1,243 @@
+"""Jobs: submit, list, read, tasks, output, events, cancel, results, presets (SPEC §5)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from computalot.errors import ComputalotError, NotReady, ValidationFailed
+from computalot.jobs.resources import presets_out
+from computalot.jobs.submit import submit_job
+from computalot.schemas.jobs import TERMINAL_JOB, JobSubmit
+from computalot.store import jobs as store
+from computalot.store.models import Job
+from serve_app.deps import AppSettings, Caller, Db, Writer
+from serve_app.errors import validation_details
+
+router = APIRouter(prefix="/api/v1", tags=["jobs"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+def _engine(request: Request) -> Any:
+    engine = request.app.state.engine
+    if engine is None:
+        raise NotReady(
+            "the job engine is not running", recommended_action="retry when GET /ready is 200"
+        )
+    return engine
+
+
+async def _submit(
+    request: Request, db: Any, caller: Any, body: JobSubmit, key: str | None
+) -> tuple[dict[str, Any], bool]:
+    engine = _engine(request)
+    settings = request.app.state.settings
+    submitted = await submit_job(
+        db,
+        caller.account_id,
+        body,
+        idempotency_key=key,
+        cluster_nodes=await engine.nodes(),
+        max_elements=settings.max_fanout_elements,
+    )
+    await db.commit()
+    if submitted.created:
+        engine.kick()
+    return store.job_out(submitted.job), submitted.created
+
+
+@router.post("/jobs", status_code=201)
+async def create_job(
+    body: JobSubmit,
+    request: Request,
+    caller: Writer,
+    db: Db,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    job, created = await _submit(request, db, caller, body, idempotency_key)
+    return JSONResponse(job, status_code=201 if created else 200)
+
+
+class BatchSubmit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    jobs: list[dict[str, Any]] = Field(min_length=1, max_length=200)
+
+
+@router.post("/jobs/batch", status_code=201)
+async def create_jobs_batch(
+    body: BatchSubmit, request: Request, caller: Writer, db: Db
+) -> dict[str, Any]:
+    """Each job is validated and created on its own; the answer keeps the input order."""
+    out: list[dict[str, Any]] = []
+    for i, raw in enumerate(body.jobs):
+        try:
+            try:
+                parsed = JobSubmit.model_validate(raw)
+            except ValidationError as exc:
+                message, details, _ = validation_details(list(exc.errors()))
+                raise ValidationFailed(f"jobs[{i}].{message}", details=details) from None
+            job, _ = await _submit(request, db, caller, parsed, None)
+            out.append(job)
+        except ComputalotError as exc:
+            await db.rollback()
+            out.append(exc.to_dict())
+    return {"jobs": out}
+
+
+@router.get("/jobs")
+async def list_jobs(
+    caller: Caller,
+    db: Db,
+    status: str | None = None,
+    project: str | None = None,
+    tag: str | None = None,
+    type: str | None = None,
+    limit: int = Query(default=50, ge=1, le=500),
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    jobs, next_cursor = await store.list_jobs(
+        db,
+        caller.account_id,
+        status=status,
+        project=project,
+        tag=tag,
+        type=type,
+        limit=limit,
+        cursor=cursor,
+    )
+    return {"jobs": [store.job_out(j) for j in jobs], "next_cursor": next_cursor}
+
+
+@router.get("/jobs/{job_id}")
+async def get_job(job_id: str, caller: Caller, db: Db) -> dict[str, Any]:
+    return store.job_out(await store.get_job(db, caller.account_id, job_id))
+
+
+@router.get("/jobs/{job_id}/tasks")
+async def get_tasks(
+    job_id: str,
+    caller: Caller,
+    db: Db,
+    status: str | None = None,
+    limit: int = Query(default=100, ge=1, le=store.MAX_PAGE),
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    job = await store.get_job(db, caller.account_id, job_id)
+    tasks, next_cursor = await store.list_tasks(db, job, limit=limit, cursor=cursor, status=status)
+    return {
+        "job_id": job.id,
+        "tasks": [store.task_out(job, t) for t in tasks],
+        "next_cursor": next_cursor,
+    }
+
+
+@router.get("/jobs/{job_id}/output")
+async def get_output(
+    job_id: str,
+    caller: Caller,
+    db: Db,
+    limit: int = Query(default=100, ge=1, le=store.MAX_PAGE),
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    job = await store.get_job(db, caller.account_id, job_id)
+    tasks, next_cursor = await store.list_tasks(db, job, limit=limit, cursor=cursor)
+    out = []
+    for t in tasks:
+        live = t.output_tail or ""
+        stdout = t.stdout if t.stdout is not None else live
+        out.append(
+            {
+                "task_id": t.id,
+                "index": t.index,
+                "attempt": t.output_attempt or t.attempt,
+                "status": t.status,
+                "stdout": stdout,
+                "stderr": t.stderr or "",
+            }
+        )
+    return {"job_id": job.id, "tasks": out, "next_cursor": next_cursor}
+
+
+@router.get("/jobs/{job_id}/events")
+async def get_events(
+    job_id: str,
+    caller: Caller,
+    db: Db,
+    limit: int = Query(default=200, ge=1, le=store.MAX_PAGE),
+    after: int = Query(default=0, ge=0),
+) -> dict[str, Any]:
+    job = await store.get_job(db, caller.account_id, job_id)
+    events = await store.list_events(db, caller.account_id, [job.id], after=after, limit=limit)
+    return {
+        "job_id": job.id,
+        "events": [store.event_out(e) for e in events],
+        "next_after": events[-1].id if events else after,
+    }
+
+
+@router.put("/jobs/{job_id}/cancel")
+async def cancel_job(job_id: str, request: Request, caller: Writer, db: Db) -> dict[str, Any]:
+    """Stops queued and running tasks; cancelling a finished job is not an error."""
+    job = await store.get_job(db, caller.account_id, job_id)
+    if job.status not in TERMINAL_JOB:
+        job.cancel_requested = True
+        await db.commit()
+        await _engine(request).cancel(job.id)
+        await db.refresh(job)
+    return store.job_out(job)
+
+
+@router.get("/results/{job_id}")
+async def get_results(
+    job_id: str,
+    caller: Caller,
+    db: Db,
+    limit: int = Query(default=1000, ge=1, le=store.MAX_PAGE),
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    job = await store.get_job(db, caller.account_id, job_id)
+    results, next_cursor = await store.results_page(db, job, limit=limit, cursor=cursor)
+    return _results_out(job, results, next_cursor)
+
+
+def _results_out(
+    job: Job, results: list[dict[str, Any]], next_cursor: str | None
+) -> dict[str, Any]:
+    duration = None
+    if job.started_at and job.finished_at:
+        duration = round((job.finished_at - job.started_at).total_seconds(), 3)
+    done = job.n_completed + job.n_failed + job.n_cancelled
+    return {
+        "job_id": job.id,
+        "status": job.status,
+        "summary": {
+            "total": job.n_total,
+            "completed": job.n_completed,
+            "failed": job.n_failed,
+            "cancelled": job.n_cancelled,
+            "duration_s": duration,
+        },
+        "completeness": round(job.n_completed / job.n_total, 6) if job.n_total else 0.0,
+        "finished": job.status in TERMINAL_JOB,
+        "progress": round(done / job.n_total, 6) if job.n_total else 0.0,
+        "aggregate_result": job.aggregate_result,
+        "aggregate_aliases": {},
+        "error": job.error,
+        "recommended_action": job.recommended_action,
+        "results": results,
+        "next_cursor": next_cursor,
+        "result_persisted": True,
+        "output_persisted": True,
+        "warnings": job.warnings,
+        "meta": job.meta,
+        "variant": job.variant,
+    }
+
+
+@router.get("/presets")
+async def presets(_caller: Caller) -> dict[str, Any]:
+    return presets_out()

@@ -1,0 +1,101 @@
+"""Operator routes: liveness, readiness, Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from computalot.errors import ComputalotError, Forbidden
+from computalot.store.accounts import authenticate
+from serve_app.deps import get_settings_dep, get_store
+
+router = APIRouter(tags=["ops"])
+
+READY_TIMEOUT_S = 3.0
+
+
+@router.get("/health")
+async def health() -> dict[str, Any]:
+    return {"status": "ok"}
+
+
+@router.get("/live")
+async def live() -> dict[str, Any]:
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(request: Request) -> JSONResponse:
+    checks: dict[str, str] = {}
+    try:
+        await asyncio.wait_for(get_store(request).ping(), READY_TIMEOUT_S)
+        checks["store"] = "ok"
+    except Exception as exc:  # any failure means "not ready", reported by name
+        checks["store"] = f"unavailable: {type(exc).__name__}"
+    engine = request.app.state.engine
+    try:
+        if engine is None:
+            raise RuntimeError("no engine configured")
+        await asyncio.wait_for(engine.ping(), READY_TIMEOUT_S)
+        checks["engine"] = "ok"
+    except Exception as exc:
+        checks["engine"] = f"unavailable: {type(exc).__name__}"
+    if all(v == "ok" for v in checks.values()):
+        return JSONResponse({"status": "ready", "checks": checks})
+    return JSONResponse(
+        {
+            "error": {
+                "code": "not_ready",
+                "message": "controller is not ready: "
+                + ", ".join(f"{k} {v}" for k, v in checks.items() if v != "ok"),
+                "details": [{"loc": [k], "msg": v} for k, v in checks.items()],
+                "recommended_action": "wait a few seconds and retry",
+            },
+            "checks": checks,
+        },
+        status_code=503,
+    )
+
+
+def _is_local(request: Request) -> bool:
+    settings = get_settings_dep(request)
+    peer = request.client.host if request.client else ""
+    forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
+    candidate = forwarded or peer
+    try:
+        loopback = ipaddress.ip_address(candidate).is_loopback
+    except ValueError:
+        return False
+    # Behind the Serve ingress every peer looks like 127.0.0.1; only trust that when the API
+    # is bound to loopback, so no remote client can reach it at all.
+    return loopback and (bool(forwarded) or settings.binds_loopback_only)
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    if not _is_local(request):
+        header = request.headers.get("authorization", "")
+        token = header.partition(" ")[2].strip() if header.lower().startswith("bearer ") else ""
+        metrics_token = get_settings_dep(request).metrics_token
+        allowed = bool(
+            metrics_token and token and hmac.compare_digest(token, metrics_token.get_secret_value())
+        )
+        if not allowed and token:
+            try:
+                async with get_store(request).sessions() as db:
+                    allowed = (await authenticate(db, token)).is_admin
+            except ComputalotError:
+                allowed = False
+        if not allowed:
+            raise Forbidden(
+                "metrics are for operators",
+                recommended_action="call from the API host, or send an admin token or the metrics token",
+            )
+    body = generate_latest(request.app.state.metrics.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

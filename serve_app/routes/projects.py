@@ -1,0 +1,140 @@
+"""Projects: CRUD, the raw-tarball push, and readiness (SPEC §4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from computalot.projects import service
+from serve_app.deps import AppSettings, Caller, Db, Writer
+
+router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
+
+
+class ProjectCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=63)
+    remote_dir: str | None = Field(default=None, max_length=1024)
+    description: str | None = Field(default=None, max_length=10_000)
+
+
+class ProjectUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    remote_dir: str | None = Field(default=None, max_length=1024)
+    description: str | None = Field(default=None, max_length=10_000)
+
+
+@router.post("", status_code=201)
+async def create_project(body: ProjectCreate, caller: Writer, db: Db) -> dict[str, Any]:
+    project = await service.create_project(
+        db,
+        caller.account_id,
+        name=body.name,
+        remote_dir=body.remote_dir,
+        description=body.description,
+    )
+    await db.commit()
+    return service.project_out(project, None)
+
+
+@router.get("")
+async def list_projects(caller: Caller, db: Db) -> dict[str, Any]:
+    projects = await service.list_projects(db, caller.account_id)
+    out = []
+    for p in projects:
+        out.append(service.project_out(p, await service.get_revision(db, p.active_revision_id)))
+    return {"projects": out}
+
+
+@router.get("/{name}")
+async def get_project(name: str, caller: Caller, db: Db) -> dict[str, Any]:
+    project = await service.get_project(db, caller.account_id, name)
+    return service.project_out(project, await service.get_revision(db, project.active_revision_id))
+
+
+@router.put("/{name}")
+async def update_project(name: str, body: ProjectUpdate, caller: Writer, db: Db) -> dict[str, Any]:
+    project = await service.get_project(db, caller.account_id, name)
+    for key, value in body.model_dump(exclude_unset=True).items():
+        setattr(project, key, value)
+    await db.commit()
+    return service.project_out(project, await service.get_revision(db, project.active_revision_id))
+
+
+@router.delete("/{name}")
+async def delete_project(name: str, caller: Writer, db: Db) -> dict[str, Any]:
+    project = await service.get_project(db, caller.account_id, name)
+    await service.delete_project(db, project)
+    await db.commit()
+    return {"deleted": True, "name": name}
+
+
+@router.post("/{name}/push")
+async def push_project(
+    name: str, request: Request, caller: Writer, db: Db, settings: AppSettings
+) -> dict[str, Any]:
+    """Raw gzip'd tarball body (``curl --data-binary @code.tar.gz``), not multipart."""
+    project = await service.get_project(db, caller.account_id, name)
+    upload = await service.receive_upload(
+        request.stream(), settings.data_dir.resolve() / "uploads", settings.max_tarball_bytes
+    )
+    answer = await service.push_revision(db, project, upload, settings)
+    await db.commit()
+    return answer
+
+
+@router.get("/{name}/status")
+async def project_status(name: str, caller: Caller, db: Db, request: Request) -> dict[str, Any]:
+    project = await service.get_project(db, caller.account_id, name)
+    revision = await service.get_revision(db, project.active_revision_id)
+    return await _status(request, project, revision)
+
+
+@router.get("/{name}/status/details")
+async def project_status_details(
+    name: str, caller: Caller, db: Db, request: Request
+) -> dict[str, Any]:
+    project = await service.get_project(db, caller.account_id, name)
+    revision = await service.get_revision(db, project.active_revision_id)
+    status = await _status(request, project, revision)
+    warm = (project.warm_state or {}).get(revision.id, {}) if revision else {}
+    status["nodes"] = [
+        {
+            "node": f"node-{i + 1}",
+            "state": "ready",
+            "warmed_at": at,
+            "duration_s": None,
+            "error": None,
+        }
+        for i, at in enumerate(sorted(warm.values()))
+    ]
+    status["validation"] = []
+    status["warnings"] = list(revision.warnings) if revision else []
+    status["recommended_action"] = (
+        "push code with POST /api/v1/projects/:name/push"
+        if revision is None
+        else "submit a job; the first job on a node prepares the runtime"
+        if not warm
+        else "none: the project is ready"
+    )
+    return status
+
+
+async def _status(request: Request, project: Any, revision: Any) -> dict[str, Any]:
+    engine = request.app.state.engine
+    nodes = await engine.nodes() if engine is not None else []
+    warm = (project.warm_state or {}).get(revision.id, {}) if revision else {}
+    state = "ready" if warm else "published" if revision else "empty"
+    return {
+        "project": project.name,
+        "revision_id": revision.id if revision else None,
+        "content_hash": revision.content_hash if revision else None,
+        "can_accept_new_jobs": revision is not None,
+        "ready_for_jobs": bool(warm),
+        "state": state,
+        "nodes_ready": len(warm),
+        "nodes_total": len(nodes),
+        "warnings": list(revision.warnings) if revision else [],
+    }

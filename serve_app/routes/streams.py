@@ -1,0 +1,129 @@
+"""Server-Sent Events for one job or many (SPEC §5.8).
+
+Events come from the store in id order (the event hub is their only writer), so resuming with
+``Last-Event-ID`` neither loses nor repeats one. Between reads the stream sleeps on the hub
+until one of its jobs has news, and sends a comment heartbeat every 15 s.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import StreamingResponse
+
+from computalot.errors import field_error
+from computalot.schemas.jobs import TERMINAL_JOB
+from computalot.store import jobs as store
+from serve_app.deps import Caller, Db
+
+router = APIRouter(prefix="/api/v1", tags=["streams"])
+
+HEARTBEAT_S = 15.0
+MAX_WAIT_S = 5.0
+PAGE = 500
+MAX_WATCH = 100
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _frame(event: Any) -> str:
+    data = json.dumps(
+        {
+            "job_id": event.job_id,
+            **(event.data if isinstance(event.data, dict) else {"value": event.data}),
+        }
+    )
+    return f"id: {event.id}\nevent: {event.event}\ndata: {data}\n\n"
+
+
+async def _events(
+    request: Request,
+    account_id: str,
+    job_ids: list[str],
+    after: int,
+    snapshot: list[dict[str, Any]],
+) -> AsyncIterator[str]:
+    app_store = request.app.state.store
+    engine = request.app.state.engine
+    for job in snapshot:
+        yield f"event: job\ndata: {json.dumps(job)}\n\n"
+    ended: set[str] = set()
+    seen: dict[str, int] | None = None
+    last_beat = time.monotonic()
+    while True:
+        async with app_store.sessions() as db:
+            events = await store.list_events(db, account_id, job_ids, after=after, limit=PAGE)
+        for event in events:
+            yield _frame(event)
+            after = event.id
+            if event.event == "end":
+                ended.add(event.job_id)
+        if ended >= set(job_ids):
+            return
+        if len(events) == PAGE:
+            continue
+        if time.monotonic() - last_beat >= HEARTBEAT_S:
+            yield ": heartbeat\n\n"
+            last_beat = time.monotonic()
+        if await request.is_disconnected():
+            return
+        wait = min(MAX_WAIT_S, max(0.05, HEARTBEAT_S - (time.monotonic() - last_beat)))
+        if engine is None:
+            import asyncio
+
+            await asyncio.sleep(wait)
+        else:
+            seen = await engine.wait_events(job_ids, seen, wait)
+
+
+def _last_event_id(header: str | None) -> int:
+    if not header:
+        return 0
+    try:
+        return max(0, int(header))
+    except ValueError:
+        raise field_error(["Last-Event-ID"], "must be an event id (integer)") from None
+
+
+@router.get("/jobs/watch")
+async def watch_jobs(
+    ids: str,
+    request: Request,
+    caller: Caller,
+    db: Db,
+    last_event_id: str | None = Header(default=None),
+) -> StreamingResponse:
+    job_ids = [i for i in dict.fromkeys(x.strip() for x in ids.split(",")) if i]
+    if not job_ids:
+        raise field_error(["ids"], "give at least one job id")
+    if len(job_ids) > MAX_WATCH:
+        raise field_error(["ids"], f"at most {MAX_WATCH} job ids")
+    jobs = [await store.get_job(db, caller.account_id, j) for j in job_ids]
+    after = _last_event_id(last_event_id)
+    snapshot = [store.job_out(j) for j in jobs] if after == 0 else []
+    return StreamingResponse(
+        _events(request, caller.account_id, job_ids, after, snapshot),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+    )
+
+
+@router.get("/jobs/{job_id}/stream")
+async def stream_job(
+    job_id: str,
+    request: Request,
+    caller: Caller,
+    db: Db,
+    last_event_id: str | None = Header(default=None),
+) -> StreamingResponse:
+    job = await store.get_job(db, caller.account_id, job_id)
+    after = _last_event_id(last_event_id)
+    snapshot = [store.job_out(job)] if after == 0 and job.status not in TERMINAL_JOB else []
+    return StreamingResponse(
+        _events(request, caller.account_id, [job.id], after, snapshot),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+    )

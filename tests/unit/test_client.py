@@ -1,0 +1,696 @@
+"""SDK and user CLI, unit level: request building, error mapping, tarballs, SSE resume.
+
+Everything runs against ``httpx.MockTransport``; the real server is exercised by the
+integration tests.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import tarfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import typer
+from rich.console import Console
+from typer.testing import CliRunner
+
+from computalot import cli_user
+from computalot.client import AsyncComputalotClient, ComputalotClient
+from computalot.client_base import build_tarball
+from computalot.client_errors import (
+    ApiConnectionError,
+    ApiError,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    NotReady,
+    PayloadTooLarge,
+    PaymentRequired,
+    RateLimited,
+    ServerError,
+    Unauthorized,
+    ValidationError,
+)
+from computalot.projects.tarball import extract_tarball
+
+BASE = "http://api.test"
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def envelope(code: str, message: str, action: str = "do the thing", **extra: Any) -> dict[str, Any]:
+    details = [{"loc": ["x"], "msg": "bad"}]
+    err = {"code": code, "message": message, "details": details, "recommended_action": action}
+    return {"error": err, **extra}
+
+
+class Recorder:
+    """A MockTransport handler that remembers every request and answers from ``reply``."""
+
+    def __init__(self, reply: Handler | None = None) -> None:
+        self.requests: list[httpx.Request] = []
+        self.reply = reply or (lambda req: httpx.Response(200, json={"ok": True}))
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        request.read()
+        self.requests.append(request)
+        return self.reply(request)
+
+    @property
+    def last(self) -> httpx.Request:
+        return self.requests[-1]
+
+
+def client_for(handler: Handler, token: str | None = "flk_test") -> ComputalotClient:
+    client = ComputalotClient(BASE, token, transport=httpx.MockTransport(handler))
+    client.stream_retry_delay = 0.0
+    return client
+
+
+def body_of(request: httpx.Request) -> Any:
+    return json.loads(request.content) if request.content else None
+
+
+# --- construction and headers ---------------------------------------------------------------
+
+
+def test_defaults_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMPUTALOT_URL", "http://env.test:9000/")
+    monkeypatch.setenv("COMPUTALOT_TOKEN", "flk_env")
+    rec = Recorder()
+    client = ComputalotClient(transport=httpx.MockTransport(rec))
+    client.account()
+    assert client.controller_url == "http://env.test:9000"
+    assert str(rec.last.url) == "http://env.test:9000/api/v1/account"
+    assert rec.last.headers["authorization"] == "Bearer flk_env"
+    assert rec.last.headers["user-agent"].startswith("computalot-python/")
+
+
+def test_no_token_sends_no_authorization(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COMPUTALOT_TOKEN", raising=False)
+    rec = Recorder()
+    client_for(rec, token=None).health()
+    assert "authorization" not in rec.last.headers
+    assert str(rec.last.url) == f"{BASE}/health"
+
+
+ROUTES: list[tuple[str, Callable[[ComputalotClient], Any], str, str, Any]] = [
+    ("account", lambda c: c.account(), "GET", "/api/v1/account", None),
+    ("ready", lambda c: c.ready(), "GET", "/ready", None),
+    ("list_projects", lambda c: c.list_projects(), "GET", "/api/v1/projects", None),
+    ("create_project", lambda c: c.create_project("demo", description="d"), "POST",
+     "/api/v1/projects", {"name": "demo", "description": "d"}),
+    ("get_project quoted", lambda c: c.get_project("a/b"), "GET", "/api/v1/projects/a%2Fb", None),
+    ("update_project", lambda c: c.update_project("demo", remote_dir="/r", description=None),
+     "PUT", "/api/v1/projects/demo", {"remote_dir": "/r"}),
+    ("delete_project", lambda c: c.delete_project("demo"), "DELETE", "/api/v1/projects/demo", None),
+    ("project_status", lambda c: c.project_status("demo"), "GET",
+     "/api/v1/projects/demo/status", None),
+    ("status_details", lambda c: c.project_status_details("demo"), "GET",
+     "/api/v1/projects/demo/status/details", None),
+    ("submit_job kwargs", lambda c: c.submit_job(project="p", runner_command=["python3", "j.py"],
+                                                 timeout_s=None),
+     "POST", "/api/v1/jobs", {"project": "p", "runner_command": ["python3", "j.py"]}),
+    ("submit_job dict", lambda c: c.submit_job({"project": "p", "tags": ["a"]}, tags=["b"]),
+     "POST", "/api/v1/jobs", {"project": "p", "tags": ["b"]}),
+    ("batch", lambda c: c.submit_jobs_batch([{"project": "p"}]), "POST", "/api/v1/jobs/batch",
+     {"jobs": [{"project": "p"}]}),
+    ("list_jobs", lambda c: c.list_jobs(status="running", tag="x", limit=5), "GET",
+     "/api/v1/jobs?status=running&tag=x&limit=5", None),
+    ("get_job", lambda c: c.get_job("job_1"), "GET", "/api/v1/jobs/job_1", None),
+    ("get_tasks", lambda c: c.get_tasks("job_1"), "GET", "/api/v1/jobs/job_1/tasks", None),
+    ("get_output", lambda c: c.get_output("job_1"), "GET", "/api/v1/jobs/job_1/output", None),
+    ("get_events", lambda c: c.get_events("job_1", after=10), "GET",
+     "/api/v1/jobs/job_1/events?limit=200&after=10", None),
+    ("cancel_job", lambda c: c.cancel_job("job_1"), "PUT", "/api/v1/jobs/job_1/cancel", None),
+    ("get_results", lambda c: c.get_results("job_1", limit=10, cursor="c1"), "GET",
+     "/api/v1/results/job_1?limit=10&cursor=c1", None),
+    ("presets", lambda c: c.presets(), "GET", "/api/v1/presets", None),
+    ("list_recipes", lambda c: c.list_recipes(), "GET", "/api/v1/recipes", None),
+    ("get_recipe", lambda c: c.get_recipe("packing"), "GET", "/api/v1/recipes/packing", None),
+    ("recipe job", lambda c: c.submit_recipe_job("packing", {"operation": "eval"}, timeout_s=300),
+     "POST", "/api/v1/recipes/packing/jobs", {"payload": {"operation": "eval"}, "timeout_s": 300}),
+    ("balance", lambda c: c.balance(), "GET", "/api/v1/account/balance", None),
+    ("admin account", lambda c: c.admin_create_account("alice", credit_usd=10), "POST",
+     "/api/v1/admin/accounts", {"name": "alice", "role": "member", "credit_usd": 10}),
+    ("admin key", lambda c: c.admin_create_key("acct_1"), "POST",
+     "/api/v1/admin/accounts/acct_1/keys", {}),
+    ("admin revoke", lambda c: c.admin_revoke_key("key_1"), "POST",
+     "/api/v1/admin/keys/key_1/revoke", None),
+    ("admin wallet", lambda c: c.admin_whitelist_wallet("0xabc"), "POST", "/api/v1/admin/wallets",
+     {"wallet_address": "0xabc", "chain": "base", "role": "member"}),
+    ("admin grant", lambda c: c.admin_grant("acct_1", 5.5, memo="m"), "POST",
+     "/api/v1/admin/accounts/acct_1/grants", {"amount_usd": 5.5, "memo": "m"}),
+    ("admin feedback", lambda c: c.admin_list_feedback(), "GET", "/api/v1/admin/feedback", None),
+    ("feedback", lambda c: c.send_feedback("bug", "t", "d"), "POST", "/api/v1/feedback",
+     {"type": "bug", "title": "t", "description": "d"}),
+    ("challenge", lambda c: c.wallet_challenge("0xabc"), "POST", "/api/v1/auth/wallet/challenge",
+     {"wallet_address": "0xabc", "chain": "base"}),
+    ("verify", lambda c: c.wallet_verify("wch_1", "0xabc", "0xsig"), "POST",
+     "/api/v1/auth/wallet/verify",
+     {"challenge_id": "wch_1", "wallet_address": "0xabc", "signature": "0xsig"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("call", "method", "target", "body"), [r[1:] for r in ROUTES],
+                         ids=[r[0] for r in ROUTES])  # fmt: skip
+def test_each_method_builds_its_route(
+    call: Callable[[ComputalotClient], Any], method: str, target: str, body: Any
+) -> None:
+    rec = Recorder()
+    assert call(client_for(rec)) == {"ok": True}
+    assert rec.last.method == method
+    assert rec.last.url.raw_path.decode() == target
+    assert body_of(rec.last) == body
+    if body is not None:
+        assert rec.last.headers["content-type"] == "application/json"
+
+
+def test_idempotency_key_header_only_when_given() -> None:
+    rec = Recorder()
+    client = client_for(rec)
+    client.submit_job(project="p", idempotency_key="abc")
+    assert rec.last.headers["idempotency-key"] == "abc"
+    client.submit_recipe_job("packing", {}, idempotency_key="r1")
+    assert rec.last.headers["idempotency-key"] == "r1"
+    client.submit_job(project="p")
+    assert "idempotency-key" not in rec.last.headers
+
+
+def test_answers_decode_to_dicts() -> None:
+    replies = iter(
+        [httpx.Response(200, json=[1, 2]), httpx.Response(204), httpx.Response(200, text="hi")]
+    )
+    client = client_for(lambda req: next(replies))
+    assert client.list_jobs() == {"data": [1, 2]}
+    assert client.delete_project("p") == {}
+    assert client.llms_txt() == "hi"
+
+
+def test_topup_402_is_an_answer_not_an_error() -> None:
+    quote = {"quote": {"id": "quote_1"}, "x402Version": 1, "accepts": []}
+    client = client_for(lambda req: httpx.Response(402, json=quote))
+    assert client.topup(10)["quote"]["id"] == "quote_1"
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+STATUS_CLASSES = [
+    (400, "bad_request", BadRequest),
+    (401, "unauthorized", Unauthorized),
+    (402, "payment_required", PaymentRequired),
+    (403, "forbidden", Forbidden),
+    (404, "not_found", NotFound),
+    (409, "conflict", Conflict),
+    (413, "payload_too_large", PayloadTooLarge),
+    (422, "unsatisfiable_requirements", ValidationError),
+    (429, "rate_limited", RateLimited),
+    (500, "internal_error", ServerError),
+    (503, "not_ready", NotReady),
+]
+
+
+@pytest.mark.parametrize(("status", "code", "cls"), STATUS_CLASSES)
+def test_error_envelope_maps_to_typed_exception(
+    status: int, code: str, cls: type[ApiError]
+) -> None:
+    client = client_for(lambda req: httpx.Response(status, json=envelope(code, "nope", "retry")))
+    with pytest.raises(cls) as info:
+        client.get_job("job_1")
+    err = info.value
+    assert (err.status, err.code, err.message, err.recommended_action) == (
+        status,
+        code,
+        "nope",
+        "retry",
+    )
+    assert err.details == [{"loc": ["x"], "msg": "bad"}]
+    assert err.body["error"]["code"] == code
+    assert isinstance(err, ApiError)
+
+
+def test_payment_required_carries_the_quote() -> None:
+    body = envelope("payment_required", "short by $3", quote={"id": "quote_1", "amount_usd": 3.0})
+    client = client_for(lambda req: httpx.Response(402, json=body))
+    with pytest.raises(PaymentRequired) as info:
+        client.submit_job(project="p")
+    assert info.value.quote == {"id": "quote_1", "amount_usd": 3.0}
+
+
+def test_rate_limited_exposes_retry_after() -> None:
+    answer = httpx.Response(
+        429, json=envelope("rate_limited", "slow"), headers={"Retry-After": "7"}
+    )
+    with pytest.raises(RateLimited) as info:
+        client_for(lambda req: answer).list_jobs()
+    assert info.value.retry_after == 7.0
+    assert isinstance(NotReady("x"), ServerError)
+
+
+def test_non_json_error_bodies_fall_back_gracefully() -> None:
+    html = httpx.Response(502, text="<html>Bad Gateway</html>")
+    with pytest.raises(ServerError) as info:
+        client_for(lambda req: html).get_job("j")
+    assert (info.value.status, info.value.code) == (502, "internal_error")
+    assert "Bad Gateway" in info.value.message
+    assert info.value.recommended_action
+    with pytest.raises(ApiError) as teapot:
+        client_for(lambda req: httpx.Response(418, json={"detail": "x"})).get_job("j")
+    assert type(teapot.value) is ApiError and teapot.value.status == 418
+    with pytest.raises(NotFound) as empty:
+        client_for(lambda req: httpx.Response(404)).get_job("j")
+    assert empty.value.code == "not_found" and empty.value.message == "Not Found"
+
+
+def test_connection_failure_is_an_api_error() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with pytest.raises(ApiConnectionError) as info:
+        client_for(refuse).account()
+    assert info.value.status == 0 and info.value.code == "connection_error"
+    assert BASE in info.value.message
+
+
+# --- project push ---------------------------------------------------------------------------
+
+
+def make_project(root: Path) -> Path:
+    (root / "sub").mkdir(parents=True)
+    (root / "job.py").write_text("print('hi')\n")
+    (root / "sub" / "mod.py").write_text("X = 1\n")
+    (root / "run.sh").write_text("#!/bin/sh\n")
+    (root / "run.sh").chmod(0o755)
+    for junk in (".git/config", "__pycache__/job.cpython-311.pyc", ".venv/bin/python", "sub/m.pyc"):
+        (root / junk).parent.mkdir(parents=True, exist_ok=True)
+        (root / junk).write_text("junk")
+    (root / "link.py").symlink_to(root / "job.py")
+    outside = root.parent / "secret.txt"
+    outside.write_text("secret")
+    (root / "escape.txt").symlink_to(outside)
+    return root
+
+
+def test_push_directory_sends_a_raw_gzip_tarball(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "proj")
+    rec = Recorder(lambda req: httpx.Response(200, json={"revision": {"id": "rev_1"}}))
+    answer = client_for(rec).push_project("demo", project)
+    assert answer["revision"]["id"] == "rev_1"
+    req = rec.last
+    assert (req.method, req.url.path) == ("POST", "/api/v1/projects/demo/push")
+    assert req.headers["content-type"] == "application/gzip"
+    assert req.content[:2] == b"\x1f\x8b"
+    with tarfile.open(fileobj=io.BytesIO(req.content), mode="r:gz") as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert sorted(members) == ["job.py", "link.py", "run.sh", "sub/mod.py"]
+        assert all(m.isfile() for m in members.values())
+        assert members["run.sh"].mode == 0o755 and members["job.py"].mode == 0o644
+        link = tar.extractfile("link.py")
+        assert link is not None and link.read() == b"print('hi')\n"
+    # The server's own safe extractor accepts it, and packing is deterministic.
+    (tmp_path / "t.tar.gz").write_bytes(req.content)
+    tree = extract_tarball(tmp_path / "t.tar.gz", tmp_path / "out")
+    assert [f.path for f in tree.files] == ["job.py", "link.py", "run.sh", "sub/mod.py"]
+    assert build_tarball(project) == req.content
+
+
+def test_push_tarball_file_or_bytes_is_sent_as_is(tmp_path: Path) -> None:
+    raw = gzip.compress(b"not checked client-side")
+    (tmp_path / "code.tar.gz").write_bytes(raw)
+    rec = Recorder()
+    client = client_for(rec)
+    client.push_project("demo", tmp_path / "code.tar.gz")
+    assert rec.last.content == raw
+    client.push_project("demo", str(tmp_path / "code.tar.gz"))
+    assert rec.last.content == raw
+    client.push_project("demo", raw)
+    assert rec.last.content == raw
+    assert "multipart" not in rec.last.headers["content-type"]
+
+
+# --- wait -----------------------------------------------------------------------------------
+
+
+def test_wait_polls_until_terminal() -> None:
+    states = iter(["queued", "running", "partial"])
+    rec = Recorder(lambda req: httpx.Response(200, json={"id": "job_1", "status": next(states)}))
+    assert client_for(rec).wait("job_1", poll_interval=0.001)["status"] == "partial"
+    assert len(rec.requests) == 3
+
+
+def test_wait_raises_timeout_error() -> None:
+    client = client_for(lambda req: httpx.Response(200, json={"status": "running"}))
+    with pytest.raises(TimeoutError):
+        client.wait("job_1", timeout=0.05, poll_interval=0.01)
+
+
+# --- SSE ------------------------------------------------------------------------------------
+
+
+def sse(event_id: int, event: str, data: dict[str, Any]) -> bytes:
+    return f"id: {event_id}\nevent: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+class Body(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """An event-stream body that can break off mid-way, like a dropped connection."""
+
+    def __init__(self, chunks: list[bytes], drop: bool = False) -> None:
+        self.chunks, self.drop = chunks, drop
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.chunks
+        if self.drop:
+            raise httpx.ReadError("connection reset")
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
+        if self.drop:
+            raise httpx.ReadError("connection reset")
+
+
+def event_stream(chunks: list[bytes], drop: bool = False) -> httpx.Response:
+    return httpx.Response(
+        200, headers={"content-type": "text/event-stream"}, stream=Body(chunks, drop)
+    )
+
+
+SNAPSHOT = {"id": "job_1", "status": "running", "task_counts": {"total": 2}}
+JOB_EVENTS = [  # as the server sends them: an unnumbered snapshot first, then stored events
+    f"event: job\ndata: {json.dumps(SNAPSHOT)}\n\n".encode(),
+    sse(2, "output", {"task_id": "tsk_1", "stream": "stdout", "text": "hello"}),
+    b": heartbeat\n\n",
+    sse(3, "task", {"job_id": "job_1", "task_id": "tsk_1", "index": 0, "status": "completed"}),
+    sse(4, "end", {"id": "job_1", "status": "completed"}),
+]
+
+
+def test_stream_parses_events_and_stops_at_end() -> None:
+    rec = Recorder(lambda req: event_stream([*JOB_EVENTS, sse(5, "job", {"late": True})]))
+    events = list(client_for(rec).stream("job_1"))
+    assert [(e["id"], e["event"]) for e in events] == [
+        (None, "job"),
+        (2, "output"),
+        (3, "task"),
+        (4, "end"),
+    ]
+    assert events[1]["data"] == {"task_id": "tsk_1", "stream": "stdout", "text": "hello"}
+    assert rec.last.url.path == "/api/v1/jobs/job_1/stream"
+    assert rec.last.headers["accept"] == "text/event-stream"
+    assert "last-event-id" not in rec.last.headers
+
+
+def dropping_once(requests: list[httpx.Request]) -> Handler:
+    def reply(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        if len(requests) == 1:
+            return event_stream(JOB_EVENTS[:2], drop=True)
+        return event_stream(JOB_EVENTS[2:])
+
+    return reply
+
+
+def test_stream_resumes_with_last_event_id_after_a_drop() -> None:
+    seen: list[httpx.Request] = []
+    events = list(client_for(dropping_once(seen)).stream("job_1"))
+    assert [e["id"] for e in events] == [None, 2, 3, 4]
+    assert len(seen) == 2
+    assert "last-event-id" not in seen[0].headers
+    assert seen[1].headers["last-event-id"] == "2"
+
+
+def test_stream_starts_from_a_given_event_id_and_gives_up_after_retries() -> None:
+    seen: list[httpx.Request] = []
+
+    def always_empty(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return event_stream([])
+
+    client = client_for(always_empty)
+    with pytest.raises(ApiConnectionError):
+        list(client.stream("job_1", last_event_id=41))
+    assert len(seen) == client.stream_retries + 1
+    assert {r.headers["last-event-id"] for r in seen} == {"41"}
+
+
+def test_stream_error_answer_raises_typed_error() -> None:
+    client = client_for(lambda req: httpx.Response(404, json=envelope("not_found", "no job")))
+    with pytest.raises(NotFound):
+        list(client.stream("job_x"))
+
+
+def test_watch_streams_several_jobs_until_each_ended() -> None:
+    chunks = [
+        sse(1, "end", {"job_id": "job_a", "id": "job_a", "status": "completed"}),
+        sse(2, "task", {"job_id": "job_b", "task_id": "tsk_1", "status": "running"}),
+        sse(3, "end", {"job_id": "job_b", "id": "job_b", "status": "failed"}),
+        sse(4, "job", {"job_id": "job_c"}),
+    ]
+    rec = Recorder(lambda req: event_stream(chunks))
+    events = list(client_for(rec).watch(["job_a", "job_b"]))
+    assert [e["id"] for e in events] == [1, 2, 3]
+    assert rec.last.url.path == "/api/v1/jobs/watch"
+    assert rec.last.url.params["ids"] == "job_a,job_b"
+
+
+# --- async twin -----------------------------------------------------------------------------
+
+
+def async_client_for(handler: Handler) -> AsyncComputalotClient:
+    client = AsyncComputalotClient(BASE, "flk_test", transport=httpx.MockTransport(handler))
+    client.stream_retry_delay = 0.0
+    return client
+
+
+async def test_async_client_mirrors_routes_errors_and_resume(tmp_path: Path) -> None:
+    rec = Recorder()
+    async with async_client_for(rec) as client:
+        assert await client.submit_job(project="p", idempotency_key="k") == {"ok": True}
+        assert (rec.last.method, rec.last.url.path) == ("POST", "/api/v1/jobs")
+        assert rec.last.headers["idempotency-key"] == "k"
+        await client.cancel_job("job_1")
+        assert (rec.last.method, rec.last.url.path) == ("PUT", "/api/v1/jobs/job_1/cancel")
+        await client.push_project("demo", make_project(tmp_path / "p"))
+        assert rec.last.headers["content-type"] == "application/gzip"
+
+    failing = async_client_for(lambda r: httpx.Response(409, json=envelope("conflict", "taken")))
+    with pytest.raises(Conflict):
+        await failing.create_project("demo")
+
+    seen: list[httpx.Request] = []
+    streaming = async_client_for(dropping_once(seen))
+    events = [e async for e in streaming.stream("job_1")]
+    assert [e["id"] for e in events] == [None, 2, 3, 4]
+    assert seen[1].headers["last-event-id"] == "2"
+
+    states = iter(["running", "completed"])
+    poller = async_client_for(lambda r: httpx.Response(200, json={"status": next(states)}))
+    assert (await poller.wait("job_1", poll_interval=0.001))["status"] == "completed"
+
+
+# --- CLI ------------------------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def use_handler(monkeypatch: pytest.MonkeyPatch) -> Callable[[Handler], list[tuple[str, Any]]]:
+    """Point the CLI's client factory at a mock transport; returns the (url, token) it got."""
+    monkeypatch.setattr(cli_user, "console", Console(width=200, highlight=False))
+    monkeypatch.delenv("COMPUTALOT_URL", raising=False)
+    monkeypatch.delenv("COMPUTALOT_TOKEN", raising=False)
+
+    def install(handler: Handler) -> list[tuple[str, Any]]:
+        made: list[tuple[str, Any]] = []
+
+        def factory(url: str, token: str | None) -> ComputalotClient:
+            made.append((url, token))
+            return client_for(handler, token)
+
+        monkeypatch.setattr(cli_user, "client_factory", factory)
+        return made
+
+    return install
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
+    result = runner.invoke(cli_user.user_app, list(args), env=env)
+    assert "Traceback" not in result.output
+    return result
+
+
+JOB = {
+    "id": "job_1",
+    "type": "structured_runner",
+    "project": "demo",
+    "status": "failed",
+    "progress": 0.5,
+    "task_counts": {"total": 4, "completed": 2, "failed": 2},
+    "error": {"code": "tasks_failed", "message": "2 of 4 tasks failed"},
+    "recommended_action": "read GET /jobs/job_1/tasks",
+}
+
+
+def test_cli_jobs_and_job_render(use_handler: Any) -> None:
+    made = use_handler(
+        lambda req: httpx.Response(
+            200, json={"jobs": [JOB]} if req.url.path.endswith("/jobs") else JOB
+        )
+    )
+    result = invoke("jobs", "--limit", "3", "--status", "failed", env={"COMPUTALOT_TOKEN": "flk_x"})
+    assert result.exit_code == 0
+    assert "job_1" in result.output and "failed" in result.output and "2/4" in result.output
+    assert made == [("http://127.0.0.1:8000", "flk_x")]
+    result = invoke("job", "job_1", "--url", "http://other.test")
+    assert result.exit_code == 0
+    assert "tasks_failed: 2 of 4 tasks failed" in result.output and "COMPLETED" in result.output
+    assert json.loads(invoke("job", "job_1", "--json").output)["id"] == "job_1"
+
+
+def test_cli_maps_api_errors_to_a_red_message_and_exit_1(use_handler: Any) -> None:
+    use_handler(
+        lambda req: httpx.Response(
+            404, json=envelope("not_found", "job job_x not found", "list your jobs")
+        )
+    )
+    result = invoke("job", "job_x")
+    assert result.exit_code == 1
+    assert "error: not_found: job job_x not found" in result.output
+    assert "hint: list your jobs" in result.output
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    use_handler(refuse)
+    result = invoke("jobs")
+    assert result.exit_code == 1 and "error: connection_error" in result.output
+
+
+def test_cli_submit_builds_the_job(use_handler: Any, tmp_path: Path) -> None:
+    rec = Recorder(lambda req: httpx.Response(201, json={"id": "job_9", "status": "queued"}))
+    use_handler(rec)
+    (tmp_path / "p.json").write_text('{"models": ["a", "b"]}')
+    result = invoke(
+        "submit", "--project", "demo", "--runner", "python3 train.py --epochs 2",
+        "--payload", f"@{tmp_path / 'p.json'}", "--fan-out", '{"by": "models"}',
+        "--timeout", "60", "--max-retries", "1", "--tag", "a", "--tag", "b",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "job_9" in result.output
+    assert body_of(rec.last) == {
+        "project": "demo",
+        "runner_command": ["python3", "train.py", "--epochs", "2"],
+        "payload": {"models": ["a", "b"]},
+        "fan_out": {"by": "models"},
+        "timeout_s": 60,
+        "max_retries": 1,
+        "tags": ["a", "b"],
+    }
+    bad = invoke("submit", "--project", "demo", "--payload", "{nope")
+    assert bad.exit_code == 2 and "not valid JSON" in bad.output
+
+
+def watch_events(final: str) -> list[bytes]:
+    return [
+        sse(1, "job", {"id": "job_1", "status": "running", "task_counts": {"total": 2}}),
+        sse(2, "task", {"task_id": "tsk_1", "index": 0, "status": "running"}),
+        sse(3, "output", {"task_id": "tsk_1", "stream": "stdout", "text": "epoch 1 [done]\n"}),
+        sse(4, "progress", {"task_id": "tsk_1", "progress": {"epoch": 1}}),
+        sse(5, "task", {"task_id": "tsk_1", "index": 0, "status": "completed"}),
+        sse(6, "task", {"task_id": "tsk_2", "index": 1, "status": final, "exit_code": 3}),
+        sse(
+            7, "end", {"id": "job_1", "status": final, "task_counts": {"total": 2, "completed": 2}}
+        ),
+    ]
+
+
+@pytest.mark.parametrize(("final", "code"), [("completed", 0), ("failed", 1)])
+def test_cli_watch_follows_the_stream(use_handler: Any, final: str, code: int) -> None:
+    use_handler(lambda req: event_stream(watch_events(final)))
+    result = invoke("watch", "job_1")
+    assert result.exit_code == code, result.output
+    assert "epoch 1 [done]" in result.output
+    assert '[task 0] progress {"epoch": 1}' in result.output
+    assert f"job job_1 {final}" in result.output
+    if final == "failed":
+        assert "[task 1] failed: exit code 3" in result.output
+    lines = invoke("watch", "job_1", "--json").output.splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_cli_results_cancel_projects_presets_account_docs(use_handler: Any) -> None:
+    answers = {
+        "/api/v1/results/job_1": {"job_id": "job_1", "aggregate_result": [1, 2]},
+        "/api/v1/jobs/job_1/cancel": {"id": "job_1", "status": "cancelled"},
+        "/api/v1/projects": {
+            "projects": [{"name": "demo", "active_revision": {"id": "rev_1", "files": 3}}]
+        },
+        "/api/v1/presets": {
+            "presets": [{"name": "cpu-small", "requirements": {"cpu": 2}, "usd_per_hour": 0.1}]
+        },
+        "/api/v1/account": {"id": "acct_1", "name": "alice", "role": "member"},
+    }
+
+    def reply(req: httpx.Request) -> httpx.Response:
+        if req.url.path in ("/llms.txt", "/skill.md"):
+            return httpx.Response(200, text=f"text of {req.url.path}")
+        if req.url.path in answers:
+            return httpx.Response(200, json=answers[req.url.path])
+        return httpx.Response(404, json=envelope("not_found", "no such route"))
+
+    use_handler(reply)
+    assert json.loads(invoke("results", "job_1").output)["aggregate_result"] == [1, 2]
+    assert "job job_1 cancelled" in invoke("cancel", "job_1").output
+    assert "rev_1" in invoke("projects").output
+    assert "cpu=2" in invoke("presets").output
+    account = invoke("account")
+    assert account.exit_code == 0 and "alice" in account.output
+    assert "text of /llms.txt" in invoke("docs", "--llm").output
+    assert "text of /skill.md" in invoke("docs").output
+
+
+def test_cli_push_creates_and_prints_the_diff(use_handler: Any, tmp_path: Path) -> None:
+    answer = {
+        "revision": {"id": "rev_7", "content_hash": "ab" * 32, "size_bytes": 10},
+        "tarball_diff": {
+            "added": ["job.py"],
+            "removed": [],
+            "modified": ["sub/mod.py"],
+            "unchanged": 2,
+        },
+        "warnings": ["Dockerfile was not built"],
+    }
+
+    def reply(req: httpx.Request) -> httpx.Response:
+        if req.url.path == "/api/v1/projects":
+            return httpx.Response(409, json=envelope("conflict", "project demo exists"))
+        return httpx.Response(200, json=answer)
+
+    rec = Recorder(reply)
+    use_handler(rec)
+    result = invoke("push", str(make_project(tmp_path / "p")), "--project", "demo", "--create")
+    assert result.exit_code == 0, result.output
+    assert [r.url.path for r in rec.requests] == ["/api/v1/projects", "/api/v1/projects/demo/push"]
+    assert rec.last.headers["content-type"] == "application/gzip"
+    assert (
+        "rev_7" in result.output and "+1 added" in result.output and "~ sub/mod.py" in result.output
+    )
+    assert "warning: Dockerfile was not built" in result.output
+    missing = invoke("push", str(tmp_path / "nope"), "--project", "demo")
+    assert missing.exit_code == 2
+
+
+def test_register_mounts_the_commands_on_another_app() -> None:
+    app = typer.Typer()
+    cli_user.register(app)
+    names = {c.callback.__name__ for c in app.registered_commands if c.callback}
+    assert {"docs", "jobs", "job", "submit", "watch", "results", "cancel", "push"} <= names
+    assert {"projects", "account", "presets"} <= names
+    assert os.path.basename(cli_user.__file__) == "cli_user.py"
