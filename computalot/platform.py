@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -32,6 +33,12 @@ class Running:
     settings: Settings
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def serve_env(settings: Settings) -> dict[str, str]:
     """Ray Serve's fast path (HAProxy ingress + throughput mode) and where HAProxy keeps files.
 
@@ -48,6 +55,10 @@ def serve_env(settings: Settings) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(base),
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(base / "server-state"),
         "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(base / "metrics.sock"),
+        # HAProxy's own stats/metrics listeners default to fixed ports (8404, 9101); pick free
+        # ones so two platforms (or a test run beside `computalot up`) can share a machine.
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
     }
     for name, value in os.environ.items():
         if name.startswith("RAY_SERVE_"):

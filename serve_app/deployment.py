@@ -30,7 +30,7 @@ class ApiServer:
 def deploy(settings: Settings, env_vars: dict[str, str]) -> None:
     """Start Serve's HTTP ingress on host:port and (re)deploy the API app."""
     serve.start(http_options={"host": settings.host, "port": settings.port})
-    app = ApiServer.options(
+    app = ApiServer.options(  # type: ignore[attr-defined]
         num_replicas=settings.serve_replicas,
         max_ongoing_requests=settings.serve_max_ongoing_requests,
         ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": env_vars}},

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from typing import Any
 
 import ray
 
-from computalot.engine.dispatcher import (
-    DispatcherActor,
-    EventHubActor,
-    dispatcher_actor_options,
-)
+from computalot.engine.dispatcher import DispatcherActor, EventHubActor, dispatcher_actor_options
 from computalot.engine.hub import hub_actor_options
+from computalot.engine.names import DISPATCHER_NAME, HUB_NAME
 
 
 def start_engine(
@@ -19,13 +18,13 @@ def start_engine(
 ) -> dict[str, Any]:
     """Create the actors if missing and wait until the dispatcher has reconciled the store."""
     runtime_env = {"env_vars": env_vars}
-    hub = EventHubActor.options(**hub_actor_options(namespace), runtime_env=runtime_env).remote()
+    hub: Any = EventHubActor.options(
+        **hub_actor_options(namespace), runtime_env=runtime_env
+    ).remote()
     ray.get(hub.ping.remote(), timeout=timeout_s)
-    dispatcher = DispatcherActor.options(
+    dispatcher: Any = DispatcherActor.options(
         **dispatcher_actor_options(namespace), runtime_env=runtime_env
     ).remote()
-    import time
-
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -38,10 +37,6 @@ def start_engine(
 
 
 def stop_engine(namespace: str) -> None:
-    from computalot.engine.names import DISPATCHER_NAME, HUB_NAME
-
     for name in (DISPATCHER_NAME, HUB_NAME):
-        try:
+        with contextlib.suppress(ValueError):
             ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
-        except ValueError:
-            pass

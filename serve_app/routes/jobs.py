@@ -14,7 +14,7 @@ from computalot.jobs.submit import submit_job
 from computalot.schemas.jobs import TERMINAL_JOB, JobSubmit
 from computalot.store import jobs as store
 from computalot.store.models import Job
-from serve_app.deps import AppSettings, Caller, Db, Writer
+from serve_app.deps import Caller, Db, Writer
 from serve_app.errors import validation_details
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])

@@ -1,0 +1,53 @@
+# Two entry points (see README): `make run` and `make test`. Both install what they need.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test install lint typecheck unit integration services bench clean
+
+run: install
+	$(VENV)/bin/computalot up
+
+test: install services lint typecheck
+	$(PY) -m pytest
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+# PostgreSQL (Debian's package) backs the store tests; the test session starts a throwaway
+# cluster from its binaries. Installed here when missing and we may use apt.
+services:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing PostgreSQL from Debian's packages"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+			|| echo "WARNING: could not install postgresql; PostgreSQL store tests will be skipped"; \
+		else \
+			echo "WARNING: PostgreSQL is not installed and cannot be installed here; its tests will be skipped"; \
+		fi; \
+	fi
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy computalot serve_app
+
+unit: install
+	$(PY) -m pytest tests/unit
+
+integration: install services
+	$(PY) -m pytest tests/integration
+
+bench: install
+	$(PY) bench/api_throughput.py
+	$(PY) bench/dispatch.py
+
+clean:
+	rm -rf $(VENV) .computalot .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,113 @@
+"""Shared fixtures: one local Ray cluster + one API server per session, a real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.helpers import make_tarball
+from tests.support.postgres import free_port, start_cluster
+
+# Unit tests must never see a developer's own settings.
+for _name in list(os.environ):
+    if _name.startswith("COMPUTALOT_"):
+        del os.environ[_name]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    cluster, reason = start_cluster()
+    if cluster is None:
+        message = f"PostgreSQL unavailable, its store tests are SKIPPED: {reason}"
+        print(f"\n{'!' * 20} {message} {'!' * 20}\n", file=sys.stderr)
+        pytest.skip(message)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The whole platform: local Ray, engine actors, Serve app on a free port, SQLite store."""
+    from computalot import platform as plat
+    from computalot.settings import get_settings, load_settings
+
+    data_dir = tmp_path_factory.mktemp("computalot-data")
+    os.environ.update(
+        {
+            "COMPUTALOT_DATA_DIR": str(data_dir),
+            "COMPUTALOT_PORT": str(free_port()),
+            "COMPUTALOT_RATE_LIMIT_PER_MINUTE": "100000",
+            "COMPUTALOT_KILL_GRACE_S": "1.0",
+            "COMPUTALOT_DISPATCH_INTERVAL_S": "0.2",
+        }
+    )
+    get_settings.cache_clear()
+    settings = load_settings()
+    running = plat.start(settings, num_cpus=4, include_dashboard=False)
+    yield running
+    plat.stop(settings)
+
+
+@pytest.fixture(scope="session")
+def base_url(platform: Any) -> str:
+    return str(platform.url)
+
+
+@pytest.fixture(scope="session")
+def admin(platform: Any) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=platform.url, headers={"Authorization": f"Bearer {platform.admin_key}"}, timeout=60
+    ) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def anon(platform: Any) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=platform.url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def new_account(admin: httpx.Client, platform: Any) -> Callable[..., httpx.Client]:
+    """Create an account with the given role; return an httpx client holding its key."""
+    clients: list[httpx.Client] = []
+
+    def make(role: str = "member", name: str | None = None) -> httpx.Client:
+        answer = admin.post(
+            "/api/v1/admin/accounts",
+            json={"name": name or f"acct-{uuid.uuid4().hex[:8]}", "role": role},
+        )
+        assert answer.status_code == 201, answer.text
+        token = answer.json()["key"]["token"]
+        client = httpx.Client(
+            base_url=platform.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        )
+        client.account = answer.json()["account"]  # type: ignore[attr-defined]
+        client.token = token  # type: ignore[attr-defined]
+        clients.append(client)
+        return client
+
+    yield make  # type: ignore[misc]
+    for c in clients:
+        c.close()
+
+
+@pytest.fixture(scope="session")
+def make_project() -> Callable[..., str]:
+    """Create a project in the given client's account and push ``files``; return its name."""
+
+    def make(client: httpx.Client, files: dict[str, str | bytes], name: str | None = None) -> str:
+        name = name or f"p-{uuid.uuid4().hex[:10]}"
+        created = client.post("/api/v1/projects", json={"name": name})
+        assert created.status_code == 201, created.text
+        pushed = client.post(f"/api/v1/projects/{name}/push", content=make_tarball(files))
+        assert pushed.status_code == 200, pushed.text
+        return name
+
+    return make

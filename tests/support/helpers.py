@@ -1,0 +1,47 @@
+"""Helpers shared by the integration tests."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def make_tarball(files: dict[str, str | bytes], modes: dict[str, int] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, content in files.items():
+            data = content.encode() if isinstance(content, str) else content
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = (modes or {}).get(name, 0o644)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def wait_job(client: httpx.Client, job_id: str, timeout_s: float = 120.0) -> dict[str, Any]:
+    """Follow the job's SSE stream until ``end``; return the terminal job object."""
+    with client.stream(
+        "GET", f"/api/v1/jobs/{job_id}/stream", timeout=httpx.Timeout(timeout_s, read=timeout_s)
+    ) as answer:
+        assert answer.status_code == 200, answer.read()
+        event = None
+        for line in answer.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and event == "end":
+                return dict(json.loads(line.split(":", 1)[1]))
+    raise AssertionError(f"stream for {job_id} closed without an end event")
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` runs (a zombie counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
