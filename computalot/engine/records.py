@@ -22,8 +22,8 @@ from computalot.engine.packages import PackageCache, revision_runtime_env
 from computalot.schemas.jobs import TERMINAL_JOB
 from computalot.settings import Settings
 from computalot.store.jobs import job_out, task_payload_for
-from computalot.store.models import Artifact, Job, Revision, Task
-from computalot.timeutil import utcnow
+from computalot.store.models import Artifact, Job, Project, Revision, Task
+from computalot.timeutil import iso, utcnow
 
 Events = list[tuple[str, str, str, Any]]
 COUNTER = {
@@ -230,6 +230,7 @@ async def apply_verdicts(
     events: Events = []
     deltas: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     touched: set[str] = set()
+    warmed: set[tuple[str, str, str]] = set()
     for job, task, attempt, verdict, outcome in judged:
         if task.status != "running" or task.attempt != attempt:
             continue  # stale: this attempt was already settled (reconciled or cancelled)
@@ -276,6 +277,8 @@ async def apply_verdicts(
             continue
         task.status = verdict.status
         deltas[job.id][verdict.status] += 1
+        if outcome.get("node_id") and job.project_id and job.revision_id:
+            warmed.add((job.project_id, job.revision_id, str(outcome["node_id"])))
         if verdict.status == "completed":
             task.result = verdict.result
             task.result_quality = verdict.quality
@@ -297,8 +300,23 @@ async def apply_verdicts(
         touched.add(job.id)
     await db.flush()
     await _bump(db, deltas)
+    await _mark_warm(db, warmed)
     events += await finish_if_done(db, touched)
     return events
+
+
+async def _mark_warm(db: AsyncSession, warmed: set[tuple[str, str, str]]) -> None:
+    """Remember which nodes have run a revision: Ray cached its runtime_env there."""
+    for project_id, revision_id, node_id in warmed:
+        project = await db.get(Project, project_id)
+        if project is None or project.active_revision_id != revision_id:
+            continue
+        state = dict(project.warm_state or {})
+        nodes = dict(state.get(revision_id) or {})
+        if node_id in nodes:
+            continue
+        nodes[node_id] = iso(utcnow())
+        project.warm_state = {revision_id: nodes}
 
 
 # ---- cancels, dependencies, reconcile ---------------------------------------------------------

@@ -1,0 +1,72 @@
+import pytest
+
+from computalot.engine.outcomes import infrastructure_loss, judge_outcome, should_retry
+
+
+def ok(**extra: object) -> dict[str, object]:
+    return {"status": "ok", "exit_code": 0, "result_state": "ok", **extra}
+
+
+def test_completed_result_with_quality() -> None:
+    verdict = judge_outcome(ok(result={"a": 1, "_quality": 0.5}), batched=False, element_count=1)
+    assert verdict.status == "completed"
+    assert verdict.result == {"a": 1}
+    assert verdict.quality == 0.5
+
+
+def test_missing_result_is_null_with_warning() -> None:
+    verdict = judge_outcome(ok(result_state="missing"), batched=False, element_count=1)
+    assert verdict.status == "completed" and verdict.result is None
+    assert any("without writing" in w for w in verdict.warnings)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "batched", "count", "code"),
+    [
+        (ok(result=[1, 2]), False, 1, "invalid_result"),
+        (ok(result_state="invalid", result_error="not JSON"), False, 1, "invalid_result"),
+        (ok(result={"results": [{}]}), True, 2, "invalid_result"),
+        (ok(result_state="missing"), True, 2, "invalid_result"),
+        ({"status": "spawn_failed", "exit_code": 127, "error": "not found"}, False, 1, "spawn_failed"),
+        ({"status": "timeout", "error": "timed out"}, False, 1, "timeout"),
+        ({"status": "killed", "exit_code": -9}, False, 1, "killed"),
+        ({"status": "exit_nonzero", "exit_code": 3}, False, 1, "exit_nonzero"),
+    ],
+)
+def test_failures_are_typed(outcome: dict[str, object], batched: bool, count: int, code: str) -> None:
+    verdict = judge_outcome(outcome, batched=batched, element_count=count)
+    assert verdict.status == "failed"
+    assert verdict.code == code
+    error = verdict.error()
+    assert error is not None and error["recommended_action"]
+
+
+def test_batched_results_split_per_element() -> None:
+    result = {"results": [{"v": 1, "_quality": 0.0}, {"v": 2}]}
+    verdict = judge_outcome(ok(result=result), batched=True, element_count=2)
+    assert verdict.status == "completed"
+    assert [e["result"] for e in verdict.result["elements"]] == [{"v": 1}, {"v": 2}]
+    assert verdict.quality == 0.5
+
+
+def test_retry_budget_user_failures() -> None:
+    failed = judge_outcome({"status": "exit_nonzero", "exit_code": 1}, batched=False, element_count=1)
+    # max_retries=2: attempts 1 and 2 retry, attempt 3 is final (N+1 attempts).
+    assert should_retry(failed, attempt=1, max_retries=2, lost=0, lost_budget=2)
+    assert should_retry(failed, attempt=2, max_retries=2, lost=0, lost_budget=2)
+    assert not should_retry(failed, attempt=3, max_retries=2, lost=0, lost_budget=2)
+
+
+def test_infrastructure_loss_has_its_own_budget() -> None:
+    lost = infrastructure_loss("node died")
+    assert should_retry(lost, attempt=1, max_retries=0, lost=1, lost_budget=2)
+    assert not should_retry(lost, attempt=3, max_retries=0, lost=3, lost_budget=2)
+    # A lost attempt does not use up the user's retries.
+    failed = judge_outcome({"status": "exit_nonzero"}, batched=False, element_count=1)
+    assert should_retry(failed, attempt=2, max_retries=1, lost=1, lost_budget=2)
+
+
+def test_cancelled_never_retries() -> None:
+    verdict = judge_outcome({"status": "cancelled"}, batched=False, element_count=1)
+    assert verdict.status == "cancelled"
+    assert not should_retry(verdict, attempt=1, max_retries=5, lost=0, lost_budget=2)
