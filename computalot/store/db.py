@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -24,7 +23,10 @@ def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
     """
     if url.startswith("sqlite"):
         engine = create_async_engine(
-            url, poolclass=NullPool, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            url,
+            pool_size=pool_size,
+            max_overflow=10,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
 
         @event.listens_for(engine.sync_engine, "connect")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -67,9 +68,10 @@ async def list_jobs(
         query = query.where(Job.type == type)
     if cursor:
         created, last_id = decode_cursor(cursor)
-        from datetime import datetime
-
-        at = datetime.fromisoformat(created)
+        try:
+            at = datetime.fromisoformat(str(created))
+        except ValueError:
+            raise BadRequest("cursor is not valid") from None
         query = query.where(or_(Job.created_at < at, and_(Job.created_at == at, Job.id < last_id)))
     query = query.order_by(Job.created_at.desc(), Job.id.desc())
     if tag:

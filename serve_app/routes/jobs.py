@@ -147,16 +147,17 @@ async def get_output(
     tasks, next_cursor = await store.list_tasks(db, job, limit=limit, cursor=cursor)
     out = []
     for t in tasks:
-        live = t.output_tail or ""
-        stdout = t.stdout if t.stdout is not None else live
+        live = t.status == "running" and t.output_attempt == t.attempt
         out.append(
             {
                 "task_id": t.id,
                 "index": t.index,
                 "attempt": t.output_attempt or t.attempt,
                 "status": t.status,
-                "stdout": stdout,
-                "stderr": t.stderr or "",
+                # While an attempt runs, its live tail; until it prints, the last attempt's text.
+                "stdout": (t.output_tail or "") if live else (t.stdout or ""),
+                "stderr": "" if live else (t.stderr or ""),
+                "live": live,
             }
         )
     return {"job_id": job.id, "tasks": out, "next_cursor": next_cursor}

@@ -49,7 +49,7 @@ async def _events(
     app_store = request.app.state.store
     engine = request.app.state.engine
     for job in snapshot:
-        yield f"event: job\ndata: {json.dumps(job)}\n\n"
+        yield f"event: job\ndata: {json.dumps({'job_id': job['id'], **job})}\n\n"
     ended: set[str] = set()
     seen: dict[str, int] | None = None
     last_beat = time.monotonic()

@@ -33,7 +33,7 @@ def assert_envelope(answer: httpx.Response, status: int, code: str) -> dict[str,
     body = answer.json()
     assert "token" not in body
     err = body["error"]
-    assert ENVELOPE_KEYS <= set(err), err
+    assert set(err) >= ENVELOPE_KEYS, err
     assert err["code"] == code, err
     assert isinstance(err["message"], str) and err["message"], err
     assert isinstance(err["details"], list), err
@@ -546,6 +546,4 @@ def test_accounts_never_see_each_other(new_account: Any) -> None:
     assert project not in bob.get("/api/v1/projects").text
     # The name is per account: Bob may use it too.
     assert bob.post("/api/v1/projects", json={"name": project}).status_code == 201
-    assert_envelope(
-        alice.post("/api/v1/projects", json={"name": project}), 409, "conflict"
-    )
+    assert_envelope(alice.post("/api/v1/projects", json={"name": project}), 409, "conflict")

@@ -27,7 +27,7 @@ def assert_envelope(answer: httpx.Response, status: int, code: str) -> dict[str,
     assert "token" not in body, "a refused sign-in must never carry a token"
     assert "fls_" not in answer.text
     err = body["error"]
-    assert ENVELOPE_KEYS <= set(err), err
+    assert set(err) >= ENVELOPE_KEYS, err
     assert err["code"] == code, err
     return dict(err)
 
@@ -43,7 +43,9 @@ def db(platform: Any) -> Iterator[Engine]:
     """A sync engine on the platform's SQLite store, to age challenges and sessions."""
     url = platform.settings.resolved_database_url
     assert url.startswith("sqlite+aiosqlite://"), url
-    engine = create_engine(url.replace("sqlite+aiosqlite://", "sqlite://"), connect_args={"timeout": 30})
+    engine = create_engine(
+        url.replace("sqlite+aiosqlite://", "sqlite://"), connect_args={"timeout": 30}
+    )
     yield engine
     engine.dispose()
 
@@ -58,9 +60,7 @@ def wallet(admin: httpx.Client) -> Any:
 
 
 def challenge(client: httpx.Client, address: str, **extra: Any) -> dict[str, Any]:
-    answer = client.post(
-        "/api/v1/auth/wallet/challenge", json={"wallet_address": address, **extra}
-    )
+    answer = client.post("/api/v1/auth/wallet/challenge", json={"wallet_address": address, **extra})
     assert answer.status_code == 200, answer.text
     return dict(answer.json()["challenge"])
 
@@ -126,7 +126,9 @@ def test_sign_in_gives_a_working_session(anon: httpx.Client, platform: Any, wall
     assert again.json()["token"] != token
 
 
-def test_whitelisted_role_carries_over(admin: httpx.Client, anon: httpx.Client, platform: Any) -> None:
+def test_whitelisted_role_carries_over(
+    admin: httpx.Client, anon: httpx.Client, platform: Any
+) -> None:
     acct = Account.create()
     assert (
         admin.post(
@@ -163,7 +165,9 @@ def test_signature_by_another_key_is_401(anon: httpx.Client, wallet: Any) -> Non
         verify(anon, ch["id"], wallet.address, sign(ch["message"], forger.key)), 401, "unauthorized"
     )
     # A refused attempt does not burn the challenge for its owner.
-    assert verify(anon, ch["id"], wallet.address, sign(ch["message"], wallet.key)).status_code == 200
+    assert (
+        verify(anon, ch["id"], wallet.address, sign(ch["message"], wallet.key)).status_code == 200
+    )
 
 
 @pytest.mark.parametrize(

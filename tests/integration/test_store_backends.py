@@ -1,0 +1,276 @@
+"""The store layer on both backends it supports: SQLite (a temp file) and real PostgreSQL.
+
+Each backend gets a fresh database per module; the same assertions run against both, so a query
+that only works on one of them fails here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import func, inspect, select, text
+
+from computalot.auth.tokens import new_id
+from computalot.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from computalot.projects import service as projects
+from computalot.store import accounts
+from computalot.store.db import Store
+from computalot.store.jobs import get_job, list_events, list_jobs
+from computalot.store.migrate import upgrade
+from computalot.store.models import Event, Job, LedgerEntry, WalletSession
+from computalot.timeutil import utcnow
+from tests.support.postgres import create_database
+
+EXPECTED_TABLES = {
+    "accounts",
+    "api_keys",
+    "wallet_sessions",
+    "wallet_challenges",
+    "wallet_whitelist",
+    "feedback",
+    "projects",
+    "revisions",
+    "jobs",
+    "tasks",
+    "events",
+    "ledger",
+}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path_factory: Any) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("store") / "computalot.db"
+        url = f"sqlite+aiosqlite:///{path}"
+    else:
+        cluster = request.getfixturevalue("pg_cluster")
+        url = create_database(cluster, f"store_{uuid.uuid4().hex[:12]}")
+    store = Store(url)
+    await upgrade(store.engine)
+    yield store
+    await store.close()
+
+
+async def new_member(store: Store, name: str = "m") -> str:
+    async with store.sessions() as db:
+        account = await accounts.create_account(db, name=f"{name}-{uuid.uuid4().hex[:6]}")
+        await db.commit()
+        return account.id
+
+
+def job_row(account_id: str, **extra: Any) -> Job:
+    values: dict[str, Any] = {
+        "id": new_id("job"),
+        "account_id": account_id,
+        "type": "run",
+        "status": "queued",
+        "priority": "normal",
+        "tags": ["t1"],
+        "depends_on": [],
+        "payload": {"x": 1},
+        "spec": {},
+        "timeout_s": 60,
+        "max_retries": 0,
+        "resources": {"cpus": 1},
+        "warnings": [],
+        "created_at": utcnow(),
+    }
+    values.update(extra)
+    return Job(**values)
+
+
+async def test_schema_is_migrated_and_upgrade_is_idempotent(store: Store) -> None:
+    await upgrade(store.engine)
+    await upgrade(store.engine)
+    async with store.engine.connect() as conn:
+        tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+        versions = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+    assert tables >= EXPECTED_TABLES, EXPECTED_TABLES - tables
+    assert len(versions) == 1
+    await store.ping()
+    assert store.dialect in ("sqlite", "postgresql")
+
+
+async def test_accounts_keys_and_authenticate(store: Store) -> None:
+    async with store.sessions() as db:
+        account = await accounts.create_account(db, name="alice", role="viewer")
+        key, token = await accounts.create_key(db, account.id, name="k1")
+        await db.commit()
+    assert token.startswith("flk_") and account.id.startswith("acct_")
+    assert key.token_hash != token and token not in key.token_hash
+
+    async with store.sessions() as db:
+        principal = await accounts.authenticate(db, token)
+        assert (principal.account_id, principal.role, principal.credential) == (
+            account.id,
+            "viewer",
+            "flk",
+        )
+        assert principal.credential_id == key.id
+        assert not principal.can_write and not principal.is_admin
+        listed = await accounts.list_keys(db, account.id)
+        assert [k.id for k in listed] == [key.id]
+
+    async with store.sessions() as db:
+        await accounts.revoke_key(db, key.id)
+        await db.commit()
+    async with store.sessions() as db:
+        with pytest.raises(Unauthorized, match="revoked"):
+            await accounts.authenticate(db, token)
+        for garbage in ("", "garbage", "flk_short", "flk_" + "A" * 43, "fls_" + "B" * 43):
+            with pytest.raises(Unauthorized):
+                await accounts.authenticate(db, garbage)
+        with pytest.raises(NotFound):
+            await accounts.create_key(db, "acct_missing")
+        with pytest.raises(NotFound):
+            await accounts.revoke_key(db, "key_missing")
+
+
+async def test_bad_role_names_the_field(store: Store) -> None:
+    async with store.sessions() as db:
+        with pytest.raises(ValidationFailed) as caught:
+            await accounts.create_account(db, name="x", role="owner")
+    assert caught.value.details[0]["loc"] == ["role"]
+
+
+async def test_wallet_session_expiry(store: Store) -> None:
+    account_id = await new_member(store, "wallet")
+    async with store.sessions() as db:
+        sess, token = await accounts.create_wallet_session(db, account_id, ttl_s=3600)
+        await db.commit()
+    async with store.sessions() as db:
+        principal = await accounts.authenticate(db, token)
+        assert principal.credential == "fls" and principal.account_id == account_id
+        row = await db.get(WalletSession, sess.id)
+        assert row is not None
+        row.expires_at = utcnow() - timedelta(seconds=1)
+        await db.commit()
+    async with store.sessions() as db:
+        with pytest.raises(Unauthorized, match="expired"):
+            await accounts.authenticate(db, token)
+
+
+async def test_money_and_times_round_trip_exactly(store: Store) -> None:
+    account_id = await new_member(store, "money")
+    async with store.sessions() as db:
+        await accounts.grant_credit(db, account_id, Decimal("0.000001"), "tiny")
+        await accounts.grant_credit(db, account_id, Decimal("12345678.123456"), "big")
+        await db.commit()
+    async with store.sessions() as db:
+        total = (
+            await db.execute(
+                select(func.sum(LedgerEntry.amount_usd)).where(LedgerEntry.account_id == account_id)
+            )
+        ).scalar_one()
+        assert Decimal(str(total)) == Decimal("12345678.123457")
+        entries = (
+            await db.execute(select(LedgerEntry).where(LedgerEntry.account_id == account_id))
+        ).scalars()
+        for entry in entries:
+            assert entry.created_at.tzinfo is not None
+            assert entry.created_at.utcoffset() == timedelta(0)
+            assert abs(entry.created_at - datetime.now(UTC)) < timedelta(minutes=5)
+        with pytest.raises(ValidationFailed):
+            await accounts.grant_credit(db, account_id, Decimal("0"))
+
+
+async def test_projects_are_scoped_and_names_conflict(store: Store) -> None:
+    alice, bob, carol = [await new_member(store, n) for n in ("alice", "bob", "carol")]
+    async with store.sessions() as db:
+        mine = await projects.create_project(
+            db, alice, name="shared-name", remote_dir=None, description="a"
+        )
+        await db.commit()
+    async with store.sessions() as db:
+        with pytest.raises(Conflict) as caught:
+            await projects.create_project(
+                db, alice, name="shared-name", remote_dir=None, description="again"
+            )
+        assert caught.value.status == 409
+    async with store.sessions() as db:
+        # The same name in another account is fine.
+        theirs = await projects.create_project(
+            db, bob, name="shared-name", remote_dir=None, description="b"
+        )
+        await db.commit()
+    assert theirs.id != mine.id
+    async with store.sessions() as db:
+        assert (await projects.get_project(db, alice, "shared-name")).id == mine.id
+        assert (await projects.get_project(db, bob, "shared-name")).id == theirs.id
+        with pytest.raises(NotFound):
+            await projects.get_project(db, carol, "shared-name")
+        assert [p.id for p in await projects.list_projects(db, alice)] == [mine.id]
+        assert await projects.list_projects(db, carol) == []
+    async with store.sessions() as db:
+        with pytest.raises(ValidationFailed) as bad:
+            await projects.create_project(
+                db, alice, name="Bad Name", remote_dir=None, description=None
+            )
+        assert bad.value.details[0]["loc"] == ["name"]
+
+
+async def test_jobs_are_scoped_to_their_account(store: Store) -> None:
+    owner, other = await new_member(store, "owner"), await new_member(store, "other")
+    job = job_row(owner)
+    async with store.sessions() as db:
+        db.add(job)
+        await db.commit()
+    async with store.sessions() as db:
+        found = await get_job(db, owner, job.id)
+        assert found.id == job.id and found.payload == {"x": 1} and found.tags == ["t1"]
+        with pytest.raises(NotFound):
+            await get_job(db, other, job.id)
+        with pytest.raises(NotFound):
+            await get_job(db, owner, new_id("job"))
+        kwargs: dict[str, Any] = {
+            "status": None,
+            "project": None,
+            "tag": None,
+            "type": None,
+            "limit": 10,
+            "cursor": None,
+        }
+        mine, _ = await list_jobs(db, owner, **kwargs)
+        assert [j.id for j in mine] == [job.id]
+        theirs, _ = await list_jobs(db, other, **kwargs)
+        assert theirs == []
+        tagged, _ = await list_jobs(db, owner, **{**kwargs, "tag": "t1"})
+        assert [j.id for j in tagged] == [job.id]
+
+
+async def test_events_keep_insertion_order(store: Store) -> None:
+    owner, other = await new_member(store, "ev"), await new_member(store, "ev2")
+    job = job_row(owner)
+    names = ["queued", "started", "progress", "progress", "completed", "end"]
+    async with store.sessions() as db:
+        db.add(job)
+        await db.flush()
+        for i, name in enumerate(names):
+            db.add(
+                Event(
+                    job_id=job.id,
+                    account_id=owner,
+                    event=name,
+                    data={"i": i},
+                    created_at=utcnow(),
+                )
+            )
+            await db.flush()
+        await db.commit()
+    async with store.sessions() as db:
+        events = await list_events(db, owner, [job.id], after=0, limit=100)
+        ids = [e.id for e in events]
+        assert ids == sorted(ids) and len(set(ids)) == len(ids)
+        assert [e.event for e in events] == names
+        assert [e.data["i"] for e in events] == list(range(len(names)))
+        later = await list_events(db, owner, [job.id], after=ids[2], limit=100)
+        assert [e.id for e in later] == ids[3:]
+        page = await list_events(db, owner, [job.id], after=0, limit=2)
+        assert [e.id for e in page] == ids[:2]
+        # Another account never reads these events, even naming the job.
+        assert await list_events(db, other, [job.id], after=0, limit=100) == []
