@@ -19,7 +19,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayError, TaskCancelledError
 
-from computalot.engine import records
+from computalot.engine import records, recovery, settle
 from computalot.engine.hub import EventHub
 from computalot.engine.names import DISPATCHER_NAME, HUB_NAME
 from computalot.engine.outcomes import infrastructure_loss, judge_outcome
@@ -112,7 +112,7 @@ class Dispatcher:
         while not self.ready:
             try:
                 async with self.store.sessions() as db:
-                    events = await records.reconcile(
+                    events = await recovery.reconcile(
                         db, self.epoch, lost_budget=self.settings.worker_lost_retries
                     )
                     await db.commit()
@@ -141,7 +141,7 @@ class Dispatcher:
                 batch, self.finished = self.finished, []
                 events += await self._record(db, batch)
             events += await self._apply_cancels(db)
-            events += await records.release_dependencies(db)
+            events += await recovery.release_dependencies(db)
             self._backstop_timeouts()
             launches, launch_events = await self._claim(db)
             events += launch_events
@@ -167,7 +167,7 @@ class Dispatcher:
                 )
                 outcome_dict = outcome
             judged.append((job, task, info.attempt, verdict, outcome_dict))
-        return await records.apply_verdicts(
+        return await settle.apply_verdicts(
             db,
             judged,
             data_dir=self.settings.data_dir,
@@ -190,7 +190,7 @@ class Dispatcher:
 
     # ---- cancels and timeouts ---------------------------------------------------------------
     async def _apply_cancels(self, db: Any) -> list[Any]:
-        jobs, events = await records.cancel_queued(db)
+        jobs, events = await recovery.cancel_queued(db)
         for job_id in jobs:
             for info in self.inflight.values():
                 if info.job_id == job_id and not info.cancel_sent:

@@ -1,0 +1,145 @@
+"""Cancels, dependency release and start-up reconciliation (dispatcher side)."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from computalot.engine.finalize import fail_job
+from computalot.engine.records import COUNTER, Events, bump_counters, finish_if_done, task_event
+from computalot.schemas.jobs import TERMINAL_JOB
+from computalot.store.jobs import job_out
+from computalot.store.models import Job, Task
+from computalot.timeutil import utcnow
+
+
+async def cancel_queued(db: AsyncSession) -> tuple[list[str], Events]:
+    """Apply pending cancels to queued tasks; return the jobs whose running tasks must stop."""
+    query = select(Job).where(Job.cancel_requested.is_(True), Job.status.not_in(TERMINAL_JOB))
+    jobs = list((await db.execute(query)).scalars())
+    events: Events = []
+    now = utcnow()
+    for job in jobs:
+        tasks = list(
+            (
+                await db.execute(select(Task).where(Task.job_id == job.id, Task.status == "queued"))
+            ).scalars()
+        )
+        for task in tasks:
+            task.status = "cancelled"
+            task.finished_at = now
+            task.error = {
+                "code": "cancelled",
+                "message": "cancelled by request",
+                "recommended_action": "",
+            }
+            events.append(task_event(task))
+        if tasks:
+            await db.flush()
+            await bump_counters(db, {job.id: {"queued": -len(tasks), "cancelled": len(tasks)}})
+    events += await finish_if_done(db, {j.id for j in jobs})
+    return [j.id for j in jobs], events
+
+
+async def release_dependencies(db: AsyncSession) -> Events:
+    query = select(Job).where(Job.blocked.is_(True), Job.status.not_in(TERMINAL_JOB))
+    events: Events = []
+    for job in (await db.execute(query)).scalars():
+        deps = dict(
+            (await db.execute(select(Job.id, Job.status).where(Job.id.in_(job.depends_on))))
+            .tuples()
+            .all()
+        )
+        bad = [d for d in job.depends_on if deps.get(d) in TERMINAL_JOB and deps[d] != "completed"]
+        if bad or len(deps) < len(job.depends_on):
+            missing = bad[0] if bad else next(d for d in job.depends_on if d not in deps)
+            status = deps.get(missing, "deleted")
+            if await fail_job(
+                db,
+                job,
+                "dependency_failed",
+                f"dependency {missing} ended {status}",
+                "fix and rerun the dependency, then resubmit this job",
+            ):
+                await db.refresh(job)
+                snapshot = job_out(job)
+                events += [
+                    (job.id, job.account_id, "job", snapshot),
+                    (job.id, job.account_id, "end", snapshot),
+                ]
+        elif all(deps.get(d) == "completed" for d in job.depends_on):
+            job.blocked = False
+            events.append(
+                (
+                    job.id,
+                    job.account_id,
+                    "job",
+                    {"id": job.id, "status": job.status, "blocked": False},
+                )
+            )
+    await db.flush()
+    return events
+
+
+async def reconcile(db: AsyncSession, epoch: str, *, lost_budget: int) -> Events:
+    """Settle what a previous dispatcher left behind; no completed task runs again."""
+    events: Events = []
+    stale = list(
+        (
+            await db.execute(select(Task).where(Task.status == "running", Task.run_epoch != epoch))
+        ).scalars()
+    )
+    now = utcnow()
+    touched: set[str] = set()
+    for task in stale:
+        task.lost_attempts += 1
+        touched.add(task.job_id)
+        if task.lost_attempts <= lost_budget:
+            task.status = "queued"
+            events.append(
+                (
+                    task.job_id,
+                    task.account_id,
+                    "retry",
+                    {
+                        "task_id": task.id,
+                        "index": task.index,
+                        "attempt": task.attempt,
+                        "error": {
+                            "code": "worker_lost",
+                            "message": "dispatcher restarted during the attempt",
+                        },
+                    },
+                )
+            )
+        else:
+            task.status = "failed"
+            task.finished_at = now
+            task.error = {
+                "code": "worker_lost",
+                "message": "the attempt was lost with its dispatcher too many times",
+                "recommended_action": "resubmit the job",
+            }
+        events.append(task_event(task))
+    await db.flush()
+    open_jobs = list(
+        (await db.execute(select(Job).where(Job.status.not_in(TERMINAL_JOB)))).scalars()
+    )
+    for job in open_jobs:
+        counts = dict(
+            (
+                await db.execute(
+                    select(Task.status, func.count())
+                    .where(Task.job_id == job.id)
+                    .group_by(Task.status)
+                )
+            )
+            .tuples()
+            .all()
+        )
+        for status, column in COUNTER.items():
+            setattr(job, column, int(counts.get(status, 0)))
+        touched.add(job.id)
+    await db.flush()
+    events += await finish_if_done(db, touched)
+    return events

@@ -1,0 +1,147 @@
+"""Recording finished attempts: verdicts, retries, artifacts, warm nodes (dispatcher side)."""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from computalot.auth.tokens import new_id
+from computalot.engine.outcomes import Verdict, should_retry
+from computalot.engine.records import Events, bump_counters, finish_if_done, task_event
+from computalot.store.models import Artifact, Job, Project, Task
+from computalot.timeutil import iso, utcnow
+
+
+def _store_artifacts(
+    db: AsyncSession, task: Task, outcome: dict[str, Any], data_dir: Path
+) -> list[str]:
+    ids: list[str] = []
+    root = data_dir.resolve() / "artifacts" / "tasks" / task.id / f"attempt-{task.attempt}"
+    for item in outcome.get("artifacts") or []:
+        rel = Path(item["path"])
+        if rel.is_absolute() or ".." in rel.parts:
+            continue
+        dest = root / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(item["data"])
+        art = Artifact(
+            id=new_id("art"),
+            account_id=task.account_id,
+            job_id=task.job_id,
+            task_id=task.id,
+            filename=rel.as_posix(),
+            size=len(item["data"]),
+            sha256=hashlib.sha256(item["data"]).hexdigest(),
+            content_type=mimetypes.guess_type(rel.name)[0] or "application/octet-stream",
+            state="available",
+            storage_key=str(dest.relative_to(data_dir.resolve())),
+            created_at=utcnow(),
+        )
+        db.add(art)
+        ids.append(art.id)
+    return ids
+
+
+async def apply_verdicts(
+    db: AsyncSession,
+    judged: list[tuple[Job, Task, int, Verdict, dict[str, Any]]],
+    *,
+    data_dir: Path,
+    lost_budget: int,
+) -> Events:
+    now = utcnow()
+    events: Events = []
+    deltas: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    touched: set[str] = set()
+    warmed: set[tuple[str, str, str]] = set()
+    for job, task, attempt, verdict, outcome in judged:
+        if task.status != "running" or task.attempt != attempt:
+            continue  # stale: this attempt was already settled (reconciled or cancelled)
+        lost_before = task.lost_attempts
+        if verdict.infrastructure:
+            task.lost_attempts += 1
+        retry = should_retry(
+            verdict,
+            attempt=attempt,
+            max_retries=job.max_retries,
+            lost=task.lost_attempts if verdict.infrastructure else lost_before,
+            lost_budget=lost_budget,
+        )
+        task.finished_at = now
+        task.duration_s = outcome.get("duration_s")
+        task.exit_code = outcome.get("exit_code")
+        if outcome.get("stdout") or outcome.get("stderr") or task.output_attempt is None:
+            task.stdout = outcome.get("stdout") or ""
+            task.stderr = outcome.get("stderr") or ""
+            task.output_tail = outcome.get("output_tail") or ""
+            task.output_attempt = attempt
+        if outcome.get("last_progress") is not None:
+            task.latest_progress = outcome["last_progress"]
+        task.error = verdict.error()
+        task.artifacts = (task.artifacts or []) + _store_artifacts(db, task, outcome, data_dir)
+        deltas[job.id]["running"] -= 1
+        if retry:
+            task.status = "queued"
+            deltas[job.id]["queued"] += 1
+            events.append(
+                (
+                    task.job_id,
+                    task.account_id,
+                    "retry",
+                    {
+                        "task_id": task.id,
+                        "index": task.index,
+                        "attempt": attempt,
+                        "error": task.error,
+                    },
+                )
+            )
+            events.append(task_event(task))
+            continue
+        task.status = verdict.status
+        deltas[job.id][verdict.status] += 1
+        if outcome.get("node_id") and job.project_id and job.revision_id:
+            warmed.add((job.project_id, job.revision_id, str(outcome["node_id"])))
+        if verdict.status == "completed":
+            task.result = verdict.result
+            task.result_quality = verdict.quality
+            task.result_warnings = verdict.warnings
+        events.append(task_event(task, exit_code=task.exit_code, error=task.error))
+        if verdict.status == "completed":
+            events.append(
+                (
+                    task.job_id,
+                    task.account_id,
+                    "result",
+                    {
+                        "task_id": task.id,
+                        "index": task.index,
+                        "result_quality": task.result_quality,
+                    },
+                )
+            )
+        touched.add(job.id)
+    await db.flush()
+    await bump_counters(db, deltas)
+    await _mark_warm(db, warmed)
+    events += await finish_if_done(db, touched)
+    return events
+
+
+async def _mark_warm(db: AsyncSession, warmed: set[tuple[str, str, str]]) -> None:
+    """Remember which nodes have run a revision: Ray cached its runtime_env there."""
+    for project_id, revision_id, node_id in warmed:
+        project = await db.get(Project, project_id)
+        if project is None or project.active_revision_id != revision_id:
+            continue
+        state = dict(project.warm_state or {})
+        nodes = dict(state.get(revision_id) or {})
+        if node_id in nodes:
+            continue
+        nodes[node_id] = iso(utcnow())
+        project.warm_state = {revision_id: nodes}
