@@ -119,6 +119,8 @@ def start(
     if address:
         init_kwargs["address"] = address
     else:
+        # "local" always starts a fresh instance, even when `ray start` left one running.
+        init_kwargs["address"] = "local"
         init_kwargs["num_cpus"] = num_cpus
         init_kwargs["include_dashboard"] = include_dashboard
         init_kwargs["dashboard_host"] = "127.0.0.1"

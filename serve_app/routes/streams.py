@@ -7,6 +7,7 @@ until one of its jobs has news, and sends a comment heartbeat every 15 s.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ router = APIRouter(prefix="/api/v1", tags=["streams"])
 
 HEARTBEAT_S = 15.0
 MAX_WAIT_S = 5.0
+END_GRACE_S = 3.0
 PAGE = 500
 MAX_WATCH = 100
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -53,9 +55,16 @@ async def _events(
     ended: set[str] = set()
     seen: dict[str, int] | None = None
     last_beat = time.monotonic()
+    terminal_since: dict[str, float] = {}
     while True:
         async with app_store.sessions() as db:
             events = await store.list_events(db, account_id, job_ids, after=after, limit=PAGE)
+            if not events:
+                for job in await _stalled_ends(
+                    db, account_id, set(job_ids) - ended, terminal_since
+                ):
+                    ended.add(job["id"])
+                    yield f"event: end\ndata: {json.dumps({'job_id': job['id'], **job})}\n\n"
         for event in events:
             yield _frame(event)
             after = event.id
@@ -72,11 +81,29 @@ async def _events(
             return
         wait = min(MAX_WAIT_S, max(0.05, HEARTBEAT_S - (time.monotonic() - last_beat)))
         if engine is None:
-            import asyncio
-
             await asyncio.sleep(wait)
         else:
             seen = await engine.wait_events(job_ids, seen, wait)
+
+
+async def _stalled_ends(
+    db: Any, account_id: str, open_ids: set[str], terminal_since: dict[str, float]
+) -> list[dict[str, Any]]:
+    """Terminal jobs whose ``end`` event has not shown up for END_GRACE_S.
+
+    The event hub writes ``end`` right after the job turns terminal; if the hub was lost in
+    between, the stream still ends (with an id-less ``end`` built from the stored job).
+    """
+    out = []
+    now = time.monotonic()
+    for job_id in open_ids:
+        job = await store.get_job(db, account_id, job_id)
+        if job.status not in TERMINAL_JOB:
+            continue
+        since = terminal_since.setdefault(job_id, now)
+        if now - since >= END_GRACE_S:
+            out.append(store.job_out(job))
+    return out
 
 
 def _last_event_id(header: str | None) -> int:
