@@ -85,7 +85,10 @@ def table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> s
     line = "+-" + "-+-".join("-" * w for w in widths) + "-+"
 
     def render(row: Sequence[str]) -> str:
-        cells = [str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        cells = [
+            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
         return "| " + " | ".join(cells) + " |"
 
     out = [title, line, render(header), line, *(render(r) for r in rows), line]

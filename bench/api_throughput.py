@@ -189,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
                     seconds=warmup,
                 )
             for name, url in servers.items():
-                log(f"measuring {name}: wrk -t{args.threads} -c{args.connections} -d{duration:.0f}s")
+                log(
+                    f"measuring {name}: wrk -t{args.threads} -c{args.connections} -d{duration:.0f}s"
+                )
                 measured[name] = run_wrk(
                     wrk,
                     url,

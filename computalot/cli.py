@@ -229,9 +229,10 @@ def whitelist_wallet_cmd(
     from computalot.store import accounts
 
     async def go(db: Any) -> dict[str, Any]:
-        chain_id(chain)
+        chain_name = chain.strip().lower()
+        chain_id(chain_name)
         entry = await accounts.whitelist_wallet(
-            db, wallet_address=normalize_address(wallet), chain=chain, role=role, name=name
+            db, wallet_address=normalize_address(wallet), chain=chain_name, role=role, name=name
         )
         return {"wallet_address": entry.wallet_address, "chain": entry.chain, "role": entry.role}
 

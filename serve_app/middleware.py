@@ -54,6 +54,9 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+            await _send_json(send, 400, _nul_in_url())
+            return
         limit, what = self.limits.for_path(scope["path"])
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
@@ -76,6 +79,17 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+def _nul_in_url() -> dict[str, Any]:
+    return {
+        "error": {
+            "code": "bad_request",
+            "message": "the URL contains a NUL (%00) character",
+            "details": [{"loc": ["url"], "msg": "NUL is not allowed"}],
+            "recommended_action": "remove %00 from the path and query",
+        }
+    }
 
 
 def _too_large(what: str, limit: int) -> dict[str, Any]:

@@ -37,6 +37,7 @@ async def create_challenge(
     db: AsyncSession, *, wallet_address: str, chain: str, public_url: str, ttl_s: int
 ) -> WalletChallenge:
     address = siwe.normalize_address(wallet_address)
+    chain = chain.strip().lower()
     siwe.chain_id(chain)
     now = utcnow()
     nonce = siwe.new_nonce()

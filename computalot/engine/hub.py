@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import insert, update
 
 from computalot.engine.names import HUB_NAME
+from computalot.schemas.jobs import TERMINAL_TASK
 from computalot.settings import load_settings
 from computalot.store.db import Store
 from computalot.store.models import Event, Task
@@ -36,7 +37,7 @@ class EventHub:
         self.changed = asyncio.Event()
         self.flushed = asyncio.Condition()
         self.versions: dict[str, int] = defaultdict(int)
-        self.tails: dict[str, str] = {}
+        self.tails: dict[str, tuple[int, str]] = {}  # task id -> (attempt, live output tail)
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     async def ping(self) -> str:
@@ -49,6 +50,8 @@ class EventHub:
         """
         now = utcnow()
         for job_id, account_id, name, data in events:
+            if name == "task" and isinstance(data, dict) and data.get("status") in TERMINAL_TASK:
+                self.tails.pop(str(data.get("task_id")), None)  # bounded: only running tasks
             self.pending.append(
                 {
                     "job_id": job_id,
@@ -85,8 +88,12 @@ class EventHub:
                 "stream": data.get("stream"),
                 "text": text,
             }
-            tail = (self.tails.get(task_id, "") + text + "\n")[-OUTPUT_TAIL_CHARS:]
-            self.tails[task_id] = tail
+            # One attempt's text only: a retry starts a fresh tail (the chunks carry their own
+            # newlines, so they are joined as they are).
+            tail_attempt, tail = self.tails.get(task_id, (attempt, ""))
+            tail = (tail if tail_attempt == attempt else "") + text
+            tail = tail[-OUTPUT_TAIL_CHARS:]
+            self.tails[task_id] = (attempt, tail)
             entry = self.live.setdefault(task_id, {})
             entry["output_tail"] = tail
             entry["output_attempt"] = attempt

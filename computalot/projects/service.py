@@ -41,6 +41,8 @@ def check_name(name: str) -> str:
 
 async def get_project(db: AsyncSession, account_id: str, name: str) -> Project:
     """The caller's project by name; another account's project is simply not found."""
+    if not NAME_RE.match(name):
+        raise NotFound(f"project {name[:80]!r} not found (not a valid project name)")
     query = select(Project).where(Project.account_id == account_id, Project.name == name)
     project = (await db.execute(query)).scalar_one_or_none()
     if project is None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from computalot.store.models import Account, ApiKey
 from computalot.timeutil import iso
@@ -14,13 +14,37 @@ Role = Literal["admin", "member", "viewer"]
 
 
 class Strict(BaseModel):
+    """Unknown fields are refused; no string may carry U+0000 (PostgreSQL text cannot)."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        return reject_nul(value)
+
+
+def reject_nul(value: Any) -> Any:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain NUL (U+0000) characters")
+    if isinstance(value, list):
+        for item in value:
+            reject_nul(item)
+    return value
+
+
+def _chain(value: str) -> str:
+    return value.strip().lower()
+
+
+Chain = Annotated[str, AfterValidator(_chain)]
+Usd = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=6)]
 
 
 class CreateAccount(Strict):
     name: str = Field(min_length=1, max_length=200)
     role: Role = "member"
-    credit_usd: Decimal | None = Field(default=None, ge=0)
+    credit_usd: Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=6)] | None = None
 
 
 class CreateKey(Strict):
@@ -29,19 +53,19 @@ class CreateKey(Strict):
 
 class WhitelistWallet(Strict):
     wallet_address: str
-    chain: str = "base"
+    chain: Chain = "base"
     role: Role = "member"
     name: str | None = Field(default=None, max_length=200)
 
 
 class Grant(Strict):
-    amount_usd: Decimal = Field(gt=0)
+    amount_usd: Usd
     memo: str | None = Field(default=None, max_length=500)
 
 
 class ChallengeRequest(Strict):
     wallet_address: str
-    chain: str = "base"
+    chain: Chain = "base"
 
 
 class VerifyRequest(Strict):

@@ -70,6 +70,15 @@ class JobSubmit(BaseModel):
             raise ValueError("arguments may not contain NUL bytes")
         return value
 
+    @field_validator(
+        "project", "recipe", "callback_url", "merge_strategy", "merge_key", "weight_field"
+    )
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL (U+0000) characters")
+        return value
+
     @field_validator("tags")
     @classmethod
     def _tags(cls, value: list[str]) -> list[str]:

@@ -204,8 +204,7 @@ async def account_for_wallet(
 async def grant_credit(
     session: AsyncSession, account_id: str, amount_usd: Decimal, memo: str | None = None
 ) -> LedgerEntry:
-    if amount_usd <= 0:
-        raise field_error(["amount_usd"], "must be greater than 0")
+    check_usd(amount_usd, "amount_usd")
     await get_account(session, account_id)
     entry = LedgerEntry(
         id=new_id("led"),
@@ -218,6 +217,20 @@ async def grant_credit(
     session.add(entry)
     await session.flush()
     return entry
+
+
+MAX_USD = Decimal("1000000000000")
+
+
+def check_usd(amount: Decimal, field: str) -> Decimal:
+    """Money fits the ledger's Numeric(18, 6): positive, below 10^12, at most 6 decimals."""
+    if not amount.is_finite() or amount <= 0:
+        raise field_error([field], "must be greater than 0")
+    if amount >= MAX_USD:
+        raise field_error([field], f"must be less than {MAX_USD}")
+    if amount != amount.quantize(Decimal("0.000001")):
+        raise field_error([field], "at most 6 decimal places")
+    return amount
 
 
 async def ensure_name_free(session: AsyncSession, name: str) -> None:

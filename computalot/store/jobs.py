@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.errors import BadRequest, NotFound
@@ -203,6 +203,16 @@ def event_out(event: Event) -> dict[str, Any]:
         "data": event.data,
         "created_at": iso(event.created_at),
     }
+
+
+async def element_counts(db: AsyncSession, job: Job) -> dict[str, int]:
+    """Elements (not tasks) per task status: a batched task counts once per element."""
+    query = (
+        select(Task.status, func.sum(Task.element_count))
+        .where(Task.job_id == job.id, Task.account_id == job.account_id)
+        .group_by(Task.status)
+    )
+    return {status: int(n or 0) for status, n in (await db.execute(query)).tuples()}
 
 
 def element_results(task: Task) -> list[dict[str, Any]]:

@@ -64,17 +64,21 @@ async def ready(request: Request) -> JSONResponse:
 
 
 def _is_local(request: Request) -> bool:
-    settings = get_settings_dep(request)
+    """A request from this machine, and provably so.
+
+    Behind the Serve ingress every peer looks like 127.0.0.1, so a loopback peer only counts
+    when the API is bound to loopback (no remote client can reach it at all). A request that
+    names a forwarding chain came through some proxy and is never treated as local: the
+    header is written by the client and proves nothing.
+    """
+    if request.headers.get("x-forwarded-for") or request.headers.get("forwarded"):
+        return False
     peer = request.client.host if request.client else ""
-    forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
-    candidate = forwarded or peer
     try:
-        loopback = ipaddress.ip_address(candidate).is_loopback
+        loopback = ipaddress.ip_address(peer).is_loopback
     except ValueError:
         return False
-    # Behind the Serve ingress every peer looks like 127.0.0.1; only trust that when the API
-    # is bound to loopback, so no remote client can reach it at all.
-    return loopback and (bool(forwarded) or settings.binds_loopback_only)
+    return loopback and get_settings_dep(request).binds_loopback_only
 
 
 @router.get("/metrics")

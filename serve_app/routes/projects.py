@@ -5,23 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from computalot.projects import service
+from computalot.schemas.accounts import Strict
 from serve_app.deps import AppSettings, Caller, Db, Writer
 
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
 
 
-class ProjectCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ProjectCreate(Strict):
     name: str = Field(min_length=1, max_length=63)
     remote_dir: str | None = Field(default=None, max_length=1024)
     description: str | None = Field(default=None, max_length=10_000)
 
 
-class ProjectUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ProjectUpdate(Strict):
     remote_dir: str | None = Field(default=None, max_length=1024)
     description: str | None = Field(default=None, max_length=10_000)
 

@@ -68,10 +68,13 @@ if mode == "flaky":
     if attempt == 1:
         print("flaky attempt 1 fails on purpose", flush=True)
         sys.exit(3)
+    gate("second-attempt-may-print")
+    print("attempt two is live", flush=True)
     gate("second-attempt-may-finish")
 if mode == "wait":
     gate(p["gate"])
-touch("done-%s-%s" % (index, attempt))
+if d:
+    touch("done-%s-%s" % (index, attempt))
 with open(os.environ["COMPUTALOT_TASK_RESULT"], "w") as fh:
     json.dump({"index": int(index), "attempt": attempt, "x": p.get("x")}, fh)
 """
@@ -83,7 +86,12 @@ def project(admin: httpx.Client, make_project: Any) -> str:
 
 
 def job_body(project: str, **fields: Any) -> dict[str, Any]:
-    return {"project": project, "runner_command": ["python3", "runner.py"], "timeout_s": 60, **fields}
+    return {
+        "project": project,
+        "runner_command": ["python3", "runner.py"],
+        "timeout_s": 60,
+        **fields,
+    }
 
 
 def submit(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
@@ -160,6 +168,7 @@ def test_sigkilled_runner_retries_then_fails(admin: httpx.Client, project: str) 
     retries = [e for e in events if e["event"] == "retry"]
     assert len(retries) == 2, retries
     assert [e["data"]["attempt"] for e in retries] == [1, 2]
+    assert all(e["data"]["error"]["code"] == "killed" for e in retries), retries
     assert events[-1]["event"] == "end"
 
 
@@ -196,6 +205,19 @@ def test_flaky_runner_succeeds_on_retry_and_output_keeps_failed_attempt(
     (entry,) = output["tasks"]
     assert "flaky attempt 1 fails on purpose" in entry["stdout"], output
     assert entry["attempt"] == 1, output
+    (tmp_path / "second-attempt-may-print").touch()
+
+    def live_second_attempt() -> Any:
+        (entry,) = admin.get(f"{API}/jobs/{job['id']}/output").json()["tasks"]
+        return entry if "attempt two is live" in entry["stdout"] else None
+
+    entry = poll(live_second_attempt, "attempt 2's live output in /output")
+    assert entry["attempt"] == 2, entry
+    # The live text is attempt 2's own: nothing of attempt 1 mixed in, no added blank lines.
+    assert entry["stdout"] == "attempt two is live\n", entry
+    (task,) = tasks_of(admin, job["id"])
+    assert task["status"] == "running"
+    assert task["live_feedback"]["output_tail"] == "attempt two is live\n", task
     (tmp_path / "second-attempt-may-finish").touch()
 
     end = wait_job(admin, job["id"])
@@ -206,6 +228,9 @@ def test_flaky_runner_succeeds_on_retry_and_output_keeps_failed_attempt(
     assert results["aggregate_result"] == {"index": 0, "attempt": 2, "x": None}
     (retry,) = [e for e in events_of(admin, job["id"]) if e["event"] == "retry"]
     assert retry["data"]["error"]["code"] == "exit_nonzero"
+    final = admin.get(f"{API}/jobs/{job['id']}/output").json()["tasks"][0]
+    assert final["attempt"] == 2
+    assert final["stdout"] == "attempt two is live\n", final
 
 
 # ---- timeouts and cancels kill the whole process group ----------------------------------------
@@ -241,6 +266,7 @@ def test_cancel_running_job_kills_processes_and_cancels_queued(
 
     answer = admin.put(f"{API}/jobs/{job['id']}/cancel")
     assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "cancelled", "cancel answers the stopped job"
     end = wait_job(admin, job["id"])
     assert end["status"] == "cancelled", end
     assert end["task_counts"]["cancelled"] == 20, end
@@ -304,7 +330,9 @@ def test_dispatcher_killed_mid_job_reconciles_and_completes(
 def test_dependent_job_starts_after_its_dependency_completes(
     admin: httpx.Client, project: str, tmp_path: Path
 ) -> None:
-    a = submit(admin, job_body(project, payload={"mode": "wait", "dir": str(tmp_path), "gate": "a"}))
+    a = submit(
+        admin, job_body(project, payload={"mode": "wait", "dir": str(tmp_path), "gate": "a"})
+    )
     b = submit(admin, job_body(project, payload={"x": "b"}, depends_on=[a["id"]]))
     poll(lambda: get_job(admin, a["id"])["status"] == "running", "job A to run")
     time.sleep(1.0)  # several dispatch cycles: B must not start while A runs
@@ -340,3 +368,20 @@ def test_unknown_dependency_is_422(admin: httpx.Client, project: str) -> None:
     answer = admin.post(f"{API}/jobs", json=job_body(project, depends_on=["job_doesnotexist"]))
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"]["details"][0]["loc"] == ["depends_on", 0]
+
+
+def test_cancel_of_a_job_waiting_on_a_dependency(
+    admin: httpx.Client, project: str, tmp_path: Path
+) -> None:
+    a = submit(
+        admin, job_body(project, payload={"mode": "wait", "dir": str(tmp_path), "gate": "a"})
+    )
+    b = submit(admin, job_body(project, payload={"x": "b"}, depends_on=[a["id"]]))
+    answer = admin.put(f"{API}/jobs/{b['id']}/cancel")
+    assert answer.status_code == 200, answer.text
+    end_b = wait_job(admin, b["id"])
+    assert end_b["status"] == "cancelled", end_b
+    assert tasks_of(admin, b["id"])[0]["attempt"] == 0
+    (tmp_path / "a").touch()
+    assert wait_job(admin, a["id"])["status"] == "completed"
+    assert get_job(admin, b["id"])["status"] == "cancelled", "terminal states are final"

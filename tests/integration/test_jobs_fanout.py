@@ -71,7 +71,12 @@ def submit(client: httpx.Client, body: dict[str, Any], **headers: str) -> dict[s
 
 
 def job_body(project: str, **fields: Any) -> dict[str, Any]:
-    return {"project": project, "runner_command": ["python3", "runner.py"], "timeout_s": 60, **fields}
+    return {
+        "project": project,
+        "runner_command": ["python3", "runner.py"],
+        "timeout_s": 60,
+        **fields,
+    }
 
 
 def run_job(client: httpx.Client, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -131,7 +136,6 @@ def test_fan_out_by_collect(
     assert [r["index"] for r in results["results"]] == list(range(10))
     assert [r["result"] for r in results["results"]] == expected_results
     assert all(r["status"] == "completed" for r in results["results"])
-    assert results["summary"]["total"] == expected_tasks
     assert results["completeness"] == 1.0
 
     seen = seen_payloads(tmp_path)
@@ -222,9 +226,7 @@ def test_fan_out_chunks_collect_and_weighted_avg(
     end, results = run_job(admin, job_body(project, payload=payload, fan_out=fan_out))
     assert end["status"] == "completed", end
     assert end["task_counts"]["total"] == 3
-    expected = [
-        {"start": s, "size": e - s, "idx": i} for i, (s, e) in enumerate(spans)
-    ]
+    expected = [{"start": s, "size": e - s, "idx": i} for i, (s, e) in enumerate(spans)]
     assert results["aggregate_result"] == expected
     assert [r["result"] for r in results["results"]] == expected
     assert seen_payloads(tmp_path) == [
@@ -263,6 +265,19 @@ def test_weighted_avg_with_weight_field_and_batching(admin: httpx.Client, projec
         "score": pytest.approx(140 / 6),
         "_weight_total": pytest.approx(6.0),
         "_n": 3,
+    }
+
+
+def test_batching_is_invisible_in_results_summary(admin: httpx.Client, project: str) -> None:
+    payload = {"xs": list(range(5))}
+    _, plain = run_job(admin, job_body(project, payload=payload, fan_out={"by": "xs"}))
+    body = job_body(project, payload=payload, fan_out={"by": "xs"}, batch_size=2)
+    _, batched = run_job(admin, body)
+    assert [r["result"] for r in batched["results"]] == [r["result"] for r in plain["results"]]
+    assert batched["aggregate_result"] == plain["aggregate_result"]
+    assert batched["completeness"] == plain["completeness"]
+    assert {k: v for k, v in batched["summary"].items() if k != "duration_s"} == {
+        k: v for k, v in plain["summary"].items() if k != "duration_s"
     }
 
 
@@ -331,9 +346,15 @@ BAD_FANOUTS = [
         ["fan_out"],
         id="mixed-shapes",
     ),
-    pytest.param({"payload": {"xs": [1]}, "fan_out": {"by": "ys"}}, ["fan_out", "by"], id="by-missing"),
-    pytest.param({"payload": {"xs": 5}, "fan_out": {"by": "xs"}}, ["payload", "xs"], id="by-not-list"),
-    pytest.param({"payload": {"xs": []}, "fan_out": {"by": "xs"}}, ["payload", "xs"], id="by-empty"),
+    pytest.param(
+        {"payload": {"xs": [1]}, "fan_out": {"by": "ys"}}, ["fan_out", "by"], id="by-missing"
+    ),
+    pytest.param(
+        {"payload": {"xs": 5}, "fan_out": {"by": "xs"}}, ["payload", "xs"], id="by-not-list"
+    ),
+    pytest.param(
+        {"payload": {"xs": []}, "fan_out": {"by": "xs"}}, ["payload", "xs"], id="by-empty"
+    ),
     pytest.param({"fan_out": {"items": []}}, ["fan_out", "items"], id="items-empty"),
     pytest.param(
         {"payload": {"xs": list(range(100_001))}, "fan_out": {"by": "xs"}},
@@ -373,9 +394,7 @@ def test_bad_fan_out_is_422_naming_the_field(
 
 def test_payload_over_16_mib_is_413(admin: httpx.Client, project: str) -> None:
     body = json.dumps(job_body(project, payload={"blob": "x" * (16 * 1024 * 1024 + 10)}))
-    answer = admin.post(
-        f"{API}/jobs", content=body, headers={"Content-Type": "application/json"}
-    )
+    answer = admin.post(f"{API}/jobs", content=body, headers={"Content-Type": "application/json"})
     assert answer.status_code == 413, answer.text[:500]
     assert error_of(answer)["code"] == "payload_too_large"
 
@@ -440,3 +459,23 @@ def test_concurrent_duplicate_submits_create_one_job(admin: httpx.Client, projec
     listed = admin.get(f"{API}/jobs", params={"tag": tag}).json()["jobs"]
     assert [j["id"] for j in listed] == list(ids)
     wait_job(admin, ids.pop())
+
+
+def test_idempotency_key_is_per_account(
+    admin: httpx.Client, new_account: Any, make_project: Any
+) -> None:
+    other = new_account()
+    other_project = make_project(other, {"runner.py": RUNNER})
+    key = f"key-{uuid.uuid4().hex}"
+    mine = admin.post(
+        f"{API}/jobs",
+        json=job_body(make_project(admin, {"runner.py": RUNNER})),
+        headers={"Idempotency-Key": key},
+    )
+    theirs = other.post(
+        f"{API}/jobs", json=job_body(other_project), headers={"Idempotency-Key": key}
+    )
+    assert (mine.status_code, theirs.status_code) == (201, 201), (mine.text, theirs.text)
+    assert mine.json()["id"] != theirs.json()["id"]
+    wait_job(admin, mine.json()["id"])
+    wait_job(other, theirs.json()["id"])

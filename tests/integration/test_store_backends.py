@@ -12,18 +12,21 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, inspect, select, text
 
 from computalot.auth.tokens import new_id
 from computalot.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from computalot.projects import service as projects
+from computalot.settings import load_settings
 from computalot.store import accounts
 from computalot.store.db import Store
 from computalot.store.jobs import get_job, list_events, list_jobs
 from computalot.store.migrate import upgrade
 from computalot.store.models import Event, Job, LedgerEntry, WalletSession
 from computalot.timeutil import utcnow
+from serve_app.app import create_app
 from tests.support.postgres import create_database
 
 EXPECTED_TABLES = {
@@ -274,3 +277,45 @@ async def test_events_keep_insertion_order(store: Store) -> None:
         assert [e.id for e in page] == ids[:2]
         # Another account never reads these events, even naming the job.
         assert await list_events(db, other, [job.id], after=0, limit=100) == []
+
+
+# ---- the API on each backend: hostile input is a 4xx, never a 500 ------------------------------
+
+
+async def api_client(store: Store, tmp_path: Any) -> tuple[httpx.AsyncClient, dict[str, str]]:
+    """The app in-process on this backend's store, and an admin's auth header."""
+    settings = load_settings(data_dir=tmp_path, database_url=store.url)
+    async with store.sessions() as db:
+        admin = await accounts.create_account(
+            db, name=f"admin-{uuid.uuid4().hex[:6]}", role="admin"
+        )
+        _key, token = await accounts.create_key(db, admin.id)
+        await db.commit()
+    app = create_app(settings, store=store)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+    return client, {"Authorization": f"Bearer {token}"}
+
+
+async def test_nul_characters_are_not_a_server_error(
+    store: Store, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    client, _admin = await api_client(store, tmp_path)
+    async with client:
+        answer = await client.post(
+            "/api/v1/feedback", json={"type": "bug", "title": "a\x00b", "description": "d"}
+        )
+    assert answer.status_code in (201, 422), answer.text
+
+
+@pytest.mark.parametrize("amount", [1e20, 1e-7])
+async def test_grant_amount_outside_the_ledger_precision_is_422(
+    store: Store, tmp_path: Any, amount: float
+) -> None:
+    client, admin = await api_client(store, tmp_path)
+    async with client:
+        target = await new_member(store, "grantee")
+        answer = await client.post(
+            f"/api/v1/admin/accounts/{target}/grants", json={"amount_usd": amount}, headers=admin
+        )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["details"][0]["loc"] == ["amount_usd"]

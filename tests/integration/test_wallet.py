@@ -4,6 +4,7 @@ verify → ``fls_`` session, and every way it must refuse."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
@@ -305,3 +306,34 @@ def test_expired_session_is_401(anon: httpx.Client, platform: Any, wallet: Any, 
         err = client.get("/api/v1/account").json()
         assert_envelope(client.get("/api/v1/account"), 401, "unauthorized")
         assert "expired" in err["error"]["message"]
+
+
+def test_concurrent_verifies_of_one_challenge_give_one_session(
+    anon: httpx.Client, platform: Any, wallet: Any
+) -> None:
+    ch = challenge(anon, wallet.address)
+    signature = sign(ch["message"], wallet.key)
+
+    def attempt(_: int) -> httpx.Response:
+        with httpx.Client(base_url=platform.url, timeout=60) as client:
+            return verify(client, ch["id"], wallet.address, signature)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(attempt, range(6)))
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200, 401, 401, 401, 401, 401], [a.text for a in answers]
+    for answer in answers:
+        if answer.status_code == 401:
+            assert_envelope(answer, 401, "unauthorized")
+
+
+def test_chain_name_is_case_insensitive(anon: httpx.Client, admin: httpx.Client) -> None:
+    acct = Account.create()
+    listed = admin.post(
+        "/api/v1/admin/wallets", json={"wallet_address": acct.address, "chain": "base"}
+    )
+    assert listed.status_code == 201, listed.text
+    ch = challenge(anon, acct.address, chain="Base")
+    answer = verify(anon, ch["id"], acct.address, sign(ch["message"], acct.key))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["account"]["chain"] == "base"

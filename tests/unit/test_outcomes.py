@@ -27,13 +27,20 @@ def test_missing_result_is_null_with_warning() -> None:
         (ok(result_state="invalid", result_error="not JSON"), False, 1, "invalid_result"),
         (ok(result={"results": [{}]}), True, 2, "invalid_result"),
         (ok(result_state="missing"), True, 2, "invalid_result"),
-        ({"status": "spawn_failed", "exit_code": 127, "error": "not found"}, False, 1, "spawn_failed"),
+        (
+            {"status": "spawn_failed", "exit_code": 127, "error": "not found"},
+            False,
+            1,
+            "spawn_failed",
+        ),
         ({"status": "timeout", "error": "timed out"}, False, 1, "timeout"),
         ({"status": "killed", "exit_code": -9}, False, 1, "killed"),
         ({"status": "exit_nonzero", "exit_code": 3}, False, 1, "exit_nonzero"),
     ],
 )
-def test_failures_are_typed(outcome: dict[str, object], batched: bool, count: int, code: str) -> None:
+def test_failures_are_typed(
+    outcome: dict[str, object], batched: bool, count: int, code: str
+) -> None:
     verdict = judge_outcome(outcome, batched=batched, element_count=count)
     assert verdict.status == "failed"
     assert verdict.code == code
@@ -50,7 +57,9 @@ def test_batched_results_split_per_element() -> None:
 
 
 def test_retry_budget_user_failures() -> None:
-    failed = judge_outcome({"status": "exit_nonzero", "exit_code": 1}, batched=False, element_count=1)
+    failed = judge_outcome(
+        {"status": "exit_nonzero", "exit_code": 1}, batched=False, element_count=1
+    )
     # max_retries=2: attempts 1 and 2 retry, attempt 3 is final (N+1 attempts).
     assert should_retry(failed, attempt=1, max_retries=2, lost=0, lost_budget=2)
     assert should_retry(failed, attempt=2, max_retries=2, lost=0, lost_budget=2)

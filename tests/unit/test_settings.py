@@ -5,7 +5,9 @@ from computalot.settings import ConfigError, load_settings
 
 def test_defaults_resolve_to_sqlite_in_data_dir(tmp_path) -> None:
     settings = load_settings(data_dir=tmp_path)
-    assert settings.resolved_database_url == f"sqlite+aiosqlite:///{tmp_path.resolve()}/computalot.db"
+    assert (
+        settings.resolved_database_url == f"sqlite+aiosqlite:///{tmp_path.resolve()}/computalot.db"
+    )
     assert settings.resolved_public_url == "http://127.0.0.1:8000"
     assert settings.binds_loopback_only
 
