@@ -111,3 +111,28 @@ def write_results(name: str, summary: dict[str, Any]) -> Path:
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def machine_state() -> dict[str, Any]:
+    """Load average and other local Ray clusters: a busy neighbour skews every figure here."""
+    import ray  # noqa: F401  (puts Ray's bundled psutil on sys.path)
+    import psutil
+
+    mine = {p.pid for p in psutil.Process(os.getpid()).children(recursive=True)}
+    foreign = 0
+    for proc in psutil.process_iter(["cmdline"]):
+        argv = proc.info.get("cmdline") or []
+        if proc.pid not in mine and argv and os.path.basename(argv[0]) == "raylet":
+            foreign += 1
+    return {"load_avg_1m": round(os.getloadavg()[0], 2), "other_ray_clusters": foreign}
+
+
+def machine_line(start: dict[str, Any], end: dict[str, Any]) -> str:
+    line = (
+        f"machine: {os.cpu_count()} cores; load average {start['load_avg_1m']} at start, "
+        f"{end['load_avg_1m']} at end; other local Ray clusters running: "
+        f"{start['other_ray_clusters']} at start, {end['other_ray_clusters']} at end"
+    )
+    if start["other_ray_clusters"] or end["other_ray_clusters"]:
+        line += "  (figures are skewed by them)"
+    return line

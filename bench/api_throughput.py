@@ -30,6 +30,8 @@ from _common import (
     fmt,
     free_port,
     isolated_env,
+    machine_line,
+    machine_state,
     log,
     table,
     verdict,
@@ -156,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     data_dir = isolated_env()
+    m_start = machine_state()
+    m_end = m_start
     from computalot import platform
     from computalot.settings import load_settings
 
@@ -200,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                     conns=args.connections,
                     seconds=duration,
                 )
+            m_end = machine_state()
     except DeadlineExceeded as exc:
         log(str(exc))
         return 3
@@ -238,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         f"GET /api/v1/account, wrk -t{args.threads} -c{args.connections} -d{duration:.0f}s "
         f"--latency ({os.cpu_count()} cores)"
     )
+    print(machine_line(m_start, m_end))
     print(table(title, ["server", "req/s", "p50 ms", "p99 ms", "requests", "errors"], rows))
     ok = ratio >= GOAL_RATIO
     print(f"goal: Serve >= {GOAL_RATIO}x uvicorn req/s -> {ratio:.2f}x {verdict(ok)}")
@@ -254,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             "ratio_serve_over_uvicorn": round(ratio, 3),
             "goal_ratio": GOAL_RATIO,
             "pass": ok,
+            "machine": {"start": m_start, "end": m_end},
         },
     )
     print(f"results: {path.relative_to(REPO)}")

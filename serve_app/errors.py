@@ -71,8 +71,21 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(req: Request, exc: RequestValidationError) -> JSONResponse:
         message, details, status = validation_details(list(exc.errors()))
+        content_type = req.headers.get("content-type", "")
+        body_not_json = any(d["loc"] == [] for d in details) and "json" not in content_type
+        if body_not_json and req.method in ("POST", "PUT", "PATCH"):
+            return JSONResponse(
+                envelope(
+                    415,
+                    "unsupported_media_type",
+                    f"expected a JSON body, got Content-Type {content_type or 'none'!r}",
+                    details=[{"loc": ["body"], "msg": "send JSON"}],
+                    recommended_action="send the body as JSON with 'Content-Type: application/json'",
+                ),
+                status_code=415,
+            )
         if status == 400:
             body = envelope(400, "bad_request", "request body is not valid JSON", details=details)
         else:

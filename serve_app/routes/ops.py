@@ -20,17 +20,17 @@ router = APIRouter(tags=["ops"])
 READY_TIMEOUT_S = 3.0
 
 
-@router.get("/health")
+@router.api_route("/health", methods=["GET", "HEAD"])
 async def health() -> dict[str, Any]:
     return {"status": "ok"}
 
 
-@router.get("/live")
+@router.api_route("/live", methods=["GET", "HEAD"])
 async def live() -> dict[str, Any]:
     return {"status": "ok"}
 
 
-@router.get("/ready")
+@router.api_route("/ready", methods=["GET", "HEAD"])
 async def ready(request: Request) -> JSONResponse:
     checks: dict[str, str] = {}
     try:

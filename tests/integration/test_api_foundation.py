@@ -555,3 +555,19 @@ def test_accounts_never_see_each_other(new_account: Any) -> None:
     # The name is per account: Bob may use it too.
     assert bob.post("/api/v1/projects", json={"name": project}).status_code == 201
     assert_envelope(alice.post("/api/v1/projects", json={"name": project}), 409, "conflict")
+
+
+def test_probes_answer_head(anon: httpx.Client) -> None:
+    for path in ("/health", "/live", "/ready"):
+        assert anon.head(path).status_code == 200, path
+
+
+def test_form_encoded_body_is_415_with_a_hint(anon: httpx.Client) -> None:
+    # What `curl -d '{...}'` sends without -H 'Content-Type: application/json'.
+    answer = anon.post(
+        "/api/v1/feedback",
+        content=b"type=bug&title=t",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    err = assert_envelope(answer, 415, "unsupported_media_type")
+    assert "application/json" in err["recommended_action"]
