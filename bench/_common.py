@@ -6,6 +6,7 @@ developer's ``.computalot`` or a running ``computalot up``.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -66,6 +67,10 @@ def isolated_env(extra: dict[str, str] | None = None) -> Path:
             "COMPUTALOT_RATE_LIMIT_PER_MINUTE": str(10**9),
         }
     )
+    # Only the stop is affected: behind HAProxy each Serve replica otherwise stays reachable
+    # for 30 s after serve.shutdown() (a load-balancer deregistration window), which would add
+    # 30 s to every run. platform.serve_env() passes RAY_SERVE_* variables through.
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
     os.environ.update(extra or {})
     return data_dir
 
@@ -113,11 +118,16 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def psutil_module() -> Any:
+    """psutil as Ray bundles it (importing ray puts its third-party dir on sys.path)."""
+    import ray  # noqa: F401
+
+    return importlib.import_module("psutil")
+
+
 def machine_state() -> dict[str, Any]:
     """Load average and other local Ray clusters: a busy neighbour skews every figure here."""
-    import ray  # noqa: F401  (puts Ray's bundled psutil on sys.path)
-    import psutil
-
+    psutil = psutil_module()
     mine = {p.pid for p in psutil.Process(os.getpid()).children(recursive=True)}
     foreign = 0
     for proc in psutil.process_iter(["cmdline"]):

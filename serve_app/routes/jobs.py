@@ -202,29 +202,33 @@ async def get_results(
 ) -> dict[str, Any]:
     job = await store.get_job(db, caller.account_id, job_id)
     results, next_cursor = await store.results_page(db, job, limit=limit, cursor=cursor)
-    return _results_out(job, results, next_cursor)
+    counts = await store.element_counts(db, job)
+    return _results_out(job, results, next_cursor, counts)
 
 
 def _results_out(
-    job: Job, results: list[dict[str, Any]], next_cursor: str | None
+    job: Job, results: list[dict[str, Any]], next_cursor: str | None, counts: dict[str, int]
 ) -> dict[str, Any]:
+    """``counts``: elements per status, so batching never shows in the summary (SPEC §5.2)."""
     duration = None
     if job.started_at and job.finished_at:
         duration = round((job.finished_at - job.started_at).total_seconds(), 3)
-    done = job.n_completed + job.n_failed + job.n_cancelled
+    total = sum(counts.values())
+    completed, failed, cancelled = (counts.get(s, 0) for s in ("completed", "failed", "cancelled"))
+    done = completed + failed + cancelled
     return {
         "job_id": job.id,
         "status": job.status,
         "summary": {
-            "total": job.n_total,
-            "completed": job.n_completed,
-            "failed": job.n_failed,
-            "cancelled": job.n_cancelled,
+            "total": total,
+            "completed": completed,
+            "failed": failed,
+            "cancelled": cancelled,
             "duration_s": duration,
         },
-        "completeness": round(job.n_completed / job.n_total, 6) if job.n_total else 0.0,
+        "completeness": round(completed / total, 6) if total else 0.0,
         "finished": job.status in TERMINAL_JOB,
-        "progress": round(done / job.n_total, 6) if job.n_total else 0.0,
+        "progress": round(done / total, 6) if total else 0.0,
         "aggregate_result": job.aggregate_result,
         "aggregate_aliases": {},
         "error": job.error,
