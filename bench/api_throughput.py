@@ -16,6 +16,7 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -88,6 +89,18 @@ def run_wrk(
     return out
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each figure over rounds; counts are summed."""
+    out: dict[str, Any] = {"rounds": len(runs)}
+    for key in ("rps", "p50_ms", "p99_ms"):
+        values = [r[key] for r in runs if r[key] is not None]
+        out[key] = statistics.median(values) if values else None
+    for key in ("requests", "non_2xx", "socket_errors"):
+        out[key] = sum(r[key] or 0 for r in runs)
+    out["per_round_rps"] = [r["rps"] for r in runs]
+    return out
+
+
 def wait_http(url: str, token: str, timeout_s: float = 60.0) -> None:
     end = time.monotonic() + timeout_s
     last = "no answer"
@@ -144,13 +157,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 s measurements, 1 s warm-ups")
     parser.add_argument("--duration", type=float, default=None, help="seconds per wrk run (10)")
     parser.add_argument("--warmup", type=float, default=None, help="seconds of warm-up (3)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="alternating uvicorn/Serve rounds (median)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--max-seconds", type=float, default=420.0, help="hard runtime budget")
+    parser.add_argument("--max-seconds", type=float, default=None, help="hard runtime budget")
     args = parser.parse_args(argv)
     duration = args.duration or (3.0 if args.quick else 10.0)
     warmup = args.warmup or (1.0 if args.quick else 3.0)
+    budget = args.max_seconds or 240.0 + 2 * (warmup + args.rounds * duration + 10 * args.rounds)
 
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -169,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     started_platform = False
     measured: dict[str, dict[str, Any]] = {}
     try:
-        with deadline(args.max_seconds):
+        with deadline(budget):
             log(f"starting the platform (num_cpus={args.num_cpus}, data dir {data_dir})")
             t0 = time.monotonic()
             started_platform = True
@@ -182,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
                 "serve": f"{running.url}/api/v1/account",
             }
             for name, url in servers.items():
+                if uvicorn_proc.poll() is not None:
+                    log_text = (data_dir / "uvicorn.log").read_text()[-2000:]
+                    raise RuntimeError(f"uvicorn exited ({uvicorn_proc.returncode}):\n{log_text}")
                 wait_http(url, running.admin_key)
                 log(f"warming up {name} for {warmup:.0f} s")
                 run_wrk(
@@ -192,18 +212,24 @@ def main(argv: list[str] | None = None) -> int:
                     conns=args.connections,
                     seconds=warmup,
                 )
-            for name, url in servers.items():
-                log(
-                    f"measuring {name}: wrk -t{args.threads} -c{args.connections} -d{duration:.0f}s"
-                )
-                measured[name] = run_wrk(
-                    wrk,
-                    url,
-                    running.admin_key,
-                    threads=args.threads,
-                    conns=args.connections,
-                    seconds=duration,
-                )
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+            for rnd in range(args.rounds):  # alternate, so a busy neighbour hits both alike
+                for name, url in servers.items():
+                    log(
+                        f"round {rnd + 1}/{args.rounds}: measuring {name}: "
+                        f"wrk -t{args.threads} -c{args.connections} -d{duration:.0f}s"
+                    )
+                    runs[name].append(
+                        run_wrk(
+                            wrk,
+                            url,
+                            running.admin_key,
+                            threads=args.threads,
+                            conns=args.connections,
+                            seconds=duration,
+                        )
+                    )
+            measured = {name: median_run(r) for name, r in runs.items()}
             m_end = machine_state()
     except DeadlineExceeded as exc:
         log(str(exc))
@@ -241,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     title = (
         f"GET /api/v1/account, wrk -t{args.threads} -c{args.connections} -d{duration:.0f}s "
-        f"--latency ({os.cpu_count()} cores)"
+        f"--latency, {args.rounds} round(s), median"
     )
     print(machine_line(m_start, m_end))
     print(table(title, ["server", "req/s", "p50 ms", "p99 ms", "requests", "errors"], rows))
@@ -255,8 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         {
             "quick": args.quick,
             "load": {"threads": args.threads, "connections": args.connections, "seconds": duration},
-            "uvicorn": {k: v for k, v in uv.items() if k != "raw"},
-            "serve": {k: v for k, v in sv.items() if k != "raw"},
+            "uvicorn": uv,
+            "serve": sv,
             "ratio_serve_over_uvicorn": round(ratio, 3),
             "goal_ratio": GOAL_RATIO,
             "pass": ok,

@@ -52,9 +52,9 @@ class EngineClient:
         await self._call(self.hub.ping, timeout_s=3.0)
         return await self._call(self.dispatcher.ping, timeout_s=3.0)
 
-    def kick(self) -> None:
+    def kick(self, blocked: bool = False) -> None:
         try:
-            self.dispatcher.kick.remote()
+            self.dispatcher.kick.remote(blocked)
         except Exception:
             self._dispatcher = None
 

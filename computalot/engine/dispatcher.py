@@ -34,6 +34,7 @@ from computalot.store.models import Job, Task
 log = logging.getLogger("computalot.dispatcher")
 
 BACKSTOP_SLACK_S = 60.0
+SWEEP_INTERVAL_S = 2.0
 
 
 @dataclass
@@ -65,6 +66,9 @@ class Dispatcher:
         )
         self.ready = False
         self.cycles = 0
+        self.check_cancels = True
+        self.check_deps = True
+        self.last_sweep = 0.0
         self._hub: Any = None
         self._main_task = asyncio.get_running_loop().create_task(self._main())
 
@@ -74,11 +78,15 @@ class Dispatcher:
             raise RuntimeError("dispatcher is still reconciling the store")
         return {"epoch": self.epoch, "inflight": len(self.inflight), "capacity": self.capacity}
 
-    def kick(self) -> None:
+    def kick(self, blocked: bool = False) -> None:
+        """New work arrived; ``blocked`` = it waits on other jobs (check dependencies)."""
+        if blocked:
+            self.check_deps = True
         self.wakeup.set()
 
     async def cancel(self, job_id: str, wait_s: float = 15.0) -> None:
         """Stop a job's queued and running tasks; return once it is terminal (or ``wait_s``)."""
+        self.check_cancels = True
         self.wakeup.set()
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
@@ -87,6 +95,7 @@ class Dispatcher:
                 if job is None or job.status in TERMINAL_JOB:
                     return
             await asyncio.sleep(0.02)
+            self.check_cancels = True
             self.wakeup.set()
 
     def nodes(self) -> list[dict[str, float]]:
@@ -139,9 +148,22 @@ class Dispatcher:
         async with self.store.sessions() as db:
             if self.finished:
                 batch, self.finished = self.finished, []
-                events += await self._record(db, batch)
-            events += await self._apply_cancels(db)
-            events += await recovery.release_dependencies(db)
+                recorded = await self._record(db, batch)
+                if any(name == "end" for _j, _a, name, _d in recorded):
+                    self.check_deps = True  # a finished job may release its dependents
+                    self.wakeup.set()
+                events += recorded
+            # Cancels and dependencies are looked at when something may have changed them, and
+            # on a slow sweep as a safety net; the hot path (submit → launch) skips both queries.
+            sweep = time.monotonic() - self.last_sweep >= SWEEP_INTERVAL_S
+            if sweep:
+                self.last_sweep = time.monotonic()
+            if self.check_cancels or sweep:
+                self.check_cancels = False
+                events += await self._apply_cancels(db)
+            if self.check_deps or sweep:
+                self.check_deps = False
+                events += await recovery.release_dependencies(db)
             self._backstop_timeouts()
             launches, launch_events = await self._claim(db)
             events += launch_events

@@ -25,7 +25,7 @@ from computalot.timeutil import utcnow
 log = logging.getLogger("computalot.hub")
 
 OUTPUT_TAIL_CHARS = 10 * 1024
-FLUSH_INTERVAL_S = 0.005
+FLUSH_INTERVAL_S = 0.001
 
 
 class EventHub:

@@ -56,16 +56,25 @@ def _collect_artifacts(directory: Path) -> tuple[list[dict[str, Any]], list[str]
     return out, warnings
 
 
+_HUB: dict[str, Any] = {}
+
+
+def _hub_handle(namespace: str) -> Any:
+    """The event hub's handle, looked up once per worker process (a GCS round trip)."""
+    if namespace not in _HUB:
+        try:
+            _HUB[namespace] = ray.get_actor(HUB_NAME, namespace=namespace)
+        except ValueError:
+            return None
+    return _HUB[namespace]
+
+
 class _LiveReporter:
     """Forwards progress/output events to the hub without blocking the runner loop."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
-        self.hub: Any = None
-        try:
-            self.hub = ray.get_actor(HUB_NAME, namespace=spec["namespace"])
-        except ValueError:
-            self.hub = None
+        self.hub: Any = _hub_handle(spec["namespace"])
         self.sent = 0
 
     def drain(self) -> None:

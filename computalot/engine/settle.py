@@ -133,9 +133,14 @@ async def apply_verdicts(
     return events
 
 
+_WARM_SEEN: set[tuple[str, str, str]] = set()
+
+
 async def _mark_warm(db: AsyncSession, warmed: set[tuple[str, str, str]]) -> None:
     """Remember which nodes have run a revision: Ray cached its runtime_env there."""
-    for project_id, revision_id, node_id in warmed:
+    for key in warmed - _WARM_SEEN:
+        _WARM_SEEN.add(key)
+        project_id, revision_id, node_id = key
         project = await db.get(Project, project_id)
         if project is None or project.active_revision_id != revision_id:
             continue

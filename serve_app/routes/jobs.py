@@ -46,7 +46,7 @@ async def _submit(
     )
     await db.commit()
     if submitted.created:
-        engine.kick()
+        engine.kick(blocked=submitted.job.blocked)
     return store.job_out(submitted.job), submitted.created
 
 
