@@ -42,23 +42,48 @@ async def cancel_queued(db: AsyncSession) -> tuple[list[str], Events]:
 
 
 async def release_dependencies(db: AsyncSession) -> Events:
-    query = select(Job).where(Job.blocked.is_(True), Job.status.not_in(TERMINAL_JOB))
-    events: Events = []
-    for job in (await db.execute(query)).scalars():
-        deps = dict(
-            (await db.execute(select(Job.id, Job.status).where(Job.id.in_(job.depends_on))))
-            .tuples()
-            .all()
+    """Unblock jobs whose dependencies all completed; fail those with a dependency gone bad.
+
+    Two queries however many jobs wait (ids + dependency lists, then the dependencies'
+    statuses); full rows are loaded only for the jobs that change.
+    """
+    waiting = (
+        (
+            await db.execute(
+                select(Job.id, Job.depends_on).where(
+                    Job.blocked.is_(True), Job.status.not_in(TERMINAL_JOB)
+                )
+            )
         )
-        bad = [d for d in job.depends_on if deps.get(d) in TERMINAL_JOB and deps[d] != "completed"]
-        if bad or len(deps) < len(job.depends_on):
-            missing = bad[0] if bad else next(d for d in job.depends_on if d not in deps)
-            status = deps.get(missing, "deleted")
+        .tuples()
+        .all()
+    )
+    if not waiting:
+        return []
+    dep_ids = {d for _id, deps in waiting for d in deps}
+    statuses: dict[str, str] = {}
+    ids = list(dep_ids)
+    for start in range(0, len(ids), 500):
+        rows = await db.execute(
+            select(Job.id, Job.status).where(Job.id.in_(ids[start : start + 500]))
+        )
+        statuses.update(rows.tuples().all())
+    events: Events = []
+    for job_id, depends_on in waiting:
+        bad = [d for d in depends_on if statuses.get(d, "deleted") in BAD_ENDS]
+        ready = all(statuses.get(d) == "completed" for d in depends_on)
+        if not bad and not ready:
+            continue
+        job = await db.get(Job, job_id)
+        if job is None:
+            continue
+        if bad:
+            culprit = bad[0]
             if await fail_job(
                 db,
                 job,
                 "dependency_failed",
-                f"dependency {missing} ended {status}",
+                f"dependency {culprit} ended {statuses.get(culprit, 'deleted')}",
                 "fix and rerun the dependency, then resubmit this job",
             ):
                 await db.refresh(job)
@@ -67,7 +92,7 @@ async def release_dependencies(db: AsyncSession) -> Events:
                     (job.id, job.account_id, "job", snapshot),
                     (job.id, job.account_id, "end", snapshot),
                 ]
-        elif all(deps.get(d) == "completed" for d in job.depends_on):
+        else:
             job.blocked = False
             events.append(
                 (
@@ -79,6 +104,9 @@ async def release_dependencies(db: AsyncSession) -> Events:
             )
     await db.flush()
     return events
+
+
+BAD_ENDS = (TERMINAL_JOB - {"completed"}) | {"deleted"}
 
 
 async def reconcile(db: AsyncSession, epoch: str, *, lost_budget: int) -> Events:

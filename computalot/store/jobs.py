@@ -253,23 +253,37 @@ def element_results(task: Task) -> list[dict[str, Any]]:
 async def results_page(
     db: AsyncSession, job: Job, *, limit: int, cursor: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Per-element results from element index ``cursor`` on, at most ``limit`` of them."""
+    """Per-element results from element index ``cursor`` on, at most ``limit`` of them.
+
+    Tasks are read a few at a time (a batched task holds up to thousands of results), so a page
+    parses only the tasks it returns.
+    """
     start = int(decode_cursor(cursor)[0]) if cursor else 0
-    query = (
-        select(Task)
-        .where(
-            Task.job_id == job.id,
-            Task.account_id == job.account_id,
-            Task.element_start + Task.element_count > start,
-        )
-        .order_by(Task.element_start)
-    )
     out: list[dict[str, Any]] = []
-    async for task in await db.stream_scalars(query.execution_options(yield_per=200)):
-        for element in element_results(task):
-            if element["index"] < start:
-                continue
-            if len(out) == limit:
-                return out, encode_cursor([element["index"]])
-            out.append(element)
-    return out, None
+    after = start
+    while True:
+        query = (
+            select(Task)
+            .where(
+                Task.job_id == job.id,
+                Task.account_id == job.account_id,
+                Task.element_start + Task.element_count > after,
+            )
+            .order_by(Task.element_start)
+            .limit(RESULT_TASK_CHUNK)
+        )
+        tasks = list((await db.execute(query)).scalars())
+        if not tasks:
+            return out, None
+        for task in tasks:
+            for element in element_results(task):
+                if element["index"] < start:
+                    continue
+                if len(out) == limit:
+                    return out, encode_cursor([element["index"]])
+                out.append(element)
+            after = task.element_start + task.element_count
+            db.expunge(task)
+
+
+RESULT_TASK_CHUNK = 16
