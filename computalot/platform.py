@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -39,14 +40,19 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def haproxy_dir(settings: Settings) -> Path:
+    """Short, per-data-dir folder for HAProxy's files (its socket paths allow 97 chars)."""
+    key = hashlib.sha256(str(settings.data_dir.resolve()).encode()).hexdigest()[:8]
+    return Path(tempfile.gettempdir()) / f"clh-{key}"
+
+
 def serve_env(settings: Settings) -> dict[str, str]:
     """Ray Serve's fast path (HAProxy ingress + throughput mode) and where HAProxy keeps files.
 
     Measured in bench/api_throughput.py: Serve's defaults manage ~1% of plain uvicorn's
     throughput here; these settings bring it to about half.
     """
-    key = hashlib.sha256(str(settings.data_dir.resolve()).encode()).hexdigest()[:10]
-    base = Path(tempfile.gettempdir()) / f"clh-{key[:8]}"  # HAProxy socket paths max 97 chars
+    base = haproxy_dir(settings)
     env = {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
@@ -59,6 +65,9 @@ def serve_env(settings: Settings) -> dict[str, str]:
         # ones so two platforms (or a test run beside `computalot up`) can share a machine.
         "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+        # Replicas otherwise stay reachable 30 s after shutdown (Ctrl-C, tests): 1 s is plenty
+        # for one ingress in front of them.
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
     }
     for name, value in os.environ.items():
         if name.startswith("RAY_SERVE_"):
@@ -160,6 +169,7 @@ def stop(settings: Settings, *, shutdown_ray: bool = True) -> None:
     if shutdown_ray:
         serve.shutdown()
         ray.shutdown()
+        shutil.rmtree(haproxy_dir(settings), ignore_errors=True)
         return
     undeploy()
     stop_engine(settings.ray_namespace)

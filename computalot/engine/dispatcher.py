@@ -10,6 +10,7 @@ cancels, releases jobs whose dependencies completed, and launches queued tasks i
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -70,6 +71,7 @@ class Dispatcher:
         self.check_deps = True
         self.last_sweep = 0.0
         self._hub: Any = None
+        self._remotes: dict[str, Any] = {}
         self._main_task = asyncio.get_running_loop().create_task(self._main())
 
     # ---- public actor methods -------------------------------------------------------------
@@ -248,7 +250,7 @@ class Dispatcher:
             spec, options = records.launch_spec(
                 job, task, attempt, self.packages, self.settings, self.namespace
             )
-            ref = run_task.options(**options).remote(spec)
+            ref = self._remote_for(options).remote(spec)
         except Exception as exc:
             log.exception("could not launch task %s", task.id)
             info = Inflight(task.id, job.id, job.account_id, attempt, None, time.monotonic(), 0.0)
@@ -260,6 +262,17 @@ class Dispatcher:
         info = Inflight(task.id, job.id, job.account_id, attempt, ref, now, deadline)
         self.inflight[task.id] = info
         asyncio.get_running_loop().create_task(self._watch(info))
+
+    def _remote_for(self, options: dict[str, Any]) -> Any:
+        """``run_task.options(...)`` per distinct options: Ray re-processes the runtime_env on
+        every ``.options()`` call, which cost more than the launch itself."""
+        key = json.dumps(options, sort_keys=True)
+        fn = self._remotes.get(key)
+        if fn is None:
+            if len(self._remotes) > 256:
+                self._remotes.clear()
+            fn = self._remotes[key] = run_task.options(**options)
+        return fn
 
     async def _watch(self, info: Inflight) -> None:
         try:

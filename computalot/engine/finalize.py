@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from computalot.jobs.merge import ElementResult, merge_results
 from computalot.schemas.jobs import TERMINAL_JOB
@@ -111,7 +112,8 @@ async def finalize_job(db: AsyncSession, job: Job) -> Job | None:
     )
     if changed.rowcount != 1:  # type: ignore[attr-defined]
         return None
-    await db.refresh(job)
+    for key, value in values.items():
+        set_committed_value(job, key, value)  # already written by the UPDATE above
     return job
 
 

@@ -21,6 +21,18 @@ from computalot.store.models import Job, Revision, Task
 from computalot.timeutil import utcnow
 
 Events = list[tuple[str, str, str, Any]]
+#: What changes while a job runs; refreshing only these avoids re-reading its payload.
+PROGRESS_COLUMNS = [
+    "status",
+    "n_total",
+    "n_queued",
+    "n_running",
+    "n_completed",
+    "n_failed",
+    "n_cancelled",
+    "cancel_requested",
+    "error",
+]
 COUNTER = {
     "queued": "n_queued",
     "running": "n_running",
@@ -49,7 +61,7 @@ async def finish_if_done(db: AsyncSession, job_ids: set[str]) -> Events:
         job = await db.get(Job, job_id)
         if job is None:
             continue
-        await db.refresh(job)
+        await db.refresh(job, attribute_names=PROGRESS_COLUMNS)
         if job.status in TERMINAL_JOB:
             continue
         if job.n_completed + job.n_failed + job.n_cancelled < job.n_total:

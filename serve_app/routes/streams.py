@@ -26,6 +26,7 @@ router = APIRouter(prefix="/api/v1", tags=["streams"])
 HEARTBEAT_S = 15.0
 MAX_WAIT_S = 5.0
 END_GRACE_S = 3.0
+MIN_READ_INTERVAL_S = 0.05
 PAGE = 500
 MAX_WATCH = 100
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -56,7 +57,14 @@ async def _events(
     seen: dict[str, int] | None = None
     last_beat = time.monotonic()
     terminal_since: dict[str, float] = {}
+    last_read = 0.0
     while True:
+        # At most one store read per MIN_READ_INTERVAL_S: a busy fan-out batches its events
+        # instead of costing one query (and one hub round trip) per hub flush.
+        pause = MIN_READ_INTERVAL_S - (time.monotonic() - last_read)
+        if pause > 0:
+            await asyncio.sleep(pause)
+        last_read = time.monotonic()
         async with app_store.sessions() as db:
             events = await store.list_events(db, account_id, job_ids, after=after, limit=PAGE)
             if not events:
