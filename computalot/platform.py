@@ -118,6 +118,9 @@ def start(
     from serve_app.deployment import deploy
 
     admin_key = asyncio.run(prepare_store(settings))
+    if not address:
+        # Files a killed earlier run left (sockets, server state) must not confuse HAProxy.
+        shutil.rmtree(haproxy_dir(settings), ignore_errors=True)
     env = cluster_env(settings)
     os.environ.update({k: v for k, v in env.items() if k.startswith("RAY_SERVE_")})
     init_kwargs: dict[str, Any] = {
