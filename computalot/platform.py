@@ -130,6 +130,8 @@ def start(
     }
     if address:
         init_kwargs["address"] = address
+        # Under `ray job submit` the job has its own runtime_env: merge ours into it.
+        os.environ.setdefault("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")
     else:
         # "local" always starts a fresh instance, even when `ray start` left one running.
         init_kwargs["address"] = "local"
