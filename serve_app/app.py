@@ -12,13 +12,24 @@ from computalot.store.db import Store
 from serve_app.errors import install_error_handlers
 from serve_app.middleware import BodyLimitMiddleware, BodyLimits, Metrics, ObserveMiddleware
 from serve_app.ratelimit import RateLimiter
-from serve_app.routes import account, admin, auth, docs, feedback, ops
+from serve_app.routes import account, admin, auth, docs, feedback, jobs, ops, projects, streams
 
 log = logging.getLogger("computalot.api")
 
 ARTIFACT_MAX_BYTES = 2 * 1024**3
 
-ROUTERS = [ops.router, docs.router, auth.router, account.router, admin.router, feedback.router]
+# streams before jobs: /jobs/watch must win over /jobs/{job_id}.
+ROUTERS = [
+    ops.router,
+    docs.router,
+    auth.router,
+    account.router,
+    admin.router,
+    feedback.router,
+    projects.router,
+    streams.router,
+    jobs.router,
+]
 
 
 def create_app(settings: Settings, *, engine: Any = None, store: Store | None = None) -> FastAPI:
@@ -36,7 +47,7 @@ def create_app(settings: Settings, *, engine: Any = None, store: Store | None = 
     app.state.metrics = Metrics()
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     install_error_handlers(app)
-    for router in ROUTERS + _engine_routers():
+    for router in ROUTERS:
         app.include_router(router)
     limits = BodyLimits(
         settings.max_json_body_bytes, settings.max_tarball_bytes, ARTIFACT_MAX_BYTES
@@ -44,10 +55,3 @@ def create_app(settings: Settings, *, engine: Any = None, store: Store | None = 
     app.add_middleware(BodyLimitMiddleware, limits=limits)
     app.add_middleware(ObserveMiddleware, metrics=app.state.metrics)
     return app
-
-
-def _engine_routers() -> list[Any]:
-    """Routers for projects and jobs (imported lazily: they pull in the job planner)."""
-    from serve_app.routes import jobs, projects, streams
-
-    return [projects.router, streams.router, jobs.router]

@@ -108,9 +108,6 @@ class EventHub:
         )
         self.changed.set()
 
-    def forget_task(self, task_id: str) -> None:
-        self.tails.pop(task_id, None)
-
     async def wait(
         self, job_ids: list[str], seen: dict[str, int] | None, timeout_s: float
     ) -> dict[str, int]:

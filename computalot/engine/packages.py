@@ -38,9 +38,6 @@ class PackageCache:
         self._checked[uri] = now
         return uri
 
-    def forget(self, content_hash: str) -> None:
-        self._checked.pop(package_uri(content_hash), None)
-
 
 def revision_runtime_env(
     uri: str, *, requirements: list[str] | None, env_vars: dict[str, str]

@@ -90,7 +90,3 @@ class JobSubmit(BaseModel):
 
 TERMINAL_JOB = frozenset({"completed", "partial", "failed", "cancelled"})
 TERMINAL_TASK = frozenset({"completed", "failed", "cancelled"})
-
-
-def is_terminal(status: str) -> bool:
-    return status in TERMINAL_JOB

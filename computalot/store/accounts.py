@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.auth.tokens import hash_token, new_id, new_secret_token, token_kind, tokens_equal
-from computalot.errors import Conflict, NotFound, Unauthorized, field_error
+from computalot.errors import NotFound, Unauthorized, field_error
 from computalot.store.models import Account, ApiKey, LedgerEntry, WalletSession, WalletWhitelist
 from computalot.timeutil import utcnow
 
@@ -231,17 +231,3 @@ def check_usd(amount: Decimal, field: str) -> Decimal:
     if amount != amount.quantize(Decimal("0.000001")):
         raise field_error([field], "at most 6 decimal places")
     return amount
-
-
-async def ensure_name_free(session: AsyncSession, name: str) -> None:
-    row = await session.execute(select(Account.id).where(Account.name == name).limit(1))
-    if row.first() is not None:
-        raise Conflict(f"an account named {name!r} exists")
-
-
-async def revoke_all_sessions(session: AsyncSession, account_id: str) -> None:
-    await session.execute(
-        update(WalletSession)
-        .where(WalletSession.account_id == account_id)
-        .values(expires_at=utcnow())
-    )
