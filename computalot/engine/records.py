@@ -179,7 +179,8 @@ def launch_spec(
     options["runtime_env"] = revision_runtime_env(
         uri, requirements=info["requirements"], env_vars={}
     )
-    options["name"] = f"computalot-task:{task.id}"
+    # Per job, not per task: each distinct .options() re-validates the runtime_env (costly).
+    options["name"] = f"computalot-task:{job.id}"
     return spec, options
 
 
