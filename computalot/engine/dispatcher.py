@@ -36,6 +36,7 @@ log = logging.getLogger("computalot.dispatcher")
 
 BACKSTOP_SLACK_S = 60.0
 SWEEP_INTERVAL_S = 2.0
+BATCH_WINDOW_S = 0.05
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Dispatcher:
         self.cycles = 0
         self.check_cancels = True
         self.check_deps = True
+        self.urgent = False
         self.last_sweep = 0.0
         self._hub: Any = None
         self._remotes: dict[str, Any] = {}
@@ -84,11 +86,13 @@ class Dispatcher:
         """New work arrived; ``blocked`` = it waits on other jobs (check dependencies)."""
         if blocked:
             self.check_deps = True
+        self.urgent = True
         self.wakeup.set()
 
     async def cancel(self, job_id: str, wait_s: float = 15.0) -> None:
         """Stop a job's queued and running tasks; return once it is terminal (or ``wait_s``)."""
         self.check_cancels = True
+        self.urgent = True
         self.wakeup.set()
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
@@ -143,6 +147,12 @@ class Dispatcher:
             except TimeoutError:
                 pass
             self.wakeup.clear()
+            if not self.urgent and len(self.inflight) >= self.capacity // 2:
+                # Only completions woke us and Ray still holds a backlog of launched tasks:
+                # gather a few more completions so one cycle (one transaction, one event
+                # batch) serves several tasks instead of one each.
+                await asyncio.sleep(BATCH_WINDOW_S)
+            self.urgent = False
 
     async def _cycle(self) -> None:
         self.cycles += 1
