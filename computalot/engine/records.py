@@ -48,6 +48,12 @@ def task_event(task: Task, **extra: Any) -> tuple[str, str, str, Any]:
     return (task.job_id, task.account_id, "task", data)
 
 
+def retry_event(task: Task, attempt: int, error: Any) -> tuple[str, str, str, Any]:
+    """SPEC §5.6: a failed attempt with retries left goes back to queued (event ``retry``)."""
+    data = {"task_id": task.id, "index": task.index, "attempt": attempt, "error": error}
+    return (task.job_id, task.account_id, "retry", data)
+
+
 async def bump_counters(db: AsyncSession, deltas: dict[str, dict[str, int]]) -> None:
     for job_id, delta in deltas.items():
         values = {COUNTER[k]: getattr(Job, COUNTER[k]) + v for k, v in delta.items() if v}

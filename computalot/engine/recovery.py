@@ -6,7 +6,14 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.engine.finalize import fail_job
-from computalot.engine.records import COUNTER, Events, bump_counters, finish_if_done, task_event
+from computalot.engine.records import (
+    COUNTER,
+    Events,
+    bump_counters,
+    finish_if_done,
+    retry_event,
+    task_event,
+)
 from computalot.schemas.jobs import TERMINAL_JOB
 from computalot.store.jobs import job_out
 from computalot.store.models import Job, Task
@@ -124,22 +131,8 @@ async def reconcile(db: AsyncSession, epoch: str, *, lost_budget: int) -> Events
         touched.add(task.job_id)
         if task.lost_attempts <= lost_budget:
             task.status = "queued"
-            events.append(
-                (
-                    task.job_id,
-                    task.account_id,
-                    "retry",
-                    {
-                        "task_id": task.id,
-                        "index": task.index,
-                        "attempt": task.attempt,
-                        "error": {
-                            "code": "worker_lost",
-                            "message": "dispatcher restarted during the attempt",
-                        },
-                    },
-                )
-            )
+            lost = {"code": "worker_lost", "message": "dispatcher restarted during the attempt"}
+            events.append(retry_event(task, task.attempt, lost))
         else:
             task.status = "failed"
             task.finished_at = now

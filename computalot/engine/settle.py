@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.auth.tokens import new_id
 from computalot.engine.outcomes import Verdict, should_retry
-from computalot.engine.records import Events, bump_counters, finish_if_done, task_event
+from computalot.engine.records import Events, bump_counters, finish_if_done, retry_event, task_event
 from computalot.store.models import Artifact, Job, Project, Task
 from computalot.timeutil import iso, utcnow
 
@@ -88,19 +88,7 @@ async def apply_verdicts(
         if retry:
             task.status = "queued"
             deltas[job.id]["queued"] += 1
-            events.append(
-                (
-                    task.job_id,
-                    task.account_id,
-                    "retry",
-                    {
-                        "task_id": task.id,
-                        "index": task.index,
-                        "attempt": attempt,
-                        "error": task.error,
-                    },
-                )
-            )
+            events.append(retry_event(task, attempt, task.error))
             events.append(task_event(task))
             continue
         task.status = verdict.status

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import ray
 
-from tests.support.helpers import pid_alive, wait_job
+from tests.support.helpers import events_of, pid_alive, wait_job
 
 API = "/api/v1"
 
@@ -110,19 +110,6 @@ def tasks_of(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
     answer = client.get(f"{API}/jobs/{job_id}/tasks", params={"limit": 1000})
     assert answer.status_code == 200, answer.text
     return list(answer.json()["tasks"])
-
-
-def events_of(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    after = 0
-    while True:
-        page = client.get(f"{API}/jobs/{job_id}/events", params={"after": after, "limit": 1000})
-        assert page.status_code == 200, page.text
-        batch = page.json()["events"]
-        if not batch:
-            return events
-        events += batch
-        after = batch[-1]["id"]
 
 
 def poll(condition: Callable[[], Any], what: str, timeout_s: float = 60.0) -> Any:

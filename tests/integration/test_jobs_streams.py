@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.helpers import wait_job
+from tests.support.helpers import events_of, wait_job
 
 API = "/api/v1"
 
@@ -81,19 +81,6 @@ def sse(answer: httpx.Response) -> Iterator[dict[str, Any]]:
                 frame["id"] = int(value)
             else:
                 frame[name] = value
-
-
-def events_of(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    after = 0
-    while True:
-        page = client.get(f"{API}/jobs/{job_id}/events", params={"after": after, "limit": 1000})
-        assert page.status_code == 200, page.text
-        batch = page.json()["events"]
-        if not batch:
-            return events
-        events += batch
-        after = batch[-1]["id"]
 
 
 def assert_increasing(frames: list[dict[str, Any]]) -> None:

@@ -45,3 +45,17 @@ def pid_alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def events_of(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
+    """Every stored event of a job, through GET /jobs/:id/events paging."""
+    events: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page = client.get(f"/api/v1/jobs/{job_id}/events", params={"after": after, "limit": 1000})
+        assert page.status_code == 200, page.text
+        batch = page.json()["events"]
+        if not batch:
+            return events
+        events += batch
+        after = batch[-1]["id"]
