@@ -20,8 +20,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # PostgreSQL (Debian's package) backs the store tests; the test session starts a throwaway
-# cluster from its binaries. Installed here when missing and we may use apt.
+# cluster from its binaries. curl runs the seed's Quickstart verbatim. Installed here when
+# missing and we may use apt.
 services:
+	@if ! command -v curl >/dev/null 2>&1 && [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null) \
+		|| echo "WARNING: could not install curl; the curl Quickstart test will be skipped"; \
+	fi
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then \
 		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "installing PostgreSQL from Debian's packages"; \
