@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 from _common import (
     REPO,
     DeadlineExceeded,
@@ -102,18 +101,9 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def wait_http(url: str, token: str, timeout_s: float = 60.0) -> None:
-    end = time.monotonic() + timeout_s
-    last = "no answer"
-    while time.monotonic() < end:
-        try:
-            answer = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=5)
-            if answer.status_code == 200:
-                return
-            last = f"{answer.status_code} {answer.text[:200]}"
-        except httpx.HTTPError as exc:
-            last = type(exc).__name__
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} never answered 200: {last}")
+    from computalot.platform import wait_for_200
+
+    wait_for_200(url, headers={"Authorization": f"Bearer {token}"}, timeout_s=timeout_s)
 
 
 def start_uvicorn(port: int, log_path: Path) -> subprocess.Popen[bytes]:

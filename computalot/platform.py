@@ -49,8 +49,8 @@ def haproxy_dir(settings: Settings) -> Path:
 def serve_env(settings: Settings) -> dict[str, str]:
     """Ray Serve's fast path (HAProxy ingress + throughput mode) and where HAProxy keeps files.
 
-    Measured in bench/api_throughput.py: Serve's defaults manage ~1% of plain uvicorn's
-    throughput here; these settings bring it to about half.
+    On a 2-core machine Serve's defaults served a trivial route at ~1% of plain uvicorn's rate;
+    with these settings bench/api_throughput.py measures our API at 0.6-1.0x of uvicorn.
     """
     base = haproxy_dir(settings)
     env = {
@@ -148,18 +148,25 @@ def start(
 
 
 def wait_ready(url: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+    wait_for_200(f"{url}/ready", timeout_s=timeout_s)
+
+
+def wait_for_200(
+    url: str, *, headers: dict[str, str] | None = None, timeout_s: float = READY_TIMEOUT_S
+) -> None:
+    """Poll ``url`` until it answers 200; raise with the last answer after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            answer = httpx.get(f"{url}/ready", timeout=5.0)
+            answer = httpx.get(url, headers=headers, timeout=5.0)
             if answer.status_code == 200:
                 return
             last = f"{answer.status_code} {answer.text[:200]}"
         except httpx.HTTPError as exc:
             last = type(exc).__name__
-        time.sleep(0.25)
-    raise RuntimeError(f"API at {url} did not become ready in {timeout_s:.0f} s: {last}")
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer 200 in {timeout_s:.0f} s: {last}")
 
 
 def stop(settings: Settings, *, shutdown_ray: bool = True) -> None:

@@ -67,7 +67,6 @@ class Dispatcher:
             2 * ray.cluster_resources().get("CPU", 1) + 8
         )
         self.ready = False
-        self.cycles = 0
         self.check_cancels = True
         self.check_deps = True
         self.urgent = False
@@ -155,7 +154,6 @@ class Dispatcher:
             self.urgent = False
 
     async def _cycle(self) -> None:
-        self.cycles += 1
         events: list[tuple[str, str, str, Any]] = []
         async with self.store.sessions() as db:
             if self.finished:

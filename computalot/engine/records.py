@@ -6,6 +6,7 @@ increments in the same transaction as the task rows they count.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -136,34 +137,42 @@ async def claim_tasks(
     return launches, events
 
 
-_REVISIONS: dict[str, dict[str, Any]] = {}
+@dataclass(frozen=True)
+class RevisionInfo:
+    """What launching needs of a revision; revisions are immutable, so cached per process."""
+
+    content_hash: str
+    path: str
+    requirements: list[str] | None
+    env: dict[str, str]
+    workdir: str
 
 
-def _revision_info(revision: Revision) -> dict[str, Any]:
-    info = _REVISIONS.get(revision.id)
-    if info is None:
-        runtime = (revision.manifest or {}).get("runtime") or {}
-        req_path = Path(revision.path) / str(runtime.get("requirements") or "requirements.txt")
-        requirements = None
-        if req_path.is_file():
-            lines = [ln.strip() for ln in req_path.read_text(errors="replace").splitlines()]
-            requirements = [ln for ln in lines if ln and not ln.startswith("#")] or None
-        info = {
-            "requirements": requirements,
-            "env": dict(runtime.get("env") or {}),
-            "workdir": str(runtime.get("workdir") or "."),
-        }
-        _REVISIONS[revision.id] = info
-    return info
+_REVISIONS: dict[str, RevisionInfo] = {}
+
+
+def _revision_info(revision: Revision) -> RevisionInfo:
+    runtime = (revision.manifest or {}).get("runtime") or {}
+    req_path = Path(revision.path) / str(runtime.get("requirements") or "requirements.txt")
+    requirements = None
+    if req_path.is_file():
+        lines = [ln.strip() for ln in req_path.read_text(errors="replace").splitlines()]
+        requirements = [ln for ln in lines if ln and not ln.startswith("#")] or None
+    return RevisionInfo(
+        content_hash=revision.content_hash,
+        path=revision.path,
+        requirements=requirements,
+        env=dict(runtime.get("env") or {}),
+        workdir=str(runtime.get("workdir") or "."),
+    )
 
 
 def launch_spec(
     job: Job, task: Task, attempt: int, packages: PackageCache, settings: Settings, namespace: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ``run_task`` argument and its Ray options for one attempt."""
-    revision = _REVISION_ROWS[job.revision_id or ""]
-    info = _revision_info(revision)
-    uri = packages.ensure(revision.content_hash, revision.path)
+    info = _REVISIONS[job.revision_id or ""]
+    uri = packages.ensure(info.content_hash, info.path)
     minimums = job.spec.get("minimums") or {}
     spec = {
         "job_id": job.id,
@@ -176,27 +185,22 @@ def launch_spec(
         "timeout_s": job.timeout_s,
         "kill_grace_s": settings.kill_grace_s,
         "memory_mb": minimums.get("memory_mb"),
-        "env": info["env"],
-        "workdir": info["workdir"],
+        "env": info.env,
+        "workdir": info.workdir,
         "namespace": namespace,
         "api_url": settings.resolved_public_url,
     }
     options = dict(job.resources)
-    options["runtime_env"] = revision_runtime_env(
-        uri, requirements=info["requirements"], env_vars={}
-    )
+    options["runtime_env"] = revision_runtime_env(uri, requirements=info.requirements, env_vars={})
     # Per job, not per task: each distinct .options() re-validates the runtime_env (costly).
     options["name"] = f"computalot-task:{job.id}"
     return spec, options
 
 
-_REVISION_ROWS: dict[str, Revision] = {}
-
-
 async def load_revisions(db: AsyncSession, launches: list[tuple[Job, Task, int]]) -> None:
     for job, _task, _attempt in launches:
         rid = job.revision_id
-        if rid and rid not in _REVISION_ROWS:
+        if rid and rid not in _REVISIONS:
             revision = await db.get(Revision, rid)
             if revision is not None:
-                _REVISION_ROWS[rid] = revision
+                _REVISIONS[rid] = _revision_info(revision)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.errors import BadRequest, NotFound
 from computalot.jobs.fanout import element_payload
+from computalot.schemas.jobs import TERMINAL_JOB
 from computalot.store.models import Event, Job, Task
 from computalot.timeutil import iso
 
@@ -90,6 +91,14 @@ async def list_jobs(
         last = jobs[-1]
         next_cursor = encode_cursor([last.created_at.isoformat(), last.id])
     return jobs, next_cursor
+
+
+async def terminal_job_ids(db: AsyncSession, account_id: str, job_ids: set[str]) -> list[str]:
+    """Which of these jobs (of this account) have reached a terminal status: one query."""
+    query = select(Job.id).where(
+        Job.account_id == account_id, Job.id.in_(job_ids), Job.status.in_(TERMINAL_JOB)
+    )
+    return list((await db.execute(query)).scalars())
 
 
 def job_out(job: Job) -> dict[str, Any]:

@@ -105,15 +105,15 @@ async def _stalled_ends(
     The event hub writes ``end`` right after the job turns terminal; if the hub was lost in
     between, the stream still ends (with an id-less ``end`` built from the stored job).
     """
-    out = []
+    if not open_ids:
+        return []
+    terminal = await store.terminal_job_ids(db, account_id, open_ids)
     now = time.monotonic()
-    for job_id in open_ids:
-        job = await store.get_job(db, account_id, job_id)
-        if job.status not in TERMINAL_JOB:
-            continue
+    out = []
+    for job_id in terminal:
         since = terminal_since.setdefault(job_id, now)
         if now - since >= END_GRACE_S:
-            out.append(store.job_out(job))
+            out.append(store.job_out(await store.get_job(db, account_id, job_id)))
     return out
 
 
