@@ -14,11 +14,13 @@ import json
 import logging
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import ray
 from ray.exceptions import RayError, TaskCancelledError
+from sqlalchemy import select
 
 from computalot.engine import records, recovery, settle
 from computalot.engine.hub import EventHub
@@ -32,11 +34,27 @@ from computalot.settings import load_settings
 from computalot.store.db import Store
 from computalot.store.models import Job, Task
 
+#: A finished attempt's task columns, in :class:`records.TaskRow` order.
+RECORD_COLUMNS = (
+    Task.id,
+    Task.job_id,
+    Task.account_id,
+    Task.index,
+    Task.status,
+    Task.attempt,
+    Task.batched,
+    Task.item,
+    Task.element_count,
+    Task.lost_attempts,
+    Task.artifacts,
+    Task.output_attempt,
+)
+
 log = logging.getLogger("computalot.dispatcher")
 
 BACKSTOP_SLACK_S = 60.0
 SWEEP_INTERVAL_S = 2.0
-BATCH_WINDOW_S = 0.05
+MAX_BATCH_WINDOW_S = 0.25
 
 
 @dataclass
@@ -63,9 +81,9 @@ class Dispatcher:
         self.wakeup = asyncio.Event()
         self.packages = PackageCache()
         self.rotation: list[str] = []
-        self.capacity = self.settings.max_inflight_tasks or int(
-            2 * ray.cluster_resources().get("CPU", 1) + 8
-        )
+        self.cluster_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.capacity = self.settings.max_inflight_tasks or 2 * self.cluster_cpus + 8
+        self.completions: deque[float] = deque(maxlen=64)
         self.ready = False
         self.check_cancels = True
         self.check_deps = True
@@ -73,6 +91,7 @@ class Dispatcher:
         self.last_sweep = 0.0
         self._hub: Any = None
         self._remotes: dict[str, Any] = {}
+        self.jobs = records.JobCache()
         self._main_task = asyncio.get_running_loop().create_task(self._main())
 
     # ---- public actor methods -------------------------------------------------------------
@@ -146,12 +165,29 @@ class Dispatcher:
             except TimeoutError:
                 pass
             self.wakeup.clear()
-            if not self.urgent and len(self.inflight) >= self.capacity // 2:
+            window = 0.0 if self.urgent else self._batch_window()
+            if window > 0:
                 # Only completions woke us and Ray still holds a backlog of launched tasks:
-                # gather a few more completions so one cycle (one transaction, one event
-                # batch) serves several tasks instead of one each.
-                await asyncio.sleep(BATCH_WINDOW_S)
+                # gather more completions so one cycle (one transaction, one event batch)
+                # serves several tasks instead of one each.
+                await asyncio.sleep(window)
             self.urgent = False
+
+    def _batch_window(self) -> float:
+        """How long the next cycle may wait while Ray works through launched tasks.
+
+        Tasks beyond the cluster's CPUs are queued inside Ray; waiting for half of that backlog
+        to complete (at the recent completion rate) cannot leave a CPU idle, and lets one
+        cycle settle several attempts. No backlog (a lone job, the last tasks) → no wait.
+        """
+        backlog = len(self.inflight) - self.cluster_cpus
+        if backlog <= 0 or len(self.completions) < 2:
+            return 0.0
+        span = self.completions[-1] - self.completions[0]
+        if span <= 0:
+            return 0.0
+        rate = (len(self.completions) - 1) / span
+        return min(MAX_BATCH_WINDOW_S, backlog / (2 * rate))
 
     async def _cycle(self) -> None:
         events: list[tuple[str, str, str, Any]] = []
@@ -159,9 +195,11 @@ class Dispatcher:
             if self.finished:
                 batch, self.finished = self.finished, []
                 recorded = await self._record(db, batch)
-                if any(name == "end" for _j, _a, name, _d in recorded):
+                ended = [job_id for job_id, _a, name, _d in recorded if name == "end"]
+                if ended:
                     self.check_deps = True  # a finished job may release its dependents
                     self.wakeup.set()
+                    self.jobs.forget(ended)
                 events += recorded
             # Cancels and dependencies are looked at when something may have changed them, and
             # on a slow sweep as a safety net; the hot path (submit → launch) skips both queries.
@@ -184,10 +222,19 @@ class Dispatcher:
 
     # ---- recording outcomes -----------------------------------------------------------------
     async def _record(self, db: Any, batch: list[tuple[Inflight, Any]]) -> list[Any]:
+        ids = [info.task_id for info, _outcome in batch]
+        tasks: dict[str, records.TaskRow] = {}
+        for start in range(0, len(ids), records.IN_CHUNK):
+            query = select(*RECORD_COLUMNS).where(
+                Task.id.in_(ids[start : start + records.IN_CHUNK])
+            )
+            for row in (await db.execute(query)).tuples():
+                tasks[row[0]] = records.TaskRow(*row)
+        jobs = await self.jobs.load(db, (info.job_id for info, _outcome in batch))
         judged = []
         for info, outcome in batch:
-            task = await db.get(Task, info.task_id)
-            job = await db.get(Job, info.job_id)
+            task = tasks.get(info.task_id)
+            job = jobs.get(info.job_id)
             if task is None or job is None:
                 continue
             if isinstance(outcome, BaseException):
@@ -206,7 +253,7 @@ class Dispatcher:
             lost_budget=self.settings.worker_lost_retries,
         )
 
-    def _judge_exception(self, info: Inflight, job: Job, exc: BaseException) -> Any:
+    def _judge_exception(self, info: Inflight, job: records.JobInfo, exc: BaseException) -> Any:
         if isinstance(exc, TaskCancelledError) or "TaskCancelledError" in type(exc).__name__:
             if info.backstop:
                 return judge_outcome(
@@ -243,7 +290,8 @@ class Dispatcher:
         free = self.capacity - len(self.inflight)
         if free <= 0:
             return [], []
-        demands = [Demand(*row) for row in await records.runnable_jobs(db)]
+        rows = await records.runnable_jobs(db)
+        demands = [Demand(*row[:5]) for row in rows]
         grants = allocate(demands, free, self.rotation)
         if not grants:
             return [], []
@@ -251,9 +299,10 @@ class Dispatcher:
         self.rotation = rotate(
             self.rotation + [a for a in served if a not in self.rotation], served
         )
-        return await records.claim_tasks(db, grants, self.epoch)
+        statuses = {row[0]: row[5] for row in rows}
+        return await records.claim_tasks(db, grants, self.epoch, self.jobs, statuses)
 
-    def _launch(self, job: Job, task: Task, attempt: int) -> None:
+    def _launch(self, job: records.JobInfo, task: records.TaskRow, attempt: int) -> None:
         try:
             spec, options = records.launch_spec(
                 job, task, attempt, self.packages, self.settings, self.namespace
@@ -288,6 +337,7 @@ class Dispatcher:
         except (RayError, Exception) as exc:
             outcome = exc
         self.inflight.pop(info.task_id, None)
+        self.completions.append(time.monotonic())
         self.finished.append((info, outcome))
         self.wakeup.set()
 

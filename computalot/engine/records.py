@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.engine.finalize import finalize_job
@@ -22,6 +22,9 @@ from computalot.store.models import Job, Revision, Task
 from computalot.timeutil import utcnow
 
 Events = list[tuple[str, str, str, Any]]
+#: Core table objects: the hot path (claim, record, counters) skips the ORM unit of work.
+TASKS: Table = Task.__table__  # type: ignore[assignment]
+JOBS: Table = Job.__table__  # type: ignore[assignment]
 #: What changes while a job runs; refreshing only these avoids re-reading its payload.
 PROGRESS_COLUMNS = [
     "status",
@@ -41,49 +44,134 @@ COUNTER = {
     "failed": "n_failed",
     "cancelled": "n_cancelled",
 }
+IN_CHUNK = 500
 
 
-def task_event(task: Task, **extra: Any) -> tuple[str, str, str, Any]:
+@dataclass(frozen=True)
+class JobInfo:
+    """What the dispatcher needs of a job to launch and judge its tasks: fields that never
+    change after submit, so they are read once per job, not once per cycle."""
+
+    id: str
+    account_id: str
+    project_id: str | None
+    revision_id: str | None
+    spec: dict[str, Any]
+    payload: dict[str, Any]
+    timeout_s: int
+    max_retries: int
+    resources: dict[str, Any]
+
+
+JOB_INFO_COLUMNS = (
+    Job.id,
+    Job.account_id,
+    Job.project_id,
+    Job.revision_id,
+    Job.spec,
+    Job.payload,
+    Job.timeout_s,
+    Job.max_retries,
+    Job.resources,
+)
+
+
+class JobCache:
+    """Immutable job fields by id; the dispatcher forgets a job when it ends."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self.jobs: dict[str, JobInfo] = {}
+
+    async def load(self, db: AsyncSession, job_ids: Any) -> dict[str, JobInfo]:
+        wanted = list(dict.fromkeys(job_ids))
+        missing = [j for j in wanted if j not in self.jobs]
+        if missing and len(self.jobs) + len(missing) > self.limit:
+            self.jobs.clear()
+            missing = wanted
+        for start in range(0, len(missing), IN_CHUNK):
+            query = select(*JOB_INFO_COLUMNS).where(Job.id.in_(missing[start : start + IN_CHUNK]))
+            for row in (await db.execute(query)).tuples():
+                self.jobs[row[0]] = JobInfo(*row)
+        return {j: self.jobs[j] for j in wanted if j in self.jobs}
+
+    def forget(self, job_ids: Any) -> None:
+        for job_id in job_ids:
+            self.jobs.pop(job_id, None)
+
+
+@dataclass
+class TaskRow:
+    """The columns of a task the dispatcher reads on its hot path (not the ORM object)."""
+
+    id: str
+    job_id: str
+    account_id: str
+    index: int
+    status: str
+    attempt: int
+    batched: bool
+    item: Any
+    element_count: int
+    lost_attempts: int = 0
+    artifacts: list[Any] | None = None
+    output_attempt: int | None = None
+
+
+def task_event(task: Any, **extra: Any) -> tuple[str, str, str, Any]:
     data = {"task_id": task.id, "index": task.index, "status": task.status, "attempt": task.attempt}
     data.update(extra)
     return (task.job_id, task.account_id, "task", data)
 
 
-def retry_event(task: Task, attempt: int, error: Any) -> tuple[str, str, str, Any]:
+def retry_event(task: Any, attempt: int, error: Any) -> tuple[str, str, str, Any]:
     """SPEC §5.6: a failed attempt with retries left goes back to queued (event ``retry``)."""
     data = {"task_id": task.id, "index": task.index, "attempt": attempt, "error": error}
     return (task.job_id, task.account_id, "retry", data)
 
 
 async def bump_counters(db: AsyncSession, deltas: dict[str, dict[str, int]]) -> None:
+    """One Core UPDATE per job (no ORM session synchronisation; see ``finish_if_done``)."""
+    conn = await db.connection()
     for job_id, delta in deltas.items():
-        values = {COUNTER[k]: getattr(Job, COUNTER[k]) + v for k, v in delta.items() if v}
+        values = {COUNTER[k]: JOBS.c[COUNTER[k]] + v for k, v in delta.items() if v}
         if values:
-            await db.execute(update(Job).where(Job.id == job_id).values(**values))
+            await conn.execute(update(JOBS).where(JOBS.c.id == job_id).values(**values))
 
 
 async def finish_if_done(db: AsyncSession, job_ids: set[str]) -> Events:
+    """Finalise the jobs among ``job_ids`` whose every task ended (counters read with Core)."""
     events: Events = []
-    for job_id in job_ids:
+    ids = list(job_ids)
+    done: list[str] = []
+    for start in range(0, len(ids), IN_CHUNK):
+        query = select(
+            Job.id, Job.status, Job.n_total, Job.n_completed, Job.n_failed, Job.n_cancelled
+        ).where(Job.id.in_(ids[start : start + IN_CHUNK]))
+        for job_id, status, total, completed, failed, cancelled in (
+            await db.execute(query)
+        ).tuples():
+            if status not in TERMINAL_JOB and completed + failed + cancelled >= total:
+                done.append(job_id)
+    for job_id in done:
         job = await db.get(Job, job_id)
         if job is None:
             continue
-        await db.refresh(job, attribute_names=PROGRESS_COLUMNS)
-        if job.status in TERMINAL_JOB:
-            continue
-        if job.n_completed + job.n_failed + job.n_cancelled < job.n_total:
-            continue
-        done = await finalize_job(db, job)
-        if done is not None:
-            snapshot = job_out(done)
-            events.append((done.id, done.account_id, "job", snapshot))
-            events.append((done.id, done.account_id, "end", snapshot))
+        await db.refresh(job, attribute_names=PROGRESS_COLUMNS)  # counters moved in Core
+        finished = await finalize_job(db, job)
+        if finished is not None:
+            snapshot = job_out(finished)
+            events.append((finished.id, finished.account_id, "job", snapshot))
+            events.append((finished.id, finished.account_id, "end", snapshot))
     return events
 
 
 # ---- launching ------------------------------------------------------------------------------
 async def runnable_jobs(db: AsyncSession) -> list[tuple[Any, ...]]:
-    query = select(Job.id, Job.account_id, Job.priority, Job.created_at, Job.n_queued).where(
+    """``(id, account_id, priority, created_at, n_queued, status)`` of jobs with queued work."""
+    query = select(
+        Job.id, Job.account_id, Job.priority, Job.created_at, Job.n_queued, Job.status
+    ).where(
         Job.status.in_(("queued", "running")),
         Job.blocked.is_(False),
         Job.cancel_requested.is_(False),
@@ -92,46 +180,78 @@ async def runnable_jobs(db: AsyncSession) -> list[tuple[Any, ...]]:
     return [tuple(row) for row in (await db.execute(query)).tuples()]
 
 
+CLAIM_RETURNING = (
+    TASKS.c.id,
+    TASKS.c.job_id,
+    TASKS.c.account_id,
+    TASKS.c.index,
+    TASKS.c.status,
+    TASKS.c.attempt,
+    TASKS.c.batched,
+    TASKS.c.item,
+    TASKS.c.element_count,
+)
+
+
 async def claim_tasks(
-    db: AsyncSession, grants: dict[str, int], epoch: str
-) -> tuple[list[tuple[Job, Task, int]], Events]:
-    """Mark up to ``grants[job]`` queued tasks of each job running; return what to launch."""
+    db: AsyncSession,
+    grants: dict[str, int],
+    epoch: str,
+    jobs: JobCache,
+    statuses: dict[str, str],
+) -> tuple[list[tuple[JobInfo, TaskRow, int]], Events]:
+    """Mark up to ``grants[job]`` queued tasks of each job running; return what to launch.
+
+    One ``UPDATE … WHERE id IN (next queued by index) RETURNING`` per job: the claim and the
+    read of what to launch are a single statement (SQLite ≥ 3.35 and PostgreSQL).
+    ``statuses`` holds each granted job's status as the runnable query saw it.
+    """
     now = utcnow()
-    launches: list[tuple[Job, Task, int]] = []
+    launches: list[tuple[JobInfo, TaskRow, int]] = []
     events: Events = []
     deltas: dict[str, dict[str, int]] = {}
+    infos = await jobs.load(db, grants)
+    conn = await db.connection()
     for job_id, count in grants.items():
-        job = await db.get(Job, job_id)
+        job = infos.get(job_id)
         if job is None:
             continue
-        query = (
-            select(Task)
-            .where(Task.job_id == job_id, Task.status == "queued")
-            .order_by(Task.index)
+        pick = (
+            select(TASKS.c.id)
+            .where(TASKS.c.job_id == job_id, TASKS.c.status == "queued")
+            .order_by(TASKS.c.index)
             .limit(count)
         )
-        tasks = list((await db.execute(query)).scalars())
+        claim = (
+            update(TASKS)
+            .where(TASKS.c.id.in_(pick), TASKS.c.status == "queued")
+            .values(
+                status="running",
+                attempt=TASKS.c.attempt + 1,
+                run_epoch=epoch,
+                started_at=now,
+                finished_at=None,
+            )
+            .returning(*CLAIM_RETURNING)
+        )
+        tasks = sorted(
+            (TaskRow(*row) for row in (await conn.execute(claim)).tuples()),
+            key=lambda t: t.index,
+        )
         for task in tasks:
-            task.status = "running"
-            task.attempt += 1
-            task.run_epoch = epoch
-            task.started_at = now
-            task.finished_at = None
             launches.append((job, task, task.attempt))
             events.append(task_event(task))
-        if tasks:
-            deltas[job_id] = {"queued": -len(tasks), "running": len(tasks)}
-        if tasks and job.status == "queued":
-            started = await db.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.status == "queued")
-                .values(status="running", started_at=job.started_at or now)
+        if not tasks:
+            continue
+        deltas[job_id] = {"queued": -len(tasks), "running": len(tasks)}
+        if statuses.get(job_id) == "queued":
+            started = await conn.execute(
+                update(JOBS)
+                .where(JOBS.c.id == job_id, JOBS.c.status == "queued")
+                .values(status="running", started_at=func.coalesce(JOBS.c.started_at, now))
             )
-            if started.rowcount:  # type: ignore[attr-defined]
-                job.status = "running"
-                job.started_at = job.started_at or now
+            if started.rowcount:
                 events.append((job.id, job.account_id, "job", {"id": job.id, "status": "running"}))
-    await db.flush()
     await bump_counters(db, deltas)
     await load_revisions(db, launches)
     return launches, events
@@ -168,7 +288,12 @@ def _revision_info(revision: Revision) -> RevisionInfo:
 
 
 def launch_spec(
-    job: Job, task: Task, attempt: int, packages: PackageCache, settings: Settings, namespace: str
+    job: JobInfo,
+    task: TaskRow,
+    attempt: int,
+    packages: PackageCache,
+    settings: Settings,
+    namespace: str,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ``run_task`` argument and its Ray options for one attempt."""
     info = _REVISIONS[job.revision_id or ""]
@@ -197,7 +322,7 @@ def launch_spec(
     return spec, options
 
 
-async def load_revisions(db: AsyncSession, launches: list[tuple[Job, Task, int]]) -> None:
+async def load_revisions(db: AsyncSession, launches: list[tuple[JobInfo, TaskRow, int]]) -> None:
     for job, _task, _attempt in launches:
         rid = job.revision_id
         if rid and rid not in _REVISIONS:

@@ -8,17 +8,27 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.auth.tokens import new_id
 from computalot.engine.outcomes import Verdict, should_retry
-from computalot.engine.records import Events, bump_counters, finish_if_done, retry_event, task_event
-from computalot.store.models import Artifact, Job, Project, Task
+from computalot.engine.records import (
+    TASKS,
+    Events,
+    JobInfo,
+    TaskRow,
+    bump_counters,
+    finish_if_done,
+    retry_event,
+    task_event,
+)
+from computalot.store.models import Artifact, Project
 from computalot.timeutil import iso, utcnow
 
 
 def _store_artifacts(
-    db: AsyncSession, task: Task, outcome: dict[str, Any], data_dir: Path
+    db: AsyncSession, task: TaskRow, outcome: dict[str, Any], data_dir: Path
 ) -> list[str]:
     ids: list[str] = []
     root = data_dir.resolve() / "artifacts" / "tasks" / task.id / f"attempt-{task.attempt}"
@@ -47,15 +57,33 @@ def _store_artifacts(
     return ids
 
 
+WHERE_ATTEMPT = (
+    TASKS.c.id == bindparam("b_id"),
+    TASKS.c.attempt == bindparam("b_attempt"),
+    TASKS.c.status == "running",
+)
+
+
+async def _write_task_rows(db: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Executemany UPDATEs, one per distinct set of columns (usually one for the batch)."""
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        shapes[tuple(sorted(row))].append(row)
+    conn = await db.connection()
+    for params in shapes.values():
+        await conn.execute(update(TASKS).where(*WHERE_ATTEMPT), params)
+
+
 async def apply_verdicts(
     db: AsyncSession,
-    judged: list[tuple[Job, Task, int, Verdict, dict[str, Any]]],
+    judged: list[tuple[JobInfo, TaskRow, int, Verdict, dict[str, Any]]],
     *,
     data_dir: Path,
     lost_budget: int,
 ) -> Events:
     now = utcnow()
     events: Events = []
+    rows: list[dict[str, Any]] = []
     deltas: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     touched: set[str] = set()
     warmed: set[tuple[str, str, str]] = set()
@@ -72,49 +100,55 @@ async def apply_verdicts(
             lost=task.lost_attempts if verdict.infrastructure else lost_before,
             lost_budget=lost_budget,
         )
-        task.finished_at = now
-        task.duration_s = outcome.get("duration_s")
-        task.exit_code = outcome.get("exit_code")
+        error = verdict.error()
+        row: dict[str, Any] = {
+            "b_id": task.id,
+            "b_attempt": attempt,
+            "finished_at": now,
+            "duration_s": outcome.get("duration_s"),
+            "exit_code": outcome.get("exit_code"),
+            "error": error,
+            "lost_attempts": task.lost_attempts,
+        }
         if outcome.get("stdout") or outcome.get("stderr") or task.output_attempt is None:
-            task.stdout = outcome.get("stdout") or ""
-            task.stderr = outcome.get("stderr") or ""
-            task.output_tail = outcome.get("output_tail") or ""
-            task.output_attempt = attempt
+            row["stdout"] = outcome.get("stdout") or ""
+            row["stderr"] = outcome.get("stderr") or ""
+            row["output_tail"] = outcome.get("output_tail") or ""
+            row["output_attempt"] = attempt
         if outcome.get("last_progress") is not None:
-            task.latest_progress = outcome["last_progress"]
-        task.error = verdict.error()
-        task.artifacts = (task.artifacts or []) + _store_artifacts(db, task, outcome, data_dir)
+            row["latest_progress"] = outcome["last_progress"]
+        if outcome.get("artifacts"):
+            row["artifacts"] = (task.artifacts or []) + _store_artifacts(
+                db, task, outcome, data_dir
+            )
+        rows.append(row)
         deltas[job.id]["running"] -= 1
         if retry:
-            task.status = "queued"
+            task.status = row["status"] = "queued"
             deltas[job.id]["queued"] += 1
-            events.append(retry_event(task, attempt, task.error))
+            events.append(retry_event(task, attempt, error))
             events.append(task_event(task))
             continue
-        task.status = verdict.status
+        task.status = row["status"] = verdict.status
         deltas[job.id][verdict.status] += 1
         if outcome.get("node_id") and job.project_id and job.revision_id:
             warmed.add((job.project_id, job.revision_id, str(outcome["node_id"])))
         if verdict.status == "completed":
-            task.result = verdict.result
-            task.result_quality = verdict.quality
-            task.result_warnings = verdict.warnings
-        events.append(task_event(task, exit_code=task.exit_code, error=task.error))
+            row["result"] = verdict.result
+            row["result_quality"] = verdict.quality
+            row["result_warnings"] = verdict.warnings
+        events.append(task_event(task, exit_code=row["exit_code"], error=error))
         if verdict.status == "completed":
             events.append(
                 (
                     task.job_id,
                     task.account_id,
                     "result",
-                    {
-                        "task_id": task.id,
-                        "index": task.index,
-                        "result_quality": task.result_quality,
-                    },
+                    {"task_id": task.id, "index": task.index, "result_quality": verdict.quality},
                 )
             )
         touched.add(job.id)
-    await db.flush()
+    await _write_task_rows(db, rows)
     await bump_counters(db, deltas)
     await _mark_warm(db, warmed)
     events += await finish_if_done(db, touched)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +21,25 @@ from computalot.store.models import Event, Job, Task
 from computalot.timeutil import iso
 
 MAX_PAGE = 1000
+
+
+class PayloadJob(Protocol):
+    """What building a task's payload reads of its job (an ORM ``Job`` or the dispatcher's
+    cached ``JobInfo``)."""
+
+    @property
+    def spec(self) -> dict[str, Any]: ...
+
+    @property
+    def payload(self) -> dict[str, Any]: ...
+
+
+class PayloadTask(Protocol):
+    @property
+    def batched(self) -> bool: ...
+
+    @property
+    def item(self) -> Any: ...
 
 
 def encode_cursor(values: list[Any]) -> str:
@@ -139,7 +158,7 @@ def job_out(job: Job) -> dict[str, Any]:
     }
 
 
-def task_payload_for(job: Job, task: Task) -> dict[str, Any]:
+def task_payload_for(job: PayloadJob, task: PayloadTask) -> dict[str, Any]:
     kind = job.spec.get("kind", "single")
     fan_out = job.spec.get("fan_out")
     if task.batched:
