@@ -23,11 +23,19 @@ CPU_ORDER = [
 ]
 
 
-def cpu_table(title: str, columns: dict[str, dict[str, float]]) -> str:
-    """CPU seconds by role for one or more runs (where the machine's 2 cores went)."""
+def cpu_table(
+    title: str,
+    columns: dict[str, dict[str, float]],
+    machine: dict[str, dict[str, float]] | None = None,
+) -> str:
+    """CPU seconds by role for one or more runs (where the machine's 2 cores went); with
+    ``machine``, the whole machine's busy and idle CPU seconds (/proc/stat) beneath."""
     roles = [r for r in CPU_ORDER if any(c.get(r, 0.0) >= 0.05 for c in columns.values())]
     rows = [[role, *(fmt(c.get(role, 0.0), 1) for c in columns.values())] for role in roles]
     rows.append(["total", *(fmt(sum(c.values()), 1) for c in columns.values())])
+    if machine:
+        for key, label in (("busy", "machine busy (all processes)"), ("idle", "machine idle")):
+            rows.append([label, *(fmt(m.get(key, 0.0), 1) for m in machine.values())])
     return table(title, ["process (CPU s)", *columns], rows)
 
 
@@ -96,6 +104,7 @@ def report(r: dict[str, Any]) -> bool:
             cpu_table(
                 "(b) CPU seconds by process during each run",
                 {"plain Ray": b["cpu_s_plain"], "ours": b["cpu_s_ours"]},
+                {"plain Ray": b.get("machine_s_plain", {}), "ours": b.get("machine_s_ours", {})},
             )
         )
     c = r.get("c")

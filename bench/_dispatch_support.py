@@ -291,6 +291,20 @@ def cpu_snapshot() -> dict[int, tuple[str, float]]:
     return out
 
 
+def machine_cpu() -> dict[str, float]:
+    """Whole-machine CPU seconds so far (all processes, kernel included), from /proc/stat."""
+    import psutil
+
+    t = psutil.cpu_times()
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    busy = sum(t) - idle - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+    return {"busy": busy, "idle": idle}
+
+
+def machine_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: after[k] - before[k] for k in before}
+
+
 def cpu_delta(
     before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
 ) -> dict[str, float]:

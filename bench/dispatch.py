@@ -64,6 +64,8 @@ from _dispatch_support import (
     cpu_snapshot,
     free_agent_port,
     head_processes,
+    machine_cpu,
+    machine_delta,
     open_jobs,
     plain_ray_fanout,
     ray_job_once,
@@ -124,9 +126,10 @@ def part_b(
     client: httpx.Client, project: str, project_dir: Path, scratch: Path, n: int
 ) -> dict[str, Any]:
     log(f"(b) plain Ray: {n} tasks")
-    cpu0 = cpu_snapshot()
+    cpu0, machine0 = cpu_snapshot(), machine_cpu()
     plain_s = plain_ray_fanout(project_dir, scratch, n)
     cpu_plain = cpu_delta(cpu0, cpu_snapshot())
+    machine_plain = machine_delta(machine0, machine_cpu())
     log(f"(b) plain Ray: {plain_s:.1f} s; ours: {n}-task fan-out")
     warm = {  # like the plain anchor's 4 warm-up tasks: worker processes exist before the clock
         "project": project,
@@ -139,9 +142,10 @@ def part_b(
         "runner_command": COMMAND,
         "fan_out": {"items": [{"i": i} for i in range(n)]},
     }
-    cpu0 = cpu_snapshot()
+    cpu0, machine0 = cpu_snapshot(), machine_cpu()
     ours = run_job(client, body, timeout_s=max(600.0, n * 1.0))
     cpu_ours = cpu_delta(cpu0, cpu_snapshot())
+    machine_ours = machine_delta(machine0, machine_cpu())
     counts = ours["end"]["task_counts"]
     if counts["completed"] != n:
         raise RuntimeError(f"(b) fan-out completed {counts['completed']} of {n}")
@@ -155,6 +159,8 @@ def part_b(
         "fanout_ratio": plain_s / ours["wall_s"],
         "cpu_s_plain": cpu_plain,
         "cpu_s_ours": cpu_ours,
+        "machine_s_plain": machine_plain,
+        "machine_s_ours": machine_ours,
     }
 
 

@@ -10,7 +10,6 @@ cancels, releases jobs whose dependencies completed, and launches queued tasks i
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -54,7 +53,7 @@ log = logging.getLogger("computalot.dispatcher")
 
 BACKSTOP_SLACK_S = 60.0
 SWEEP_INTERVAL_S = 2.0
-MAX_BATCH_WINDOW_S = 0.25
+MAX_BATCH_WINDOW_S = 1.0
 
 
 @dataclass
@@ -307,7 +306,7 @@ class Dispatcher:
             spec, options = records.launch_spec(
                 job, task, attempt, self.packages, self.settings, self.namespace
             )
-            ref = self._remote_for(options).remote(spec)
+            ref = self._remote_for(job.id, options).remote(spec)
         except Exception as exc:
             log.exception("could not launch task %s", task.id)
             info = Inflight(task.id, job.id, job.account_id, attempt, None, time.monotonic(), 0.0)
@@ -320,15 +319,14 @@ class Dispatcher:
         self.inflight[task.id] = info
         asyncio.get_running_loop().create_task(self._watch(info))
 
-    def _remote_for(self, options: dict[str, Any]) -> Any:
-        """``run_task.options(...)`` per distinct options: Ray re-processes the runtime_env on
-        every ``.options()`` call, which cost more than the launch itself."""
-        key = json.dumps(options, sort_keys=True)
-        fn = self._remotes.get(key)
+    def _remote_for(self, job_id: str, options: dict[str, Any]) -> Any:
+        """``run_task.options(...)`` once per job (its options never change): Ray re-processes
+        the runtime_env on every ``.options()`` call, which cost more than the launch itself."""
+        fn = self._remotes.get(job_id)
         if fn is None:
             if len(self._remotes) > 256:
                 self._remotes.clear()
-            fn = self._remotes[key] = run_task.options(**options)
+            fn = self._remotes[job_id] = run_task.options(**options)
         return fn
 
     async def _watch(self, info: Inflight) -> None:

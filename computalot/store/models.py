@@ -238,7 +238,7 @@ class Task(Base):
     artifacts: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     __table_args__ = (
         Index("ix_tasks_job_index", "job_id", "index"),
-        Index("ix_tasks_job_status", "job_id", "status"),
+        Index("ix_tasks_job_status_index", "job_id", "status", "index"),
         Index("ix_tasks_status", "status"),
     )
 

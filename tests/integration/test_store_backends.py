@@ -87,6 +87,21 @@ def job_row(account_id: str, **extra: Any) -> Job:
     return Job(**values)
 
 
+async def conn_compare(store: Store) -> list[Any]:
+    """Alembic's autogenerate diff between the migrated database and the models."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from computalot.store.models import Base
+
+    def diff(sync_conn: Any) -> list[Any]:
+        context = MigrationContext.configure(sync_conn, opts={"compare_type": False})
+        return list(compare_metadata(context, Base.metadata))
+
+    async with store.engine.connect() as conn:
+        return await conn.run_sync(diff)
+
+
 async def test_schema_is_migrated_and_upgrade_is_idempotent(store: Store) -> None:
     await upgrade(store.engine)
     await upgrade(store.engine)
@@ -95,6 +110,8 @@ async def test_schema_is_migrated_and_upgrade_is_idempotent(store: Store) -> Non
         versions = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
     assert tables >= EXPECTED_TABLES, EXPECTED_TABLES - tables
     assert len(versions) == 1
+    drift = await conn_compare(store)
+    assert drift == [], f"migrations and models disagree: {drift}"
     await store.ping()
     assert store.dialect in ("sqlite", "postgresql")
 
