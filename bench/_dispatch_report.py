@@ -39,6 +39,11 @@ def cpu_table(
     return table(title, ["process (CPU s)", *columns], rows)
 
 
+def timeline_table(title: str, part: dict[str, Any]) -> str:
+    rows = [[stage, f"{fmt(sec, 2)} s"] for stage, sec in part["timeline_s"].items()]
+    return table(title, ["stage", "s"], rows)
+
+
 def report(r: dict[str, Any]) -> bool:
     ok = True
     a = r.get("a")
@@ -107,6 +112,8 @@ def report(r: dict[str, Any]) -> bool:
                 {"plain Ray": b.get("machine_s_plain", {}), "ours": b.get("machine_s_ours", {})},
             )
         )
+        if b.get("timeline_s"):
+            print(timeline_table("(b) where our wall time went (server timestamps)", b))
     c = r.get("c")
     if c:
         c_ok = c["items_per_s"] >= GOALS["items_per_s"]
@@ -135,6 +142,8 @@ def report(r: dict[str, Any]) -> bool:
             )
         )
         print(cpu_table("(c) CPU seconds by process, submit -> end", {"ours": c["cpu_s"]}))
+        if c.get("timeline_s"):
+            print(timeline_table("(c) where the wall time went (server timestamps)", c))
     d = r.get("d")
     if d:
         d_ok = d["mb_per_job"] < GOALS["mb_per_job"]

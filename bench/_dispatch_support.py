@@ -387,6 +387,38 @@ def parse_ts(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
+def fanout_timeline(client: httpx.Client, run: dict[str, Any], cores: int) -> dict[str, float]:
+    """Where a fan-out's wall time went (seconds), from the server's timestamps: the run phase
+    (first claim -> last task recorded) next to its floor, the runner processes' total time
+    spread over the cores."""
+    job = check(client.get(f"/api/v1/jobs/{run['id']}"), 200)
+    starts: list[float] = []
+    ends: list[float] = []
+    busy = 0.0
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 1000}
+        if cursor:
+            params["cursor"] = cursor
+        page = check(client.get(f"/api/v1/jobs/{run['id']}/tasks", params=params), 200)
+        for task in page["tasks"]:
+            starts.append(parse_ts(task["started_at"]))
+            ends.append(parse_ts(task["finished_at"]))
+            busy += float(task["duration_s"] or 0.0)
+        cursor = page.get("next_cursor")
+        if not cursor:
+            break
+    created, finished = parse_ts(job["created_at"]), parse_ts(job["finished_at"])
+    return {
+        "POST /jobs (client)": run["submit_s"],
+        "created -> first task claimed": min(starts) - created,
+        "first claim -> last task recorded": max(ends) - min(starts),
+        "  floor: runner processes' time / cores": busy / cores,
+        "last task recorded -> job finalised": finished - max(ends),
+        "finalised -> client read end (SSE)": run["end_wall"] - finished,
+    }
+
+
 def breakdown(client: httpx.Client, run: dict[str, Any]) -> dict[str, float]:
     """Where one trivial job's time went, from the server's own timestamps (seconds)."""
     job = check(client.get(f"/api/v1/jobs/{run['id']}"), 200)

@@ -62,6 +62,7 @@ from _dispatch_support import (
     check,
     cpu_delta,
     cpu_snapshot,
+    fanout_timeline,
     free_agent_port,
     head_processes,
     machine_cpu,
@@ -123,7 +124,7 @@ def part_a(
 
 
 def part_b(
-    client: httpx.Client, project: str, project_dir: Path, scratch: Path, n: int
+    client: httpx.Client, project: str, project_dir: Path, scratch: Path, n: int, num_cpus: int
 ) -> dict[str, Any]:
     log(f"(b) plain Ray: {n} tasks")
     cpu0, machine0 = cpu_snapshot(), machine_cpu()
@@ -146,6 +147,7 @@ def part_b(
     ours = run_job(client, body, timeout_s=max(600.0, n * 1.0))
     cpu_ours = cpu_delta(cpu0, cpu_snapshot())
     machine_ours = machine_delta(machine0, machine_cpu())
+    timeline = fanout_timeline(client, ours, num_cpus)
     counts = ours["end"]["task_counts"]
     if counts["completed"] != n:
         raise RuntimeError(f"(b) fan-out completed {counts['completed']} of {n}")
@@ -161,6 +163,7 @@ def part_b(
         "cpu_s_ours": cpu_ours,
         "machine_s_plain": machine_plain,
         "machine_s_ours": machine_ours,
+        "timeline_s": timeline,
     }
 
 
@@ -189,6 +192,7 @@ def part_c(
     cpu0 = cpu_snapshot()
     ours = run_job(client, body, timeout_s=600)
     cpu = cpu_delta(cpu0, cpu_snapshot())
+    timeline = fanout_timeline(client, ours, args.num_cpus)
     log(f"(c) {ours['wall_s']:.1f} s; checking results")
     t0 = time.perf_counter()
     seen, pages, cursor = 0, 0, None
@@ -221,6 +225,7 @@ def part_c(
         "items_per_s": n / ours["wall_s"],
         "spawn_ceiling_items_per_s": ceiling,
         "cpu_s": cpu,
+        "timeline_s": timeline,
         "results_checked": seen,
         "result_pages": pages,
         "results_read_s": time.perf_counter() - t0,
@@ -373,7 +378,9 @@ def main(argv: list[str] | None = None) -> int:
                         args.cancel_budget,
                     )
                 if "b" in args.parts:
-                    results["b"] = part_b(client, "bench", project_dir, scratch, args.fanout)
+                    results["b"] = part_b(
+                        client, "bench", project_dir, scratch, args.fanout, args.num_cpus
+                    )
                 if "c" in args.parts:
                     spawn_ms = results["a"]["spawn_ms"] if "a" in results else None
                     results["c"] = part_c(client, "bench", project_dir, scratch, args, spawn_ms)

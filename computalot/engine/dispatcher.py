@@ -19,7 +19,7 @@ from typing import Any
 
 import ray
 from ray.exceptions import RayError, TaskCancelledError
-from sqlalchemy import select
+from sqlalchemy import null, select
 
 from computalot.engine import records, recovery, settle
 from computalot.engine.hub import EventHub
@@ -33,7 +33,8 @@ from computalot.settings import load_settings
 from computalot.store.db import Store
 from computalot.store.models import Job, Task
 
-#: A finished attempt's task columns, in :class:`records.TaskRow` order.
+#: A finished attempt's task columns, in :class:`records.TaskRow` order; ``item`` (a batch's
+#: elements, possibly thousands) is not needed to judge the attempt, so it is not read.
 RECORD_COLUMNS = (
     Task.id,
     Task.job_id,
@@ -42,7 +43,7 @@ RECORD_COLUMNS = (
     Task.status,
     Task.attempt,
     Task.batched,
-    Task.item,
+    null(),
     Task.element_count,
     Task.lost_attempts,
     Task.artifacts,

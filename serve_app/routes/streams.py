@@ -26,7 +26,7 @@ router = APIRouter(prefix="/api/v1", tags=["streams"])
 HEARTBEAT_S = 15.0
 MAX_WAIT_S = 5.0
 END_GRACE_S = 3.0
-BUSY_READ_INTERVAL_S = 0.25
+BUSY_READ_INTERVAL_S = 0.075
 PAGE = 500
 MAX_WATCH = 100
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
