@@ -27,7 +27,7 @@ from computalot.engine.names import DISPATCHER_NAME, HUB_NAME
 from computalot.engine.outcomes import infrastructure_loss, judge_outcome
 from computalot.engine.packages import PackageCache
 from computalot.engine.run_task import run_task
-from computalot.engine.scheduling import Demand, allocate, rotate
+from computalot.engine.scheduling import Demand, allocate, batch_window, rotate
 from computalot.schemas.jobs import TERMINAL_JOB
 from computalot.settings import load_settings
 from computalot.store.db import Store
@@ -54,7 +54,6 @@ log = logging.getLogger("computalot.dispatcher")
 
 BACKSTOP_SLACK_S = 60.0
 SWEEP_INTERVAL_S = 2.0
-MAX_BATCH_WINDOW_S = 1.0
 
 
 @dataclass
@@ -88,6 +87,7 @@ class Dispatcher:
         self.check_cancels = True
         self.check_deps = True
         self.urgent = False
+        self.urgent_wakeup = asyncio.Event()  # cuts a batch window short (submit, cancel)
         self.last_sweep = 0.0
         self._hub: Any = None
         self._remotes: dict[str, Any] = {}
@@ -104,14 +104,17 @@ class Dispatcher:
         """New work arrived; ``blocked`` = it waits on other jobs (check dependencies)."""
         if blocked:
             self.check_deps = True
+        self._make_urgent()
+
+    def _make_urgent(self) -> None:
         self.urgent = True
+        self.urgent_wakeup.set()
         self.wakeup.set()
 
     async def cancel(self, job_id: str, wait_s: float = 15.0) -> None:
         """Stop a job's queued and running tasks; return once it is terminal (or ``wait_s``)."""
         self.check_cancels = True
-        self.urgent = True
-        self.wakeup.set()
+        self._make_urgent()
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             async with self.store.sessions() as db:
@@ -169,25 +172,16 @@ class Dispatcher:
             if window > 0:
                 # Only completions woke us and Ray still holds a backlog of launched tasks:
                 # gather more completions so one cycle (one transaction, one event batch)
-                # serves several tasks instead of one each.
-                await asyncio.sleep(window)
+                # serves several tasks instead of one each. A submit or cancel ends the wait.
+                self.urgent_wakeup.clear()
+                try:
+                    await asyncio.wait_for(self.urgent_wakeup.wait(), window)
+                except TimeoutError:
+                    pass
             self.urgent = False
 
     def _batch_window(self) -> float:
-        """How long the next cycle may wait while Ray works through launched tasks.
-
-        Tasks beyond the cluster's CPUs are queued inside Ray; waiting for half of that backlog
-        to complete (at the recent completion rate) cannot leave a CPU idle, and lets one
-        cycle settle several attempts. No backlog (a lone job, the last tasks) → no wait.
-        """
-        backlog = len(self.inflight) - self.cluster_cpus
-        if backlog <= 0 or len(self.completions) < 2:
-            return 0.0
-        span = self.completions[-1] - self.completions[0]
-        if span <= 0:
-            return 0.0
-        rate = (len(self.completions) - 1) / span
-        return min(MAX_BATCH_WINDOW_S, backlog / (2 * rate))
+        return batch_window(len(self.inflight), self.cluster_cpus, self.completions)
 
     async def _cycle(self) -> None:
         events: list[tuple[str, str, str, Any]] = []

@@ -6,6 +6,7 @@ Pure functions so the policy is unit-tested without Ray.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -65,3 +66,25 @@ def rotate(rotation: list[str], served: list[str]) -> list[str]:
     """Move accounts just served to the back, so the next cycle starts with the others."""
     served_set = set(served)
     return [a for a in rotation if a not in served_set] + [a for a in served if a in served_set]
+
+
+MAX_BATCH_WINDOW_S = 1.0
+
+
+def batch_window(inflight: int, cluster_cpus: int, completions: Sequence[float]) -> float:
+    """How long the dispatcher may wait before its next cycle while Ray works through launched
+    tasks (seconds).
+
+    Tasks beyond the cluster's CPUs are queued inside Ray; waiting for half of that backlog to
+    complete (at the recent completion rate, from ``completions``' monotonic times) cannot
+    leave a CPU idle, and lets one cycle settle several attempts. No backlog (a lone job, the
+    last tasks of one) → no wait.
+    """
+    backlog = inflight - cluster_cpus
+    if backlog <= 0 or len(completions) < 2:
+        return 0.0
+    span = completions[-1] - completions[0]
+    if span <= 0:
+        return 0.0
+    rate = (len(completions) - 1) / span
+    return min(MAX_BATCH_WINDOW_S, backlog / (2 * rate))

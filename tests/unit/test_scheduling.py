@@ -1,6 +1,12 @@
 from datetime import UTC, datetime, timedelta
 
-from computalot.engine.scheduling import Demand, allocate, rotate
+from computalot.engine.scheduling import (
+    MAX_BATCH_WINDOW_S,
+    Demand,
+    allocate,
+    batch_window,
+    rotate,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -33,3 +39,18 @@ def test_rotation_starts_with_accounts_not_served_last() -> None:
     demands = [demand("ja", "a", 5), demand("jb", "b", 5)]
     assert allocate(demands, 1, ["b", "a"]) == {"jb": 1}
     assert allocate(demands, 1, rotate(["b", "a"], ["b"])) == {"ja": 1}
+
+
+def test_batch_window_waits_only_while_ray_holds_a_backlog() -> None:
+    ten_per_s = [i * 0.1 for i in range(11)]
+    assert batch_window(2, 2, ten_per_s) == 0.0  # every launched task has a CPU
+    assert batch_window(1, 4, ten_per_s) == 0.0
+    assert batch_window(12, 2, [5.0]) == 0.0  # no rate yet
+    assert batch_window(12, 2, [5.0, 5.0]) == 0.0
+    # 10 queued in Ray at 10 completions/s: wait for half of them (0.5 s)
+    assert abs(batch_window(12, 2, ten_per_s) - 0.5) < 1e-9
+    # a slow trickle is capped, so a cycle still runs at least once a second
+    assert batch_window(100, 2, [0.0, 10.0]) == MAX_BATCH_WINDOW_S
+    # a big fast cluster: 108 queued at 1,000/s -> 54 ms
+    fast = [i / 1000 for i in range(64)]
+    assert abs(batch_window(208, 100, fast) - 0.054) < 1e-6
