@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from computalot.store.db import Store
+from computalot.store.migrate import upgrade
 from tests.support.helpers import make_tarball
-from tests.support.postgres import free_port, start_cluster
+from tests.support.postgres import create_database, free_port, start_cluster
 
 # Unit tests must never see a developer's own settings.
 for _name in list(os.environ):
@@ -111,3 +113,18 @@ def make_project() -> Callable[..., str]:
         return name
 
     return make
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path_factory: Any) -> AsyncIterator[Store]:
+    """A migrated store on each backend (a fresh database per test module)."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("store") / "computalot.db"
+        url = f"sqlite+aiosqlite:///{path}"
+    else:
+        cluster = request.getfixturevalue("pg_cluster")
+        url = create_database(cluster, f"store_{uuid.uuid4().hex[:12]}")
+    store = Store(url)
+    await upgrade(store.engine)
+    yield store
+    await store.close()

@@ -19,7 +19,6 @@ from typing import Any
 
 import ray
 from ray.exceptions import RayError, TaskCancelledError
-from sqlalchemy import null, select
 
 from computalot.engine import records, recovery, settle
 from computalot.engine.hub import EventHub
@@ -31,24 +30,7 @@ from computalot.engine.scheduling import Demand, allocate, batch_window, rotate
 from computalot.schemas.jobs import TERMINAL_JOB
 from computalot.settings import load_settings
 from computalot.store.db import Store
-from computalot.store.models import Job, Task
-
-#: A finished attempt's task columns, in :class:`records.TaskRow` order; ``item`` (a batch's
-#: elements, possibly thousands) is not needed to judge the attempt, so it is not read.
-RECORD_COLUMNS = (
-    Task.id,
-    Task.job_id,
-    Task.account_id,
-    Task.index,
-    Task.status,
-    Task.attempt,
-    Task.batched,
-    null(),
-    Task.element_count,
-    Task.lost_attempts,
-    Task.artifacts,
-    Task.output_attempt,
-)
+from computalot.store.models import Job
 
 log = logging.getLogger("computalot.dispatcher")
 
@@ -216,14 +198,7 @@ class Dispatcher:
 
     # ---- recording outcomes -----------------------------------------------------------------
     async def _record(self, db: Any, batch: list[tuple[Inflight, Any]]) -> list[Any]:
-        ids = [info.task_id for info, _outcome in batch]
-        tasks: dict[str, records.TaskRow] = {}
-        for start in range(0, len(ids), records.IN_CHUNK):
-            query = select(*RECORD_COLUMNS).where(
-                Task.id.in_(ids[start : start + records.IN_CHUNK])
-            )
-            for row in (await db.execute(query)).tuples():
-                tasks[row[0]] = records.TaskRow(*row)
+        tasks = await records.load_task_rows(db, [info.task_id for info, _outcome in batch])
         jobs = await self.jobs.load(db, (info.job_id for info, _outcome in batch))
         judged = []
         for info, outcome in batch:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, func, null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.engine.finalize import finalize_job
@@ -116,6 +116,34 @@ class TaskRow:
     lost_attempts: int = 0
     artifacts: list[Any] | None = None
     output_attempt: int | None = None
+
+
+#: A finished attempt's task columns, in :class:`TaskRow` order; ``item`` (a batch's
+#: elements, possibly thousands) is not needed to judge the attempt, so it is not read.
+RECORD_COLUMNS = (
+    Task.id,
+    Task.job_id,
+    Task.account_id,
+    Task.index,
+    Task.status,
+    Task.attempt,
+    Task.batched,
+    null(),
+    Task.element_count,
+    Task.lost_attempts,
+    Task.artifacts,
+    Task.output_attempt,
+)
+
+
+async def load_task_rows(db: AsyncSession, task_ids: list[str]) -> dict[str, TaskRow]:
+    """The finished attempts' tasks by id (what judging and settling them needs)."""
+    out: dict[str, TaskRow] = {}
+    for start in range(0, len(task_ids), IN_CHUNK):
+        query = select(*RECORD_COLUMNS).where(Task.id.in_(task_ids[start : start + IN_CHUNK]))
+        for row in (await db.execute(query)).tuples():
+            out[row[0]] = TaskRow(*row)
+    return out
 
 
 def task_event(task: Any, **extra: Any) -> tuple[str, str, str, Any]:

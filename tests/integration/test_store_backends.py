@@ -7,7 +7,6 @@ that only works on one of them fails here.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -24,10 +23,10 @@ from computalot.store import accounts
 from computalot.store.db import Store
 from computalot.store.jobs import get_job, list_events, list_jobs
 from computalot.store.migrate import upgrade
-from computalot.store.models import Event, Job, LedgerEntry, WalletSession
+from computalot.store.models import Event, LedgerEntry, WalletSession
 from computalot.timeutil import utcnow
 from serve_app.app import create_app
-from tests.support.postgres import create_database
+from tests.support.store_rows import job_row, new_member
 
 EXPECTED_TABLES = {
     "accounts",
@@ -43,48 +42,6 @@ EXPECTED_TABLES = {
     "events",
     "ledger",
 }
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest, tmp_path_factory: Any) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("store") / "computalot.db"
-        url = f"sqlite+aiosqlite:///{path}"
-    else:
-        cluster = request.getfixturevalue("pg_cluster")
-        url = create_database(cluster, f"store_{uuid.uuid4().hex[:12]}")
-    store = Store(url)
-    await upgrade(store.engine)
-    yield store
-    await store.close()
-
-
-async def new_member(store: Store, name: str = "m") -> str:
-    async with store.sessions() as db:
-        account = await accounts.create_account(db, name=f"{name}-{uuid.uuid4().hex[:6]}")
-        await db.commit()
-        return account.id
-
-
-def job_row(account_id: str, **extra: Any) -> Job:
-    values: dict[str, Any] = {
-        "id": new_id("job"),
-        "account_id": account_id,
-        "type": "run",
-        "status": "queued",
-        "priority": "normal",
-        "tags": ["t1"],
-        "depends_on": [],
-        "payload": {"x": 1},
-        "spec": {},
-        "timeout_s": 60,
-        "max_retries": 0,
-        "resources": {"cpus": 1},
-        "warnings": [],
-        "created_at": utcnow(),
-    }
-    values.update(extra)
-    return Job(**values)
 
 
 async def conn_compare(store: Store) -> list[Any]:

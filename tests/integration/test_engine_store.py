@@ -1,0 +1,183 @@
+"""The dispatcher's store operations on both backends: claim, settle, retry, finalise.
+
+These are the Core SQL statements of the dispatcher's hot path (``UPDATE … RETURNING`` with a
+limited subquery, executemany compare-and-set updates, counter increments), run against SQLite
+and real PostgreSQL without Ray, so a statement only one backend accepts fails here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from computalot.auth.tokens import new_id
+from computalot.engine import records, settle
+from computalot.engine.outcomes import infrastructure_loss, judge_outcome
+from computalot.store.db import Store
+from computalot.store.models import Job, Task
+from tests.support.store_rows import job_row, new_member
+
+EPOCH = "epoch-test"
+
+
+async def make_job(store: Store, n: int, *, max_retries: int = 0) -> Job:
+    account_id = await new_member(store, "engine")
+    job = job_row(
+        account_id,
+        type="structured_runner",
+        max_retries=max_retries,
+        spec={"kind": "items", "runner_command": ["true"], "merge_strategy": "collect"},
+        payload={},
+        n_total=n,
+        n_queued=n,
+    )
+    async with store.sessions() as db:
+        db.add(job)
+        await db.flush()
+        for i in range(n):
+            db.add(
+                Task(
+                    id=new_id("tsk"),
+                    job_id=job.id,
+                    account_id=account_id,
+                    index=i,
+                    status="queued",
+                    element_start=i,
+                    element_count=1,
+                    batched=False,
+                    item=[{"i": i}],
+                )
+            )
+        await db.commit()
+    return job
+
+
+async def claim(store: Store, job: Job, count: int, cache: records.JobCache) -> tuple[Any, Any]:
+    async with store.sessions() as db:
+        runnable = {row[0]: row for row in await records.runnable_jobs(db)}
+        statuses = {job.id: runnable[job.id][5]} if job.id in runnable else {}
+        launches, events = await records.claim_tasks(db, {job.id: count}, EPOCH, cache, statuses)
+        await db.commit()
+    return launches, events
+
+
+async def settle_outcomes(
+    store: Store, job: Job, cache: records.JobCache, outcomes: list[tuple[Any, int, Any]]
+) -> list[Any]:
+    """``outcomes``: (task id, attempt, outcome dict or Verdict) as the dispatcher would see."""
+    async with store.sessions() as db:
+        rows = await records.load_task_rows(db, [task_id for task_id, _a, _o in outcomes])
+        jobs = await cache.load(db, [job.id])
+        judged = []
+        for task_id, attempt, outcome in outcomes:
+            task = rows[task_id]
+            if isinstance(outcome, dict):
+                verdict = judge_outcome(outcome, batched=False, element_count=1)
+            else:
+                verdict, outcome = outcome, {}
+            judged.append((jobs[job.id], task, attempt, verdict, outcome))
+        events = await settle.apply_verdicts(db, judged, data_dir=Path("."), lost_budget=1)
+        await db.commit()
+    return events
+
+
+def ok(i: int) -> dict[str, Any]:
+    return {"status": "ok", "exit_code": 0, "result_state": "ok", "result": {"y": 2 * i}}
+
+
+async def counters(store: Store, job_id: str) -> dict[str, Any]:
+    async with store.sessions() as db:
+        job = await db.get(Job, job_id)
+        assert job is not None
+        return {
+            "status": job.status,
+            "queued": job.n_queued,
+            "running": job.n_running,
+            "completed": job.n_completed,
+            "failed": job.n_failed,
+        }
+
+
+async def test_claim_takes_queued_tasks_in_index_order_once(store: Store) -> None:
+    job = await make_job(store, 5)
+    cache = records.JobCache()
+    launches, events = await claim(store, job, 3, cache)
+    assert [(t.index, attempt) for _j, t, attempt in launches] == [(0, 1), (1, 1), (2, 1)]
+    assert all(t.item == [{"i": t.index}] and t.status == "running" for _j, t, _a in launches)
+    assert {name for _j, _a, name, _d in events} == {"task", "job"}  # the job started too
+    assert await counters(store, job.id) == {
+        "status": "running",
+        "queued": 2,
+        "running": 3,
+        "completed": 0,
+        "failed": 0,
+    }
+    more, _events = await claim(store, job, 5, cache)
+    assert [t.index for _j, t, _a in more] == [3, 4]
+    nothing, _events = await claim(store, job, 5, cache)
+    assert nothing == []
+    async with store.sessions() as db:
+        epochs = set(
+            (await db.execute(select(Task.run_epoch).where(Task.job_id == job.id))).scalars()
+        )
+    assert epochs == {EPOCH}
+
+
+async def test_retry_stale_outcome_and_finalisation(store: Store) -> None:
+    job = await make_job(store, 3, max_retries=1)
+    cache = records.JobCache()
+    launches, _events = await claim(store, job, 3, cache)
+    t0, t1, t2 = (t for _j, t, _a in launches)
+    failed = {"status": "exit_nonzero", "exit_code": 3, "error": "exited with code 3"}
+    events = await settle_outcomes(store, job, cache, [(t0.id, 1, ok(0)), (t1.id, 1, failed)])
+    names = [name for _j, _a, name, _d in events]
+    assert names.count("result") == 1 and names.count("retry") == 1
+    assert await counters(store, job.id) == {
+        "status": "running",
+        "queued": 1,
+        "running": 1,
+        "completed": 1,
+        "failed": 0,
+    }
+    # A second report of an attempt that was already settled changes nothing.
+    assert await settle_outcomes(store, job, cache, [(t0.id, 1, failed)]) == []
+    retried, _events = await claim(store, job, 5, cache)
+    assert [(t.id, attempt) for _j, t, attempt in retried] == [(t1.id, 2)]
+    lost = infrastructure_loss("worker lost: test")
+    events = await settle_outcomes(store, job, cache, [(t2.id, 1, lost), (t1.id, 2, ok(1))])
+    # t2 lost its worker: retried on the infrastructure budget, not the user's retries
+    assert [d["task_id"] for _j, _a, name, d in events if name == "retry"] == [t2.id]
+    again, _events = await claim(store, job, 5, cache)
+    assert [(t.id, attempt) for _j, t, attempt in again] == [(t2.id, 2)]
+    events = await settle_outcomes(store, job, cache, [(t2.id, 2, ok(2))])
+    end = [d for _j, _a, name, d in events if name == "end"]
+    assert len(end) == 1 and end[0]["status"] == "completed"
+    async with store.sessions() as db:
+        done = await db.get(Job, job.id)
+        assert done is not None
+        assert done.aggregate_result == [{"y": 0}, {"y": 2}, {"y": 4}]
+        tasks = {
+            t.index: t
+            for t in (await db.execute(select(Task).where(Task.job_id == job.id))).scalars()
+        }
+    assert tasks[0].result == {"y": 0} and tasks[0].result_quality == 1.0
+    assert tasks[1].attempt == 2 and tasks[1].error is None and tasks[1].exit_code == 0
+    assert tasks[2].lost_attempts == 1 and tasks[2].status == "completed"
+
+
+async def test_job_cache_reads_immutable_fields_once_and_forgets(store: Store) -> None:
+    job = await make_job(store, 1)
+    cache = records.JobCache(limit=2)
+    async with store.sessions() as db:
+        first = await cache.load(db, [job.id, "job_missing"])
+        assert list(first) == [job.id]
+        assert first[job.id].spec["runner_command"] == ["true"]
+        assert first[job.id].max_retries == 0
+        other = await make_job(store, 1)
+        third = await make_job(store, 1)
+        both = await cache.load(db, [other.id, third.id])  # over the limit: starts afresh
+        assert set(both) == {other.id, third.id} and job.id not in cache.jobs
+    cache.forget([other.id])
+    assert set(cache.jobs) == {third.id}

@@ -1,0 +1,40 @@
+"""Rows for store-level tests (both backends): an account, a job."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from computalot.auth.tokens import new_id
+from computalot.store import accounts
+from computalot.store.db import Store
+from computalot.store.models import Job
+from computalot.timeutil import utcnow
+
+
+async def new_member(store: Store, name: str = "m") -> str:
+    async with store.sessions() as db:
+        account = await accounts.create_account(db, name=f"{name}-{uuid.uuid4().hex[:6]}")
+        await db.commit()
+        return account.id
+
+
+def job_row(account_id: str, **extra: Any) -> Job:
+    values: dict[str, Any] = {
+        "id": new_id("job"),
+        "account_id": account_id,
+        "type": "run",
+        "status": "queued",
+        "priority": "normal",
+        "tags": ["t1"],
+        "depends_on": [],
+        "payload": {"x": 1},
+        "spec": {},
+        "timeout_s": 60,
+        "max_retries": 0,
+        "resources": {"cpus": 1},
+        "warnings": [],
+        "created_at": utcnow(),
+    }
+    values.update(extra)
+    return Job(**values)
