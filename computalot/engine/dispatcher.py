@@ -171,11 +171,9 @@ class Dispatcher:
             if self.finished:
                 batch, self.finished = self.finished, []
                 recorded = await self._record(db, batch)
-                ended = [job_id for job_id, _a, name, _d in recorded if name == "end"]
-                if ended:
+                if any(name == "end" for _j, _a, name, _d in recorded):
                     self.check_deps = True  # a finished job may release its dependents
                     self.wakeup.set()
-                    self.jobs.forget(ended)
                 events += recorded
             # Cancels and dependencies are looked at when something may have changed them, and
             # on a slow sweep as a safety net; the hot path (submit → launch) skips both queries.
@@ -193,6 +191,7 @@ class Dispatcher:
             events += launch_events
             await db.commit()
         self.emit(events)
+        self.jobs.forget(job_id for job_id, _a, name, _d in events if name == "end")
         for job, task, attempt in launches:
             self._launch(job, task, attempt)
 
