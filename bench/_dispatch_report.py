@@ -99,6 +99,12 @@ def report(r: dict[str, Any]) -> bool:
                         "",
                         "",
                     ],
+                    *[
+                        [f"  run {when}", f"{fmt(sec, 2)} s", "", ""]
+                        for when, sec in zip(
+                            ("before ours", "after ours"), b.get("plain_runs_s", []), strict=False
+                        )
+                    ],
                     ["ours (fan_out.items, SSE until end)", f"{fmt(b['ours_s'], 2)} s", "", ""],
                     ["  of which POST /jobs", f"{fmt(b['ours_submit_s'], 2)} s", "", ""],
                     ["plain / ours", f"{b['fanout_ratio']:.2f}x", ">= 0.9x", verdict(b_ok)],
@@ -107,7 +113,7 @@ def report(r: dict[str, Any]) -> bool:
         )
         print(
             cpu_table(
-                "(b) CPU seconds by process during each run",
+                "(b) CPU seconds by process during each run (plain: mean of its two runs)",
                 {"plain Ray": b["cpu_s_plain"], "ours": b["cpu_s_ours"]},
                 {"plain Ray": b.get("machine_s_plain", {}), "ours": b.get("machine_s_ours", {})},
             )

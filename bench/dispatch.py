@@ -8,7 +8,9 @@ for the Ray Jobs anchor) serves every part:
     ``python3 script.py`` spawn (median of 30) and Ray Jobs (``JobSubmissionClient``, same
     script, median of 10 after a warm-up). Goals: ours - spawn <= 50 ms; Ray Jobs/ours >= 15x.
 (b) 2,000-task fan-out (``fan_out.items``) wall time versus the same 2,000 subprocesses through
-    plain ``ray.remote(num_cpus=1)`` tasks. Goal: plain/ours >= 0.9.
+    plain ``ray.remote(num_cpus=1)`` tasks, run once before and once after ours (the anchor is
+    their mean, so drift in the machine's speed does not favour either side). Goal:
+    plain/ours >= 0.9.
 (c) 100,000 tiny elements, ``batch_size`` 1,000: items/s submit -> end (goal >= 20,000/s), and
     every result present (GET /api/v1/results/:id, all pages).
 (d) head-process RSS before/after 1,000 jobs that stay queued behind a sleeping blocker
@@ -20,7 +22,7 @@ Ours and the bare spawn in (a) alternate run by run, and (b)/(c) print the CPU s
 process used, so a busy neighbour on the machine (the header line reports the load average and
 other local Ray clusters) is visible rather than silently folded into a ratio.
 
-    .venv/bin/python bench/dispatch.py                # full run (~12 min on 2 cores)
+    .venv/bin/python bench/dispatch.py                # full run (~20 min on 2 cores)
     .venv/bin/python bench/dispatch.py --quick        # smaller sizes (~4 min)
     .venv/bin/python bench/dispatch.py --parts ac     # only some parts
 """
@@ -126,12 +128,20 @@ def part_a(
 def part_b(
     client: httpx.Client, project: str, project_dir: Path, scratch: Path, n: int, num_cpus: int
 ) -> dict[str, Any]:
-    log(f"(b) plain Ray: {n} tasks")
-    cpu0, machine0 = cpu_snapshot(), machine_cpu()
-    plain_s = plain_ray_fanout(project_dir, scratch, n)
-    cpu_plain = cpu_delta(cpu0, cpu_snapshot())
-    machine_plain = machine_delta(machine0, machine_cpu())
-    log(f"(b) plain Ray: {plain_s:.1f} s; ours: {n}-task fan-out")
+    """Plain Ray runs before and after ours and the anchor is their mean, so a machine that
+    speeds up or slows down during the part (a noisy neighbour) does not favour either side."""
+
+    def plain_run(when: str) -> tuple[float, dict[str, float], dict[str, float]]:
+        log(f"(b) plain Ray {when}: {n} tasks")
+        cpu0, machine0 = cpu_snapshot(), machine_cpu()
+        seconds = plain_ray_fanout(project_dir, scratch, n)
+        cpu = cpu_delta(cpu0, cpu_snapshot())
+        machine = machine_delta(machine0, machine_cpu())
+        log(f"(b) plain Ray {when}: {seconds:.1f} s")
+        return seconds, cpu, machine
+
+    plain_before, cpu_before, machine_before = plain_run("before ours")
+    log(f"(b) ours: {n}-task fan-out")
     warm = {  # like the plain anchor's 4 warm-up tasks: worker processes exist before the clock
         "project": project,
         "runner_command": COMMAND,
@@ -152,9 +162,14 @@ def part_b(
     if counts["completed"] != n:
         raise RuntimeError(f"(b) fan-out completed {counts['completed']} of {n}")
     log(f"(b) ours: {ours['wall_s']:.1f} s")
+    plain_after, cpu_after, machine_after = plain_run("after ours")
+    plain_s = (plain_before + plain_after) / 2
+    cpu_plain = {k: (cpu_before.get(k, 0.0) + cpu_after.get(k, 0.0)) / 2 for k in cpu_before}
+    machine_plain = {k: (machine_before[k] + machine_after[k]) / 2 for k in machine_before}
     return {
         "tasks": n,
         "plain_s": plain_s,
+        "plain_runs_s": [plain_before, plain_after],
         "ours_s": ours["wall_s"],
         "ours_submit_s": ours["submit_s"],
         "stream_events": ours["events"],
