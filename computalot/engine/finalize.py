@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -25,8 +25,11 @@ def final_status(job: Job) -> str:
 
 
 async def _elements(
-    db: AsyncSession, job: Job
+    db: AsyncSession, job: Job, *, with_items: bool
 ) -> tuple[list[ElementResult], dict[str, Any] | None]:
+    """Every element's outcome; ``with_items`` also reads each element's fan-out value (only
+    ``keyed`` and ``weighted_avg`` look at it — for ``collect`` it is thousands of values read
+    for nothing)."""
     query = (
         select(
             Task.index,
@@ -34,7 +37,7 @@ async def _elements(
             Task.element_start,
             Task.element_count,
             Task.batched,
-            Task.item,
+            Task.item if with_items else null(),
             Task.result,
             Task.error,
         )
@@ -67,12 +70,13 @@ async def finalize_job(db: AsyncSession, job: Job) -> Job | None:
     """Move ``job`` to its terminal state (compare-and-set); None if already terminal."""
     status = final_status(job)
     aggregate: Any = None
-    elements, first_error = await _elements(db, job)
+    strategy = job.spec.get("merge_strategy") or "collect"
+    elements, first_error = await _elements(db, job, with_items=strategy != "collect")
     if status in ("completed", "partial"):
         spec = job.spec
         fan_out = spec.get("fan_out") or None
         aggregate = merge_results(
-            spec.get("merge_strategy") or "collect",
+            strategy,
             elements,
             kind=spec.get("kind", "single"),
             base_payload=job.payload,
