@@ -150,7 +150,11 @@ class Dispatcher:
             except TimeoutError:
                 pass
             self.wakeup.clear()
-            window = 0.0 if self.urgent else self._batch_window()
+            window = (
+                0.0
+                if self.urgent
+                else batch_window(len(self.inflight), self.cluster_cpus, self.completions)
+            )
             if window > 0:
                 # Only completions woke us and Ray still holds a backlog of launched tasks:
                 # gather more completions so one cycle (one transaction, one event batch)
@@ -161,9 +165,6 @@ class Dispatcher:
                 except TimeoutError:
                     pass
             self.urgent = False
-
-    def _batch_window(self) -> float:
-        return batch_window(len(self.inflight), self.cluster_cpus, self.completions)
 
     async def _cycle(self) -> None:
         events: list[tuple[str, str, str, Any]] = []

@@ -6,6 +6,7 @@ increments in the same transaction as the task rows they count.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,18 +26,6 @@ Events = list[tuple[str, str, str, Any]]
 #: Core table objects: the hot path (claim, record, counters) skips the ORM unit of work.
 TASKS: Table = Task.__table__  # type: ignore[assignment]
 JOBS: Table = Job.__table__  # type: ignore[assignment]
-#: What changes while a job runs; refreshing only these avoids re-reading its payload.
-PROGRESS_COLUMNS = [
-    "status",
-    "n_total",
-    "n_queued",
-    "n_running",
-    "n_completed",
-    "n_failed",
-    "n_cancelled",
-    "cancel_requested",
-    "error",
-]
 COUNTER = {
     "queued": "n_queued",
     "running": "n_running",
@@ -45,6 +34,12 @@ COUNTER = {
     "cancelled": "n_cancelled",
 }
 IN_CHUNK = 500
+
+
+def chunked(ids: list[str], size: int = IN_CHUNK) -> Iterator[list[str]]:
+    """``ids`` in slices small enough for one ``IN (…)`` list on every backend."""
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
 
 
 @dataclass(frozen=True)
@@ -89,8 +84,8 @@ class JobCache:
         if missing and len(self.jobs) + len(missing) > self.limit:
             self.jobs.clear()
             missing = wanted
-        for start in range(0, len(missing), IN_CHUNK):
-            query = select(*JOB_INFO_COLUMNS).where(Job.id.in_(missing[start : start + IN_CHUNK]))
+        for chunk in chunked(missing):
+            query = select(*JOB_INFO_COLUMNS).where(Job.id.in_(chunk))
             for row in (await db.execute(query)).tuples():
                 self.jobs[row[0]] = JobInfo(*row)
         return {j: self.jobs[j] for j in wanted if j in self.jobs}
@@ -139,8 +134,8 @@ RECORD_COLUMNS = (
 async def load_task_rows(db: AsyncSession, task_ids: list[str]) -> dict[str, TaskRow]:
     """The finished attempts' tasks by id (what judging and settling them needs)."""
     out: dict[str, TaskRow] = {}
-    for start in range(0, len(task_ids), IN_CHUNK):
-        query = select(*RECORD_COLUMNS).where(Task.id.in_(task_ids[start : start + IN_CHUNK]))
+    for chunk in chunked(task_ids):
+        query = select(*RECORD_COLUMNS).where(Task.id.in_(chunk))
         for row in (await db.execute(query)).tuples():
             out[row[0]] = TaskRow(*row)
     return out
@@ -170,22 +165,21 @@ async def bump_counters(db: AsyncSession, deltas: dict[str, dict[str, int]]) -> 
 async def finish_if_done(db: AsyncSession, job_ids: set[str]) -> Events:
     """Finalise the jobs among ``job_ids`` whose every task ended (counters read with Core)."""
     events: Events = []
-    ids = list(job_ids)
     done: list[str] = []
-    for start in range(0, len(ids), IN_CHUNK):
+    for chunk in chunked(list(job_ids)):
         query = select(
             Job.id, Job.status, Job.n_total, Job.n_completed, Job.n_failed, Job.n_cancelled
-        ).where(Job.id.in_(ids[start : start + IN_CHUNK]))
+        ).where(Job.id.in_(chunk))
         for job_id, status, total, completed, failed, cancelled in (
             await db.execute(query)
         ).tuples():
             if status not in TERMINAL_JOB and completed + failed + cancelled >= total:
                 done.append(job_id)
     for job_id in done:
-        job = await db.get(Job, job_id)
+        # The counters moved in Core: a Job already in this session must be re-read, not reused.
+        job = await db.get(Job, job_id, populate_existing=True)
         if job is None:
             continue
-        await db.refresh(job, attribute_names=PROGRESS_COLUMNS)  # counters moved in Core
         finished = await finalize_job(db, job)
         if finished is not None:
             snapshot = job_out(finished)

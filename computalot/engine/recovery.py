@@ -10,6 +10,7 @@ from computalot.engine.records import (
     COUNTER,
     Events,
     bump_counters,
+    chunked,
     finish_if_done,
     retry_event,
     task_event,
@@ -69,11 +70,8 @@ async def release_dependencies(db: AsyncSession) -> Events:
         return []
     dep_ids = {d for _id, deps in waiting for d in deps}
     statuses: dict[str, str] = {}
-    ids = list(dep_ids)
-    for start in range(0, len(ids), 500):
-        rows = await db.execute(
-            select(Job.id, Job.status).where(Job.id.in_(ids[start : start + 500]))
-        )
+    for chunk in chunked(list(dep_ids)):
+        rows = await db.execute(select(Job.id, Job.status).where(Job.id.in_(chunk)))
         statuses.update(rows.tuples().all())
     events: Events = []
     for job_id, depends_on in waiting:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from computalot.schemas.text import reject_nul
 from computalot.store.models import Account, ApiKey
 from computalot.timeutil import iso
 
@@ -22,15 +23,6 @@ class Strict(BaseModel):
     @classmethod
     def _no_nul(cls, value: Any) -> Any:
         return reject_nul(value)
-
-
-def reject_nul(value: Any) -> Any:
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError("must not contain NUL (U+0000) characters")
-    if isinstance(value, list):
-        for item in value:
-            reject_nul(item)
-    return value
 
 
 def _chain(value: str) -> str:

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from computalot.schemas.text import reject_nul
+
 JOB_TYPES = ("structured_runner", "sweep", "map_reduce", "benchmark")
 PRIORITY_RANK = {"high": 0, "normal": 1, "low": 2}
 
@@ -75,9 +77,7 @@ class JobSubmit(BaseModel):
     )
     @classmethod
     def _no_nul(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
-            raise ValueError("must not contain NUL (U+0000) characters")
-        return value
+        return reject_nul(value)
 
     @field_validator("tags")
     @classmethod

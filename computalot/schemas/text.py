@@ -1,0 +1,15 @@
+"""Text checks shared by every request schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def reject_nul(value: Any) -> Any:
+    """Refuse U+0000 in a string (or a list of them): PostgreSQL text cannot store it."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain NUL (U+0000) characters")
+    if isinstance(value, list):
+        for item in value:
+            reject_nul(item)
+    return value
