@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -51,7 +52,13 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     )
     get_settings.cache_clear()
     settings = load_settings()
-    running = plat.start(settings, num_cpus=4, include_dashboard=False)
+    # Started the way a background launch (nohup, `&` in a script) starts it: SIGINT ignored,
+    # which Ray's processes and every worker inherit. Cancels of running tasks must still land.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        running = plat.start(settings, num_cpus=4, include_dashboard=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     yield running
     plat.stop(settings)
 

@@ -14,7 +14,6 @@ import logging
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -22,6 +21,7 @@ from ray.exceptions import RayError, TaskCancelledError
 
 from computalot.engine import records, recovery, settle
 from computalot.engine.hub import EventHub
+from computalot.engine.inflight import Inflight, stops_due
 from computalot.engine.names import DISPATCHER_NAME, HUB_NAME
 from computalot.engine.outcomes import infrastructure_loss, judge_outcome
 from computalot.engine.packages import PackageCache
@@ -36,19 +36,6 @@ log = logging.getLogger("computalot.dispatcher")
 
 BACKSTOP_SLACK_S = 60.0
 SWEEP_INTERVAL_S = 2.0
-
-
-@dataclass
-class Inflight:
-    task_id: str
-    job_id: str
-    account_id: str
-    attempt: int
-    ref: Any
-    started: float
-    deadline: float
-    cancel_sent: bool = False
-    backstop: bool = False
 
 
 class Dispatcher:
@@ -223,13 +210,18 @@ class Dispatcher:
         )
 
     def _judge_exception(self, info: Inflight, job: records.JobInfo, exc: BaseException) -> Any:
-        if isinstance(exc, TaskCancelledError) or "TaskCancelledError" in type(exc).__name__:
-            if info.backstop:
-                return judge_outcome(
-                    {"status": "timeout", "error": f"timed out after {job.timeout_s} s"},
-                    batched=False,
-                    element_count=1,
-                )
+        # A worker we force-stopped may surface as TaskCancelledError or as a crashed worker.
+        if info.backstop:
+            return judge_outcome(
+                {"status": "timeout", "error": f"timed out after {job.timeout_s} s"},
+                batched=False,
+                element_count=1,
+            )
+        if (
+            info.forced
+            or isinstance(exc, TaskCancelledError)
+            or "TaskCancelled" in type(exc).__name__
+        ):
             return judge_outcome({"status": "cancelled"}, batched=False, element_count=1)
         cause = getattr(exc, "cause", None)
         if isinstance(cause, KeyboardInterrupt) or "KeyboardInterrupt" in str(exc)[:2000]:
@@ -242,17 +234,21 @@ class Dispatcher:
         for job_id in jobs:
             for info in self.inflight.values():
                 if info.job_id == job_id and not info.cancel_sent:
-                    info.cancel_sent = True
+                    info.mark_cancel_sent(time.monotonic(), self.settings.kill_grace_s)
                     ray.cancel(info.ref, force=False)
         return events
 
     def _backstop_timeouts(self) -> None:
-        """run_task enforces timeout_s itself; this catches a worker that stopped answering."""
-        now = time.monotonic()
-        for info in self.inflight.values():
-            if now > info.deadline and not info.backstop:
-                info.backstop = True
-                ray.cancel(info.ref, force=True)
+        """run_task enforces timeout_s and cancels itself; this force-kills the worker of an
+        attempt that is past its deadline or ignored its cancel (see ``inflight``)."""
+        for info in stops_due(self.inflight.values(), time.monotonic()):
+            log.warning(
+                "force-stopping task %s attempt %d (%s)",
+                info.task_id,
+                info.attempt,
+                "past its deadline" if info.backstop else "cancel did not take effect",
+            )
+            ray.cancel(info.ref, force=True)
 
     # ---- launching --------------------------------------------------------------------------
     async def _claim(self, db: Any) -> tuple[list[Any], list[Any]]:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -92,8 +94,23 @@ class _LiveReporter:
         )
 
 
+def make_interruptible() -> None:
+    """Let a Ray cancel reach this thread as ``KeyboardInterrupt``.
+
+    Ray stops a running task with ``_thread.interrupt_main()``, which silently does nothing while
+    Python's SIGINT handler is ``SIG_IGN`` -- and a worker inherits SIG_IGN whenever the cluster
+    was started in the background (``nohup``, ``&`` in a script). Such a cancel would leave the
+    command running until its timeout. Restoring the default handler makes every cancel land.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def execute_attempt(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one attempt in the current process; returns the outcome dict the dispatcher stores."""
+    make_interruptible()
     started = time.time()
     base = Path(tempfile.gettempdir()) / ATTEMPT_ROOT
     base.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ import httpx
 import pytest
 import ray
 
+from computalot.engine.inflight import CANCEL_SLACK_S
 from tests.support.helpers import events_of, pid_alive, wait_job
 
 API = "/api/v1"
@@ -251,9 +252,13 @@ def test_cancel_running_job_kills_processes_and_cancels_queued(
     assert before["status"] == "running", before
     assert before["task_counts"]["queued"] > 0, before
 
+    started = time.monotonic()
     answer = admin.put(f"{API}/jobs/{job['id']}/cancel")
     assert answer.status_code == 200, answer.text
     assert answer.json()["status"] == "cancelled", "cancel answers the stopped job"
+    # The running task stopped itself; the dispatcher's force-kill of a worker whose cancel did
+    # not land (kill grace + CANCEL_SLACK_S) was not needed.
+    assert time.monotonic() - started < CANCEL_SLACK_S
     end = wait_job(admin, job["id"])
     assert end["status"] == "cancelled", end
     assert end["task_counts"]["cancelled"] == 20, end
