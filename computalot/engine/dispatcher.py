@@ -55,6 +55,11 @@ class Dispatcher:
         self.ready = False
         self.check_cancels = True
         self.check_deps = True
+        self.may_have_blocked = True  # False once no job waits on dependencies
+        # Queued work may exist unless the last claim left none and nothing queued any since
+        # (a submit, a retry, a released dependency): then a cycle skips the runnable query.
+        self.queue_gen = 1
+        self.claimed_gen = 0
         self.urgent = False
         self.urgent_wakeup = asyncio.Event()  # cuts a batch window short (submit, cancel)
         self.last_sweep = 0.0
@@ -73,6 +78,8 @@ class Dispatcher:
         """New work arrived; ``blocked`` = it waits on other jobs (check dependencies)."""
         if blocked:
             self.check_deps = True
+            self.may_have_blocked = True
+        self.queue_gen += 1
         self._make_urgent()
 
     def _make_urgent(self) -> None:
@@ -159,9 +166,12 @@ class Dispatcher:
             if self.finished:
                 batch, self.finished = self.finished, []
                 recorded = await self._record(db, batch)
-                if any(name == "end" for _j, _a, name, _d in recorded):
+                names = {name for _j, _a, name, _d in recorded}
+                if "end" in names and self.may_have_blocked:
                     self.check_deps = True  # a finished job may release its dependents
                     self.wakeup.set()
+                if "retry" in names:
+                    self.queue_gen += 1
                 events += recorded
             # Cancels and dependencies are looked at when something may have changed them, and
             # on a slow sweep as a safety net; the hot path (submit → launch) skips both queries.
@@ -173,9 +183,12 @@ class Dispatcher:
                 events += await self._apply_cancels(db)
             if self.check_deps or sweep:
                 self.check_deps = False
-                events += await recovery.release_dependencies(db)
+                released, self.may_have_blocked = await recovery.release_dependencies(db)
+                if released:
+                    self.queue_gen += 1
+                events += released
             self._backstop_timeouts()
-            launches, launch_events = await self._claim(db)
+            launches, launch_events = await self._claim(db, sweep)
             events += launch_events
             await db.commit()
         self.emit(events)
@@ -251,13 +264,16 @@ class Dispatcher:
             ray.cancel(info.ref, force=True)
 
     # ---- launching --------------------------------------------------------------------------
-    async def _claim(self, db: Any) -> tuple[list[Any], list[Any]]:
+    async def _claim(self, db: Any, sweep: bool) -> tuple[list[Any], list[Any]]:
         free = self.capacity - len(self.inflight)
-        if free <= 0:
+        if free <= 0 or (self.claimed_gen == self.queue_gen and not sweep):
             return [], []
+        gen = self.queue_gen
         rows = await records.runnable_jobs(db)
         demands = [Demand(*row[:5]) for row in rows]
         grants = allocate(demands, free, self.rotation)
+        if all(d.queued <= grants.get(d.job_id, 0) for d in demands):
+            self.claimed_gen = gen  # this claim takes every queued task there was
         if not grants:
             return [], []
         served = [d.account_id for d in demands if d.job_id in grants]

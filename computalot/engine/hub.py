@@ -25,10 +25,10 @@ from computalot.timeutil import utcnow
 log = logging.getLogger("computalot.hub")
 
 OUTPUT_TAIL_CHARS = 10 * 1024
-FLUSH_INTERVAL_S = 0.001
+FLUSH_INTERVAL_S = 0.0
 #: While events keep coming, batches are at least this far apart: a busy fan-out costs ~50
 #: writes (and stream wake-ups) a second instead of one per event, while a lone event after a
-#: quiet spell is still written within FLUSH_INTERVAL_S.
+#: quiet spell is written at once (after one turn of the event loop: FLUSH_INTERVAL_S).
 MIN_FLUSH_SPACING_S = 0.02
 
 

@@ -153,29 +153,53 @@ def retry_event(task: Any, attempt: int, error: Any) -> tuple[str, str, str, Any
     return (task.job_id, task.account_id, "retry", data)
 
 
-async def bump_counters(db: AsyncSession, deltas: dict[str, dict[str, int]]) -> None:
-    """One Core UPDATE per job (no ORM session synchronisation; see ``finish_if_done``)."""
+#: What ``finish_if_done`` needs of a job: (status, total, completed, failed, cancelled).
+JobProgress = tuple[str, int, int, int, int]
+PROGRESS = (JOBS.c.status, JOBS.c.n_total, JOBS.c.n_completed, JOBS.c.n_failed, JOBS.c.n_cancelled)
+
+
+async def bump_counters(
+    db: AsyncSession, deltas: dict[str, dict[str, int]]
+) -> dict[str, JobProgress]:
+    """One Core UPDATE per job (no ORM session synchronisation; see ``finish_if_done``).
+
+    Returns each bumped job's progress as the UPDATE left it (``RETURNING``), so
+    ``finish_if_done`` need not read it again.
+    """
     conn = await db.connection()
+    after: dict[str, JobProgress] = {}
     for job_id, delta in deltas.items():
         values = {COUNTER[k]: JOBS.c[COUNTER[k]] + v for k, v in delta.items() if v}
         if values:
-            await conn.execute(update(JOBS).where(JOBS.c.id == job_id).values(**values))
+            bump = update(JOBS).where(JOBS.c.id == job_id).values(**values).returning(*PROGRESS)
+            row = (await conn.execute(bump)).first()
+            if row is not None:
+                after[job_id] = tuple(row)
+    return after
 
 
-async def finish_if_done(db: AsyncSession, job_ids: set[str]) -> Events:
-    """Finalise the jobs among ``job_ids`` whose every task ended (counters read with Core)."""
+def _is_done(progress: JobProgress) -> bool:
+    status, total, completed, failed, cancelled = progress
+    return status not in TERMINAL_JOB and completed + failed + cancelled >= total
+
+
+async def finish_if_done(
+    db: AsyncSession, job_ids: set[str], known: dict[str, JobProgress] | None = None
+) -> Events:
+    """Finalise the jobs among ``job_ids`` whose every task ended.
+
+    ``known`` holds progress already read in this transaction (``bump_counters``' answer); the
+    other jobs' counters are read with one Core select per chunk.
+    """
+    known = known or {}
+    progress = {j: known[j] for j in job_ids if j in known}
+    missing = [j for j in job_ids if j not in known]
+    for chunk in chunked(missing):
+        query = select(JOBS.c.id, *PROGRESS).where(JOBS.c.id.in_(chunk))
+        for job_id, *row in (await db.execute(query)).tuples():
+            progress[job_id] = tuple(row)
     events: Events = []
-    done: list[str] = []
-    for chunk in chunked(list(job_ids)):
-        query = select(
-            Job.id, Job.status, Job.n_total, Job.n_completed, Job.n_failed, Job.n_cancelled
-        ).where(Job.id.in_(chunk))
-        for job_id, status, total, completed, failed, cancelled in (
-            await db.execute(query)
-        ).tuples():
-            if status not in TERMINAL_JOB and completed + failed + cancelled >= total:
-                done.append(job_id)
-    for job_id in done:
+    for job_id in [j for j, p in progress.items() if _is_done(p)]:
         # The counters moved in Core: a Job already in this session must be re-read, not reused.
         job = await db.get(Job, job_id, populate_existing=True)
         if job is None:
@@ -231,7 +255,6 @@ async def claim_tasks(
     now = utcnow()
     launches: list[tuple[JobInfo, TaskRow, int]] = []
     events: Events = []
-    deltas: dict[str, dict[str, int]] = {}
     infos = await jobs.load(db, grants)
     conn = await db.connection()
     for job_id, count in grants.items():
@@ -265,16 +288,19 @@ async def claim_tasks(
             events.append(task_event(task))
         if not tasks:
             continue
-        deltas[job_id] = {"queued": -len(tasks), "running": len(tasks)}
-        if statuses.get(job_id) == "queued":
-            started = await conn.execute(
-                update(JOBS)
-                .where(JOBS.c.id == job_id, JOBS.c.status == "queued")
-                .values(status="running", started_at=func.coalesce(JOBS.c.started_at, now))
-            )
-            if started.rowcount:
-                events.append((job.id, job.account_id, "job", {"id": job.id, "status": "running"}))
-    await bump_counters(db, deltas)
+        # Counters and the job's start in one statement. The dispatcher is the only writer of
+        # job status, so "queued" as the runnable query saw it in this transaction still holds.
+        values: dict[str, Any] = {
+            "n_queued": JOBS.c.n_queued - len(tasks),
+            "n_running": JOBS.c.n_running + len(tasks),
+        }
+        starts = statuses.get(job_id) == "queued"
+        if starts:
+            values["status"] = "running"
+            values["started_at"] = func.coalesce(JOBS.c.started_at, now)
+        await conn.execute(update(JOBS).where(JOBS.c.id == job_id).values(**values))
+        if starts:
+            events.append((job.id, job.account_id, "job", {"id": job.id, "status": "running"}))
     await load_revisions(db, launches)
     return launches, events
 

@@ -49,11 +49,12 @@ async def cancel_queued(db: AsyncSession) -> tuple[list[str], Events]:
     return [j.id for j in jobs], events
 
 
-async def release_dependencies(db: AsyncSession) -> Events:
+async def release_dependencies(db: AsyncSession) -> tuple[Events, bool]:
     """Unblock jobs whose dependencies all completed; fail those with a dependency gone bad.
 
     Two queries however many jobs wait (ids + dependency lists, then the dependencies'
-    statuses); full rows are loaded only for the jobs that change.
+    statuses); full rows are loaded only for the jobs that change. Also returns whether jobs
+    are still waiting afterwards.
     """
     waiting = (
         (
@@ -67,17 +68,19 @@ async def release_dependencies(db: AsyncSession) -> Events:
         .all()
     )
     if not waiting:
-        return []
+        return [], False
     dep_ids = {d for _id, deps in waiting for d in deps}
     statuses: dict[str, str] = {}
     for chunk in chunked(list(dep_ids)):
         rows = await db.execute(select(Job.id, Job.status).where(Job.id.in_(chunk)))
         statuses.update(rows.tuples().all())
     events: Events = []
+    still_waiting = False
     for job_id, depends_on in waiting:
         bad = [d for d in depends_on if statuses.get(d, "deleted") in BAD_ENDS]
         ready = all(statuses.get(d) == "completed" for d in depends_on)
         if not bad and not ready:
+            still_waiting = True
             continue
         job = await db.get(Job, job_id)
         if job is None:
@@ -108,7 +111,7 @@ async def release_dependencies(db: AsyncSession) -> Events:
                 )
             )
     await db.flush()
-    return events
+    return events, still_waiting
 
 
 BAD_ENDS = (TERMINAL_JOB - {"completed"}) | {"deleted"}

@@ -149,9 +149,9 @@ async def apply_verdicts(
             )
         touched.add(job.id)
     await _write_task_rows(db, rows)
-    await bump_counters(db, deltas)
+    progress = await bump_counters(db, deltas)
     await _mark_warm(db, warmed)
-    events += await finish_if_done(db, touched)
+    events += await finish_if_done(db, touched, known=progress)
     return events
 
 

@@ -18,7 +18,7 @@ from computalot.errors import Conflict, NotFound, field_error
 from computalot.jobs.fanout import plan_fanout
 from computalot.jobs.merge import validate_merge_options
 from computalot.jobs.resources import check_satisfiable, ray_options, resolve_requirements
-from computalot.projects.service import get_project, get_revision
+from computalot.projects.service import get_project_with_revision
 from computalot.schemas.jobs import JobSubmit
 from computalot.store.models import IdempotencyKey, Job, Task
 from computalot.timeutil import utcnow
@@ -87,8 +87,7 @@ async def submit_job(
     if not body.project:
         raise field_error(["project"], "required for project jobs")
 
-    project = await get_project(db, account_id, body.project)
-    revision = await get_revision(db, project.active_revision_id)
+    project, revision = await get_project_with_revision(db, account_id, body.project)
     if revision is None:
         raise Conflict(
             f"project {project.name!r} has no pushed code yet",

@@ -39,18 +39,41 @@ def check_name(name: str) -> str:
     return name
 
 
+def _not_found(name: str) -> NotFound:
+    if not NAME_RE.match(name):
+        return NotFound(f"project {name[:80]!r} not found (not a valid project name)")
+    return NotFound(
+        f"project {name!r} not found",
+        recommended_action="create it with POST /api/v1/projects, or list yours with GET /api/v1/projects",
+    )
+
+
 async def get_project(db: AsyncSession, account_id: str, name: str) -> Project:
     """The caller's project by name; another account's project is simply not found."""
     if not NAME_RE.match(name):
-        raise NotFound(f"project {name[:80]!r} not found (not a valid project name)")
+        raise _not_found(name)
     query = select(Project).where(Project.account_id == account_id, Project.name == name)
     project = (await db.execute(query)).scalar_one_or_none()
     if project is None:
-        raise NotFound(
-            f"project {name!r} not found",
-            recommended_action="create it with POST /api/v1/projects, or list yours with GET /api/v1/projects",
-        )
+        raise _not_found(name)
     return project
+
+
+async def get_project_with_revision(
+    db: AsyncSession, account_id: str, name: str
+) -> tuple[Project, Revision | None]:
+    """The caller's project and its active revision (None before the first push), one query."""
+    if not NAME_RE.match(name):
+        raise _not_found(name)
+    query = (
+        select(Project, Revision)
+        .outerjoin(Revision, Revision.id == Project.active_revision_id)
+        .where(Project.account_id == account_id, Project.name == name)
+    )
+    row = (await db.execute(query)).first()
+    if row is None:
+        raise _not_found(name)
+    return row[0], row[1]
 
 
 async def list_projects(db: AsyncSession, account_id: str) -> list[Project]:

@@ -124,29 +124,38 @@ async def authenticate(session: AsyncSession, token: str) -> Principal:
         raise Unauthorized("malformed token")
     digest = hash_token(token)
     now = utcnow()
+    # One query per request: the credential joined with its account.
     if kind == "flk":
-        key = (
-            await session.execute(select(ApiKey).where(ApiKey.token_hash == digest))
-        ).scalar_one_or_none()
-        if key is None or not tokens_equal(key.token_hash, digest):
+        row = (
+            await session.execute(
+                select(ApiKey, Account)
+                .join(Account, Account.id == ApiKey.account_id)
+                .where(ApiKey.token_hash == digest)
+            )
+        ).first()
+        if row is None or not tokens_equal(row[0].token_hash, digest):
             raise Unauthorized("unknown API key")
+        key, account = row
         if key.revoked_at is not None:
             raise Unauthorized(
                 "API key was revoked", recommended_action="ask an admin for a new key"
             )
-        account = await get_account(session, key.account_id)
         return Principal(account.id, account.role, account.name, "flk", key.id)
     if kind == "fls":
-        sess = (
-            await session.execute(select(WalletSession).where(WalletSession.token_hash == digest))
-        ).scalar_one_or_none()
-        if sess is None or not tokens_equal(sess.token_hash, digest):
+        found = (
+            await session.execute(
+                select(WalletSession, Account)
+                .join(Account, Account.id == WalletSession.account_id)
+                .where(WalletSession.token_hash == digest)
+            )
+        ).first()
+        if found is None or not tokens_equal(found[0].token_hash, digest):
             raise Unauthorized("unknown wallet session")
+        sess, account = found
         if sess.expires_at <= now:
             raise Unauthorized(
                 "wallet session expired", recommended_action="sign a new wallet challenge"
             )
-        account = await get_account(session, sess.account_id)
         return Principal(account.id, account.role, account.name, "fls", sess.id)
     raise Unauthorized("task tokens are only valid for a running task's KV and artifact routes")
 
