@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from computalot.store.sqlite_driver import one_hop_dbapi
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -19,14 +21,20 @@ def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
     """An async engine tuned for the backend behind ``url``.
 
     SQLite: WAL lets readers run beside the single writer; ``busy_timeout`` makes a writer in
-    another process (Serve replica, dispatcher, event hub) wait instead of failing.
+    another process (Serve replica, dispatcher, event hub) wait instead of failing; statements
+    go through :mod:`computalot.store.sqlite_driver` (one thread hop each).
     """
     if url.startswith("sqlite"):
+        extra: dict[str, Any] = {}
+        dbapi = one_hop_dbapi() if url.startswith("sqlite+aiosqlite") else None
+        if dbapi is not None:
+            extra["module"] = dbapi
         engine = create_async_engine(
             url,
             pool_size=pool_size,
             max_overflow=10,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            **extra,
         )
 
         @event.listens_for(engine.sync_engine, "connect")
