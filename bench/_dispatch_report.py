@@ -133,7 +133,13 @@ def report(r: dict[str, Any]) -> bool:
                     ["  of which POST /jobs", f"{fmt(c['submit_s'], 2)} s", "", ""],
                     ["items/s", fmt(c["items_per_s"], 0), ">= 20,000", verdict(c_ok)],
                     [
-                        "ceiling: tasks x bare spawn / cores",
+                        f"bare spawn, one {c['batch_size']:,}-element batch",
+                        f"{fmt(c['batch_spawn_ms'])} ms",
+                        "",
+                        "",
+                    ],
+                    [
+                        "ceiling: tasks x that spawn / cores",
                         fmt(c["spawn_ceiling_items_per_s"], 0),
                         "",
                         "",
