@@ -1,9 +1,24 @@
 """Computalot: submit jobs over REST, get structured JSON results, on Ray.
 
 The public Python surface is the SDK client; the platform itself runs with ``computalot up``.
+The client is imported on first use, so platform processes (Ray workers above all) that import
+``computalot.engine`` do not pay for the SDK's HTTP stack.
 """
 
-from computalot.client import AsyncComputalotClient, ComputalotClient
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from computalot.client import AsyncComputalotClient, ComputalotClient
 
 __all__ = ["AsyncComputalotClient", "ComputalotClient"]
 __version__ = "0.2.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from computalot import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'computalot' has no attribute {name!r}")

@@ -62,7 +62,12 @@ _HUB: dict[str, Any] = {}
 
 
 def _hub_handle(namespace: str) -> Any:
-    """The event hub's handle, looked up once per worker process (a GCS round trip)."""
+    """The event hub's handle, looked up once per worker process.
+
+    ``ray.get_actor`` loads the actor's class in this process (importing the hub's module and
+    the store behind it): about a second on a small host, so it is only done once a task
+    actually has something to report.
+    """
     if namespace not in _HUB:
         try:
             _HUB[namespace] = ray.get_actor(HUB_NAME, namespace=namespace)
@@ -76,7 +81,8 @@ class _LiveReporter:
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
-        self.hub: Any = _hub_handle(spec["namespace"])
+        self.hub: Any = None  # looked up at the first event: a silent task never needs it
+        self.looked_up = False
         self.sent = 0
 
     def drain(self) -> None:
@@ -85,9 +91,12 @@ class _LiveReporter:
             ray.get(self.hub.barrier.remote(), timeout=10)
 
     def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        spec = self.spec
+        if not self.looked_up:
+            self.looked_up = True
+            self.hub = _hub_handle(spec["namespace"])
         if self.hub is None:
             return
-        spec = self.spec
         self.sent += 1
         self.hub.task_live.remote(
             spec["job_id"], spec["account_id"], spec["task_id"], spec["attempt"], kind, data
