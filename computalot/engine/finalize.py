@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import null, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -25,11 +25,9 @@ def final_status(job: Job) -> str:
 
 
 async def _elements(
-    db: AsyncSession, job: Job, *, with_items: bool
+    db: AsyncSession, job: Job
 ) -> tuple[list[ElementResult], dict[str, Any] | None]:
-    """Every element's outcome; ``with_items`` also reads each element's fan-out value (only
-    ``keyed`` and ``weighted_avg`` look at it — for ``collect`` it is thousands of values read
-    for nothing)."""
+    """Every element's outcome with its fan-out value (``keyed`` and ``weighted_avg`` read it)."""
     query = (
         select(
             Task.index,
@@ -37,7 +35,7 @@ async def _elements(
             Task.element_start,
             Task.element_count,
             Task.batched,
-            Task.item if with_items else null(),
+            Task.item,
             Task.result,
             Task.error,
         )
@@ -66,26 +64,57 @@ async def _elements(
     return elements, first_error
 
 
+async def _collected(db: AsyncSession, job: Job) -> tuple[list[Any], dict[str, Any] | None]:
+    """``collect``'s aggregate straight from the task rows: every element's result (null unless
+    completed) in element order. Same answer as ``merge_results("collect", …)`` without an
+    object per element (a third of finalising a 100,000-element job)."""
+    query = (
+        select(Task.index, Task.status, Task.element_count, Task.batched, Task.result, Task.error)
+        .where(Task.job_id == job.id)
+        .order_by(Task.element_start)
+    )
+    out: list[Any] = []
+    first_error: dict[str, Any] | None = None
+    for index, status, count, batched, result, error in (await db.execute(query)).tuples():
+        if status == "failed" and first_error is None and error:
+            first_error = {"task_index": index, **error}
+        completed = status == "completed"
+        if not batched:
+            out.append(result if completed else None)
+            continue
+        stored = (result or {}).get("elements") if completed and isinstance(result, dict) else None
+        if not stored:
+            out.extend([None] * count)
+            continue
+        values = [element["result"] for element in stored[:count]]
+        out.extend(values + [None] * (count - len(values)))
+    return out, first_error
+
+
 async def finalize_job(db: AsyncSession, job: Job) -> Job | None:
     """Move ``job`` to its terminal state (compare-and-set); None if already terminal."""
     status = final_status(job)
     aggregate: Any = None
-    strategy = job.spec.get("merge_strategy") or "collect"
-    elements, first_error = await _elements(db, job, with_items=strategy != "collect")
-    if status in ("completed", "partial"):
-        spec = job.spec
-        fan_out = spec.get("fan_out") or None
-        aggregate = merge_results(
-            strategy,
-            elements,
-            kind=spec.get("kind", "single"),
-            base_payload=job.payload,
-            fan_out=fan_out,
-            merge_key=spec.get("merge_key"),
-            weight_field=spec.get("weight_field"),
-        )
-        if spec.get("kind") == "single":
-            aggregate = aggregate[0] if isinstance(aggregate, list) and aggregate else aggregate
+    spec = job.spec
+    strategy = spec.get("merge_strategy") or "collect"
+    if strategy == "collect":
+        aggregate, first_error = await _collected(db, job)
+    else:
+        elements, first_error = await _elements(db, job)
+        if status in ("completed", "partial"):
+            aggregate = merge_results(
+                strategy,
+                elements,
+                kind=spec.get("kind", "single"),
+                base_payload=job.payload,
+                fan_out=spec.get("fan_out") or None,
+                merge_key=spec.get("merge_key"),
+                weight_field=spec.get("weight_field"),
+            )
+    if status not in ("completed", "partial"):
+        aggregate = None
+    elif spec.get("kind") == "single":
+        aggregate = aggregate[0] if isinstance(aggregate, list) and aggregate else aggregate
     error = None
     action = None
     if status in ("failed", "partial") and job.error is None:

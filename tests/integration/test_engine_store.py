@@ -14,7 +14,9 @@ from sqlalchemy import select
 
 from computalot.auth.tokens import new_id
 from computalot.engine import records, settle
+from computalot.engine.finalize import _collected, _elements, finalize_job
 from computalot.engine.outcomes import infrastructure_loss, judge_outcome
+from computalot.jobs.merge import merge_results
 from computalot.store.db import Store
 from computalot.store.models import Job, Task
 from tests.support.store_rows import job_row, new_member
@@ -181,3 +183,75 @@ async def test_job_cache_reads_immutable_fields_once_and_forgets(store: Store) -
         assert set(both) == {other.id, third.id} and job.id not in cache.jobs
     cache.forget([other.id])
     assert set(cache.jobs) == {third.id}
+
+
+async def test_collect_aggregate_matches_the_general_merge(store: Store) -> None:
+    """finalize's direct ``collect`` path gives exactly what merge_results("collect") gives,
+    for single and batched tasks, completed, failed and cancelled ones."""
+    account_id = await new_member(store, "collect")
+    job = job_row(
+        account_id,
+        type="structured_runner",
+        status="running",
+        spec={"kind": "by", "fan_out": {"by": "x"}, "merge_strategy": "collect"},
+        payload={"x": None},
+        n_total=4,
+        n_completed=2,
+        n_failed=1,
+        n_cancelled=1,
+    )
+    rows = [  # (status, element_start, count, batched, item, result)
+        (
+            "completed",
+            0,
+            3,
+            True,
+            [0, 1, 2],
+            {"elements": [{"result": {"y": v}} for v in (0, 2, 4)]},
+        ),
+        ("failed", 3, 2, True, [3, 4], None),
+        ("completed", 5, 1, False, [5], {"y": 10}),
+        ("cancelled", 6, 2, True, [6, 7], None),
+    ]
+    async with store.sessions() as db:
+        db.add(job)
+        await db.flush()
+        for index, (status, start, count, batched, item, result) in enumerate(rows):
+            db.add(
+                Task(
+                    id=new_id("tsk"),
+                    job_id=job.id,
+                    account_id=account_id,
+                    index=index,
+                    status=status,
+                    attempt=1,
+                    element_start=start,
+                    element_count=count,
+                    batched=batched,
+                    item=item,
+                    result=result,
+                    error={"code": "exit_nonzero", "message": "boom"}
+                    if status == "failed"
+                    else None,
+                )
+            )
+        await db.commit()
+    async with store.sessions() as db:
+        loaded = await db.get(Job, job.id)
+        assert loaded is not None
+        direct, first_error = await _collected(db, loaded)
+        elements, general_error = await _elements(db, loaded)
+        general = merge_results(
+            "collect", elements, kind="by", base_payload={"x": None}, fan_out={"by": "x"}
+        )
+        assert (
+            direct == general == [{"y": 0}, {"y": 2}, {"y": 4}, None, None, {"y": 10}, None, None]
+        )
+        assert (
+            first_error
+            == general_error
+            == {"task_index": 1, "code": "exit_nonzero", "message": "boom"}
+        )
+        finished = await finalize_job(db, loaded)
+        assert finished is not None and finished.status == "partial"
+        assert finished.aggregate_result == direct
