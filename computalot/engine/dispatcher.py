@@ -27,7 +27,7 @@ from computalot.engine.outcomes import infrastructure_loss, judge_outcome
 from computalot.engine.packages import PackageCache
 from computalot.engine.run_task import run_task
 from computalot.engine.scheduling import Demand, allocate, batch_window, rotate
-from computalot.schemas.jobs import TERMINAL_JOB
+from computalot.schemas.states import TERMINAL_JOB
 from computalot.settings import load_settings
 from computalot.store.db import Store
 from computalot.store.models import Job

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from computalot.jobs.merge import ElementResult, merge_results
-from computalot.schemas.jobs import TERMINAL_JOB
+from computalot.schemas.states import TERMINAL_JOB
 from computalot.store.models import Job, Task
 from computalot.timeutil import utcnow
 

@@ -4,6 +4,9 @@ Every event (status changes from the dispatcher, progress and output from runnin
 through here and is written in small batches, so event ids are assigned in one order and a
 stream reading ``id > last`` never skips one. Streams call :meth:`EventHub.wait` to sleep until
 one of their jobs has something new.
+
+The store, settings and SQLAlchemy are imported inside the methods that use them: every Ray
+worker that reports a task's progress looks this actor up, and a lookup imports this module.
 """
 
 from __future__ import annotations
@@ -13,13 +16,8 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import insert, update
-
 from computalot.engine.names import HUB_NAME
-from computalot.schemas.jobs import TERMINAL_TASK
-from computalot.settings import load_settings
-from computalot.store.db import Store
-from computalot.store.models import Event, Task
+from computalot.schemas.states import TERMINAL_TASK
 from computalot.timeutil import utcnow
 
 log = logging.getLogger("computalot.hub")
@@ -34,6 +32,9 @@ MIN_FLUSH_SPACING_S = 0.02
 
 class EventHub:
     def __init__(self) -> None:
+        from computalot.settings import load_settings
+        from computalot.store.db import Store
+
         self.settings = load_settings()
         self.store = Store(self.settings.resolved_database_url)
         self.pending: list[dict[str, Any]] = []
@@ -158,6 +159,10 @@ class EventHub:
                 self.flushed.notify_all()
 
     async def _write(self, batch: list[dict[str, Any]], live: dict[str, dict[str, Any]]) -> None:
+        from sqlalchemy import insert, update
+
+        from computalot.store.models import Event, Task
+
         async with self.store.sessions() as db:
             if batch:
                 await db.execute(insert(Event), batch)

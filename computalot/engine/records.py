@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.engine.finalize import finalize_job
 from computalot.engine.packages import PackageCache, revision_runtime_env
-from computalot.schemas.jobs import TERMINAL_JOB
+from computalot.schemas.states import TERMINAL_JOB
 from computalot.settings import Settings
 from computalot.store.jobs import job_out, task_payload_for
 from computalot.store.models import Job, Revision, Task

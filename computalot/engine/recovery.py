@@ -15,7 +15,7 @@ from computalot.engine.records import (
     retry_event,
     task_event,
 )
-from computalot.schemas.jobs import TERMINAL_JOB
+from computalot.schemas.states import TERMINAL_JOB
 from computalot.store.jobs import job_out
 from computalot.store.models import Job, Task
 from computalot.timeutil import utcnow

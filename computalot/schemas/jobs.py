@@ -86,7 +86,3 @@ class JobSubmit(BaseModel):
             if not tag or len(tag) > 64:
                 raise ValueError("each tag must be 1-64 characters")
         return value
-
-
-TERMINAL_JOB = frozenset({"completed", "partial", "failed", "cancelled"})
-TERMINAL_TASK = frozenset({"completed", "failed", "cancelled"})

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from computalot.errors import ComputalotError, NotReady, ValidationFailed
 from computalot.jobs.resources import presets_out
 from computalot.jobs.submit import submit_job
-from computalot.schemas.jobs import TERMINAL_JOB, JobSubmit
+from computalot.schemas.jobs import JobSubmit
+from computalot.schemas.states import TERMINAL_JOB
 from computalot.store import jobs as store
 from computalot.store.models import Job
 from serve_app.deps import Caller, Db, Writer

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
 from computalot.errors import field_error
-from computalot.schemas.jobs import TERMINAL_JOB
+from computalot.schemas.states import TERMINAL_JOB
 from computalot.store import jobs as store
 from serve_app.deps import Caller, Db
 
