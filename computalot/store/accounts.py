@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +19,8 @@ from computalot.auth.tokens import hash_token, new_id, new_secret_token, token_k
 from computalot.errors import NotFound, Unauthorized, field_error
 from computalot.store.models import Account, ApiKey, LedgerEntry, WalletSession, WalletWhitelist
 from computalot.timeutil import utcnow
+
+CredentialT = TypeVar("CredentialT", ApiKey, WalletSession)
 
 ROLES = ("admin", "member", "viewer")
 
@@ -117,6 +120,22 @@ async def list_keys(session: AsyncSession, account_id: str | None = None) -> lis
     return list((await session.execute(query)).scalars())
 
 
+async def _credential(
+    session: AsyncSession, model: type[CredentialT], digest: str
+) -> tuple[CredentialT, Account] | None:
+    """The credential with this token hash and its account, in one query (one per request)."""
+    row = (
+        await session.execute(
+            select(model, Account)
+            .join(Account, Account.id == model.account_id)
+            .where(model.token_hash == digest)
+        )
+    ).first()
+    if row is None or not tokens_equal(row[0].token_hash, digest):
+        return None
+    return row[0], row[1]
+
+
 async def authenticate(session: AsyncSession, token: str) -> Principal:
     """Resolve a bearer token to a :class:`Principal` or raise 401."""
     kind = token_kind(token)
@@ -124,34 +143,21 @@ async def authenticate(session: AsyncSession, token: str) -> Principal:
         raise Unauthorized("malformed token")
     digest = hash_token(token)
     now = utcnow()
-    # One query per request: the credential joined with its account.
     if kind == "flk":
-        row = (
-            await session.execute(
-                select(ApiKey, Account)
-                .join(Account, Account.id == ApiKey.account_id)
-                .where(ApiKey.token_hash == digest)
-            )
-        ).first()
-        if row is None or not tokens_equal(row[0].token_hash, digest):
+        found = await _credential(session, ApiKey, digest)
+        if found is None:
             raise Unauthorized("unknown API key")
-        key, account = row
+        key, account = found
         if key.revoked_at is not None:
             raise Unauthorized(
                 "API key was revoked", recommended_action="ask an admin for a new key"
             )
         return Principal(account.id, account.role, account.name, "flk", key.id)
     if kind == "fls":
-        found = (
-            await session.execute(
-                select(WalletSession, Account)
-                .join(Account, Account.id == WalletSession.account_id)
-                .where(WalletSession.token_hash == digest)
-            )
-        ).first()
-        if found is None or not tokens_equal(found[0].token_hash, digest):
+        found_session = await _credential(session, WalletSession, digest)
+        if found_session is None:
             raise Unauthorized("unknown wallet session")
-        sess, account = found
+        sess, account = found_session
         if sess.expires_at <= now:
             raise Unauthorized(
                 "wallet session expired", recommended_action="sign a new wallet challenge"

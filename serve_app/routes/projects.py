@@ -49,8 +49,8 @@ async def list_projects(caller: Caller, db: Db) -> dict[str, Any]:
 
 @router.get("/{name}")
 async def get_project(name: str, caller: Caller, db: Db) -> dict[str, Any]:
-    project = await service.get_project(db, caller.account_id, name)
-    return service.project_out(project, await service.get_revision(db, project.active_revision_id))
+    project, revision = await service.get_project_with_revision(db, caller.account_id, name)
+    return service.project_out(project, revision)
 
 
 @router.put("/{name}")
@@ -86,8 +86,7 @@ async def push_project(
 
 @router.get("/{name}/status")
 async def project_status(name: str, caller: Caller, db: Db, request: Request) -> dict[str, Any]:
-    project = await service.get_project(db, caller.account_id, name)
-    revision = await service.get_revision(db, project.active_revision_id)
+    project, revision = await service.get_project_with_revision(db, caller.account_id, name)
     return await _status(request, project, revision)
 
 
@@ -95,8 +94,7 @@ async def project_status(name: str, caller: Caller, db: Db, request: Request) ->
 async def project_status_details(
     name: str, caller: Caller, db: Db, request: Request
 ) -> dict[str, Any]:
-    project = await service.get_project(db, caller.account_id, name)
-    revision = await service.get_revision(db, project.active_revision_id)
+    project, revision = await service.get_project_with_revision(db, caller.account_id, name)
     status = await _status(request, project, revision)
     warm = (project.warm_state or {}).get(revision.id, {}) if revision else {}
     status["nodes"] = [

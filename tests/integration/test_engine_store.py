@@ -12,14 +12,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from computalot.auth.tokens import new_id
 from computalot.engine import records, settle
 from computalot.engine.finalize import _collected, _elements, finalize_job
 from computalot.engine.outcomes import infrastructure_loss, judge_outcome
 from computalot.jobs.merge import merge_results
 from computalot.store.db import Store
 from computalot.store.models import Job, Task
-from tests.support.store_rows import job_row, new_member
+from tests.support.store_rows import job_row, new_member, task_row
 
 EPOCH = "epoch-test"
 
@@ -39,19 +38,7 @@ async def make_job(store: Store, n: int, *, max_retries: int = 0) -> Job:
         db.add(job)
         await db.flush()
         for i in range(n):
-            db.add(
-                Task(
-                    id=new_id("tsk"),
-                    job_id=job.id,
-                    account_id=account_id,
-                    index=i,
-                    status="queued",
-                    element_start=i,
-                    element_count=1,
-                    batched=False,
-                    item=[{"i": i}],
-                )
-            )
+            db.add(task_row(job, i))
         await db.commit()
     return job
 
@@ -217,12 +204,11 @@ async def test_collect_aggregate_matches_the_general_merge(store: Store) -> None
         db.add(job)
         await db.flush()
         for index, (status, start, count, batched, item, result) in enumerate(rows):
+            error = {"code": "exit_nonzero", "message": "boom"} if status == "failed" else None
             db.add(
-                Task(
-                    id=new_id("tsk"),
-                    job_id=job.id,
-                    account_id=account_id,
-                    index=index,
+                task_row(
+                    job,
+                    index,
                     status=status,
                     attempt=1,
                     element_start=start,
@@ -230,9 +216,7 @@ async def test_collect_aggregate_matches_the_general_merge(store: Store) -> None
                     batched=batched,
                     item=item,
                     result=result,
-                    error={"code": "exit_nonzero", "message": "boom"}
-                    if status == "failed"
-                    else None,
+                    error=error,
                 )
             )
         await db.commit()

@@ -1,4 +1,4 @@
-"""Rows for store-level tests (both backends): an account, a job."""
+"""Rows for store-level tests (both backends): an account, a job, a task."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from computalot.auth.tokens import new_id
 from computalot.store import accounts
 from computalot.store.db import Store
-from computalot.store.models import Job
+from computalot.store.models import Job, Task
 from computalot.timeutil import utcnow
 
 
@@ -38,3 +38,20 @@ def job_row(account_id: str, **extra: Any) -> Job:
     }
     values.update(extra)
     return Job(**values)
+
+
+def task_row(job: Job, index: int, **extra: Any) -> Task:
+    """One task of ``job``: element ``index`` on its own, queued, unless ``extra`` says otherwise."""
+    values: dict[str, Any] = {
+        "id": new_id("tsk"),
+        "job_id": job.id,
+        "account_id": job.account_id,
+        "index": index,
+        "status": "queued",
+        "element_start": index,
+        "element_count": 1,
+        "batched": False,
+        "item": [{"i": index}],
+    }
+    values.update(extra)
+    return Task(**values)

@@ -7,11 +7,14 @@ no-op. These tests run a real process started that way and call ``interrupt_main
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+from computalot.engine.run_task import make_interruptible
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,8 +40,6 @@ WORKER = """
 
 
 def _run_worker(mode: str, tmp_path: Path) -> dict[str, object]:
-    import json
-
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(WORKER), mode, str(tmp_path)],
         cwd=REPO,
@@ -68,8 +69,6 @@ def test_make_interruptible_lets_the_cancel_land(tmp_path: Path) -> None:
 def test_make_interruptible_keeps_a_custom_handler() -> None:
     def custom(_sig: int, _frame: object) -> None:
         return None
-
-    from computalot.engine.run_task import make_interruptible
 
     previous = signal.signal(signal.SIGINT, custom)
     try:
