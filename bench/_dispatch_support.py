@@ -21,6 +21,8 @@ from _common import (
     log,
 )
 
+from computalot.engine.runner import runtime_path
+
 RUNNER = """\
 import json, os, time
 with open(os.environ["COMPUTALOT_TASK_PAYLOAD"]) as fh:
@@ -118,9 +120,10 @@ def run_job(client: httpx.Client, body: dict[str, Any], timeout_s: float = 600.0
 
 # ---- anchors ----------------------------------------------------------------------------------
 def child_env(payload: Path, result: Path, cwd: Path) -> dict[str, str]:
-    """What the runner gives the command (computalot.engine.runner.base_env), minus ids."""
+    """What the runner gives the command (computalot.engine.runner.base_env), minus ids: the
+    same PATH, so ``python3`` is the same interpreter for ours and for every anchor."""
     return {
-        "PATH": os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin",
+        "PATH": runtime_path(),
         "HOME": str(cwd),
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
@@ -186,7 +189,9 @@ def ray_job_once(client: Any, project: Path, scratch: Path, n: int) -> float:
     env = child_env(pfile, rfile, project)
     runtime_env = {
         "working_dir": str(project),
-        "env_vars": {k: env[k] for k in ("COMPUTALOT_TASK_PAYLOAD", "COMPUTALOT_TASK_RESULT")},
+        "env_vars": {
+            k: env[k] for k in ("PATH", "COMPUTALOT_TASK_PAYLOAD", "COMPUTALOT_TASK_RESULT")
+        },
     }
     t0 = time.perf_counter()
     sub = client.submit_job(entrypoint=" ".join(COMMAND), runtime_env=runtime_env)
@@ -214,8 +219,10 @@ def plain_ray_fanout(project: Path, scratch: Path, n: int) -> float:
         d = _P(_tf.mkdtemp(dir=root))
         pfile, rfile = d / "payload.json", d / "result.json"
         pfile.write_text(_json.dumps({"i": i}))
+        from computalot.engine.runner import runtime_path as _runtime_path
+
         env = {
-            "PATH": os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin",
+            "PATH": _runtime_path(),
             "HOME": project_dir,
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",

@@ -23,6 +23,7 @@ import selectors
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -80,14 +81,36 @@ class RunOutcome:
     last_progress: dict[str, Any] | None
 
 
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def runtime_path(path: str | None = None) -> str:
+    """The runner's PATH: the worker's own ``PATH`` with the runtime's interpreter first.
+
+    A ``python`` runtime is the Python environment the Ray worker runs in: the cluster's virtual
+    environment, or the one Ray built for the revision's pip requirements. Ray activates the
+    latter for the worker; this does the same for the child in both cases, so ``python3`` in a
+    ``runner_command`` is that interpreter, with its packages — not whatever comes first on the
+    operator's ``PATH`` (a different Python, a version-manager shim costing 100+ ms per start).
+    Outside a virtual environment ``PATH`` is left as it is.
+    """
+    path = path if path is not None else (os.environ.get("PATH") or DEFAULT_PATH)
+    bindir = os.path.dirname(sys.executable)
+    if sys.prefix == sys.base_prefix or not bindir:
+        return path
+    rest = [entry for entry in path.split(os.pathsep) if entry and entry != bindir]
+    return os.pathsep.join([bindir, *rest])
+
+
 def base_env(extra: Mapping[str, str], cwd: Path) -> dict[str, str]:
     """A minimal child environment: PATH, HOME (default ``cwd``), LANG, PYTHONUNBUFFERED + extra.
 
     Nothing else is taken from ``os.environ``, so RAY_*, COMPUTALOT_* and cloud credentials of the
     worker never reach user code (SPEC §6). PYTHONUNBUFFERED makes progress lines arrive live.
+    ``PATH`` is :func:`runtime_path`.
     """
     env = {
-        "PATH": os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin",
+        "PATH": runtime_path(),
         "HOME": str(cwd),
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",

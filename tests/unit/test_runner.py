@@ -15,7 +15,14 @@ from typing import Any
 
 import pytest
 
-from computalot.engine.runner import TAIL_CHARS, RunLimits, RunOutcome, base_env, run_command
+from computalot.engine.runner import (
+    TAIL_CHARS,
+    RunLimits,
+    RunOutcome,
+    base_env,
+    run_command,
+    runtime_path,
+)
 
 PY = sys.executable
 REPO = Path(__file__).resolve().parents[2]
@@ -296,3 +303,15 @@ def test_escaped_grandchild_holding_the_pipe_does_not_hang(tmp_path: Path) -> No
         assert len(os.listdir("/proc/self/fd")) == fds_before
     finally:
         os.kill(int((tmp_path / "gc.pid").read_text()), signal.SIGKILL)
+
+
+def test_runtime_path_puts_the_virtual_environment_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "executable", "/opt/venv/bin/python")
+    monkeypatch.setattr(sys, "prefix", "/opt/venv")
+    monkeypatch.setattr(sys, "base_prefix", "/usr")
+    assert runtime_path("/shims:/usr/bin") == "/opt/venv/bin:/shims:/usr/bin"
+    # Already listed: moved to the front, not repeated; empty entries dropped.
+    assert runtime_path("/usr/bin::/opt/venv/bin") == "/opt/venv/bin:/usr/bin"
+    # Not in a virtual environment: the operator's PATH as it is.
+    monkeypatch.setattr(sys, "prefix", "/usr")
+    assert runtime_path("/shims:/usr/bin") == "/shims:/usr/bin"

@@ -1,0 +1,75 @@
+"""What a runner process really gets in a real job (SPEC §6): exactly the protocol's variables,
+no secret of the platform, and the runtime's Python as ``python3``.
+
+The runner reports its initial environment block (``/proc/self/environ``, so nothing Python adds
+at start-up hides a leak) and the interpreter that ``python3`` resolved to.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import httpx
+
+from tests.support.helpers import wait_job
+
+API = "/api/v1"
+
+RUNNER = r"""
+import json, os, sys
+raw = open("/proc/self/environ", "rb").read().decode().split("\0")
+env = dict(kv.split("=", 1) for kv in raw if kv)
+import numpy
+with open(os.environ["COMPUTALOT_TASK_RESULT"], "w") as fh:
+    json.dump({"env": env, "prefix": sys.prefix, "executable": sys.executable,
+               "numpy": numpy.__version__}, fh)
+"""
+
+PROTOCOL_KEYS = {
+    "PATH",
+    "HOME",
+    "LANG",
+    "PYTHONUNBUFFERED",
+    "TMPDIR",
+    "COMPUTALOT_TASK_PAYLOAD",
+    "COMPUTALOT_TASK_RESULT",
+    "COMPUTALOT_ARTIFACT_DIR",
+    "COMPUTALOT_JOB_ID",
+    "COMPUTALOT_TASK_ID",
+    "COMPUTALOT_TASK_INDEX",
+    "COMPUTALOT_ATTEMPT",
+    "COMPUTALOT_API_URL",
+}
+
+
+def _result(client: httpx.Client, project: str) -> dict[str, Any]:
+    answer = client.post(
+        f"{API}/jobs",
+        json={"project": project, "runner_command": ["python3", "runner.py"], "timeout_s": 60},
+    )
+    assert answer.status_code == 201, answer.text
+    end = wait_job(client, answer.json()["id"])
+    assert end["status"] == "completed", end
+    results = client.get(f"{API}/results/{end['id']}").json()
+    return dict(results["results"][0]["result"])
+
+
+def test_runner_sees_only_the_protocol_and_the_runtime_python(
+    admin: httpx.Client, make_project: Any, platform: Any
+) -> None:
+    seen = _result(admin, make_project(admin, {"runner.py": RUNNER}))
+    env = seen["env"]
+    assert set(env) == PROTOCOL_KEYS, sorted(set(env) ^ PROTOCOL_KEYS)
+    assert env["HOME"].endswith("/work")
+    # No token of the platform or of Ray, under any name.
+    for value in env.values():
+        assert platform.admin_key not in value
+    assert not [key for key in env if key.startswith("RAY_")]
+    # `python3` is the interpreter the Ray worker runs (this test session's environment), with
+    # its packages — not whatever the operator's PATH happened to list first.
+    assert seen["prefix"] == sys.prefix
+    if sys.prefix != sys.base_prefix:
+        assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
+    assert seen["numpy"]
