@@ -147,7 +147,9 @@ class Dispatcher:
             window = (
                 0.0
                 if self.urgent
-                else batch_window(len(self.inflight), self.cluster_cpus, self.completions)
+                else batch_window(
+                    len(self.inflight), self.cluster_cpus, self.completions, time.monotonic()
+                )
             )
             if window > 0:
                 # Only completions woke us and Ray still holds a backlog of launched tasks:

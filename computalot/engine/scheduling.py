@@ -69,22 +69,30 @@ def rotate(rotation: list[str], served: list[str]) -> list[str]:
 
 
 MAX_BATCH_WINDOW_S = 1.0
+#: Only completions this recent measure the rate: older ones (an earlier job, a pause between
+#: jobs) would make it look slow and the window long enough to leave CPUs idle.
+RATE_HORIZON_S = 2.0
 
 
-def batch_window(inflight: int, cluster_cpus: int, completions: Sequence[float]) -> float:
+def batch_window(
+    inflight: int, cluster_cpus: int, completions: Sequence[float], now: float
+) -> float:
     """How long the dispatcher may wait before its next cycle while Ray works through launched
     tasks (seconds).
 
     Tasks beyond the cluster's CPUs are queued inside Ray; waiting for half of that backlog to
-    complete (at the recent completion rate, from ``completions``' monotonic times) cannot
-    leave a CPU idle, and lets one cycle settle several attempts. No backlog (a lone job, the
-    last tasks of one) → no wait.
+    complete (at the current completion rate: ``completions``' monotonic times within
+    RATE_HORIZON_S of ``now``) cannot leave a CPU idle, and lets one cycle settle several
+    attempts. No backlog (a lone job, the last tasks of one) or no current rate → no wait.
     """
     backlog = inflight - cluster_cpus
-    if backlog <= 0 or len(completions) < 2:
+    if backlog <= 0:
         return 0.0
-    span = completions[-1] - completions[0]
+    recent = [t for t in completions if now - t <= RATE_HORIZON_S]
+    if len(recent) < 2:
+        return 0.0
+    span = recent[-1] - recent[0]
     if span <= 0:
         return 0.0
-    rate = (len(completions) - 1) / span
+    rate = (len(recent) - 1) / span
     return min(MAX_BATCH_WINDOW_S, backlog / (2 * rate))

@@ -2,6 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 from computalot.engine.scheduling import (
     MAX_BATCH_WINDOW_S,
+    RATE_HORIZON_S,
     Demand,
     allocate,
     batch_window,
@@ -43,14 +44,26 @@ def test_rotation_starts_with_accounts_not_served_last() -> None:
 
 def test_batch_window_waits_only_while_ray_holds_a_backlog() -> None:
     ten_per_s = [i * 0.1 for i in range(11)]
-    assert batch_window(2, 2, ten_per_s) == 0.0  # every launched task has a CPU
-    assert batch_window(1, 4, ten_per_s) == 0.0
-    assert batch_window(12, 2, [5.0]) == 0.0  # no rate yet
-    assert batch_window(12, 2, [5.0, 5.0]) == 0.0
+    now = ten_per_s[-1]
+    assert batch_window(2, 2, ten_per_s, now) == 0.0  # every launched task has a CPU
+    assert batch_window(1, 4, ten_per_s, now) == 0.0
+    assert batch_window(12, 2, [5.0], 5.0) == 0.0  # no rate yet
+    assert batch_window(12, 2, [5.0, 5.0], 5.0) == 0.0
     # 10 queued in Ray at 10 completions/s: wait for half of them (0.5 s)
-    assert abs(batch_window(12, 2, ten_per_s) - 0.5) < 1e-9
-    # a slow trickle is capped, so a cycle still runs at least once a second
-    assert batch_window(100, 2, [0.0, 10.0]) == MAX_BATCH_WINDOW_S
+    assert abs(batch_window(12, 2, ten_per_s, now) - 0.5) < 1e-9
+    # a long backlog at a modest rate is capped, so a cycle still runs at least once a second
+    assert batch_window(100, 2, ten_per_s, now) == MAX_BATCH_WINDOW_S
     # a big fast cluster: 108 queued at 1,000/s -> 54 ms
     fast = [i / 1000 for i in range(64)]
-    assert abs(batch_window(208, 100, fast) - 0.054) < 1e-6
+    assert abs(batch_window(208, 100, fast, fast[-1]) - 0.054) < 1e-6
+
+
+def test_batch_window_ignores_completions_of_an_earlier_burst() -> None:
+    # 61 completions a minute ago at 10/s, then a new job completing 20/s: its rate counts, not
+    # the average over the pause (which made the window 1 s and left the CPUs idle).
+    old = [i * 0.1 for i in range(61)]
+    new = [66.0, 66.05, 66.1]
+    assert abs(batch_window(12, 2, old + new, 66.1) - 10 / (2 * 20)) < 1e-9
+    # a slow trickle (one completion in the horizon): no wait
+    assert batch_window(100, 2, [0.0, 10.0], 10.0) == 0.0
+    assert RATE_HORIZON_S < 10.0
