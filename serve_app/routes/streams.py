@@ -27,6 +27,7 @@ HEARTBEAT_S = 15.0
 MAX_WAIT_S = 5.0
 END_GRACE_S = 3.0
 BUSY_READ_INTERVAL_S = 0.075
+BUSY_STREAK = 4  # reads in a row that found events before later reads are spaced out
 PAGE = 500
 MAX_WATCH = 100
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -58,13 +59,14 @@ async def _events(
     last_beat = time.monotonic()
     terminal_since: dict[str, float] = {}
     last_read = 0.0
-    busy = False
+    streak = 0
     while True:
-        # While events keep coming, read at most every BUSY_READ_INTERVAL_S so a busy fan-out
-        # batches them instead of costing a query and a hub round trip per hub flush; after a
-        # quiet spell the next event is read at once (submit → end latency).
+        # While events keep coming (BUSY_STREAK reads in a row found some), read at most every
+        # BUSY_READ_INTERVAL_S so a busy fan-out batches them instead of costing a query and a
+        # hub round trip per hub flush. A job's first few batches (created, running, end) are
+        # read at once: spacing those out would add up to the interval to submit → end.
         pause = BUSY_READ_INTERVAL_S - (time.monotonic() - last_read)
-        if busy and pause > 0:
+        if streak >= BUSY_STREAK and pause > 0:
             await asyncio.sleep(pause)
         last_read = time.monotonic()
         async with app_store.sessions() as db:
@@ -75,7 +77,7 @@ async def _events(
                 ):
                     ended.add(job["id"])
                     yield f"event: end\ndata: {json.dumps({'job_id': job['id'], **job})}\n\n"
-        busy = bool(events)
+        streak = streak + 1 if events else 0
         for event in events:
             yield _frame(event)
             after = event.id
