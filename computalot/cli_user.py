@@ -33,6 +33,7 @@ from computalot import cli_render as render
 from computalot.client import ComputalotClient
 from computalot.client_base import DEFAULT_URL, tarball_bytes
 from computalot.client_errors import ApiError, Conflict, NotFound
+from computalot.jsonsafe import loads_strict
 
 user_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Computalot user commands.")
 console = Console(highlight=False)
@@ -86,7 +87,7 @@ def _json_option(raw: str | None, name: str) -> Any:
         return None
     try:
         text = Path(raw[1:]).read_text() if raw.startswith("@") else raw
-        return json.loads(text)
+        return loads_strict(text)
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(f"not valid JSON ({exc})", param_hint=name) from None
 

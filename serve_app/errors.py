@@ -65,6 +65,18 @@ def validation_details(errors: list[Any]) -> tuple[str, list[dict[str, Any]], in
     return f"{field}: {first['msg']}", details, status
 
 
+def _json_problem(errors: Any) -> str:
+    """'request body is not valid JSON: <what the parser said> (at character N)'."""
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            what = (err.get("ctx") or {}).get("error")
+            loc = list(err.get("loc", ()))
+            where = f" (at character {loc[-1]})" if loc and isinstance(loc[-1], int) else ""
+            if what:
+                return f"request body is not valid JSON: {what}{where}"
+    return "request body is not valid JSON"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ComputalotError)
     async def _computalot(_req: Request, exc: ComputalotError) -> JSONResponse:
@@ -87,7 +99,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 status_code=415,
             )
         if status == 400:
-            body = envelope(400, "bad_request", "request body is not valid JSON", details=details)
+            body = envelope(400, "bad_request", _json_problem(exc.errors()), details=details)
         else:
             body = envelope(422, "validation_error", message, details=details)
         return JSONResponse(body, status_code=status)

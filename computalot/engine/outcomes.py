@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from computalot.jobs.merge import ResultError, extract_quality, split_batch_result
+from computalot.jsonsafe import scrub, scrub_warning
 
 ACTIONS = {
     "spawn_failed": "check runner_command: the executable must exist in the pushed project or on "
@@ -69,20 +70,28 @@ def judge_outcome(outcome: dict[str, Any], *, batched: bool, element_count: int)
         warnings.append("runner exited 0 without writing $COMPUTALOT_TASK_RESULT; result is null")
         return Verdict("completed", result=None, quality=1.0, warnings=warnings)
     value = outcome.get("result")
+    marked = bool(outcome.get("result_non_finite"))  # NaN/Infinity marks to replace (rare)
     try:
         if batched:
             elements = []
             for item in split_batch_result(value, element_count):
+                item, w_scrub = _scrubbed(item) if marked else (item, [])
                 clean, quality, w = extract_quality(item)
-                elements.append({"result": clean, "quality": quality, "warnings": w})
+                elements.append({"result": clean, "quality": quality, "warnings": w_scrub + w})
             mean = sum(e["quality"] for e in elements) / len(elements) if elements else 1.0
             return Verdict(
                 "completed", result={"elements": elements}, quality=mean, warnings=warnings
             )
+        value, w_scrub = _scrubbed(value) if marked else (value, [])
         clean, quality, w = extract_quality(value)
     except ResultError as exc:
         return Verdict("failed", "invalid_result", str(exc))
-    return Verdict("completed", result=clean, quality=quality, warnings=warnings + w)
+    return Verdict("completed", result=clean, quality=quality, warnings=warnings + w_scrub + w)
+
+
+def _scrubbed(value: Any) -> tuple[Any, list[str]]:
+    clean, count = scrub(value)
+    return clean, [scrub_warning(count)] if count else []
 
 
 def infrastructure_loss(message: str) -> Verdict:

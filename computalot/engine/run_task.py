@@ -23,24 +23,27 @@ import ray
 
 from computalot.engine.names import HUB_NAME
 from computalot.engine.runner import RunLimits, base_env, run_command
+from computalot.jsonsafe import load_result
 
 MAX_RESULT_BYTES = 64 * 1024 * 1024
 MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
 ATTEMPT_ROOT = "computalot-attempts"
 
 
-def _read_result(path: Path) -> tuple[str, Any, str | None]:
-    """(state, value, error): state is ok | missing | invalid."""
+def _read_result(path: Path) -> tuple[str, Any, str | None, int]:
+    """(state, value, error, non-finite count): state is ok | missing | invalid; NaN/Infinity
+    in the value are :class:`~computalot.jsonsafe.NonFinite` marks (judging replaces them)."""
     if not path.exists():
-        return "missing", None, None
+        return "missing", None, None, 0
     size = path.stat().st_size
     if size > MAX_RESULT_BYTES:
-        return "invalid", None, f"result file is {size} bytes; the limit is {MAX_RESULT_BYTES}"
+        return "invalid", None, f"result file is {size} bytes; the limit is {MAX_RESULT_BYTES}", 0
     try:
         with path.open("rb") as fh:
-            return "ok", json.load(fh), None
+            value, non_finite = load_result(fh)
+            return "ok", value, None, non_finite
     except (ValueError, UnicodeDecodeError) as exc:
-        return "invalid", None, f"result file is not valid JSON: {exc}"
+        return "invalid", None, f"result file is not valid JSON: {exc}", 0
 
 
 def _collect_artifacts(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -161,7 +164,7 @@ def execute_attempt(spec: dict[str, Any]) -> dict[str, Any]:
             reporter.drain()
         except Exception:  # a slow hub must not fail the attempt
             pass
-        state, value, result_error = _read_result(result_path)
+        state, value, result_error, non_finite = _read_result(result_path)
         artifacts, artifact_warnings = _collect_artifacts(artifact_dir)
         return {
             "status": outcome.status,
@@ -175,6 +178,7 @@ def execute_attempt(spec: dict[str, Any]) -> dict[str, Any]:
             "result_state": state,
             "result": value,
             "result_error": result_error,
+            "result_non_finite": non_finite,
             "artifacts": artifacts,
             "artifact_warnings": artifact_warnings,
             "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,

@@ -200,11 +200,16 @@ def _apply_limits(pid: int, plan: list[tuple[int, int]]) -> None:
 
 
 def _parse_progress(raw: bytes) -> dict[str, Any] | None:
+    """The progress object; NaN / Infinity (Python's ``json`` writes them) read as null."""
     try:
-        obj = json.loads(raw)
+        obj = json.loads(raw, parse_constant=_null)
     except (ValueError, RecursionError):
         return None
     return obj if isinstance(obj, dict) else None
+
+
+def _null(_token: str) -> None:
+    return None
 
 
 class _Stream:

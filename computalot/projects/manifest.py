@@ -35,6 +35,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
 
 from computalot.errors import ValidationFailed
+from computalot.jsonsafe import loads_strict
 
 MANIFEST_NAME = "computalot.project.json"
 DOCKERFILE = "Dockerfile"
@@ -201,7 +202,7 @@ def _read(path: Path) -> ProjectManifest:
     if len(raw) > MAX_MANIFEST_BYTES:
         raise _invalid([], f"is larger than {MAX_MANIFEST_BYTES} bytes")
     try:
-        data = json.loads(raw)
+        data = loads_strict(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _invalid([], f"is not valid JSON ({exc})") from None
     if not isinstance(data, dict):

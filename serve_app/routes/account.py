@@ -9,8 +9,9 @@ from fastapi import APIRouter
 from computalot.schemas.accounts import account_out
 from computalot.store.accounts import get_account
 from serve_app.deps import Caller, Db
+from serve_app.strict_json import StrictJSONRoute
 
-router = APIRouter(prefix="/api/v1", tags=["account"])
+router = APIRouter(prefix="/api/v1", tags=["account"], route_class=StrictJSONRoute)
 
 
 @router.get("/account")

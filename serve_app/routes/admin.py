@@ -19,8 +19,9 @@ from computalot.store import accounts as store
 from computalot.store.feedback import feedback_out, list_feedback
 from computalot.timeutil import iso
 from serve_app.deps import Admin, Db
+from serve_app.strict_json import StrictJSONRoute
 
-router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"], route_class=StrictJSONRoute)
 
 
 @router.get("/accounts")

@@ -11,8 +11,9 @@ from computalot.errors import Forbidden
 from computalot.schemas.accounts import ChallengeRequest, VerifyRequest
 from computalot.timeutil import iso
 from serve_app.deps import AppSettings, Db
+from serve_app.strict_json import StrictJSONRoute
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"], route_class=StrictJSONRoute)
 
 
 @router.post("/wallet/challenge")

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from computalot import docs_site
+from serve_app.strict_json import StrictJSONRoute
 
-router = APIRouter(tags=["docs"])
+router = APIRouter(tags=["docs"], route_class=StrictJSONRoute)
 
 MARKDOWN = "text/markdown; charset=utf-8"
 

@@ -11,8 +11,9 @@ from computalot.schemas.accounts import FeedbackIn
 from computalot.store.accounts import authenticate
 from computalot.store.feedback import add_feedback, feedback_out
 from serve_app.deps import Db, bearer_token
+from serve_app.strict_json import StrictJSONRoute
 
-router = APIRouter(prefix="/api/v1", tags=["feedback"])
+router = APIRouter(prefix="/api/v1", tags=["feedback"], route_class=StrictJSONRoute)
 
 
 @router.post("/feedback", status_code=201)

@@ -17,8 +17,9 @@ from computalot.store import jobs as store
 from computalot.store.models import Job
 from serve_app.deps import Caller, Db, Writer
 from serve_app.errors import validation_details
+from serve_app.strict_json import StrictJSONRoute
 
-router = APIRouter(prefix="/api/v1", tags=["jobs"])
+router = APIRouter(prefix="/api/v1", tags=["jobs"], route_class=StrictJSONRoute)
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 

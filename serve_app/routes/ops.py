@@ -14,8 +14,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from computalot.errors import ComputalotError, Forbidden
 from computalot.store.accounts import authenticate
 from serve_app.deps import get_settings_dep, get_store
+from serve_app.strict_json import StrictJSONRoute
 
-router = APIRouter(tags=["ops"])
+router = APIRouter(tags=["ops"], route_class=StrictJSONRoute)
 
 READY_TIMEOUT_S = 3.0
 

@@ -10,8 +10,9 @@ from pydantic import Field
 from computalot.projects import service
 from computalot.schemas.accounts import Strict
 from serve_app.deps import AppSettings, Caller, Db, Writer
+from serve_app.strict_json import StrictJSONRoute
 
-router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
+router = APIRouter(prefix="/api/v1/projects", tags=["projects"], route_class=StrictJSONRoute)
 
 
 class ProjectCreate(Strict):

@@ -20,8 +20,9 @@ from computalot.errors import field_error
 from computalot.schemas.states import TERMINAL_JOB
 from computalot.store import jobs as store
 from serve_app.deps import Caller, Db
+from serve_app.strict_json import StrictJSONRoute
 
-router = APIRouter(prefix="/api/v1", tags=["streams"])
+router = APIRouter(prefix="/api/v1", tags=["streams"], route_class=StrictJSONRoute)
 
 HEARTBEAT_S = 15.0
 MAX_WAIT_S = 5.0

@@ -48,6 +48,8 @@ if mode == "list_result":
     json.dump([1, 2], open(out, "w"))
 elif mode == "not_json":
     open(out, "w").write("{this is not json")
+elif mode == "non_finite":  # Python's json writes NaN / Infinity, which JSON has not
+    json.dump({"v": float("nan"), "w": [1, float("inf"), -float("inf")], "ok": 1}, open(out, "w"))
 elif mode == "no_result":
     print("exiting 0 without a result on purpose")
 elif mode == "short_batch":
@@ -309,6 +311,34 @@ def test_invalid_results_and_missing_result(admin: httpx.Client, project: str) -
     assert tasks[2]["result_warnings"] == no_result["result_warnings"]
     assert results["aggregate_result"] == [None, None, None, {"payload": {"mode": "echo"}}]
     assert end["error"]["code"], end
+
+
+def test_non_finite_numbers_in_a_result_become_null_with_a_warning(
+    admin: httpx.Client, project: str
+) -> None:
+    items = [{"mode": "non_finite"}, {"mode": "echo"}]
+    end, results = run_job(admin, job_body(project, fan_out={"items": items}))
+    assert end["status"] == "completed", end
+    first = results["results"][0]
+    assert first["result"] == {"v": None, "w": [1, None, None], "ok": 1}
+    (warning,) = first["result_warnings"]
+    assert "NaN" in warning and "null" in warning, warning
+    assert results["aggregate_result"][0] == first["result"]
+    # Every read of the job serialises it: none may fail on what the runner wrote.
+    assert admin.get(f"{API}/jobs/{end['id']}").status_code == 200
+    assert admin.get(f"{API}/jobs/{end['id']}/tasks").status_code == 200
+
+
+def test_non_finite_numbers_in_a_payload_are_refused(admin: httpx.Client, project: str) -> None:
+    body = json.dumps(job_body(project, payload={"note": "NaN in a string is fine", "x": 1e999}))
+    assert "Infinity" in body
+    answer = admin.post(f"{API}/jobs", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400, answer.text[:500]
+    error = error_of(answer)
+    assert error["code"] == "bad_request"
+    assert "Infinity is not a JSON value" in error["message"], error
+    assert f"at character {body.index('Infinity')}" in error["message"], error
+    assert error["recommended_action"], error
 
 
 def test_batch_result_with_wrong_length_is_invalid(admin: httpx.Client, project: str) -> None:

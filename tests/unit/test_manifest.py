@@ -96,7 +96,9 @@ def test_missing_validation_files_warn(tmp_path: Path) -> None:
     assert len(result.warnings) == 1 and "'model.pkl'" in result.warnings[0]
 
 
-@pytest.mark.parametrize("body", ["{not json", "[1, 2]", '"a string"', "\xff\xfe"])
+@pytest.mark.parametrize(
+    "body", ["{not json", "[1, 2]", '"a string"', "\xff\xfe", '{"version": NaN}']
+)
 def test_not_json_or_not_object(tmp_path: Path, body: str) -> None:
     with pytest.raises(ValidationFailed) as info:
         load(tmp_path, {}, body)

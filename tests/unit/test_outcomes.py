@@ -1,6 +1,10 @@
+import io
+import json
+
 import pytest
 
 from computalot.engine.outcomes import infrastructure_loss, judge_outcome, should_retry
+from computalot.jsonsafe import load_result, scrub_warning
 
 
 def ok(**extra: object) -> dict[str, object]:
@@ -79,3 +83,36 @@ def test_cancelled_never_retries() -> None:
     verdict = judge_outcome({"status": "cancelled"}, batched=False, element_count=1)
     assert verdict.status == "cancelled"
     assert not should_retry(verdict, attempt=1, max_retries=5, lost=0, lost_budget=2)
+
+
+def _read(text: str) -> tuple[object, int]:
+    return load_result(io.BytesIO(text.encode()))
+
+
+def test_non_finite_numbers_become_null_per_element() -> None:
+    value, marks = _read('{"results": [{"v": NaN}, {"v": 1}, {"v": [Infinity, -Infinity]}]}')
+    assert marks == 3
+    verdict = judge_outcome(
+        ok(result=value, result_non_finite=marks), batched=True, element_count=3
+    )
+    assert verdict.status == "completed"
+    elements = verdict.result["elements"]
+    assert [e["result"] for e in elements] == [{"v": None}, {"v": 1}, {"v": [None, None]}]
+    assert elements[0]["warnings"] == [scrub_warning(1)]
+    assert elements[1]["warnings"] == []
+    assert elements[2]["warnings"] == [scrub_warning(2)]
+    json.dumps(verdict.result, allow_nan=False)  # storable as strict JSON
+
+
+def test_non_finite_quality_and_whole_result() -> None:
+    value, marks = _read('{"a": NaN, "_quality": NaN}')
+    verdict = judge_outcome(
+        ok(result=value, result_non_finite=marks), batched=False, element_count=1
+    )
+    assert verdict.status == "completed" and verdict.result == {"a": None}
+    assert scrub_warning(2) in verdict.warnings
+    bare, marks = _read("NaN")
+    verdict = judge_outcome(
+        ok(result=bare, result_non_finite=marks), batched=False, element_count=1
+    )
+    assert verdict.status == "failed" and verdict.code == "invalid_result"

@@ -113,6 +113,7 @@ def test_progress_valid_and_invalid(tmp_path: Path) -> None:
         print('COMPUTALOT_PROGRESS:{"step": 1, "of": 2}')
         print('COMPUTALOT_PROGRESS:{not json')
         print('COMPUTALOT_PROGRESS:[1, 2]')
+        print('COMPUTALOT_PROGRESS:{"loss": NaN, "best": -Infinity}')
         print('COMPUTALOT_PROGRESS:{"step": 2, "of": 2}')
         print('done')
     """
@@ -120,7 +121,11 @@ def test_progress_valid_and_invalid(tmp_path: Path) -> None:
     assert out.status == "ok"
     assert out.last_progress == {"step": 2, "of": 2}
     progress = [d["progress"] for k, d in events if k == "progress"]
-    assert progress == [{"step": 1, "of": 2}, {"step": 2, "of": 2}]
+    assert progress == [
+        {"step": 1, "of": 2},
+        {"loss": None, "best": None},  # JSON has no NaN: stored and streamed as null
+        {"step": 2, "of": 2},
+    ]
     text = "".join(d["text"] for k, d in events if k == "output")
     assert text == "COMPUTALOT_PROGRESS:{not json\nCOMPUTALOT_PROGRESS:[1, 2]\ndone\n"
     assert out.stdout_tail == text
