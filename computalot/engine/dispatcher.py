@@ -18,6 +18,7 @@ from typing import Any
 
 import ray
 from ray.exceptions import RayError, TaskCancelledError
+from sqlalchemy import select
 
 from computalot.engine import records, recovery, settle
 from computalot.engine.hub import EventHub
@@ -25,6 +26,7 @@ from computalot.engine.inflight import Inflight, stops_due
 from computalot.engine.names import DISPATCHER_NAME, HUB_NAME
 from computalot.engine.outcomes import infrastructure_loss, judge_outcome
 from computalot.engine.packages import PackageCache
+from computalot.engine.record_queue import RecordQueue, UnstorableOutcome
 from computalot.engine.run_task import run_task
 from computalot.engine.scheduling import Demand, allocate, batch_window, rotate
 from computalot.schemas.states import TERMINAL_JOB
@@ -45,7 +47,7 @@ class Dispatcher:
         self.epoch = uuid.uuid4().hex[:16]
         self.namespace = self.settings.ray_namespace
         self.inflight: dict[str, Inflight] = {}
-        self.finished: list[tuple[Inflight, Any]] = []
+        self.finished: RecordQueue[Inflight] = RecordQueue()
         self.wakeup = asyncio.Event()
         self.packages = PackageCache()
         self.rotation: list[str] = []
@@ -163,17 +165,54 @@ class Dispatcher:
             self.urgent = False
 
     async def _cycle(self) -> None:
+        batch = self.finished.take()
+        try:
+            await self._cycle_with(batch)
+        except Exception as exc:
+            # A lone outcome that records fine on its own was not the cause; one that does not,
+            # while the store answers, is unstorable (see record_queue).
+            if len(batch) == 1 and await self._record_alone(batch):
+                self.finished.recorded(batch)
+            else:
+                store_ok = bool(batch) and await self._store_ok()
+                self.finished.failed(batch, exc, store_ok=store_ok)
+            raise
+        self.finished.recorded(batch)
+
+    async def _store_ok(self) -> bool:
+        try:
+            async with self.store.sessions() as db:
+                await db.execute(select(1))
+            return True
+        except Exception:
+            return False
+
+    async def _record_alone(self, batch: list[tuple[Inflight, Any]]) -> bool:
+        try:
+            async with self.store.sessions() as db:
+                recorded = await self._record(db, batch)
+                await db.commit()
+        except Exception:
+            log.exception("recording task %s on its own failed", batch[0][0].task_id)
+            return False
+        self._note_recorded(recorded)
+        self.emit(recorded)
+        return True
+
+    def _note_recorded(self, recorded: list[Any]) -> None:
+        names = {name for _j, _a, name, _d in recorded}
+        if "end" in names and self.may_have_blocked:
+            self.check_deps = True  # a finished job may release its dependents
+            self.wakeup.set()
+        if "retry" in names:
+            self.queue_gen += 1
+
+    async def _cycle_with(self, batch: list[tuple[Inflight, Any]]) -> None:
         events: list[tuple[str, str, str, Any]] = []
         async with self.store.sessions() as db:
-            if self.finished:
-                batch, self.finished = self.finished, []
+            if batch:
                 recorded = await self._record(db, batch)
-                names = {name for _j, _a, name, _d in recorded}
-                if "end" in names and self.may_have_blocked:
-                    self.check_deps = True  # a finished job may release its dependents
-                    self.wakeup.set()
-                if "retry" in names:
-                    self.queue_gen += 1
+                self._note_recorded(recorded)
                 events += recorded
             # Cancels and dependencies are looked at when something may have changed them, and
             # on a slow sweep as a safety net; the hot path (submit → launch) skips both queries.
@@ -225,6 +264,16 @@ class Dispatcher:
         )
 
     def _judge_exception(self, info: Inflight, job: records.JobInfo, exc: BaseException) -> Any:
+        if isinstance(exc, UnstorableOutcome):
+            return judge_outcome(
+                {
+                    "status": "ok",
+                    "result_state": "invalid",
+                    "result_error": (f"the attempt's outcome could not be stored: {exc}"),
+                },
+                batched=False,
+                element_count=1,
+            )
         # A worker we force-stopped may surface as TaskCancelledError or as a crashed worker.
         if info.backstop:
             return judge_outcome(
@@ -294,7 +343,7 @@ class Dispatcher:
         except Exception as exc:
             log.exception("could not launch task %s", task.id)
             info = Inflight(task.id, job.id, job.account_id, attempt, None, time.monotonic(), 0.0)
-            self.finished.append((info, RuntimeError(f"launch failed: {exc}")))
+            self.finished.add(info, RuntimeError(f"launch failed: {exc}"))
             self.wakeup.set()
             return
         now = time.monotonic()
@@ -320,7 +369,7 @@ class Dispatcher:
             outcome = exc
         self.inflight.pop(info.task_id, None)
         self.completions.append(time.monotonic())
-        self.finished.append((info, outcome))
+        self.finished.add(info, outcome)
         self.wakeup.set()
 
 
