@@ -1,41 +1,57 @@
-"""NaN and Infinity: Python's ``json`` reads and writes them, JSON has no such values.
+"""Values Python's ``json`` reads but the store or an answer cannot carry.
 
-PostgreSQL refuses them in a ``json`` column and browsers' ``JSON.parse`` refuses them in an
-answer, so they never get into the store:
+- ``NaN`` / ``Infinity``: not JSON. PostgreSQL refuses them in a ``json`` column and browsers'
+  ``JSON.parse`` in an answer.
+- a lone UTF-16 surrogate (``"\\ud800"`` without its pair): not encodable as UTF-8, so every
+  answer that contains it fails.
 
-- a request body carrying one is refused (``loads_strict``: 400, naming the token and where);
-- a runner's result file is the user's program talking (``json.dump`` writes ``NaN`` by
-  default), so its non-finite numbers become ``null`` with a warning instead of failing the task:
-  ``load_result`` marks them, ``scrub`` replaces the marks and counts them per element.
+A request body carrying one is refused (``loads_strict``: 400, naming the problem and where). A
+runner's result file is the user's program talking (``json.dump`` writes ``NaN`` by default), so
+its bad values are replaced with a warning instead of failing the task: ``load_result`` says
+whether a value needs it, ``scrub`` replaces them (non-finite → null, lone surrogate → U+FFFD).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import IO, Any
 
 # A JSON string (skipped) or a bare non-finite token, so one inside a string never matches.
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)')
+# An escape (an even number of backslashes before it), not an escaped backslash + text.
+_SURROGATE_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class NonFiniteJSON(json.JSONDecodeError):
-    """A request body held ``NaN`` / ``Infinity`` (a ``JSONDecodeError``, so FastAPI answers it
-    like any other malformed body)."""
+class UnstorableJSON(json.JSONDecodeError):
+    """A request body held a value the store cannot keep (a ``JSONDecodeError``, so FastAPI
+    answers it like any other malformed body)."""
 
 
 def loads_strict(data: bytes | str) -> Any:
-    """``json.loads`` that refuses the non-finite constants Python would accept."""
+    """``json.loads`` that refuses NaN / Infinity and lone surrogates. (NUL is refused per
+    field where it would reach a ``text`` column: ``computalot.schemas.text``; PostgreSQL's
+    ``json`` keeps it.)"""
     text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
 
     def refuse(name: str) -> Any:
-        raise NonFiniteJSON(
+        raise UnstorableJSON(
             f"{name} is not a JSON value; send null, a string or a finite number",
             text,
             _position(text, name),
         )
 
-    return json.loads(text, parse_constant=refuse)
+    value = json.loads(text, parse_constant=refuse)
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+        raise UnstorableJSON(
+            "a string holds a lone UTF-16 surrogate (\\ud800-\\udfff without its pair), which "
+            "is not text; send valid Unicode",
+            text,
+            _lone_surrogate_position(text),
+        )
+    return value
 
 
 def _position(text: str, name: str) -> int:
@@ -43,6 +59,29 @@ def _position(text: str, name: str) -> int:
         if match.group(1) == name:
             return match.start(1)
     return 0
+
+
+def _lone_surrogate_position(text: str) -> int:
+    escapes = list(_SURROGATE_ESCAPE.finditer(text))
+    for i, match in enumerate(escapes):
+        code = int(match.group()[-4:], 16)
+        nxt = escapes[i + 1] if i + 1 < len(escapes) else None
+        prev = escapes[i - 1] if i else None
+        paired_after = code < 0xDC00 and nxt is not None and nxt.end() - 6 == match.end()
+        paired_before = code >= 0xDC00 and prev is not None and prev.end() == match.end() - 6
+        if not (paired_after or paired_before):
+            return match.end() - 6
+    return 0
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
 
 
 class NonFinite:
@@ -60,45 +99,59 @@ class NonFinite:
         return f"NonFinite({self.token!r})"
 
 
-def load_result(fh: IO[bytes]) -> tuple[Any, int]:
-    """A result file's value with each non-finite number as a :class:`NonFinite` mark, and how
-    many there were (0: the value is plain JSON and needs no :func:`scrub`)."""
-    seen = 0
+def load_result(fh: IO[bytes]) -> tuple[Any, bool]:
+    """A result file's value (NaN / Infinity as :class:`NonFinite` marks) and whether it needs
+    :func:`scrub` (False for plain JSON: the common case costs nothing more)."""
+    raw = fh.read()
+    marked = False
 
     def mark(token: str) -> NonFinite:
-        nonlocal seen
-        seen += 1
+        nonlocal marked
+        marked = True
         return NonFinite(token)
 
-    return json.load(fh, parse_constant=mark), seen
+    value = json.loads(raw, parse_constant=mark)
+    return value, marked or (
+        b"\\u" in raw and _SURROGATE_ESCAPE.search(raw.decode(errors="replace")) is not None
+    )
 
 
-def scrub(value: Any) -> tuple[Any, int]:
-    """``value`` with every :class:`NonFinite` (and any float NaN / Infinity) as ``None``, and
-    how many were replaced."""
-    count = 0
+def scrub(value: Any) -> tuple[Any, list[str]]:
+    """``value`` with NaN / Infinity (marks or floats) as ``None`` and lone surrogates as U+FFFD,
+    and one warning per kind of replacement."""
+    non_finite = bad_text = 0
+
+    def text(s: str) -> str:
+        nonlocal bad_text
+        if _SURROGATE.search(s) is None:
+            return s
+        bad_text += 1
+        return _SURROGATE.sub("\ufffd", s)
 
     def walk(v: Any) -> Any:
-        nonlocal count
-        if isinstance(v, NonFinite) or (isinstance(v, float) and not _finite(v)):
-            count += 1
+        nonlocal non_finite
+        if isinstance(v, NonFinite) or (isinstance(v, float) and not math.isfinite(v)):
+            non_finite += 1
             return None
+        if isinstance(v, str):
+            return text(v)
         if isinstance(v, dict):
-            return {k: walk(x) for k, x in v.items()}
+            return {text(k): walk(x) for k, x in v.items()}
         if isinstance(v, list):
             return [walk(x) for x in v]
         return v
 
-    return walk(value), count
-
-
-def _finite(x: float) -> bool:
-    return x - x == 0.0
-
-
-def scrub_warning(count: int) -> str:
-    noun = "number" if count == 1 else "numbers"
-    return (
-        f"{count} non-finite {noun} (NaN/Infinity) in the result stored as null: JSON has no such "
-        "values"
-    )
+    clean = walk(value)
+    warnings = []
+    if non_finite:
+        noun = "number" if non_finite == 1 else "numbers"
+        warnings.append(
+            f"{non_finite} non-finite {noun} (NaN/Infinity) in the result stored as null: JSON "
+            "has no such values"
+        )
+    if bad_text:
+        noun = "string" if bad_text == 1 else "strings"
+        warnings.append(
+            f"{bad_text} {noun} in the result held a lone UTF-16 surrogate, stored as U+FFFD"
+        )
+    return clean, warnings

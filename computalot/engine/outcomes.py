@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from computalot.jobs.merge import ResultError, extract_quality, split_batch_result
-from computalot.jsonsafe import scrub, scrub_warning
+from computalot.jsonsafe import scrub
 
 ACTIONS = {
     "spawn_failed": "check runner_command: the executable must exist in the pushed project or on "
@@ -70,7 +70,7 @@ def judge_outcome(outcome: dict[str, Any], *, batched: bool, element_count: int)
         warnings.append("runner exited 0 without writing $COMPUTALOT_TASK_RESULT; result is null")
         return Verdict("completed", result=None, quality=1.0, warnings=warnings)
     value = outcome.get("result")
-    marked = bool(outcome.get("result_non_finite"))  # NaN/Infinity marks to replace (rare)
+    marked = bool(outcome.get("result_needs_scrub"))  # NaN, lone surrogates to replace (rare)
     try:
         if batched:
             elements = []
@@ -90,8 +90,7 @@ def judge_outcome(outcome: dict[str, Any], *, batched: bool, element_count: int)
 
 
 def _scrubbed(value: Any) -> tuple[Any, list[str]]:
-    clean, count = scrub(value)
-    return clean, [scrub_warning(count)] if count else []
+    return scrub(value)
 
 
 def infrastructure_loss(message: str) -> Verdict:

@@ -30,20 +30,23 @@ MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
 ATTEMPT_ROOT = "computalot-attempts"
 
 
-def _read_result(path: Path) -> tuple[str, Any, str | None, int]:
-    """(state, value, error, non-finite count): state is ok | missing | invalid; NaN/Infinity
-    in the value are :class:`~computalot.jsonsafe.NonFinite` marks (judging replaces them)."""
+def _read_result(path: Path) -> tuple[str, Any, str | None, bool]:
+    """(state, value, error, needs scrub): state is ok | missing | invalid; values the store
+    cannot keep (NaN, lone surrogates) are replaced when the attempt is judged."""
     if not path.exists():
-        return "missing", None, None, 0
+        return "missing", None, None, False
     size = path.stat().st_size
     if size > MAX_RESULT_BYTES:
-        return "invalid", None, f"result file is {size} bytes; the limit is {MAX_RESULT_BYTES}", 0
+        limit = f"result file is {size} bytes; the limit is {MAX_RESULT_BYTES}"
+        return "invalid", None, limit, False
     try:
         with path.open("rb") as fh:
-            value, non_finite = load_result(fh)
-            return "ok", value, None, non_finite
+            value, needs_scrub = load_result(fh)
+            return "ok", value, None, needs_scrub
     except (ValueError, UnicodeDecodeError) as exc:
-        return "invalid", None, f"result file is not valid JSON: {exc}", 0
+        return "invalid", None, f"result file is not valid JSON: {exc}", False
+    except RecursionError:
+        return "invalid", None, "result file is nested too deeply to read", False
 
 
 def _collect_artifacts(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -164,7 +167,7 @@ def execute_attempt(spec: dict[str, Any]) -> dict[str, Any]:
             reporter.drain()
         except Exception:  # a slow hub must not fail the attempt
             pass
-        state, value, result_error, non_finite = _read_result(result_path)
+        state, value, result_error, needs_scrub = _read_result(result_path)
         artifacts, artifact_warnings = _collect_artifacts(artifact_dir)
         return {
             "status": outcome.status,
@@ -178,7 +181,7 @@ def execute_attempt(spec: dict[str, Any]) -> dict[str, Any]:
             "result_state": state,
             "result": value,
             "result_error": result_error,
-            "result_non_finite": non_finite,
+            "result_needs_scrub": needs_scrub,
             "artifacts": artifacts,
             "artifact_warnings": artifact_warnings,
             "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,

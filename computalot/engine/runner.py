@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from computalot.jsonsafe import scrub
+
 log = logging.getLogger(__name__)
 
 OnEvent = Callable[[str, dict[str, Any]], None]
@@ -200,12 +202,15 @@ def _apply_limits(pid: int, plan: list[tuple[int, int]]) -> None:
 
 
 def _parse_progress(raw: bytes) -> dict[str, Any] | None:
-    """The progress object; NaN / Infinity (Python's ``json`` writes them) read as null."""
+    """The progress object; NaN / Infinity (Python's ``json`` writes them) read as null, lone
+    surrogates as U+FFFD (see ``computalot.jsonsafe``)."""
     try:
         obj = json.loads(raw, parse_constant=_null)
     except (ValueError, RecursionError):
         return None
-    return obj if isinstance(obj, dict) else None
+    if not isinstance(obj, dict):
+        return None
+    return scrub(obj)[0] if b"\\u" in raw else obj  # lone surrogates -> U+FFFD
 
 
 def _null(_token: str) -> None:
@@ -371,6 +376,8 @@ class _Run:
         self.text(s, s.decoder.decode(raw))
 
     def text(self, s: _Stream, text: str) -> None:
+        if "\x00" in text:  # binary output: PostgreSQL text cannot hold NUL
+            text = text.replace("\x00", "\ufffd")
         s.tail = _keep_tail(s.tail, text)
         self.output_tail = _keep_tail(self.output_tail, text)
         if self.on_event is not None:

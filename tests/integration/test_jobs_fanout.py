@@ -49,7 +49,8 @@ if mode == "list_result":
 elif mode == "not_json":
     open(out, "w").write("{this is not json")
 elif mode == "non_finite":  # Python's json writes NaN / Infinity, which JSON has not
-    json.dump({"v": float("nan"), "w": [1, float("inf"), -float("inf")], "ok": 1}, open(out, "w"))
+    bad = {"v": float("nan"), "w": [1, float("inf"), -float("inf")], "ok": 1, "s": "a\ud800"}
+    json.dump(bad, open(out, "w"))
 elif mode == "no_result":
     print("exiting 0 without a result on purpose")
 elif mode == "short_batch":
@@ -313,31 +314,42 @@ def test_invalid_results_and_missing_result(admin: httpx.Client, project: str) -
     assert end["error"]["code"], end
 
 
-def test_non_finite_numbers_in_a_result_become_null_with_a_warning(
+def test_values_json_cannot_carry_in_a_result_are_replaced_with_a_warning(
     admin: httpx.Client, project: str
 ) -> None:
     items = [{"mode": "non_finite"}, {"mode": "echo"}]
     end, results = run_job(admin, job_body(project, fan_out={"items": items}))
     assert end["status"] == "completed", end
     first = results["results"][0]
-    assert first["result"] == {"v": None, "w": [1, None, None], "ok": 1}
-    (warning,) = first["result_warnings"]
-    assert "NaN" in warning and "null" in warning, warning
+    assert first["result"] == {"v": None, "w": [1, None, None], "ok": 1, "s": "a\ufffd"}
+    nan_warning, text_warning = first["result_warnings"]
+    assert "NaN" in nan_warning and "null" in nan_warning, nan_warning
+    assert "surrogate" in text_warning, text_warning
     assert results["aggregate_result"][0] == first["result"]
     # Every read of the job serialises it: none may fail on what the runner wrote.
     assert admin.get(f"{API}/jobs/{end['id']}").status_code == 200
     assert admin.get(f"{API}/jobs/{end['id']}/tasks").status_code == 200
 
 
-def test_non_finite_numbers_in_a_payload_are_refused(admin: httpx.Client, project: str) -> None:
-    body = json.dumps(job_body(project, payload={"note": "NaN in a string is fine", "x": 1e999}))
-    assert "Infinity" in body
+@pytest.mark.parametrize(
+    ("value", "token", "phrase"),
+    [
+        (1e999, "Infinity", "Infinity is not a JSON value"),
+        (float("nan"), "NaN", "NaN is not a JSON value"),
+        ("a\ud800b", "\\ud800", "lone UTF-16 surrogate"),
+    ],
+    ids=["infinity", "nan", "lone-surrogate"],
+)
+def test_values_the_store_cannot_keep_are_refused_in_a_body(
+    admin: httpx.Client, project: str, value: Any, token: str, phrase: str
+) -> None:
+    body = json.dumps(job_body(project, payload={"note": "NaN \\u0000 in text", "x": value}))
     answer = admin.post(f"{API}/jobs", content=body, headers={"Content-Type": "application/json"})
     assert answer.status_code == 400, answer.text[:500]
     error = error_of(answer)
     assert error["code"] == "bad_request"
-    assert "Infinity is not a JSON value" in error["message"], error
-    assert f"at character {body.index('Infinity')}" in error["message"], error
+    assert phrase in error["message"], error
+    assert f"at character {body.rindex(token)}" in error["message"], error
     assert error["recommended_action"], error
 
 

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from computalot.engine.outcomes import infrastructure_loss, judge_outcome, should_retry
-from computalot.jsonsafe import load_result, scrub_warning
+from computalot.jsonsafe import load_result
 
 
 def ok(**extra: object) -> dict[str, object]:
@@ -85,34 +85,34 @@ def test_cancelled_never_retries() -> None:
     assert not should_retry(verdict, attempt=1, max_retries=5, lost=0, lost_budget=2)
 
 
-def _read(text: str) -> tuple[object, int]:
+def _read(text: str) -> tuple[object, bool]:
     return load_result(io.BytesIO(text.encode()))
 
 
 def test_non_finite_numbers_become_null_per_element() -> None:
     value, marks = _read('{"results": [{"v": NaN}, {"v": 1}, {"v": [Infinity, -Infinity]}]}')
-    assert marks == 3
+    assert marks
     verdict = judge_outcome(
-        ok(result=value, result_non_finite=marks), batched=True, element_count=3
+        ok(result=value, result_needs_scrub=marks), batched=True, element_count=3
     )
     assert verdict.status == "completed"
     elements = verdict.result["elements"]
     assert [e["result"] for e in elements] == [{"v": None}, {"v": 1}, {"v": [None, None]}]
-    assert elements[0]["warnings"] == [scrub_warning(1)]
+    assert elements[0]["warnings"][0].startswith("1 non-finite number (NaN/Infinity)")
     assert elements[1]["warnings"] == []
-    assert elements[2]["warnings"] == [scrub_warning(2)]
+    assert elements[2]["warnings"][0].startswith("2 non-finite numbers (NaN/Infinity)")
     json.dumps(verdict.result, allow_nan=False)  # storable as strict JSON
 
 
 def test_non_finite_quality_and_whole_result() -> None:
     value, marks = _read('{"a": NaN, "_quality": NaN}')
     verdict = judge_outcome(
-        ok(result=value, result_non_finite=marks), batched=False, element_count=1
+        ok(result=value, result_needs_scrub=marks), batched=False, element_count=1
     )
     assert verdict.status == "completed" and verdict.result == {"a": None}
-    assert scrub_warning(2) in verdict.warnings
+    assert any(w.startswith("2 non-finite numbers") for w in verdict.warnings)
     bare, marks = _read("NaN")
     verdict = judge_outcome(
-        ok(result=bare, result_non_finite=marks), batched=False, element_count=1
+        ok(result=bare, result_needs_scrub=marks), batched=False, element_count=1
     )
     assert verdict.status == "failed" and verdict.code == "invalid_result"

@@ -320,3 +320,14 @@ def test_runtime_path_puts_the_virtual_environment_first(monkeypatch: pytest.Mon
     # Not in a virtual environment: the operator's PATH as it is.
     monkeypatch.setattr(sys, "prefix", "/usr")
     assert runtime_path("/shims:/usr/bin") == "/shims:/usr/bin"
+
+
+def test_nul_bytes_in_output_are_replaced(tmp_path: Path) -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+    body = """
+        import sys
+        sys.stdout.buffer.write(b"bin\\x00ary\\n")
+    """
+    out = _run(tmp_path, body, on_event=lambda k, d: events.append((k, d)))
+    assert out.stdout_tail == "bin\ufffdary\n" == out.output_tail
+    assert "".join(d["text"] for k, d in events if k == "output") == "bin\ufffdary\n"
