@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from computalot.store import jsoncodec
 from computalot.store.sqlite_driver import one_hop_dbapi
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -34,6 +35,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
             pool_size=pool_size,
             max_overflow=10,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            json_serializer=jsoncodec.dumps,
             **extra,
         )
 
@@ -47,7 +49,13 @@ def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=10,
+        pool_pre_ping=True,
+        json_serializer=jsoncodec.dumps,
+    )
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
