@@ -150,6 +150,12 @@ def report(r: dict[str, Any]) -> bool:
                         "all",
                         verdict(c["results_checked"] == c["elements"]),
                     ],
+                    [
+                        "reading every page (GET /results)",
+                        f"{c['results_read_s']:.2f} s",
+                        "",
+                        "",
+                    ],
                 ],
             )
         )

@@ -192,7 +192,8 @@ class Job(Base):
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     recommended_action: Mapped[str | None] = mapped_column(Text, nullable=True)
     warnings: Mapped[list[Any]] = mapped_column(JSON)
-    aggregate_result: Mapped[Any] = mapped_column(JSON, nullable=True)
+    # Deferred: up to one entry per element (100,000); only GET /results reads it.
+    aggregate_result: Mapped[Any] = mapped_column(JSON, nullable=True, deferred=True)
     held_usd: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     charged_usd: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     meta: Mapped[Any] = mapped_column(JSON, nullable=True)

@@ -17,6 +17,7 @@ from computalot.store import jobs as store
 from computalot.store.models import Job
 from serve_app.deps import Caller, Db, Writer
 from serve_app.errors import validation_details
+from serve_app.responses import FastJSONResponse
 from serve_app.strict_json import StrictJSONRoute
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"], route_class=StrictJSONRoute)
@@ -201,15 +202,24 @@ async def get_results(
     db: Db,
     limit: int = Query(default=1000, ge=1, le=store.MAX_PAGE),
     cursor: str | None = None,
-) -> dict[str, Any]:
+) -> FastJSONResponse:
     job = await store.get_job(db, caller.account_id, job_id)
-    results, next_cursor = await store.results_page(db, job, limit=limit, cursor=cursor)
     counts = await store.element_counts(db, job)
-    return _results_out(job, results, next_cursor, counts)
+    results, next_cursor = await store.results_page(
+        db, job, limit=limit, cursor=cursor, total=sum(counts.values())
+    )
+    # The aggregate is the job's, not the page's: it comes with the first page only (a
+    # 100,000-element collect would otherwise travel again with each of its 100 pages).
+    aggregate = await store.aggregate_of(db, job) if cursor is None else None
+    return FastJSONResponse(_results_out(job, results, next_cursor, counts, aggregate))
 
 
 def _results_out(
-    job: Job, results: list[dict[str, Any]], next_cursor: str | None, counts: dict[str, int]
+    job: Job,
+    results: list[dict[str, Any]],
+    next_cursor: str | None,
+    counts: dict[str, int],
+    aggregate: Any,
 ) -> dict[str, Any]:
     """``counts``: elements per status, so batching never shows in the summary (SPEC §5.2)."""
     duration = None
@@ -231,7 +241,7 @@ def _results_out(
         "completeness": round(completed / total, 6) if total else 0.0,
         "finished": job.status in TERMINAL_JOB,
         "progress": round(done / total, 6) if total else 0.0,
-        "aggregate_result": job.aggregate_result,
+        "aggregate_result": aggregate,
         "aggregate_aliases": {},
         "error": job.error,
         "recommended_action": job.recommended_action,

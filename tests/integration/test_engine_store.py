@@ -17,6 +17,7 @@ from computalot.engine.finalize import _collected, _elements, finalize_job
 from computalot.engine.outcomes import infrastructure_loss, judge_outcome
 from computalot.jobs.merge import merge_results
 from computalot.store.db import Store
+from computalot.store.jobs import aggregate_of
 from computalot.store.models import Job, Task
 from tests.support.store_rows import job_row, new_member, task_row
 
@@ -146,7 +147,7 @@ async def test_retry_stale_outcome_and_finalisation(store: Store) -> None:
     async with store.sessions() as db:
         done = await db.get(Job, job.id)
         assert done is not None
-        assert done.aggregate_result == [{"y": 0}, {"y": 2}, {"y": 4}]
+        assert await aggregate_of(db, done) == [{"y": 0}, {"y": 2}, {"y": 4}]
         tasks = {
             t.index: t
             for t in (await db.execute(select(Task).where(Task.job_id == job.id))).scalars()

@@ -521,3 +521,49 @@ def test_idempotency_key_is_per_account(
     assert mine.json()["id"] != theirs.json()["id"]
     wait_job(admin, mine.json()["id"])
     wait_job(other, theirs.json()["id"])
+
+
+# ---- reading results page by page ------------------------------------------------------------
+def read_pages(client: httpx.Client, job_id: str, limit: int) -> list[dict[str, Any]]:
+    pages, cursor = [], None
+    while True:
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        answer = client.get(f"{API}/results/{job_id}", params=params)
+        assert answer.status_code == 200, answer.text
+        pages.append(answer.json())
+        cursor = pages[-1]["next_cursor"]
+        if not cursor:
+            return pages
+
+
+@pytest.mark.parametrize(
+    ("batching", "limit"),
+    [({"batch_size": 4}, 3), ({"batch_size": 4}, 10), ({}, 2), ({"batch_size": 5}, 5)],
+)
+def test_results_pages_walk_every_element_once(
+    admin: httpx.Client, project: str, batching: dict[str, int], limit: int
+) -> None:
+    xs = list(range(23))
+    body = job_body(project, payload={"mode": "score", "x": xs}, fan_out={"by": "x"}, **batching)
+    end, whole = run_job(admin, body)
+    assert end["status"] == "completed", end
+    pages = read_pages(admin, end["id"], limit)
+    assert len(pages) == -(-len(xs) // limit)
+    walked = [r for page in pages for r in page["results"]]
+    assert [r["index"] for r in walked] == list(range(len(xs)))
+    assert walked == whole["results"]
+    # The job's aggregate comes once, with the first page; the summary with every page.
+    assert pages[0]["aggregate_result"] == whole["aggregate_result"]
+    assert len(whole["aggregate_result"]) == len(xs)
+    assert all(page["aggregate_result"] is None for page in pages[1:])
+    assert all(page["summary"] == whole["summary"] for page in pages)
+
+
+def test_a_bad_results_cursor_is_400(admin: httpx.Client, project: str) -> None:
+    end, _ = run_job(admin, job_body(project, payload={"mode": "echo"}))
+    for cursor in ("not-a-cursor", "WyJ4Il0"):  # garbage; a list holding a non-number
+        answer = admin.get(f"{API}/results/{end['id']}", params={"cursor": cursor})
+        assert answer.status_code == 400, answer.text
+        assert error_of(answer)["code"] == "bad_request"
