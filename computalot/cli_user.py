@@ -244,13 +244,40 @@ def submit(
             raise typer.Exit(_watch(client, str(created["id"]), as_json))
 
 
+AllPages = Annotated[
+    bool, typer.Option("--all", help="Read every page of results into one JSON document.")
+]
+
+
+def _all_results(client: ComputalotClient, job_id: str) -> dict[str, Any]:
+    """The first page (summary, aggregate) with every page's results; a bar on stderr."""
+    first = client.get_results(job_id)
+    results = list(first.get("results") or [])
+    cursor = first.get("next_cursor")
+    total = (first.get("summary") or {}).get("total")
+    columns = (TextColumn("results"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True, disable=not cursor) as progress:
+        bar = progress.add_task("results", total=total, completed=len(results))
+        while cursor:
+            page = client.get_results(job_id, cursor=cursor)
+            results.extend(page.get("results") or [])
+            progress.update(bar, completed=len(results))
+            cursor = page.get("next_cursor")
+    return {**first, "results": results, "next_cursor": None}
+
+
 @user_app.command()
 def results(
-    job_id: JobId, url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False
+    job_id: JobId,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+    all_pages: AllPages = False,
 ) -> None:
-    """Print a job's results as JSON (summary, aggregate_result, per-task results)."""
+    """Print a job's results as JSON (summary, aggregate_result, per-element results; the first
+    1,000 unless --all)."""
     with _client(url, token) as client:
-        data = client.get_results(job_id)
+        data = _all_results(client, job_id) if all_pages else client.get_results(job_id)
     if as_json:
         _print_json(data)
     else:

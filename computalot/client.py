@@ -145,6 +145,17 @@ class ComputalotClient(_Common, Endpoints[JsonDict, str]):
             else:
                 time.sleep(poll_interval)
 
+    def iter_results(self, job_id: str, page_size: int = 1000) -> Iterator[JsonDict]:
+        """Every element's result ``{"task_id", "index", "status", "result", …}`` in element
+        order, page by page (``GET /results`` answers at most ``page_size`` at a time)."""
+        cursor: str | None = None
+        while True:
+            page = self.get_results(job_id, limit=page_size, cursor=cursor)
+            yield from page.get("results") or []
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
     def stream(self, job_id: str, last_event_id: int | str | None = None) -> Iterator[JsonDict]:
         """Events ``{"id", "event", "data"}`` of one job until its ``end`` event.
 
@@ -284,6 +295,17 @@ class AsyncComputalotClient(_Common, Endpoints[Awaitable[JsonDict], Awaitable[st
         """As the sync method; the directory is packed in a thread so the loop keeps running."""
         content = await asyncio.to_thread(tarball_bytes, path_or_tarball)
         return await self._call(push_request(name, content))
+
+    async def iter_results(self, job_id: str, page_size: int = 1000) -> AsyncIterator[JsonDict]:
+        """Every element's result in element order, page by page (see the sync client)."""
+        cursor: str | None = None
+        while True:
+            page = await self.get_results(job_id, limit=page_size, cursor=cursor)
+            for result in page.get("results") or []:
+                yield result
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
 
     async def wait(
         self, job_id: str, timeout: float | None = None, poll_interval: float = 0.5

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from computalot.client import ComputalotClient
 from tests.support.helpers import wait_job
 
 API = "/api/v1"
@@ -559,6 +560,10 @@ def test_results_pages_walk_every_element_once(
     assert len(whole["aggregate_result"]) == len(xs)
     assert all(page["aggregate_result"] is None for page in pages[1:])
     assert all(page["summary"] == whole["summary"] for page in pages)
+    # The SDK walks the same pages.
+    token = admin.headers["Authorization"].split()[1]
+    with ComputalotClient(str(admin.base_url), token) as sdk:
+        assert list(sdk.iter_results(end["id"], page_size=limit)) == walked
 
 
 def test_a_bad_results_cursor_is_400(admin: httpx.Client, project: str) -> None:

@@ -230,3 +230,35 @@ def test_register_mounts_the_commands_on_another_app() -> None:
     assert {"docs", "jobs", "job", "submit", "watch", "results", "cancel", "push"} <= names
     assert {"projects", "account", "presets"} <= names
     assert os.path.basename(cli_user.__file__) == "cli_user.py"
+
+
+def test_cli_results_all_reads_every_page(use_handler: Any) -> None:
+    pages = {
+        None: {
+            "job_id": "job_1",
+            "summary": {"total": 3},
+            "aggregate_result": [0, 1, 2],
+            "results": [{"index": 0}],
+            "next_cursor": "c1",
+        },
+        "c1": {
+            "job_id": "job_1",
+            "summary": {"total": 3},
+            "aggregate_result": None,
+            "results": [{"index": 1}],
+            "next_cursor": "c2",
+        },
+        "c2": {
+            "job_id": "job_1",
+            "summary": {"total": 3},
+            "aggregate_result": None,
+            "results": [{"index": 2}],
+            "next_cursor": None,
+        },
+    }
+    use_handler(lambda req: httpx.Response(200, json=pages[req.url.params.get("cursor")]))
+    data = json.loads(invoke("results", "job_1", "--all", "--json").output)
+    assert [r["index"] for r in data["results"]] == [0, 1, 2]
+    assert data["aggregate_result"] == [0, 1, 2] and data["next_cursor"] is None
+    first_only = json.loads(invoke("results", "job_1", "--json").output)
+    assert [r["index"] for r in first_only["results"]] == [0]

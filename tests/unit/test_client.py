@@ -288,6 +288,33 @@ def test_push_tarball_file_or_bytes_is_sent_as_is(tmp_path: Path) -> None:
     assert "multipart" not in rec.last.headers["content-type"]
 
 
+# --- results ------------------------------------------------------------------------------
+
+
+def _paged_results(req: httpx.Request) -> httpx.Response:
+    cursor = req.url.params.get("cursor")
+    assert req.url.params.get("limit") == "2"
+    pages = {None: ([0, 1], "c1"), "c1": ([2, 3], "c2"), "c2": ([4], None)}
+    indexes, nxt = pages[cursor]
+    return httpx.Response(
+        200, json={"results": [{"index": i} for i in indexes], "next_cursor": nxt}
+    )
+
+
+def test_iter_results_walks_every_page() -> None:
+    rec = Recorder(_paged_results)
+    got = [r["index"] for r in client_for(rec).iter_results("job_1", page_size=2)]
+    assert got == [0, 1, 2, 3, 4]
+    assert len(rec.requests) == 3
+
+
+async def test_async_iter_results_walks_every_page() -> None:
+    client = AsyncComputalotClient(BASE, "flk_test", transport=httpx.MockTransport(_paged_results))
+    async with client:
+        got = [r["index"] async for r in client.iter_results("job_1", page_size=2)]
+    assert got == [0, 1, 2, 3, 4]
+
+
 # --- wait -----------------------------------------------------------------------------------
 
 
