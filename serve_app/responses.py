@@ -1,4 +1,4 @@
-"""A JSON answer written by orjson, for routes that answer thousands of results at once.
+"""A JSON answer written by orjson, for the job routes (a page of results, tasks or events).
 
 Returning a ``dict`` makes FastAPI walk it with ``jsonable_encoder`` before ``json.dumps``; for a
 page of 1,000 results that walk costs more than reading them from the store. These routes build

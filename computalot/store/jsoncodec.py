@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from computalot.jsonsafe import scrub
+
 _OPTIONS = orjson.OPT_NON_STR_KEYS  # {1: "a"} -> {"1": "a"}, as json.dumps writes it
 
 
@@ -24,8 +26,11 @@ def dumps(value: Any) -> str:
 
 
 def dumps_bytes(value: Any) -> bytes:
-    """UTF-8 JSON for an HTTP answer (the same fallback)."""
+    """UTF-8 JSON for an HTTP answer. What orjson refuses is written by the standard library
+    after ``scrub`` (lone surrogates -> U+FFFD, NaN -> null) with ``str`` for unknown types,
+    so an answer is always valid JSON."""
     try:
         return orjson.dumps(value, option=_OPTIONS)
     except (TypeError, orjson.JSONEncodeError):
-        return json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8", "replace")
+        clean, _warnings = scrub(value)
+        return json.dumps(clean, ensure_ascii=False, default=str).encode("utf-8")

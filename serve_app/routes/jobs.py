@@ -101,7 +101,7 @@ async def list_jobs(
     type: str | None = None,
     limit: int = Query(default=50, ge=1, le=500),
     cursor: str | None = None,
-) -> dict[str, Any]:
+) -> FastJSONResponse:
     jobs, next_cursor = await store.list_jobs(
         db,
         caller.account_id,
@@ -112,12 +112,12 @@ async def list_jobs(
         limit=limit,
         cursor=cursor,
     )
-    return {"jobs": [store.job_out(j) for j in jobs], "next_cursor": next_cursor}
+    return FastJSONResponse({"jobs": [store.job_out(j) for j in jobs], "next_cursor": next_cursor})
 
 
 @router.get("/jobs/{job_id}")
-async def get_job(job_id: str, caller: Caller, db: Db) -> dict[str, Any]:
-    return store.job_out(await store.get_job(db, caller.account_id, job_id))
+async def get_job(job_id: str, caller: Caller, db: Db) -> FastJSONResponse:
+    return FastJSONResponse(store.job_out(await store.get_job(db, caller.account_id, job_id)))
 
 
 @router.get("/jobs/{job_id}/tasks")
@@ -128,14 +128,16 @@ async def get_tasks(
     status: str | None = None,
     limit: int = Query(default=100, ge=1, le=store.MAX_PAGE),
     cursor: str | None = None,
-) -> dict[str, Any]:
+) -> FastJSONResponse:
     job = await store.get_job(db, caller.account_id, job_id)
     tasks, next_cursor = await store.list_tasks(db, job, limit=limit, cursor=cursor, status=status)
-    return {
-        "job_id": job.id,
-        "tasks": [store.task_out(job, t) for t in tasks],
-        "next_cursor": next_cursor,
-    }
+    return FastJSONResponse(
+        {
+            "job_id": job.id,
+            "tasks": [store.task_out(job, t) for t in tasks],
+            "next_cursor": next_cursor,
+        }
+    )
 
 
 @router.get("/jobs/{job_id}/output")
@@ -145,7 +147,7 @@ async def get_output(
     db: Db,
     limit: int = Query(default=100, ge=1, le=store.MAX_PAGE),
     cursor: str | None = None,
-) -> dict[str, Any]:
+) -> FastJSONResponse:
     job = await store.get_job(db, caller.account_id, job_id)
     tasks, next_cursor = await store.list_tasks(db, job, limit=limit, cursor=cursor)
     out = []
@@ -163,7 +165,7 @@ async def get_output(
                 "live": live,
             }
         )
-    return {"job_id": job.id, "tasks": out, "next_cursor": next_cursor}
+    return FastJSONResponse({"job_id": job.id, "tasks": out, "next_cursor": next_cursor})
 
 
 @router.get("/jobs/{job_id}/events")
@@ -173,14 +175,16 @@ async def get_events(
     db: Db,
     limit: int = Query(default=200, ge=1, le=store.MAX_PAGE),
     after: int = Query(default=0, ge=0),
-) -> dict[str, Any]:
+) -> FastJSONResponse:
     job = await store.get_job(db, caller.account_id, job_id)
     events = await store.list_events(db, caller.account_id, [job.id], after=after, limit=limit)
-    return {
-        "job_id": job.id,
-        "events": [store.event_out(e) for e in events],
-        "next_after": events[-1].id if events else after,
-    }
+    return FastJSONResponse(
+        {
+            "job_id": job.id,
+            "events": [store.event_out(e) for e in events],
+            "next_after": events[-1].id if events else after,
+        }
+    )
 
 
 @router.put("/jobs/{job_id}/cancel")

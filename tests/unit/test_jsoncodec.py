@@ -1,8 +1,9 @@
 import json
+from decimal import Decimal
 
 import pytest
 
-from computalot.store.jsoncodec import dumps
+from computalot.store.jsoncodec import dumps, dumps_bytes
 
 
 @pytest.mark.parametrize(
@@ -17,3 +18,14 @@ from computalot.store.jsoncodec import dumps
 )
 def test_dumps_reads_back_like_the_standard_library(value: object) -> None:
     assert json.loads(dumps(value)) == json.loads(json.dumps(value))
+
+
+def test_answers_are_always_valid_json() -> None:
+    value = {"big": 2**70, "bad": "a\ud800", "nan": float("nan"), "money": Decimal("1.50")}
+    assert json.loads(dumps_bytes(value)) == {
+        "big": 2**70,
+        "bad": "a\ufffd",
+        "nan": None,
+        "money": "1.50",
+    }
+    assert json.loads(dumps_bytes({"plain": [1, "é"]})) == {"plain": [1, "é"]}
