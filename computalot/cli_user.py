@@ -251,18 +251,17 @@ AllPages = Annotated[
 
 def _all_results(client: ComputalotClient, job_id: str) -> dict[str, Any]:
     """The first page (summary, aggregate) with every page's results; a bar on stderr."""
-    first = client.get_results(job_id)
+    pages = client.iter_result_pages(job_id)
+    first = next(pages)
     results = list(first.get("results") or [])
-    cursor = first.get("next_cursor")
     total = (first.get("summary") or {}).get("total")
     columns = (TextColumn("results"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True, disable=not cursor) as progress:
+    more = bool(first.get("next_cursor"))
+    with Progress(*columns, console=err_console, transient=True, disable=not more) as progress:
         bar = progress.add_task("results", total=total, completed=len(results))
-        while cursor:
-            page = client.get_results(job_id, cursor=cursor)
+        for page in pages:
             results.extend(page.get("results") or [])
             progress.update(bar, completed=len(results))
-            cursor = page.get("next_cursor")
     return {**first, "results": results, "next_cursor": None}
 
 

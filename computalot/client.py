@@ -145,16 +145,21 @@ class ComputalotClient(_Common, Endpoints[JsonDict, str]):
             else:
                 time.sleep(poll_interval)
 
-    def iter_results(self, job_id: str, page_size: int = 1000) -> Iterator[JsonDict]:
-        """Every element's result ``{"task_id", "index", "status", "result", …}`` in element
-        order, page by page (``GET /results`` answers at most ``page_size`` at a time)."""
+    def iter_result_pages(self, job_id: str, page_size: int = 1000) -> Iterator[JsonDict]:
+        """Each ``GET /results`` page in turn (the first carries ``aggregate_result``)."""
         cursor: str | None = None
         while True:
             page = self.get_results(job_id, limit=page_size, cursor=cursor)
-            yield from page.get("results") or []
+            yield page
             cursor = page.get("next_cursor")
             if not cursor:
                 return
+
+    def iter_results(self, job_id: str, page_size: int = 1000) -> Iterator[JsonDict]:
+        """Every element's result ``{"task_id", "index", "status", "result", …}`` in element
+        order, page by page (``GET /results`` answers at most ``page_size`` at a time)."""
+        for page in self.iter_result_pages(job_id, page_size):
+            yield from page.get("results") or []
 
     def stream(self, job_id: str, last_event_id: int | str | None = None) -> Iterator[JsonDict]:
         """Events ``{"id", "event", "data"}`` of one job until its ``end`` event.
@@ -296,16 +301,23 @@ class AsyncComputalotClient(_Common, Endpoints[Awaitable[JsonDict], Awaitable[st
         content = await asyncio.to_thread(tarball_bytes, path_or_tarball)
         return await self._call(push_request(name, content))
 
-    async def iter_results(self, job_id: str, page_size: int = 1000) -> AsyncIterator[JsonDict]:
-        """Every element's result in element order, page by page (see the sync client)."""
+    async def iter_result_pages(
+        self, job_id: str, page_size: int = 1000
+    ) -> AsyncIterator[JsonDict]:
+        """Each ``GET /results`` page in turn (see the sync client)."""
         cursor: str | None = None
         while True:
             page = await self.get_results(job_id, limit=page_size, cursor=cursor)
-            for result in page.get("results") or []:
-                yield result
+            yield page
             cursor = page.get("next_cursor")
             if not cursor:
                 return
+
+    async def iter_results(self, job_id: str, page_size: int = 1000) -> AsyncIterator[JsonDict]:
+        """Every element's result in element order, page by page (see the sync client)."""
+        async for page in self.iter_result_pages(job_id, page_size):
+            for result in page.get("results") or []:
+                yield result
 
     async def wait(
         self, job_id: str, timeout: float | None = None, poll_interval: float = 0.5

@@ -18,13 +18,12 @@ from typing import Any
 
 import ray
 from ray.exceptions import RayError, TaskCancelledError
-from sqlalchemy import select
 
 from computalot.engine import records, recovery, settle
 from computalot.engine.hub import EventHub
 from computalot.engine.inflight import Inflight, stops_due
 from computalot.engine.names import DISPATCHER_NAME, HUB_NAME
-from computalot.engine.outcomes import infrastructure_loss, judge_outcome
+from computalot.engine.outcomes import Verdict, infrastructure_loss, judge_outcome
 from computalot.engine.packages import PackageCache
 from computalot.engine.record_queue import RecordQueue, UnstorableOutcome
 from computalot.engine.run_task import run_task
@@ -181,8 +180,7 @@ class Dispatcher:
 
     async def _store_ok(self) -> bool:
         try:
-            async with self.store.sessions() as db:
-                await db.execute(select(1))
+            await self.store.ping()
             return True
         except Exception:
             return False
@@ -265,14 +263,8 @@ class Dispatcher:
 
     def _judge_exception(self, info: Inflight, job: records.JobInfo, exc: BaseException) -> Any:
         if isinstance(exc, UnstorableOutcome):
-            return judge_outcome(
-                {
-                    "status": "ok",
-                    "result_state": "invalid",
-                    "result_error": (f"the attempt's outcome could not be stored: {exc}"),
-                },
-                batched=False,
-                element_count=1,
+            return Verdict(
+                "failed", "invalid_result", f"the attempt's outcome could not be stored: {exc}"
             )
         # A worker we force-stopped may surface as TaskCancelledError or as a crashed worker.
         if info.backstop:

@@ -24,6 +24,11 @@ def final_status(job: Job) -> str:
     return "failed"
 
 
+def _failure(index: int, status: str, error: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A failed task's error with its index (the job error names the first one)."""
+    return {"task_index": index, **error} if status == "failed" and error else None
+
+
 async def _elements(
     db: AsyncSession, job: Job
 ) -> tuple[list[ElementResult], dict[str, Any] | None]:
@@ -47,8 +52,7 @@ async def _elements(
     for index, status, start, count, batched, item, result, error in (
         await db.execute(query)
     ).tuples():
-        if status == "failed" and first_error is None and error:
-            first_error = {"task_index": index, **error}
+        first_error = first_error or _failure(index, status, error)
         items = item if isinstance(item, list) else [item]
         if batched:
             stored = (result or {}).get("elements") if isinstance(result, dict) else None
@@ -76,8 +80,7 @@ async def _collected(db: AsyncSession, job: Job) -> tuple[list[Any], dict[str, A
     out: list[Any] = []
     first_error: dict[str, Any] | None = None
     for index, status, count, batched, result, error in (await db.execute(query)).tuples():
-        if status == "failed" and first_error is None and error:
-            first_error = {"task_index": index, **error}
+        first_error = first_error or _failure(index, status, error)
         completed = status == "completed"
         if not batched:
             out.append(result if completed else None)

@@ -75,22 +75,18 @@ def judge_outcome(outcome: dict[str, Any], *, batched: bool, element_count: int)
         if batched:
             elements = []
             for item in split_batch_result(value, element_count):
-                item, w_scrub = _scrubbed(item) if marked else (item, [])
+                item, w_scrub = scrub(item) if marked else (item, [])
                 clean, quality, w = extract_quality(item)
                 elements.append({"result": clean, "quality": quality, "warnings": w_scrub + w})
             mean = sum(e["quality"] for e in elements) / len(elements) if elements else 1.0
             return Verdict(
                 "completed", result={"elements": elements}, quality=mean, warnings=warnings
             )
-        value, w_scrub = _scrubbed(value) if marked else (value, [])
+        value, w_scrub = scrub(value) if marked else (value, [])
         clean, quality, w = extract_quality(value)
     except ResultError as exc:
         return Verdict("failed", "invalid_result", str(exc))
     return Verdict("completed", result=clean, quality=quality, warnings=warnings + w_scrub + w)
-
-
-def _scrubbed(value: Any) -> tuple[Any, list[str]]:
-    return scrub(value)
 
 
 def infrastructure_loss(message: str) -> Verdict:

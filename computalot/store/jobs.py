@@ -46,6 +46,12 @@ def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
+def _bad_cursor() -> BadRequest:
+    return BadRequest(
+        "cursor is not valid", recommended_action="pass next_cursor from the previous page"
+    )
+
+
 def decode_cursor(cursor: str) -> list[Any]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
@@ -54,9 +60,7 @@ def decode_cursor(cursor: str) -> list[Any]:
             raise ValueError
         return values
     except ValueError:
-        raise BadRequest(
-            "cursor is not valid", recommended_action="pass next_cursor from the previous page"
-        ) from None
+        raise _bad_cursor() from None
 
 
 async def get_job(db: AsyncSession, account_id: str, job_id: str) -> Job:
@@ -321,9 +325,7 @@ async def results_page(
         start = int(values[0])
         next_task = int(values[1]) if len(values) > 1 else 0
     except (TypeError, ValueError, IndexError):
-        raise BadRequest(
-            "cursor is not valid", recommended_action="pass next_cursor from the previous page"
-        ) from None
+        raise _bad_cursor() from None
     end = min(start + limit, total)
     per_task = max(1, int(job.spec.get("batch_size") or 1))
     out: list[dict[str, Any]] = []

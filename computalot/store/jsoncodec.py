@@ -1,6 +1,7 @@
-"""How JSON columns (and the largest answers) are written: orjson (about 7x faster than ``json.dumps`` on results and
-events), falling back to the standard library for what orjson refuses (integers beyond 64 bits,
-strings that are not valid UTF-8), so every value the standard library can write is written.
+"""How JSON columns (and the job routes' answers) are written: orjson, about 7x faster than
+``json.dumps`` on results and events, falling back to the standard library for what orjson
+refuses (integers beyond 64 bits, strings that are not valid UTF-8), so every value the standard
+library can write is written.
 
 Reading stays with ``json.loads``: orjson reads an integer beyond 64 bits as a float, which would
 silently change a stored result.
