@@ -206,8 +206,12 @@ def ray_job_once(client: Any, project: Path, scratch: Path, n: int) -> float:
     return elapsed
 
 
-def plain_ray_fanout(project: Path, scratch: Path, n: int) -> float:
-    """The same ``n`` subprocesses through plain ``ray.remote(num_cpus=1)`` tasks."""
+def plain_ray_fanout(
+    project: Path, scratch: Path, n: int
+) -> tuple[float, dict[str, float], dict[str, float]]:
+    """The same ``n`` subprocesses through plain ``ray.remote(num_cpus=1)`` tasks: wall seconds,
+    CPU seconds by process and the machine's busy/idle seconds, all over the timed region only
+    (not the warm-up, which starts Ray workers)."""
     import ray
 
     def one(project_dir: str, root: str, i: int) -> Any:
@@ -236,13 +240,16 @@ def plain_ray_fanout(project: Path, scratch: Path, n: int) -> float:
     root = scratch / "plain"
     root.mkdir(exist_ok=True)
     ray.get([task.remote(str(project), str(root), i) for i in range(4)])  # warm workers
+    cpu0, machine0 = cpu_snapshot(), machine_cpu()
     t0 = time.perf_counter()
     out = ray.get([task.remote(str(project), str(root), i) for i in range(n)])
     elapsed = time.perf_counter() - t0
+    cpu = cpu_delta(cpu0, cpu_snapshot())
+    machine = machine_delta(machine0, machine_cpu())
     if sorted(r["i"] for r in out) != list(range(n)):
         raise RuntimeError("plain Ray fan-out lost results")
     shutil.rmtree(root, ignore_errors=True)
-    return elapsed
+    return elapsed, cpu, machine
 
 
 # ---- head processes ---------------------------------------------------------------------------

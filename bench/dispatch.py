@@ -147,10 +147,7 @@ def part_b(
 
     def plain_run(when: str) -> tuple[float, dict[str, float], dict[str, float]]:
         log(f"(b) plain Ray {when}: {n} tasks")
-        cpu0, machine0 = cpu_snapshot(), machine_cpu()
-        seconds = plain_ray_fanout(project_dir, scratch, n)
-        cpu = cpu_delta(cpu0, cpu_snapshot())
-        machine = machine_delta(machine0, machine_cpu())
+        seconds, cpu, machine = plain_ray_fanout(project_dir, scratch, n)
         log(f"(b) plain Ray {when}: {seconds:.1f} s")
         return seconds, cpu, machine
 

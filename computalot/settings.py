@@ -59,7 +59,7 @@ class Settings(BaseSettings):
 
     # Engine.
     max_inflight_tasks: int = Field(
-        default=0, ge=0, description="Ray tasks in flight at once; 0 = 2 x cluster CPUs + 8"
+        default=0, ge=0, description="most Ray tasks in flight at once; 0 = 4 x cluster CPUs + 32"
     )
     dispatch_interval_s: float = Field(default=0.5, gt=0, le=60)
     kill_grace_s: float = Field(default=5.0, ge=0, le=300)

@@ -1,9 +1,10 @@
 """The dispatcher: one detached, named Ray actor that owns scheduling (DESIGN.md).
 
-It is the only writer of task and job status. Each cycle it records finished attempts, applies
+It is the only writer of task and job status, and writes the events reporting each change in
+the same transaction (``computalot.store.events``). Each cycle it records finished attempts, applies
 cancels, releases jobs whose dependencies completed, and launches queued tasks into free slots
-(``max_inflight_tasks`` bounds the Ray tasks in flight, so a 100,000-task job never becomes
-100,000 ObjectRefs). On start it reconciles the store: attempts a dead incarnation left
+(about BACKLOG_S of work beyond the CPUs, see ``scheduling.inflight_target``; ``max_inflight_tasks``
+bounds the Ray tasks in flight, so a 100,000-task job never becomes 100,000 ObjectRefs). On start it reconciles the store: attempts a dead incarnation left
 ``running`` are requeued (infrastructure loss) or failed with ``worker_lost``.
 """
 
@@ -13,7 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 
 import ray
@@ -27,10 +28,17 @@ from computalot.engine.outcomes import Verdict, infrastructure_loss, judge_outco
 from computalot.engine.packages import PackageCache
 from computalot.engine.record_queue import RecordQueue, UnstorableOutcome
 from computalot.engine.run_task import run_task
-from computalot.engine.scheduling import Demand, allocate, batch_window, rotate
-from computalot.schemas.states import TERMINAL_JOB
+from computalot.engine.scheduling import (
+    Demand,
+    allocate,
+    batch_window,
+    inflight_target,
+    rotate,
+)
+from computalot.schemas.states import TERMINAL_JOB, TERMINAL_TASK
 from computalot.settings import load_settings
 from computalot.store.db import Store
+from computalot.store.events import EventRow, write_events
 from computalot.store.models import Job
 
 log = logging.getLogger("computalot.dispatcher")
@@ -51,8 +59,10 @@ class Dispatcher:
         self.packages = PackageCache()
         self.rotation: list[str] = []
         self.cluster_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self.capacity = self.settings.max_inflight_tasks or 2 * self.cluster_cpus + 8
-        self.completions: deque[float] = deque(maxlen=64)
+        #: The hard bound on launched Ray tasks (back-pressure); how many are kept in flight
+        #: below it follows the completion rate (``scheduling.inflight_target``).
+        self.max_inflight = self.settings.max_inflight_tasks or 4 * self.cluster_cpus + 32
+        self.completions: deque[float] = deque(maxlen=128)
         self.ready = False
         self.check_cancels = True
         self.check_deps = True
@@ -73,7 +83,17 @@ class Dispatcher:
     async def ping(self) -> dict[str, Any]:
         if not self.ready:
             raise RuntimeError("dispatcher is still reconciling the store")
-        return {"epoch": self.epoch, "inflight": len(self.inflight), "capacity": self.capacity}
+        return {
+            "epoch": self.epoch,
+            "inflight": len(self.inflight),
+            "capacity": self.capacity(),
+            "max_inflight": self.max_inflight,
+        }
+
+    def capacity(self) -> int:
+        return inflight_target(
+            self.cluster_cpus, self.completions, time.monotonic(), self.max_inflight
+        )
 
     def kick(self, blocked: bool = False) -> None:
         """New work arrived; ``blocked`` = it waits on other jobs (check dependencies)."""
@@ -113,13 +133,27 @@ class Dispatcher:
             self._hub = ray.get_actor(HUB_NAME, namespace=self.namespace)
         return self._hub
 
-    def emit(self, events: list[tuple[str, str, str, Any]]) -> None:
-        if events:
-            try:
-                self.hub.emit.remote(events)
-            except Exception:
-                self._hub = None
-                log.exception("could not reach the event hub; %d events dropped", len(events))
+    async def _commit(self, db: Any, events: list[EventRow]) -> None:
+        """Write ``events`` in ``db``'s transaction, commit, and tell the hub (for streams)."""
+        await write_events(db, events)
+        await db.commit()
+        self._announce(events)
+
+    def _announce(self, events: list[EventRow]) -> None:
+        if not events:
+            return
+        counts = Counter(job_id for job_id, _a, _name, _data in events)
+        ended = [
+            str(data.get("task_id"))
+            for _j, _a, name, data in events
+            if name == "task" and data.get("status") in TERMINAL_TASK
+        ]
+        try:
+            self.hub.written.remote(dict(counts), ended)
+        except Exception:
+            # The events are stored; streams find them at their next poll (a few seconds).
+            self._hub = None
+            log.warning("could not reach the event hub; streams will poll for new events")
 
     async def _main(self) -> None:
         while not self.ready:
@@ -128,8 +162,7 @@ class Dispatcher:
                     events = await recovery.reconcile(
                         db, self.epoch, lost_budget=self.settings.worker_lost_retries
                     )
-                    await db.commit()
-                self.emit(events)
+                    await self._commit(db, events)
                 self.ready = True
             except Exception:
                 log.exception("reconcile failed; retrying")
@@ -189,12 +222,11 @@ class Dispatcher:
         try:
             async with self.store.sessions() as db:
                 recorded = await self._record(db, batch)
-                await db.commit()
+                await self._commit(db, recorded)
         except Exception:
             log.exception("recording task %s on its own failed", batch[0][0].task_id)
             return False
         self._note_recorded(recorded)
-        self.emit(recorded)
         return True
 
     def _note_recorded(self, recorded: list[Any]) -> None:
@@ -206,7 +238,7 @@ class Dispatcher:
             self.queue_gen += 1
 
     async def _cycle_with(self, batch: list[tuple[Inflight, Any]]) -> None:
-        events: list[tuple[str, str, str, Any]] = []
+        events: list[EventRow] = []
         async with self.store.sessions() as db:
             if batch:
                 recorded = await self._record(db, batch)
@@ -229,8 +261,7 @@ class Dispatcher:
             self._backstop_timeouts()
             launches, launch_events = await self._claim(db, sweep)
             events += launch_events
-            await db.commit()
-        self.emit(events)
+            await self._commit(db, events)
         self.jobs.forget(job_id for job_id, _a, name, _d in events if name == "end")
         for job, task, attempt in launches:
             self._launch(job, task, attempt)
@@ -308,7 +339,7 @@ class Dispatcher:
 
     # ---- launching --------------------------------------------------------------------------
     async def _claim(self, db: Any, sweep: bool) -> tuple[list[Any], list[Any]]:
-        free = self.capacity - len(self.inflight)
+        free = self.capacity() - len(self.inflight)
         if free <= 0 or (self.claimed_gen == self.queue_gen and not sweep):
             return [], []
         gen = self.queue_gen
@@ -360,7 +391,12 @@ class Dispatcher:
         except (RayError, Exception) as exc:
             outcome = exc
         self.inflight.pop(info.task_id, None)
-        self.completions.append(time.monotonic())
+        if self.inflight:
+            self.completions.append(time.monotonic())
+        else:
+            # Nothing left running: the next burst's rate must not be averaged over this pause
+            # (a rate too low makes batch windows long enough to leave CPUs idle).
+            self.completions.clear()
         self.finished.add(info, outcome)
         self.wakeup.set()
 

@@ -1,9 +1,12 @@
-"""EventHub: the single writer of job events, and the wake-up point for SSE streams.
+"""EventHub: the wake-up point for SSE streams, and the writer of live task events.
 
-Every event (status changes from the dispatcher, progress and output from running tasks) goes
-through here and is written in small batches, so event ids are assigned in one order and a
-stream reading ``id > last`` never skips one. Streams call :meth:`EventHub.wait` to sleep until
-one of their jobs has something new.
+Status events (job, task, retry, result, end) are written by the dispatcher in the transaction
+that changes the state they report, which then tells the hub which jobs have news
+(:meth:`EventHub.written`). Progress and output from running tasks come here
+(:meth:`EventHub.task_live`) and are written in small batches. Both writers go through
+``computalot.store.events``, so ids become visible in id order and a stream reading
+``id > last`` never skips one. Streams call :meth:`EventHub.wait` to sleep until one of their
+jobs has something new.
 
 The store, settings and SQLAlchemy are imported inside the methods that use them: every Ray
 worker that reports a task's progress looks this actor up, and a lookup imports this module.
@@ -17,8 +20,9 @@ from collections import defaultdict
 from typing import Any
 
 from computalot.engine.names import HUB_NAME
-from computalot.schemas.states import TERMINAL_TASK
-from computalot.timeutil import utcnow
+
+#: ``(job_id, account_id, event name, data)``, as ``computalot.store.events`` writes them.
+EventRow = tuple[str, str, str, Any]
 
 log = logging.getLogger("computalot.hub")
 
@@ -28,6 +32,7 @@ FLUSH_INTERVAL_S = 0.0
 #: writes (and stream wake-ups) a second instead of one per event, while a lone event after a
 #: quiet spell is written at once (after one turn of the event loop: FLUSH_INTERVAL_S).
 MIN_FLUSH_SPACING_S = 0.02
+BARRIER_TIMEOUT_S = 30.0
 
 
 class EventHub:
@@ -37,39 +42,46 @@ class EventHub:
 
         self.settings = load_settings()
         self.store = Store(self.settings.resolved_database_url)
-        self.pending: list[dict[str, Any]] = []
+        self.pending: list[EventRow] = []
         self.live: dict[str, dict[str, Any]] = {}
         self.changed = asyncio.Event()
         self.flushed = asyncio.Condition()
         self.versions: dict[str, int] = defaultdict(int)
         self.tails: dict[str, tuple[int, str]] = {}  # task id -> (attempt, live output tail)
+        #: task id -> (attempt, live events of that attempt written to the store)
+        self.stored_live: dict[str, tuple[int, int]] = {}
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     async def ping(self) -> str:
         return "ok"
 
-    def emit(self, events: list[tuple[str, str, str, Any]]) -> None:
-        """Queue ``(job_id, account_id, event, data)`` rows for the next batch write.
+    async def written(self, counts: dict[str, int], ended_tasks: list[str]) -> None:
+        """The dispatcher committed ``counts[job_id]`` new events per job: wake their streams.
 
-        Calls from one caller run in order, so a caller's events keep their order in the store.
-        """
-        now = utcnow()
-        for job_id, account_id, name, data in events:
-            if name == "task" and isinstance(data, dict) and data.get("status") in TERMINAL_TASK:
-                self.tails.pop(str(data.get("task_id")), None)  # bounded: only running tasks
-            self.pending.append(
-                {
-                    "job_id": job_id,
-                    "account_id": account_id,
-                    "event": name,
-                    "data": data,
-                    "created_at": now,
-                }
-            )
-        self.changed.set()
+        ``ended_tasks`` reached a terminal status, so their live output tails are dropped
+        (only running tasks keep one)."""
+        for task_id in ended_tasks:
+            self.tails.pop(task_id, None)
+            self.stored_live.pop(task_id, None)
+        async with self.flushed:
+            for job_id, n in counts.items():
+                self.versions[job_id] += n
+            self.flushed.notify_all()
 
-    def barrier(self) -> None:
-        """No-op: a caller awaits it to know its earlier calls were taken in."""
+    async def barrier(self, task_id: str, attempt: int, sent: int) -> None:
+        """Return once ``sent`` live events of this attempt are in the store.
+
+        ``run_task`` awaits it before returning an attempt's outcome, so the task's progress and
+        output events get lower ids than the status events the dispatcher then writes for it.
+        Counting (not "everything received so far") holds however Ray orders the calls of an
+        async actor."""
+
+        def stored() -> bool:
+            stored_attempt, count = self.stored_live.get(task_id, (attempt, 0))
+            return stored_attempt == attempt and count >= sent
+
+        async with self.flushed:
+            await asyncio.wait_for(self.flushed.wait_for(stored), BARRIER_TIMEOUT_S)
 
     def task_live(
         self,
@@ -81,7 +93,6 @@ class EventHub:
         data: dict[str, Any],
     ) -> None:
         """A running task's progress or output (fire-and-forget from ``run_task``)."""
-        now = utcnow()
         if kind == "progress":
             payload = {"task_id": task_id, "attempt": attempt, "progress": data.get("progress")}
             self.live.setdefault(task_id, {})["latest_progress"] = data.get("progress")
@@ -102,15 +113,7 @@ class EventHub:
             entry = self.live.setdefault(task_id, {})
             entry["output_tail"] = tail
             entry["output_attempt"] = attempt
-        self.pending.append(
-            {
-                "job_id": job_id,
-                "account_id": account_id,
-                "event": kind,
-                "data": payload,
-                "created_at": now,
-            }
-        )
+        self.pending.append((job_id, account_id, kind, payload))
         self.changed.set()
 
     async def wait(
@@ -154,18 +157,22 @@ class EventHub:
                 self.changed.set()
                 continue
             async with self.flushed:
-                for row in batch:
-                    self.versions[row["job_id"]] += 1
+                for job_id, _account, _name, data in batch:
+                    self.versions[job_id] += 1
+                    task_id, attempt = data["task_id"], data["attempt"]
+                    stored_attempt, count = self.stored_live.get(task_id, (attempt, 0))
+                    count = count + 1 if stored_attempt == attempt else 1
+                    self.stored_live[task_id] = (attempt, count)
                 self.flushed.notify_all()
 
-    async def _write(self, batch: list[dict[str, Any]], live: dict[str, dict[str, Any]]) -> None:
-        from sqlalchemy import insert, update
+    async def _write(self, batch: list[EventRow], live: dict[str, dict[str, Any]]) -> None:
+        from sqlalchemy import update
 
-        from computalot.store.models import Event, Task
+        from computalot.store.events import write_events
+        from computalot.store.models import Task
 
         async with self.store.sessions() as db:
-            if batch:
-                await db.execute(insert(Event), batch)
+            await write_events(db, batch)
             for task_id, values in live.items():
                 await db.execute(update(Task).where(Task.id == task_id).values(**values))
             await db.commit()

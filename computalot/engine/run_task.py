@@ -94,7 +94,10 @@ class _LiveReporter:
     def drain(self) -> None:
         """Wait until the hub has taken every event sent so far (they precede the outcome)."""
         if self.hub is not None and self.sent:
-            ray.get(self.hub.barrier.remote(), timeout=10)
+            spec = self.spec
+            ray.get(
+                self.hub.barrier.remote(spec["task_id"], spec["attempt"], self.sent), timeout=10
+            )
 
     def __call__(self, kind: str, data: dict[str, Any]) -> None:
         spec = self.spec

@@ -5,6 +5,7 @@ Pure functions so the policy is unit-tested without Ray.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,6 +73,39 @@ MAX_BATCH_WINDOW_S = 1.0
 #: Only completions this recent measure the rate: older ones (an earlier job, a pause between
 #: jobs) would make it look slow and the window long enough to leave CPUs idle.
 RATE_HORIZON_S = 2.0
+#: Work kept queued inside Ray beyond the CPUs, in seconds at the current completion rate:
+#: enough that a CPU whose task ends starts the next one at once while the dispatcher gathers
+#: completions into one cycle; little enough that a task arriving later (another account's, a
+#: higher priority) waits behind at most this much already-launched work.
+BACKLOG_S = 0.5
+
+
+#: Fewer recent completions than this give no rate: the first few of a burst arrive in pairs
+#: and clumps, and a rate read from them is as likely too low (a window long enough to drain
+#: Ray's queue and idle the CPUs) as too high.
+MIN_RATE_SAMPLES = 8
+
+
+def completion_rate(completions: Sequence[float], now: float) -> float | None:
+    """Completions per second over those within RATE_HORIZON_S of ``now`` (None: too few)."""
+    recent = [t for t in completions if now - t <= RATE_HORIZON_S]
+    if len(recent) < MIN_RATE_SAMPLES:
+        return None
+    span = recent[-1] - recent[0]
+    return (len(recent) - 1) / span if span > 0 else None
+
+
+def inflight_target(cluster_cpus: int, completions: Sequence[float], now: float, cap: int) -> int:
+    """How many launched Ray tasks the dispatcher keeps in flight (at most ``cap``).
+
+    One per CPU running plus a backlog queued inside Ray: BACKLOG_S of work at the current
+    completion rate, and never less than one per CPU. Short tasks (many completions a second)
+    get a deep backlog, so each dispatcher cycle launches and settles several; long tasks a
+    shallow one, so later work is not stuck behind many launched hour-long tasks.
+    """
+    rate = completion_rate(completions, now) or 0.0
+    backlog = max(cluster_cpus, math.ceil(rate * BACKLOG_S))
+    return max(1, min(cap, cluster_cpus + backlog))
 
 
 def batch_window(
@@ -88,11 +122,7 @@ def batch_window(
     backlog = inflight - cluster_cpus
     if backlog <= 0:
         return 0.0
-    recent = [t for t in completions if now - t <= RATE_HORIZON_S]
-    if len(recent) < 2:
+    rate = completion_rate(completions, now)
+    if rate is None:
         return 0.0
-    span = recent[-1] - recent[0]
-    if span <= 0:
-        return 0.0
-    rate = (len(recent) - 1) / span
     return min(MAX_BATCH_WINDOW_S, backlog / (2 * rate))

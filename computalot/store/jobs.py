@@ -227,6 +227,23 @@ async def list_events(
     return list((await db.execute(query)).scalars())
 
 
+#: What a stream frame needs of an event, in this order (Core rows: no ORM objects per event).
+StreamEvent = tuple[int, str, str, Any]
+
+
+async def stream_events(
+    db: AsyncSession, account_id: str, job_ids: list[str], *, after: int, limit: int
+) -> list[StreamEvent]:
+    """``(id, job_id, event, data)`` of the jobs' events after ``after``, in id order."""
+    query = (
+        select(Event.id, Event.job_id, Event.event, Event.data)
+        .where(Event.job_id.in_(job_ids), Event.account_id == account_id, Event.id > after)
+        .order_by(Event.id)
+        .limit(limit)
+    )
+    return [tuple(row) for row in (await db.execute(query)).tuples()]
+
+
 def event_out(event: Event) -> dict[str, Any]:
     return {
         "id": event.id,

@@ -122,6 +122,16 @@ def test_stream_delivers_progress_and_output_live(
     assert "task" in names and "result" in names and "job" in names
     after_gate = [f["data"] for f in frames if f["event"] == "progress"]
     assert after_gate[-1]["progress"] == {"step": 2, "of": 2}
+    # The last progress line (printed right before exit) precedes the task's completion: live
+    # events are stored before the attempt's outcome reaches the dispatcher, which writes the
+    # status events.
+    last_live = max(i for i, f in enumerate(frames) if f["event"] in ("progress", "output"))
+    done = next(
+        i
+        for i, f in enumerate(frames)
+        if f["event"] == "task" and f["data"]["status"] == "completed"
+    )
+    assert last_live < done < names.index("result"), names
     # Progress lines are not output text.
     output_text = "".join(f["data"]["text"] for f in frames if f["event"] == "output")
     assert "COMPUTALOT_PROGRESS" not in output_text

@@ -6,6 +6,7 @@ that only works on one of them fails here.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -21,7 +22,8 @@ from computalot.projects import service as projects
 from computalot.settings import load_settings
 from computalot.store import accounts
 from computalot.store.db import Store
-from computalot.store.jobs import get_job, list_events, list_jobs
+from computalot.store.events import write_events
+from computalot.store.jobs import get_job, list_events, list_jobs, stream_events
 from computalot.store.migrate import upgrade
 from computalot.store.models import Event, LedgerEntry, WalletSession
 from computalot.timeutil import utcnow
@@ -251,6 +253,56 @@ async def test_events_keep_insertion_order(store: Store) -> None:
         assert [e.id for e in page] == ids[:2]
         # Another account never reads these events, even naming the job.
         assert await list_events(db, other, [job.id], after=0, limit=100) == []
+
+
+async def test_concurrent_event_writers_become_visible_in_id_order(store: Store) -> None:
+    """Two writers (the dispatcher and the event hub) insert events at once: a reader following
+    ``id > last`` must never see a later id before an earlier one is visible, or it would skip
+    the earlier event for good. Writer A inserts, then holds its transaction open while B
+    inserts and commits."""
+    owner = await new_member(store, "evw")
+    job = job_row(owner)
+    async with store.sessions() as db:
+        db.add(job)
+        await db.commit()
+    a_inserted = asyncio.Event()
+    stop = asyncio.Event()
+
+    async def writer_a() -> None:
+        async with store.sessions() as db:
+            await write_events(db, [(job.id, owner, "task", {"w": "a", "i": i}) for i in range(3)])
+            a_inserted.set()
+            await asyncio.sleep(0.4)
+            await db.commit()
+
+    async def writer_b() -> None:
+        await a_inserted.wait()
+        async with store.sessions() as db:
+            await write_events(
+                db, [(job.id, owner, "output", {"w": "b", "i": i}) for i in range(2)]
+            )
+            await db.commit()
+
+    async def reader() -> list[int]:
+        after, seen = 0, []
+        while True:
+            done = stop.is_set()
+            async with store.sessions() as db:
+                rows = await stream_events(db, owner, [job.id], after=after, limit=100)
+            seen += [row[0] for row in rows]
+            after = rows[-1][0] if rows else after
+            if done:
+                return seen
+            await asyncio.sleep(0.01)
+
+    reading = asyncio.create_task(reader())
+    await asyncio.gather(writer_a(), writer_b())
+    stop.set()
+    seen = await reading
+    async with store.sessions() as db:
+        stored = await stream_events(db, owner, [job.id], after=0, limit=100)
+    assert [row[0] for row in stored] == seen, "a reader following id > last skipped events"
+    assert [row[3]["w"] for row in stored] == ["a", "a", "a", "b", "b"]
 
 
 # ---- the API on each backend: hostile input is a 4xx, never a 500 ------------------------------

@@ -1,11 +1,16 @@
+import math
 from datetime import UTC, datetime, timedelta
 
 from computalot.engine.scheduling import (
+    BACKLOG_S,
     MAX_BATCH_WINDOW_S,
+    MIN_RATE_SAMPLES,
     RATE_HORIZON_S,
     Demand,
     allocate,
     batch_window,
+    completion_rate,
+    inflight_target,
     rotate,
 )
 
@@ -58,12 +63,41 @@ def test_batch_window_waits_only_while_ray_holds_a_backlog() -> None:
     assert abs(batch_window(208, 100, fast, fast[-1]) - 0.054) < 1e-6
 
 
+def test_rate_needs_enough_recent_completions() -> None:
+    # the first completions of a burst come in clumps: no rate (so no wait) until there are
+    # MIN_RATE_SAMPLES of them
+    clump = [10.0, 10.001, 10.035, 10.036]
+    assert completion_rate(clump, 10.04) is None
+    assert batch_window(20, 2, clump, 10.04) == 0.0
+    steady = [10.0 + i * 0.02 for i in range(MIN_RATE_SAMPLES)]
+    assert abs(completion_rate(steady, steady[-1]) - 50.0) < 1e-6  # type: ignore[operator]
+
+
 def test_batch_window_ignores_completions_of_an_earlier_burst() -> None:
     # 61 completions a minute ago at 10/s, then a new job completing 20/s: its rate counts, not
     # the average over the pause (which made the window 1 s and left the CPUs idle).
     old = [i * 0.1 for i in range(61)]
-    new = [66.0, 66.05, 66.1]
-    assert abs(batch_window(12, 2, old + new, 66.1) - 10 / (2 * 20)) < 1e-9
+    new = [66.0 + i * 0.05 for i in range(MIN_RATE_SAMPLES)]
+    assert abs(batch_window(12, 2, old + new, new[-1]) - 10 / (2 * 20)) < 1e-9
     # a slow trickle (one completion in the horizon): no wait
     assert batch_window(100, 2, [0.0, 10.0], 10.0) == 0.0
     assert RATE_HORIZON_S < 10.0
+
+
+def test_inflight_target_follows_the_completion_rate() -> None:
+    # no rate yet (a new burst, long tasks): one running and one queued per CPU
+    assert inflight_target(2, [], 0.0, cap=40) == 4
+    assert inflight_target(100, [], 0.0, cap=1000) == 200
+    # 50 completions/s on 2 CPUs: BACKLOG_S of work queued beyond the CPUs
+    steady = [i * 0.02 for i in range(40)]
+    expected = 2 + math.ceil(50 * BACKLOG_S)
+    assert inflight_target(2, steady, steady[-1], cap=1000) == expected
+    # never beyond the cap (back-pressure), never below one
+    assert inflight_target(2, steady, steady[-1], cap=10) == 10
+    assert inflight_target(1, [], 0.0, cap=1) == 1
+    # slower tasks keep the backlog at one per CPU: 4 completions/s, and one every 10 s (which
+    # never has MIN_RATE_SAMPLES within the horizon, so no rate at all)
+    four_per_s = [i * 0.25 for i in range(MIN_RATE_SAMPLES)]
+    assert inflight_target(2, four_per_s, four_per_s[-1], cap=1000) == 4
+    every_10_s = [i * 10.0 for i in range(20)]
+    assert inflight_target(2, every_10_s, every_10_s[-1], cap=1000) == 4

@@ -1,0 +1,71 @@
+"""The event hub on a real SQLite store, outside Ray: its barrier orders a task's live events
+before the status events the dispatcher writes after it (SPEC §5.8 ordering)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from computalot.engine import hub as hub_module
+from computalot.engine.hub import EventHub
+from computalot.store.jobs import stream_events
+from computalot.store.migrate import upgrade
+from tests.support.store_rows import job_row, new_member
+
+
+@pytest.fixture
+async def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> EventHub:
+    monkeypatch.setenv("COMPUTALOT_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("COMPUTALOT_DATABASE_URL", raising=False)
+    event_hub = EventHub()
+    await upgrade(event_hub.store.engine)
+    yield event_hub
+    event_hub._writer.cancel()
+    await event_hub.store.close()
+
+
+def live(job_id: str, owner: str, n: int) -> tuple[str, str, str, int, str, dict[str, str]]:
+    return (job_id, owner, "task-1", 1, "output", {"stream": "stdout", "text": f"line {n}\n"})
+
+
+async def test_barrier_waits_for_the_events_it_counts_even_when_they_arrive_after_it(
+    hub: EventHub,
+) -> None:
+    owner = await new_member(hub.store, "hub")
+    job = job_row(owner)
+    async with hub.store.sessions() as db:
+        db.add(job)
+        await db.commit()
+    # Ray may start an async actor's calls out of order: the barrier can run before the live
+    # events it must wait for have arrived.
+    barrier = asyncio.create_task(hub.barrier("task-1", 1, 2))
+    await asyncio.sleep(0.05)
+    assert not barrier.done()
+    hub.task_live(*live(job.id, owner, 1))
+    await asyncio.sleep(0.1)
+    assert not barrier.done(), "returned with one of two events stored"
+    hub.task_live(*live(job.id, owner, 2))
+    await asyncio.wait_for(barrier, 5)
+    async with hub.store.sessions() as db:
+        stored = await stream_events(db, owner, [job.id], after=0, limit=10)
+    assert [row[3]["text"] for row in stored] == ["line 1\n", "line 2\n"]
+
+
+async def test_barrier_counts_only_the_current_attempt(
+    hub: EventHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner = await new_member(hub.store, "hub2")
+    job = job_row(owner)
+    async with hub.store.sessions() as db:
+        db.add(job)
+        await db.commit()
+    hub.task_live(*live(job.id, owner, 1))  # attempt 1
+    await asyncio.wait_for(hub.barrier("task-1", 1, 1), 5)
+    monkeypatch.setattr(hub_module, "BARRIER_TIMEOUT_S", 0.3)
+    with pytest.raises(TimeoutError):  # attempt 2 sent one event that never arrived
+        await hub.barrier("task-1", 2, 1)
+    # a finished task's bookkeeping goes with its terminal status event
+    await hub.written({job.id: 1}, ["task-1"])
+    assert "task-1" not in hub.stored_live and "task-1" not in hub.tails
