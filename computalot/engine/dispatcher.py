@@ -1,11 +1,12 @@
 """The dispatcher: one detached, named Ray actor that owns scheduling (DESIGN.md).
 
 It is the only writer of task and job status, and writes the events reporting each change in
-the same transaction (``computalot.store.events``). Each cycle it records finished attempts, applies
-cancels, releases jobs whose dependencies completed, and launches queued tasks into free slots
-(about BACKLOG_S of work beyond the CPUs, see ``scheduling.inflight_target``; ``max_inflight_tasks``
-bounds the Ray tasks in flight, so a 100,000-task job never becomes 100,000 ObjectRefs). On start it reconciles the store: attempts a dead incarnation left
-``running`` are requeued (infrastructure loss) or failed with ``worker_lost``.
+the same transaction (``computalot.store.events``). Each cycle it records finished attempts,
+applies cancels, releases jobs whose dependencies completed, and launches queued tasks into free
+slots: about BACKLOG_S of work beyond the CPUs (``scheduling.inflight_target``), never more than
+``max_inflight_tasks``, so a 100,000-task job never becomes 100,000 ObjectRefs. On start it
+reconciles the store: attempts a dead incarnation left ``running`` are requeued (infrastructure
+loss) or failed with ``worker_lost``.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ SWEEP_INTERVAL_S = 2.0
 class Dispatcher:
     def __init__(self) -> None:
         self.settings = load_settings()
-        self.store = Store(self.settings.resolved_database_url)
+        self.store = Store(self.settings.resolved_database_url, inline=True)
         self.epoch = uuid.uuid4().hex[:16]
         self.namespace = self.settings.ray_namespace
         self.inflight: dict[str, Inflight] = {}
@@ -261,10 +262,12 @@ class Dispatcher:
             self._backstop_timeouts()
             launches, launch_events = await self._claim(db, sweep)
             events += launch_events
-            await self._commit(db, events)
-        self.jobs.forget(job_id for job_id, _a, name, _d in events if name == "end")
+            await write_events(db, events)
+            await db.commit()
         for job, task, attempt in launches:
             self._launch(job, task, attempt)
+        self._announce(events)  # after the launches: streams can wait, the tasks should not
+        self.jobs.forget(job_id for job_id, _a, name, _d in events if name == "end")
 
     # ---- recording outcomes -----------------------------------------------------------------
     async def _record(self, db: Any, batch: list[tuple[Inflight, Any]]) -> list[Any]:

@@ -41,7 +41,7 @@ class EventHub:
         from computalot.store.db import Store
 
         self.settings = load_settings()
-        self.store = Store(self.settings.resolved_database_url)
+        self.store = Store(self.settings.resolved_database_url, inline=True)
         self.pending: list[EventRow] = []
         self.live: dict[str, dict[str, Any]] = {}
         self.changed = asyncio.Event()

@@ -18,18 +18,21 @@ from computalot.store.sqlite_driver import one_hop_dbapi
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 5, inline: bool = False) -> AsyncEngine:
     """An async engine tuned for the backend behind ``url``.
 
     SQLite: WAL lets readers run beside the single writer; ``busy_timeout`` makes a writer in
     another process (Serve replica, dispatcher, event hub) wait instead of failing; statements
-    go through :mod:`computalot.store.sqlite_driver` (one thread hop each).
+    go through :mod:`computalot.store.sqlite_driver` (one thread hop each, or none when
+    ``inline``: then the busy timeout is zero and a statement that finds the write lock taken
+    waits on the connection thread instead).
     """
     if url.startswith("sqlite"):
         extra: dict[str, Any] = {}
-        dbapi = one_hop_dbapi() if url.startswith("sqlite+aiosqlite") else None
+        dbapi = one_hop_dbapi(inline=inline) if url.startswith("sqlite+aiosqlite") else None
         if dbapi is not None:
             extra["module"] = dbapi
+        inline_ms = dbapi is not None and dbapi.connection_cls.inline_busy_ms is not None
         engine = create_async_engine(
             url,
             pool_size=pool_size,
@@ -44,8 +47,8 @@ def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute(f"PRAGMA busy_timeout={0 if inline_ms else SQLITE_BUSY_TIMEOUT_MS}")
             cur.close()
 
         return engine
@@ -63,11 +66,14 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 class Store:
-    """One engine + session factory per process (Serve replica, dispatcher, event hub, CLI)."""
+    """One engine + session factory per process (Serve replica, dispatcher, event hub, CLI).
 
-    def __init__(self, url: str) -> None:
+    ``inline``: SQLite statements run on the event loop's thread (the dispatcher and the event
+    hub, whose statements are many, tiny and sequential; see ``sqlite_driver``)."""
+
+    def __init__(self, url: str, *, inline: bool = False) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, inline=inline)
         self.sessions = make_sessionmaker(self.engine)
 
     @property

@@ -1,10 +1,17 @@
-"""SQLite through aiosqlite with one thread hop per statement.
+"""SQLite through aiosqlite with one thread hop per statement, or none.
 
 SQLAlchemy's aiosqlite adapter makes three or four round trips to aiosqlite's connection thread
 for every statement (open a cursor, execute, fetch, close), each two thread switches. This
 adapter runs the whole statement as one call on the same connection thread, so transactions,
 locking and errors are exactly aiosqlite's; only the hops go. Measured on a 2-core host: a
 trivial statement 0.77 -> 0.38 ms idle; bench/dispatch.py (a) overhead 59-62 -> 54-57 ms.
+
+*Inline* engines (the dispatcher's and the event hub's: many tiny statements, one at a time)
+skip the hop too: a statement runs on the event loop's thread with SQLite's busy timeout at
+zero, so it never sleeps there. Reads never wait in WAL mode; a write that finds another
+process holding the write lock fails at once with SQLITE_BUSY and is run again on the
+connection thread with the usual busy timeout, which waits without blocking the loop. Under
+load each hop cost 1-2 ms (a thread switch each way on a busy 2-core host).
 
 It needs two private parts of aiosqlite (``Connection._execute`` and ``Connection._conn``) and
 SQLAlchemy 2.1's adapter layout; :func:`one_hop_dbapi` returns None where they are missing and the
@@ -23,10 +30,24 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
 )
+from sqlalchemy.util.concurrency import await_
+
+#: SQLite's primary result code for "another connection holds the lock" (extended codes such as
+#: SQLITE_BUSY_SNAPSHOT share it in their low byte).
+SQLITE_BUSY = 5
+
+
+def is_busy(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return (
+        isinstance(exc, sqlite3.OperationalError)
+        and code is not None
+        and code & 0xFF == SQLITE_BUSY
+    )
 
 
 def _run(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> Any:
-    """Runs on aiosqlite's connection thread: the whole statement, start to end."""
+    """The whole statement, start to end (on aiosqlite's connection thread, or inline)."""
     cursor = conn.cursor()
     try:
         if many:
@@ -40,6 +61,24 @@ def _run(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool) 
         return description, rows, cursor.rowcount, cursor.lastrowid
     finally:
         cursor.close()
+
+
+def _waiting(busy_timeout_ms: int, fn: Any, conn: sqlite3.Connection, *args: Any) -> Any:
+    """``fn`` with a busy timeout: an inline statement that found the lock taken, run again on
+    the connection thread, where waiting for the lock blocks nobody."""
+    conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}").close()
+    try:
+        return fn(conn, *args)
+    finally:
+        conn.execute("PRAGMA busy_timeout=0").close()
+
+
+def _commit(conn: sqlite3.Connection) -> None:
+    conn.commit()
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    conn.rollback()
 
 
 class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
@@ -85,11 +124,28 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         self._rows.clear()
 
     async def _statement(self, operation: Any, parameters: Any, many: bool) -> None:
-        async with self._adapt_connection._execute_mutex:
+        adapt = self._adapt_connection
+        busy_ms: int | None = getattr(adapt, "inline_busy_ms", None)
+        async with adapt._execute_mutex:
             conn = self._connection
-            description, rows, rowcount, lastrowid = await conn._execute(
-                _run, conn._conn, operation, parameters, many
-            )
+            if busy_ms is None:
+                result = await conn._execute(_run, conn._conn, operation, parameters, many)
+            else:
+                try:
+                    result = _run(conn._conn, operation, parameters, many)
+                except sqlite3.OperationalError as exc:
+                    if not is_busy(exc):
+                        raise
+                    result = await conn._execute(
+                        _waiting,
+                        busy_ms,
+                        _run,
+                        conn._conn,
+                        operation,
+                        parameters,
+                        many,
+                    )
+            description, rows, rowcount, lastrowid = result
         self._description = description
         self._rows = collections.deque(rows)
         self._rowcount = rowcount
@@ -105,21 +161,60 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
     _cursor_cls = OneHopCursor
+    #: None: every statement goes to the connection thread. A number: statements run inline
+    #: and a busy one is retried on the thread with this busy timeout (ms).
+    inline_busy_ms: int | None = None
+
+    def _finish(self, fn: Any) -> None:
+        conn = self._connection
+        try:
+            try:
+                fn(conn._conn)
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                await_(conn._execute(_waiting, self.inline_busy_ms, fn, conn._conn))
+        except Exception as error:
+            self._handle_exception(error)
+
+    def commit(self) -> None:
+        if self.inline_busy_ms is None:
+            super().commit()
+        else:
+            self._finish(_commit)
+
+    def rollback(self) -> None:
+        if self.inline_busy_ms is None:
+            super().rollback()
+        else:
+            self._finish(_rollback)
+
+
+class InlineConnection(OneHopConnection):
+    __slots__ = ()
+    inline_busy_ms = 30_000
 
 
 class OneHopDbapi(AsyncAdapt_aiosqlite_dbapi):
+    def __init__(self, aiosqlite: Any, sqlite: Any, *, inline: bool = False) -> None:
+        super().__init__(aiosqlite, sqlite)
+        self.connection_cls = InlineConnection if inline else OneHopConnection
+
     def connect(self, *arg: Any, **kw: Any) -> OneHopConnection:
+        if self.connection_cls is InlineConnection:
+            kw["check_same_thread"] = False  # the loop thread uses the connection too
         stock = super().connect(*arg, **kw)
-        return OneHopConnection(self, stock._connection)
+        return self.connection_cls(self, stock._connection)
 
 
-def one_hop_dbapi() -> OneHopDbapi | None:
+def one_hop_dbapi(*, inline: bool = False) -> OneHopDbapi | None:
     """The adapter for ``create_async_engine(module=...)``, or None where aiosqlite or
-    SQLAlchemy's adapter (``_execute_async``, SQLAlchemy ≥ 2.1) do not have the shape it needs."""
+    SQLAlchemy's adapter (``_execute_async``, SQLAlchemy ≥ 2.1) do not have the shape it needs.
+    ``inline``: statements run on the caller's thread (see the module's docstring)."""
     needed = (
         hasattr(aiosqlite.Connection, "_execute"),
         hasattr(aiosqlite.Connection, "_conn"),
         hasattr(AsyncAdapt_aiosqlite_cursor, "_execute_async"),
         hasattr(AsyncAdapt_aiosqlite_cursor, "_executemany_async"),
     )
-    return OneHopDbapi(aiosqlite, sqlite3) if all(needed) else None
+    return OneHopDbapi(aiosqlite, sqlite3, inline=inline) if all(needed) else None

@@ -1,7 +1,7 @@
 """Server-Sent Events for one job or many (SPEC §5.8).
 
-Events come from the store in id order (the event hub is their only writer), so resuming with
-``Last-Event-ID`` neither loses nor repeats one. Between reads the stream sleeps on the hub
+Events come from the store in id order (their writers make ids visible in that order, see
+``computalot.store.events``), so resuming with ``Last-Event-ID`` neither loses nor repeats one. Between reads the stream sleeps on the hub
 until one of its jobs has news, and sends a comment heartbeat every 15 s.
 """
 
@@ -104,8 +104,10 @@ async def _stalled_ends(
 ) -> list[dict[str, Any]]:
     """Terminal jobs whose ``end`` event has not shown up for END_GRACE_S.
 
-    The event hub writes ``end`` right after the job turns terminal; if the hub was lost in
-    between, the stream still ends (with an id-less ``end`` built from the stored job).
+    The dispatcher writes ``end`` in the transaction that makes the job terminal, so this is a
+    safety net: a job that ended without one (its ``end`` lost with an event hub of an earlier
+    version, a store repaired by hand) still ends the stream, with an id-less ``end`` built from
+    the stored job.
     """
     if not open_ids:
         return []

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select,
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from computalot.store.db import make_engine
-from computalot.store.sqlite_driver import OneHopCursor
+from computalot.store.sqlite_driver import InlineConnection, OneHopConnection, OneHopCursor
 
 META = MetaData()
 ITEMS = Table(
@@ -26,9 +29,10 @@ def _run(coro: object) -> object:
     return asyncio.run(coro)  # type: ignore[arg-type]
 
 
-def test_statements_rows_returning_executemany_and_errors(tmp_path: Path) -> None:
+@pytest.mark.parametrize("inline", [False, True], ids=["one-hop", "inline"])
+def test_statements_rows_returning_executemany_and_errors(tmp_path: Path, inline: bool) -> None:
     async def scenario() -> None:
-        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'one.db'}")
+        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'one.db'}", inline=inline)
         async with engine.begin() as conn:
             await conn.run_sync(META.create_all)
         async with engine.begin() as conn:
@@ -81,5 +85,77 @@ def test_streamed_results_keep_working(tmp_path: Path) -> None:
             ids = [row[0] async for row in result]
         assert ids == list(range(1, 251))
         await engine.dispose()
+
+    _run(scenario())
+
+
+async def _statement_thread(engine: object) -> int:
+    """The id of the thread a statement runs on (an SQL function that reports it)."""
+    async with engine.connect() as conn:  # type: ignore[attr-defined]
+        raw = await conn.get_raw_connection()
+        sqlite_conn = raw.dbapi_connection._connection._conn
+        sqlite_conn.create_function("thread_id", 0, threading.get_ident)
+        return int((await conn.execute(text("SELECT thread_id()"))).scalar_one())
+
+
+def test_inline_engine_runs_statements_on_the_loop_thread(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'three.db'}"
+        hop, inline = make_engine(url), make_engine(url, inline=True)
+        loop_thread = threading.get_ident()
+        assert await _statement_thread(hop) != loop_thread
+        assert await _statement_thread(inline) == loop_thread
+        async with inline.connect() as conn:
+            raw = await conn.get_raw_connection()
+            assert isinstance(raw.dbapi_connection, InlineConnection)
+        async with hop.connect() as conn:
+            raw = await conn.get_raw_connection()
+            assert type(raw.dbapi_connection) is OneHopConnection
+        await hop.dispose()
+        await inline.dispose()
+
+    _run(scenario())
+
+
+def test_inline_write_waits_for_the_lock_without_blocking_the_loop(tmp_path: Path) -> None:
+    """Another connection holds the write lock: the inline write fails fast on the loop thread,
+    then waits on the connection thread (the loop keeps running) and lands after the commit."""
+
+    async def scenario() -> None:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'four.db'}"
+        holder, inline = make_engine(url), make_engine(url, inline=True)
+        async with holder.begin() as conn:
+            await conn.run_sync(META.create_all)
+        ticks: list[float] = []
+
+        async def ticker() -> None:
+            while True:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.01)
+
+        async def write_inline() -> float:
+            async with inline.begin() as conn:
+                await conn.execute(insert(ITEMS).values(name="inline"))
+            return time.monotonic()
+
+        ticking = asyncio.create_task(ticker())
+        async with holder.begin() as conn:
+            await conn.execute(insert(ITEMS).values(name="holder"))
+            writing = asyncio.create_task(write_inline())
+            await asyncio.sleep(0.5)  # hold the write lock for half a second
+            assert not writing.done()
+            released = time.monotonic()
+        written = await asyncio.wait_for(writing, 10)
+        ticking.cancel()
+        assert written >= released
+        gaps = [b - a for a, b in itertools.pairwise(ticks)]
+        assert max(gaps) < 0.25, "the event loop was blocked while the write waited"
+        async with inline.connect() as conn:
+            names = (await conn.execute(select(ITEMS.c.name).order_by(ITEMS.c.id))).scalars()
+            assert list(names) == ["holder", "inline"]
+            # the busy timeout is back at zero for the next inline statement
+            assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar_one() == 0
+        await holder.dispose()
+        await inline.dispose()
 
     _run(scenario())
