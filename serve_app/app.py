@@ -42,7 +42,7 @@ def create_app(settings: Settings, *, engine: Any = None, store: Store | None = 
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.store = store or Store(settings.resolved_database_url)
+    app.state.store = store or Store(settings.resolved_database_url, inline=True)
     app.state.engine = engine
     app.state.metrics = Metrics()
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)

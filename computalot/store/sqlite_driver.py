@@ -6,9 +6,9 @@ adapter runs the whole statement as one call on the same connection thread, so t
 locking and errors are exactly aiosqlite's; only the hops go. Measured on a 2-core host: a
 trivial statement 0.77 -> 0.38 ms idle; bench/dispatch.py (a) overhead 59-62 -> 54-57 ms.
 
-*Inline* engines (the dispatcher's and the event hub's: many tiny statements, one at a time)
-skip the hop too: a statement runs on the event loop's thread with SQLite's busy timeout at
-zero, so it never sleeps there. Reads never wait in WAL mode; a write that finds another
+*Inline* engines skip the hop too: a statement runs on the event loop's thread with SQLite's
+busy timeout at zero, so it never sleeps there (an executemany of more than INLINE_MAX_ROWS
+rows still goes to the thread). Reads never wait in WAL mode; a write that finds another
 process holding the write lock fails at once with SQLITE_BUSY and is run again on the
 connection thread with the usual busy timeout, which waits without blocking the loop. Under
 load each hop cost 1-2 ms (a thread switch each way on a busy 2-core host).
@@ -35,6 +35,9 @@ from sqlalchemy.util.concurrency import await_
 #: SQLite's primary result code for "another connection holds the lock" (extended codes such as
 #: SQLITE_BUSY_SNAPSHOT share it in their low byte).
 SQLITE_BUSY = 5
+#: An executemany of more rows than this (a 100,000-task submit) runs on the connection thread
+#: even for an inline engine, so the event loop is never held for long.
+INLINE_MAX_ROWS = 500
 
 
 def is_busy(exc: BaseException) -> bool:
@@ -126,25 +129,20 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     async def _statement(self, operation: Any, parameters: Any, many: bool) -> None:
         adapt = self._adapt_connection
         busy_ms: int | None = getattr(adapt, "inline_busy_ms", None)
+        args = (operation, parameters, many)
         async with adapt._execute_mutex:
             conn = self._connection
             if busy_ms is None:
-                result = await conn._execute(_run, conn._conn, operation, parameters, many)
+                result = await conn._execute(_run, conn._conn, *args)
+            elif many and len(parameters) > INLINE_MAX_ROWS:
+                result = await conn._execute(_waiting, busy_ms, _run, conn._conn, *args)
             else:
                 try:
-                    result = _run(conn._conn, operation, parameters, many)
+                    result = _run(conn._conn, *args)
                 except sqlite3.OperationalError as exc:
                     if not is_busy(exc):
                         raise
-                    result = await conn._execute(
-                        _waiting,
-                        busy_ms,
-                        _run,
-                        conn._conn,
-                        operation,
-                        parameters,
-                        many,
-                    )
+                    result = await conn._execute(_waiting, busy_ms, _run, conn._conn, *args)
             description, rows, rowcount, lastrowid = result
         self._description = description
         self._rows = collections.deque(rows)

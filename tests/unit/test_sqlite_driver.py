@@ -13,7 +13,12 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select,
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from computalot.store.db import make_engine
-from computalot.store.sqlite_driver import InlineConnection, OneHopConnection, OneHopCursor
+from computalot.store.sqlite_driver import (
+    INLINE_MAX_ROWS,
+    InlineConnection,
+    OneHopConnection,
+    OneHopCursor,
+)
 
 META = MetaData()
 ITEMS = Table(
@@ -127,6 +132,7 @@ def test_inline_write_waits_for_the_lock_without_blocking_the_loop(tmp_path: Pat
         async with holder.begin() as conn:
             await conn.run_sync(META.create_all)
         ticks: list[float] = []
+        bulk_done: list[float] = []
 
         async def ticker() -> None:
             while True:
@@ -134,6 +140,12 @@ def test_inline_write_waits_for_the_lock_without_blocking_the_loop(tmp_path: Pat
                 await asyncio.sleep(0.01)
 
         async def write_inline() -> float:
+            async with inline.begin() as conn:
+                # more rows than INLINE_MAX_ROWS: sent to the connection thread directly, where
+                # it must wait for the lock too (the busy timeout is set for that call)
+                many = [{"name": f"bulk-{i}"} for i in range(INLINE_MAX_ROWS + 1)]
+                await conn.execute(insert(ITEMS), many)
+            bulk_done.append(time.monotonic())
             async with inline.begin() as conn:
                 await conn.execute(insert(ITEMS).values(name="inline"))
             return time.monotonic()
@@ -147,12 +159,14 @@ def test_inline_write_waits_for_the_lock_without_blocking_the_loop(tmp_path: Pat
             released = time.monotonic()
         written = await asyncio.wait_for(writing, 10)
         ticking.cancel()
-        assert written >= released
+        assert bulk_done[0] >= released and written >= released
         gaps = [b - a for a, b in itertools.pairwise(ticks)]
         assert max(gaps) < 0.25, "the event loop was blocked while the write waited"
         async with inline.connect() as conn:
             names = (await conn.execute(select(ITEMS.c.name).order_by(ITEMS.c.id))).scalars()
-            assert list(names) == ["holder", "inline"]
+            names = list(names)
+            assert names[:2] == ["holder", "bulk-0"] and names[-1] == "inline"
+            assert len(names) == INLINE_MAX_ROWS + 3
             # the busy timeout is back at zero for the next inline statement
             assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar_one() == 0
         await holder.dispose()
