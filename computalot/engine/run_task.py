@@ -106,10 +106,10 @@ class _LiveReporter:
             self.hub = _hub_handle(spec["namespace"])
         if self.hub is None:
             return
-        self.sent += 1
         self.hub.task_live.remote(
             spec["job_id"], spec["account_id"], spec["task_id"], spec["attempt"], kind, data
         )
+        self.sent += 1  # counted once handed to Ray: drain() waits for exactly these
 
 
 def make_interruptible() -> None:
