@@ -1,9 +1,9 @@
 """Run one task attempt's user command as a child process (SPEC §6; stop semantics §5.6).
 
 The command is untrusted user code, so it runs in its own session and process group (timeouts and
-cancels kill everything it spawned with ``os.killpg``), under rlimits (it cannot eat the node), with
-``PR_SET_PDEATHSIG`` (it dies with the worker) and with an explicit, minimal environment (no
-platform secret leaks). One thread multiplexes both pipes and a pidfd with a selector: there are no
+cancels kill everything it spawned with ``os.killpg``), under rlimits (it cannot eat the node),
+watched by the worker's reaper (its group dies with the worker, see ``engine/reaper``) and with
+an explicit, minimal environment (no platform secret leaks). One thread multiplexes both pipes and a pidfd with a selector: there are no
 reader threads to leak when a stray grandchild keeps a pipe open, and the exit is seen at once, so
 a fast command pays no polling latency. ``on_event`` is only ever called from the calling thread.
 Linux only; no Ray needed (``run_task`` calls this inside a Ray task).
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import ctypes
 import json
 import logging
 import math
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from computalot.engine.reaper import REAPER
 from computalot.jsonsafe import scrub
 
 log = logging.getLogger(__name__)
@@ -45,19 +45,6 @@ POLL_S = 0.05  # upper bound on how late a cancel or timeout is noticed
 DRAIN_TIMEOUT_S = 1.0  # after the group is dead: wait this long for pipe EOF (escaped grandchild)
 INTERRUPT_GRACE_S = 1.0  # SIGTERM grace when run_command itself is interrupted
 PROGRESS_PREFIX = b"COMPUTALOT_PROGRESS:"
-_PR_SET_PDEATHSIG = 1
-
-
-def _load_prctl() -> Any:
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # pragma: no cover - not glibc/musl Linux
-        return None
-
-
-_PRCTL = _load_prctl()
-# Built before fork so the child does as little as possible between fork and exec.
-_PDEATHSIG_ARGS = tuple(ctypes.c_ulong(v) for v in (_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0))
 
 
 @dataclass
@@ -134,40 +121,6 @@ def _rlimit_plan(limits: RunLimits) -> list[tuple[int, int]]:
             hard = resource.getrlimit(res)[1]
             plan.append((res, value if hard == resource.RLIM_INFINITY else min(value, hard)))
     return plan
-
-
-def _make_preexec(plan: list[tuple[int, int]], parent_pid: int) -> Callable[[], None]:
-    """The kernel sends PDEATHSIG when the *thread* that forked exits, so call run_command from a
-    thread that outlives the attempt (a Ray task's executing thread does)."""
-
-    def preexec() -> None:  # runs in the forked child, before exec
-        if _PRCTL is not None:
-            _PRCTL(*_PDEATHSIG_ARGS)
-            if os.getppid() != parent_pid:  # the worker died before the prctl took effect
-                os._exit(137)
-        for res, value in plan:  # soft = hard, so the command cannot raise them again
-            resource.setrlimit(res, (value, value))
-
-    return preexec
-
-
-def _find_setpriv() -> str | None:
-    """util-linux ``setpriv``, if it can set the parent-death signal for us."""
-    path = shutil.which("setpriv")
-    if path is None:
-        return None
-    try:
-        help_text = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return path if "--pdeathsig" in help_text.stdout else None
-
-
-# A ``preexec_fn`` forces CPython to fork() instead of vfork(): from a Ray worker holding a few
-# hundred MB that costs ~30 ms per task (measured). So the child gets PDEATHSIG from a tiny
-# ``setpriv`` exec and its rlimits through prlimit(2) right after spawn; the preexec path is
-# the fallback where setpriv is missing.
-_SETPRIV = _find_setpriv()
 
 
 def _resolve_failure(argv0: str, cwd: Path, env: Mapping[str, str]) -> tuple[int, str] | None:
@@ -317,6 +270,7 @@ class _Run:
         """Kill leftovers of the group, reap the child, read what is left, release every fd."""
         self.killpg(signal.SIGKILL)
         self.proc.wait()
+        REAPER.release(self.proc.pid)
         if self.pidfd is not None:
             self.sel.unregister(self.pidfd)
             os.close(self.pidfd)
@@ -440,20 +394,20 @@ def run_command(
     failure = _resolve_failure(argv[0], cwd, env)
     if failure is not None:
         return _spawn_failed(failure[0], failure[1], started)
-    fast = _SETPRIV is not None
     try:
         proc = subprocess.Popen(
-            [_SETPRIV, "--pdeathsig", "KILL", "--", *argv] if fast else argv,  # type: ignore[list-item]
+            argv,
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=None if fast else _make_preexec(plan, os.getpid()),
         )
-        if fast:
-            _apply_limits(proc.pid, plan)
+        # No preexec_fn (it would make CPython fork instead of vfork): the limits are set right
+        # after spawn, and the reaper kills the group if this process dies before we do.
+        _apply_limits(proc.pid, plan)
+        REAPER.watch(proc.pid)
     except FileNotFoundError as exc:
         if exc.filename is not None and str(exc.filename) == str(cwd):
             return _spawn_failed(None, "working directory of the task is missing", started)
@@ -471,6 +425,7 @@ def run_command(
     except BaseException:  # e.g. EMFILE for the selector: never leave the child behind
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
+        REAPER.release(proc.pid)
         raise
     interrupted = True
     try:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from computalot.engine.reaper import Reaper
 from computalot.engine.runner import (
     TAIL_CHARS,
     RunLimits,
@@ -259,11 +260,17 @@ def test_interrupt_inside_run_command_kills_group_and_reraises(tmp_path: Path) -
     _assert_dead(_family_pids(tmp_path))
 
 
-def test_child_dies_with_the_worker(tmp_path: Path) -> None:
-    """PR_SET_PDEATHSIG: SIGKILL the process that called run_command; its child must follow."""
+def test_child_and_its_group_die_with_the_worker(tmp_path: Path) -> None:
+    """SIGKILL the process that called run_command: its reaper kills the runner's whole group
+    (the runner and a grandchild it started)."""
     child = _script(
         tmp_path,
-        "import os, time\nopen('child.pid', 'w').write(str(os.getpid()))\ntime.sleep(600)",
+        """
+        import os, subprocess, sys, time
+        gc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        open("child.pid", "w").write(f"{os.getpid()} {gc.pid}")
+        time.sleep(600)
+        """,
         "child.py",
     )
     worker = f"""
@@ -274,12 +281,37 @@ def test_child_dies_with_the_worker(tmp_path: Path) -> None:
     """
     proc = subprocess.Popen([PY, "-c", textwrap.dedent(worker)], cwd=REPO)
     pid_file = tmp_path / "child.pid"
-    end = time.monotonic() + 3
+    end = time.monotonic() + 10
     while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < end:
         time.sleep(0.01)
+    pids = [int(p) for p in pid_file.read_text().split()]
+    assert all(_alive(p) for p in pids)
     proc.kill()
     proc.wait()
-    _assert_dead([int(pid_file.read_text())])
+    _assert_dead(pids)
+
+
+def test_reaper_comes_back_after_it_died(tmp_path: Path) -> None:
+    """A reaper killed under the worker is replaced at the next registration."""
+    reaper = Reaper()
+    reaper.watch(999_999)
+    first = reaper._proc
+    assert first is not None
+    first.kill()
+    first.wait()
+    sleeper = subprocess.Popen([PY, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    try:
+        reaper.watch(sleeper.pid)
+        second = reaper._proc
+        assert second is not None and second is not first and second.poll() is None
+        assert second.stdin is not None
+        second.stdin.close()  # what the worker's death does to the pipe
+        second.wait(timeout=10)
+        _assert_dead([sleeper.pid])
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+        sleeper.wait()
 
 
 def test_missing_cwd_and_empty_argv(tmp_path: Path) -> None:
