@@ -34,7 +34,11 @@ def cpu_table(
     rows = [[role, *(fmt(c.get(role, 0.0), 1) for c in columns.values())] for role in roles]
     rows.append(["total", *(fmt(sum(c.values()), 1) for c in columns.values())])
     if machine:
-        for key, label in (("busy", "machine busy (all processes)"), ("idle", "machine idle")):
+        for key, label in (
+            ("busy", "machine busy (all processes)"),
+            ("idle", "machine idle"),
+            ("steal", "stolen by the host (other VMs)"),
+        ):
             rows.append([label, *(fmt(m.get(key, 0.0), 1) for m in machine.values())])
     return table(title, ["process (CPU s)", *columns], rows)
 

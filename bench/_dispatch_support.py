@@ -306,13 +306,15 @@ def cpu_snapshot() -> dict[int, tuple[str, float]]:
 
 
 def machine_cpu() -> dict[str, float]:
-    """Whole-machine CPU seconds so far (all processes, kernel included), from /proc/stat."""
+    """Whole-machine CPU seconds so far (all processes, kernel included), from /proc/stat:
+    busy, idle, and steal (time the host ran other VMs on our vCPUs: a noisy neighbour)."""
     import psutil
 
     t = psutil.cpu_times()
     idle = t.idle + getattr(t, "iowait", 0.0)
-    busy = sum(t) - idle - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
-    return {"busy": busy, "idle": idle}
+    steal = getattr(t, "steal", 0.0)
+    busy = sum(t) - idle - steal - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+    return {"busy": busy, "idle": idle, "steal": steal}
 
 
 def machine_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
