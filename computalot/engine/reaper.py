@@ -31,7 +31,7 @@ import os, signal, sys
 groups = set()
 for line in sys.stdin.buffer:
     line = line.strip()
-    if line[:1] == b"+":
+    if line[:1] == b"+" and int(line[1:]) > 1:  # never init's group (or "every process": -1)
         groups.add(int(line[1:]))
     elif line[:1] == b"-":
         groups.discard(int(line[1:]))
@@ -81,6 +81,8 @@ class Reaper:
 
     def watch(self, pgid: int) -> None:
         """Kill group ``pgid`` if this process dies before :meth:`release`."""
+        if pgid <= 1:  # a runner's own group is its pid, never 0 or init's
+            raise ValueError(f"not a runner's process group: {pgid}")
         self._send(b"+%d\n" % pgid)
 
     def release(self, pgid: int) -> None:

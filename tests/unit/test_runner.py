@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from computalot.engine.reaper import Reaper
+from computalot.engine.reaper import REAPER_SOURCE, Reaper
 from computalot.engine.runner import (
     TAIL_CHARS,
     RunLimits,
@@ -289,6 +289,28 @@ def test_child_and_its_group_die_with_the_worker(tmp_path: Path) -> None:
     proc.kill()
     proc.wait()
     _assert_dead(pids)
+
+
+def test_reaper_refuses_groups_that_are_not_a_runners() -> None:
+    reaper = Reaper()
+    for pgid in (-1, 0, 1):
+        with pytest.raises(ValueError):
+            reaper.watch(pgid)
+    assert reaper._proc is None  # nothing was started, nothing will be killed
+    # The reaper's own guard, with os.killpg recorded instead of called.
+    harness = (
+        "import os, signal\nkilled = []\n"
+        "os.killpg = lambda pgid, sig: killed.append(pgid)\n"
+        f"exec({REAPER_SOURCE!r})\nprint(killed)"
+    )
+    out = subprocess.run(
+        [PY, "-I", "-S", "-c", harness],
+        input=b"+1\n+0\n+-1\n+4242\n+4343\n-4343\n",
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    assert out.stdout.decode().strip() == "[4242]"
 
 
 def test_reaper_comes_back_after_it_died(tmp_path: Path) -> None:
