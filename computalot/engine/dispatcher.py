@@ -134,10 +134,15 @@ class Dispatcher:
             self._hub = ray.get_actor(HUB_NAME, namespace=self.namespace)
         return self._hub
 
-    async def _commit(self, db: Any, events: list[EventRow]) -> None:
-        """Write ``events`` in ``db``'s transaction, commit, and tell the hub (for streams)."""
+    async def _commit(
+        self, db: Any, events: list[EventRow], launches: list[Any] | None = None
+    ) -> None:
+        """Write ``events`` in ``db``'s transaction, commit, launch the tasks it claimed, then
+        tell the hub (streams can wait; the tasks should not)."""
         await write_events(db, events)
         await db.commit()
+        for job, task, attempt in launches or []:
+            self._launch(job, task, attempt)
         self._announce(events)
 
     def _announce(self, events: list[EventRow]) -> None:
@@ -262,11 +267,7 @@ class Dispatcher:
             self._backstop_timeouts()
             launches, launch_events = await self._claim(db, sweep)
             events += launch_events
-            await write_events(db, events)
-            await db.commit()
-        for job, task, attempt in launches:
-            self._launch(job, task, attempt)
-        self._announce(events)  # after the launches: streams can wait, the tasks should not
+            await self._commit(db, events, launches)
         self.jobs.forget(job_id for job_id, _a, name, _d in events if name == "end")
 
     # ---- recording outcomes -----------------------------------------------------------------

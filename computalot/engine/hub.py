@@ -17,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from computalot.engine.names import HUB_NAME
 
-#: ``(job_id, account_id, event name, data)``, as ``computalot.store.events`` writes them.
-EventRow = tuple[str, str, str, Any]
+if TYPE_CHECKING:
+    from computalot.store.events import EventRow
 
 log = logging.getLogger("computalot.hub")
 

@@ -92,7 +92,7 @@ class _LiveReporter:
         self.sent = 0
 
     def drain(self) -> None:
-        """Wait until the hub has taken every event sent so far (they precede the outcome)."""
+        """Wait until the hub has stored every event sent so far (they precede the outcome)."""
         if self.hub is not None and self.sent:
             spec = self.spec
             ray.get(

@@ -3,9 +3,9 @@
 The command is untrusted user code, so it runs in its own session and process group (timeouts and
 cancels kill everything it spawned with ``os.killpg``), under rlimits (it cannot eat the node),
 watched by the worker's reaper (its group dies with the worker, see ``engine/reaper``) and with
-an explicit, minimal environment (no platform secret leaks). One thread multiplexes both pipes and a pidfd with a selector: there are no
-reader threads to leak when a stray grandchild keeps a pipe open, and the exit is seen at once, so
-a fast command pays no polling latency. ``on_event`` is only ever called from the calling thread.
+an explicit, minimal environment (no platform secret leaks). One thread multiplexes both pipes
+and a pidfd with a selector: there are no reader threads to leak when a stray grandchild keeps a
+pipe open, and the exit is seen at once, so a fast command pays no polling latency. ``on_event`` is only ever called from the calling thread.
 Linux only; no Ray needed (``run_task`` calls this inside a Ray task).
 """
 

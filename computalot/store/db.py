@@ -13,9 +13,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from computalot.store import jsoncodec
-from computalot.store.sqlite_driver import one_hop_dbapi
-
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+from computalot.store.sqlite_driver import SQLITE_BUSY_TIMEOUT_MS, one_hop_dbapi
 
 
 def make_engine(url: str, *, pool_size: int = 5, inline: bool = False) -> AsyncEngine:
@@ -32,7 +30,7 @@ def make_engine(url: str, *, pool_size: int = 5, inline: bool = False) -> AsyncE
         dbapi = one_hop_dbapi(inline=inline) if url.startswith("sqlite+aiosqlite") else None
         if dbapi is not None:
             extra["module"] = dbapi
-        inline_ms = dbapi is not None and dbapi.connection_cls.inline_busy_ms is not None
+        inlined = dbapi is not None and inline  # no adapter: the stock one, thread hops
         engine = create_async_engine(
             url,
             pool_size=pool_size,
@@ -48,7 +46,7 @@ def make_engine(url: str, *, pool_size: int = 5, inline: bool = False) -> AsyncE
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute(f"PRAGMA busy_timeout={0 if inline_ms else SQLITE_BUSY_TIMEOUT_MS}")
+            cur.execute(f"PRAGMA busy_timeout={0 if inlined else SQLITE_BUSY_TIMEOUT_MS}")
             cur.close()
 
         return engine

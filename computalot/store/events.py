@@ -15,7 +15,6 @@ so ids must become visible in id order:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, insert, text
@@ -31,20 +30,16 @@ EventRow = tuple[str, str, str, Any]
 EVENT_WRITER_LOCK = 0x636F6D705F657674  # "comp_evt"
 
 
-async def write_events(
-    db: AsyncSession, events: Iterable[EventRow], now: datetime | None = None
-) -> int:
-    """Insert ``events`` in order in ``db``'s transaction (the caller commits); returns how
-    many were written."""
-    created_at = now or utcnow()
+async def write_events(db: AsyncSession, events: Iterable[EventRow]) -> None:
+    """Insert ``events`` in order in ``db``'s transaction (the caller commits)."""
+    created_at = utcnow()
     rows = [
         {"job_id": j, "account_id": a, "event": name, "data": data, "created_at": created_at}
         for j, a, name, data in events
     ]
     if not rows:
-        return 0
+        return
     conn = await db.connection()
     if conn.dialect.name == "postgresql":
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENT_WRITER_LOCK})
     await conn.execute(insert(EVENTS), rows)
-    return len(rows)

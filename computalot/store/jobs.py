@@ -215,15 +215,19 @@ async def list_tasks(
     return rows, next_cursor
 
 
-async def list_events(
-    db: AsyncSession, account_id: str, job_ids: list[str], *, after: int, limit: int
-) -> list[Event]:
-    query = (
-        select(Event)
-        .where(Event.job_id.in_(job_ids), Event.account_id == account_id, Event.id > after)
+def _events_after(query: Any, account_id: str, job_ids: list[str], after: int, limit: int) -> Any:
+    """``query`` narrowed to these jobs' events (of this account) after ``after``, in id order."""
+    return (
+        query.where(Event.job_id.in_(job_ids), Event.account_id == account_id, Event.id > after)
         .order_by(Event.id)
         .limit(limit)
     )
+
+
+async def list_events(
+    db: AsyncSession, account_id: str, job_ids: list[str], *, after: int, limit: int
+) -> list[Event]:
+    query = _events_after(select(Event), account_id, job_ids, after, limit)
     return list((await db.execute(query)).scalars())
 
 
@@ -235,12 +239,8 @@ async def stream_events(
     db: AsyncSession, account_id: str, job_ids: list[str], *, after: int, limit: int
 ) -> list[StreamEvent]:
     """``(id, job_id, event, data)`` of the jobs' events after ``after``, in id order."""
-    query = (
-        select(Event.id, Event.job_id, Event.event, Event.data)
-        .where(Event.job_id.in_(job_ids), Event.account_id == account_id, Event.id > after)
-        .order_by(Event.id)
-        .limit(limit)
-    )
+    columns = select(Event.id, Event.job_id, Event.event, Event.data)
+    query = _events_after(columns, account_id, job_ids, after, limit)
     return [tuple(row) for row in (await db.execute(query)).tuples()]
 
 

@@ -35,6 +35,8 @@ from sqlalchemy.util.concurrency import await_
 #: SQLite's primary result code for "another connection holds the lock" (extended codes such as
 #: SQLITE_BUSY_SNAPSHOT share it in their low byte).
 SQLITE_BUSY = 5
+#: How long a write waits for another process's write lock (off the event loop's thread).
+SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: An executemany of more rows than this (a 100,000-task submit) runs on the connection thread
 #: even for an inline engine, so the event loop is never held for long.
 INLINE_MAX_ROWS = 500
@@ -190,7 +192,7 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
 
 class InlineConnection(OneHopConnection):
     __slots__ = ()
-    inline_busy_ms = 30_000
+    inline_busy_ms = SQLITE_BUSY_TIMEOUT_MS
 
 
 class OneHopDbapi(AsyncAdapt_aiosqlite_dbapi):

@@ -1,8 +1,9 @@
 """Server-Sent Events for one job or many (SPEC §5.8).
 
 Events come from the store in id order (their writers make ids visible in that order, see
-``computalot.store.events``), so resuming with ``Last-Event-ID`` neither loses nor repeats one. Between reads the stream sleeps on the hub
-until one of its jobs has news, and sends a comment heartbeat every 15 s.
+``computalot.store.events``), so resuming with ``Last-Event-ID`` neither loses nor repeats one.
+Between reads the stream sleeps on the hub until one of its jobs has news, and sends a comment
+heartbeat every 15 s.
 """
 
 from __future__ import annotations

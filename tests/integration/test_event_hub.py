@@ -4,6 +4,7 @@ before the status events the dispatcher writes after it (SPEC §5.8 ordering).""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from tests.support.store_rows import job_row, new_member
 
 
 @pytest.fixture
-async def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> EventHub:
+async def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[EventHub]:
     monkeypatch.setenv("COMPUTALOT_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("COMPUTALOT_DATABASE_URL", raising=False)
     event_hub = EventHub()
@@ -26,46 +27,49 @@ async def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> EventHub:
     await event_hub.store.close()
 
 
+@pytest.fixture
+async def job(hub: EventHub) -> tuple[str, str]:
+    """(job id, owner) of a job in the hub's store."""
+    owner = await new_member(hub.store, "hub")
+    row = job_row(owner)
+    async with hub.store.sessions() as db:
+        db.add(row)
+        await db.commit()
+    return row.id, owner
+
+
 def live(job_id: str, owner: str, n: int) -> tuple[str, str, str, int, str, dict[str, str]]:
     return (job_id, owner, "task-1", 1, "output", {"stream": "stdout", "text": f"line {n}\n"})
 
 
 async def test_barrier_waits_for_the_events_it_counts_even_when_they_arrive_after_it(
-    hub: EventHub,
+    hub: EventHub, job: tuple[str, str]
 ) -> None:
-    owner = await new_member(hub.store, "hub")
-    job = job_row(owner)
-    async with hub.store.sessions() as db:
-        db.add(job)
-        await db.commit()
+    job_id, owner = job
     # Ray may start an async actor's calls out of order: the barrier can run before the live
     # events it must wait for have arrived.
     barrier = asyncio.create_task(hub.barrier("task-1", 1, 2))
     await asyncio.sleep(0.05)
     assert not barrier.done()
-    hub.task_live(*live(job.id, owner, 1))
+    hub.task_live(*live(job_id, owner, 1))
     await asyncio.sleep(0.1)
     assert not barrier.done(), "returned with one of two events stored"
-    hub.task_live(*live(job.id, owner, 2))
+    hub.task_live(*live(job_id, owner, 2))
     await asyncio.wait_for(barrier, 5)
     async with hub.store.sessions() as db:
-        stored = await stream_events(db, owner, [job.id], after=0, limit=10)
+        stored = await stream_events(db, owner, [job_id], after=0, limit=10)
     assert [row[3]["text"] for row in stored] == ["line 1\n", "line 2\n"]
 
 
 async def test_barrier_counts_only_the_current_attempt(
-    hub: EventHub, monkeypatch: pytest.MonkeyPatch
+    hub: EventHub, job: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    owner = await new_member(hub.store, "hub2")
-    job = job_row(owner)
-    async with hub.store.sessions() as db:
-        db.add(job)
-        await db.commit()
-    hub.task_live(*live(job.id, owner, 1))  # attempt 1
+    job_id, owner = job
+    hub.task_live(*live(job_id, owner, 1))  # attempt 1
     await asyncio.wait_for(hub.barrier("task-1", 1, 1), 5)
     monkeypatch.setattr(hub_module, "BARRIER_TIMEOUT_S", 0.3)
     with pytest.raises(TimeoutError):  # attempt 2 sent one event that never arrived
         await hub.barrier("task-1", 2, 1)
     # a finished task's bookkeeping goes with its terminal status event
-    await hub.written({job.id: 1}, ["task-1"])
+    await hub.written({job_id: 1}, ["task-1"])
     assert "task-1" not in hub.stored_live and "task-1" not in hub.tails
