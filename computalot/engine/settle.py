@@ -57,7 +57,8 @@ def _store_artifacts(
     return ids
 
 
-WHERE_ATTEMPT = (
+#: One attempt's task row, if that attempt is still the running one (SET from the parameters).
+SETTLE_ATTEMPT = update(TASKS).where(
     TASKS.c.id == bindparam("b_id"),
     TASKS.c.attempt == bindparam("b_attempt"),
     TASKS.c.status == "running",
@@ -71,7 +72,7 @@ async def _write_task_rows(db: AsyncSession, rows: list[dict[str, Any]]) -> None
         shapes[tuple(sorted(row))].append(row)
     conn = await db.connection()
     for params in shapes.values():
-        await conn.execute(update(TASKS).where(*WHERE_ATTEMPT), params)
+        await conn.execute(SETTLE_ATTEMPT, params)
 
 
 async def apply_verdicts(

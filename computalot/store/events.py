@@ -28,6 +28,8 @@ EVENTS: Table = Event.__table__  # type: ignore[assignment]
 EventRow = tuple[str, str, str, Any]
 #: Key of the PostgreSQL advisory lock every event writer holds until its commit.
 EVENT_WRITER_LOCK = 0x636F6D705F657674  # "comp_evt"
+WRITER_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+INSERT_EVENTS = insert(EVENTS)
 
 
 async def write_events(db: AsyncSession, events: Iterable[EventRow]) -> None:
@@ -41,5 +43,5 @@ async def write_events(db: AsyncSession, events: Iterable[EventRow]) -> None:
         return
     conn = await db.connection()
     if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENT_WRITER_LOCK})
-    await conn.execute(insert(EVENTS), rows)
+        await conn.execute(WRITER_LOCK, {"key": EVENT_WRITER_LOCK})
+    await conn.execute(INSERT_EVENTS, rows)

@@ -95,9 +95,10 @@ def test_inflight_target_follows_the_completion_rate() -> None:
     # never beyond the cap (back-pressure), never below one
     assert inflight_target(2, steady, steady[-1], cap=10) == 10
     assert inflight_target(1, [], 0.0, cap=1) == 1
-    # slower tasks keep the backlog at one per CPU: 4 completions/s, and one every 10 s (which
-    # never has MIN_RATE_SAMPLES within the horizon, so no rate at all)
+    # slower tasks keep the backlog at one per CPU: 1 s tasks on 4 CPUs (4 completions/s), and
+    # one every 10 s (which never has MIN_RATE_SAMPLES within the horizon, so no rate at all)
+    assert BACKLOG_S <= 1.0
     four_per_s = [i * 0.25 for i in range(MIN_RATE_SAMPLES)]
-    assert inflight_target(2, four_per_s, four_per_s[-1], cap=1000) == 4
+    assert inflight_target(4, four_per_s, four_per_s[-1], cap=1000) == 8
     every_10_s = [i * 10.0 for i in range(20)]
     assert inflight_target(2, every_10_s, every_10_s[-1], cap=1000) == 4
