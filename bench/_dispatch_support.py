@@ -273,15 +273,21 @@ def head_processes() -> dict[int, str]:
     return out
 
 
-def cpu_snapshot() -> dict[int, tuple[str, float]]:
+#: CPU roles of the task workers: the Ray worker processes themselves (run_task, Ray's task
+#: handling) and the runner subprocesses they reaped (the user's command).
+WORKER_ROLE = "task workers (Ray worker processes)"
+RUNNER_ROLE = "runner processes (the workers' children)"
+
+
+def cpu_snapshot() -> dict[Any, tuple[str, float]]:
     """CPU seconds so far of this driver and every process of our cluster, with its role.
 
-    Ray workers (``ray::...`` but no head role) count their reaped children too: that is where
-    the runner subprocesses' CPU lands. Head processes count only their own CPU.
+    Ray workers (``ray::...`` but no head role) count twice: their own CPU, and their reaped
+    children's (where the runner subprocesses' CPU lands). Head processes count only their own.
     """
     import psutil
 
-    out: dict[int, tuple[str, float]] = {}
+    out: dict[Any, tuple[str, float]] = {}
     me = psutil.Process(os.getpid())
     t = me.cpu_times()
     out[me.pid] = ("bench client + Ray driver", t.user + t.system)
@@ -296,10 +302,8 @@ def cpu_snapshot() -> dict[int, tuple[str, float]]:
         if role is not None:
             out[proc.pid] = (role, t.user + t.system)
         elif argv and argv[0].startswith("ray::"):
-            out[proc.pid] = (
-                "task workers (+ runner children)",
-                t.user + t.system + t.children_user + t.children_system,
-            )
+            out[proc.pid] = (WORKER_ROLE, t.user + t.system)
+            out[(proc.pid, "children")] = (RUNNER_ROLE, t.children_user + t.children_system)
         else:
             out[proc.pid] = ("other Ray processes", t.user + t.system)
     return out
@@ -322,7 +326,7 @@ def machine_delta(before: dict[str, float], after: dict[str, float]) -> dict[str
 
 
 def cpu_delta(
-    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+    before: dict[Any, tuple[str, float]], after: dict[Any, tuple[str, float]]
 ) -> dict[str, float]:
     """CPU seconds per role between two snapshots (processes that came and went are missed)."""
     out: dict[str, float] = {}

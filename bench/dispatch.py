@@ -8,8 +8,9 @@ for the Ray Jobs anchor) serves every part:
     ``python3 script.py`` spawn (median of 30) and Ray Jobs (``JobSubmissionClient``, same
     script, median of 10 after a warm-up). Goals: ours - spawn <= 50 ms; Ray Jobs/ours >= 15x.
 (b) 2,000-task fan-out (``fan_out.items``) wall time versus the same 2,000 subprocesses through
-    plain ``ray.remote(num_cpus=1)`` tasks, run once before and once after ours (the anchor is
-    their mean, so drift in the machine's speed does not favour either side). Goal:
+    plain ``ray.remote(num_cpus=1)`` tasks. Plain and ours alternate, plain first and last
+    (P O P O P: ``--fanout-rounds`` 2); the ratio is the mean of the plain runs over the mean
+    of ours, so drift in the machine's speed does not favour either side. Goal:
     plain/ours >= 0.9.
 (c) 100,000 tiny elements, ``batch_size`` 1,000, warm workers (as in (b)): items/s submit -> end
     (goal >= 20,000/s) next
@@ -36,6 +37,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -140,52 +142,71 @@ def warm_workers(client: httpx.Client, project: str) -> None:
 
 
 def part_b(
-    client: httpx.Client, project: str, project_dir: Path, scratch: Path, n: int, num_cpus: int
+    client: httpx.Client,
+    project: str,
+    project_dir: Path,
+    scratch: Path,
+    n: int,
+    num_cpus: int,
+    rounds: int,
 ) -> dict[str, Any]:
-    """Plain Ray runs before and after ours and the anchor is their mean, so a machine that
-    speeds up or slows down during the part (a noisy neighbour) does not favour either side."""
+    """Plain Ray and ours alternate, plain first and last (P O P O P for two rounds); the ratio
+    is the mean of the plain runs over the mean of ours, so a machine that speeds up or slows
+    down during the part (a noisy neighbour) does not favour either side."""
 
-    def plain_run(when: str) -> tuple[float, dict[str, float], dict[str, float]]:
-        log(f"(b) plain Ray {when}: {n} tasks")
+    def plain_run(k: int) -> tuple[float, dict[str, float], dict[str, float]]:
+        log(f"(b) plain Ray run {k}: {n} tasks")
         seconds, cpu, machine = plain_ray_fanout(project_dir, scratch, n)
-        log(f"(b) plain Ray {when}: {seconds:.1f} s")
+        log(f"(b) plain Ray run {k}: {seconds:.1f} s")
         return seconds, cpu, machine
 
-    plain_before, cpu_before, machine_before = plain_run("before ours")
-    log(f"(b) ours: {n}-task fan-out")
-    warm_workers(client, project)
-    body = {
-        "project": project,
-        "runner_command": COMMAND,
-        "fan_out": {"items": [{"i": i} for i in range(n)]},
-    }
-    cpu0, machine0 = cpu_snapshot(), machine_cpu()
-    ours = run_job(client, body, timeout_s=max(600.0, n * 1.0))
-    cpu_ours = cpu_delta(cpu0, cpu_snapshot())
-    machine_ours = machine_delta(machine0, machine_cpu())
-    timeline = fanout_timeline(client, ours, num_cpus)
-    counts = ours["end"]["task_counts"]
-    if counts["completed"] != n:
-        raise RuntimeError(f"(b) fan-out completed {counts['completed']} of {n}")
-    log(f"(b) ours: {ours['wall_s']:.1f} s")
-    plain_after, cpu_after, machine_after = plain_run("after ours")
-    plain_s = (plain_before + plain_after) / 2
-    cpu_plain = {k: (cpu_before.get(k, 0.0) + cpu_after.get(k, 0.0)) / 2 for k in cpu_before}
-    machine_plain = {k: (machine_before[k] + machine_after[k]) / 2 for k in machine_before}
+    def ours_run(k: int) -> tuple[dict[str, Any], dict[str, float], dict[str, float]]:
+        log(f"(b) ours run {k}: {n}-task fan-out")
+        warm_workers(client, project)
+        body = {
+            "project": project,
+            "runner_command": COMMAND,
+            "fan_out": {"items": [{"i": i} for i in range(n)]},
+        }
+        cpu0, machine0 = cpu_snapshot(), machine_cpu()
+        ours = run_job(client, body, timeout_s=max(600.0, n * 1.0))
+        cpu_ours = cpu_delta(cpu0, cpu_snapshot())
+        machine_ours = machine_delta(machine0, machine_cpu())
+        counts = ours["end"]["task_counts"]
+        if counts["completed"] != n:
+            raise RuntimeError(f"(b) fan-out completed {counts['completed']} of {n}")
+        log(f"(b) ours run {k}: {ours['wall_s']:.1f} s")
+        return ours, cpu_ours, machine_ours
+
+    plains = [plain_run(1)]
+    ours_runs = []
+    for k in range(1, rounds + 1):
+        ours_runs.append(ours_run(k))
+        plains.append(plain_run(k + 1))
+    plain_s = statistics.mean(p[0] for p in plains)
+    ours_s = statistics.mean(o[0]["wall_s"] for o in ours_runs)
     return {
         "tasks": n,
+        "rounds": rounds,
         "plain_s": plain_s,
-        "plain_runs_s": [plain_before, plain_after],
-        "ours_s": ours["wall_s"],
-        "ours_submit_s": ours["submit_s"],
-        "stream_events": ours["events"],
-        "fanout_ratio": plain_s / ours["wall_s"],
-        "cpu_s_plain": cpu_plain,
-        "cpu_s_ours": cpu_ours,
-        "machine_s_plain": machine_plain,
-        "machine_s_ours": machine_ours,
-        "timeline_s": timeline,
+        "plain_runs_s": [p[0] for p in plains],
+        "ours_s": ours_s,
+        "ours_runs_s": [o[0]["wall_s"] for o in ours_runs],
+        "ours_submit_s": statistics.mean(o[0]["submit_s"] for o in ours_runs),
+        "stream_events": ours_runs[-1][0]["events"],
+        "fanout_ratio": plain_s / ours_s,
+        "cpu_s_plain": mean_of([p[1] for p in plains]),
+        "cpu_s_ours": mean_of([o[1] for o in ours_runs]),
+        "machine_s_plain": mean_of([p[2] for p in plains]),
+        "machine_s_ours": mean_of([o[2] for o in ours_runs]),
+        "timeline_s": fanout_timeline(client, ours_runs[-1][0], num_cpus),
     }
+
+
+def mean_of(samples: list[dict[str, float]]) -> dict[str, float]:
+    """Key by key mean of several runs' CPU tables (a key missing from a run counts as 0)."""
+    keys = dict.fromkeys(k for sample in samples for k in sample)
+    return {k: statistics.mean(sample.get(k, 0.0) for sample in samples) for k in keys}
 
 
 def part_c(
@@ -339,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmups", type=int, default=3)
     parser.add_argument("--ray-jobs-runs", type=int, default=None, help="(a) Ray Jobs runs (10)")
     parser.add_argument("--fanout", type=int, default=None, help="(b) tasks (2,000)")
+    parser.add_argument(
+        "--fanout-rounds", type=int, default=None, help="(b) runs of ours, each between two plain"
+    )
     parser.add_argument("--items", type=int, default=None, help="(c) elements (100,000)")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--queued", type=int, default=None, help="(d) queued jobs (1,000)")
@@ -353,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     args.runs = args.runs or (10 if q else 30)
     args.ray_jobs_runs = args.ray_jobs_runs if args.ray_jobs_runs is not None else (3 if q else 10)
     args.fanout = args.fanout or (200 if q else 2000)
+    args.fanout_rounds = args.fanout_rounds or (1 if q else 2)
     args.items = args.items or (20_000 if q else 100_000)
     args.queued = args.queued or (200 if q else 1000)
     args.max_seconds = args.max_seconds or (600.0 if q else 1800.0)
@@ -403,7 +428,13 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 if "b" in args.parts:
                     results["b"] = part_b(
-                        client, "bench", project_dir, scratch, args.fanout, args.num_cpus
+                        client,
+                        "bench",
+                        project_dir,
+                        scratch,
+                        args.fanout,
+                        args.num_cpus,
+                        args.fanout_rounds,
                     )
                 if "c" in args.parts:
                     results["c"] = part_c(client, "bench", project_dir, scratch, args)
