@@ -120,9 +120,8 @@ class TaskRow:
     output_attempt: int | None = None
 
 
-#: A finished attempt's task columns, in :class:`TaskRow` order; ``item`` (a batch's
-#: elements, possibly thousands) is not needed to judge the attempt, so it is not read.
-RECORD_QUERY = select(
+#: The columns every :class:`TaskRow` starts with, in its order (``item`` comes next).
+TASK_ROW_HEAD = (
     TASKS.c.id,
     TASKS.c.job_id,
     TASKS.c.account_id,
@@ -130,6 +129,11 @@ RECORD_QUERY = select(
     TASKS.c.status,
     TASKS.c.attempt,
     TASKS.c.batched,
+)
+#: A finished attempt's task columns, in :class:`TaskRow` order; ``item`` (a batch's
+#: elements, possibly thousands) is not needed to judge the attempt, so it is not read.
+RECORD_QUERY = select(
+    *TASK_ROW_HEAD,
     null(),
     TASKS.c.element_count,
     TASKS.c.lost_attempts,
@@ -254,17 +258,7 @@ async def runnable_jobs(db: AsyncSession) -> list[tuple[Any, ...]]:
     return [tuple(row) for row in (await conn.execute(RUNNABLE_QUERY)).tuples()]
 
 
-CLAIM_RETURNING = (
-    TASKS.c.id,
-    TASKS.c.job_id,
-    TASKS.c.account_id,
-    TASKS.c.index,
-    TASKS.c.status,
-    TASKS.c.attempt,
-    TASKS.c.batched,
-    TASKS.c.item,
-    TASKS.c.element_count,
-)
+CLAIM_RETURNING = (*TASK_ROW_HEAD, TASKS.c.item, TASKS.c.element_count)
 #: The next ``b_count`` queued tasks of job ``b_job`` (by index) become running attempts.
 CLAIM = (
     update(TASKS)
@@ -335,14 +329,12 @@ async def claim_tasks(
             continue
         # Counters and the job's start in one statement. The dispatcher is the only writer of
         # job status, so "queued" as the runnable query saw it in this transaction still holds.
-        starts = statuses.get(job_id) == "queued"
         move = {"b_job": job_id, "b_n": len(tasks)}
-        if starts:
+        if statuses.get(job_id) == "queued":
             await conn.execute(START_JOB, {**move, "b_now": now})
+            events.append((job.id, job.account_id, "job", {"id": job.id, "status": "running"}))
         else:
             await conn.execute(MOVE_TO_RUNNING, move)
-        if starts:
-            events.append((job.id, job.account_id, "job", {"id": job.id, "status": "running"}))
     await load_revisions(db, launches)
     return launches, events
 

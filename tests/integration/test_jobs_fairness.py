@@ -1,0 +1,45 @@
+"""Fairness across accounts (DESIGN.md, the dispatcher): real local Ray, real HTTP, real runners."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tests.support.helpers import wait_job
+
+API = "/api/v1"
+
+RUNNER = r"""
+import json, os
+payload = json.load(open(os.environ["COMPUTALOT_TASK_PAYLOAD"]))
+json.dump({"payload": payload}, open(os.environ["COMPUTALOT_TASK_RESULT"], "w"))
+"""
+
+
+def submit(client: Any, project: str, **fields: Any) -> str:
+    body = {"project": project, "runner_command": ["python3", "runner.py"], "timeout_s": 60}
+    answer = client.post(f"{API}/jobs", json={**body, **fields})
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["id"])
+
+
+def test_another_accounts_job_is_not_queued_behind_a_big_fan_out(
+    new_account: Any, make_project: Any
+) -> None:
+    """While account A's 300 short tasks keep every CPU busy, account B's one-task job gets the
+    next free slot and runs behind at most the backlog already launched into Ray (about a second
+    of A's work), not behind A's whole job."""
+    a, b = new_account("member"), new_account("member")
+    big = submit(
+        a, make_project(a, {"runner.py": RUNNER}), fan_out={"items": [{"i": i} for i in range(300)]}
+    )
+    deadline = time.monotonic() + 120
+    while a.get(f"{API}/jobs/{big}").json()["task_counts"]["completed"] < 30:
+        assert time.monotonic() < deadline, "the big job made no progress"
+        time.sleep(0.05)
+    small = submit(b, make_project(b, {"runner.py": RUNNER}), payload={"x": 1})
+    assert wait_job(b, small)["status"] == "completed"
+    counts = a.get(f"{API}/jobs/{big}").json()["task_counts"]
+    # First come, first served would have run B's task only once every one of A's was launched.
+    assert counts["queued"] + counts["running"] >= 75, counts
+    assert wait_job(a, big)["status"] == "completed"
