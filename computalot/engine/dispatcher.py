@@ -36,6 +36,7 @@ from computalot.engine.scheduling import (
     inflight_target,
     rotate,
 )
+from computalot.gc_pause import gc_paused
 from computalot.schemas.states import TERMINAL_JOB, TERMINAL_TASK
 from computalot.settings import load_settings
 from computalot.store.db import Store
@@ -164,11 +165,12 @@ class Dispatcher:
     async def _main(self) -> None:
         while not self.ready:
             try:
-                async with self.store.sessions() as db:
-                    events = await recovery.reconcile(
-                        db, self.epoch, lost_budget=self.settings.worker_lost_retries
-                    )
-                    await self._commit(db, events)
+                with gc_paused():
+                    async with self.store.sessions() as db:
+                        events = await recovery.reconcile(
+                            db, self.epoch, lost_budget=self.settings.worker_lost_retries
+                        )
+                        await self._commit(db, events)
                 self.ready = True
             except Exception:
                 log.exception("reconcile failed; retrying")
@@ -203,6 +205,12 @@ class Dispatcher:
             self.urgent = False
 
     async def _cycle(self) -> None:
+        # A cycle's garbage is trees of rows, results and events: reference counting frees
+        # them, and the collector runs (if due) between cycles over what survived (gc_pause).
+        with gc_paused():
+            await self._cycle_paused()
+
+    async def _cycle_paused(self) -> None:
         batch = self.finished.take()
         try:
             await self._cycle_with(batch)

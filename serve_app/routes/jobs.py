@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from computalot.errors import ComputalotError, NotReady, ValidationFailed
+from computalot.gc_pause import gc_paused
 from computalot.jobs.resources import presets_out
 from computalot.jobs.submit import submit_job
 from computalot.schemas.jobs import JobSubmit
@@ -208,14 +209,15 @@ async def get_results(
     cursor: str | None = None,
 ) -> FastJSONResponse:
     job = await store.get_job(db, caller.account_id, job_id)
-    counts = await store.element_counts(db, job)
-    results, next_cursor = await store.results_page(
-        db, job, limit=limit, cursor=cursor, total=sum(counts.values())
-    )
-    # The aggregate is the job's, not the page's: it comes with the first page only (a
-    # 100,000-element collect would otherwise travel again with each of its 100 pages).
-    aggregate = await store.aggregate_of(db, job) if cursor is None else None
-    return FastJSONResponse(_results_out(job, results, next_cursor, counts, aggregate))
+    with gc_paused():  # a page is up to 1,000 elements' results, decoded and encoded again
+        counts = await store.element_counts(db, job)
+        results, next_cursor = await store.results_page(
+            db, job, limit=limit, cursor=cursor, total=sum(counts.values())
+        )
+        # The aggregate is the job's, not the page's: it comes with the first page only (a
+        # 100,000-element collect would otherwise travel again with each of its 100 pages).
+        aggregate = await store.aggregate_of(db, job) if cursor is None else None
+        return FastJSONResponse(_results_out(job, results, next_cursor, counts, aggregate))
 
 
 def _results_out(
