@@ -21,6 +21,7 @@ from typing import Any
 
 import ray
 
+from computalot.engine.cleanup import CLEANER
 from computalot.engine.names import HUB_NAME
 from computalot.engine.runner import RunLimits, base_env, run_command
 from computalot.jsonsafe import load_result
@@ -191,7 +192,7 @@ def execute_attempt(spec: dict[str, Any]) -> dict[str, Any]:
             "started_at": started,
         }
     finally:
-        shutil.rmtree(attempt_dir, ignore_errors=True)
+        CLEANER.remove(attempt_dir)  # off the critical path (see cleanup)
 
 
 @ray.remote(max_retries=0)

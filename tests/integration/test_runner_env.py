@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -73,3 +75,43 @@ def test_runner_sees_only_the_protocol_and_the_runtime_python(
     if sys.prefix != sys.base_prefix:
         assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
     assert seen["numpy"]
+
+
+CLUTTER = r"""
+import json, os
+for place in (".", os.environ["TMPDIR"], os.environ["COMPUTALOT_ARTIFACT_DIR"]):
+    os.makedirs(os.path.join(place, "deep", "er"), exist_ok=True)
+    with open(os.path.join(place, "deep", "er", "junk.bin"), "wb") as fh:
+        fh.write(b"x" * 4096)
+with open(os.environ["COMPUTALOT_TASK_RESULT"], "w") as fh:
+    json.dump({"attempt_dir": os.environ["TMPDIR"], "cwd": os.getcwd()}, fh)
+"""
+
+
+def test_every_attempt_directory_is_removed_after_the_job(
+    admin: httpx.Client, make_project: Any
+) -> None:
+    """The working copy, payload, result and artifact files of each attempt go once it ended
+    (removed in the background by the worker, so this waits a little)."""
+    project = make_project(admin, {"runner.py": CLUTTER})
+    answer = admin.post(
+        f"{API}/jobs",
+        json={
+            "project": project,
+            "runner_command": ["python3", "runner.py"],
+            "fan_out": {"items": [{"i": i} for i in range(6)]},
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    end = wait_job(admin, answer.json()["id"])
+    assert end["status"] == "completed", end
+    results = admin.get(f"{API}/results/{end['id']}").json()["results"]
+    dirs = [Path(r["result"]["attempt_dir"]) for r in results]
+    assert len(set(dirs)) == 6
+    assert all(
+        Path(r["result"]["cwd"]).is_relative_to(d) for r, d in zip(results, dirs, strict=True)
+    )
+    deadline = time.monotonic() + 15
+    while any(d.exists() for d in dirs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [d for d in dirs if d.exists()]
