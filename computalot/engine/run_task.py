@@ -21,7 +21,7 @@ from typing import Any
 
 import ray
 
-from computalot.engine.cleanup import CLEANER
+from computalot.engine.cleanup import CLEANER, owner_tag
 from computalot.engine.names import HUB_NAME
 from computalot.engine.runner import RunLimits, base_env, run_command
 from computalot.jsonsafe import load_result
@@ -133,7 +133,9 @@ def execute_attempt(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.time()
     base = Path(tempfile.gettempdir()) / ATTEMPT_ROOT
     base.mkdir(parents=True, exist_ok=True)
-    attempt_dir = Path(tempfile.mkdtemp(prefix=f"{spec['task_id']}-{spec['attempt']}-", dir=base))
+    CLEANER.sweep(base)  # what killed workers left behind
+    prefix = f"{spec['task_id']}-{spec['attempt']}-{owner_tag()}"
+    attempt_dir = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
     try:
         workdir = attempt_dir / "work"
         shutil.copytree(os.getcwd(), workdir, symlinks=True)

@@ -7,7 +7,9 @@ at start-up hides a leak) and the interpreter that ``python3`` resolved to.
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -115,3 +117,50 @@ def test_every_attempt_directory_is_removed_after_the_job(
     while any(d.exists() for d in dirs) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [d for d in dirs if d.exists()]
+
+
+KILLED = r"""
+import json, os, sys, time
+if int(os.environ["COMPUTALOT_ATTEMPT"]) == 1:
+    shared = json.load(open(os.environ["COMPUTALOT_TASK_PAYLOAD"]))["dir"]
+    tmp = os.path.join(shared, "attempt.tmp")
+    with open(tmp, "w") as fh:
+        json.dump({"attempt_dir": os.environ["TMPDIR"], "worker": os.getppid()}, fh)
+    os.rename(tmp, os.path.join(shared, "attempt.json"))
+    time.sleep(120)
+with open(os.environ["COMPUTALOT_TASK_RESULT"], "w") as fh:
+    json.dump({"ok": True}, fh)
+"""
+
+
+def test_a_killed_workers_attempt_directory_is_swept_by_a_later_worker(
+    admin: httpx.Client, make_project: Any, tmp_path: Path
+) -> None:
+    """The worker dies mid-attempt (SIGKILL: no ``finally`` runs), so its attempt directory
+    stays until a worker process sweeps the attempt root: the one Ray starts for the retry, or
+    at the latest the one another project's job starts."""
+    killed = make_project(admin, {"runner.py": KILLED})
+    answer = admin.post(
+        f"{API}/jobs",
+        json={
+            "project": killed,
+            "runner_command": ["python3", "runner.py"],
+            "payload": {"dir": str(tmp_path)},
+            "timeout_s": 300,
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    report = tmp_path / "attempt.json"
+    deadline = time.monotonic() + 60
+    while not report.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    seen = json.loads(report.read_text())
+    attempt_dir = Path(seen["attempt_dir"])
+    os.kill(int(seen["worker"]), signal.SIGKILL)
+    wait_job(admin, answer.json()["id"])
+    later = make_project(admin, {"runner.py": CLUTTER})  # a new revision: a new worker process
+    _result(admin, later)
+    deadline = time.monotonic() + 15
+    while attempt_dir.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not attempt_dir.exists()

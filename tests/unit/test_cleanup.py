@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 from pathlib import Path
 
@@ -72,3 +74,53 @@ def test_a_failing_path_does_not_stop_the_thread(
     cleaner.remove(good)
     cleaner.drain(timeout_s=10)
     assert bad.exists() and not good.exists()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def _named(root: Path, namespace: int, pid: int) -> Path:
+    path = root / f"tsk_x-y-1-w{namespace}.{pid}-abc_123"
+    (path / "work").mkdir(parents=True)
+    (path / "work" / "f").write_text("x")
+    return path
+
+
+def test_orphans_are_attempts_of_dead_workers_in_this_pid_namespace(tmp_path: Path) -> None:
+    namespace = os.stat("/proc/self/ns/pid").st_ino
+    dead = _named(tmp_path, namespace, _dead_pid())
+    mine = _named(tmp_path, namespace, os.getpid())
+    elsewhere = _named(tmp_path, namespace + 1, _dead_pid())  # another container's
+    unnamed = tmp_path / "tsk_x-y-1-abc_123"  # no owner in the name
+    unnamed.mkdir()
+    assert cleanup.orphans(tmp_path) == [dead]
+    assert mine.exists() and elsewhere.exists() and unnamed.exists()
+
+
+def test_sweeps_orphans_first_then_at_most_every_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    namespace = os.stat("/proc/self/ns/pid").st_ino
+    cleaner = DirCleaner()
+    dead = _named(tmp_path, namespace, _dead_pid())
+    mine = _named(tmp_path, namespace, os.getpid())
+    cleaner.sweep(tmp_path)
+    cleaner.drain(timeout_s=10)
+    assert not dead.exists() and mine.exists()
+    later = _named(tmp_path, namespace, _dead_pid())
+    cleaner.sweep(tmp_path)  # swept a moment ago: nothing queued
+    cleaner.drain(timeout_s=10)
+    assert later.exists()
+    monkeypatch.setattr(cleanup, "SWEEP_INTERVAL_S", 0.0)
+    cleaner.sweep(tmp_path)
+    cleaner.drain(timeout_s=10)
+    assert not later.exists()
+
+
+def test_owner_tag_names_this_process() -> None:
+    tag = cleanup.owner_tag()
+    match = cleanup.OWNER.search(f"tsk_a-b-2-{tag}q1w2_e3r")
+    assert match is not None and int(match[2]) == os.getpid()
