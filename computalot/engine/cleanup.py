@@ -14,8 +14,9 @@ removed before the process ends.
 A worker that is killed (a forced cancel, the OOM killer) leaves its current attempt's
 directory, and whatever was still queued. So each directory's name carries its worker's process
 id and PID namespace (:func:`owner_tag`), and a worker's thread sweeps the attempt root of
-directories whose worker is gone: at its first attempt, then at most every SWEEP_INTERVAL_S. Directories of another PID
-namespace (a container sharing ``/tmp``) are never touched: their process ids mean nothing here.
+directories whose worker is gone: at its first attempt, then at most every SWEEP_INTERVAL_S.
+Directories of another PID namespace (a container sharing ``/tmp``) are never touched: their
+process ids mean nothing here.
 """
 
 from __future__ import annotations
@@ -47,11 +48,19 @@ def _pid_namespace() -> int | None:
         return None
 
 
+_TAG: tuple[int, str] = (0, "")  # (process, its tag): worked out once per process
+
+
 def owner_tag() -> str:
     """This process's part of an attempt directory's name (empty where the namespace is
     unknown: such directories are never swept)."""
-    namespace = _pid_namespace()
-    return "" if namespace is None else f"w{namespace}.{os.getpid()}-"
+    global _TAG
+    pid, tag = _TAG
+    if pid != os.getpid():
+        namespace = _pid_namespace()
+        tag = "" if namespace is None else f"w{namespace}.{os.getpid()}-"
+        _TAG = (os.getpid(), tag)
+    return tag
 
 
 def _alive(pid: int) -> bool:

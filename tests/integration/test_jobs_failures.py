@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import ray
 
 from computalot.engine.inflight import CANCEL_SLACK_S
 from tests.support.helpers import events_of, pid_alive, wait_job
+from tests.support.helpers import wait_for as poll
 
 API = "/api/v1"
 
@@ -111,16 +111,6 @@ def tasks_of(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
     answer = client.get(f"{API}/jobs/{job_id}/tasks", params={"limit": 1000})
     assert answer.status_code == 200, answer.text
     return list(answer.json()["tasks"])
-
-
-def poll(condition: Callable[[], Any], what: str, timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def assert_all_gone(pids: list[int]) -> None:

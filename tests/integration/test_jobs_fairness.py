@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from tests.support.helpers import wait_job
+from tests.support.helpers import submit_job, wait_for, wait_job
 
 API = "/api/v1"
 
@@ -16,13 +15,6 @@ json.dump({"payload": payload}, open(os.environ["COMPUTALOT_TASK_RESULT"], "w"))
 """
 
 
-def submit(client: Any, project: str, **fields: Any) -> str:
-    body = {"project": project, "runner_command": ["python3", "runner.py"], "timeout_s": 60}
-    answer = client.post(f"{API}/jobs", json={**body, **fields})
-    assert answer.status_code == 201, answer.text
-    return str(answer.json()["id"])
-
-
 def test_another_accounts_job_is_not_queued_behind_a_big_fan_out(
     new_account: Any, make_project: Any
 ) -> None:
@@ -30,14 +22,15 @@ def test_another_accounts_job_is_not_queued_behind_a_big_fan_out(
     next free slot and runs behind at most the backlog already launched into Ray (about a second
     of A's work), not behind A's whole job."""
     a, b = new_account("member"), new_account("member")
-    big = submit(
+    big = submit_job(
         a, make_project(a, {"runner.py": RUNNER}), fan_out={"items": [{"i": i} for i in range(300)]}
     )
-    deadline = time.monotonic() + 120
-    while a.get(f"{API}/jobs/{big}").json()["task_counts"]["completed"] < 30:
-        assert time.monotonic() < deadline, "the big job made no progress"
-        time.sleep(0.05)
-    small = submit(b, make_project(b, {"runner.py": RUNNER}), payload={"x": 1})
+    wait_for(
+        lambda: a.get(f"{API}/jobs/{big}").json()["task_counts"]["completed"] >= 30,
+        "the big job to make progress",
+        120,
+    )
+    small = submit_job(b, make_project(b, {"runner.py": RUNNER}), payload={"x": 1})
     assert wait_job(b, small)["status"] == "completed"
     counts = a.get(f"{API}/jobs/{big}").json()["task_counts"]
     # First come, first served would have run B's task only once every one of A's was launched.

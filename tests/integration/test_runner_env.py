@@ -11,13 +11,12 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.support.helpers import wait_job
+from tests.support.helpers import submit_job, wait_for, wait_job
 
 API = "/api/v1"
 
@@ -49,12 +48,7 @@ PROTOCOL_KEYS = {
 
 
 def _result(client: httpx.Client, project: str) -> dict[str, Any]:
-    answer = client.post(
-        f"{API}/jobs",
-        json={"project": project, "runner_command": ["python3", "runner.py"], "timeout_s": 60},
-    )
-    assert answer.status_code == 201, answer.text
-    end = wait_job(client, answer.json()["id"])
+    end = wait_job(client, submit_job(client, project))
     assert end["status"] == "completed", end
     results = client.get(f"{API}/results/{end['id']}").json()
     return dict(results["results"][0]["result"])
@@ -96,16 +90,8 @@ def test_every_attempt_directory_is_removed_after_the_job(
     """The working copy, payload, result and artifact files of each attempt go once it ended
     (removed in the background by the worker, so this waits a little)."""
     project = make_project(admin, {"runner.py": CLUTTER})
-    answer = admin.post(
-        f"{API}/jobs",
-        json={
-            "project": project,
-            "runner_command": ["python3", "runner.py"],
-            "fan_out": {"items": [{"i": i} for i in range(6)]},
-        },
-    )
-    assert answer.status_code == 201, answer.text
-    end = wait_job(admin, answer.json()["id"])
+    fan_out = {"items": [{"i": i} for i in range(6)]}
+    end = wait_job(admin, submit_job(admin, project, fan_out=fan_out))
     assert end["status"] == "completed", end
     results = admin.get(f"{API}/results/{end['id']}").json()["results"]
     dirs = [Path(r["result"]["attempt_dir"]) for r in results]
@@ -113,10 +99,7 @@ def test_every_attempt_directory_is_removed_after_the_job(
     assert all(
         Path(r["result"]["cwd"]).is_relative_to(d) for r, d in zip(results, dirs, strict=True)
     )
-    deadline = time.monotonic() + 15
-    while any(d.exists() for d in dirs) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not [d for d in dirs if d.exists()]
+    wait_for(lambda: not any(d.exists() for d in dirs), "the attempt directories to go", 15)
 
 
 KILLED = r"""
@@ -140,27 +123,13 @@ def test_a_killed_workers_attempt_directory_is_swept_by_a_later_worker(
     stays until a worker process sweeps the attempt root: the one Ray starts for the retry, or
     at the latest the one another project's job starts."""
     killed = make_project(admin, {"runner.py": KILLED})
-    answer = admin.post(
-        f"{API}/jobs",
-        json={
-            "project": killed,
-            "runner_command": ["python3", "runner.py"],
-            "payload": {"dir": str(tmp_path)},
-            "timeout_s": 300,
-        },
-    )
-    assert answer.status_code == 201, answer.text
+    job_id = submit_job(admin, killed, payload={"dir": str(tmp_path)}, timeout_s=300)
     report = tmp_path / "attempt.json"
-    deadline = time.monotonic() + 60
-    while not report.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(report.exists, "the first attempt to report")
     seen = json.loads(report.read_text())
     attempt_dir = Path(seen["attempt_dir"])
     os.kill(int(seen["worker"]), signal.SIGKILL)
-    wait_job(admin, answer.json()["id"])
+    wait_job(admin, job_id)
     later = make_project(admin, {"runner.py": CLUTTER})  # a new revision: a new worker process
     _result(admin, later)
-    deadline = time.monotonic() + 15
-    while attempt_dir.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not attempt_dir.exists()
+    wait_for(lambda: not attempt_dir.exists(), "the orphaned attempt directory to go", 15)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +61,22 @@ def events_of(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
             return events
         events += batch
         after = batch[-1]["id"]
+
+
+def submit_job(client: httpx.Client, project: str, **fields: Any) -> str:
+    """POST a ``python3 runner.py`` job of ``project`` (``fields`` added or overriding); its id."""
+    body = {"project": project, "runner_command": ["python3", "runner.py"], "timeout_s": 60}
+    answer = client.post("/api/v1/jobs", json={**body, **fields})
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["id"])
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 60.0) -> Any:
+    """Poll ``condition`` every 0.1 s until it is truthy; return its value."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
