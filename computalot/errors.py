@@ -16,6 +16,7 @@ SPEC §2 envelope ``{"error": {"code", "message", "details", "recommended_action
     ├── ValidationFailed (422, validation_error)
     │   └── UnsatisfiableRequirements (422, unsatisfiable_requirements)
     ├── RateLimited (429, rate_limited)
+    ├── QuotaExceeded (429, quota_exceeded)
     └── NotReady (503, not_ready)
 """
 
@@ -139,6 +140,14 @@ class RateLimited(ComputalotError):
     recommended_action = "wait for the number of seconds in Retry-After, then retry"
 
 
+class QuotaExceeded(ComputalotError):
+    """A per-account quota (queued tasks, open jobs) is reached; ``details`` name it."""
+
+    status = 429
+    code = "quota_exceeded"
+    recommended_action = "wait for some of your jobs to finish (or cancel some), then resubmit"
+
+
 class NotReady(ComputalotError):
     status = 503
     code = "not_ready"
@@ -162,6 +171,7 @@ __all__ = [
     "NotReady",
     "PayloadTooLarge",
     "PaymentRequired",
+    "QuotaExceeded",
     "RateLimited",
     "Unauthorized",
     "UnsafeTarball",

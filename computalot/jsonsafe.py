@@ -5,6 +5,12 @@
 - a lone UTF-16 surrogate (``"\\ud800"`` without its pair): not encodable as UTF-8, so every
   answer that contains it fails.
 
+- nesting deeper than :data:`MAX_JSON_DEPTH`: every reader has a limit (Python's ``json`` about
+  1,000 levels, less in a deep call stack; orjson writes 255 and reads 1,024), and a parser that
+  recurses through 100,000 levels can overflow a thread's C stack and kill the process. Bodies,
+  result files and progress lines are measured *before* any parser sees them
+  (:func:`nesting_exceeds`), so everything the platform stores and answers stays readable.
+
 A request body carrying one is refused (``loads_strict``: 400, naming the problem and where). A
 runner's result file is the user's program talking (``json.dump`` writes ``NaN`` by default), so
 its bad values are replaced with a warning instead of failing the task: ``load_result`` says
@@ -18,11 +24,55 @@ import math
 import re
 from typing import IO, Any
 
+import numpy as np
+
 # A JSON string (skipped) or a bare non-finite token, so one inside a string never matches.
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)')
 # An escape (an even number of backslashes before it), not an escaped backslash + text.
 _SURROGATE_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+#: The deepest nesting of arrays and objects the platform accepts in a request body, a result
+#: file or a progress line. Answers wrap stored values in a few more levels (a result page, an
+#: event), which every layer still reads: orjson writes up to 255 levels.
+MAX_JSON_DEPTH = 100
+# A complete JSON string (escapes included), removed before brackets are counted.
+_STRING_BYTES = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = np.zeros(256, dtype=np.int8)  # byte -> +1 (opens), -1 (closes)
+_STEP[list(b"[{")] = 1
+_STEP[list(b"]}")] = -1
+
+
+def nesting_depth(data: bytes | str) -> int:
+    """How deep arrays and objects nest in JSON text ``data`` (brackets inside strings do not
+    count), without parsing it: linear time in C, no recursion, whatever the input. Invalid JSON
+    (an unterminated string) can only make the count larger."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    if raw.count(b"[") + raw.count(b"{") <= 1:
+        return raw.count(b"[") + raw.count(b"{")
+    unquoted = _STRING_BYTES.sub(b"", raw) if b'"' in raw else raw
+    brackets = unquoted.translate(None, _NOT_BRACKET)
+    if not brackets:
+        return 0
+    steps = _STEP[np.frombuffer(brackets, dtype=np.uint8)]
+    return max(0, int(np.cumsum(steps, dtype=np.int32).max()))
+
+
+def nesting_exceeds(data: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether JSON text ``data`` nests deeper than ``limit`` (cheap when it has few brackets)."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    return nesting_depth(raw) > limit
+
+
+class TooDeep(ValueError):
+    """JSON text nested deeper than :data:`MAX_JSON_DEPTH`."""
+
+    def __init__(self, what: str, limit: int = MAX_JSON_DEPTH) -> None:
+        super().__init__(f"{what} nests arrays/objects deeper than {limit} levels")
+        self.limit = limit
 
 
 class UnstorableJSON(json.JSONDecodeError):
@@ -31,9 +81,12 @@ class UnstorableJSON(json.JSONDecodeError):
 
 
 def loads_strict(data: bytes | str) -> Any:
-    """``json.loads`` that refuses NaN / Infinity and lone surrogates. (NUL is refused per
-    field where it would reach a ``text`` column: ``computalot.schemas.text``; PostgreSQL's
-    ``json`` keeps it.)"""
+    """``json.loads`` that refuses nesting deeper than :data:`MAX_JSON_DEPTH` (:class:`TooDeep`,
+    checked before parsing), NaN / Infinity and lone surrogates. (NUL is refused per field where
+    it would reach a ``text`` column: ``computalot.schemas.text``; PostgreSQL's ``json`` keeps
+    it.)"""
+    if nesting_exceeds(data):
+        raise TooDeep("the JSON body")
     text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
 
     def refuse(name: str) -> Any:

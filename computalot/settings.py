@@ -52,6 +52,23 @@ class Settings(BaseSettings):
     max_unpacked_bytes: int = Field(default=2 * GiB, ge=1024)
     rate_limit_per_minute: int = Field(default=6000, ge=1, description="requests per account")
     max_fanout_elements: int = Field(default=100_000, ge=1)
+    max_result_bytes: int = Field(
+        default=64 * MiB, ge=1024, description="largest result file one task may write"
+    )
+    max_job_result_bytes: int = Field(
+        default=1 * GiB, ge=1024, description="all of one job's stored results together"
+    )
+    results_page_bytes: int = Field(
+        default=16 * MiB, ge=1024, description="GET /results pages stop adding elements here"
+    )
+
+    # Quotas (per account; 429 quota_exceeded).
+    max_queued_tasks_per_account: int = Field(
+        default=200_000, ge=1, description="tasks not yet finished across an account's jobs"
+    )
+    max_open_jobs_per_account: int = Field(
+        default=2_000, ge=1, description="jobs not yet terminal (planning, queued, running)"
+    )
 
     # Auth.
     session_ttl_s: int = Field(default=24 * 3600, ge=60)
