@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import (
 from computalot.store import jsoncodec
 from computalot.store.sqlite_driver import SQLITE_BUSY_TIMEOUT_MS, one_hop_dbapi
 
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+
 
 def make_engine(url: str, *, pool_size: int = 5, inline: bool = False) -> AsyncEngine:
     """An async engine tuned for the backend behind ``url``.
@@ -37,6 +39,7 @@ def make_engine(url: str, *, pool_size: int = 5, inline: bool = False) -> AsyncE
             max_overflow=10,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             json_serializer=jsoncodec.dumps,
+            json_deserializer=jsoncodec.loads,
             **extra,
         )
 
@@ -47,6 +50,9 @@ def make_engine(url: str, *, pool_size: int = 5, inline: bool = False) -> AsyncE
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute(f"PRAGMA busy_timeout={0 if inlined else SQLITE_BUSY_TIMEOUT_MS}")
+            # The WAL grows to the largest transaction (a cycle storing big results); without a
+            # limit it keeps that size on disk after every checkpoint.
+            cur.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
             cur.close()
 
         return engine
@@ -56,6 +62,7 @@ def make_engine(url: str, *, pool_size: int = 5, inline: bool = False) -> AsyncE
         max_overflow=10,
         pool_pre_ping=True,
         json_serializer=jsoncodec.dumps,
+        json_deserializer=jsoncodec.loads,
     )
 
 
