@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from computalot.store import jsoncodec
-from computalot.store.sqlite_driver import SQLITE_BUSY_TIMEOUT_MS, one_hop_dbapi
+from computalot.store.sqlite_driver import SQLITE_BUSY_TIMEOUT_MS, OneHopDbapi, sqlite_dbapi
 
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 
@@ -25,14 +25,16 @@ def make_engine(url: str, *, pool_size: int = 5, inline: bool = False) -> AsyncE
     another process (Serve replica, dispatcher, event hub) wait instead of failing; statements
     go through :mod:`computalot.store.sqlite_driver` (one thread hop each, or none when
     ``inline``: then the busy timeout is zero and a statement that finds the write lock taken
-    waits on the connection thread instead).
+    waits on the connection thread instead), which also closes a transaction's server-side
+    cursors when it ends, so a pooled connection never keeps an old read snapshot and a write
+    by another process (the admin CLI, the dispatcher) is seen by the next transaction.
     """
     if url.startswith("sqlite"):
         extra: dict[str, Any] = {}
-        dbapi = one_hop_dbapi(inline=inline) if url.startswith("sqlite+aiosqlite") else None
+        dbapi = sqlite_dbapi(inline=inline) if url.startswith("sqlite+aiosqlite") else None
         if dbapi is not None:
             extra["module"] = dbapi
-        inlined = dbapi is not None and inline  # no adapter: the stock one, thread hops
+        inlined = inline and isinstance(dbapi, OneHopDbapi)  # else thread hops, stock statements
         engine = create_async_engine(
             url,
             pool_size=pool_size,

@@ -14,8 +14,21 @@ connection thread with the usual busy timeout, which waits without blocking the 
 load each hop cost 1-2 ms (a thread switch each way on a busy 2-core host).
 
 It needs two private parts of aiosqlite (``Connection._execute`` and ``Connection._conn``) and
-SQLAlchemy 2.1's adapter layout; :func:`one_hop_dbapi` returns None where they are missing and the
-engine keeps the stock adapter.
+SQLAlchemy 2.1's adapter layout; where they are missing :func:`sqlite_dbapi` gives the stock
+adapter's statements, with the stream closing below.
+
+*No statement outlives its transaction.* Python's sqlite3 (legacy transaction control, Python
+< 3.12's only mode) opens no transaction for a SELECT: each runs in autocommit, and SQLite keeps
+the connection's read snapshot for as long as any of its statements is un-reset. A server-side
+cursor (``stream``, ``yield_per``) left before its last row, as a ``break`` or an exception in an
+``async for`` leaves it, stays open until the garbage collector frees it; the pool's
+reset-on-return ``rollback()`` does nothing (``in_transaction`` is False, so no ROLLBACK is
+sent); and every later request that checks that connection out reads the old snapshot. That is
+how a key made by ``computalot admin create-account`` stayed "unknown API key" on the API:
+``GET /jobs?tag=`` on an account with more than 500 jobs left such a cursor in a replica's pool
+(stock aiosqlite adapter included). So every adapter here closes the server-side cursors still
+open on a connection when it commits, rolls back (SQLAlchemy does one of the two before a
+connection goes back to the pool) or closes, as PostgreSQL does with a transaction's cursors.
 """
 
 from __future__ import annotations
@@ -158,7 +171,46 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         await self._statement(operation, seq_of_parameters, True)
 
 
-class OneHopConnection(AsyncAdapt_aiosqlite_connection):
+class StreamClosingConnection(AsyncAdapt_aiosqlite_connection):
+    """The stock connection, except that the server-side cursors opened on it are closed when
+    its transaction ends (see the module's docstring): a pooled connection never carries a read
+    snapshot from one checkout to the next."""
+
+    __slots__ = ("_streams",)
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        self._streams: list[Any] = []
+
+    def cursor(self, server_side: bool = False) -> Any:
+        cursor = super().cursor(server_side)
+        if server_side:
+            self._streams.append(cursor)
+        return cursor
+
+    def close_streams(self) -> None:
+        """Close every server-side cursor of this transaction (closing one twice is a no-op)."""
+        streams, self._streams = self._streams, []
+        for stream in streams:
+            try:
+                stream.close()
+            except Exception as error:
+                self._handle_exception(error)
+
+    def commit(self) -> None:
+        self.close_streams()
+        super().commit()
+
+    def rollback(self) -> None:
+        self.close_streams()
+        super().rollback()
+
+    def close(self) -> None:
+        self._streams = []  # closing the connection finalizes its statements
+        super().close()
+
+
+class OneHopConnection(StreamClosingConnection):
     __slots__ = ()
     _cursor_cls = OneHopCursor
     #: None: every statement goes to the connection thread. A number: statements run inline
@@ -181,12 +233,14 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         if self.inline_busy_ms is None:
             super().commit()
         else:
+            self.close_streams()
             self._finish(_commit)
 
     def rollback(self) -> None:
         if self.inline_busy_ms is None:
             super().rollback()
         else:
+            self.close_streams()
             self._finish(_rollback)
 
 
@@ -195,21 +249,31 @@ class InlineConnection(OneHopConnection):
     inline_busy_ms = SQLITE_BUSY_TIMEOUT_MS
 
 
-class OneHopDbapi(AsyncAdapt_aiosqlite_dbapi):
-    def __init__(self, aiosqlite: Any, sqlite: Any, *, inline: bool = False) -> None:
-        super().__init__(aiosqlite, sqlite)
-        self.connection_cls = InlineConnection if inline else OneHopConnection
+class StreamClosingDbapi(AsyncAdapt_aiosqlite_dbapi):
+    """The stock adapter, its connections wrapped in :class:`StreamClosingConnection`."""
 
-    def connect(self, *arg: Any, **kw: Any) -> OneHopConnection:
-        if self.connection_cls is InlineConnection:
-            kw["check_same_thread"] = False  # the loop thread uses the connection too
+    connection_cls: type[StreamClosingConnection] = StreamClosingConnection
+
+    def connect(self, *arg: Any, **kw: Any) -> StreamClosingConnection:
         stock = super().connect(*arg, **kw)
         return self.connection_cls(self, stock._connection)
 
 
-def one_hop_dbapi(*, inline: bool = False) -> OneHopDbapi | None:
-    """The adapter for ``create_async_engine(module=...)``, or None where aiosqlite or
-    SQLAlchemy's adapter (``_execute_async``, SQLAlchemy ≥ 2.1) do not have the shape it needs.
+class OneHopDbapi(StreamClosingDbapi):
+    def __init__(self, aiosqlite: Any, sqlite: Any, *, inline: bool = False) -> None:
+        super().__init__(aiosqlite, sqlite)
+        self.connection_cls = InlineConnection if inline else OneHopConnection
+
+    def connect(self, *arg: Any, **kw: Any) -> StreamClosingConnection:
+        if self.connection_cls is InlineConnection:
+            kw["check_same_thread"] = False  # the loop thread uses the connection too
+        return super().connect(*arg, **kw)
+
+
+def sqlite_dbapi(*, inline: bool = False) -> StreamClosingDbapi:
+    """The adapter for ``create_async_engine(module=...)``: the one-hop one, or the stock one
+    (with its streams closed at the end of a transaction) where aiosqlite or SQLAlchemy's adapter
+    (``_execute_async``, SQLAlchemy ≥ 2.1) do not have the shape the one-hop one needs.
     ``inline``: statements run on the caller's thread (see the module's docstring)."""
     needed = (
         hasattr(aiosqlite.Connection, "_execute"),
@@ -217,4 +281,6 @@ def one_hop_dbapi(*, inline: bool = False) -> OneHopDbapi | None:
         hasattr(AsyncAdapt_aiosqlite_cursor, "_execute_async"),
         hasattr(AsyncAdapt_aiosqlite_cursor, "_executemany_async"),
     )
-    return OneHopDbapi(aiosqlite, sqlite3, inline=inline) if all(needed) else None
+    if all(needed):
+        return OneHopDbapi(aiosqlite, sqlite3, inline=inline)
+    return StreamClosingDbapi(aiosqlite, sqlite3)
