@@ -43,7 +43,8 @@ class Settings(BaseSettings):
 
     # Serve tuning (see README "Tuning the API").
     serve_replicas: int = Field(default=1, ge=1, le=64)
-    serve_max_ongoing_requests: int = Field(default=256, ge=1)
+    #: Every open SSE stream counts as one for its whole life; a request past the limit waits.
+    serve_max_ongoing_requests: int = Field(default=4096, ge=1)
 
     # Limits.
     max_json_body_bytes: int = Field(default=16 * MiB, ge=1024)

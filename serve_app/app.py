@@ -45,6 +45,7 @@ def create_app(settings: Settings, *, engine: Any = None, store: Store | None = 
     app.state.store = store or Store(settings.resolved_database_url, inline=True)
     app.state.engine = engine
     app.state.metrics = Metrics()
+    app.state.metrics.watch_store(app.state.store)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     install_error_handlers(app)
     for router in ROUTERS:

@@ -29,7 +29,9 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-Db = Annotated[AsyncSession, Depends(get_db)]
+#: Function-scoped: the session (and its pooled connection) goes back when the route returns,
+#: not when its response has been sent, so a streamed response (SSE) holds none.
+Db = Annotated[AsyncSession, Depends(get_db, scope="function")]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 
 

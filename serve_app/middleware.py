@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.exceptions import HTTPException
 
 log = logging.getLogger("computalot.api")
@@ -136,6 +136,29 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.db_connections = Gauge(
+            "computalot_db_connections_in_use",
+            "Database connections this process has checked out of its pool now",
+            registry=self.registry,
+        )
+        self.sse_streams = Gauge(
+            "computalot_sse_streams", "Open SSE streams on this replica", registry=self.registry
+        )
+        self.sse_jobs = Gauge(
+            "computalot_sse_watched_jobs",
+            "Jobs this replica's stream feed follows for its open streams",
+            registry=self.registry,
+        )
+
+    def watch_store(self, store: Any) -> None:
+        """Report ``store``'s pooled connections in use (read when /metrics is scraped)."""
+        pool = store.engine.pool
+        if hasattr(pool, "checkedout"):
+            self.db_connections.set_function(pool.checkedout)
+
+    def watch_streams(self, streams: Callable[[], float], jobs: Callable[[], float]) -> None:
+        self.sse_streams.set_function(streams)
+        self.sse_jobs.set_function(jobs)
 
 
 class ObserveMiddleware:

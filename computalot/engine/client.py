@@ -84,3 +84,16 @@ class EngineClient:
         except NotReady:
             await asyncio.sleep(min(timeout_s, 1.0))
             return None
+
+    async def wait_any_event(
+        self, epoch: str | None, version: int, timeout_s: float
+    ) -> tuple[str, int, list[str] | None] | None:
+        """The hub's :meth:`~computalot.engine.hub.EventHub.wait_any` (a replica's feed keeps one
+        call outstanding); None if the hub is unreachable."""
+        try:
+            result: tuple[str, int, list[str] | None] = await self._call(
+                self.hub.wait_any, epoch, version, timeout_s, timeout_s=timeout_s + 5.0
+            )
+            return result
+        except NotReady:
+            return None

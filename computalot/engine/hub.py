@@ -5,8 +5,9 @@ that changes the state they report, which then tells the hub which jobs have new
 (:meth:`EventHub.written`). Progress and output from running tasks come here
 (:meth:`EventHub.task_live`) and are written in small batches. Both writers go through
 ``computalot.store.events``, so ids become visible in id order and a stream reading
-``id > last`` never skips one. Streams call :meth:`EventHub.wait` to sleep until one of their
-jobs has something new.
+``id > last`` never skips one. Each API replica keeps one call to :meth:`EventHub.wait_any`
+outstanding, which returns once any job has something new and says which (its feed then reads
+the store once for all of its streams); :meth:`EventHub.wait` serves one stream's jobs.
 
 The store, settings and SQLAlchemy are imported inside the methods that use them: every Ray
 worker that reports a task's progress looks this actor up, and a lookup imports this module.
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+import secrets
+from collections import defaultdict, deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from computalot.engine.names import HUB_NAME
@@ -33,6 +36,9 @@ FLUSH_INTERVAL_S = 0.0
 #: quiet spell is written at once (after one turn of the event loop: FLUSH_INTERVAL_S).
 MIN_FLUSH_SPACING_S = 0.02
 BARRIER_TIMEOUT_S = 30.0
+#: How many recent (version, job id) changes :meth:`EventHub.wait_any` can name; a caller
+#: further behind is told "unknown" and reads everything it watches.
+RECENT_CHANGES = 4096
 
 
 class EventHub:
@@ -50,6 +56,11 @@ class EventHub:
         self.tails: dict[str, tuple[int, str]] = {}  # task id -> (attempt, live output tail)
         #: task id -> (attempt, live events of that attempt written to the store)
         self.stored_live: dict[str, tuple[int, int]] = {}
+        #: One increment per job with new events per write, over all jobs; ``epoch`` tells a
+        #: restarted hub (whose count starts again) from the one a caller last saw.
+        self.epoch = secrets.token_hex(8)
+        self.version = 0
+        self.recent: deque[tuple[int, str]] = deque(maxlen=RECENT_CHANGES)
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     async def ping(self) -> str:
@@ -66,6 +77,7 @@ class EventHub:
         async with self.flushed:
             for job_id, n in counts.items():
                 self.versions[job_id] += n
+            self._changed(counts)
             self.flushed.notify_all()
 
     async def barrier(self, task_id: str, attempt: int, sent: int) -> None:
@@ -132,6 +144,35 @@ class EventHub:
                 pass
         return {j: self.versions[j] for j in job_ids}
 
+    async def wait_any(
+        self, epoch: str | None, version: int, timeout_s: float
+    ) -> tuple[str, int, list[str] | None]:
+        """Return ``(epoch, version, job ids)`` once the version moved past ``version`` (or after
+        the timeout): the jobs with new events since, or None when they are not all known (a
+        caller of another epoch, or further behind than :data:`RECENT_CHANGES`)."""
+        if epoch == self.epoch:
+            async with self.flushed:
+                try:
+                    await asyncio.wait_for(
+                        self.flushed.wait_for(lambda: self.version != version), timeout_s
+                    )
+                except TimeoutError:
+                    pass
+        behind = self.version - version
+        if epoch != self.epoch or behind < 0 or behind > len(self.recent):
+            return self.epoch, self.version, None
+        jobs: dict[str, None] = {}
+        for changed_at, job_id in reversed(self.recent):
+            if changed_at <= version:
+                break
+            jobs[job_id] = None
+        return self.epoch, self.version, list(jobs)
+
+    def _changed(self, job_ids: Iterable[str]) -> None:
+        for job_id in job_ids:
+            self.version += 1
+            self.recent.append((self.version, job_id))
+
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
         last_flush = 0.0
@@ -163,6 +204,7 @@ class EventHub:
                     stored_attempt, count = self.stored_live.get(task_id, (attempt, 0))
                     count = count + 1 if stored_attempt == attempt else 1
                     self.stored_live[task_id] = (attempt, count)
+                self._changed(dict.fromkeys(job_id for job_id, *_rest in batch))
                 self.flushed.notify_all()
 
     async def _write(self, batch: list[EventRow], live: dict[str, dict[str, Any]]) -> None:
