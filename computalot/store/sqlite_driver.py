@@ -190,6 +190,8 @@ class StreamClosingConnection(AsyncAdapt_aiosqlite_connection):
 
     def close_streams(self) -> None:
         """Close every server-side cursor of this transaction (closing one twice is a no-op)."""
+        if not self._streams:
+            return
         streams, self._streams = self._streams, []
         for stream in streams:
             try:
