@@ -61,10 +61,27 @@ def nesting_depth(data: bytes | str) -> int:
 
 def nesting_exceeds(data: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether JSON text ``data`` nests deeper than ``limit`` (cheap when it has few brackets)."""
-    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    if raw.count(b"[") + raw.count(b"{") <= limit:
+    if isinstance(data, str):
+        if data.count("[") + data.count("{") <= limit:
+            return False
+    elif data.count(b"[") + data.count(b"{") <= limit:
         return False
-    return nesting_depth(raw) > limit
+    return nesting_depth(data) > limit
+
+
+def depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a decoded JSON value nests arrays/objects deeper than ``limit`` (iterative, stops
+    at the first branch past it). A scalar is depth 0, ``[]`` depth 1."""
+    if not isinstance(value, dict | list):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = current.values() if isinstance(current, dict) else current
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 class TooDeep(ValueError):

@@ -29,6 +29,15 @@ _STATUS_CODES = {
 }
 
 
+class EnvelopeHTTPException(StarletteHTTPException):
+    """Carries a :class:`ComputalotError` through code that only lets ``HTTPException`` pass
+    (FastAPI turns any other exception raised while reading a body into a bare 400)."""
+
+    def __init__(self, error: ComputalotError) -> None:
+        super().__init__(error.status, error.message)
+        self.error = error
+
+
 def envelope(status: int, code: str, message: str, **extra: Any) -> dict[str, Any]:
     default_code, action = _STATUS_CODES.get(status, ("error", "retry later"))
     body = {
@@ -106,6 +115,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc, EnvelopeHTTPException):
+            return error_response(exc.error)
         code = _STATUS_CODES.get(exc.status_code, ("error", ""))[0]
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         if exc.status_code == 404 and detail == "Not Found":

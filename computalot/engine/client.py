@@ -12,6 +12,15 @@ from computalot.engine.names import DISPATCHER_NAME, HUB_NAME
 from computalot.errors import NotReady
 
 NODES_CACHE_S = 10.0
+#: ``/ready`` says the dispatcher is stalled when no cycle completed for this long (seconds); an
+#: idle dispatcher completes one every ``dispatch_interval_s`` plus at most a 1 s batch window.
+DISPATCHER_STALL_S = 20.0
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, NotReady):
+        return exc.message
+    return type(exc).__name__
 
 
 class EngineClient:
@@ -48,9 +57,30 @@ class EngineClient:
             self._dispatcher = self._hub = None
             raise NotReady(f"engine did not answer: {type(exc).__name__}") from None
 
-    async def ping(self) -> Any:
-        await self._call(self.hub.ping, timeout_s=3.0)
-        return await self._call(self.dispatcher.ping, timeout_s=3.0)
+    async def health(self, timeout_s: float = 3.0) -> dict[str, str]:
+        """``{"dispatcher": …, "event_hub": …}``: ``"ok"`` or why that part is not."""
+        parts = {"dispatcher": self.dispatcher_health, "event_hub": self.hub_health}
+        answers = await asyncio.gather(
+            *(check(timeout_s) for check in parts.values()), return_exceptions=True
+        )
+        return {
+            name: answer if isinstance(answer, str) else f"unavailable: {_why(answer)}"
+            for name, answer in zip(parts, answers, strict=True)
+        }
+
+    async def dispatcher_health(self, timeout_s: float) -> str:
+        info = await self._call(self.dispatcher.ping, timeout_s=timeout_s)
+        age = float(info.get("cycle_age_s") or 0.0)
+        if age > DISPATCHER_STALL_S:
+            error = info.get("last_error")
+            return f"stalled: no completed cycle for {age:.0f} s" + (
+                f" (last error: {error})" if error else ""
+            )
+        return "ok"
+
+    async def hub_health(self, timeout_s: float) -> str:
+        info = await self._call(self.hub.ping, timeout_s=timeout_s)
+        return info if isinstance(info, str) else str(info.get("status", "ok"))
 
     def kick(self, blocked: bool = False) -> None:
         try:

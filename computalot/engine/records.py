@@ -24,6 +24,7 @@ from computalot.engine.packages import PackageCache, revision_runtime_env
 from computalot.schemas.states import TERMINAL_JOB
 from computalot.settings import Settings
 from computalot.store.jobs import job_out, task_payload_for
+from computalot.store.jsoncodec import is_unusable
 from computalot.store.models import Job, Revision, Task
 from computalot.timeutil import utcnow
 
@@ -78,11 +79,16 @@ JOB_INFO_QUERY = select(
 
 
 class JobCache:
-    """Immutable job fields by id; the dispatcher forgets a job when it ends."""
+    """Immutable job fields by id; the dispatcher forgets a job when it ends.
+
+    A job whose fields cannot be read back (``store.jsoncodec.Unreadable``) is never cached nor
+    returned: it is listed in ``unreadable`` (job id -> field names) for the dispatcher to set
+    aside (``engine.quarantine``) in the same cycle."""
 
     def __init__(self, limit: int = 4096) -> None:
         self.limit = limit
         self.jobs: dict[str, JobInfo] = {}
+        self.unreadable: dict[str, list[str]] = {}
 
     async def load(self, db: AsyncSession, job_ids: Any) -> dict[str, JobInfo]:
         wanted = list(dict.fromkeys(job_ids))
@@ -94,8 +100,21 @@ class JobCache:
             conn = await db.connection()
             for chunk in chunked(missing):
                 for row in (await conn.execute(JOB_INFO_QUERY, {"ids": chunk})).tuples():
-                    self.jobs[row[0]] = JobInfo(*row)
+                    info = JobInfo(*row)
+                    bad = [
+                        name
+                        for name in ("spec", "payload", "resources")
+                        if is_unusable(getattr(info, name))
+                    ]
+                    if bad:
+                        self.unreadable[info.id] = bad
+                    else:
+                        self.jobs[row[0]] = info
         return {j: self.jobs[j] for j in wanted if j in self.jobs}
+
+    def take_unreadable(self) -> dict[str, list[str]]:
+        found, self.unreadable = self.unreadable, {}
+        return found
 
     def forget(self, job_ids: Any) -> None:
         for job_id in job_ids:
@@ -396,6 +415,10 @@ def launch_spec(
         "workdir": info.workdir,
         "namespace": namespace,
         "api_url": settings.resolved_public_url,
+        # How run_task reads the result file (engine.result_file).
+        "batched": task.batched,
+        "element_count": task.element_count,
+        "max_result_bytes": settings.max_result_bytes,
     }
     options = dict(job.resources)
     options["runtime_env"] = revision_runtime_env(uri, requirements=info.requirements, env_vars={})

@@ -19,6 +19,8 @@ from typing import Any
 from computalot.errors import field_error
 
 MAX_ELEMENTS = 100_000
+#: The largest ``fan_out.total``: the largest integer every JSON reader keeps exactly (2**53 - 1).
+MAX_TOTAL = 2**53 - 1
 Loc = list[str | int] | str  # a field_error location
 KINDS = ("single", "by", "items", "chunks")
 _SHAPES = ("by", "items", "chunks")
@@ -170,9 +172,9 @@ def _resolve_batch_size(fan_out: dict[str, Any], top: int | None) -> int | None:
     sources: list[tuple[Loc, Any]] = [("batch_size", top), (["fan_out", "batch_size"], inner)]
     for loc, value in sources:
         if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or value < 1
+            not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ELEMENTS
         ):
-            raise field_error(loc, "must be an integer >= 1")
+            raise field_error(loc, f"must be an integer from 1 to {MAX_ELEMENTS}")
     if top is not None and inner is not None and top != inner:
         raise field_error("batch_size", f"differs from fan_out.batch_size ({inner})")
     return top if top is not None else inner
@@ -208,27 +210,25 @@ def _validate_items(items: Any) -> list[Any]:
     return items
 
 
-def _positive_int(fan_out: dict[str, Any], key: str) -> int:
+def _positive_int(fan_out: dict[str, Any], key: str, most: int) -> int:
     value = fan_out.get(key)
     if value is None:
         raise field_error(["fan_out", key], "required with fan_out.chunks")
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise field_error(["fan_out", key], "must be an integer >= 1")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+        raise field_error(["fan_out", key], f"must be an integer from 1 to {most}")
     return value
 
 
 def _validate_chunks(fan_out: dict[str, Any]) -> tuple[str, list[dict[str, int]]]:
-    count = _positive_int(fan_out, "chunks")
+    count = _positive_int(fan_out, "chunks", MAX_ELEMENTS)
     range_field = fan_out.get("range_field")
     if range_field is None:
         raise field_error(["fan_out", "range_field"], "required with fan_out.chunks")
-    if not isinstance(range_field, str) or not range_field:
-        raise field_error(["fan_out", "range_field"], "must be a non-empty string")
+    if not isinstance(range_field, str) or not range_field or len(range_field) > 256:
+        raise field_error(["fan_out", "range_field"], "must be a string of 1-256 characters")
     if range_field == _CHUNK_KEY:
         raise field_error(["fan_out", "range_field"], "must not be 'chunk' (reserved)")
-    total = _positive_int(fan_out, "total")
-    if count > MAX_ELEMENTS:
-        raise field_error(["fan_out", "chunks"], f"at most {MAX_ELEMENTS} per job")
+    total = _positive_int(fan_out, "total", MAX_TOTAL)
     if count > total:
         raise field_error(["fan_out", "chunks"], f"must not exceed fan_out.total ({total})")
     return range_field, chunk_spans(total, count)

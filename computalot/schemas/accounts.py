@@ -15,9 +15,10 @@ Role = Literal["admin", "member", "viewer"]
 
 
 class Strict(BaseModel):
-    """Unknown fields are refused; no string may carry U+0000 (PostgreSQL text cannot)."""
+    """Unknown fields are refused; no value is coerced (``"10"`` or ``true`` for a number is an
+    error, not 10 or 1); no string may carry U+0000 (PostgreSQL text cannot)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     @field_validator("*", mode="after")
     @classmethod
@@ -30,13 +31,16 @@ def _chain(value: str) -> str:
 
 
 Chain = Annotated[str, AfterValidator(_chain)]
-Usd = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=6)]
+# Money may come as a JSON number or a decimal string (never a boolean).
+Usd = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=6, strict=False)]
 
 
 class CreateAccount(Strict):
     name: str = Field(min_length=1, max_length=200)
     role: Role = "member"
-    credit_usd: Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=6)] | None = None
+    credit_usd: (
+        Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=6, strict=False)] | None
+    ) = None
 
 
 class CreateKey(Strict):

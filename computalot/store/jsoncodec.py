@@ -18,12 +18,15 @@ from typing import Any
 
 import orjson
 
-from computalot.jsonsafe import MAX_JSON_DEPTH, scrub
+from computalot.jsonsafe import MAX_JSON_DEPTH, depth_exceeds, scrub
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS  # {1: "a"} -> {"1": "a"}, as json.dumps writes it
 #: How deep an answer may nest: stored values are at most MAX_JSON_DEPTH deep, and answers wrap
 #: them in a few levels; anything deeper (an old row) is cut here, so every client can read it.
 ANSWER_DEPTH = MAX_JSON_DEPTH + 20
+#: The deepest stored value that is read back: what the doors let in plus what the platform wraps
+#: around it when storing (a batched result's element, an event's data).
+STORED_DEPTH = MAX_JSON_DEPTH + 10
 
 
 class Unreadable(dict[str, str]):
@@ -40,7 +43,9 @@ class Unreadable(dict[str, str]):
 
 
 def loads(text: str | bytes) -> Any:
-    """A stored JSON column's value; :class:`Unreadable` instead of raising."""
+    """A stored JSON column's value; :class:`Unreadable` instead of raising. (A value deep
+    enough to trouble a reader with a lower recursion limit than this process's is caught where
+    it would matter: :func:`is_unusable` for a job's definition, ``clip_depth`` for answers.)"""
     try:
         return json.loads(text)
     except RecursionError:
@@ -51,6 +56,28 @@ def loads(text: str | bytes) -> Any:
 
 def is_unreadable(value: Any) -> bool:
     return isinstance(value, Unreadable)
+
+
+def is_unusable(value: Any, limit: int = STORED_DEPTH) -> bool:
+    """Whether a value read from the store must not be used as data: it could not be read, or
+    it nests deeper than ``limit`` (deeper than anything the platform writes: a runner or a
+    client with a lower recursion limit than this process could not read it)."""
+    return isinstance(value, Unreadable) or depth_exceeds(value, limit)
+
+
+class RawJSON:
+    """JSON text to store exactly as it is: :func:`dumps` passes it through, so a result the
+    task's worker already checked and wrote is never decoded and encoded again on its way to
+    the store (``engine.result_file``). A wrapper, not a ``str`` subclass: building one copies
+    nothing, however big the text."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"RawJSON({len(self.text)} characters)"
 
 
 def clip_depth(value: Any, limit: int = ANSWER_DEPTH) -> Any:
@@ -80,6 +107,8 @@ def clip_depth(value: Any, limit: int = ANSWER_DEPTH) -> Any:
 
 
 def dumps(value: Any) -> str:
+    if type(value) is RawJSON:
+        return value.text
     try:
         return orjson.dumps(value, option=_OPTIONS).decode()
     except (TypeError, orjson.JSONEncodeError):

@@ -13,21 +13,12 @@ import pytest
 from computalot import docs_site
 from computalot.settings import load_settings
 from serve_app.app import create_app
+from tests.support.helpers import assert_envelope
 
-ENVELOPE_KEYS = {"code", "message", "details", "recommended_action"}
 REMOTE = {"X-Forwarded-For": "203.0.113.5"}
 FEEDBACK_TYPES = ("bug", "feature_request", "provisioning", "job_type_request")
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>.*)\} (?P<value>\S+)$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def assert_envelope(answer: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert answer.status_code == status, answer.text
-    assert "Traceback" not in answer.text
-    err = answer.json()["error"]
-    assert set(err) >= ENVELOPE_KEYS, err
-    assert err["code"] == code, err
-    return dict(err)
 
 
 def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
@@ -66,7 +57,10 @@ def test_health_and_live(anon: httpx.Client, path: str) -> None:
 def test_ready_checks_store_and_engine(anon: httpx.Client) -> None:
     answer = anon.get("/ready")
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"status": "ready", "checks": {"store": "ok", "engine": "ok"}}
+    assert answer.json() == {
+        "status": "ready",
+        "checks": {"store": "ok", "dispatcher": "ok", "event_hub": "ok"},
+    }
 
 
 def test_metrics_from_loopback_count_by_route_template(

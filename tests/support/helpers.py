@@ -40,6 +40,19 @@ def wait_job(client: httpx.Client, job_id: str, timeout_s: float = 120.0) -> dic
     raise AssertionError(f"stream for {job_id} closed without an end event")
 
 
+ENVELOPE_KEYS = {"code", "message", "details", "recommended_action"}
+
+
+def assert_envelope(answer: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The answer is SPEC §2's error envelope with this status and code; its ``error``."""
+    assert answer.status_code == status, answer.text
+    assert "Traceback" not in answer.text
+    err = answer.json()["error"]
+    assert set(err) >= ENVELOPE_KEYS, err
+    assert err["code"] == code, err
+    return dict(err)
+
+
 def pid_alive(pid: int) -> bool:
     """True if ``pid`` runs (a zombie counts as gone)."""
     try:
