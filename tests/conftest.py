@@ -48,6 +48,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             "COMPUTALOT_RATE_LIMIT_PER_MINUTE": "100000",
             "COMPUTALOT_KILL_GRACE_S": "1.0",
             "COMPUTALOT_DISPATCH_INTERVAL_S": "0.2",
+            # Reached with a few 16 MiB results (tests/integration/test_results_bounds.py).
+            "COMPUTALOT_MAX_JOB_RESULT_BYTES": str(40 * 1024 * 1024),
         }
     )
     get_settings.cache_clear()

@@ -218,12 +218,19 @@ class Dispatcher:
             # A lone outcome that records fine on its own was not the cause; one that does not,
             # while the store answers, is unstorable (see record_queue).
             if len(batch) == 1 and await self._record_alone(batch):
-                self.finished.recorded(batch)
+                self._recorded(batch)
             else:
                 store_ok = bool(batch) and await self._store_ok()
                 self.finished.failed(batch, exc, store_ok=store_ok)
             raise
+        self._recorded(batch)
+
+    def _recorded(self, batch: list[tuple[Inflight, Any]]) -> None:
         self.finished.recorded(batch)
+        for info, _outcome in batch:
+            info.text_ref = None  # frees a big result's object (stored now)
+        if self.finished:
+            self._make_urgent()  # attempts beyond this cycle's byte budget: record them next
 
     async def _store_ok(self) -> bool:
         try:
@@ -280,6 +287,7 @@ class Dispatcher:
 
     # ---- recording outcomes -----------------------------------------------------------------
     async def _record(self, db: Any, batch: list[tuple[Inflight, Any]]) -> list[Any]:
+        texts = await self._fetch_texts(batch)  # before the first statement: no open transaction
         tasks = await records.load_task_rows(db, [info.task_id for info, _outcome in batch])
         jobs = await self.jobs.load(db, (info.job_id for info, _outcome in batch))
         judged = []
@@ -288,21 +296,38 @@ class Dispatcher:
             job = jobs.get(info.job_id)
             if task is None or job is None:
                 continue
+            text = texts.get(info.task_id)
             if isinstance(outcome, BaseException):
                 verdict = self._judge_exception(info, job, outcome)
                 outcome_dict: dict[str, Any] = {}
+            elif isinstance(text, BaseException):
+                verdict = infrastructure_loss(f"result lost: {type(text).__name__}: {text}"[:300])
+                outcome_dict = outcome
             else:
-                verdict = judge_outcome(
-                    outcome, batched=task.batched, element_count=task.element_count
-                )
+                verdict = judge_outcome(outcome, text)
                 outcome_dict = outcome
             judged.append((job, task, info.attempt, verdict, outcome_dict))
         return await settle.apply_verdicts(
             db,
             judged,
-            data_dir=self.settings.data_dir,
             lost_budget=self.settings.worker_lost_retries,
+            max_result_bytes=self.settings.max_result_bytes,
+            max_job_result_bytes=self.settings.max_job_result_bytes,
         )
+
+    async def _fetch_texts(self, batch: list[tuple[Inflight, Any]]) -> dict[str, Any]:
+        """The big results' texts (each attempt's second return value) by task id, fetched now
+        that their attempts are being recorded (the queue's byte budget bounds them); an
+        exception in place of a text that could not be fetched."""
+        wanted = [
+            info
+            for info, outcome in batch
+            if isinstance(outcome, dict) and outcome.get("result_in_ref") and info.text_ref
+        ]
+        if not wanted:
+            return {}
+        texts = await asyncio.gather(*(info.text_ref for info in wanted), return_exceptions=True)
+        return {info.task_id: text for info, text in zip(wanted, texts, strict=True)}
 
     def _judge_exception(self, info: Inflight, job: records.JobInfo, exc: BaseException) -> Any:
         if isinstance(exc, UnstorableOutcome):
@@ -312,19 +337,17 @@ class Dispatcher:
         # A worker we force-stopped may surface as TaskCancelledError or as a crashed worker.
         if info.backstop:
             return judge_outcome(
-                {"status": "timeout", "error": f"timed out after {job.timeout_s} s"},
-                batched=False,
-                element_count=1,
+                {"status": "timeout", "error": f"timed out after {job.timeout_s} s"}
             )
         if (
             info.forced
             or isinstance(exc, TaskCancelledError)
             or "TaskCancelled" in type(exc).__name__
         ):
-            return judge_outcome({"status": "cancelled"}, batched=False, element_count=1)
+            return judge_outcome({"status": "cancelled"})
         cause = getattr(exc, "cause", None)
         if isinstance(cause, KeyboardInterrupt) or "KeyboardInterrupt" in str(exc)[:2000]:
-            return judge_outcome({"status": "cancelled"}, batched=False, element_count=1)
+            return judge_outcome({"status": "cancelled"})
         return infrastructure_loss(f"worker lost: {type(exc).__name__}: {str(exc)[:300]}")
 
     # ---- cancels and timeouts ---------------------------------------------------------------
@@ -374,7 +397,7 @@ class Dispatcher:
             spec, options = records.launch_spec(
                 job, task, attempt, self.packages, self.settings, self.namespace
             )
-            ref = self._remote_for(job.id, options).remote(spec)
+            ref, text_ref = self._remote_for(job.id, options).remote(spec)  # see run_task
         except Exception as exc:
             log.exception("could not launch task %s", task.id)
             info = Inflight(task.id, job.id, job.account_id, attempt, None, time.monotonic(), 0.0)
@@ -384,6 +407,7 @@ class Dispatcher:
         now = time.monotonic()
         deadline = now + job.timeout_s + self.settings.kill_grace_s + BACKSTOP_SLACK_S
         info = Inflight(task.id, job.id, job.account_id, attempt, ref, now, deadline)
+        info.text_ref = text_ref
         self.inflight[task.id] = info
         asyncio.get_running_loop().create_task(self._watch(info))
 
@@ -402,6 +426,8 @@ class Dispatcher:
             outcome: Any = await info.ref
         except (RayError, Exception) as exc:
             outcome = exc
+        if isinstance(outcome, dict) and outcome.get("artifacts"):
+            outcome["artifacts"] = await self._write_artifacts(info, outcome)
         self.inflight.pop(info.task_id, None)
         if self.inflight:
             self.completions.append(time.monotonic())
@@ -411,6 +437,23 @@ class Dispatcher:
             self.completions.clear()
         self.finished.add(info, outcome)
         self.wakeup.set()
+
+    async def _write_artifacts(self, info: Inflight, outcome: dict[str, Any]) -> list[Any]:
+        """The attempt's artifact files, written on a thread (never on this event loop) as soon
+        as it ends, so only their rows are left to record and their data is dropped now."""
+        try:
+            return await asyncio.to_thread(
+                settle.write_artifacts,
+                self.settings.data_dir,
+                info.task_id,
+                info.attempt,
+                outcome["artifacts"],
+            )
+        except OSError as exc:
+            log.warning("could not store the artifacts of task %s: %s", info.task_id, exc)
+            warnings = outcome.setdefault("artifact_warnings", [])
+            warnings.append(f"artifacts not stored: {type(exc).__name__}: {str(exc)[:200]}")
+            return []
 
 
 def dispatcher_actor_options(namespace: str) -> dict[str, Any]:

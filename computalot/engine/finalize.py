@@ -1,17 +1,31 @@
-"""Job finalisation: terminal status, error summary and ``aggregate_result`` (SPEC §5.2, §5.6)."""
+"""Job finalisation: terminal status, error summary and ``aggregate_result`` (SPEC §5.2, §5.6).
+
+Finalising reads no result of a ``collect`` or ``keyed`` job: their aggregate is a copy of the
+results, built when it is read (``jobs.aggregate``). A computed aggregate (``weighted_avg``) is
+stored; if it cannot be computed from the job's data, the job fails alone with
+``aggregate_failed`` instead of failing every dispatcher cycle that tries to finalise it.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from computalot.jobs.merge import ElementResult, merge_results
+from computalot.jobs.aggregate import COPY_STRATEGIES, computed_aggregate, strategy_of
 from computalot.schemas.states import TERMINAL_JOB
 from computalot.store.models import Job, Task
 from computalot.timeutil import utcnow
+
+log = logging.getLogger("computalot.dispatcher")
+
+AGGREGATE_FAILED_ACTION = (
+    "check that the results have the fields merge_strategy needs (numbers for weighted_avg), "
+    "or resubmit with merge_strategy collect; every result is in GET /api/v1/results/:id"
+)
 
 
 def final_status(job: Job) -> str:
@@ -24,104 +38,41 @@ def final_status(job: Job) -> str:
     return "failed"
 
 
-def _failure(index: int, status: str, error: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A failed task's error with its index (the job error names the first one)."""
-    return {"task_index": index, **error} if status == "failed" and error else None
-
-
-async def _elements(
-    db: AsyncSession, job: Job
-) -> tuple[list[ElementResult], dict[str, Any] | None]:
-    """Every element's outcome with its fan-out value (``keyed`` and ``weighted_avg`` read it)."""
+async def _first_failure(db: AsyncSession, job: Job) -> dict[str, Any] | None:
+    """The first failed task's error with its index (the job error names it)."""
     query = (
-        select(
-            Task.index,
-            Task.status,
-            Task.element_start,
-            Task.element_count,
-            Task.batched,
-            Task.item,
-            Task.result,
-            Task.error,
-        )
-        .where(Task.job_id == job.id)
-        .order_by(Task.element_start)
+        select(Task.index, Task.error)
+        .where(Task.job_id == job.id, Task.status == "failed")
+        .order_by(Task.index)
+        .limit(1)
     )
-    elements: list[ElementResult] = []
-    first_error: dict[str, Any] | None = None
-    for index, status, start, count, batched, item, result, error in (
-        await db.execute(query)
-    ).tuples():
-        first_error = first_error or _failure(index, status, error)
-        items = item if isinstance(item, list) else [item]
-        if batched:
-            stored = (result or {}).get("elements") if isinstance(result, dict) else None
-            for i in range(count):
-                value = stored[i]["result"] if status == "completed" and stored else None
-                delta = items[i] if i < len(items) else None
-                elements.append(ElementResult(start + i, status, value, delta))
-        else:
-            delta = items[0] if items else None
-            elements.append(
-                ElementResult(start, status, result if status == "completed" else None, delta)
-            )
-    return elements, first_error
-
-
-async def _collected(db: AsyncSession, job: Job) -> tuple[list[Any], dict[str, Any] | None]:
-    """``collect``'s aggregate straight from the task rows: every element's result (null unless
-    completed) in element order. Same answer as ``merge_results("collect", …)`` without an
-    object per element (a third of finalising a 100,000-element job)."""
-    query = (
-        select(Task.index, Task.status, Task.element_count, Task.batched, Task.result, Task.error)
-        .where(Task.job_id == job.id)
-        .order_by(Task.element_start)
-    )
-    out: list[Any] = []
-    first_error: dict[str, Any] | None = None
-    for index, status, count, batched, result, error in (await db.execute(query)).tuples():
-        first_error = first_error or _failure(index, status, error)
-        completed = status == "completed"
-        if not batched:
-            out.append(result if completed else None)
-            continue
-        stored = (result or {}).get("elements") if completed and isinstance(result, dict) else None
-        if not stored:
-            out.extend([None] * count)
-            continue
-        values = [element["result"] for element in stored[:count]]
-        out.extend(values + [None] * (count - len(values)))
-    return out, first_error
+    row = (await db.execute(query)).first()
+    if row is None or not isinstance(row.error, dict):
+        return None
+    return {"task_index": row.index, **row.error}
 
 
 async def finalize_job(db: AsyncSession, job: Job) -> Job | None:
     """Move ``job`` to its terminal state (compare-and-set); None if already terminal."""
     status = final_status(job)
     aggregate: Any = None
-    spec = job.spec
-    strategy = spec.get("merge_strategy") or "collect"
-    if strategy == "collect":
-        aggregate, first_error = await _collected(db, job)
-    else:
-        elements, first_error = await _elements(db, job)
-        if status in ("completed", "partial"):
-            aggregate = merge_results(
-                strategy,
-                elements,
-                kind=spec.get("kind", "single"),
-                base_payload=job.payload,
-                fan_out=spec.get("fan_out") or None,
-                merge_key=spec.get("merge_key"),
-                weight_field=spec.get("weight_field"),
-            )
-    if status not in ("completed", "partial"):
-        aggregate = None
-    elif spec.get("kind") == "single":
-        aggregate = aggregate[0] if isinstance(aggregate, list) and aggregate else aggregate
     error = None
     action = None
-    if status in ("failed", "partial") and job.error is None:
-        failed = job.n_failed
+    warnings: list[str] = []
+    if status in ("completed", "partial") and strategy_of(job) not in COPY_STRATEGIES:
+        try:
+            aggregate, warnings = await computed_aggregate(db, job)
+        except Exception as exc:
+            log.warning("job %s: aggregate failed: %s", job.id, exc)
+            status = "failed"
+            error = {
+                "code": "aggregate_failed",
+                "message": f"the job's aggregate_result could not be computed: "
+                f"{type(exc).__name__}: {str(exc)[:300]}",
+            }
+            action = AGGREGATE_FAILED_ACTION
+    if status in ("failed", "partial") and job.error is None and error is None:
+        first_error = await _first_failure(db, job)
         detail = ""
         if first_error:
             detail = (
@@ -130,7 +81,7 @@ async def finalize_job(db: AsyncSession, job: Job) -> Job | None:
             action = first_error.get("recommended_action")
         error = {
             "code": "tasks_failed",
-            "message": f"{failed} of {job.n_total} tasks failed{detail}",
+            "message": f"{job.n_failed} of {job.n_total} tasks failed{detail}",
         }
     elif status == "cancelled":
         error = {"code": "cancelled", "message": "job was cancelled"}
@@ -140,6 +91,8 @@ async def finalize_job(db: AsyncSession, job: Job) -> Job | None:
         "finished_at": utcnow(),
         "aggregate_result": aggregate,
     }
+    if warnings:
+        values["warnings"] = list(job.warnings or []) + warnings
     if error is not None:
         values["error"] = error
         values["recommended_action"] = action

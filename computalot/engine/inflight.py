@@ -29,6 +29,7 @@ class Inflight:
     cancel_deadline: float = float("inf")  # monotonic: set when the cancel is sent
     backstop: bool = False  # force-stopped past ``deadline``: judged a timeout
     forced: bool = False  # force-stopped because the cancel did not land: judged cancelled
+    text_ref: Any = None  # run_task's second return (a big result's text); dropped once recorded
 
     def mark_cancel_sent(self, now: float, kill_grace_s: float) -> None:
         self.cancel_sent = True

@@ -2,7 +2,11 @@
 
 An attempt ends as ``completed``, ``cancelled``, or failed with a typed ``code``. A failed
 attempt is retried while ``attempt <= max_retries``; infrastructure loss (``worker_lost``) is
-retried on its own budget so a crashed node does not use up the user's retries.
+retried on its own budget so a crashed node does not use up the user's retries; a result over
+its size limit (``result_too_large``) is never retried: another run writes as much again.
+
+Results arrive already checked and written as JSON text by the task's worker
+(``engine.result_file``): judging an attempt never decodes its result.
 """
 
 from __future__ import annotations
@@ -10,8 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from computalot.jobs.merge import ResultError, extract_quality, split_batch_result
-from computalot.jsonsafe import scrub
+from computalot.store.jsoncodec import RawJSON
 
 ACTIONS = {
     "spawn_failed": "check runner_command: the executable must exist in the pushed project or on "
@@ -22,22 +25,29 @@ ACTIONS = {
     "requirements.memory_mb or use less memory",
     "invalid_result": "write one JSON object to $COMPUTALOT_TASK_RESULT (batched tasks: "
     '{"results": [one per element]})',
+    "result_too_large": "write big outputs as files in $COMPUTALOT_ARTIFACT_DIR (they become "
+    "the task's artifacts) and keep the result file to a summary",
     "worker_lost": "the worker running the task was lost; resubmit the job",
     "cancelled": "resubmit the job if it was cancelled by mistake",
 }
 
 
+#: Failures that another attempt would repeat.
+NOT_RETRIED = frozenset({"result_too_large"})
+
+
 @dataclass
 class Verdict:
-    """What happens to a task after one attempt."""
+    """What happens to a task after one attempt. ``result`` is the JSON text to store."""
 
     status: str  # completed | failed | cancelled
     code: str | None = None
     message: str | None = None
     infrastructure: bool = False
-    result: Any = None
+    result: RawJSON | None = None
     quality: float | None = None
     warnings: list[str] = field(default_factory=list)
+    result_bytes: int = 0  # UTF-8 bytes of ``result``
 
     def error(self) -> dict[str, Any] | None:
         if self.code is None:
@@ -49,8 +59,9 @@ class Verdict:
         }
 
 
-def judge_outcome(outcome: dict[str, Any], *, batched: bool, element_count: int) -> Verdict:
-    """Classify a ``run_task`` outcome and validate its result file."""
+def judge_outcome(outcome: dict[str, Any], text: str | None = None) -> Verdict:
+    """Classify a ``run_task`` outcome; ``text``: the result's JSON text when it came as the
+    attempt's second return value (a big one), else it is in the outcome."""
     status = outcome["status"]
     if status == "cancelled":
         return Verdict("cancelled", "cancelled", "cancelled by request")
@@ -58,35 +69,24 @@ def judge_outcome(outcome: dict[str, Any], *, batched: bool, element_count: int)
         code = status if status in ACTIONS else "exit_nonzero"
         message = outcome.get("error") or f"runner exited with code {outcome.get('exit_code')}"
         return Verdict("failed", code, message)
-    state = outcome.get("result_state")
+    if outcome.get("result_state") != "ok":
+        code = outcome.get("result_code") or "invalid_result"
+        return Verdict("failed", code, outcome.get("result_error") or "no result was read")
+    text = outcome.get("result_text") if text is None else text
+    if text is None:
+        return Verdict("failed", "invalid_result", "the result's text did not reach the dispatcher")
     warnings = list(outcome.get("artifact_warnings") or [])
-    if state == "invalid":
-        return Verdict("failed", "invalid_result", outcome.get("result_error"))
-    if state == "missing":
-        if batched:
-            return Verdict(
-                "failed", "invalid_result", "batched task exited 0 without writing a result file"
-            )
-        warnings.append("runner exited 0 without writing $COMPUTALOT_TASK_RESULT; result is null")
-        return Verdict("completed", result=None, quality=1.0, warnings=warnings)
-    value = outcome.get("result")
-    marked = bool(outcome.get("result_needs_scrub"))  # NaN, lone surrogates to replace (rare)
-    try:
-        if batched:
-            elements = []
-            for item in split_batch_result(value, element_count):
-                item, w_scrub = scrub(item) if marked else (item, [])
-                clean, quality, w = extract_quality(item)
-                elements.append({"result": clean, "quality": quality, "warnings": w_scrub + w})
-            mean = sum(e["quality"] for e in elements) / len(elements) if elements else 1.0
-            return Verdict(
-                "completed", result={"elements": elements}, quality=mean, warnings=warnings
-            )
-        value, w_scrub = scrub(value) if marked else (value, [])
-        clean, quality, w = extract_quality(value)
-    except ResultError as exc:
-        return Verdict("failed", "invalid_result", str(exc))
-    return Verdict("completed", result=clean, quality=quality, warnings=warnings + w_scrub + w)
+    return Verdict(
+        "completed",
+        result=RawJSON(text),
+        quality=outcome.get("result_quality", 1.0),
+        warnings=warnings + list(outcome.get("result_warnings") or []),
+        result_bytes=int(outcome.get("result_bytes") or 0),
+    )
+
+
+def result_too_large(message: str) -> Verdict:
+    return Verdict("failed", "result_too_large", message)
 
 
 def infrastructure_loss(message: str) -> Verdict:
@@ -97,7 +97,7 @@ def should_retry(
     verdict: Verdict, *, attempt: int, max_retries: int, lost: int, lost_budget: int
 ) -> bool:
     """``attempt`` counts from 1; ``lost`` is how many attempts were lost to infrastructure."""
-    if verdict.status != "failed":
+    if verdict.status != "failed" or verdict.code in NOT_RETRIED:
         return False
     if verdict.infrastructure:
         return lost <= lost_budget

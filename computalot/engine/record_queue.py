@@ -1,10 +1,15 @@
 """Finished attempts waiting to be recorded, kept until a cycle has stored them.
 
-A dispatch cycle records every finished attempt in one transaction. If that transaction fails,
-the attempts go back to the queue (dropping them would leave their tasks ``running`` forever),
-and the next cycles record them one per cycle, so one outcome the store refuses cannot hold the
-others back. An outcome that fails on its own while the store answers is unstorable: it is
-replaced by :class:`UnstorableOutcome`, which judging turns into a failed attempt.
+A dispatch cycle records finished attempts in one transaction, as many as fit a byte budget of
+results (RECORD_BUDGET_BYTES, at least one attempt): each big result is fetched only while its
+attempt is recorded, so the dispatcher holds at most about that much result text however many
+big results finish at once; the rest wait for the next cycles, which follow at once.
+
+If that transaction fails, the attempts go back to the queue (dropping them would leave their
+tasks ``running`` forever), and the next cycles record them one per cycle, so one outcome the
+store refuses cannot hold the others back. An outcome that fails on its own while the store
+answers is unstorable: it is replaced by :class:`UnstorableOutcome`, which judging turns into a
+failed attempt.
 """
 
 from __future__ import annotations
@@ -13,15 +18,24 @@ from typing import Any, Generic, TypeVar
 
 Info = TypeVar("Info")
 
+#: Result bytes one cycle records at most (unless a single attempt's result is bigger).
+RECORD_BUDGET_BYTES = 64 * 1024 * 1024
+
+
+def result_bytes(outcome: Any) -> int:
+    """The size of an outcome's result text (0 for an exception)."""
+    return int(outcome.get("result_bytes") or 0) if isinstance(outcome, dict) else 0
+
 
 class UnstorableOutcome(Exception):
     """An attempt's outcome the store refused on its own (its text is the store's error)."""
 
 
 class RecordQueue(Generic[Info]):
-    def __init__(self) -> None:
+    def __init__(self, budget_bytes: int = RECORD_BUDGET_BYTES) -> None:
         self.items: list[tuple[Info, Any]] = []
         self.one_at_a_time = 0  # cycles left that take a single attempt
+        self.budget_bytes = budget_bytes
 
     def __len__(self) -> int:
         return len(self.items)
@@ -30,11 +44,21 @@ class RecordQueue(Generic[Info]):
         self.items.append((info, outcome))
 
     def take(self) -> list[tuple[Info, Any]]:
-        """What this cycle records: everything, or one attempt while isolating a failure."""
+        """What this cycle records: the attempts whose results fit the byte budget (at least
+        one, in the order they finished), or one attempt while isolating a failure."""
         if self.one_at_a_time:
-            batch, self.items = self.items[:1], self.items[1:]
+            count = min(1, len(self.items))
         else:
+            count, total = 0, 0
+            for _info, outcome in self.items:
+                total += result_bytes(outcome)
+                if count and total > self.budget_bytes:
+                    break
+                count += 1
+        if count == len(self.items):
             batch, self.items = self.items, []
+        else:
+            batch, self.items = self.items[:count], self.items[count:]
         return batch
 
     def recorded(self, batch: list[tuple[Info, Any]]) -> None:

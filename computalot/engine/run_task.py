@@ -3,8 +3,15 @@
 The attempt gets a fresh copy of the revision (Ray placed it in the worker's working
 directory), its payload file, a result path and an artifact directory, and runs
 ``runner_command`` through :func:`computalot.engine.runner.run_command`. Progress and output
-lines go to the event hub while the process runs; the outcome (result, tails, artifacts) is the
-task's return value, which the dispatcher records.
+lines go to the event hub while the process runs; the outcome (tails, artifacts, the result's
+JSON text and metadata: ``engine.result_file``) is the task's return value, which the dispatcher
+records.
+
+``run_task`` has two return values: the outcome, which the dispatcher awaits for every attempt,
+and a big result's text (None when the text is small enough to travel inside the outcome). The
+dispatcher fetches the second only while it records the attempt and then drops it: a 50 MB
+result never sits in the small outcome, nor in the dispatcher's memory while it waits to be
+recorded. (Objects a task returns are owned by the caller, so the text outlives the worker.)
 """
 
 from __future__ import annotations
@@ -23,31 +30,16 @@ import ray
 
 from computalot.engine.cleanup import CLEANER, owner_tag
 from computalot.engine.names import HUB_NAME
+from computalot.engine.result_file import read_result_file
 from computalot.engine.runner import RunLimits, base_env, run_command
-from computalot.jsonsafe import load_result
 
-MAX_RESULT_BYTES = 64 * 1024 * 1024
+#: Per-task result cap when the spec carries none (``settings.max_result_bytes``'s default).
+DEFAULT_MAX_RESULT_BYTES = 64 * 1024 * 1024
+#: A result text up to this size travels inside the outcome (one object, inlined by Ray in the
+#: task's reply); a bigger one is the task's second return value.
+INLINE_RESULT_BYTES = 64 * 1024
 MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
 ATTEMPT_ROOT = "computalot-attempts"
-
-
-def _read_result(path: Path) -> tuple[str, Any, str | None, bool]:
-    """(state, value, error, needs scrub): state is ok | missing | invalid; values the store
-    cannot keep (NaN, lone surrogates) are replaced when the attempt is judged."""
-    if not path.exists():
-        return "missing", None, None, False
-    size = path.stat().st_size
-    if size > MAX_RESULT_BYTES:
-        limit = f"result file is {size} bytes; the limit is {MAX_RESULT_BYTES}"
-        return "invalid", None, limit, False
-    try:
-        with path.open("rb") as fh:
-            value, needs_scrub = load_result(fh)
-            return "ok", value, None, needs_scrub
-    except (ValueError, UnicodeDecodeError) as exc:
-        return "invalid", None, f"result file is not valid JSON: {exc}", False
-    except RecursionError:
-        return "invalid", None, "result file is nested too deeply to read", False
 
 
 def _collect_artifacts(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -127,8 +119,9 @@ def make_interruptible() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def execute_attempt(spec: dict[str, Any]) -> dict[str, Any]:
-    """Run one attempt in the current process; returns the outcome dict the dispatcher stores."""
+def execute_attempt(spec: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """Run one attempt in the current process: (the outcome the dispatcher records, the result's
+    text when it is too big to travel inside the outcome, else None)."""
     make_interruptible()
     started = time.time()
     base = Path(tempfile.gettempdir()) / ATTEMPT_ROOT
@@ -160,7 +153,7 @@ def execute_attempt(spec: dict[str, Any]) -> dict[str, Any]:
         )
         cwd = workdir / spec.get("workdir", ".")
         reporter = _LiveReporter(spec)
-        outcome = run_command(
+        ran = run_command(
             list(spec["runner_command"]),
             cwd=cwd,
             env=base_env(extra, cwd),
@@ -173,30 +166,39 @@ def execute_attempt(spec: dict[str, Any]) -> dict[str, Any]:
             reporter.drain()
         except Exception:  # a slow hub must not fail the attempt
             pass
-        state, value, result_error, needs_scrub = _read_result(result_path)
+        result: dict[str, Any] = {}
+        if ran.status == "ok":  # a failed run's result file is never read
+            result = read_result_file(
+                result_path,
+                batched=bool(spec.get("batched")),
+                element_count=int(spec.get("element_count") or 1),
+                max_bytes=int(spec.get("max_result_bytes") or DEFAULT_MAX_RESULT_BYTES),
+            )
+        big_text = None
+        if result.get("result_bytes", 0) > INLINE_RESULT_BYTES:
+            big_text = result.pop("result_text")
+            result["result_in_ref"] = True
         artifacts, artifact_warnings = _collect_artifacts(artifact_dir)
-        return {
-            "status": outcome.status,
-            "exit_code": outcome.exit_code,
-            "error": outcome.error,
-            "stdout": outcome.stdout_tail,
-            "stderr": outcome.stderr_tail,
-            "output_tail": outcome.output_tail,
-            "duration_s": outcome.duration_s,
-            "last_progress": outcome.last_progress,
-            "result_state": state,
-            "result": value,
-            "result_error": result_error,
-            "result_needs_scrub": needs_scrub,
+        outcome = {
+            "status": ran.status,
+            "exit_code": ran.exit_code,
+            "error": ran.error,
+            "stdout": ran.stdout_tail,
+            "stderr": ran.stderr_tail,
+            "output_tail": ran.output_tail,
+            "duration_s": ran.duration_s,
+            "last_progress": ran.last_progress,
+            **result,
             "artifacts": artifacts,
             "artifact_warnings": artifact_warnings,
             "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
             "started_at": started,
         }
+        return outcome, big_text
     finally:
         CLEANER.remove(attempt_dir)  # off the critical path (see cleanup)
 
 
-@ray.remote(max_retries=0)
-def run_task(spec: dict[str, Any]) -> dict[str, Any]:
+@ray.remote(max_retries=0, num_returns=2)
+def run_task(spec: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     return execute_attempt(spec)

@@ -221,6 +221,55 @@ def _weight(
     return 1.0
 
 
+class WeightedAverage:
+    """Weighted mean of every top-level numeric field of the completed object results, one
+    element at a time (:meth:`add`), so a job's results need not all be in memory at once.
+
+    Each field's mean uses only the results where it is a finite number (so the denominator is
+    per field). Skipped: booleans, nested values, keys starting with ``_`` (reserved, and the place
+    of ``_weight_total``/``_n``) and ``weight_field`` itself (its sum is ``_weight_total``). A field
+    whose weights sum to 0 is null.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        base_payload: dict[str, Any],
+        fan_out: dict[str, Any] | None,
+        weight_field: str | None,
+    ) -> None:
+        self.kind = kind
+        self.base_payload = base_payload
+        self.fan_out = fan_out
+        self.weight_field = weight_field
+        self.sums: dict[str, float] = {}
+        self.weights: dict[str, float] = {}
+        self.weight_total = 0.0
+        self.n = 0
+
+    def add(self, e: ElementResult) -> None:
+        if e.status != "completed" or not isinstance(e.result, dict):
+            return
+        w = _weight(e, self.kind, self.base_payload, self.fan_out, self.weight_field)
+        self.weight_total += w
+        self.n += 1
+        sums, weights = self.sums, self.weights
+        for name, value in e.result.items():
+            if name == self.weight_field or name.startswith("_") or not _is_number(value):
+                continue
+            sums[name] = sums.get(name, 0.0) + w * value
+            weights[name] = weights.get(name, 0.0) + w
+
+    def result(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            name: (total / self.weights[name] if self.weights[name] > 0 else None)
+            for name, total in self.sums.items()
+        }
+        out["_weight_total"] = self.weight_total
+        out["_n"] = self.n
+        return out
+
+
 def _weighted_avg(
     ordered: list[ElementResult],
     kind: str,
@@ -228,31 +277,7 @@ def _weighted_avg(
     fan_out: dict[str, Any] | None,
     weight_field: str | None,
 ) -> dict[str, Any]:
-    """Weighted mean of every top-level numeric field of the completed object results.
-
-    Each field's mean uses only the results where it is a finite number (so the denominator is
-    per field). Skipped: booleans, nested values, keys starting with ``_`` (reserved, and the place
-    of ``_weight_total``/``_n``) and ``weight_field`` itself (its sum is ``_weight_total``). A field
-    whose weights sum to 0 is null.
-    """
-    sums: dict[str, float] = {}
-    weights: dict[str, float] = {}
-    weight_total = 0.0
-    n = 0
+    average = WeightedAverage(kind, base_payload, fan_out, weight_field)
     for e in ordered:
-        if e.status != "completed" or not isinstance(e.result, dict):
-            continue
-        w = _weight(e, kind, base_payload, fan_out, weight_field)
-        weight_total += w
-        n += 1
-        for name, value in e.result.items():
-            if name == weight_field or name.startswith("_") or not _is_number(value):
-                continue
-            sums[name] = sums.get(name, 0.0) + w * value
-            weights[name] = weights.get(name, 0.0) + w
-    out: dict[str, Any] = {
-        name: (total / weights[name] if weights[name] > 0 else None) for name, total in sums.items()
-    }
-    out["_weight_total"] = weight_total
-    out["_n"] = n
-    return out
+        average.add(e)
+    return average.result()

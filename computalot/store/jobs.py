@@ -1,7 +1,8 @@
-"""Account-scoped reads of jobs, tasks, events and results, and their public shapes (SPEC §5).
+"""Account-scoped reads of jobs, tasks and events, and their public shapes (SPEC §5).
 
 Every query takes the caller's ``account_id``: another account's job is "not found", never
-"forbidden", and no route can forget the filter because there is no unscoped read here.
+"forbidden", and no route can forget the filter because there is no unscoped read here. Results are
+read in ``store.results``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.errors import BadRequest, NotFound
@@ -252,123 +253,3 @@ def event_out(event: Event) -> dict[str, Any]:
         "data": event.data,
         "created_at": iso(event.created_at),
     }
-
-
-async def aggregate_of(db: AsyncSession, job: Job) -> Any:
-    """The job's ``aggregate_result`` (a deferred column: job reads skip it)."""
-    return await db.scalar(select(Job.aggregate_result).where(Job.id == job.id))
-
-
-async def element_counts(db: AsyncSession, job: Job) -> dict[str, int]:
-    """Elements (not tasks) per task status: a batched task counts once per element."""
-    query = (
-        select(Task.status, func.sum(Task.element_count))
-        .where(Task.job_id == job.id, Task.account_id == job.account_id)
-        .group_by(Task.status)
-    )
-    return {status: int(n or 0) for status, n in (await db.execute(query)).tuples()}
-
-
-def element_results(task: Any, lo: int = 0, hi: int | None = None) -> list[dict[str, Any]]:
-    """A task's per-element outcomes, elements ``[lo, hi)`` of it (positions within the task):
-    a batched task is split back into its elements."""
-    stored = task.result
-    task_id, status, start = task.id, task.status, task.element_start
-    artifacts = task.artifacts or []
-    if not task.batched:
-        return [
-            {
-                "task_id": task_id,
-                "index": start,
-                "status": status,
-                "result": stored,
-                "result_quality": task.result_quality,
-                "result_warnings": task.result_warnings or [],
-                "artifacts": artifacts,
-            }
-        ][lo:hi]
-    elements = stored.get("elements") if isinstance(stored, dict) else None
-    count = task.element_count
-    hi = count if hi is None else min(hi, count)
-    out = []
-    for i in range(lo, hi):
-        el = elements[i] if elements and i < len(elements) else None
-        out.append(
-            {
-                "task_id": task_id,
-                "index": start + i,
-                "status": status,
-                "result": el.get("result") if el else None,
-                "result_quality": el.get("quality") if el else None,
-                "result_warnings": el.get("warnings", [])
-                if el
-                else list(task.result_warnings or []),
-                "artifacts": artifacts,
-            }
-        )
-    return out
-
-
-#: What a result needs of a task (not its payload, batch items or output tails); Core columns,
-#: so a page of results costs no ORM bookkeeping.
-_T = Task.__table__.c
-RESULT_COLUMNS = (
-    _T.id,
-    _T.index.label("task_index"),  # a Row's .index is tuple.index
-    _T.status,
-    _T.batched,
-    _T.element_start,
-    _T.element_count,
-    _T.result,
-    _T.result_quality,
-    _T.result_warnings,
-    _T.artifacts,
-)
-
-
-async def results_page(
-    db: AsyncSession, job: Job, *, limit: int, cursor: str | None, total: int
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Per-element results from the cursor's element on, at most ``limit`` of them; ``total``
-    is the job's element count.
-
-    The cursor holds the element index and the index of the task that holds it, so a page reads
-    from that task on (``ix_tasks_job_index``) and only the tasks holding its elements (a
-    batched task holds up to thousands): page 57 of a 100,000-element job costs what page 1
-    does.
-    """
-    values = decode_cursor(cursor) if cursor else [0, 0]
-    try:
-        start = int(values[0])
-        next_task = int(values[1]) if len(values) > 1 else 0
-    except (TypeError, ValueError, IndexError):
-        raise _bad_cursor() from None
-    end = min(start + limit, total)
-    per_task = max(1, int(job.spec.get("batch_size") or 1))
-    out: list[dict[str, Any]] = []
-    cursor_task = next_task  # the task holding element ``start + len(out)``
-    while start + len(out) < end:
-        # Batches are cut in order, ``per_task`` elements each: element e is in task e // per_task.
-        wanted = max(1, (end - 1) // per_task - cursor_task + 1)
-        query = (
-            select(*RESULT_COLUMNS)
-            .where(_T.job_id == job.id, _T.account_id == job.account_id, _T.index >= cursor_task)
-            .order_by(_T.index)
-            .limit(wanted)
-        )
-        rows = (await db.execute(query)).all()
-        if not rows:
-            break
-        for task in rows:
-            first = task.element_start
-            lo = max(0, start + len(out) - first)
-            out.extend(element_results(task, lo, end - first))
-            # The next element is further in this task (the page cut it) or in the next task.
-            cut = start + len(out) < first + task.element_count
-            cursor_task = task.task_index if cut else task.task_index + 1
-            if start + len(out) >= end:
-                break
-    position = start + len(out)
-    if position >= total or position == start:
-        return out, None
-    return out, encode_cursor([position, cursor_task])

@@ -194,6 +194,9 @@ class Job(Base):
     warnings: Mapped[list[Any]] = mapped_column(JSON)
     # Deferred: up to one entry per element (100,000); only GET /results reads it.
     aggregate_result: Mapped[Any] = mapped_column(JSON, nullable=True, deferred=True)
+    #: Bytes of every stored result of the job (its tasks' ``result_bytes``), held under
+    #: ``max_job_result_bytes``; moved in the transaction that stores each result.
+    result_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     held_usd: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     charged_usd: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     meta: Mapped[Any] = mapped_column(JSON, nullable=True)
@@ -234,6 +237,9 @@ class Task(Base):
     output_attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
     latest_progress: Mapped[Any] = mapped_column(JSON, nullable=True)
     result: Mapped[Any] = mapped_column(JSON, nullable=True)
+    #: UTF-8 bytes of ``result`` as stored; null for rows stored before results were measured
+    #: (those are decoded when read, never passed through as raw text).
+    result_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     result_quality: Mapped[float | None] = mapped_column(Float, nullable=True)
     result_warnings: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     artifacts: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)

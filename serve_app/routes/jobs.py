@@ -10,14 +10,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from computalot.errors import ComputalotError, NotReady, ValidationFailed
 from computalot.gc_pause import gc_paused
+from computalot.jobs import aggregate as aggregate_rules
 from computalot.jobs.resources import presets_out
 from computalot.jobs.submit import submit_job
 from computalot.schemas.jobs import JobSubmit
 from computalot.schemas.states import TERMINAL_JOB
 from computalot.store import jobs as store
+from computalot.store import results as results_store
 from computalot.store.models import Job
 from serve_app.deps import Caller, Db, Writer
 from serve_app.errors import validation_details
+from serve_app.raw_response import RawJSONResponse
 from serve_app.responses import FastJSONResponse
 from serve_app.strict_json import StrictJSONRoute
 
@@ -203,21 +206,33 @@ async def cancel_job(job_id: str, request: Request, caller: Writer, db: Db) -> d
 @router.get("/results/{job_id}")
 async def get_results(
     job_id: str,
+    request: Request,
     caller: Caller,
     db: Db,
     limit: int = Query(default=1000, ge=1, le=store.MAX_PAGE),
-    cursor: str | None = None,
-) -> FastJSONResponse:
+    cursor: str | None = Query(default=None, max_length=512),
+) -> RawJSONResponse:
+    """A page of at most ``limit`` elements and about ``results_page_bytes`` of results (at
+    least one element); stored results are passed through as their JSON text."""
     job = await store.get_job(db, caller.account_id, job_id)
-    with gc_paused():  # a page is up to 1,000 elements' results, decoded and encoded again
-        counts = await store.element_counts(db, job)
-        results, next_cursor = await store.results_page(
-            db, job, limit=limit, cursor=cursor, total=sum(counts.values())
+    page_bytes = request.app.state.settings.results_page_bytes
+    with gc_paused():  # batched results are decoded to split them, then encoded again
+        counts = await results_store.element_counts(db, job)
+        results, next_cursor = await results_store.results_page(
+            db, job, limit=limit, cursor=cursor, total=sum(counts.values()), max_bytes=page_bytes
         )
         # The aggregate is the job's, not the page's: it comes with the first page only (a
         # 100,000-element collect would otherwise travel again with each of its 100 pages).
-        aggregate = await store.aggregate_of(db, job) if cursor is None else None
-        return FastJSONResponse(_results_out(job, results, next_cursor, counts, aggregate))
+        aggregate, omitted = None, None
+        if cursor is None and aggregate_rules.strategy_of(job) in aggregate_rules.COPY_STRATEGIES:
+            aggregate, omitted = await aggregate_rules.copied_aggregate(
+                db, job, max_bytes=page_bytes
+            )
+        elif cursor is None:
+            aggregate = await results_store.stored_aggregate(db, job)
+        out = _results_out(job, results, next_cursor, counts, aggregate)
+        out["aggregate_omitted"] = omitted
+        return RawJSONResponse(out)
 
 
 def _results_out(
@@ -227,7 +242,9 @@ def _results_out(
     counts: dict[str, int],
     aggregate: Any,
 ) -> dict[str, Any]:
-    """``counts``: elements per status, so batching never shows in the summary (SPEC §5.2)."""
+    """``counts``: elements per status, so batching never shows in the summary (SPEC §5.2).
+    ``aggregate_omitted`` (set by the route) says why a finished job's first page has no
+    aggregate (``jobs.aggregate``)."""
     duration = None
     if job.started_at and job.finished_at:
         duration = round((job.finished_at - job.started_at).total_seconds(), 3)

@@ -7,18 +7,21 @@ and real PostgreSQL without Ray, so a statement only one backend accepts fails h
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
 from typing import Any
 
 from sqlalchemy import select
 
 from computalot.engine import records, settle
-from computalot.engine.finalize import _collected, _elements, finalize_job
+from computalot.engine.finalize import finalize_job
 from computalot.engine.outcomes import infrastructure_loss, judge_outcome
-from computalot.jobs.merge import merge_results
+from computalot.engine.result_file import prepare_result
+from computalot.jobs.aggregate import copied_aggregate
+from computalot.jobs.merge import ElementResult, merge_results
 from computalot.store.db import Store
-from computalot.store.jobs import aggregate_of
 from computalot.store.models import Job, Task
+from computalot.store.results import job_elements
+from serve_app.raw_response import render_raw
 from tests.support.store_rows import job_row, new_member, task_row
 
 EPOCH = "epoch-test"
@@ -64,17 +67,21 @@ async def settle_outcomes(
         for task_id, attempt, outcome in outcomes:
             task = rows[task_id]
             if isinstance(outcome, dict):
-                verdict = judge_outcome(outcome, batched=False, element_count=1)
+                verdict = judge_outcome(outcome)
             else:
                 verdict, outcome = outcome, {}
             judged.append((jobs[job.id], task, attempt, verdict, outcome))
-        events = await settle.apply_verdicts(db, judged, data_dir=Path("."), lost_budget=1)
+        events = await settle.apply_verdicts(db, judged, lost_budget=1)
         await db.commit()
     return events
 
 
 def ok(i: int) -> dict[str, Any]:
-    return {"status": "ok", "exit_code": 0, "result_state": "ok", "result": {"y": 2 * i}}
+    """A run_task outcome whose result file held ``{"y": 2i}`` (read as the worker reads it)."""
+    result = prepare_result(
+        json.dumps({"y": 2 * i}).encode(), batched=False, element_count=1, max_bytes=1 << 20
+    )
+    return {"status": "ok", "exit_code": 0, **result}
 
 
 async def counters(store: Store, job_id: str) -> dict[str, Any]:
@@ -147,12 +154,15 @@ async def test_retry_stale_outcome_and_finalisation(store: Store) -> None:
     async with store.sessions() as db:
         done = await db.get(Job, job.id)
         assert done is not None
-        assert await aggregate_of(db, done) == [{"y": 0}, {"y": 2}, {"y": 4}]
+        aggregate, omitted = await copied_aggregate(db, done, max_bytes=1 << 20)
+        assert json.loads(render_raw(aggregate)) == [{"y": 0}, {"y": 2}, {"y": 4}]
+        assert omitted is None and done.result_bytes == 3 * len('{"y":0}')
         tasks = {
             t.index: t
             for t in (await db.execute(select(Task).where(Task.job_id == job.id))).scalars()
         }
     assert tasks[0].result == {"y": 0} and tasks[0].result_quality == 1.0
+    assert tasks[0].result_bytes == len('{"y":0}')
     assert tasks[1].attempt == 2 and tasks[1].error is None and tasks[1].exit_code == 0
     assert tasks[2].lost_attempts == 1 and tasks[2].status == "completed"
 
@@ -174,8 +184,9 @@ async def test_job_cache_reads_immutable_fields_once_and_forgets(store: Store) -
 
 
 async def test_collect_aggregate_matches_the_general_merge(store: Store) -> None:
-    """finalize's direct ``collect`` path gives exactly what merge_results("collect") gives,
-    for single and batched tasks, completed, failed and cancelled ones."""
+    """The ``collect`` aggregate built on read gives exactly what merge_results("collect") gives
+    over the decoded elements, for single and batched tasks, completed, failed and cancelled
+    ones; finalising stores none and names the first failure."""
     account_id = await new_member(store, "collect")
     job = job_row(
         account_id,
@@ -224,19 +235,22 @@ async def test_collect_aggregate_matches_the_general_merge(store: Store) -> None
     async with store.sessions() as db:
         loaded = await db.get(Job, job.id)
         assert loaded is not None
-        direct, first_error = await _collected(db, loaded)
-        elements, general_error = await _elements(db, loaded)
+        elements = [
+            ElementResult(e.index, e.status, e.result, e.item)
+            async for e in job_elements(db, loaded, items=True, decode=True)
+        ]
         general = merge_results(
             "collect", elements, kind="by", base_payload={"x": None}, fan_out={"by": "x"}
         )
-        assert (
-            direct == general == [{"y": 0}, {"y": 2}, {"y": 4}, None, None, {"y": 10}, None, None]
-        )
-        assert (
-            first_error
-            == general_error
-            == {"task_index": 1, "code": "exit_nonzero", "message": "boom"}
-        )
         finished = await finalize_job(db, loaded)
         assert finished is not None and finished.status == "partial"
-        assert finished.aggregate_result == direct
+        assert finished.aggregate_result is None  # a copy of the results: built on read
+        assert finished.error is not None
+        assert finished.error["message"] == "1 of 4 tasks failed; first failure (task 1): boom"
+        direct, omitted = await copied_aggregate(db, finished, max_bytes=1 << 20)
+        assert omitted is None
+        assert (
+            json.loads(render_raw(direct))
+            == general
+            == [{"y": 0}, {"y": 2}, {"y": 4}, None, None, {"y": 10}, None, None]
+        )

@@ -1,51 +1,75 @@
-import io
+"""Judging an attempt's outcome, with its result read the way the worker reads it
+(``engine.result_file``), and the retry policy."""
+
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from computalot.engine.outcomes import infrastructure_loss, judge_outcome, should_retry
-from computalot.jsonsafe import load_result
+from computalot.engine.outcomes import Verdict, infrastructure_loss, judge_outcome, should_retry
+from computalot.engine.result_file import prepare_result, read_result_file
 
 
-def ok(**extra: object) -> dict[str, object]:
-    return {"status": "ok", "exit_code": 0, "result_state": "ok", **extra}
+def judged(text: str, *, batched: bool = False, count: int = 1) -> Verdict:
+    """The verdict on an attempt that exited 0 after writing ``text`` as its result file."""
+    fields = prepare_result(text.encode(), batched=batched, element_count=count, max_bytes=1 << 20)
+    return judge_outcome({"status": "ok", "exit_code": 0, **fields})
+
+
+def stored(verdict: Verdict) -> Any:
+    assert verdict.result is not None
+    return json.loads(verdict.result.text)
 
 
 def test_completed_result_with_quality() -> None:
-    verdict = judge_outcome(ok(result={"a": 1, "_quality": 0.5}), batched=False, element_count=1)
+    verdict = judged('{"a": 1, "_quality": 0.5}')
     assert verdict.status == "completed"
-    assert verdict.result == {"a": 1}
+    assert stored(verdict) == {"a": 1}
     assert verdict.quality == 0.5
+    assert verdict.result_bytes == len('{"a":1}')
 
 
-def test_missing_result_is_null_with_warning() -> None:
-    verdict = judge_outcome(ok(result_state="missing"), batched=False, element_count=1)
-    assert verdict.status == "completed" and verdict.result is None
+def test_missing_result_is_null_with_warning(tmp_path: Path) -> None:
+    fields = read_result_file(
+        tmp_path / "result.json", batched=False, element_count=1, max_bytes=1 << 20
+    )
+    verdict = judge_outcome({"status": "ok", "exit_code": 0, **fields})
+    assert verdict.status == "completed" and stored(verdict) is None
     assert any("without writing" in w for w in verdict.warnings)
+    batched = read_result_file(
+        tmp_path / "result.json", batched=True, element_count=2, max_bytes=1 << 20
+    )
+    assert judge_outcome({"status": "ok", **batched}).code == "invalid_result"
 
 
 @pytest.mark.parametrize(
-    ("outcome", "batched", "count", "code"),
+    ("text", "batched", "count"),
     [
-        (ok(result=[1, 2]), False, 1, "invalid_result"),
-        (ok(result_state="invalid", result_error="not JSON"), False, 1, "invalid_result"),
-        (ok(result={"results": [{}]}), True, 2, "invalid_result"),
-        (ok(result_state="missing"), True, 2, "invalid_result"),
-        (
-            {"status": "spawn_failed", "exit_code": 127, "error": "not found"},
-            False,
-            1,
-            "spawn_failed",
-        ),
-        ({"status": "timeout", "error": "timed out"}, False, 1, "timeout"),
-        ({"status": "killed", "exit_code": -9}, False, 1, "killed"),
-        ({"status": "exit_nonzero", "exit_code": 3}, False, 1, "exit_nonzero"),
+        ("[1, 2]", False, 1),
+        ("{not json", False, 1),
+        ('{"results": [{}]}', True, 2),
+        ('{"results": 3}', True, 1),
     ],
 )
-def test_failures_are_typed(
-    outcome: dict[str, object], batched: bool, count: int, code: str
-) -> None:
-    verdict = judge_outcome(outcome, batched=batched, element_count=count)
+def test_bad_results_are_invalid(text: str, batched: bool, count: int) -> None:
+    verdict = judged(text, batched=batched, count=count)
+    assert verdict.status == "failed" and verdict.code == "invalid_result"
+    error = verdict.error()
+    assert error is not None and error["recommended_action"]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "code"),
+    [
+        ({"status": "spawn_failed", "exit_code": 127, "error": "not found"}, "spawn_failed"),
+        ({"status": "timeout", "error": "timed out"}, "timeout"),
+        ({"status": "killed", "exit_code": -9}, "killed"),
+        ({"status": "exit_nonzero", "exit_code": 3}, "exit_nonzero"),
+    ],
+)
+def test_failures_are_typed(outcome: dict[str, object], code: str) -> None:
+    verdict = judge_outcome(outcome)
     assert verdict.status == "failed"
     assert verdict.code == code
     error = verdict.error()
@@ -53,17 +77,46 @@ def test_failures_are_typed(
 
 
 def test_batched_results_split_per_element() -> None:
-    result = {"results": [{"v": 1, "_quality": 0.0}, {"v": 2}]}
-    verdict = judge_outcome(ok(result=result), batched=True, element_count=2)
+    verdict = judged('{"results": [{"v": 1, "_quality": 0.0}, {"v": 2}]}', batched=True, count=2)
     assert verdict.status == "completed"
-    assert [e["result"] for e in verdict.result["elements"]] == [{"v": 1}, {"v": 2}]
+    assert [e["result"] for e in stored(verdict)["elements"]] == [{"v": 1}, {"v": 2}]
     assert verdict.quality == 0.5
 
 
-def test_retry_budget_user_failures() -> None:
-    failed = judge_outcome(
-        {"status": "exit_nonzero", "exit_code": 1}, batched=False, element_count=1
+def test_a_result_nested_past_the_limit_is_invalid_and_names_it() -> None:
+    assert judged('{"a": ' + "[" * 99 + "]" * 99 + "}").status == "completed"  # 100 levels
+    verdict = judged('{"a": ' + "[" * 100 + "]" * 100 + "}")  # 101 levels
+    assert verdict.code == "invalid_result"
+    assert verdict.message is not None and "100 levels" in verdict.message
+
+
+def test_results_over_the_cap_are_too_large_and_never_retried() -> None:
+    big = json.dumps({"pad": "x" * 2000})
+    fields = prepare_result(big.encode(), batched=False, element_count=1, max_bytes=1024)
+    verdict = judge_outcome({"status": "ok", **fields})
+    assert verdict.code == "result_too_large"
+    error = verdict.error()
+    assert error is not None and "COMPUTALOT_ARTIFACT_DIR" in error["recommended_action"]
+    assert not should_retry(verdict, attempt=1, max_retries=5, lost=0, lost_budget=2)
+    # The stored text is measured too: 1e5 is written back as 100000.0 (3 bytes become 8).
+    grows = "{" + ",".join(f'"k{i}":1e5' for i in range(100)) + "}"
+    fields = prepare_result(
+        grows.encode(), batched=False, element_count=1, max_bytes=len(grows) + 10
     )
+    assert fields["result_code"] == "result_too_large" and "stored result" in fields["result_error"]
+
+
+def test_a_big_text_comes_apart_from_the_outcome() -> None:
+    fields = prepare_result(b'{"a": 1}', batched=False, element_count=1, max_bytes=1 << 20)
+    text = fields.pop("result_text")
+    verdict = judge_outcome({"status": "ok", "result_in_ref": True, **fields}, text)
+    assert stored(verdict) == {"a": 1}
+    lost = judge_outcome({"status": "ok", "result_in_ref": True, **fields})
+    assert lost.status == "failed" and lost.code == "invalid_result"
+
+
+def test_retry_budget_user_failures() -> None:
+    failed = judge_outcome({"status": "exit_nonzero", "exit_code": 1})
     # max_retries=2: attempts 1 and 2 retry, attempt 3 is final (N+1 attempts).
     assert should_retry(failed, attempt=1, max_retries=2, lost=0, lost_budget=2)
     assert should_retry(failed, attempt=2, max_retries=2, lost=0, lost_budget=2)
@@ -75,44 +128,33 @@ def test_infrastructure_loss_has_its_own_budget() -> None:
     assert should_retry(lost, attempt=1, max_retries=0, lost=1, lost_budget=2)
     assert not should_retry(lost, attempt=3, max_retries=0, lost=3, lost_budget=2)
     # A lost attempt does not use up the user's retries.
-    failed = judge_outcome({"status": "exit_nonzero"}, batched=False, element_count=1)
+    failed = judge_outcome({"status": "exit_nonzero"})
     assert should_retry(failed, attempt=2, max_retries=1, lost=1, lost_budget=2)
 
 
 def test_cancelled_never_retries() -> None:
-    verdict = judge_outcome({"status": "cancelled"}, batched=False, element_count=1)
+    verdict = judge_outcome({"status": "cancelled"})
     assert verdict.status == "cancelled"
     assert not should_retry(verdict, attempt=1, max_retries=5, lost=0, lost_budget=2)
 
 
-def _read(text: str) -> tuple[object, bool]:
-    return load_result(io.BytesIO(text.encode()))
-
-
 def test_non_finite_numbers_become_null_per_element() -> None:
-    value, marks = _read('{"results": [{"v": NaN}, {"v": 1}, {"v": [Infinity, -Infinity]}]}')
-    assert marks
-    verdict = judge_outcome(
-        ok(result=value, result_needs_scrub=marks), batched=True, element_count=3
+    verdict = judged(
+        '{"results": [{"v": NaN}, {"v": 1}, {"v": [Infinity, -Infinity]}]}', batched=True, count=3
     )
     assert verdict.status == "completed"
-    elements = verdict.result["elements"]
+    elements = stored(verdict)["elements"]
     assert [e["result"] for e in elements] == [{"v": None}, {"v": 1}, {"v": [None, None]}]
     assert elements[0]["warnings"][0].startswith("1 non-finite number (NaN/Infinity)")
     assert elements[1]["warnings"] == []
     assert elements[2]["warnings"][0].startswith("2 non-finite numbers (NaN/Infinity)")
-    json.dumps(verdict.result, allow_nan=False)  # storable as strict JSON
+    assert verdict.result is not None
+    json.loads(verdict.result.text, parse_constant=lambda name: pytest.fail(name))  # strict JSON
 
 
 def test_non_finite_quality_and_whole_result() -> None:
-    value, marks = _read('{"a": NaN, "_quality": NaN}')
-    verdict = judge_outcome(
-        ok(result=value, result_needs_scrub=marks), batched=False, element_count=1
-    )
-    assert verdict.status == "completed" and verdict.result == {"a": None}
+    verdict = judged('{"a": NaN, "_quality": NaN}')
+    assert verdict.status == "completed" and stored(verdict) == {"a": None}
     assert any(w.startswith("2 non-finite numbers") for w in verdict.warnings)
-    bare, marks = _read("NaN")
-    verdict = judge_outcome(
-        ok(result=bare, result_needs_scrub=marks), batched=False, element_count=1
-    )
+    verdict = judged("NaN")
     assert verdict.status == "failed" and verdict.code == "invalid_result"

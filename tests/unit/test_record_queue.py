@@ -52,3 +52,40 @@ def test_an_outage_keeps_the_outcome_as_it_was() -> None:
     queue.failed(batch, ConnectionError("connection refused"), store_ok=False)
     (kept,) = queue.take()
     assert kept == batch[0]  # not judged: it is recorded once the store is back
+
+
+def sized(queue: RecordQueue[str], name: str, result_bytes: int) -> None:
+    queue.add(name, {"status": "ok", "result_bytes": result_bytes})
+
+
+def test_a_cycle_takes_results_up_to_the_byte_budget() -> None:
+    queue: RecordQueue[str] = RecordQueue(budget_bytes=100)
+    for name, size in (("a", 40), ("b", 50), ("c", 20), ("d", 5)):
+        sized(queue, name, size)
+    queue.add("lost", RuntimeError("worker died"))  # an exception weighs nothing
+    first = queue.take()
+    assert [info for info, _ in first] == ["a", "b"]  # 90; c would make 110
+    queue.recorded(first)
+    assert [info for info, _ in queue.take()] == ["c", "d", "lost"]
+
+
+def test_a_result_bigger_than_the_budget_still_goes_alone() -> None:
+    queue: RecordQueue[str] = RecordQueue(budget_bytes=100)
+    sized(queue, "huge", 500)
+    sized(queue, "small", 1)
+    assert [info for info, _ in queue.take()] == ["huge"]
+    assert [info for info, _ in queue.take()] == ["small"]
+    assert queue.take() == []
+
+
+def test_fifty_megabyte_results_are_recorded_one_per_cycle() -> None:
+    queue: RecordQueue[int] = RecordQueue()  # the dispatcher's default budget, 64 MiB
+    for i in range(5):
+        queue.add(i, {"status": "ok", "result_bytes": 50 * 1024 * 1024})
+    taken = []
+    while len(queue):
+        batch = queue.take()
+        assert len(batch) == 1
+        taken.append(batch[0][0])
+        queue.recorded(batch)
+    assert taken == [0, 1, 2, 3, 4]

@@ -1,0 +1,305 @@
+"""Reading stored results: ``GET /results`` pages bounded in items and bytes, and a job's
+elements in byte-bounded chunks (for the aggregates built from them).
+
+A result stored since results are measured (``tasks.result_bytes`` set) was checked and written
+by its task's worker (valid JSON, nested at most ``MAX_JSON_DEPTH`` levels): a non-batched one is
+read as text and handed on as :class:`RawJSON`, never decoded (an answer embeds the text as it
+is). A batched task's text is decoded to split it into its elements; a row stored before results
+were measured is decoded too. A value that cannot be read back (``jsoncodec.Unreadable``) is a
+null result with a warning, never an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Text, cast, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from computalot.errors import BadRequest
+from computalot.store.jobs import decode_cursor, encode_cursor
+from computalot.store.jsoncodec import RawJSON, is_unreadable, loads
+from computalot.store.models import Job, Task
+
+_T = Task.__table__.c
+#: The stored JSON text of a result, as text on every backend (not decoded by the driver).
+RESULT_TEXT = cast(_T.result, Text).label("result_text")
+#: A task's result size in bytes: measured, or (rows stored before) the length of its text.
+STORED_SIZE = func.coalesce(_T.result_bytes, func.length(cast(_T.result, Text)), 0).label("size")
+#: What a result needs of a task (not its payload, batch items or output tails).
+RESULT_COLUMNS = (
+    _T.id,
+    _T.index.label("task_index"),  # a Row's .index is tuple.index
+    _T.status,
+    _T.batched,
+    _T.element_start,
+    _T.element_count,
+    RESULT_TEXT,
+    _T.result_bytes,
+    _T.result_quality,
+    _T.result_warnings,
+    _T.artifacts,
+)
+#: Bytes of results one chunk of :func:`job_elements` reads at most (unless one task has more).
+CHUNK_BYTES = 16 * 1024 * 1024
+
+
+def _unreadable_warning(value: Any) -> str:
+    return f"the stored result could not be read back ({value.reason}); it is shown as null"
+
+
+def single_result(text: str | None, measured: bool, *, decode: bool = False) -> tuple[Any, str]:
+    """A non-batched task's result (RawJSON when it may pass through) and a warning ("" if
+    none). ``measured``: the row has ``result_bytes`` (checked by its worker)."""
+    if text is None:
+        return None, ""
+    if measured and not decode:
+        return RawJSON(text), ""
+    value = loads(text)
+    if is_unreadable(value):
+        return None, _unreadable_warning(value)
+    return value, ""
+
+
+def batch_elements(text: str | None) -> tuple[list[Any] | None, str]:
+    """A batched task's stored ``elements`` list (None if there is none) and a warning."""
+    if text is None:
+        return None, ""
+    stored = loads(text)
+    if is_unreadable(stored):
+        return None, _unreadable_warning(stored)
+    elements = stored.get("elements") if isinstance(stored, dict) else None
+    return (elements if isinstance(elements, list) else None), ""
+
+
+def element_results(task: Any, lo: int = 0, hi: int | None = None) -> list[dict[str, Any]]:
+    """A task's per-element outcomes, elements ``[lo, hi)`` of it (positions within the task):
+    a batched task is split back into its elements. ``task`` has :data:`RESULT_COLUMNS`."""
+    task_id, status, start = task.id, task.status, task.element_start
+    artifacts = task.artifacts or []
+    task_warnings = list(task.result_warnings or [])
+    if not task.batched:
+        value, warning = single_result(task.result_text, task.result_bytes is not None)
+        return [
+            {
+                "task_id": task_id,
+                "index": start,
+                "status": status,
+                "result": value,
+                "result_quality": task.result_quality,
+                "result_warnings": [*task_warnings, warning] if warning else task_warnings,
+                "artifacts": artifacts,
+            }
+        ][lo:hi]
+    elements, warning = batch_elements(task.result_text)
+    count = task.element_count
+    hi = count if hi is None else min(hi, count)
+    out = []
+    for i in range(lo, hi):
+        el = elements[i] if elements and i < len(elements) else None
+        el = el if isinstance(el, dict) else None
+        warnings = el.get("warnings", []) if el else task_warnings + ([warning] if warning else [])
+        out.append(
+            {
+                "task_id": task_id,
+                "index": start + i,
+                "status": status,
+                "result": el.get("result") if el else None,
+                "result_quality": el.get("quality") if el else None,
+                "result_warnings": warnings,
+                "artifacts": artifacts,
+            }
+        )
+    return out
+
+
+def _bad_cursor() -> BadRequest:
+    return BadRequest(
+        "cursor is not valid",
+        details=[{"loc": ["cursor"], "msg": "not a cursor this list handed out"}],
+        recommended_action="pass next_cursor from the previous page unchanged, or omit it",
+    )
+
+
+def _page_cursor(cursor: str | None) -> tuple[int, int]:
+    """(first element, index of the task holding it) of a results cursor."""
+    if not cursor:
+        return 0, 0
+    values = decode_cursor(cursor)
+    if len(values) != 2 or not all(
+        isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**62 for v in values
+    ):
+        raise _bad_cursor()
+    return values[0], values[1]
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Elements ``[lo, hi)`` (positions within the task) of task ``index``."""
+
+    index: int
+    lo: int
+    hi: int
+
+
+def plan_page(
+    tasks: Sequence[tuple[int, int, int, int]], start: int, end: int, max_bytes: int
+) -> list[Slice]:
+    """Which elements of ``tasks`` (index, element_start, element_count, result bytes; in index
+    order, the first holding element ``start``) go on a page of elements ``[start, end)`` whose
+    results come to at most ``max_bytes`` -- and at least one element, however big. A batched
+    task's bytes count evenly per element."""
+    plan: list[Slice] = []
+    position, used = start, 0.0
+    for index, first, count, size in tasks:
+        lo = position - first
+        if count <= 0 or lo < 0 or lo >= count:
+            break
+        hi = min(count, end - first)
+        each = size / count
+        room = max_bytes - used
+        fits = hi - lo if each <= 0 else min(hi - lo, int(room // each))
+        if position == start:
+            fits = max(fits, 1)  # a single result bigger than a page is still reachable
+        if fits > 0:
+            plan.append(Slice(index, lo, lo + fits))
+            position += fits
+            used += fits * each
+        if fits < hi - lo or position >= end:
+            break
+    return plan
+
+
+async def results_page(
+    db: AsyncSession, job: Job, *, limit: int, cursor: str | None, total: int, max_bytes: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Per-element results from the cursor's element on: at most ``limit`` elements and about
+    ``max_bytes`` of results (at least one element); ``total`` is the job's element count.
+
+    The cursor holds the element index and the index of the task that holds it, so a page reads
+    from that task on (``ix_tasks_job_index``): sizes first, then the results of the tasks the
+    page takes, so page 57 of a 100,000-element job costs what page 1 does and a page never
+    reads more results than it answers.
+    """
+    start, first_task = _page_cursor(cursor)
+    end = min(start + limit, total)
+    if start >= end:
+        return [], None
+    spec = job.spec if isinstance(job.spec, dict) else {}
+    batch_size = spec.get("batch_size")
+    per_task = batch_size if isinstance(batch_size, int) and batch_size > 0 else 1
+    # Batches are cut in order, ``per_task`` elements each: element e is in task e // per_task.
+    wanted = max(1, (end - 1) // per_task - first_task + 1)
+    scope = (_T.job_id == job.id, _T.account_id == job.account_id)
+    sizes = select(_T.index, _T.element_start, _T.element_count, STORED_SIZE).where(
+        *scope, _T.index >= first_task
+    )
+    metas = [tuple(r) for r in (await db.execute(sizes.order_by(_T.index).limit(wanted))).all()]
+    plan = plan_page(metas, start, end, max_bytes)
+    if not plan:
+        return [], None
+    query = select(*RESULT_COLUMNS).where(
+        *scope, _T.index >= plan[0].index, _T.index <= plan[-1].index
+    )
+    rows = {row.task_index: row for row in (await db.execute(query.order_by(_T.index))).all()}
+    out: list[dict[str, Any]] = []
+    for part in plan:
+        row = rows.get(part.index)
+        if row is not None:
+            out.extend(element_results(row, part.lo, part.hi))
+    last = plan[-1]
+    position = start + sum(p.hi - p.lo for p in plan)
+    last_count = next(count for index, _f, count, _s in metas if index == last.index)
+    cursor_task = last.index if last.hi < last_count else last.index + 1
+    if position >= total:
+        return out, None
+    return out, encode_cursor([position, cursor_task])
+
+
+async def element_counts(db: AsyncSession, job: Job) -> dict[str, int]:
+    """Elements (not tasks) per task status: a batched task counts once per element."""
+    query = (
+        select(_T.status, func.sum(_T.element_count))
+        .where(_T.job_id == job.id, _T.account_id == job.account_id)
+        .group_by(_T.status)
+    )
+    return {status: int(n or 0) for status, n in (await db.execute(query)).tuples()}
+
+
+async def stored_aggregate(db: AsyncSession, job: Job) -> Any:
+    """The job's stored ``aggregate_result`` (a deferred column: job reads skip it)."""
+    return await db.scalar(select(Job.aggregate_result).where(Job.id == job.id))
+
+
+@dataclass(slots=True)
+class StoredElement:
+    """One element of a job as stored: ``result`` is None unless its task completed
+    (RawJSON or decoded, see :func:`job_elements`); ``item`` its fan-out value if asked for."""
+
+    index: int
+    status: str
+    result: Any
+    item: Any
+    warning: str
+
+
+async def job_elements(
+    db: AsyncSession, job: Job, *, items: bool, decode: bool, chunk_bytes: int = CHUNK_BYTES
+) -> AsyncIterator[StoredElement]:
+    """Every element of ``job`` in order, its results read a chunk of tasks at a time (about
+    ``chunk_bytes`` each), so a big job's results are never all in memory at once.
+    ``decode``: every result decoded (to compute with it), else non-batched ones stay RawJSON
+    (to pass on)."""
+    scope = (_T.job_id == job.id, _T.account_id == job.account_id)
+    columns = [_T.index, _T.status, _T.batched, _T.element_start, _T.element_count, STORED_SIZE]
+    if items:
+        columns.append(_T.item)
+    tasks = (await db.execute(select(*columns).where(*scope).order_by(_T.index))).all()
+    for chunk in _chunks(tasks, chunk_bytes):
+        texts: dict[int, tuple[str | None, bool]] = {}
+        done = [t.index for t in chunk if t.status == "completed"]
+        if done:
+            query = select(_T.index, RESULT_TEXT, _T.result_bytes).where(
+                *scope, _T.status == "completed", _T.index >= done[0], _T.index <= done[-1]
+            )
+            for index, text, measured in (await db.execute(query)).tuples():
+                texts[index] = (text, measured is not None)
+        for task in chunk:
+            for element in _task_elements(task, texts.get(task.index), items, decode):
+                yield element
+        texts.clear()
+
+
+def _chunks(tasks: Sequence[Any], chunk_bytes: int) -> list[list[Any]]:
+    chunks: list[list[Any]] = [[]]
+    used = 0
+    for task in tasks:
+        size = int(task.size or 0) if task.status == "completed" else 0
+        if chunks[-1] and used + size > chunk_bytes:
+            chunks.append([])
+            used = 0
+        chunks[-1].append(task)
+        used += size
+    return chunks
+
+
+def _task_elements(
+    task: Any, stored: tuple[str | None, bool] | None, items: bool, decode: bool
+) -> list[StoredElement]:
+    text, measured = stored if stored else (None, False)
+    raw_items = task.item if items else None
+    item_list = raw_items if isinstance(raw_items, list) else [raw_items]
+    status, start = task.status, task.element_start
+    if not task.batched:
+        value, warning = single_result(text, measured, decode=decode)
+        return [StoredElement(start, status, value, item_list[0] if item_list else None, warning)]
+    elements, warning = batch_elements(text)
+    out = []
+    for i in range(task.element_count):
+        el = elements[i] if elements and i < len(elements) else None
+        value = el.get("result") if isinstance(el, dict) else None
+        item = item_list[i] if i < len(item_list) else None
+        out.append(StoredElement(start + i, status, value, item, warning))
+    return out
