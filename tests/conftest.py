@@ -50,6 +50,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             "COMPUTALOT_DISPATCH_INTERVAL_S": "0.2",
             # Reached with a few 16 MiB results (tests/integration/test_results_bounds.py).
             "COMPUTALOT_MAX_JOB_RESULT_BYTES": str(40 * 1024 * 1024),
+            # Small enough that the quota tests reach them quickly (test_hostile_input).
+            "COMPUTALOT_MAX_OPEN_JOBS_PER_ACCOUNT": "300",
+            "COMPUTALOT_MAX_QUEUED_TASKS_PER_ACCOUNT": "30000",
         }
     )
     get_settings.cache_clear()

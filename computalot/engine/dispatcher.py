@@ -27,6 +27,7 @@ from computalot.engine.inflight import Inflight, stops_due
 from computalot.engine.names import DISPATCHER_NAME, HUB_NAME
 from computalot.engine.outcomes import Verdict, infrastructure_loss, judge_outcome
 from computalot.engine.packages import PackageCache
+from computalot.engine.quarantine import quarantine_job
 from computalot.engine.record_queue import RecordQueue, UnstorableOutcome
 from computalot.engine.run_task import run_task
 from computalot.engine.scheduling import (
@@ -46,6 +47,7 @@ from computalot.store.models import Job
 log = logging.getLogger("computalot.dispatcher")
 
 BACKSTOP_SLACK_S = 60.0
+CLUSTER_REFRESH_S = 5.0
 SWEEP_INTERVAL_S = 2.0
 
 
@@ -60,10 +62,12 @@ class Dispatcher:
         self.wakeup = asyncio.Event()
         self.packages = PackageCache()
         self.rotation: list[str] = []
-        self.cluster_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.alive_nodes: list[dict[str, float]] = alive_nodes()
+        self.cluster_cpus = 1
         #: The hard bound on launched Ray tasks (back-pressure); how many are kept in flight
         #: below it follows the completion rate (``scheduling.inflight_target``).
-        self.max_inflight = self.settings.max_inflight_tasks or 4 * self.cluster_cpus + 32
+        self.max_inflight = 1
+        self._apply_cluster(self.alive_nodes)
         self.completions: deque[float] = deque(maxlen=128)
         self.ready = False
         self.check_cancels = True
@@ -79,10 +83,17 @@ class Dispatcher:
         self._hub: Any = None
         self._remotes: dict[str, Any] = {}
         self.jobs = records.JobCache()
-        self._main_task = asyncio.get_running_loop().create_task(self._main())
+        self.quarantined = 0  # jobs set aside because their stored definition is unreadable
+        self.last_cycle_at = time.monotonic()  # when a cycle last completed (or start-up)
+        self.last_error: str | None = None  # the last failed cycle's error, until one succeeds
+        loop = asyncio.get_running_loop()
+        self._main_task = loop.create_task(self._main())
+        self._cluster_task = loop.create_task(self._follow_cluster())
 
     # ---- public actor methods -------------------------------------------------------------
     async def ping(self) -> dict[str, Any]:
+        """Health for ``/ready``: answered on the dispatcher's own event loop, so a blocked loop
+        shows as no answer; ``cycle_age_s`` says how long ago a cycle last completed."""
         if not self.ready:
             raise RuntimeError("dispatcher is still reconciling the store")
         return {
@@ -90,6 +101,10 @@ class Dispatcher:
             "inflight": len(self.inflight),
             "capacity": self.capacity(),
             "max_inflight": self.max_inflight,
+            "cluster_cpus": self.cluster_cpus,
+            "cycle_age_s": round(time.monotonic() - self.last_cycle_at, 3),
+            "last_error": self.last_error,
+            "quarantined": self.quarantined,
         }
 
     def capacity(self) -> int:
@@ -125,8 +140,33 @@ class Dispatcher:
             self.wakeup.set()
 
     def nodes(self) -> list[dict[str, float]]:
-        """Total resources of each alive node (for ``unsatisfiable_requirements``)."""
-        return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+        """Total resources of each alive node (for ``unsatisfiable_requirements``), as of the
+        last refresh (at most CLUSTER_REFRESH_S old)."""
+        return self.alive_nodes
+
+    def _apply_cluster(self, nodes: list[dict[str, float]]) -> None:
+        """Capacity follows the cluster: nodes that join (``ray up`` starts workers after the
+        head, an autoscaler adds more) raise the in-flight target, nodes that leave lower it."""
+        self.alive_nodes = nodes
+        self.cluster_cpus = max(1, int(sum(n.get("CPU", 0.0) for n in nodes)))
+        self.max_inflight = self.settings.max_inflight_tasks or 4 * self.cluster_cpus + 32
+
+    async def _follow_cluster(self) -> None:
+        """Re-read the alive nodes every CLUSTER_REFRESH_S (on a thread: a GCS round trip)."""
+        while True:
+            await asyncio.sleep(CLUSTER_REFRESH_S)
+            try:
+                nodes = await asyncio.to_thread(alive_nodes)
+            except Exception as exc:
+                log.warning("could not read the cluster's nodes: %s", exc)
+                continue
+            if nodes != self.alive_nodes:
+                before = self.cluster_cpus
+                self._apply_cluster(nodes)
+                if self.cluster_cpus != before:
+                    log.info("cluster CPUs %d -> %d", before, self.cluster_cpus)
+                    self.queue_gen += 1  # new slots: claim again
+                    self.wakeup.set()
 
     # ---- main loop --------------------------------------------------------------------------
     @property
@@ -142,6 +182,8 @@ class Dispatcher:
         tell the hub (streams can wait; the tasks should not)."""
         await write_events(db, events)
         await db.commit()
+        if launches:
+            await self.packages.ensure(records.launch_revisions(launches))
         for job, task, attempt in launches or []:
             self._launch(job, task, attempt)
         self._announce(events)
@@ -178,8 +220,11 @@ class Dispatcher:
         while True:
             try:
                 await self._cycle()
-            except Exception:
+                self.last_cycle_at = time.monotonic()
+                self.last_error = None
+            except Exception as exc:
                 log.exception("dispatch cycle failed")
+                self.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
                 await asyncio.sleep(0.2)
             try:
                 await asyncio.wait_for(self.wakeup.wait(), self.settings.dispatch_interval_s)
@@ -282,8 +327,18 @@ class Dispatcher:
             self._backstop_timeouts()
             launches, launch_events = await self._claim(db, sweep)
             events += launch_events
+            events += await self._set_aside(db)
             await self._commit(db, events, launches)
         self.jobs.forget(job_id for job_id, _a, name, _d in events if name == "end")
+
+    async def _set_aside(self, db: Any) -> list[EventRow]:
+        """Fail the jobs this cycle found unreadable (``engine.quarantine``), alone."""
+        events: list[EventRow] = []
+        for job_id, fields in self.jobs.take_unreadable().items():
+            set_aside = await quarantine_job(db, job_id, fields)
+            self.quarantined += bool(set_aside)
+            events += set_aside
+        return events
 
     # ---- recording outcomes -----------------------------------------------------------------
     async def _record(self, db: Any, batch: list[tuple[Inflight, Any]]) -> list[Any]:
@@ -454,6 +509,11 @@ class Dispatcher:
             warnings = outcome.setdefault("artifact_warnings", [])
             warnings.append(f"artifacts not stored: {type(exc).__name__}: {str(exc)[:200]}")
             return []
+
+
+def alive_nodes() -> list[dict[str, float]]:
+    """Total resources of each alive Ray node (blocking: a GCS call)."""
+    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
 
 
 def dispatcher_actor_options(namespace: str) -> dict[str, Any]:

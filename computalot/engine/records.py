@@ -11,6 +11,7 @@ it (``bench/dispatch.py`` (b) runs several such cycles a second).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -372,20 +373,34 @@ class RevisionInfo:
 _REVISIONS: dict[str, RevisionInfo] = {}
 
 
-def _revision_info(revision: Revision) -> RevisionInfo:
+def _read_requirements(path: Path) -> list[str] | None:
+    """The revision's pip requirements, one per line (blocking: run on a thread)."""
+    if not path.is_file():
+        return None
+    lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()]
+    return [ln for ln in lines if ln and not ln.startswith("#")] or None
+
+
+async def _revision_info(revision: Revision) -> RevisionInfo:
     runtime = (revision.manifest or {}).get("runtime") or {}
     req_path = Path(revision.path) / str(runtime.get("requirements") or "requirements.txt")
-    requirements = None
-    if req_path.is_file():
-        lines = [ln.strip() for ln in req_path.read_text(errors="replace").splitlines()]
-        requirements = [ln for ln in lines if ln and not ln.startswith("#")] or None
     return RevisionInfo(
         content_hash=revision.content_hash,
         path=revision.path,
-        requirements=requirements,
+        requirements=await asyncio.to_thread(_read_requirements, req_path),
         env=dict(runtime.get("env") or {}),
         workdir=str(runtime.get("workdir") or "."),
     )
+
+
+def launch_revisions(launches: list[tuple[JobInfo, TaskRow, int]]) -> dict[str, str]:
+    """``{content_hash: path}`` of the revisions these launches run (for ``PackageCache``)."""
+    out: dict[str, str] = {}
+    for job, _task, _attempt in launches:
+        info = _REVISIONS.get(job.revision_id or "")
+        if info is not None:
+            out[info.content_hash] = info.path
+    return out
 
 
 def launch_spec(
@@ -398,7 +413,7 @@ def launch_spec(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ``run_task`` argument and its Ray options for one attempt."""
     info = _REVISIONS[job.revision_id or ""]
-    uri = packages.ensure(info.content_hash, info.path)
+    uri = packages.uri(info.content_hash)
     minimums = job.spec.get("minimums") or {}
     spec = {
         "job_id": job.id,
@@ -433,4 +448,4 @@ async def load_revisions(db: AsyncSession, launches: list[tuple[JobInfo, TaskRow
         if rid and rid not in _REVISIONS:
             revision = await db.get(Revision, rid)
             if revision is not None:
-                _REVISIONS[rid] = _revision_info(revision)
+                _REVISIONS[rid] = await _revision_info(revision)

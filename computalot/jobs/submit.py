@@ -17,6 +17,7 @@ from computalot.auth.tokens import new_id
 from computalot.errors import Conflict, NotFound, field_error
 from computalot.jobs.fanout import plan_fanout
 from computalot.jobs.merge import validate_merge_options
+from computalot.jobs.quotas import Quotas, check_quotas, lock_account
 from computalot.jobs.resources import check_satisfiable, ray_options, resolve_requirements
 from computalot.projects.service import get_project_with_revision
 from computalot.schemas.jobs import JobSubmit
@@ -66,6 +67,7 @@ async def submit_job(
     idempotency_key: str | None,
     cluster_nodes: list[dict[str, float]],
     max_elements: int,
+    quotas: Quotas,
 ) -> Submitted:
     if idempotency_key:
         if len(idempotency_key) > 255:
@@ -157,6 +159,7 @@ async def submit_job(
         callback_url=body.callback_url,
         created_at=now,
     )
+    await lock_account(db, account_id)
     db.add(job)
     if idempotency_key:
         db.add(
@@ -172,6 +175,7 @@ async def submit_job(
         if previous is None:
             raise
         return Submitted(previous, created=False)
+    await check_quotas(db, account_id, quotas, len(plan.tasks))
     rows = [
         {
             "id": new_id("tsk"),

@@ -7,6 +7,8 @@ a directory under ``<data_dir>/revisions`` that becomes a Ray runtime_env ``work
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import shutil
 import tempfile
@@ -21,11 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.auth.tokens import new_id
 from computalot.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, field_error
-from computalot.projects.manifest import load_manifest
-from computalot.projects.tarball import FileEntry, diff_trees, extract_tarball
+from computalot.projects.tarball import FileEntry, diff_trees
+from computalot.projects.unpack import unpack_off_loop, zip_off_loop
 from computalot.settings import Settings
 from computalot.store.models import Job, Project, Revision
 from computalot.timeutil import iso, utcnow
+
+log = logging.getLogger("computalot.projects")
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 UNFINISHED = ("planning", "queued", "running")
@@ -176,27 +180,66 @@ async def receive_upload(chunks: AsyncIterator[bytes], dest_dir: Path, limit: in
     return path
 
 
+def _place(staging: Path, final: Path, keep_existing: bool) -> None:
+    """Move the extracted tree to its content-addressed place (blocking: a thread's job)."""
+    if keep_existing:
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    if final.exists():
+        shutil.rmtree(final)
+    staging.rename(final)
+
+
+async def _package(content_hash: str, path: Path, size_bytes: int) -> None:
+    """Zip the revision into a Ray runtime_env package and upload it, once, at push (off the
+    event loop). Without a Ray connection (the API under plain uvicorn), or if the cluster's
+    package store does not answer now, the dispatcher does it before the first launch."""
+    import ray
+
+    if not ray.is_initialized():
+        return
+    from computalot.engine.packages import package_exists, package_uri, upload_zip
+
+    uri = package_uri(content_hash)
+    try:
+        if await asyncio.to_thread(package_exists, uri):
+            return
+        with tempfile.TemporaryDirectory(prefix="computalot-pkg-") as tmp:
+            target = Path(tmp) / "revision.zip"
+            await zip_off_loop(path, target, size_bytes)
+            await asyncio.to_thread(upload_zip, uri, target)
+    except ValueError as exc:  # Ray refuses a package over its size limit
+        raise PayloadTooLarge(
+            f"the project cannot be shipped to the cluster's nodes: {exc}"[:500],
+            recommended_action="leave large data out of the tarball; upload it as an artifact "
+            "and place it with _artifacts.download",
+        ) from None
+    except Exception as exc:
+        log.warning("revision %s not packaged at push (%s); launching will", content_hash, exc)
+
+
 async def push_revision(
     db: AsyncSession, project: Project, upload: Path, settings: Settings
 ) -> dict[str, Any]:
-    """Extract ``upload`` and publish it as the project's active revision."""
+    """Extract ``upload`` and publish it as the project's active revision.
+
+    Everything that reads or writes files (extracting and hashing up to 2 GiB, moving the tree,
+    zipping it into a Ray package) runs on worker threads: the replica's event loop keeps
+    answering other requests meanwhile."""
     root = settings.data_dir.resolve() / "revisions" / project.account_id / project.id
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
     shutil.rmtree(staging)
     try:
-        tree = extract_tarball(
-            upload,
-            staging,
-            max_members=settings.max_tarball_members,
-            max_unpacked_bytes=settings.max_unpacked_bytes,
+        unpacked = await unpack_off_loop(
+            upload, staging, settings.max_tarball_members, settings.max_unpacked_bytes
         )
-        result = load_manifest(staging, [f.path for f in tree.files])
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, staging, True)
         raise
     finally:
         upload.unlink(missing_ok=True)
+    tree = unpacked.tree
 
     previous = await get_revision(db, project.active_revision_id)
     existing = (
@@ -207,31 +250,28 @@ async def push_revision(
         )
     ).scalar_one_or_none()
     final = root / tree.content_hash
-    if existing is not None and Path(existing.path).is_dir():
-        shutil.rmtree(staging, ignore_errors=True)
+    keep = existing is not None and await asyncio.to_thread(Path(existing.path).is_dir)
+    await asyncio.to_thread(_place, staging, final, keep)
+    if existing is not None:
+        if not keep:
+            existing.path = str(final)
         revision = existing
     else:
-        if final.exists():
-            shutil.rmtree(final)
-        staging.rename(final)
-        if existing is not None:
-            existing.path = str(final)
-            revision = existing
-        else:
-            revision = Revision(
-                id=new_id("rev"),
-                project_id=project.id,
-                account_id=project.account_id,
-                content_hash=tree.content_hash,
-                size_bytes=tree.total_bytes,
-                files=[asdict(f) for f in tree.files],
-                manifest=result.manifest.model_dump(mode="json"),
-                runtime_kind=result.runtime_kind,
-                warnings=result.warnings,
-                path=str(final),
-                pushed_at=utcnow(),
-            )
-            db.add(revision)
+        revision = Revision(
+            id=new_id("rev"),
+            project_id=project.id,
+            account_id=project.account_id,
+            content_hash=tree.content_hash,
+            size_bytes=tree.total_bytes,
+            files=[asdict(f) for f in tree.files],
+            manifest=unpacked.manifest,
+            runtime_kind=unpacked.runtime_kind,
+            warnings=unpacked.warnings,
+            path=str(final),
+            pushed_at=utcnow(),
+        )
+        db.add(revision)
+    await _package(tree.content_hash, Path(revision.path), tree.total_bytes)
     project.active_revision_id = revision.id
     project.updated_at = utcnow()
     await db.flush()

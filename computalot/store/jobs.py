@@ -15,9 +15,9 @@ from typing import Any, Protocol
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from computalot.errors import BadRequest, NotFound
+from computalot.errors import BadRequest, NotFound, ValidationFailed
 from computalot.jobs.fanout import element_payload
-from computalot.schemas.states import TERMINAL_JOB
+from computalot.schemas.states import JOB_STATES, TASK_STATES, TERMINAL_JOB
 from computalot.store.models import Event, Job, Task
 from computalot.timeutil import iso
 
@@ -43,25 +43,64 @@ class PayloadTask(Protocol):
     def item(self) -> Any: ...
 
 
+#: A cursor longer than this was not made by us (ours are under 100 characters).
+MAX_CURSOR_CHARS = 512
+
+
 def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
 def _bad_cursor() -> BadRequest:
     return BadRequest(
-        "cursor is not valid", recommended_action="pass next_cursor from the previous page"
+        "cursor is not valid",
+        details=[{"loc": ["cursor"], "msg": "not a cursor this list handed out"}],
+        recommended_action="pass next_cursor from the previous page unchanged, or omit it",
     )
 
 
-def decode_cursor(cursor: str) -> list[Any]:
+def decode_cursor(cursor: str, *shape: type) -> list[Any]:
+    """The values of a cursor made by :func:`encode_cursor`; any other text is 400.
+
+    ``shape`` (e.g. ``str, str`` or ``int``) is the exact type of each value: a cursor that
+    decodes to anything else (``[]``, ``[null]``, ``["x"]`` where a number belongs, a boolean,
+    a cursor of another list) is refused, never carried into a query. Without ``shape`` only
+    "a JSON list" is checked (the caller validates)."""
+    if len(cursor) > MAX_CURSOR_CHARS:
+        raise _bad_cursor()
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(values, list):
-            raise ValueError
-        return values
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _bad_cursor() from None
+    if not isinstance(values, list):
+        raise _bad_cursor()
+    if shape and (
+        len(values) != len(shape)
+        or not all(_is(value, kind) for value, kind in zip(values, shape, strict=True))
+    ):
+        raise _bad_cursor()
+    return values
+
+
+def _is(value: Any, kind: type) -> bool:
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**62
+    if kind is str:
+        return isinstance(value, str) and len(value) <= 128
+    return isinstance(value, kind)
+
+
+def status_filter(value: str, allowed: frozenset[str]) -> list[str]:
+    """``?status=a,b`` as a list of known states (422 naming ``status`` otherwise)."""
+    wanted = [s for s in dict.fromkeys(part.strip() for part in value.split(",")) if s]
+    unknown = [s for s in wanted if s not in allowed]
+    if unknown or not wanted:
+        raise ValidationFailed(
+            f"status: must be a comma-separated list of {', '.join(sorted(allowed))}",
+            details=[{"loc": ["status"], "msg": f"allowed: {', '.join(sorted(allowed))}"}],
+        )
+    return wanted
 
 
 async def get_job(db: AsyncSession, account_id: str, job_id: str) -> Job:
@@ -86,17 +125,19 @@ async def list_jobs(
 ) -> tuple[list[Job], str | None]:
     query = select(Job).where(Job.account_id == account_id)
     if status:
-        query = query.where(Job.status.in_(status.split(",")))
+        query = query.where(Job.status.in_(status_filter(status, JOB_STATES)))
     if project:
         query = query.where(Job.project_name == project)
     if type:
         query = query.where(Job.type == type)
     if cursor:
-        created, last_id = decode_cursor(cursor)
+        created, last_id = decode_cursor(cursor, str, str)
         try:
-            at = datetime.fromisoformat(str(created))
+            at = datetime.fromisoformat(created)
         except ValueError:
-            raise BadRequest("cursor is not valid") from None
+            raise _bad_cursor() from None
+        if at.tzinfo is None:
+            raise _bad_cursor()
         query = query.where(or_(Job.created_at < at, and_(Job.created_at == at, Job.id < last_id)))
     query = query.order_by(Job.created_at.desc(), Job.id.desc())
     if tag:
@@ -204,10 +245,10 @@ async def list_tasks(
 ) -> tuple[list[Task], str | None]:
     query = select(Task).where(Task.job_id == job.id, Task.account_id == job.account_id)
     if status:
-        query = query.where(Task.status.in_(status.split(",")))
+        query = query.where(Task.status.in_(status_filter(status, TASK_STATES)))
     if cursor:
-        (after,) = decode_cursor(cursor)
-        query = query.where(Task.index > int(after))
+        (after,) = decode_cursor(cursor, int)
+        query = query.where(Task.index > after)
     rows = list((await db.execute(query.order_by(Task.index).limit(limit + 1))).scalars())
     next_cursor = None
     if len(rows) > limit:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from computalot.errors import ComputalotError, NotReady, ValidationFailed
 from computalot.gc_pause import gc_paused
 from computalot.jobs import aggregate as aggregate_rules
+from computalot.jobs.quotas import Quotas
 from computalot.jobs.resources import presets_out
 from computalot.jobs.submit import submit_job
 from computalot.schemas.jobs import JobSubmit
@@ -50,6 +51,7 @@ async def _submit(
         idempotency_key=key,
         cluster_nodes=await engine.nodes(),
         max_elements=settings.max_fanout_elements,
+        quotas=Quotas(settings.max_queued_tasks_per_account, settings.max_open_jobs_per_account),
     )
     await db.commit()
     if submitted.created:
@@ -99,12 +101,12 @@ async def create_jobs_batch(
 async def list_jobs(
     caller: Caller,
     db: Db,
-    status: str | None = None,
-    project: str | None = None,
-    tag: str | None = None,
-    type: str | None = None,
+    status: str | None = Query(default=None, max_length=200),
+    project: str | None = Query(default=None, max_length=63),
+    tag: str | None = Query(default=None, max_length=64),
+    type: str | None = Query(default=None, max_length=32),
     limit: int = Query(default=50, ge=1, le=500),
-    cursor: str | None = None,
+    cursor: str | None = Query(default=None, max_length=512),
 ) -> FastJSONResponse:
     jobs, next_cursor = await store.list_jobs(
         db,
@@ -129,9 +131,9 @@ async def get_tasks(
     job_id: str,
     caller: Caller,
     db: Db,
-    status: str | None = None,
+    status: str | None = Query(default=None, max_length=200),
     limit: int = Query(default=100, ge=1, le=store.MAX_PAGE),
-    cursor: str | None = None,
+    cursor: str | None = Query(default=None, max_length=512),
 ) -> FastJSONResponse:
     job = await store.get_job(db, caller.account_id, job_id)
     tasks, next_cursor = await store.list_tasks(db, job, limit=limit, cursor=cursor, status=status)
@@ -150,7 +152,7 @@ async def get_output(
     caller: Caller,
     db: Db,
     limit: int = Query(default=100, ge=1, le=store.MAX_PAGE),
-    cursor: str | None = None,
+    cursor: str | None = Query(default=None, max_length=512),
 ) -> FastJSONResponse:
     job = await store.get_job(db, caller.account_id, job_id)
     tasks, next_cursor = await store.list_tasks(db, job, limit=limit, cursor=cursor)
@@ -178,7 +180,7 @@ async def get_events(
     caller: Caller,
     db: Db,
     limit: int = Query(default=200, ge=1, le=store.MAX_PAGE),
-    after: int = Query(default=0, ge=0),
+    after: int = Query(default=0, ge=0, le=2**62),
 ) -> FastJSONResponse:
     job = await store.get_job(db, caller.account_id, job_id)
     events = await store.list_events(db, caller.account_id, [job.id], after=after, limit=limit)

@@ -1,0 +1,142 @@
+"""No event loop is held by files, zips or uploads: a 300 MB project push (extracting, hashing
+and zipping it into a Ray package happen in a child process, moving and uploading it on worker
+threads) leaves ``/ready`` and another account's live stream answering promptly throughout."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tarfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.helpers import submit_job
+
+API = "/api/v1"
+PUSH_MB = 300
+#: The issue's bound: the API keeps answering within this while the push is processed.
+PROMPT_S = 0.2
+
+TICKER = r"""
+import json, os, time
+p = json.load(open(os.environ["COMPUTALOT_TASK_PAYLOAD"]))
+stop = p["stop"]
+deadline = time.time() + 300
+while not os.path.exists(stop) and time.time() < deadline:
+    print("COMPUTALOT_PROGRESS:" + json.dumps({"t": time.time()}), flush=True)
+    time.sleep(0.05)
+json.dump({"ok": True}, open(os.environ["COMPUTALOT_TASK_RESULT"], "w"))
+"""
+
+
+def _big_tarball(path: Path, megabytes: int) -> Path:
+    """Incompressible files (a gzip level-1 tarball about ``megabytes`` large)."""
+    chunk = 50 * 1024 * 1024
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        for i in range(megabytes * 1024 * 1024 // chunk):
+            member = path.parent / f"blob{i}.bin"
+            member.write_bytes(os.urandom(chunk))
+            tar.add(member, arcname=f"data/blob{i}.bin")
+            member.unlink()
+        script = path.parent / "job.py"
+        script.write_text("print('hi')\n")
+        tar.add(script, arcname="job.py")
+    return path
+
+
+class _Watch(threading.Thread):
+    """Polls ``/ready`` every 50 ms and records each answer's latency (seconds)."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(daemon=True)
+        self.base_url = base_url
+        self.stop = threading.Event()
+        self.latencies: list[tuple[float, float]] = []
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.base_url, timeout=30) as client:
+            while not self.stop.is_set():
+                start = time.monotonic()
+                answer = client.get("/ready")
+                assert answer.status_code == 200, answer.text
+                self.latencies.append((time.time(), time.monotonic() - start))
+                time.sleep(0.05)
+
+
+class _Stream(threading.Thread):
+    """Follows a job's stream; records (arrival, lateness) of each progress event."""
+
+    def __init__(self, client: httpx.Client, job_id: str) -> None:
+        super().__init__(daemon=True)
+        self.client = client
+        self.job_id = job_id
+        self.late: list[tuple[float, float]] = []
+
+    def run(self) -> None:
+        path = f"{API}/jobs/{self.job_id}/stream"
+        with self.client.stream("GET", path, timeout=httpx.Timeout(300)) as answer:
+            event = None
+            for line in answer.iter_lines():
+                if line.startswith("event:"):
+                    event = line.split(":", 1)[1].strip()
+                elif line.startswith("data:") and event == "progress":
+                    now = time.time()
+                    sent = json.loads(line[5:])["progress"]["t"]
+                    self.late.append((now, now - sent))
+                elif line.startswith("data:") and event == "end":
+                    return
+
+
+def _during(samples: list[tuple[float, float]], start: float, end: float) -> list[float]:
+    return [value for at, value in samples if start <= at <= end]
+
+
+def test_a_300_mb_push_leaves_ready_and_streams_prompt(
+    admin: httpx.Client,
+    new_account: Any,
+    make_project: Any,
+    base_url: str,
+    tmp_path: Path,
+) -> None:
+    watcher = new_account()
+    ticking = make_project(watcher, {"runner.py": TICKER})
+    stop = tmp_path / "stop"
+    job_id = submit_job(watcher, ticking, payload={"stop": str(stop)})
+    stream = _Stream(watcher, job_id)
+    stream.start()
+    tarball = _big_tarball(tmp_path / "big.tar.gz", PUSH_MB)
+    name = "big-" + job_id[-8:].lower().replace("_", "-")
+    assert admin.post(f"{API}/projects", json={"name": name}).status_code == 201
+    ready = _Watch(base_url)
+    deadline = time.monotonic() + 60
+    while not stream.late and time.monotonic() < deadline:
+        time.sleep(0.05)  # the ticking job runs and its stream delivers before the push starts
+    assert stream.late, "the ticking job's stream delivered nothing"
+    ready.start()
+    start = time.time()
+    with tarball.open("rb") as body:
+        pushed = admin.post(f"{API}/projects/{name}/push", content=body, timeout=httpx.Timeout(600))
+    end = time.time()
+    ready.stop.set()
+    ready.join(timeout=30)
+    stop.touch()
+    stream.join(timeout=60)
+    assert pushed.status_code == 200, pushed.text
+    assert pushed.json()["revision"]["size_bytes"] > PUSH_MB * 1024 * 1024 * 0.9
+
+    polls = _during(ready.latencies, start, end)
+    late = _during(stream.late, start, end)
+    summary = (
+        f"push {end - start:.1f} s; /ready {len(polls)} polls, max {max(polls):.3f} s, "
+        f"median {statistics.median(polls):.3f} s; stream {len(late)} events, "
+        f"max lateness {max(late):.3f} s"
+    )
+    print(summary)
+    assert len(polls) >= 10 and len(late) >= 10, summary
+    assert max(polls) <= PROMPT_S, summary
+    assert max(late) <= PROMPT_S, summary
