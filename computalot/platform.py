@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 
+from computalot import ingress
+from computalot.ingress_pages import INGRESS_BUFSIZE
 from computalot.settings import Settings, settings_env
 from computalot.store.accounts import create_account, create_key, list_accounts
 from computalot.store.db import Store
@@ -51,6 +53,11 @@ def serve_env(settings: Settings) -> dict[str, str]:
 
     On a 2-core machine Serve's defaults served a trivial route at ~1% of plain uvicorn's rate;
     with these settings bench/api_throughput.py measures our API at 0.6-1.0x of uvicorn.
+    HAProxy is started through ``computalot-haproxy`` (:mod:`computalot.ingress`), so the
+    ingress's own error answers are the API's JSON envelope, and its buffer holds a request head
+    of up to 255 KiB, so an over-long URL or header is answered 414/431 in the envelope too;
+    every node needs the command at the head's path (the same install). An operator's own
+    ``RAY_SERVE_*`` variables still win.
     """
     base = haproxy_dir(settings)
     env = {
@@ -68,7 +75,11 @@ def serve_env(settings: Settings) -> dict[str, str]:
         # Replicas otherwise stay reachable 30 s after shutdown (Ctrl-C, tests): 1 s is plenty
         # for one ingress in front of them.
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+        "RAY_SERVE_HAPROXY_TUNE_BUFSIZE": str(INGRESS_BUFSIZE),
     }
+    wrapper = ingress.wrapper_path()
+    if wrapper is not None:
+        env["RAY_SERVE_HAPROXY_BINARY_PATH"] = wrapper
     for name, value in os.environ.items():
         if name.startswith("RAY_SERVE_"):
             env[name] = value  # an operator's own tuning wins
