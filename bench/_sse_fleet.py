@@ -16,6 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 OPEN_TIMEOUT_S = 30.0
+#: Clients start this far apart (seconds): 1,000 connects arrive over 2 s, not in one burst.
+RAMP_S = 0.002
 
 
 @dataclass
@@ -69,7 +71,7 @@ def _take(client: Client, raw: bytes, now: float) -> bool:
     return False
 
 
-async def _follow(client: Client, url: str, token: str, opened: asyncio.Semaphore) -> None:
+async def _follow(client: Client, url: str, token: str, delay_s: float) -> None:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     request = (
@@ -77,20 +79,20 @@ async def _follow(client: Client, url: str, token: str, opened: asyncio.Semaphor
         f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
     ).encode()
     writer = None
+    await asyncio.sleep(delay_s)
     try:
-        async with opened:
-            async with asyncio.timeout(OPEN_TIMEOUT_S):
-                reader, writer = await asyncio.open_connection(host, port)
-                writer.write(request)
-                status_line = await reader.readline()
-                client.status = int(status_line.split()[1]) if status_line else None
-                chunked = False
-                while True:
-                    line = await reader.readline()
-                    if line in (b"\r\n", b""):
-                        break
-                    if line.lower().startswith(b"transfer-encoding:") and b"chunked" in line:
-                        chunked = True
+        async with asyncio.timeout(OPEN_TIMEOUT_S):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(request)
+            status_line = await reader.readline()
+            client.status = int(status_line.split()[1]) if status_line else None
+            chunked = False
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b""):
+                    break
+                if line.lower().startswith(b"transfer-encoding:") and b"chunked" in line:
+                    chunked = True
         client.opened_at = time.time()
         if client.status != 200:
             client.how, client.detail = "failed", f"HTTP {client.status}"
@@ -130,8 +132,7 @@ async def _run(
     url: str, plan: list[dict[str, str]], tokens: dict[str, str], ready: Any
 ) -> list[Client]:
     clients = [Client(i, p["job_id"], p["key"]) for i, p in enumerate(plan)]
-    opened = asyncio.Semaphore(100)
-    tasks = [asyncio.create_task(_follow(c, url, tokens[c.key], opened)) for c in clients]
+    tasks = [asyncio.create_task(_follow(c, url, tokens[c.key], c.index * RAMP_S)) for c in clients]
     while any(c.status is None and c.how == "running" for c in clients):
         await asyncio.sleep(0.1)
     ok = sum(c.status == 200 for c in clients)

@@ -73,3 +73,23 @@ async def test_barrier_counts_only_the_current_attempt(
     # a finished task's bookkeeping goes with its terminal status event
     await hub.written({job_id: 1}, ["task-1"])
     assert "task-1" not in hub.stored_live and "task-1" not in hub.tails
+
+
+async def test_wait_any_names_the_jobs_with_news_since_the_callers_version(
+    hub: EventHub, job: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id, owner = job
+    epoch, version, jobs = await hub.wait_any(None, 0, 5)
+    assert jobs is None, "a caller of another epoch learns nothing about what changed"
+    waiting = asyncio.create_task(hub.wait_any(epoch, version, 5))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    hub.task_live(*live(job_id, owner, 1))  # stored by the hub's writer, then announced
+    _epoch, version, jobs = await asyncio.wait_for(waiting, 5)
+    assert jobs == [job_id]
+    await hub.written({"job_other": 2, job_id: 1}, [])
+    _epoch, latest, jobs = await hub.wait_any(epoch, version, 5)
+    assert set(jobs or []) == {"job_other", job_id}
+    assert await hub.wait_any(epoch, latest, 0.1) == (epoch, latest, [])
+    monkeypatch.setattr(hub, "recent", hub.recent.__class__(hub.recent, maxlen=1))
+    assert (await hub.wait_any(epoch, version, 5))[2] is None, "too far behind: unknown"
