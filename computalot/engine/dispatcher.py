@@ -389,6 +389,8 @@ class Dispatcher:
             return Verdict(
                 "failed", "invalid_result", f"the attempt's outcome could not be stored: {exc}"
             )
+        if isinstance(exc, records.UnreadableTask):
+            return Verdict("failed", "unreadable_task", str(exc))
         # A worker we force-stopped may surface as TaskCancelledError or as a crashed worker.
         if info.backstop:
             return judge_outcome(
@@ -456,7 +458,8 @@ class Dispatcher:
         except Exception as exc:
             log.exception("could not launch task %s", task.id)
             info = Inflight(task.id, job.id, job.account_id, attempt, None, time.monotonic(), 0.0)
-            self.finished.add(info, RuntimeError(f"launch failed: {exc}"))
+            failure = exc if isinstance(exc, records.UnreadableTask) else None
+            self.finished.add(info, failure or RuntimeError(f"launch failed: {exc}"))
             self.wakeup.set()
             return
         now = time.monotonic()

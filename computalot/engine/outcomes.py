@@ -17,6 +17,7 @@ from typing import Any
 from computalot.store.jsoncodec import RawJSON
 
 ACTIONS = {
+    "unreadable_task": "resubmit the job with payload elements nested at most 100 levels deep",
     "spawn_failed": "check runner_command: the executable must exist in the pushed project or on "
     "the worker's PATH, and be executable",
     "exit_nonzero": "read GET /api/v1/jobs/:id/output for the error, fix the runner, resubmit",
@@ -47,7 +48,9 @@ class Verdict:
     result: RawJSON | None = None
     quality: float | None = None
     warnings: list[str] = field(default_factory=list)
-    result_bytes: int = 0  # UTF-8 bytes of ``result``
+    result_bytes: int = 0  # UTF-8 bytes of the result
+    #: A big result's UTF-8 bytes (a buffer in Ray's object store) instead of ``result``.
+    result_data: Any = None
 
     def error(self) -> dict[str, Any] | None:
         if self.code is None:
@@ -59,9 +62,9 @@ class Verdict:
         }
 
 
-def judge_outcome(outcome: dict[str, Any], text: str | None = None) -> Verdict:
-    """Classify a ``run_task`` outcome; ``text``: the result's JSON text when it came as the
-    attempt's second return value (a big one), else it is in the outcome."""
+def judge_outcome(outcome: dict[str, Any], text: Any = None) -> Verdict:
+    """Classify a ``run_task`` outcome; ``text``: a big result, the attempt's second return
+    value (its UTF-8 bytes, or a ``str``); a small one is in the outcome."""
     status = outcome["status"]
     if status == "cancelled":
         return Verdict("cancelled", "cancelled", "cancelled by request")
@@ -78,10 +81,11 @@ def judge_outcome(outcome: dict[str, Any], text: str | None = None) -> Verdict:
     warnings = list(outcome.get("artifact_warnings") or [])
     return Verdict(
         "completed",
-        result=RawJSON(text),
+        result=RawJSON(text) if isinstance(text, str) else None,
         quality=outcome.get("result_quality", 1.0),
         warnings=warnings + list(outcome.get("result_warnings") or []),
         result_bytes=int(outcome.get("result_bytes") or 0),
+        result_data=None if isinstance(text, str) else text,
     )
 
 

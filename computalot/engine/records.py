@@ -21,11 +21,12 @@ from sqlalchemy import Table, bindparam, func, null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.engine.finalize import finalize_job
+from computalot.engine.outcomes import ACTIONS
 from computalot.engine.packages import PackageCache, revision_runtime_env
 from computalot.schemas.states import TERMINAL_JOB
 from computalot.settings import Settings
 from computalot.store.jobs import job_out, task_payload_for
-from computalot.store.jsoncodec import is_unusable
+from computalot.store.jsoncodec import Unreadable, is_unusable
 from computalot.store.models import Job, Revision, Task
 from computalot.timeutil import utcnow
 
@@ -331,6 +332,7 @@ async def claim_tasks(
     now = utcnow()
     launches: list[tuple[JobInfo, TaskRow, int]] = []
     events: Events = []
+    failing: list[tuple[str, list[TaskRow]]] = []
     infos = await jobs.load(db, grants)
     conn = await db.connection()
     for job_id, count in grants.items():
@@ -347,6 +349,10 @@ async def claim_tasks(
             events.append(task_event(task))
         if not tasks:
             continue
+        unreadable = [t for t in tasks if is_unusable(t.item)]
+        if unreadable:
+            launches = [item for item in launches if item[1] not in unreadable]
+            failing.append((job_id, unreadable))
         # Counters and the job's start in one statement. The dispatcher is the only writer of
         # job status, so "queued" as the runnable query saw it in this transaction still holds.
         move = {"b_job": job_id, "b_n": len(tasks)}
@@ -355,8 +361,48 @@ async def claim_tasks(
             events.append((job.id, job.account_id, "job", {"id": job.id, "status": "running"}))
         else:
             await conn.execute(MOVE_TO_RUNNING, move)
+    for job_id, unreadable in failing:
+        events += await _fail_unreadable(db, job_id, unreadable, now)
     await load_revisions(db, launches)
     return launches, events
+
+
+UNREADABLE_TASK = {
+    "code": "unreadable_task",
+    "message": "the task's stored element cannot be read back; it was not run",
+    "recommended_action": ACTIONS["unreadable_task"],
+}
+
+
+class UnreadableTask(ValueError):
+    """A claimed task whose payload cannot be built from its stored row: judged a failed
+    attempt with code ``unreadable_task``, never retried as an infrastructure loss."""
+
+
+FAIL_CLAIMED = (
+    update(TASKS)
+    .where(TASKS.c.id == bindparam("b_id"), TASKS.c.status == "running")
+    .values(
+        status="failed",
+        finished_at=bindparam("b_now", type_=TASKS.c.finished_at.type),
+        error=bindparam("b_error", type_=TASKS.c.error.type),
+    )
+)
+
+
+async def _fail_unreadable(db: AsyncSession, job_id: str, tasks: list[TaskRow], now: Any) -> Events:
+    """Fail claimed tasks whose element is unreadable instead of launching them (a row written
+    before the doors measured depth, or edited by hand); the job goes on without them."""
+    conn = await db.connection()
+    await conn.execute(
+        FAIL_CLAIMED, [{"b_id": t.id, "b_now": now, "b_error": UNREADABLE_TASK} for t in tasks]
+    )
+    events: Events = []
+    for task in tasks:
+        task.status = "failed"
+        events.append(task_event(task, error=UNREADABLE_TASK))
+    progress = await bump_counters(db, {job_id: {"running": -len(tasks), "failed": len(tasks)}})
+    return events + await finish_if_done(db, {job_id}, known=progress)
 
 
 @dataclass(frozen=True)
@@ -403,6 +449,13 @@ def launch_revisions(launches: list[tuple[JobInfo, TaskRow, int]]) -> dict[str, 
     return out
 
 
+def _payload(job: JobInfo, task: TaskRow) -> dict[str, Any]:
+    payload = task_payload_for(job, task)
+    if isinstance(payload, Unreadable):
+        raise UnreadableTask(payload.reason)
+    return payload
+
+
 def launch_spec(
     job: JobInfo,
     task: TaskRow,
@@ -421,7 +474,7 @@ def launch_spec(
         "task_id": task.id,
         "index": task.index,
         "attempt": attempt,
-        "payload": task_payload_for(job, task),
+        "payload": _payload(job, task),
         "runner_command": job.spec["runner_command"],
         "timeout_s": job.timeout_s,
         "kill_grace_s": settings.kill_grace_s,

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from computalot.errors import BadRequest, NotFound, ValidationFailed
 from computalot.jobs.fanout import element_payload
 from computalot.schemas.states import JOB_STATES, TASK_STATES, TERMINAL_JOB
+from computalot.store.jsoncodec import Unreadable, is_unusable
 from computalot.store.models import Event, Job, Task
 from computalot.timeutil import iso
 
@@ -205,16 +206,24 @@ def job_out(job: Job) -> dict[str, Any]:
 
 
 def task_payload_for(job: PayloadJob, task: PayloadTask) -> dict[str, Any]:
+    """The payload a task's runner sees. A stored element that cannot be read back (or does not
+    fit the job's fan-out) gives an ``Unreadable`` stand-in, so listing such a task still
+    answers (the dispatcher never launches it: ``records.claim_tasks``)."""
+    if is_unusable(task.item):
+        return Unreadable("the task's stored element cannot be read back")
     kind = job.spec.get("kind", "single")
     fan_out = job.spec.get("fan_out")
-    if task.batched:
-        return {
-            "batch": [element_payload(kind, job.payload, fan_out, it) for it in task.item or []]
-        }
-    item = task.item[0] if task.item else None
-    return (
-        element_payload(kind, job.payload, fan_out, item) if kind != "single" else dict(job.payload)
-    )
+    try:
+        if task.batched:
+            return {
+                "batch": [element_payload(kind, job.payload, fan_out, it) for it in task.item or []]
+            }
+        item = task.item[0] if task.item else None
+        if kind == "single":
+            return dict(job.payload)
+        return element_payload(kind, job.payload, fan_out, item)
+    except (TypeError, KeyError, ValueError, AttributeError, IndexError):
+        return Unreadable("the task's stored element does not fit its job's fan-out")
 
 
 def task_out(job: Job, task: Task) -> dict[str, Any]:

@@ -297,3 +297,29 @@ def test_open_jobs_quota(new_account: Any, make_project: Any, tmp_path: Path) ->
     assert err["details"][0]["loc"] == ["quota", "open_jobs"]
     assert err["details"][0]["current"] == 300
     client.put(f"{API}/jobs/{first}/cancel")
+
+
+def test_an_unreadable_task_element_fails_that_task_only(
+    admin: httpx.Client, project: str, platform: Any, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    first = submit_job(admin, project, payload={"gate": str(gate)})
+    job = submit_job(
+        admin, project, depends_on=[first], fan_out={"items": [{"x": 1}, {"x": 2}, {"x": 3}]}
+    )
+    db = Path(platform.settings.data_dir) / "computalot.db"
+    with sqlite3.connect(db, timeout=30) as conn:
+        conn.execute(
+            'UPDATE tasks SET item = ? WHERE job_id = ? AND "index" = 1',
+            ("[" + nested(3000) + "]", job),
+        )
+    gate.touch()
+    ended = wait_job(admin, job)
+    assert ended["status"] == "partial", ended
+    listed = admin.get(f"{API}/jobs/{job}/tasks")
+    assert listed.status_code == 200, listed.text[:500]
+    tasks = listed.json()["tasks"]
+    assert [t["status"] for t in tasks] == ["completed", "failed", "completed"]
+    assert tasks[1]["error"]["code"] == "unreadable_task"
+    results = admin.get(f"{API}/results/{job}").json()["results"]
+    assert [r["result"] and r["result"]["x"] for r in results] == [1, None, 3]
