@@ -208,6 +208,7 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     __table_args__ = (
         Index("ix_jobs_account_created", "account_id", "created_at", "id"),
+        Index("ix_jobs_account_status", "account_id", "status"),
         Index("ix_jobs_status", "status"),
     )
 
