@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 Info = TypeVar("Info")
 
 #: Result bytes one cycle records at most (unless a single attempt's result is bigger).
-RECORD_BUDGET_BYTES = 64 * 1024 * 1024
+RECORD_BUDGET_BYTES = 32 * 1024 * 1024
 
 
 def result_bytes(outcome: Any) -> int:

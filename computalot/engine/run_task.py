@@ -8,10 +8,11 @@ JSON text and metadata: ``engine.result_file``) is the task's return value, whic
 records.
 
 ``run_task`` has two return values: the outcome, which the dispatcher awaits for every attempt,
-and a big result's text (None when the text is small enough to travel inside the outcome). The
-dispatcher fetches the second only while it records the attempt and then drops it: a 50 MB
-result never sits in the small outcome, nor in the dispatcher's memory while it waits to be
-recorded. (Objects a task returns are owned by the caller, so the text outlives the worker.)
+and a big result's UTF-8 text as a numpy byte array (None when the text is small enough to
+travel inside the outcome). The dispatcher fetches the second only while it records the attempt,
+without a copy (Ray hands a numpy array over as a view of its object store), and then drops it:
+a 50 MB result never sits in the small outcome, nor in the dispatcher's memory while it waits to
+be recorded. (Objects a task returns are owned by the caller, so the text outlives the worker.)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray
 
 from computalot.engine.cleanup import CLEANER, owner_tag
@@ -119,9 +121,9 @@ def make_interruptible() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def execute_attempt(spec: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+def execute_attempt(spec: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | None]:
     """Run one attempt in the current process: (the outcome the dispatcher records, the result's
-    text when it is too big to travel inside the outcome, else None)."""
+    UTF-8 text as bytes when it is too big to travel inside the outcome, else None)."""
     make_interruptible()
     started = time.time()
     base = Path(tempfile.gettempdir()) / ATTEMPT_ROOT
@@ -176,7 +178,8 @@ def execute_attempt(spec: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
             )
         big_text = None
         if result.get("result_bytes", 0) > INLINE_RESULT_BYTES:
-            big_text = result.pop("result_text")
+            encoded = result.pop("result_text").encode("utf-8")
+            big_text = np.frombuffer(encoded, dtype=np.uint8)
             result["result_in_ref"] = True
         artifacts, artifact_warnings = _collect_artifacts(artifact_dir)
         outcome = {
@@ -200,5 +203,5 @@ def execute_attempt(spec: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
 
 
 @ray.remote(max_retries=0, num_returns=2)
-def run_task(spec: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+def run_task(spec: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | None]:
     return execute_attempt(spec)

@@ -10,6 +10,7 @@ transaction, so a result that would take a job past ``max_job_result_bytes`` fai
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import mimetypes
 from collections import defaultdict
@@ -33,6 +34,8 @@ from computalot.engine.records import (
     retry_event,
     task_event,
 )
+from computalot.store.bigtext import blob_writer
+from computalot.store.jsoncodec import RawJSON
 from computalot.store.models import Artifact, Project
 from computalot.timeutil import iso, utcnow
 
@@ -170,6 +173,9 @@ async def apply_verdicts(
     warmed: set[tuple[str, str, str]] = set()
     budget = ResultBudget(max_result_bytes, max_job_result_bytes)
     await budget.load(db, {job.id for job, _t, _a, v, _o in judged if v.status == "completed"})
+    big: list[tuple[str, Any]] = []  # (task id, a big result's bytes) for ``write_blobs``
+    has_big = any(v.result_data is not None for _j, _t, _a, v, _o in judged)
+    write_blobs = await blob_writer(db) if has_big else None
     for job, task, attempt, verdict, outcome in judged:
         if task.status != "running" or task.attempt != attempt:
             continue  # stale: this attempt was already settled (reconciled or cancelled)
@@ -220,6 +226,11 @@ async def apply_verdicts(
             warmed.add((job.project_id, job.revision_id, str(outcome["node_id"])))
         if verdict.status == "completed":
             row["result"] = verdict.result
+            if verdict.result_data is not None:
+                if write_blobs is not None:  # written below, straight from the buffer
+                    big.append((task.id, verdict.result_data))
+                else:
+                    row["result"] = RawJSON(codecs.decode(verdict.result_data, "utf-8"))
             row["result_bytes"] = verdict.result_bytes
             row["result_quality"] = verdict.quality
             row["result_warnings"] = verdict.warnings
@@ -235,6 +246,8 @@ async def apply_verdicts(
             )
         touched.add(job.id)
     await _write_task_rows(db, rows)
+    if big and write_blobs is not None:
+        await write_blobs(big)
     await budget.save(db)
     progress = await bump_counters(db, deltas)
     await _mark_warm(db, warmed)

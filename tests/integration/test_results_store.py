@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import select, text
 
@@ -46,9 +47,16 @@ async def running_job(store: Store, n: int, **spec: Any) -> Job:
 
 
 async def record(
-    store: Store, job: Job, files: dict[int, str], *, job_cap: int | None = None
+    store: Store,
+    job: Job,
+    files: dict[int, str],
+    *,
+    job_cap: int | None = None,
+    apart: bool = False,
 ) -> None:
-    """Record attempt 1 of the tasks at these indices as exited 0 with these result files."""
+    """Record attempt 1 of the tasks at these indices as exited 0 with these result files;
+    ``apart``: each text comes as run_task's second return value does (UTF-8 bytes in a numpy
+    array), not inside the outcome."""
     async with store.sessions() as db:
         ids = await db.execute(select(Task.index, Task.id).where(Task.job_id == job.id))
         by_index = dict(ids.tuples().all())
@@ -58,7 +66,12 @@ async def record(
         for index, raw in files.items():
             fields = prepare_result(raw.encode(), batched=False, element_count=1, max_bytes=1 << 20)
             outcome = {"status": "ok", "exit_code": 0, **fields}
-            judged.append((info, rows[by_index[index]], 1, judge_outcome(outcome), outcome))
+            data = None
+            if apart:
+                data = np.frombuffer(outcome.pop("result_text").encode(), dtype=np.uint8)
+                outcome["result_in_ref"] = True
+            verdict = judge_outcome(outcome, data)
+            judged.append((info, rows[by_index[index]], 1, verdict, outcome))
         events = await settle.apply_verdicts(
             db, judged, lost_budget=1, max_job_result_bytes=job_cap
         )
@@ -112,6 +125,38 @@ async def test_the_workers_text_is_stored_once_and_read_back_unchanged(store: St
     elements = [e for page in pages for e in page]
     assert [e["result"]["i"] for e in elements] == [0, 1, 2, 3]
     assert all(e["result_quality"] == 0.5 for e in elements)
+
+
+async def test_a_big_text_handed_over_as_bytes_is_stored_as_the_same_text(store: Store) -> None:
+    """SQLite writes it into the row through incremental blob I/O (``store.bigtext``),
+    PostgreSQL as text; both read it back as the worker wrote it, raw and decoded."""
+    job = await running_job(store, 2)
+    files = {i: json.dumps({"i": i, "pad": "€" * 50_000}) for i in range(2)}
+    await record(store, job, files, apart=True)
+    done = await reread(store, job)
+    assert done.status == "completed"
+    async with store.sessions() as db:
+        rows = await db.execute(
+            select(Task.index, RESULT_TEXT, Task.result_bytes, Task.result).where(
+                Task.job_id == job.id
+            )
+        )
+        sizes = []
+        for index, raw, size, decoded in rows.tuples():
+            want = prepare_result(
+                files[index].encode(), batched=False, element_count=1, max_bytes=1 << 20
+            )
+            assert (raw, size) == (want["result_text"], want["result_bytes"])
+            sizes.append(size)
+            assert decoded == json.loads(files[index])
+        page, _cursor = await results_page(
+            db, done, limit=5, cursor=None, total=2, max_bytes=1 << 30
+        )
+        aggregate, _omitted = await copied_aggregate(db, done, max_bytes=1 << 30)
+    assert [e["result"]["i"] for e in json.loads(render_raw(page))] == [0, 1]
+    assert json.loads(render_raw(aggregate)) == [json.loads(files[i]) for i in range(2)]
+    assert done.result_bytes == sum(sizes)
+    assert sizes[0] == len('{"i":0,"pad":""}') + 3 * 50_000  # UTF-8: 3 bytes a euro sign
 
 
 async def test_the_job_cap_holds_within_and_across_transactions(store: Store) -> None:

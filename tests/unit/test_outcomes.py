@@ -111,6 +111,8 @@ def test_a_big_text_comes_apart_from_the_outcome() -> None:
     text = fields.pop("result_text")
     verdict = judge_outcome({"status": "ok", "result_in_ref": True, **fields}, text)
     assert stored(verdict) == {"a": 1}
+    as_bytes = judge_outcome({"status": "ok", "result_in_ref": True, **fields}, text.encode())
+    assert as_bytes.result is None and bytes(as_bytes.result_data) == b'{"a":1}'
     lost = judge_outcome({"status": "ok", "result_in_ref": True, **fields})
     assert lost.status == "failed" and lost.code == "invalid_result"
 

@@ -79,7 +79,7 @@ def test_a_result_bigger_than_the_budget_still_goes_alone() -> None:
 
 
 def test_fifty_megabyte_results_are_recorded_one_per_cycle() -> None:
-    queue: RecordQueue[int] = RecordQueue()  # the dispatcher's default budget, 64 MiB
+    queue: RecordQueue[int] = RecordQueue()  # the dispatcher's default budget, 32 MiB
     for i in range(5):
         queue.add(i, {"status": "ok", "result_bytes": 50 * 1024 * 1024})
     taken = []
