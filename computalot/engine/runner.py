@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from computalot.engine.reaper import REAPER
-from computalot.jsonsafe import scrub
+from computalot.jsonsafe import nesting_exceeds, scrub
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,10 @@ def _apply_limits(pid: int, plan: list[tuple[int, int]]) -> None:
 
 def _parse_progress(raw: bytes) -> dict[str, Any] | None:
     """The progress object; NaN / Infinity (Python's ``json`` writes them) read as null, lone
-    surrogates as U+FFFD (see ``computalot.jsonsafe``)."""
+    surrogates as U+FFFD (see ``computalot.jsonsafe``). A line nested deeper than
+    ``MAX_JSON_DEPTH`` is not progress (it stays plain output)."""
+    if nesting_exceeds(raw):
+        return None
     try:
         obj = json.loads(raw, parse_constant=_null)
     except (ValueError, RecursionError):

@@ -115,6 +115,7 @@ def test_progress_valid_and_invalid(tmp_path: Path) -> None:
         print('COMPUTALOT_PROGRESS:{not json')
         print('COMPUTALOT_PROGRESS:[1, 2]')
         print('COMPUTALOT_PROGRESS:{"loss": NaN, "best": -Infinity}')
+        print('COMPUTALOT_PROGRESS:{"deep": ' + '[' * 100 + ']' * 100 + '}')
         print('COMPUTALOT_PROGRESS:{"step": 2, "of": 2}')
         print('done')
     """
@@ -128,7 +129,8 @@ def test_progress_valid_and_invalid(tmp_path: Path) -> None:
         {"step": 2, "of": 2},
     ]
     text = "".join(d["text"] for k, d in events if k == "output")
-    assert text == "COMPUTALOT_PROGRESS:{not json\nCOMPUTALOT_PROGRESS:[1, 2]\ndone\n"
+    deep = 'COMPUTALOT_PROGRESS:{"deep": ' + "[" * 100 + "]" * 100 + "}"  # 101 levels: output
+    assert text == f"COMPUTALOT_PROGRESS:{{not json\nCOMPUTALOT_PROGRESS:[1, 2]\n{deep}\ndone\n"
     assert out.stdout_tail == text
 
 
