@@ -1,0 +1,308 @@
+"""Every route, three callers, hostile input: never a 5xx, always the envelope (issue #12).
+
+The routes are the app's own (its OpenAPI document, checked against the one the running server
+serves), so a route added later is fuzzed without touching this file. For each route and each
+caller (no token, a member's key, an admin's key) hypothesis draws requests with hostile path
+parameters (another account's real ids, the caller's own, long, unicode, ``..``,
+percent-encoded bytes), query values and headers, and bodies nested past the depth limit, near
+the 16 MiB limit, of the wrong type per field, carrying NUL, control characters, lone
+surrogates, NaN / Infinity, invalid UTF-8, truncated, or sent as another content type. Every
+answer must be under 500, in SPEC §2's envelope when it is not 2xx, and never a traceback; a
+body no route may accept is never 2xx, and another account's object is never 2xx. Afterwards
+the platform is ready and runs a trivial job.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from computalot.settings import Settings
+from serve_app.app import create_app
+from tests.support.fuzz_bodies import BODY_KINDS, JSON, NO_BODY, STRAY_KINDS, Body
+from tests.support.fuzz_http import Exchange, exchange
+from tests.support.fuzz_inputs import (
+    OVERFLOWING_EVENT_IDS,
+    Caller,
+    FuzzRequest,
+    Operation,
+    fuzz_requests,
+    operations,
+)
+from tests.support.helpers import submit_job, wait_job
+
+API = "/api/v1"
+CALLERS = ["anon", "member", "admin"]
+ENVELOPE_KEYS = {"code", "message", "details", "recommended_action"}
+JSON_LIMIT = 16 * 1024 * 1024
+
+RUNNER = r"""
+import json, os, time
+p = json.load(open(os.environ["COMPUTALOT_TASK_PAYLOAD"]))
+time.sleep(min(float(p.get("sleep", 0)), 900))
+json.dump({"ok": True}, open(os.environ["COMPUTALOT_TASK_RESULT"], "w"))
+"""
+
+
+def fuzz_settings(max_examples: int) -> Any:
+    """Reproducible (derandomized, no example database written) and within the suite's budget."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+def app_document() -> dict[str, Any]:
+    """The OpenAPI document of the app as ``create_app`` builds it (no server, no store)."""
+    with tempfile.TemporaryDirectory() as data_dir, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # HEAD and GET share an operation id
+        return create_app(Settings(data_dir=Path(data_dir))).openapi()
+
+
+def app_operations() -> list[tuple[str, str]]:
+    """Every (method, path) the app serves, its own /openapi.json included."""
+    found = [(op.method, op.path) for op in operations(app_document())]
+    return [*found, ("GET", "/openapi.json")]
+
+
+OPERATIONS = app_operations()
+BODY_ROUTES = [(op.method, op.path) for op in operations(app_document()) if op.body_schema]
+PLAIN_ROUTES = [route for route in OPERATIONS if route not in BODY_ROUTES]
+
+
+def route_ids(routes: list[tuple[str, str]]) -> list[str]:
+    return [f"{method} {path}" for method, path in routes]
+
+
+@dataclass(repr=False)
+class World:
+    """The running platform as the fuzz sees it: its port, its served routes, three callers."""
+
+    port: int
+    routes: dict[tuple[str, str], Operation]
+    callers: dict[str, Caller]
+
+    def __repr__(self) -> str:  # hypothesis prints it with every failing example
+        return f"World(port={self.port})"
+
+
+def _key(admin: httpx.Client, account_id: str, *, revoke: bool = False) -> dict[str, Any]:
+    made = admin.post(f"{API}/admin/accounts/{account_id}/keys", json={"name": "fuzz-spare"})
+    assert made.status_code == 201, made.text
+    key = dict(made.json()["key"])
+    if revoke:
+        revoked = admin.post(f"{API}/admin/keys/{key['id']}/revoke")
+        assert revoked.status_code == 200, revoked.text
+    return key
+
+
+def _ids(client: Any, project: str, jobs: list[str], key_id: str) -> dict[str, list[str]]:
+    return {
+        "job_id": jobs,
+        "name": [project],
+        "account_id": [client.account["id"]],
+        "key_id": [key_id],
+    }
+
+
+@pytest.fixture(scope="module")
+def world(platform: Any, new_account: Any, make_project: Any) -> Iterator[World]:
+    member, boss, other = new_account("member"), new_account("admin"), new_account("member")
+    projects = {id(c): make_project(c, {"runner.py": RUNNER}) for c in (member, boss, other)}
+    done = {id(c): submit_job(c, projects[id(c)]) for c in (member, boss, other)}
+    for c in (member, boss, other):
+        assert wait_job(c, done[id(c)])["status"] == "completed"
+    running = submit_job(member, projects[id(member)], payload={"sleep": 600}, timeout_s=900)
+    spare = {id(c): _key(boss, c.account["id"])["id"] for c in (member, boss, other)}
+    revoked = _key(boss, other.account["id"], revoke=True)["token"]
+
+    def ids(c: Any, *jobs: str) -> dict[str, list[str]]:
+        return _ids(c, projects[id(c)], [done[id(c)], *jobs], spare[id(c)])
+
+    theirs = ids(other)
+    callers = {
+        "anon": Caller("anon", None, {}, ids(member, running), revoked, projects[id(member)]),
+        "member": Caller(
+            "member", member.token, ids(member, running), theirs, revoked, projects[id(member)]
+        ),
+        "admin": Caller("admin", boss.token, ids(boss), theirs, revoked, projects[id(boss)]),
+    }
+    document = httpx.get(f"{platform.url}/openapi.json", timeout=30).json()
+    routes = {(op.method, op.path): op for op in operations(document)}
+    routes[("GET", "/openapi.json")] = Operation("GET", "/openapi.json", {}, {})
+    yield World(int(platform.url.rsplit(":", 1)[1]), routes, callers)
+    member.put(f"{API}/jobs/{running}/cancel")
+    # Nothing the fuzz sent reached the other account's objects.
+    assert other.get(f"{API}/jobs/{done[id(other)]}").json()["status"] == "completed"
+    assert other.get(f"{API}/projects/{projects[id(other)]}").status_code == 200
+
+
+@pytest.fixture(autouse=True)
+def platform_stays_up(world: World, anon: httpx.Client) -> Iterator[None]:
+    yield
+    assert anon.get("/health").status_code == 200, "the API stopped answering"
+
+
+def _refuse(value: str) -> Any:
+    raise AssertionError(f"an answer carries {value}, which is not JSON")
+
+
+def strict_json(answer: Exchange) -> Any:
+    return json.loads(answer.body, parse_constant=_refuse)
+
+
+def assert_envelope(answer: Exchange, what: str) -> dict[str, Any]:
+    """SPEC §2: a JSON body ``{"error": {code, message, details, recommended_action}}``."""
+    assert answer.content_type == "application/json", f"not JSON: {answer.body[:500]!r}\n{what}"
+    error = strict_json(answer)["error"]
+    assert set(error) >= ENVELOPE_KEYS, f"{error}\n{what}"
+    assert isinstance(error["code"], str) and error["code"], f"{error}\n{what}"
+    assert isinstance(error["message"], str) and error["message"], f"{error}\n{what}"
+    assert isinstance(error["details"], list), f"{error}\n{what}"
+    assert isinstance(error["recommended_action"], str), f"{error}\n{what}"
+    return dict(error)
+
+
+def check(answer: Exchange, request: FuzzRequest, path: str) -> None:
+    what = request.describe()
+    assert not answer.failure, f"no HTTP answer ({answer.failure})\n{what}"
+    assert answer.status < 500, f"{answer.status}: {answer.body[:3000]!r}\n{what}"
+    assert b"Traceback" not in answer.body, f"{answer.body[:3000]!r}\n{what}"
+    if 300 <= answer.status < 400:
+        assert "location" in answer.headers, f"{answer.status} without Location\n{what}"
+    elif answer.status >= 400 and request.method != "HEAD":
+        assert_envelope(answer, what)
+    elif answer.status < 300:
+        if answer.content_type == "application/json" and request.method != "HEAD":
+            body = strict_json(answer)
+            if path == f"{API}/jobs/batch" and request.body.must_refuse:
+                refused = [set(job) == {"error"} for job in body["jobs"]]
+                assert all(refused), f"a refused job was made: {body}\n{what}"
+                return
+        assert not request.body.must_refuse, f"accepted ({answer.status})\n{what}"
+        admin_route = path.startswith(f"{API}/admin/")
+        assert admin_route or not request.names_other, f"another account's object\n{what}"
+
+
+def test_the_served_routes_are_the_ones_fuzzed(world: World) -> None:
+    assert set(world.routes) == set(OPERATIONS)
+
+
+def fuzz_one(world: World, method: str, path: str, caller: str, kind: str, data: Any) -> None:
+    op, who = world.routes[(method, path)], world.callers[caller]
+    request = data.draw(fuzz_requests(op, who, kind))
+    answer = exchange(
+        world.port, request.method, request.target, request.headers, request.body.data
+    )
+    check(answer, request, path)
+
+
+@pytest.mark.parametrize("kind", BODY_KINDS)
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize(("method", "path"), BODY_ROUTES, ids=route_ids(BODY_ROUTES))
+@fuzz_settings(max_examples=4)
+@given(data=st.data())
+def test_hostile_bodies_get_the_envelope_and_never_a_5xx(
+    world: World, method: str, path: str, caller: str, kind: str, data: st.DataObject
+) -> None:
+    fuzz_one(world, method, path, caller, kind, data)
+
+
+@pytest.mark.parametrize("kind", STRAY_KINDS)
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize(("method", "path"), PLAIN_ROUTES, ids=route_ids(PLAIN_ROUTES))
+@fuzz_settings(max_examples=6)
+@given(data=st.data())
+def test_hostile_paths_queries_and_headers_get_the_envelope_and_never_a_5xx(
+    world: World, method: str, path: str, caller: str, kind: str, data: st.DataObject
+) -> None:
+    fuzz_one(world, method, path, caller, kind, data)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="serve_app/routes/streams.py takes any integer Last-Event-ID: past 2**63 - 1 the "
+    "stream's first store read overflows (SQLite: OverflowError) after the 200 went out, and "
+    "the stream is cut without an event",
+)
+@pytest.mark.parametrize("event_id", OVERFLOWING_EVENT_IDS, ids=["2**63", "10**30"])
+@pytest.mark.parametrize("route", ["stream", "watch"])
+def test_an_event_id_past_64_bits_is_refused_or_streamed(
+    world: World, route: str, event_id: bytes
+) -> None:
+    member = world.callers["member"]
+    job_id = member.own["job_id"][0]
+    path = f"{API}/jobs/{job_id}/stream" if route == "stream" else f"{API}/jobs/watch"
+    target = path if route == "stream" else f"{path}?ids={job_id}"
+    headers = [(b"Authorization", f"Bearer {member.token}".encode()), (b"Last-Event-ID", event_id)]
+    request = FuzzRequest("GET", target.encode(), headers, NO_BODY)
+    check(exchange(world.port, "GET", request.target, headers), request, path)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="computalot/jsonsafe.py loads_strict refuses NaN and Infinity but reads 1e400 as "
+    "float('inf'): POST /jobs echoing it in meta or variant fails to render (Starlette's "
+    "JSONResponse: 'Out of range float values are not JSON compliant') and answers 500 after "
+    "the job was committed, so it runs anyway; POST /jobs/batch stores it as null and answers 201",
+)
+@pytest.mark.parametrize(
+    ("route", "field", "number"),
+    [("jobs", "meta", "1e400"), ("jobs", "variant", "-1e400"), ("jobs/batch", "meta", "1e400")],
+)
+def test_a_number_past_float_range_is_refused(
+    world: World, route: str, field: str, number: str
+) -> None:
+    member = world.callers["member"]
+    job = {"project": member.project, "runner_command": ["python3", "runner.py"], field: 0.5}
+    body = json.dumps({"jobs": [job]} if route == "jobs/batch" else job)
+    data = body.replace("0.5", number).encode()
+    headers = [(b"Authorization", f"Bearer {member.token}".encode())]
+    headers.append((b"Content-Type", b"application/json"))
+    request = FuzzRequest(
+        "POST", f"{API}/{route}".encode(), headers, Body(data, JSON, number, True)
+    )
+    check(exchange(world.port, "POST", request.target, headers, data), request, f"{API}/{route}")
+
+
+@pytest.mark.parametrize(("method", "path"), BODY_ROUTES, ids=route_ids(BODY_ROUTES))
+def test_a_json_body_over_16_mib_is_413_in_the_envelope(
+    world: World, method: str, path: str
+) -> None:
+    target = path.replace("{", "x").replace("}", "x").encode()
+    over = b'{"_fuzz": "' + b"x" * (JSON_LIMIT - 12) + b'"}'
+    assert len(over) == JSON_LIMIT + 1
+    json_type = [(b"Content-Type", b"application/json")]
+    declared = exchange(world.port, method, target, json_type, over)
+    assert declared.status == 413, (declared.status, declared.body[:500], declared.failure)
+    assert assert_envelope(declared, path)["code"] == "payload_too_large"
+    chunks = [over[i : i + (1 << 20)] for i in range(0, len(over), 1 << 20)]
+    streamed = exchange(world.port, method, target, json_type, chunks=chunks)
+    assert streamed.status == 413, (streamed.status, streamed.body[:500], streamed.failure)
+    assert assert_envelope(streamed, path)["code"] == "payload_too_large"
+    near = b'{"_fuzz": "' + b"x" * (JSON_LIMIT - 13) + b'"}'
+    assert exchange(world.port, method, target, json_type, near).status != 413
+
+
+def test_afterwards_the_platform_is_ready_and_runs_a_trivial_job(
+    world: World, anon: httpx.Client, new_account: Any, make_project: Any
+) -> None:
+    ready = anon.get("/ready")
+    assert ready.status_code == 200, ready.text
+    client = new_account("member")
+    project = make_project(client, {"runner.py": RUNNER})
+    job = wait_job(client, submit_job(client, project))
+    assert job["status"] == "completed", job
