@@ -8,7 +8,7 @@ a second API key. Printed next to their goals:
 
 * streams opened of those asked for;
 * the most database connections the replica had checked out while they were open
-  (``computalot_db_connections_in_use`` from /metrics, sampled every 0.25 s);
+  (``computalot_db_connections_in_use`` from /metrics, sampled every 0.5 s);
 * p99 of ``GET /api/v1/jobs/{id}`` (sequential, from this process) with no stream open and
   with all of them open (goal: within 2x);
 * progress latency, receipt - ``t``, p50 and p99 over the events written once every stream was
@@ -50,7 +50,7 @@ from _common import (
     verdict,
     write_results,
 )
-from _dispatch_support import check, tarball
+from _dispatch_support import check, cpu_delta, cpu_snapshot, machine_cpu, machine_delta, tarball
 from _sse_fleet import OPEN_TIMEOUT_S, RAMP_S, run_fleet
 
 RUNNER = r"""
@@ -96,7 +96,7 @@ def probe(client: httpx.Client, job_ids: list[str], n: int) -> dict[str, float |
 
 
 class GaugeSampler(threading.Thread):
-    """Reads the replica's checked-out database connections every 0.25 s; keeps the highest."""
+    """Reads the replica's checked-out database connections every 0.5 s; keeps the highest."""
 
     def __init__(self, url: str, key: str) -> None:
         super().__init__(daemon=True)
@@ -107,7 +107,7 @@ class GaugeSampler(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        while not self.stopping.wait(0.25):
+        while not self.stopping.wait(0.5):
             try:
                 found = GAUGE.search(self.client.get("/metrics").text)
             except httpx.HTTPError:
@@ -133,18 +133,29 @@ def first_answer(client: httpx.Client, path: str) -> dict[str, Any]:
         time.sleep(0.5)
 
 
-def wait_running(client: httpx.Client, job_ids: list[str], timeout_s: float) -> None:
+def roles_cpu(fleet_pid: int | None) -> dict[Any, tuple[str, float]]:
+    """CPU seconds so far per process of our cluster (bench/_dispatch_support.cpu_snapshot),
+    with the client fleet named."""
+    snapshot = cpu_snapshot()
+    if fleet_pid in snapshot:
+        snapshot[fleet_pid] = ("SSE client fleet (1 process)", snapshot[fleet_pid][1])
+    return snapshot
+
+
+def wait_printing(client: httpx.Client, job_ids: list[str], timeout_s: float) -> None:
+    """Until every job's runner has printed progress: "running" only means launched, and Ray
+    starts the 100 workers two at a time (at full CPU) for a minute or more after that."""
     stop = time.monotonic() + timeout_s
     left = set(job_ids)
     while left:
         if time.monotonic() > stop:
-            raise RuntimeError(f"{len(left)} of {len(job_ids)} jobs never started running")
+            raise RuntimeError(f"{len(left)} of {len(job_ids)} jobs never printed progress")
         for job_id in list(left):
-            status = check(client.get(f"/api/v1/jobs/{job_id}"), 200)["status"]
-            if status == "running":
+            (task,) = check(client.get(f"/api/v1/jobs/{job_id}/tasks"), 200)["tasks"]
+            if task["latest_progress"] is not None:
                 left.discard(job_id)
-            elif status in ("completed", "failed", "cancelled", "partial"):
-                raise RuntimeError(f"job {job_id} ended {status} before the streams opened")
+            elif task["status"] in ("completed", "failed", "cancelled"):
+                raise RuntimeError(f"job {job_id} ended {task['status']} before the streams opened")
         time.sleep(1.0)
 
 
@@ -203,10 +214,10 @@ def run(args: argparse.Namespace, url: str, admin_key: str, scratch: Path) -> di
             size = min(200, args.jobs - len(job_ids))
             batch = check(client.post("/api/v1/jobs/batch", json={"jobs": [body] * size}), 201, 200)
             job_ids += [j["id"] for j in batch["jobs"]]
-        log(f"{len(job_ids)} jobs submitted; waiting until every one runs")
-        wait_running(client, job_ids, timeout_s=600)
-        log("all running; GET /jobs/{id} with no stream open")
-        time.sleep(args.settle_s)  # the jobs' workers and runners finish starting
+        log(f"{len(job_ids)} jobs submitted; waiting until every runner prints")
+        wait_printing(client, job_ids, timeout_s=600)
+        log("all printing; GET /jobs/{id} with no stream open")
+        time.sleep(args.settle_s)
         probe(client, job_ids, 20)
         out["get_idle"] = probe(client, job_ids, args.probes)
 
@@ -245,8 +256,17 @@ def run(args: argparse.Namespace, url: str, admin_key: str, scratch: Path) -> di
         out["opened"], out["open_failed"] = opened["opened"], opened["failed"]
         log(f"{opened['opened']} streams open, {opened['failed']} failed, in {out['open_s']:.1f} s")
         steady_from = time.time() + 2.0
+        cpu0, machine0, t0 = roles_cpu(fleet.pid), machine_cpu(), time.monotonic()
         time.sleep(max(0.0, args.settle_s))
         out["get_loaded"] = probe(client, job_ids, args.probes)
+        window = time.monotonic() - t0
+        out["cpu_under_load_pct"] = {
+            role: 100 * seconds / window
+            for role, seconds in cpu_delta(cpu0, roles_cpu(fleet.pid)).items()
+        }
+        out["machine_under_load_pct"] = {
+            k: 100 * v / window for k, v in machine_delta(machine0, machine_cpu()).items()
+        }
         log("revoking the second key")
         t_revoke = time.time()
         check(client.post(f"/api/v1/admin/keys/{revoked_key_id}/revoke"), 200)
@@ -352,6 +372,12 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> bool:
         )
     )
     print(f"latency samples: {lat.get('events', 0)}; stream outcomes: {r.get('stream_outcomes')}")
+    cpu = r.get("cpu_under_load_pct") or {}
+    machine = r.get("machine_under_load_pct") or {}
+    if cpu:
+        rows = [[role, f"{pct:.1f} %"] for role, pct in sorted(cpu.items(), key=lambda x: -x[1])]
+        rows += [[f"machine {k} (all processes)", f"{v:.1f} %"] for k, v in machine.items()]
+        print(table("CPU while every stream was open (% of one core)", ["process", "CPU"], rows))
     return all(checks.values())
 
 
@@ -362,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=None, help="running jobs (100)")
     parser.add_argument("--period", type=float, default=1.0, help="seconds between progress lines")
     parser.add_argument("--revoke-clients", type=int, default=10)
-    parser.add_argument("--probes", type=int, default=300, help="GET /jobs/{id} per phase")
+    parser.add_argument("--probes", type=int, default=600, help="GET /jobs/{id} per phase")
     parser.add_argument("--settle-s", type=float, default=8.0, help="seconds under load per phase")
     parser.add_argument("--max-seconds", type=float, default=1200.0, help="hard runtime budget")
     args = parser.parse_args(argv)

@@ -128,11 +128,12 @@ class StreamFeed:
                 due = min(last_read + IDLE_READ_S, last_check + STALL_CHECK_S)
                 changed = await self._wake_up(min(MAX_WAIT_S, max(0.05, due - now)))
                 now = time.monotonic()
-                if changed is None or now - last_read >= IDLE_READ_S or self._watched(changed):
+                news = changed is None or self._watched(changed)
+                if news or now - last_read >= IDLE_READ_S:
                     if changed and self._busy_only(changed, now):
                         await asyncio.sleep(max(0.0, last_read + BUSY_READ_INTERVAL_S - now))
                     last_read = time.monotonic()
-                    await self._read()
+                    await self._read(to_newest=not news)
                 if now - last_check >= STALL_CHECK_S:
                     last_check = now
                     await self._stalled_ends()
@@ -168,15 +169,17 @@ class StreamFeed:
             for j in watched
         )
 
-    async def _read(self) -> None:
-        """Hand out every watched job's events after ``self.after`` and move it forward."""
+    async def _read(self, to_newest: bool = False) -> None:
+        """Hand out every watched job's events after ``self.after`` and move it forward: to the
+        last event read, or with ``to_newest`` (reads on the timer, while the watched jobs are
+        quiet) to the newest event of any job."""
         async with self.reading:
             watched = set(self.by_job)
             if not watched or self.after is None:
                 return
             while True:
                 async with self.store.sessions() as db:
-                    newest = await feed_store.newest_event_id(db)
+                    newest = await feed_store.newest_event_id(db) if to_newest else 0
                     events = await feed_store.events_after(
                         db, watched, after=self.after, limit=FEED_PAGE
                     )

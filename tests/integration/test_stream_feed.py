@@ -191,27 +191,28 @@ async def test_a_terminal_job_without_end_gets_one_built_from_the_stored_job(
 async def test_a_stream_added_while_a_read_is_under_way_misses_nothing(
     store: Store, feed: StreamFeed, owner: Principal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The feed's read is held between choosing its jobs and reading the newest id; meanwhile a
-    stream of another job opens and that job gets an event. The read must not move the feed's
-    cursor past that event for the new stream (it would never see it)."""
+    """The feed's read is held after choosing its jobs; meanwhile a stream of another job opens,
+    that job gets an event and so does a job the read covers. Finishing, the read must not move
+    the feed's cursor past the new stream's event (the stream would never see it)."""
     busy, quiet = [await new_job(store, owner.account_id) for _ in range(2)]
     first = asyncio.create_task(follow(sse(feed, owner, [busy], 0, "")))
     while not feed.subscribers:
         await asyncio.sleep(0.01)
     held, release = asyncio.Event(), asyncio.Event()
-    newest = stream_feed.feed_store.newest_event_id
+    events_after = stream_feed.feed_store.events_after
 
-    async def held_newest(db: Any) -> int:
+    async def held_read(*args: Any, **kwargs: Any) -> Any:
         held.set()
         await release.wait()
-        return await newest(db)
+        return await events_after(*args, **kwargs)
 
-    monkeypatch.setattr(stream_feed.feed_store, "newest_event_id", held_newest)
+    monkeypatch.setattr(stream_feed.feed_store, "events_after", held_read)
     await asyncio.wait_for(held.wait(), 5)  # the feed's next read is under way
-    monkeypatch.setattr(stream_feed.feed_store, "newest_event_id", newest)
+    monkeypatch.setattr(stream_feed.feed_store, "events_after", events_after)
     second = asyncio.create_task(follow(sse(feed, owner, [quiet], 0, "")))
     await asyncio.sleep(0.3)  # the new stream is opening (and catching up, unless it waits)
     await write(store, owner.account_id, quiet, ["progress"])
+    await write(store, owner.account_id, busy, ["progress"])
     release.set()
     await asyncio.sleep(0.6)  # a few more reads
     for job_id in (busy, quiet):
