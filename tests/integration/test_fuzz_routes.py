@@ -29,13 +29,23 @@ from hypothesis import strategies as st
 
 from computalot.settings import Settings
 from serve_app.app import create_app
-from tests.support.fuzz_bodies import BODY_KINDS, JSON, NO_BODY, STRAY_KINDS, Body
-from tests.support.fuzz_http import Exchange, exchange
+from tests.support.fuzz_bodies import (
+    BODY_KINDS,
+    JSON,
+    NO_BODY,
+    STRAY_KINDS,
+    Body,
+    every_wrong_body,
+    plausible,
+)
+from tests.support.fuzz_checks import assert_envelope, check
+from tests.support.fuzz_http import exchange
 from tests.support.fuzz_inputs import (
     OVERFLOWING_EVENT_IDS,
     Caller,
     FuzzRequest,
     Operation,
+    every_hostile_parameter,
     fuzz_requests,
     operations,
 )
@@ -43,7 +53,6 @@ from tests.support.helpers import submit_job, wait_job
 
 API = "/api/v1"
 CALLERS = ["anon", "member", "admin"]
-ENVELOPE_KEYS = {"code", "message", "details", "recommended_action"}
 JSON_LIMIT = 16 * 1024 * 1024
 
 RUNNER = r"""
@@ -156,47 +165,6 @@ def platform_stays_up(world: World, anon: httpx.Client) -> Iterator[None]:
     assert anon.get("/health").status_code == 200, "the API stopped answering"
 
 
-def _refuse(value: str) -> Any:
-    raise AssertionError(f"an answer carries {value}, which is not JSON")
-
-
-def strict_json(answer: Exchange) -> Any:
-    return json.loads(answer.body, parse_constant=_refuse)
-
-
-def assert_envelope(answer: Exchange, what: str) -> dict[str, Any]:
-    """SPEC §2: a JSON body ``{"error": {code, message, details, recommended_action}}``."""
-    assert answer.content_type == "application/json", f"not JSON: {answer.body[:500]!r}\n{what}"
-    error = strict_json(answer)["error"]
-    assert set(error) >= ENVELOPE_KEYS, f"{error}\n{what}"
-    assert isinstance(error["code"], str) and error["code"], f"{error}\n{what}"
-    assert isinstance(error["message"], str) and error["message"], f"{error}\n{what}"
-    assert isinstance(error["details"], list), f"{error}\n{what}"
-    assert isinstance(error["recommended_action"], str), f"{error}\n{what}"
-    return dict(error)
-
-
-def check(answer: Exchange, request: FuzzRequest, path: str) -> None:
-    what = request.describe()
-    assert not answer.failure, f"no HTTP answer ({answer.failure})\n{what}"
-    assert answer.status < 500, f"{answer.status}: {answer.body[:3000]!r}\n{what}"
-    assert b"Traceback" not in answer.body, f"{answer.body[:3000]!r}\n{what}"
-    if 300 <= answer.status < 400:
-        assert "location" in answer.headers, f"{answer.status} without Location\n{what}"
-    elif answer.status >= 400 and request.method != "HEAD":
-        assert_envelope(answer, what)
-    elif answer.status < 300:
-        if answer.content_type == "application/json" and request.method != "HEAD":
-            body = strict_json(answer)
-            if path == f"{API}/jobs/batch" and request.body.must_refuse:
-                refused = [set(job) == {"error"} for job in body["jobs"]]
-                assert all(refused), f"a refused job was made: {body}\n{what}"
-                return
-        assert not request.body.must_refuse, f"accepted ({answer.status})\n{what}"
-        admin_route = path.startswith(f"{API}/admin/")
-        assert admin_route or not request.names_other, f"another account's object\n{what}"
-
-
 def test_the_served_routes_are_the_ones_fuzzed(world: World) -> None:
     assert set(world.routes) == set(OPERATIONS)
 
@@ -230,6 +198,72 @@ def test_hostile_paths_queries_and_headers_get_the_envelope_and_never_a_5xx(
     world: World, method: str, path: str, caller: str, kind: str, data: st.DataObject
 ) -> None:
     fuzz_one(world, method, path, caller, kind, data)
+
+
+def own_target(op: Operation, caller: Caller) -> str:
+    """The route's path with the caller's own ids (a name nobody has where it has none)."""
+    path = op.path
+    for name in op.path_params:
+        path = path.replace("{" + name + "}", (caller.own.get(name) or ["fz-none"])[0])
+    return path
+
+
+def check_all(world: World, op: Operation, requests: list[FuzzRequest]) -> None:
+    """:func:`check` each request; every failure is reported, not only the first."""
+    failures = []
+    for request in requests:
+        body = request.body.data
+        answer = exchange(world.port, request.method, request.target, request.headers, body)
+        try:
+            check(answer, request, op.path)
+        except AssertionError as exc:
+            failures.append(str(exc)[:2000])
+    assert not failures, f"{len(failures)} of {len(requests)}:\n\n" + "\n\n".join(failures)
+
+
+def bearer(caller: Caller) -> list[tuple[bytes, bytes]]:
+    return [(b"Authorization", f"Bearer {caller.token}".encode())]
+
+
+@pytest.mark.parametrize(("method", "path"), BODY_ROUTES, ids=route_ids(BODY_ROUTES))
+def test_every_field_of_a_wrong_type_or_range_is_refused(
+    world: World, method: str, path: str
+) -> None:
+    """Each declared field, one at a time, as an admin (who passes every role check)."""
+    op, admin = world.routes[(method, path)], world.callers["admin"]
+    assert op.body_schema is not None
+    target = own_target(op, admin).encode()
+    headers = [*bearer(admin), (b"Content-Type", JSON)]
+    bodies = every_wrong_body(op.body_schema, op.components, admin.project)
+    check_all(world, op, [FuzzRequest(method, target, headers, body) for body in bodies])
+
+
+PARAM_ROUTES = [
+    (op.method, op.path)
+    for op in operations(app_document())
+    if op.params("query") or op.params("header")
+]
+
+
+@pytest.mark.parametrize(("method", "path"), PARAM_ROUTES, ids=route_ids(PARAM_ROUTES))
+def test_every_query_and_header_parameter_with_a_hostile_value(
+    world: World, method: str, path: str
+) -> None:
+    op, member = world.routes[(method, path)], world.callers["member"]
+    body = NO_BODY
+    if op.body_schema is not None:
+        body = Body(
+            json.dumps(plausible(op.body_schema, op.components, member.project)).encode(),
+            JSON,
+            "plausible",
+        )
+    requests = []
+    for query, headers in every_hostile_parameter(op, member):
+        target = own_target(op, member) + (f"?{query}" if query else "")
+        content = [(b"Content-Type", JSON)] if body.data is not None else []
+        request = FuzzRequest(method, target.encode(), [*bearer(member), *content, *headers], body)
+        requests.append(request)
+    check_all(world, op, requests)
 
 
 @pytest.mark.xfail(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,6 +165,26 @@ def fields(
     return out
 
 
+def wrong_fields(
+    schema: dict[str, Any], components: dict[str, Any]
+) -> list[tuple[tuple[Any, ...], Any]]:
+    """(field path, value) for every declared field and every value it must refuse, and for
+    keys a closed schema does not know (NUL, an unknown name)."""
+    out = [(path, v) for path, node in fields(schema, components) for v in wrong_values(node)]
+    if schema.get("additionalProperties") is False:
+        out += [(("\x00",), 1), (("unknown_field",), 1)]
+    return out
+
+
+def every_wrong_body(
+    schema: dict[str, Any], components: dict[str, Any], project: str
+) -> Iterator[Body]:
+    """A plausible body with one field of :func:`wrong_fields` set, for each of them."""
+    base = plausible(schema, components, project)
+    for path, value in wrong_fields(schema, components):
+        yield Body(_text(_put(base, path, value)), JSON, f"wrong {path}={value!r:.40}", True)
+
+
 def _put(body: Any, path: tuple[Any, ...], value: Any) -> Any:
     body = copy.deepcopy(body)
     here = body
@@ -261,10 +282,7 @@ def bodies(
     closed = schema.get("additionalProperties") is False
     base = plausible(schema, components, project)
     if kind == "wrong":
-        choices = [(p, v) for p, node in fields(schema, components) for v in wrong_values(node)]
-        if closed:
-            choices += [(("\x00",), 1), (("unknown_field",), 1)]
-        path, value = draw(st.sampled_from(choices))
+        path, value = draw(st.sampled_from(wrong_fields(schema, components)))
         return Body(_text(_put(base, path, value)), JSON, f"wrong {path}={value!r:.40}", True)
     if kind == "deep":
         levels = draw(st.integers(MAX_JSON_DEPTH + 1, 200_000) | st.sampled_from([101, 200_000]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -215,6 +216,27 @@ def _query_value(caller: Caller, param: dict[str, Any]) -> st.SearchStrategy[str
         hostile_text(60).map(_encoded),
         st.integers(100, 20_000).map(lambda n: "x" * n),
     )
+
+
+def every_hostile_parameter(
+    op: Operation, caller: Caller
+) -> Iterator[tuple[str, list[tuple[bytes, bytes]]]]:
+    """(query string, headers) with one declared query or header parameter set to each
+    hostile value in turn (required ones otherwise set to the caller's own ids)."""
+    own_ids = ",".join(caller.own.get("job_id", []))
+    required = {p["name"]: own_ids for p in op.params("query") if p.get("required")}
+
+    def query(**values: str) -> str:
+        return "&".join(f"{name}={value}" for name, value in {**required, **values}.items())
+
+    for param in op.params("query"):
+        for value in [*(_encoded(v) for v in QUERY_VALUES), *RAW_QUERY_VALUES]:
+            yield query(**{param["name"]: value}), []
+    for param in op.params("header"):
+        name = param["name"]
+        values = LAST_EVENT_IDS if name.lower() == "last-event-id" else HEADER_VALUES
+        for raw in values:
+            yield query(), [(name.encode(), raw)]
 
 
 @st.composite
