@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -62,10 +63,11 @@ def database_bytes() -> int:
     path = Path(os.environ["COMPUTALOT_DATA_DIR"]) / "computalot.db"
     conn = sqlite3.connect(path, timeout=30)
     try:
-        for _ in range(50):
+        for _ in range(100):  # a reader holding an old snapshot keeps the WAL for a moment
             busy, _log, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             if not busy:
                 break
+            time.sleep(0.1)
     finally:
         conn.close()
     wal = path.with_name(path.name + "-wal")
