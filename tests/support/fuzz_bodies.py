@@ -10,7 +10,10 @@ answered without a 5xx and in the envelope.
 from __future__ import annotations
 
 import copy
+import gzip
+import io
 import json
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -329,3 +332,33 @@ def stray_bodies(draw: st.DrawFn, kind: str) -> Body:
     deep = deep_json(draw(st.sampled_from([101, 100_000])), "lo").encode()
     data = draw(st.sampled_from([deep, *BROKEN]))
     return Body(data, draw(st.sampled_from(CONTENT_TYPES)), "stray")
+
+
+def _tarball(names: list[str], data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@st.composite
+def tarball_bodies(draw: st.DrawFn) -> Body:
+    """A push body (a gzip'd tar): cut short, not gzip, gzip of no tar, or members named with
+    any text (``..``, absolute, control characters, very long)."""
+    names = st.lists(
+        st.sampled_from(["../up", "/abs", "a/../../b", "x" * 300, "ok.py"])
+        | st.text(st.characters(exclude_characters="\x00"), min_size=1),
+        min_size=1,
+        max_size=4,
+    )
+    whole = _tarball(draw(names), draw(st.binary(max_size=64)))
+    data = draw(
+        st.sampled_from([whole, gzip.compress(b"not a tar" * 100), b"\x1f\x8b" + b"\x00" * 20])
+        | st.integers(0, len(whole)).map(lambda cut: whole[:cut])
+        | st.binary(max_size=512)
+    )
+    content_type = draw(st.sampled_from([b"application/gzip", b"application/octet-stream", None]))
+    return Body(data, content_type, "tarball")

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from hypothesis import strategies as st
 
-from tests.support.fuzz_bodies import Body, bodies, stray_bodies
+from tests.support.fuzz_bodies import Body, bodies, stray_bodies, tarball_bodies
 
 PARAM = re.compile(r"\{([^}]+)\}")
 
@@ -313,11 +313,12 @@ def fuzz_requests(draw: st.DrawFn, op: Operation, caller: Caller, kind: str) -> 
     target = (path + ("?" + query if query else "")).encode("latin-1")
     headers = draw(_headers(caller))
     schema = op.body_schema
-    body = draw(
-        bodies(kind, schema, op.components, caller.project)
-        if schema is not None
-        else stray_bodies(kind)
-    )
+    if schema is not None:
+        body = draw(bodies(kind, schema, op.components, caller.project))
+    elif kind == "stray" and op.path.endswith("/push"):
+        body = draw(st.one_of(tarball_bodies(), stray_bodies(kind)))
+    else:
+        body = draw(stray_bodies(kind))
     if body.content_type is not None:
         headers.append((b"Content-Type", body.content_type))
     return FuzzRequest(op.method, target, headers, body, names_other)
