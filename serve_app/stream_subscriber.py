@@ -70,6 +70,10 @@ class Subscriber:
     #: jobs the feed already offered an id-less ``end`` for (see StreamFeed._stalled_ends)
     offered_ends: set[str] = field(default_factory=set)
     closed: ComputalotError | None = None
+    #: monotonic time of its next heartbeat; the feed sets ``beat_due`` (and wakes it) then,
+    #: so a waiting stream needs no timer of its own
+    beat_at: float = field(default_factory=lambda: time.monotonic() + HEARTBEAT_S)
+    beat_due: bool = False
 
     def offer(self, items: list[Item]) -> None:
         """Queue the feed's events; past MAX_PENDING drop them all and catch up instead."""
@@ -81,6 +85,12 @@ class Subscriber:
         else:
             self.pending.extend(items)
         self.wake.set()
+
+    def beat(self, now: float) -> None:
+        if now >= self.beat_at:
+            self.beat_at = now + HEARTBEAT_S
+            self.beat_due = True
+            self.wake.set()
 
     def close(self, error: ComputalotError) -> None:
         self.closed = error
@@ -154,7 +164,6 @@ async def sse(
     try:
         if opening:
             yield opening
-        next_beat = time.monotonic() + HEARTBEAT_S
         while True:
             if sub.closed is not None:
                 yield error_frame(sub.closed)
@@ -165,19 +174,13 @@ async def sse(
             else:
                 sub.wake.clear()
                 chunk = sub.take()
+                if sub.beat_due:
+                    sub.beat_due = False
+                    chunk += ": heartbeat\n\n"
                 if chunk:
                     yield chunk
                 else:
-                    wait = next_beat - time.monotonic()
-                    if wait <= 0:
-                        yield ": heartbeat\n\n"
-                        next_beat = time.monotonic() + HEARTBEAT_S
-                        continue
-                    try:
-                        async with asyncio.timeout(wait):
-                            await sub.wake.wait()
-                    except TimeoutError:
-                        pass
+                    await sub.wake.wait()
             if sub.finished:
                 return
     finally:

@@ -46,14 +46,15 @@ async def events_after(
     return [tuple(row) for row in rows.tuples()]
 
 
-async def terminal_jobs(db: AsyncSession, job_ids: Collection[str]) -> set[str]:
-    """Which of these jobs have reached a terminal status (one statement per 500 ids)."""
+async def terminal_jobs(db: AsyncSession, job_ids: Collection[str]) -> dict[str, str]:
+    """Those of these jobs that have reached a terminal status, with it (one statement per 500
+    ids)."""
     ids = list(job_ids)
-    out: set[str] = set()
+    out: dict[str, str] = {}
     for start in range(0, len(ids), MAX_IN_LIST):
         chunk = ids[start : start + MAX_IN_LIST]
-        query = select(Job.id).where(Job.id.in_(chunk), Job.status.in_(TERMINAL_JOB))
-        out.update((await db.execute(query)).scalars())
+        query = select(Job.id, Job.status).where(Job.id.in_(chunk), Job.status.in_(TERMINAL_JOB))
+        out.update((job_id, status) for job_id, status in await db.execute(query))
     return out
 
 

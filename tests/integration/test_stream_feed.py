@@ -220,3 +220,19 @@ async def test_a_stream_added_while_a_read_is_under_way_misses_nothing(
     await asyncio.wait_for(first, 10)
     got = await asyncio.wait_for(second, 10)
     assert ids_of(got) == await stored_ids(store, owner.account_id, [quiet])
+
+
+async def test_a_quiet_stream_gets_heartbeats(
+    store: Store, feed: StreamFeed, owner: Principal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream_subscriber, "HEARTBEAT_S", 0.3)
+    job_id = await new_job(store, owner.account_id)
+    body = sse(feed, owner, [job_id], 0, "")
+    beats = 0
+    async with asyncio.timeout(10):
+        async for chunk in body:
+            beats += chunk.count(": heartbeat\n\n")
+            if beats >= 2:
+                break
+    await body.aclose()
+    assert not feed.subscribers, "a closed stream left the feed"
