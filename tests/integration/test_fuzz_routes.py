@@ -45,10 +45,12 @@ from tests.support.fuzz_bodies import (
 from tests.support.fuzz_checks import assert_envelope, check
 from tests.support.fuzz_http import exchange
 from tests.support.fuzz_inputs import (
+    CURSOR_VALUES,
     OVERFLOWING_EVENT_IDS,
     Caller,
     FuzzRequest,
     Operation,
+    cursor_of,
     every_hostile_parameter,
     fuzz_requests,
     operations,
@@ -279,6 +281,43 @@ def test_every_query_and_header_parameter_with_a_hostile_value(
         request = FuzzRequest(method, target.encode(), [*bearer(member), *content, *headers], body)
         requests.append(request)
     check_all(world, op, requests)
+
+
+CURSOR_ROUTES = [
+    (op.method, op.path)
+    for op in operations(app_document())
+    if any(param["name"] == "cursor" for param in op.params("query"))
+]
+
+
+def a_page_position(value: Any) -> bool:
+    """What a paged list's cursor holds: one or two ints (not booleans) or strings."""
+    kinds = (str, int)
+    return (
+        isinstance(value, list)
+        and 1 <= len(value) <= 2
+        and all(isinstance(v, kinds) and not isinstance(v, bool) for v in value)
+    )
+
+
+@pytest.mark.parametrize(("method", "path"), CURSOR_ROUTES, ids=route_ids(CURSOR_ROUTES))
+@fuzz_settings(max_examples=30)
+@given(value=CURSOR_VALUES)
+def test_a_cursor_is_a_page_or_a_400(world: World, method: str, path: str, value: Any) -> None:
+    """The cursor codec: whatever a cursor decodes to, the answer is a page (only for a real
+    position) or 400 ``bad_request`` naming the cursor, on every paged route."""
+    member = world.callers["member"]
+    op = world.routes[(method, path)]
+    target = f"{own_target(op, member)}?cursor={cursor_of(value)}".encode()
+    request = FuzzRequest(method, target, bearer(member), NO_BODY)
+    answer = exchange(world.port, method, target, request.headers)
+    check(answer, request, path)
+    if answer.status == 200:
+        assert a_page_position(value), f"{value!r} taken for a cursor"
+    elif len(cursor_of(value)) <= 512:
+        error = assert_envelope(answer, request.describe())
+        assert (answer.status, error["code"]) == (400, "bad_request"), error
+        assert error["details"][0]["loc"] == ["cursor"], error
 
 
 @pytest.mark.xfail(

@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -171,6 +172,20 @@ JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | hostile_text(8),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(hostile_text(4), inner, max_size=3),
     max_leaves=8,
+)
+#: What a cursor may decode to: near the real shapes (one or two ints or strings) or any JSON.
+CURSOR_VALUES = (
+    st.lists(
+        st.integers(-(2**64), 2**64)
+        | st.booleans()
+        | st.none()
+        | st.floats(allow_nan=False)
+        | st.datetimes(timezones=st.none() | st.just(UTC)).map(datetime.isoformat)
+        | st.sampled_from(["job_x", "", "0"])
+        | hostile_text(12),
+        max_size=3,
+    )
+    | JSON_VALUES
 )
 
 RAW_QUERY_VALUES = ["%00", "%ff", "%", "a%zzb", "%2C%2C", "..", "a&b", "=", "%3D%26"]
