@@ -43,7 +43,7 @@ from tests.support.fuzz_bodies import (
     plausible,
 )
 from tests.support.fuzz_checks import assert_envelope, check
-from tests.support.fuzz_http import exchange
+from tests.support.fuzz_http import Exchange, exchange
 from tests.support.fuzz_inputs import (
     CURSOR_VALUES,
     OVERFLOWING_EVENT_IDS,
@@ -405,24 +405,43 @@ def test_a_request_haproxy_refuses_itself_gets_the_envelope(
     check(exchange(world.port, method, request.target, []), request, "/health")
 
 
+OVER_LIMIT = b'{"_fuzz": "' + b"x" * (JSON_LIMIT - 12) + b'"}'
+AT_LIMIT = OVER_LIMIT[:-3] + b'"}'
+JSON_TYPE = [(b"Content-Type", JSON)]
+
+
+def placeholder_target(path: str) -> bytes:
+    return path.replace("{", "x").replace("}", "x").encode()
+
+
+def assert_413(answer: Exchange, path: str) -> None:
+    assert answer.status == 413, (answer.status, answer.body[:500], answer.failure)
+    assert assert_envelope(answer, path)["code"] == "payload_too_large"
+
+
 @pytest.mark.parametrize(("method", "path"), BODY_ROUTES, ids=route_ids(BODY_ROUTES))
 def test_a_json_body_over_16_mib_is_413_in_the_envelope(
     world: World, method: str, path: str
 ) -> None:
-    target = path.replace("{", "x").replace("}", "x").encode()
-    over = b'{"_fuzz": "' + b"x" * (JSON_LIMIT - 12) + b'"}'
-    assert len(over) == JSON_LIMIT + 1
-    json_type = [(b"Content-Type", b"application/json")]
-    declared = exchange(world.port, method, target, json_type, over)
-    assert declared.status == 413, (declared.status, declared.body[:500], declared.failure)
-    assert assert_envelope(declared, path)["code"] == "payload_too_large"
-    chunks = [over[i : i + (1 << 20)] for i in range(0, len(over), 1 << 20)]
-    streamed = exchange(world.port, method, target, json_type, chunks=chunks)
-    assert streamed.status == 413, (streamed.status, streamed.body[:500], streamed.failure)
-    assert assert_envelope(streamed, path)["code"] == "payload_too_large"
-    at_limit = b'{"_fuzz": "' + b"x" * (JSON_LIMIT - 13) + b'"}'
-    request = FuzzRequest(method, target, json_type, Body(at_limit, JSON, "16 MiB", True))
-    answer = exchange(world.port, method, target, json_type, at_limit)
+    assert len(OVER_LIMIT) == JSON_LIMIT + 1
+    target = placeholder_target(path)
+    assert_413(exchange(world.port, method, target, JSON_TYPE, OVER_LIMIT), path)
+
+
+#: One public route and one that needs a key: the byte limit is one middleware for every path.
+LIMIT_ROUTES = [("POST", f"{API}/feedback"), ("POST", f"{API}/jobs")]
+
+
+@pytest.mark.parametrize(("method", "path"), LIMIT_ROUTES, ids=route_ids(LIMIT_ROUTES))
+def test_a_streamed_body_is_cut_at_16_mib_and_16_mib_itself_is_read(
+    world: World, method: str, path: str
+) -> None:
+    target = placeholder_target(path)
+    chunks = [OVER_LIMIT[i : i + (1 << 20)] for i in range(0, len(OVER_LIMIT), 1 << 20)]
+    assert_413(exchange(world.port, method, target, JSON_TYPE, chunks=chunks), path)
+    assert len(AT_LIMIT) == JSON_LIMIT
+    request = FuzzRequest(method, target, JSON_TYPE, Body(AT_LIMIT, JSON, "16 MiB", True))
+    answer = exchange(world.port, method, target, JSON_TYPE, AT_LIMIT)
     check(answer, request, path)
     assert answer.status != 413, answer.body[:500]
 
