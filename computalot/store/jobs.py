@@ -12,7 +12,8 @@ import json
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, cast, exists, func, literal, literal_column, or_, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.errors import BadRequest, NotFound, ValidationFailed
@@ -140,23 +141,28 @@ async def list_jobs(
         if at.tzinfo is None:
             raise _bad_cursor()
         query = query.where(or_(Job.created_at < at, and_(Job.created_at == at, Job.id < last_id)))
-    query = query.order_by(Job.created_at.desc(), Job.id.desc())
     if tag:
-        # Tags live in a JSON list; filtering in Python keeps one code path for SQLite and PG.
-        jobs: list[Job] = []
-        async for row in await db.stream_scalars(query.execution_options(yield_per=500)):
-            if tag in (row.tags or []):
-                jobs.append(row)
-                if len(jobs) > limit:
-                    break
-    else:
-        jobs = list((await db.execute(query.limit(limit + 1))).scalars())
+        query = query.where(_has_tag(db.get_bind().dialect.name, tag))
+    query = query.order_by(Job.created_at.desc(), Job.id.desc())
+    jobs = list((await db.execute(query.limit(limit + 1))).scalars())
     next_cursor = None
     if len(jobs) > limit:
         jobs = jobs[:limit]
         last = jobs[-1]
         next_cursor = encode_cursor([last.created_at.isoformat(), last.id])
     return jobs, next_cursor
+
+
+def _has_tag(dialect: str, tag: str) -> Any:
+    """``tag`` is one of the job's tags (a JSON list), tested in SQL so a page reads only what
+    it answers."""
+    if dialect == "postgresql":
+        return cast(Job.tags, JSONB).contains([tag])
+    return exists(
+        select(literal(1))
+        .select_from(func.json_each(Job.tags).table_valued("value"))
+        .where(literal_column("value") == tag)
+    )
 
 
 async def terminal_job_ids(db: AsyncSession, account_id: str, job_ids: set[str]) -> list[str]:

@@ -220,6 +220,30 @@ async def test_jobs_are_scoped_to_their_account(store: Store) -> None:
         assert theirs == []
         tagged, _ = await list_jobs(db, owner, **{**kwargs, "tag": "t1"})
         assert [j.id for j in tagged] == [job.id]
+        for near in ("t", "t12", "T1", '"t1"', "t1%"):  # whole tags only, compared exactly
+            assert (await list_jobs(db, owner, **{**kwargs, "tag": near}))[0] == []
+
+
+async def test_tag_filter_pages_in_sql(store: Store) -> None:
+    owner = await new_member(store, "tags")
+    tags = [["a", 'q"uo'], ["b"], ["a"], [], ["a", "b"]]
+    async with store.sessions() as db:
+        rows = [job_row(owner, tags=t) for t in tags]
+        db.add_all(rows)
+        await db.commit()
+    kwargs: dict[str, Any] = {"status": None, "project": None, "type": None}
+    async with store.sessions() as db:
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page, cursor = await list_jobs(db, owner, tag="a", limit=2, cursor=cursor, **kwargs)
+            seen += [j.id for j in page]
+            if cursor is None:
+                break
+        wanted = {r.id for r, t in zip(rows, tags, strict=True) if "a" in t}
+        assert len(seen) == 3 and set(seen) == wanted
+        quoted, _ = await list_jobs(db, owner, tag='q"uo', limit=10, cursor=None, **kwargs)
+        assert [j.id for j in quoted] == [rows[0].id]
 
 
 async def test_events_keep_insertion_order(store: Store) -> None:
