@@ -100,7 +100,10 @@ def probe(client: httpx.Client, job_ids: list[str], n: int) -> dict[str, float |
 
 
 class GaugeSampler(threading.Thread):
-    """Reads the replica's checked-out database connections every 0.5 s; keeps the highest."""
+    """Reads the replica's checked-out database connections every 0.5 s; keeps the highest.
+
+    Paused while GET /jobs/{id} is timed: rendering /metrics holds the replica's loop for a few
+    milliseconds, which the probe would count against the streams."""
 
     def __init__(self, url: str, key: str) -> None:
         super().__init__(daemon=True)
@@ -109,9 +112,12 @@ class GaugeSampler(threading.Thread):
         )
         self.values: list[float] = []
         self.stopping = threading.Event()
+        self.paused = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.wait(0.5):
+            if self.paused.is_set():
+                continue
             try:
                 found = GAUGE.search(self.client.get("/metrics").text)
             except httpx.HTTPError:
@@ -267,7 +273,9 @@ def run(args: argparse.Namespace, url: str, admin_key: str, scratch: Path) -> di
         steady_from = time.time() + 2.0
         cpu0, machine0, t0 = roles_cpu(fleet.pid), machine_cpu(), time.monotonic()
         time.sleep(max(0.0, args.settle_s))
+        sampler.paused.set()
         out["get_loaded"] = probe(client, job_ids, args.probes)
+        sampler.paused.clear()
         window = time.monotonic() - t0
         out["cpu_under_load_pct"] = {
             role: 100 * seconds / window

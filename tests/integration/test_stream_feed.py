@@ -177,6 +177,19 @@ async def test_a_revoked_key_closes_its_streams_with_an_error_event(
     assert '"code":"unauthorized"' in got[-1]["data"].replace(" ", "")
 
 
+async def test_an_expired_wallet_sessions_streams_close(
+    store: Store, feed: StreamFeed, owner: Principal
+) -> None:
+    async with store.sessions() as db:
+        session, _token = await accounts.create_wallet_session(db, owner.account_id, ttl_s=1)
+        await db.commit()
+    caller = Principal(owner.account_id, "member", owner.name, "fls", session.id)
+    job_id = await new_job(store, owner.account_id)
+    got = await asyncio.wait_for(follow(sse(feed, caller, [job_id], 0, "")), 10)
+    assert got[-1]["event"] == "error"
+    assert "wallet session expired" in got[-1]["data"]
+
+
 async def test_a_terminal_job_without_end_gets_one_built_from_the_stored_job(
     store: Store, feed: StreamFeed, owner: Principal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
