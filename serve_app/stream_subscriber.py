@@ -116,7 +116,7 @@ class Subscriber:
             out.append(text)
         return "".join(out)
 
-    def sent(self, events: list[store.StreamEvent]) -> str:
+    def from_store(self, events: list[store.StreamEvent]) -> str:
         """Frames of events read from the store (in id order) not sent yet, as one chunk."""
         out = []
         for event in events:
@@ -147,7 +147,7 @@ async def _catch_up(feed: StreamFeed, sub: Subscriber) -> AsyncIterator[str]:
             events = await store.stream_events(
                 db, sub.account_id, job_ids, after=sub.last_id, limit=PAGE
             )
-        chunk = sub.sent(events)
+        chunk = sub.from_store(events)
         if chunk:
             yield chunk
         if len(events) < PAGE or sub.finished or sub.closed is not None:
