@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 
 from computalot.schemas.text import reject_nul
 from computalot.store.models import Account, ApiKey
@@ -31,15 +39,36 @@ def _chain(value: str) -> str:
 
 
 Chain = Annotated[str, AfterValidator(_chain)]
+
+_MONEY_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+def _money_text(value: Any) -> Any:
+    """A money string is plain decimal ("12.500000"): ``Decimal`` also reads " 5 ", "1_000",
+    "1e3" and other scripts' digits ("\u0661"), none of which a client writes for an amount."""
+    if isinstance(value, str) and not _MONEY_TEXT.fullmatch(value):
+        raise ValueError("must be a decimal number such as 12.5 (ASCII digits and one '.')")
+    return value
+
+
 # Money may come as a JSON number or a decimal string (never a boolean).
-Usd = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=6, strict=False)]
+Usd = Annotated[
+    Decimal,
+    BeforeValidator(_money_text),
+    Field(gt=0, max_digits=18, decimal_places=6, strict=False),
+]
 
 
 class CreateAccount(Strict):
     name: str = Field(min_length=1, max_length=200)
     role: Role = "member"
     credit_usd: (
-        Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=6, strict=False)] | None
+        Annotated[
+            Decimal,
+            BeforeValidator(_money_text),
+            Field(ge=0, max_digits=18, decimal_places=6, strict=False),
+        ]
+        | None
     ) = None
 
 
