@@ -113,7 +113,18 @@ def loads_strict(data: bytes | str) -> Any:
             _position(text, name),
         )
 
-    value = json.loads(text, parse_constant=refuse)
+    def finite(token: str) -> float:
+        number = float(token)
+        if not math.isfinite(number):  # 1e400 overflows to infinity
+            raise UnstorableJSON(
+                f"{token[:40]} is beyond the largest number JSON readers keep (about 1.8e308); "
+                "send a smaller number, or the value as a string",
+                text,
+                max(0, text.find(token)),
+            )
+        return number
+
+    value = json.loads(text, parse_constant=refuse, parse_float=finite)
     if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
         raise UnstorableJSON(
             "a string holds a lone UTF-16 surrogate (\\ud800-\\udfff without its pair), which "

@@ -30,13 +30,20 @@ MAX_WATCH = 100
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+#: Event ids are 64-bit; a larger Last-Event-ID was never sent by this server.
+MAX_EVENT_ID = 2**62
+
+
 def _last_event_id(header: str | None) -> int:
     if not header:
         return 0
     try:
-        return max(0, int(header))
+        value = int(header)
     except ValueError:
         raise field_error(["Last-Event-ID"], "must be an event id (integer)") from None
+    if value > MAX_EVENT_ID:
+        raise field_error(["Last-Event-ID"], "is not an event id this server sent")
+    return max(0, value)
 
 
 def _respond(

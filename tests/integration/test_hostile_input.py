@@ -323,3 +323,15 @@ def test_an_unreadable_task_element_fails_that_task_only(
     assert tasks[1]["error"]["code"] == "unreadable_task"
     results = admin.get(f"{API}/results/{job}").json()["results"]
     assert [r["result"] and r["result"]["x"] for r in results] == [1, None, 3]
+
+
+def test_integers_beyond_64_bits_come_back_exactly(admin: httpx.Client, project: str) -> None:
+    big = 123456789012345678901234567890
+    job_id = submit_job(admin, project, meta={"n": big, "neg": -big}, payload={"x": big})
+    for answer in (admin.get(f"{API}/jobs/{job_id}"), admin.get(f"{API}/jobs")):
+        assert f'"n":{big}' in answer.text.replace(" ", ""), answer.text[:300]
+        assert f'"neg":{-big}' in answer.text.replace(" ", "")
+    ended = wait_job(admin, job_id)
+    assert ended["meta"] == {"n": big, "neg": -big}
+    results = admin.get(f"{API}/results/{job_id}")
+    assert f'"x":{big}' in results.text.replace(" ", ""), results.text[:300]
