@@ -36,6 +36,8 @@ FLUSH_INTERVAL_S = 0.0
 #: quiet spell is written at once (after one turn of the event loop: FLUSH_INTERVAL_S).
 MIN_FLUSH_SPACING_S = 0.02
 BARRIER_TIMEOUT_S = 30.0
+#: ``ping`` reports the hub stuck once writes have failed for this long (seconds).
+STUCK_AFTER_S = 20.0
 #: How many recent (version, job id) changes :meth:`EventHub.wait_any` can name; a caller
 #: further behind is told "unknown" and reads everything it watches.
 RECENT_CHANGES = 4096
@@ -61,10 +63,24 @@ class EventHub:
         self.epoch = secrets.token_hex(8)
         self.version = 0
         self.recent: deque[tuple[int, str]] = deque(maxlen=RECENT_CHANGES)
+        self.failing_since: float | None = None  # loop time of the first failed write in a row
+        self.last_write_error = ""
+        self.dropped = 0  # live events the store refused on their own (never retried)
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
-    async def ping(self) -> str:
-        return "ok"
+    async def ping(self) -> dict[str, Any]:
+        """Health for ``/ready``: ``status`` is ``ok``, or says why live events are not being
+        stored (the writer stopped, or every write failed for STUCK_AFTER_S)."""
+        loop = asyncio.get_running_loop()
+        status = "ok"
+        if self._writer.done():
+            status = "stuck: the event writer stopped"
+        elif self.failing_since is not None and loop.time() - self.failing_since > STUCK_AFTER_S:
+            status = (
+                f"stuck: no live event stored for {loop.time() - self.failing_since:.0f} s "
+                f"({self.last_write_error})"
+            )
+        return {"status": status, "pending": len(self.pending), "dropped": self.dropped}
 
     async def written(self, counts: dict[str, int], ended_tasks: list[str]) -> None:
         """The dispatcher committed ``counts[job_id]`` new events per job: wake their streams.
@@ -189,14 +205,19 @@ class EventHub:
                 continue
             try:
                 await self._write(batch, live)
-            except Exception:
-                log.exception("event hub write failed; retrying %d events", len(batch))
-                self.pending = batch + self.pending
-                for task_id, values in live.items():
-                    self.live.setdefault(task_id, {}).update(values)
-                await asyncio.sleep(0.5)
-                self.changed.set()
-                continue
+            except Exception as exc:
+                self.failing_since = self.failing_since or loop.time()
+                self.last_write_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                if not await self._store_answers():
+                    log.exception("event hub write failed; retrying %d events", len(batch))
+                    self.pending = batch + self.pending
+                    for task_id, values in live.items():
+                        self.live.setdefault(task_id, {}).update(values)
+                    await asyncio.sleep(0.5)
+                    self.changed.set()
+                    continue
+                await self._write_each(batch, live)
+            self.failing_since = None
             async with self.flushed:
                 for job_id, _account, _name, data in batch:
                     self.versions[job_id] += 1
@@ -206,6 +227,30 @@ class EventHub:
                     self.stored_live[task_id] = (attempt, count)
                 self._changed(dict.fromkeys(job_id for job_id, *_rest in batch))
                 self.flushed.notify_all()
+
+    async def _store_answers(self) -> bool:
+        try:
+            await self.store.ping()
+            return True
+        except Exception:
+            return False
+
+    async def _write_each(self, batch: list[EventRow], live: dict[str, dict[str, Any]]) -> None:
+        """The store answers but refused the batch: write each event and each task's live
+        values on its own, and drop what the store refuses alone, so one bad value cannot
+        hold every later event back. A dropped event still counts as handled for
+        :meth:`barrier` (it will never be stored)."""
+        for event in batch:
+            try:
+                await self._write([event], {})
+            except Exception as exc:
+                self.dropped += 1
+                log.warning("dropped a live event of job %s the store refused: %s", event[0], exc)
+        for task_id, values in live.items():
+            try:
+                await self._write([], {task_id: values})
+            except Exception as exc:
+                log.warning("dropped live values of task %s the store refused: %s", task_id, exc)
 
     async def _write(self, batch: list[EventRow], live: dict[str, dict[str, Any]]) -> None:
         from sqlalchemy import update

@@ -93,3 +93,40 @@ async def test_wait_any_names_the_jobs_with_news_since_the_callers_version(
     assert await hub.wait_any(epoch, latest, 0.1) == (epoch, latest, [])
     monkeypatch.setattr(hub, "recent", hub.recent.__class__(hub.recent, maxlen=1))
     assert (await hub.wait_any(epoch, version, 5))[2] is None, "too far behind: unknown"
+
+
+async def test_an_event_the_store_refuses_alone_is_dropped_and_the_rest_are_stored(
+    hub: EventHub, job: tuple[str, str]
+) -> None:
+    job_id, owner = job
+    hub.task_live(*live(job_id, owner, 1))
+    # A value no JSON writer takes stands for anything the store refuses on its own.
+    hub.task_live(job_id, owner, "task-1", 1, "progress", {"progress": {"bad": object()}})
+    hub.task_live(*live(job_id, owner, 3))
+    await asyncio.wait_for(hub.barrier("task-1", 1, 3), 10)
+    async with hub.store.sessions() as db:
+        stored = await stream_events(db, owner, [job_id], after=0, limit=10)
+    assert [data["text"] for _id, _job, _name, data in stored] == ["line 1\n", "line 3\n"]
+    health = await hub.ping()
+    assert health["status"] == "ok" and health["dropped"] == 1
+
+
+async def test_ping_says_stuck_while_writes_keep_failing(
+    hub: EventHub, job: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id, owner = job
+
+    async def refuse(*_args: object) -> None:
+        raise OSError("disk full")
+
+    async def store_down() -> bool:
+        return False
+
+    monkeypatch.setattr(hub, "_write", refuse)
+    monkeypatch.setattr(hub, "_store_answers", store_down)
+    monkeypatch.setattr(hub_module, "STUCK_AFTER_S", 0.2)
+    hub.task_live(*live(job_id, owner, 1))
+    await asyncio.sleep(0.8)
+    health = await hub.ping()
+    assert health["status"].startswith("stuck: no live event stored"), health
+    assert "disk full" in health["status"] and health["pending"] == 1
