@@ -188,10 +188,10 @@ class StreamFeed:
             if not watched or self.after is None:
                 return
             while True:
-                async with self.store.sessions() as db:
-                    newest = await feed_store.newest_event_id(db) if to_newest else 0
+                async with self.store.engine.connect() as conn:
+                    newest = await feed_store.newest_event_id(conn) if to_newest else 0
                     events = await feed_store.events_after(
-                        db, watched, after=self.after, limit=FEED_PAGE
+                        conn, watched, after=self.after, limit=FEED_PAGE
                     )
                 self._hand_out(events)
                 if len(events) == FEED_PAGE:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from computalot.schemas.states import TERMINAL_JOB
 from computalot.store.jobs import StreamEvent
@@ -21,29 +21,39 @@ from computalot.timeutil import utcnow
 #: Most job ids in one ``IN (...)`` list; a feed watching more reads every new event instead.
 MAX_IN_LIST = 500
 
+# Built once with bound parameters: a feed reads many times a second, and building and
+# caching a statement with a 100-id IN list cost more than running it.
 _NEWEST = select(func.max(Event.id))
-_EVENT_COLUMNS = select(Event.id, Event.job_id, Event.event, Event.data)
+_AFTER = (
+    select(Event.id, Event.job_id, Event.event, Event.data)
+    .where(Event.id > bindparam("after"))
+    .order_by(Event.id)
+    .limit(bindparam("limit"))
+)
+_AFTER_OF_JOBS = _AFTER.where(Event.job_id.in_(bindparam("job_ids", expanding=True)))
 
 
-async def newest_event_id(db: AsyncSession) -> int:
+async def newest_event_id(conn: AsyncConnection | AsyncSession) -> int:
     """The highest event id visible now (0 with none). Ids become visible in id order
     (``computalot.store.events``), so every event up to it is visible too."""
-    return int(await db.scalar(_NEWEST) or 0)
+    return int(await conn.scalar(_NEWEST) or 0)
 
 
 async def events_after(
-    db: AsyncSession, job_ids: Collection[str], *, after: int, limit: int
+    conn: AsyncConnection, job_ids: Collection[str], *, after: int, limit: int
 ) -> list[StreamEvent]:
     """``(id, job_id, event, data)`` of these jobs' events after ``after``, in id order.
 
     Past :data:`MAX_IN_LIST` jobs the read is not narrowed by job (every event after ``after``
     comes back; the caller drops what nobody watches), which keeps it one statement with one
     cursor."""
-    query = _EVENT_COLUMNS.where(Event.id > after)
+    params: dict[str, object] = {"after": after, "limit": limit}
     if len(job_ids) <= MAX_IN_LIST:
-        query = query.where(Event.job_id.in_(list(job_ids)))
-    rows = await db.execute(query.order_by(Event.id).limit(limit))
-    return [tuple(row) for row in rows.tuples()]
+        params["job_ids"] = list(job_ids)
+        rows = await conn.execute(_AFTER_OF_JOBS, params)
+    else:
+        rows = await conn.execute(_AFTER, params)
+    return [(row[0], row[1], row[2], row[3]) for row in rows]
 
 
 async def terminal_jobs(db: AsyncSession, job_ids: Collection[str]) -> dict[str, str]:
