@@ -379,15 +379,20 @@ class UnreadableTask(ValueError):
     attempt with code ``unreadable_task``, never retried as an infrastructure loss."""
 
 
-FAIL_CLAIMED = (
-    update(TASKS)
-    .where(TASKS.c.id == bindparam("b_id"), TASKS.c.status == "running")
-    .values(
-        status="failed",
-        finished_at=bindparam("b_now", type_=TASKS.c.finished_at.type),
-        error=bindparam("b_error", type_=TASKS.c.error.type),
+def ending_tasks(status: str, *where: Any) -> Any:
+    """``UPDATE tasks SET status, finished_at = :b_now, error = :b_error WHERE …``, built once."""
+    return (
+        update(TASKS)
+        .where(*where)
+        .values(
+            status=status,
+            finished_at=bindparam("b_now", type_=TASKS.c.finished_at.type),
+            error=bindparam("b_error", type_=TASKS.c.error.type),
+        )
     )
-)
+
+
+FAIL_CLAIMED = ending_tasks("failed", TASKS.c.id == bindparam("b_id"), TASKS.c.status == "running")
 
 
 async def _fail_unreadable(db: AsyncSession, job_id: str, tasks: list[TaskRow], now: Any) -> Events:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.engine.finalize import fail_job
@@ -13,6 +13,7 @@ from computalot.engine.records import (
     Events,
     bump_counters,
     chunked,
+    ending_tasks,
     finish_if_done,
     retry_event,
     task_event,
@@ -26,16 +27,9 @@ from computalot.timeutil import utcnow
 CANCELLED = {"code": "cancelled", "message": "cancelled by request", "recommended_action": ""}
 #: A job's queued tasks become cancelled in one statement (no ORM object per task: a cancelled
 #: 100,000-task job would otherwise load every row).
-CANCEL_QUEUED = (
-    update(TASKS)
-    .where(TASKS.c.job_id == bindparam("b_job"), TASKS.c.status == "queued")
-    .values(
-        status="cancelled",
-        finished_at=bindparam("b_now", type_=TASKS.c.finished_at.type),
-        error=bindparam("b_error", type_=TASKS.c.error.type),
-    )
-    .returning(TASKS.c.id, TASKS.c.index, TASKS.c.attempt)
-)
+CANCEL_QUEUED = ending_tasks(
+    "cancelled", TASKS.c.job_id == bindparam("b_job"), TASKS.c.status == "queued"
+).returning(TASKS.c.id, TASKS.c.index, TASKS.c.attempt)
 
 
 async def cancel_queued(db: AsyncSession) -> tuple[list[str], Events]:
