@@ -102,19 +102,6 @@ class EngineClient:
         self._nodes = (time.monotonic(), nodes)
         return list(nodes)
 
-    async def wait_events(
-        self, job_ids: list[str], seen: dict[str, int] | None, timeout_s: float
-    ) -> dict[str, int] | None:
-        """Sleep until the hub wrote something for these jobs; None if the hub is unreachable."""
-        try:
-            result: dict[str, int] = await self._call(
-                self.hub.wait, job_ids, seen, timeout_s, timeout_s=timeout_s + 5.0
-            )
-            return result
-        except NotReady:
-            await asyncio.sleep(min(timeout_s, 1.0))
-            return None
-
     async def wait_any_event(
         self, epoch: str | None, version: int, timeout_s: float
     ) -> tuple[str, int, list[str] | None] | None:

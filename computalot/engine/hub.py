@@ -7,7 +7,7 @@ that changes the state they report, which then tells the hub which jobs have new
 ``computalot.store.events``, so ids become visible in id order and a stream reading
 ``id > last`` never skips one. Each API replica keeps one call to :meth:`EventHub.wait_any`
 outstanding, which returns once any job has something new and says which (its feed then reads
-the store once for all of its streams); :meth:`EventHub.wait` serves one stream's jobs.
+the store once for all of its streams).
 
 The store, settings and SQLAlchemy are imported inside the methods that use them: every Ray
 worker that reports a task's progress looks this actor up, and a lookup imports this module.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +54,6 @@ class EventHub:
         self.live: dict[str, dict[str, Any]] = {}
         self.changed = asyncio.Event()
         self.flushed = asyncio.Condition()
-        self.versions: dict[str, int] = defaultdict(int)
         self.tails: dict[str, tuple[int, str]] = {}  # task id -> (attempt, live output tail)
         #: task id -> (attempt, live events of that attempt written to the store)
         self.stored_live: dict[str, tuple[int, int]] = {}
@@ -91,8 +90,6 @@ class EventHub:
             self.tails.pop(task_id, None)
             self.stored_live.pop(task_id, None)
         async with self.flushed:
-            for job_id, n in counts.items():
-                self.versions[job_id] += n
             self._changed(counts)
             self.flushed.notify_all()
 
@@ -143,22 +140,6 @@ class EventHub:
             entry["output_attempt"] = attempt
         self.pending.append((job_id, account_id, kind, payload))
         self.changed.set()
-
-    async def wait(
-        self, job_ids: list[str], seen: dict[str, int] | None, timeout_s: float
-    ) -> dict[str, int]:
-        """Return the jobs' event versions once any differs from ``seen`` (or after the timeout)."""
-        seen = seen or {}
-
-        def changed() -> bool:
-            return any(self.versions[j] != seen.get(j, -1) for j in job_ids)
-
-        async with self.flushed:
-            try:
-                await asyncio.wait_for(self.flushed.wait_for(changed), timeout_s)
-            except TimeoutError:
-                pass
-        return {j: self.versions[j] for j in job_ids}
 
     async def wait_any(
         self, epoch: str | None, version: int, timeout_s: float
@@ -219,8 +200,7 @@ class EventHub:
                 await self._write_each(batch, live)
             self.failing_since = None
             async with self.flushed:
-                for job_id, _account, _name, data in batch:
-                    self.versions[job_id] += 1
+                for *_head, data in batch:
                     task_id, attempt = data["task_id"], data["attempt"]
                     stored_attempt, count = self.stored_live.get(task_id, (attempt, 0))
                     count = count + 1 if stored_attempt == attempt else 1
