@@ -2,12 +2,14 @@
 
 Ray only accepts local directories in the *job's* runtime_env; per-task envs need a package
 URI. Each revision is zipped once into Ray's GCS package store under a name derived from its
-content hash, by the push that publishes it (``projects.service``, on a worker thread). Ray pins
-an uploaded package for a while and then drops it unless a running task holds it, so the
-dispatcher re-checks a revision's package every EXISTS_CHECK_INTERVAL_S and uploads it again if
-it is gone: on a worker thread too (zipping a large revision takes seconds, and the dispatcher's
-event loop records completions, cancels and timeouts). Ray's per-node runtime_env cache is then
-the project's "warm" state.
+content hash, by the push that publishes it (``projects.service``). Ray pins an uploaded package
+for a while and then drops it unless a running task holds it, so the dispatcher re-checks a
+revision's package every EXISTS_CHECK_INTERVAL_S and uploads it again if it is gone. Either way
+the work stays off the caller's event loop: a small revision is zipped and uploaded on a worker
+thread, a large one in a child process (``computalot.offload``) with its own GCS client, since
+even a thread would hold the caller's GIL while Ray copies hundreds of megabytes (a replica's
+requests and streams, the dispatcher's completions, cancels and timeouts would wait). Ray's
+per-node runtime_env cache is then the project's "warm" state.
 """
 
 from __future__ import annotations
@@ -18,11 +20,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import ray
 from ray._private.runtime_env.packaging import (
+    GCS_STORAGE_MAX_SIZE,
+    create_package,
     package_exists,
     upload_package_if_needed,
-    upload_package_to_gcs,
 )
+
+from computalot.errors import PayloadTooLarge
+from computalot.offload import CHILD_BYTES, run_in_child
 
 EXISTS_CHECK_INTERVAL_S = 30.0
 
@@ -36,13 +43,51 @@ def upload_revision(content_hash: str, path: str) -> str:
     uri = package_uri(content_hash)
     if not package_exists(uri):
         with tempfile.TemporaryDirectory(prefix="computalot-pkg-") as tmp:
-            upload_package_if_needed(uri, tmp, path, include_gitignore=False)
+            try:
+                upload_package_if_needed(uri, tmp, path, include_gitignore=False)
+            except ValueError as exc:  # Ray refuses a package over its size limit
+                raise _too_large(str(exc)) from None
     return uri
 
 
-def upload_zip(uri: str, zip_path: Path) -> None:
-    """Store an already zipped revision under ``uri`` (blocking: a thread's job)."""
-    upload_package_to_gcs(uri, zip_path.read_bytes())
+def package_command(path: str, uri: str, gcs_address: str) -> dict[str, Any]:
+    """Zip the revision at ``path`` and store it under ``uri`` through a GCS client of this
+    process (a ``computalot.offload`` command: no Ray driver needed)."""
+    from ray._raylet import GcsClient  # type: ignore[attr-defined]
+
+    with tempfile.TemporaryDirectory(prefix="computalot-pkg-") as tmp:
+        target = Path(tmp) / "revision.zip"
+        create_package(path, target, include_gitignore=False)
+        size = target.stat().st_size
+        if size >= GCS_STORAGE_MAX_SIZE:
+            raise _too_large(
+                f"it packs to {size / 2**20:.0f} MiB, over the cluster's "
+                f"{GCS_STORAGE_MAX_SIZE / 2**20:.0f} MiB package limit"
+            )
+        GcsClient(address=gcs_address).internal_kv_put(
+            uri.encode(), target.read_bytes(), True, None, timeout=300
+        )
+    return {"uri": uri, "size": size}
+
+
+def _too_large(why: str) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the project cannot be shipped to the cluster's nodes: {why}"[:500],
+        recommended_action="leave large data out of the tarball; upload it as an artifact "
+        "and place it with _artifacts.download",
+    )
+
+
+async def ensure_uploaded(content_hash: str, path: str, size_bytes: int) -> str:
+    """The revision's package URI, uploading it first if GCS does not hold it (off the event
+    loop: a thread for a small revision, a child process for a large one)."""
+    uri = package_uri(content_hash)
+    if await asyncio.to_thread(package_exists, uri):
+        return uri
+    if size_bytes < CHILD_BYTES:
+        return await asyncio.to_thread(upload_revision, content_hash, path)
+    await run_in_child("package", path, uri, ray.get_runtime_context().gcs_address)
+    return uri
 
 
 class PackageUnavailable(RuntimeError):
@@ -56,9 +101,9 @@ class PackageCache:
         self._checked: dict[str, float] = {}
         self._errors: dict[str, str] = {}
 
-    async def ensure(self, revisions: dict[str, str]) -> None:
-        """Check (and upload where missing) the packages of ``{content_hash: path}`` whose check
-        is due, on worker threads; failures are kept for :meth:`uri` to raise."""
+    async def ensure(self, revisions: dict[str, tuple[str, int]]) -> None:
+        """Check (and upload where missing) the packages of ``{content_hash: (path, size)}``
+        whose check is due, off the event loop; failures are kept for :meth:`uri` to raise."""
         now = time.monotonic()
         due = {
             h: p
@@ -68,7 +113,7 @@ class PackageCache:
         if not due:
             return
         answers = await asyncio.gather(
-            *(asyncio.to_thread(upload_revision, h, p) for h, p in due.items()),
+            *(ensure_uploaded(h, path, size) for h, (path, size) in due.items()),
             return_exceptions=True,
         )
         for content_hash, answer in zip(due, answers, strict=True):

@@ -416,6 +416,7 @@ class RevisionInfo:
 
     content_hash: str
     path: str
+    size_bytes: int
     requirements: list[str] | None
     env: dict[str, str]
     workdir: str
@@ -438,19 +439,22 @@ async def _revision_info(revision: Revision) -> RevisionInfo:
     return RevisionInfo(
         content_hash=revision.content_hash,
         path=revision.path,
+        size_bytes=revision.size_bytes,
         requirements=await asyncio.to_thread(_read_requirements, req_path),
         env=dict(runtime.get("env") or {}),
         workdir=str(runtime.get("workdir") or "."),
     )
 
 
-def launch_revisions(launches: list[tuple[JobInfo, TaskRow, int]]) -> dict[str, str]:
-    """``{content_hash: path}`` of the revisions these launches run (for ``PackageCache``)."""
-    out: dict[str, str] = {}
+def launch_revisions(
+    launches: list[tuple[JobInfo, TaskRow, int]],
+) -> dict[str, tuple[str, int]]:
+    """``{content_hash: (path, size)}`` of the revisions these launches run (``PackageCache``)."""
+    out: dict[str, tuple[str, int]] = {}
     for job, _task, _attempt in launches:
         info = _REVISIONS.get(job.revision_id or "")
         if info is not None:
-            out[info.content_hash] = info.path
+            out[info.content_hash] = (info.path, info.size_bytes)
     return out
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from computalot.auth.tokens import new_id
 from computalot.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, field_error
 from computalot.projects.tarball import FileEntry, diff_trees
-from computalot.projects.unpack import unpack_off_loop, zip_off_loop
+from computalot.projects.unpack import unpack_off_loop
 from computalot.settings import Settings
 from computalot.store.models import Job, Project, Revision
 from computalot.timeutil import iso, utcnow
@@ -191,29 +191,19 @@ def _place(staging: Path, final: Path, keep_existing: bool) -> None:
 
 
 async def _package(content_hash: str, path: Path, size_bytes: int) -> None:
-    """Zip the revision into a Ray runtime_env package and upload it, once, at push (off the
-    event loop). Without a Ray connection (the API under plain uvicorn), or if the cluster's
-    package store does not answer now, the dispatcher does it before the first launch."""
+    """Upload the revision as a Ray runtime_env package once, at push (off the event loop).
+    Without a Ray connection (the API under plain uvicorn), or if the cluster's package store
+    does not answer now, the dispatcher does it before the revision's first launch."""
     import ray
 
     if not ray.is_initialized():
         return
-    from computalot.engine.packages import package_exists, package_uri, upload_zip
+    from computalot.engine.packages import ensure_uploaded
 
-    uri = package_uri(content_hash)
     try:
-        if await asyncio.to_thread(package_exists, uri):
-            return
-        with tempfile.TemporaryDirectory(prefix="computalot-pkg-") as tmp:
-            target = Path(tmp) / "revision.zip"
-            await zip_off_loop(path, target, size_bytes)
-            await asyncio.to_thread(upload_zip, uri, target)
-    except ValueError as exc:  # Ray refuses a package over its size limit
-        raise PayloadTooLarge(
-            f"the project cannot be shipped to the cluster's nodes: {exc}"[:500],
-            recommended_action="leave large data out of the tarball; upload it as an artifact "
-            "and place it with _artifacts.download",
-        ) from None
+        await ensure_uploaded(content_hash, str(path), size_bytes)
+    except PayloadTooLarge:
+        raise
     except Exception as exc:
         log.warning("revision %s not packaged at push (%s); launching will", content_hash, exc)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.helpers import submit_job
+from tests.support.helpers import submit_job, wait_job
 
 API = "/api/v1"
 PUSH_MB = 300
@@ -131,12 +131,39 @@ def test_a_300_mb_push_leaves_ready_and_streams_prompt(
 
     polls = _during(ready.latencies, start, end)
     late = _during(stream.late, start, end)
+    # An event's lateness includes its way from the runner through the worker, the event hub and
+    # the store, whatever the API does: the push must add at most PROMPT_S to what it was before.
+    usual = statistics.median(_during(stream.late, 0, start))
     summary = (
         f"push {end - start:.1f} s; /ready {len(polls)} polls, max {max(polls):.3f} s, "
         f"median {statistics.median(polls):.3f} s; stream {len(late)} events, "
-        f"max lateness {max(late):.3f} s"
+        f"max lateness {max(late):.3f} s (median {usual:.3f} s before the push)"
     )
     print(summary)
     assert len(polls) >= 10 and len(late) >= 10, summary
     assert max(polls) <= PROMPT_S, summary
-    assert max(late) <= PROMPT_S, summary
+    assert max(late) - usual <= PROMPT_S, summary
+
+    # The package the push uploaded (from a child process of its own) is what tasks run.
+    big = submit_job(admin, name, runner_command=["python3", "job.py"])
+    assert wait_job(admin, big, timeout_s=300)["status"] == "completed"
+    assert "hi" in admin.get(f"{API}/jobs/{big}/output").json()["tasks"][0]["stdout"]
+
+
+def test_a_package_ray_dropped_is_uploaded_again_before_the_launch(
+    new_account: Any, make_project: Any
+) -> None:
+    """Ray drops a package no task holds; the dispatcher finds it gone and uploads it again."""
+    from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_exists
+
+    from computalot.engine.packages import package_uri
+
+    client = new_account()
+    name = make_project(client, {"job.py": "print('again')\n"})
+    content_hash = client.get(f"{API}/projects/{name}").json()["active_revision"]["content_hash"]
+    uri = package_uri(content_hash)
+    assert _internal_kv_exists(uri), "the push uploads the package"
+    _internal_kv_del(uri)
+    job_id = submit_job(client, name, runner_command=["python3", "job.py"])
+    assert wait_job(client, job_id)["status"] == "completed"
+    assert _internal_kv_exists(uri)
