@@ -100,36 +100,32 @@ class Subscriber:
     def finished(self) -> bool:
         return self.ended >= self.job_ids
 
+    def _accept(self, event_id: int | None, job_id: str, name: str) -> bool:
+        """Whether an event is new to this stream (by id, and one ``end`` per job); records it."""
+        if event_id is not None:
+            if event_id <= self.last_id:
+                return False
+            self.last_id = event_id
+        if name == "end":
+            if job_id in self.ended:
+                return False
+            self.ended.add(job_id)
+        return True
+
     def take(self) -> str:
         """Frames of the queued events not sent yet, as one chunk ("" when none)."""
         out = []
         while self.pending:
             event_id, job_id, name, text = self.pending.popleft()
-            if event_id is not None:
-                if event_id <= self.last_id:
-                    continue
-                self.last_id = event_id
-            if name == "end":
-                if job_id in self.ended:
-                    continue
-                self.ended.add(job_id)
-            out.append(text)
+            if self._accept(event_id, job_id, name):
+                out.append(text)
         return "".join(out)
 
     def from_store(self, events: list[store.StreamEvent]) -> str:
         """Frames of events read from the store (in id order) not sent yet, as one chunk."""
-        out = []
-        for event in events:
-            event_id, job_id, name, _data = event
-            if event_id <= self.last_id:
-                continue
-            self.last_id = event_id
-            if name == "end":
-                if job_id in self.ended:
-                    continue
-                self.ended.add(job_id)
-            out.append(frame(event))
-        return "".join(out)
+        return "".join(
+            frame(event) for event in events if self._accept(event[0], event[1], event[2])
+        )
 
 
 async def _catch_up(feed: StreamFeed, sub: Subscriber) -> AsyncIterator[str]:
