@@ -9,14 +9,16 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +148,51 @@ def machine_line(start: dict[str, Any], end: dict[str, Any]) -> str:
     if start["other_ray_clusters"] or end["other_ray_clusters"]:
         line += "  (figures are skewed by them)"
     return line
+
+
+@dataclass
+class PlatformRun:
+    results: dict[str, Any]  # what ``work`` filled in (also when the deadline cut it short)
+    status: int  # 0, or 3 when the run passed its budget
+    machine_end: dict[str, Any]
+
+
+def run_on_platform(
+    work: Callable[[Any, dict[str, Any]], None],
+    *,
+    num_cpus: int,
+    max_seconds: float,
+    include_dashboard: bool = False,
+    cleanup: Sequence[Path] = (),
+) -> PlatformRun:
+    """Start the platform (settings from the environment :func:`isolated_env` set), call
+    ``work(running, results)`` within ``max_seconds``, then stop it and remove ``cleanup``.
+    Past the budget, what ``work`` already put in ``results`` is kept for the report."""
+    from computalot import platform
+    from computalot.settings import load_settings
+
+    settings = load_settings()
+    results: dict[str, Any] = {}
+    status = 0
+    started = False
+    try:
+        with deadline(max_seconds):
+            log(f"starting the platform (num_cpus={num_cpus}, dashboard {include_dashboard})")
+            t0 = time.monotonic()
+            started = True
+            running = platform.start(
+                settings, num_cpus=num_cpus, include_dashboard=include_dashboard
+            )
+            log(f"platform ready at {running.url} in {time.monotonic() - t0:.1f} s")
+            work(running, results)
+    except DeadlineExceeded as exc:
+        log(f"{exc}; reporting what finished")
+        status = 3
+    finally:
+        machine_end = machine_state()
+        if started:
+            log("stopping the platform")
+            platform.stop(settings)
+        for path in cleanup:
+            shutil.rmtree(path, ignore_errors=True)
+    return PlatformRun(results, status, machine_end)

@@ -22,7 +22,6 @@ their anchors:
 from __future__ import annotations
 
 import argparse
-import shutil
 import sqlite3
 import sys
 import threading
@@ -33,13 +32,12 @@ from typing import Any
 import httpx
 from _common import (
     REPO,
-    DeadlineExceeded,
-    deadline,
     fmt,
     isolated_env,
     log,
     machine_line,
     machine_state,
+    run_on_platform,
     table,
     verdict,
     write_results,
@@ -303,29 +301,15 @@ def main(argv: list[str] | None = None) -> int:
     job_cap = int(args.tasks * (args.mb * MB + 1000) * 1.1)
     data_dir = isolated_env({"COMPUTALOT_MAX_JOB_RESULT_BYTES": str(job_cap)})
     m_start = machine_state()
-    m_end = m_start
-    from computalot import platform
-    from computalot.settings import load_settings
-
-    settings = load_settings()
-    results: dict[str, Any] = {}
-    started = False
-    status = 0
-    try:
-        with deadline(args.max_seconds):
-            log(f"starting the platform (num_cpus={args.num_cpus})")
-            started = True
-            running = platform.start(settings, num_cpus=args.num_cpus, include_dashboard=False)
-            results = run(args, running.url, running.admin_key, data_dir)
-            m_end = machine_state()
-    except DeadlineExceeded as exc:
-        log(f"{exc}; reporting what finished")
-        status = 3
-    finally:
-        if started:
-            log("stopping the platform")
-            platform.stop(settings)
-        shutil.rmtree(data_dir, ignore_errors=True)
+    done = run_on_platform(
+        lambda running, results: results.update(
+            run(args, running.url, running.admin_key, data_dir)
+        ),
+        num_cpus=args.num_cpus,
+        max_seconds=args.max_seconds,
+        cleanup=[data_dir],
+    )
+    results, status, m_end = done.results, done.status, done.machine_end
     print(machine_line(m_start, m_end))
     ok = report(args, results)
     path = write_results(

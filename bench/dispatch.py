@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -47,13 +46,12 @@ from typing import Any
 import httpx
 from _common import (
     REPO,
-    DeadlineExceeded,
-    deadline,
     isolated_env,
     log,
     machine_line,
     machine_state,
     median_ms,
+    run_on_platform,
     write_results,
 )
 from _dispatch_report import (
@@ -384,70 +382,56 @@ def main(argv: list[str] | None = None) -> int:
 
     data_dir = isolated_env()
     m_start = machine_state()
-    m_end = m_start
     scratch = Path(tempfile.mkdtemp(prefix="computalot-bench-scratch-"))
     project_dir = scratch / "project"
     project_dir.mkdir()
     (project_dir / "script.py").write_text(RUNNER)
-    from computalot import platform
-    from computalot.settings import load_settings
-
-    settings = load_settings()
     free_agent_port()
-    results: dict[str, Any] = {}
-    started = False
-    status = 0
-    try:
-        with deadline(args.max_seconds):
-            log(f"starting the platform (num_cpus={args.num_cpus}, dashboard on)")
-            t0 = time.monotonic()
-            started = True
-            running = platform.start(settings, num_cpus=args.num_cpus, include_dashboard=True)
-            log(f"platform ready at {running.url} in {time.monotonic() - t0:.1f} s")
-            with httpx.Client(
-                base_url=running.url,
-                headers={"Authorization": f"Bearer {running.admin_key}"},
-                timeout=120,
-            ) as client:
-                check(client.post("/api/v1/projects", json={"name": "bench"}), 201)
-                files = {"script.py": RUNNER}
-                check(client.post("/api/v1/projects/bench/push", content=tarball(files)), 200)
-                # (d) runs second: its RSS baseline must not include what (b)/(c) leave in the
-                # head processes' heaps. The report keeps the a-b-c-d order.
-                if "a" in args.parts:
-                    results["a"] = part_a(client, "bench", project_dir, scratch, args)
-                if "d" in args.parts:
-                    results["d"] = part_d(
-                        client,
-                        running.url,
-                        running.admin_key,
-                        "bench",
-                        args.queued,
-                        5,
-                        args.cancel_budget,
-                    )
-                if "b" in args.parts:
-                    results["b"] = part_b(
-                        client,
-                        "bench",
-                        project_dir,
-                        scratch,
-                        args.fanout,
-                        args.num_cpus,
-                        args.fanout_rounds,
-                    )
-                if "c" in args.parts:
-                    results["c"] = part_c(client, "bench", project_dir, scratch, args)
-            m_end = machine_state()
-    except DeadlineExceeded as exc:
-        log(f"{exc}; reporting what finished")
-        status = 3
-    finally:
-        if started:
-            log("stopping the platform")
-            platform.stop(settings)
-        shutil.rmtree(data_dir, ignore_errors=True)
-        shutil.rmtree(scratch, ignore_errors=True)
+
+    def work(running: Any, results: dict[str, Any]) -> None:
+        with httpx.Client(
+            base_url=running.url,
+            headers={"Authorization": f"Bearer {running.admin_key}"},
+            timeout=120,
+        ) as client:
+            check(client.post("/api/v1/projects", json={"name": "bench"}), 201)
+            files = {"script.py": RUNNER}
+            check(client.post("/api/v1/projects/bench/push", content=tarball(files)), 200)
+            # (d) runs second: its RSS baseline must not include what (b)/(c) leave in the
+            # head processes' heaps. The report keeps the a-b-c-d order.
+            if "a" in args.parts:
+                results["a"] = part_a(client, "bench", project_dir, scratch, args)
+            if "d" in args.parts:
+                results["d"] = part_d(
+                    client,
+                    running.url,
+                    running.admin_key,
+                    "bench",
+                    args.queued,
+                    5,
+                    args.cancel_budget,
+                )
+            if "b" in args.parts:
+                results["b"] = part_b(
+                    client,
+                    "bench",
+                    project_dir,
+                    scratch,
+                    args.fanout,
+                    args.num_cpus,
+                    args.fanout_rounds,
+                )
+            if "c" in args.parts:
+                results["c"] = part_c(client, "bench", project_dir, scratch, args)
+
+    done = run_on_platform(
+        work,
+        num_cpus=args.num_cpus,
+        max_seconds=args.max_seconds,
+        include_dashboard=True,
+        cleanup=[data_dir, scratch],
+    )
+    results, status, m_end = done.results, done.status, done.machine_end
 
     print(f"dispatch benchmark (num_cpus={args.num_cpus}, quick={q})")
     print(machine_line(m_start, m_end))

@@ -28,7 +28,6 @@ import itertools
 import json
 import multiprocessing
 import re
-import shutil
 import sys
 import tempfile
 import threading
@@ -39,13 +38,12 @@ from typing import Any
 import httpx
 from _common import (
     REPO,
-    DeadlineExceeded,
-    deadline,
     fmt,
     isolated_env,
     log,
     machine_line,
     machine_state,
+    run_on_platform,
     table,
     verdict,
     write_results,
@@ -429,31 +427,13 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = isolated_env({"COMPUTALOT_SERVE_REPLICAS": "1"})
     scratch = Path(tempfile.mkdtemp(prefix="computalot-bench-streams-"))
     m_start = machine_state()
-    m_end = m_start
-    from computalot import platform
-    from computalot.settings import load_settings
-
-    settings = load_settings()
-    results: dict[str, Any] = {}
-    started = False
-    status = 0
-    try:
-        with deadline(args.max_seconds):
-            num_cpus = args.jobs + 2
-            log(f"starting the platform (num_cpus={num_cpus}: every job runs at once)")
-            started = True
-            running = platform.start(settings, num_cpus=num_cpus, include_dashboard=False)
-            results = run(args, running.url, running.admin_key, scratch)
-            m_end = machine_state()
-    except DeadlineExceeded as exc:
-        log(f"{exc}; reporting what finished")
-        status = 3
-    finally:
-        if started:
-            log("stopping the platform")
-            platform.stop(settings)
-        shutil.rmtree(data_dir, ignore_errors=True)
-        shutil.rmtree(scratch, ignore_errors=True)
+    done = run_on_platform(
+        lambda running, results: results.update(run(args, running.url, running.admin_key, scratch)),
+        num_cpus=args.jobs + 2,  # every job runs at once
+        max_seconds=args.max_seconds,
+        cleanup=[data_dir, scratch],
+    )
+    results, status, m_end = done.results, done.status, done.machine_end
     print(machine_line(m_start, m_end))
     ok = report(args, results)
     path = write_results(
