@@ -22,29 +22,15 @@ from computalot.store.db import Store
 from computalot.store.models import Job, Task
 from computalot.store.results import job_elements
 from serve_app.raw_response import render_raw
-from tests.support.store_rows import job_row, new_member, task_row
+from tests.support.store_rows import items_job, job_row, new_member, task_row
 
 EPOCH = "epoch-test"
 
 
 async def make_job(store: Store, n: int, *, max_retries: int = 0) -> Job:
-    account_id = await new_member(store, "engine")
-    job = job_row(
-        account_id,
-        type="structured_runner",
-        max_retries=max_retries,
-        spec={"kind": "items", "runner_command": ["true"], "merge_strategy": "collect"},
-        payload={},
-        n_total=n,
-        n_queued=n,
+    return await items_job(
+        store, n, owner="engine", spec={"merge_strategy": "collect"}, max_retries=max_retries
     )
-    async with store.sessions() as db:
-        db.add(job)
-        await db.flush()
-        for i in range(n):
-            db.add(task_row(job, i))
-        await db.commit()
-    return job
 
 
 async def claim(store: Store, job: Job, count: int, cache: records.JobCache) -> tuple[Any, Any]:

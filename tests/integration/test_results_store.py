@@ -20,26 +20,12 @@ from computalot.store.events import write_events
 from computalot.store.models import Job, Task
 from computalot.store.results import RESULT_TEXT, results_page
 from serve_app.raw_response import render_raw
-from tests.support.store_rows import job_row, new_member, task_row
+from tests.support.store_rows import items_job
 
 
 async def running_job(store: Store, n: int, **spec: Any) -> Job:
     """A job of ``n`` single-element tasks, all claimed (attempt 1 running)."""
-    account_id = await new_member(store, "results")
-    job = job_row(
-        account_id,
-        type="structured_runner",
-        spec={"kind": "items", "runner_command": ["true"], **spec},
-        payload={},
-        n_total=n,
-        n_queued=n,
-    )
-    async with store.sessions() as db:
-        db.add(job)
-        await db.flush()
-        for i in range(n):
-            db.add(task_row(job, i, item=[{"i": i}]))
-        await db.commit()
+    job = await items_job(store, n, owner="results", spec=spec)
     async with store.sessions() as db:
         await records.claim_tasks(db, {job.id: n}, "epoch", records.JobCache(), {job.id: "queued"})
         await db.commit()

@@ -55,3 +55,26 @@ def task_row(job: Job, index: int, **extra: Any) -> Task:
     }
     values.update(extra)
     return Task(**values)
+
+
+async def items_job(
+    store: Store, n: int, *, owner: str = "job", spec: dict[str, Any] | None = None, **fields: Any
+) -> Job:
+    """A stored ``items`` job of ``n`` single-element queued tasks, in a new account."""
+    account_id = await new_member(store, owner)
+    job = job_row(
+        account_id,
+        type="structured_runner",
+        spec={"kind": "items", "runner_command": ["true"], **(spec or {})},
+        payload={},
+        n_total=n,
+        n_queued=n,
+        **fields,
+    )
+    async with store.sessions() as db:
+        db.add(job)
+        await db.flush()
+        for i in range(n):
+            db.add(task_row(job, i))
+        await db.commit()
+    return job
