@@ -9,34 +9,18 @@ read snapshot on a pooled connection, and keys made after it were "unknown" ther
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from computalot.store.db import Store
+from tests.support.helpers import admin_cli
 from tests.support.store_rows import job_row
 
 API = "/api/v1"
-COMPUTALOT = str(Path(sys.executable).with_name("computalot"))
 ACCOUNTS = 20
 JOBS = 600
-
-
-def _admin_cli(data_dir: Path, *args: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [COMPUTALOT, "admin", *args, "--json", "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout))
 
 
 async def _add_jobs(database_url: str, account_id: str, tag: str) -> None:
@@ -64,17 +48,17 @@ def test_keys_from_the_admin_cli_work_at_once(
     made: list[dict[str, Any]] = []
     with httpx.Client(base_url=platform.url, timeout=60) as client:
         for n in range(ACCOUNTS):
-            answer = _admin_cli(settings.data_dir, "create-account", "--name", f"cli-{n}")
+            answer = admin_cli(settings.data_dir, "create-account", "--name", f"cli-{n}")
             headers = {"Authorization": f"Bearer {answer['api_key']}"}
             me = client.get(f"{API}/account", headers=headers)
             assert me.status_code == 200, f"account {n} of {ACCOUNTS}: {me.text}"
             assert me.json()["id"] == answer["account_id"]
             made.append(answer)
 
-        extra = _admin_cli(settings.data_dir, "create-key", "--account", made[0]["account_id"])
+        extra = admin_cli(settings.data_dir, "create-key", "--account", made[0]["account_id"])
         headers = {"Authorization": f"Bearer {extra['api_key']}"}
         assert client.get(f"{API}/account", headers=headers).status_code == 200
-        _admin_cli(settings.data_dir, "revoke-key", extra["key_id"])
+        admin_cli(settings.data_dir, "revoke-key", extra["key_id"])
         revoked = client.get(f"{API}/account", headers=headers)
         assert revoked.status_code == 401, revoked.text
         assert "revoked" in revoked.json()["error"]["message"]

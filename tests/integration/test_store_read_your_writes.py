@@ -7,10 +7,6 @@ just served a stream left before its last row (``GET /jobs?tag=`` does that on a
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,11 +21,11 @@ from computalot.store.db import Store
 from computalot.store.jobs import list_jobs
 from computalot.store.migrate import upgrade
 from computalot.store.models import Job
+from tests.support.helpers import admin_cli
 from tests.support.postgres import create_database
 from tests.support.store_rows import job_row, new_member
 
 #: The installed command line, next to this interpreter.
-COMPUTALOT = str(Path(sys.executable).with_name("computalot"))
 ACCOUNTS = 20
 #: More jobs than one ``yield_per`` batch of the tag listing, so its stream is left mid-way.
 JOBS = 600
@@ -42,17 +38,7 @@ class Backend:
 
     def cli(self, *args: str) -> dict[str, Any]:
         """``computalot admin …`` in its own process against this store; its JSON answer."""
-        env = {**os.environ, "COMPUTALOT_DATABASE_URL": self.url}
-        done = subprocess.run(
-            [COMPUTALOT, "admin", *args, "--json", "--data-dir", str(self.data_dir)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        return dict(json.loads(done.stdout))
+        return admin_cli(self.data_dir, *args, database_url=self.url)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

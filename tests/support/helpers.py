@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Callable
@@ -93,3 +96,24 @@ def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 60.0) -
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+COMPUTALOT = str(Path(sys.executable).with_name("computalot"))
+
+
+def admin_cli(data_dir: Path, *args: str, database_url: str | None = None) -> dict[str, Any]:
+    """``computalot admin … --json`` in its own process against this data dir (and database,
+    when given); its JSON answer."""
+    env = dict(os.environ)
+    if database_url:
+        env["COMPUTALOT_DATABASE_URL"] = database_url
+    done = subprocess.run(
+        [COMPUTALOT, "admin", *args, "--json", "--data-dir", str(data_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
