@@ -3,12 +3,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install lint typecheck unit integration services bench clean
+.PHONY: run test install sandbox lint typecheck unit integration services bench clean
 
-run: install
+run: install sandbox
 	$(VENV)/bin/computalot up
 
-test: install services lint typecheck
+test: install sandbox services lint typecheck
 	$(PY) -m pytest
 
 install: $(STAMP)
@@ -18,6 +18,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+# The task sandbox (docs/sandbox.md): bubblewrap confines every runner, nftables keeps tasks away
+# from the platform's ports, setpriv (util-linux) drops root. Installed here when missing and we
+# may use apt; `computalot up` and GET /ready say loudly what is still missing.
+sandbox:
+	@if ! command -v bwrap >/dev/null 2>&1 || ! { command -v nft >/dev/null 2>&1 || test -x /usr/sbin/nft; }; then \
+		if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing bubblewrap and nftables from Debian's packages"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap nftables util-linux >/dev/null) \
+			|| echo "WARNING: could not install bubblewrap/nftables; tasks cannot be confined"; \
+		else \
+			echo "WARNING: bubblewrap or nftables is missing and cannot be installed here (see docs/sandbox.md)"; \
+		fi; \
+	fi
 
 # PostgreSQL (Debian's package) backs the store tests; the test session starts a throwaway
 # cluster from its binaries. curl runs the seed's Quickstart verbatim. Installed here when

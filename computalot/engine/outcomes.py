@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from computalot.sandbox.limits import LIMIT_ACTIONS
 from computalot.store.jsoncodec import RawJSON
 
 ACTIONS = {
@@ -30,6 +31,7 @@ ACTIONS = {
     "the task's artifacts) and keep the result file to a summary",
     "worker_lost": "the worker running the task was lost; resubmit the job",
     "cancelled": "resubmit the job if it was cancelled by mistake",
+    **LIMIT_ACTIONS,
 }
 
 

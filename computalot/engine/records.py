@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from computalot.engine.finalize import finalize_job
 from computalot.engine.outcomes import ACTIONS
 from computalot.engine.packages import PackageCache, revision_runtime_env
+from computalot.sandbox.policy import policy_for
 from computalot.schemas.states import TERMINAL_JOB
 from computalot.settings import Settings
 from computalot.store.jobs import job_out, task_payload_for
@@ -420,6 +421,7 @@ class RevisionInfo:
     requirements: list[str] | None
     env: dict[str, str]
     workdir: str
+    network: str  # the manifest's runtime.network: host | none
 
 
 _REVISIONS: dict[str, RevisionInfo] = {}
@@ -443,6 +445,7 @@ async def _revision_info(revision: Revision) -> RevisionInfo:
         requirements=await asyncio.to_thread(_read_requirements, req_path),
         env=dict(runtime.get("env") or {}),
         workdir=str(runtime.get("workdir") or "."),
+        network=str(runtime.get("network") or "host"),
     )
 
 
@@ -496,6 +499,7 @@ def launch_spec(
         "batched": task.batched,
         "element_count": task.element_count,
         "max_result_bytes": settings.max_result_bytes,
+        "sandbox": policy_for(settings, minimums, info.network).to_spec(),
     }
     options = dict(job.resources)
     options["runtime_env"] = revision_runtime_env(uri, requirements=info.requirements, env_vars={})

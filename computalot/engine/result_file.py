@@ -14,7 +14,10 @@ in UTF-8 bytes, quality and warnings, or a typed error code (``invalid_result``,
 
 from __future__ import annotations
 
+import errno
 import io
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +45,21 @@ def text_bytes(text: str) -> int:
 def read_result_file(
     path: Path, *, batched: bool, element_count: int, max_bytes: int
 ) -> dict[str, Any]:
-    """The outcome fields for the result file at ``path`` (see the module docstring)."""
-    if not path.exists():
+    """The outcome fields for the result file at ``path`` (see the module docstring).
+
+    The file is the task's: it is opened without following a link (a link to a file the
+    worker can read but the task cannot would hand that file over as the result) and read only
+    when it is a plain file (a FIFO would block the worker forever).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        fd = -1
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return _invalid("the result file is a symbolic link; write a plain file")
+        return _invalid(f"the result file could not be read: {exc.strerror}")
+    if fd < 0:
         if batched:
             return _invalid("batched task exited 0 without writing a result file")
         return {
@@ -53,12 +69,16 @@ def read_result_file(
             "result_quality": 1.0,
             "result_warnings": [MISSING_WARNING],
         }
-    size = path.stat().st_size
-    if size > max_bytes:
-        return _too_large("the result file", size, max_bytes)
-    return prepare_result(
-        path.read_bytes(), batched=batched, element_count=element_count, max_bytes=max_bytes
-    )
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return _invalid("the result file is not a plain file; write a plain file")
+        if st.st_size > max_bytes:
+            return _too_large("the result file", st.st_size, max_bytes)
+        raw = fh.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        return _too_large("the result file", len(raw), max_bytes)
+    return prepare_result(raw, batched=batched, element_count=element_count, max_bytes=max_bytes)
 
 
 def prepare_result(

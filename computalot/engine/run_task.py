@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import threading
 import time
@@ -34,6 +35,7 @@ from computalot.engine.cleanup import CLEANER, owner_tag
 from computalot.engine.names import HUB_NAME
 from computalot.engine.result_file import read_result_file
 from computalot.engine.runner import RunLimits, base_env, run_command
+from computalot.sandbox.task import SandboxPolicy, SandboxUnavailable, TaskSandbox
 
 #: Per-task result cap when the spec carries none (``settings.max_result_bytes``'s default).
 DEFAULT_MAX_RESULT_BYTES = 64 * 1024 * 1024
@@ -44,18 +46,47 @@ MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
 ATTEMPT_ROOT = "computalot-attempts"
 
 
+def _plain_files(directory: Path) -> list[Path]:
+    """Regular files under ``directory``; links (to files or directories) are never followed,
+    and a ``directory`` that is itself a link has none (the task may have replaced it)."""
+    if not stat.S_ISDIR(os.lstat(directory).st_mode):
+        return []
+    found = []
+    for parent, _dirs, files in os.walk(directory, followlinks=False):
+        for name in files:
+            path = Path(parent) / name
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                found.append(path)
+    return sorted(found)
+
+
+def _read_plain(path: Path) -> bytes | None:
+    """The file's bytes, or None when it is no longer a plain file (never follows a link)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return None
+        return fh.read()
+
+
 def _collect_artifacts(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
     out: list[dict[str, Any]] = []
     warnings: list[str] = []
     total = 0
-    for path in sorted(p for p in directory.rglob("*") if p.is_file() and not p.is_symlink()):
-        size = path.stat().st_size
+    for path in _plain_files(directory):
+        size = path.lstat().st_size
         rel = path.relative_to(directory).as_posix()
         if total + size > MAX_ARTIFACT_BYTES:
             warnings.append(f"artifact {rel} skipped: over {MAX_ARTIFACT_BYTES} bytes in total")
             continue
-        total += size
-        out.append({"path": rel, "size": size, "data": path.read_bytes()})
+        data = _read_plain(path)
+        if data is None:
+            continue
+        total += len(data)
+        out.append({"path": rel, "size": len(data), "data": data})
     return out, warnings
 
 
@@ -121,49 +152,104 @@ def make_interruptible() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def attempt_root() -> Path:
+    """Where attempt directories live: private to the worker's user (0700)."""
+    base = Path(tempfile.gettempdir()) / ATTEMPT_ROOT
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = base.lstat()
+    if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(base, 0o700)
+    return base
+
+
+def _run_limits(policy: SandboxPolicy | None, sandbox: TaskSandbox | None, spec: dict) -> RunLimits:
+    if policy is None:  # a spec from before sandboxes: only what the job asked for
+        return RunLimits(memory_mb=spec.get("memory_mb"))
+    limits = policy.limits
+    memory = sandbox.memory_rlimit_mb if sandbox is not None else (limits.memory_mb or None)
+    return RunLimits(
+        memory_mb=memory,
+        max_file_mb=limits.disk_mb or None,
+        max_open_files=limits.open_files or None,
+        cpu_time_s=limits.cpu_time_s or None,
+    )
+
+
+def _refused(status: str, error: str, started: float) -> dict[str, Any]:
+    """The outcome of an attempt that never started its runner."""
+    return {
+        "status": status,
+        "exit_code": None,
+        "error": error,
+        "stdout": "",
+        "stderr": "",
+        "output_tail": "",
+        "duration_s": 0.0,
+        "last_progress": None,
+        "artifacts": [],
+        "artifact_warnings": [],
+        "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
+        "started_at": started,
+    }
+
+
 def execute_attempt(spec: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | None]:
     """Run one attempt in the current process: (the outcome the dispatcher records, the result's
     UTF-8 text as bytes when it is too big to travel inside the outcome, else None)."""
     make_interruptible()
     started = time.time()
-    base = Path(tempfile.gettempdir()) / ATTEMPT_ROOT
-    base.mkdir(parents=True, exist_ok=True)
+    base = attempt_root()
     CLEANER.sweep(base)  # what killed workers left behind
     prefix = f"{spec['task_id']}-{spec['attempt']}-{owner_tag()}"
     attempt_dir = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    policy = SandboxPolicy.from_spec(spec["sandbox"]) if spec.get("sandbox") else None
+    sandbox: TaskSandbox | None = None
     try:
         workdir = attempt_dir / "work"
         shutil.copytree(os.getcwd(), workdir, symlinks=True)
         payload_path = attempt_dir / "payload.json"
         result_path = attempt_dir / "result.json"
         artifact_dir = attempt_dir / "artifacts"
+        tmp_dir = attempt_dir / "tmp"
         artifact_dir.mkdir()
+        tmp_dir.mkdir()
         payload_path.write_text(json.dumps(spec["payload"]))
+        if policy is not None and policy.mode == "bwrap":
+            try:
+                sandbox = TaskSandbox(policy, attempt_dir, name=attempt_dir.name)
+            except SandboxUnavailable as exc:
+                return _refused("sandbox_unavailable", str(exc), started), None
+        where = sandbox.inner if sandbox is not None else str
         extra = dict(spec.get("env") or {})
         extra.update(
             {
-                "COMPUTALOT_TASK_PAYLOAD": str(payload_path),
-                "COMPUTALOT_TASK_RESULT": str(result_path),
-                "COMPUTALOT_ARTIFACT_DIR": str(artifact_dir),
+                "COMPUTALOT_TASK_PAYLOAD": where(payload_path),
+                "COMPUTALOT_TASK_RESULT": where(result_path),
+                "COMPUTALOT_ARTIFACT_DIR": where(artifact_dir),
                 "COMPUTALOT_JOB_ID": spec["job_id"],
                 "COMPUTALOT_TASK_ID": spec["task_id"],
                 "COMPUTALOT_TASK_INDEX": str(spec["index"]),
                 "COMPUTALOT_ATTEMPT": str(spec["attempt"]),
                 "COMPUTALOT_API_URL": spec.get("api_url", ""),
-                "TMPDIR": str(attempt_dir),
+                "TMPDIR": where(tmp_dir),
             }
         )
         cwd = workdir / spec.get("workdir", ".")
         reporter = _LiveReporter(spec)
-        ran = run_command(
-            list(spec["runner_command"]),
-            cwd=cwd,
-            env=base_env(extra, cwd),
-            timeout_s=float(spec["timeout_s"]),
-            limits=RunLimits(memory_mb=spec.get("memory_mb")),
-            on_event=reporter,
-            kill_grace_s=float(spec.get("kill_grace_s", 5.0)),
-        )
+        try:
+            ran = run_command(
+                list(spec["runner_command"]),
+                cwd=cwd,
+                env=base_env(extra, Path(where(cwd))),
+                timeout_s=float(spec["timeout_s"]),
+                limits=_run_limits(policy, sandbox, spec),
+                on_event=reporter,
+                kill_grace_s=float(spec.get("kill_grace_s", 5.0)),
+                sandbox=sandbox,
+            )
+        finally:
+            if sandbox is not None:  # nothing of the task runs on while its files are read
+                sandbox.close()
         try:
             reporter.drain()
         except Exception:  # a slow hub must not fail the attempt
@@ -199,6 +285,8 @@ def execute_attempt(spec: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | 
         }
         return outcome, big_text
     finally:
+        if sandbox is not None:
+            sandbox.close()
         CLEANER.remove(attempt_dir)  # off the critical path (see cleanup)
 
 

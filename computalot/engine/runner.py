@@ -28,10 +28,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from computalot.engine.reaper import REAPER
 from computalot.jsonsafe import nesting_exceeds, scrub
+
+if TYPE_CHECKING:
+    from computalot.sandbox.task import TaskSandbox
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,8 @@ MAX_LINE_BYTES = 64 * 1024  # longer lines are cut into pieces of this size
 FLUSH_INTERVAL_S = 0.1  # live output is coalesced into at most one event per stream per interval
 MAX_PENDING_CHARS = 64 * 1024  # live output kept per stream between flushes; the excess is skipped
 POLL_S = 0.05  # upper bound on how late a cancel or timeout is noticed
+LIMIT_CHECK_S = 0.25  # how often a sandbox's limits (memory, disk) are looked at
+CPU_KILL_SLACK_S = 5  # RLIMIT_CPU: SIGXCPU at the limit, SIGKILL this much later
 DRAIN_TIMEOUT_S = 1.0  # after the group is dead: wait this long for pipe EOF (escaped grandchild)
 INTERRUPT_GRACE_S = 1.0  # SIGTERM grace when run_command itself is interrupted
 PROGRESS_PREFIX = b"COMPUTALOT_PROGRESS:"
@@ -54,6 +59,7 @@ class RunLimits:
     memory_mb: int | None = None  # RLIMIT_AS (address space, not RSS)
     max_file_mb: int | None = 4096  # RLIMIT_FSIZE: largest file the command may write
     max_open_files: int | None = 4096  # RLIMIT_NOFILE
+    cpu_time_s: int | None = None  # RLIMIT_CPU, per process
 
 
 @dataclass
@@ -61,7 +67,9 @@ class RunOutcome:
     """How one attempt ended. Valid progress lines are not part of the tails."""
 
     exit_code: int | None  # None: never started; -N: killed by signal N (Popen.returncode)
-    status: str  # ok | exit_nonzero | timeout | cancelled | spawn_failed | killed
+    #: ok | exit_nonzero | timeout | cancelled | spawn_failed | killed, or the limit a sandboxed
+    #: task crossed: memory_limit | process_limit | cpu_time_limit | disk_limit
+    status: str
     error: str | None  # one human sentence, None when status is "ok"
     stdout_tail: str  # last TAIL_CHARS characters
     stderr_tail: str
@@ -108,7 +116,7 @@ def base_env(extra: Mapping[str, str], cwd: Path) -> dict[str, str]:
     return env
 
 
-def _rlimit_plan(limits: RunLimits) -> list[tuple[int, int]]:
+def _rlimit_plan(limits: RunLimits) -> list[tuple[int, int, int]]:
     """(resource, value) pairs, clamped to the current hard limit so setrlimit cannot fail."""
     wanted = [
         (resource.RLIMIT_AS, None if limits.memory_mb is None else limits.memory_mb << 20),
@@ -119,7 +127,10 @@ def _rlimit_plan(limits: RunLimits) -> list[tuple[int, int]]:
     for res, value in wanted:
         if value is not None:
             hard = resource.getrlimit(res)[1]
-            plan.append((res, value if hard == resource.RLIM_INFINITY else min(value, hard)))
+            value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+            plan.append((res, value, value))
+    if limits.cpu_time_s:
+        plan.append((resource.RLIMIT_CPU, limits.cpu_time_s, limits.cpu_time_s + CPU_KILL_SLACK_S))
     return plan
 
 
@@ -146,10 +157,10 @@ def _resolve_failure(argv0: str, cwd: Path, env: Mapping[str, str]) -> tuple[int
     return None
 
 
-def _apply_limits(pid: int, plan: list[tuple[int, int]]) -> None:
-    for res, value in plan:
+def _apply_limits(pid: int, plan: list[tuple[int, int, int]]) -> None:
+    for res, soft, hard in plan:
         try:
-            resource.prlimit(pid, res, (value, value))
+            resource.prlimit(pid, res, (soft, hard))
         except (ProcessLookupError, PermissionError):  # already gone: nothing to limit
             return
 
@@ -195,13 +206,22 @@ def _keep_tail(tail: str, text: str) -> str:
 class _Run:
     """State of one running child; every method runs in the thread that called run_command."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], on_event: OnEvent | None) -> None:
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        on_event: OnEvent | None,
+        sandbox: TaskSandbox | None = None,
+    ) -> None:
         self.proc = proc
         self.on_event = on_event
+        self.sandbox = sandbox
+        self.limit_error: str | None = None  # set with reason = a limit's failure code
+        self.next_limit_check = time.monotonic() + LIMIT_CHECK_S
         self.streams = [_Stream("stdout", proc.stdout), _Stream("stderr", proc.stderr)]
         self.output_tail = ""
         self.last_progress: dict[str, Any] | None = None
-        self.reason: str | None = None  # "timeout" | "cancelled" once we started stopping it
+        #: "timeout" | "cancelled" | a limit's failure code, once we started stopping it
+        self.reason: str | None = None
         self.next_flush = 0.0
         self.sel = selectors.DefaultSelector()
         for s in self.streams:
@@ -230,8 +250,23 @@ class _Run:
             return True
 
     def killpg(self, sig: int) -> None:
+        """Signal the runner's processes. In a sandbox SIGTERM goes to the task's own processes
+        but not to bubblewrap (whose death would SIGKILL them at once, leaving no grace)."""
+        sandbox = self.sandbox
+        if sig == signal.SIGTERM and sandbox is not None and sandbox.terminate(self.proc.pid):
+            return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, sig)
+
+    def check_limits(self, now: float) -> None:
+        """A sandboxed task over a limit (memory, disk) is killed at once, no grace."""
+        if self.sandbox is None or self.reason is not None or now < self.next_limit_check:
+            return
+        self.next_limit_check = now + LIMIT_CHECK_S
+        breach = self.sandbox.breach()
+        if breach is not None:
+            self.reason, self.limit_error = breach
+            self.killpg(signal.SIGKILL)
 
     def loop(self, timeout_s: float, cancel: threading.Event | None, grace_s: float) -> None:
         """Pump output until the child exits, escalating SIGTERM → SIGKILL on timeout/cancel."""
@@ -240,6 +275,7 @@ class _Run:
         backoff_s = 0.0005
         while not self.exited():
             now = time.monotonic()
+            self.check_limits(now)
             if self.reason is None:
                 if cancel is not None and cancel.is_set():
                     self.reason = "cancelled"
@@ -252,6 +288,8 @@ class _Run:
                 self.killpg(signal.SIGKILL)
                 kill_at = math.inf
             wait_s = min(POLL_S, kill_at - now, deadline - now if self.reason is None else POLL_S)
+            if self.sandbox is not None and self.reason is None:
+                wait_s = min(wait_s, self.next_limit_check - now)
             if any(s.pending or s.skipped for s in self.streams):
                 wait_s = min(wait_s, self.next_flush - now)
             if self.pidfd is None and not any(s.open for s in self.streams):
@@ -357,9 +395,19 @@ def _spawn_failed(exit_code: int | None, error: str, started: float) -> RunOutco
     return RunOutcome(exit_code, "spawn_failed", error, "", "", "", duration_s, None)
 
 
-def _ended(rc: int, reason: str | None, timeout_s: float) -> tuple[str, str | None]:
+def _ended(run: _Run, timeout_s: float) -> tuple[str, str | None]:
+    rc, reason = run.proc.returncode, run.reason
     if reason is not None:
-        return reason, f"timed out after {timeout_s:g} s" if reason == "timeout" else "cancelled"
+        if reason in ("timeout", "cancelled"):
+            return (
+                reason,
+                f"timed out after {timeout_s:g} s" if reason == "timeout" else "cancelled",
+            )
+        return reason, run.limit_error
+    if run.sandbox is not None:
+        crossed = run.sandbox.verdict(rc)
+        if crossed is not None:
+            return crossed
     if rc >= 0:
         return ("ok", None) if rc == 0 else ("exit_nonzero", f"exited with code {rc}")
     try:
@@ -379,6 +427,7 @@ def run_command(
     on_event: OnEvent | None = None,
     cancel: threading.Event | None = None,
     kill_grace_s: float = 5.0,
+    sandbox: TaskSandbox | None = None,
 ) -> RunOutcome:
     """Run ``argv`` in ``cwd`` with exactly ``env``; never raises for the child's own failures.
 
@@ -387,6 +436,11 @@ def run_command(
     At ``timeout_s`` seconds or when ``cancel`` is set the group gets SIGTERM, then SIGKILL after
     ``kill_grace_s`` seconds. If this function is interrupted (KeyboardInterrupt from a Ray cancel,
     any exception), the group is stopped the same way and the exception propagates.
+
+    With a ``sandbox`` (``computalot.sandbox.task``) the command runs confined: its command line
+    wraps ``argv``, the spawn happens inside the task's cgroup, and a limit the task crosses
+    ends it with that limit's status. ``cwd`` and ``argv[0]`` are checked on the host side;
+    the caller owns the sandbox (and closes it).
     """
     started = time.monotonic()
     if not argv:
@@ -397,16 +451,18 @@ def run_command(
     failure = _resolve_failure(argv[0], cwd, env)
     if failure is not None:
         return _spawn_failed(failure[0], failure[1], started)
+    command = argv if sandbox is None else sandbox.command(argv, cwd)
     try:
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        with sandbox.spawning() if sandbox is not None else contextlib.nullcontext():
+            proc = subprocess.Popen(
+                command,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
         # No preexec_fn (it would make CPython fork instead of vfork): the limits are set right
         # after spawn, and the reaper kills the group if this process dies before we do.
         _apply_limits(proc.pid, plan)
@@ -424,7 +480,7 @@ def run_command(
     except subprocess.SubprocessError as exc:
         return _spawn_failed(None, f"runner process setup failed: {exc}", started)
     try:
-        run = _Run(proc, on_event)
+        run = _Run(proc, on_event, sandbox)
     except BaseException:  # e.g. EMFILE for the selector: never leave the child behind
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
@@ -439,7 +495,7 @@ def run_command(
         raise
     finally:
         run.finish(drain=not interrupted)
-    status, error = _ended(proc.returncode, run.reason, timeout_s)
+    status, error = _ended(run, timeout_s)
     out, err = (s.tail[-TAIL_CHARS:] for s in run.streams)
     duration_s = time.monotonic() - started
     both = run.output_tail[-TAIL_CHARS:]

@@ -20,7 +20,10 @@ from computalot.jobs.merge import validate_merge_options
 from computalot.jobs.quotas import Quotas, check_quotas, lock_account
 from computalot.jobs.resources import check_satisfiable, ray_options, resolve_requirements
 from computalot.projects.service import get_project_with_revision
+from computalot.sandbox.limits import ceiling_errors
+from computalot.sandbox.status import UNCONFINED
 from computalot.schemas.jobs import JobSubmit
+from computalot.settings import Settings
 from computalot.store.models import IdempotencyKey, Job, Task
 from computalot.timeutil import utcnow
 
@@ -68,6 +71,7 @@ async def submit_job(
     cluster_nodes: list[dict[str, float]],
     max_elements: int,
     quotas: Quotas,
+    settings: Settings | None = None,
 ) -> Submitted:
     if idempotency_key:
         if len(idempotency_key) > 255:
@@ -109,6 +113,9 @@ async def submit_job(
     if plan.element_count > max_elements:
         raise field_error(["fan_out"], f"at most {max_elements} elements per job")
     minimums = resolve_requirements(body.requirements)
+    if settings is not None:
+        for name, message in ceiling_errors(settings, minimums):
+            raise field_error(["requirements", name], message)
     options = ray_options(minimums)
     check_satisfiable(options, cluster_nodes)
     blocked = await _check_dependencies(db, account_id, body.depends_on)
@@ -121,6 +128,8 @@ async def submit_job(
     now = utcnow()
     job_id = new_id("job")
     warnings = list(revision.warnings)
+    if settings is not None and settings.sandbox == "none":
+        warnings.append(UNCONFINED)
     job = Job(
         id=job_id,
         account_id=account_id,

@@ -103,6 +103,9 @@ class Runtime(_Model):
     init: RuntimeInit = Field(default_factory=RuntimeInit)
     dockerfile: RelPath | None = None
     sandbox: str | None = None
+    #: ``host``: the node's network (the platform's own ports closed, docs/sandbox.md);
+    #: ``none``: no network at all, loopback only.
+    network: Literal["host", "none"] = "host"
 
 
 class Entrypoint(_Model):

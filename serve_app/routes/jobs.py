@@ -52,6 +52,7 @@ async def _submit(
         cluster_nodes=await engine.nodes(),
         max_elements=settings.max_fanout_elements,
         quotas=Quotas(settings.max_queued_tasks_per_account, settings.max_open_jobs_per_account),
+        settings=settings,
     )
     await db.commit()
     if submitted.created:

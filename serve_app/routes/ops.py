@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from computalot.errors import ComputalotError, Forbidden
+from computalot.sandbox.status import sandbox_check
 from computalot.store.accounts import authenticate
 from serve_app.deps import get_settings_dep, get_store
 from serve_app.strict_json import StrictJSONRoute
@@ -44,8 +45,9 @@ async def ready(request: Request) -> JSONResponse:
         checks["engine"] = "unavailable: no engine configured"
     else:
         checks.update(await engine.health(READY_TIMEOUT_S))
+    checks["sandbox"], warnings = await asyncio.to_thread(sandbox_check, get_settings_dep(request))
     if all(v == "ok" for v in checks.values()):
-        return JSONResponse({"status": "ready", "checks": checks})
+        return JSONResponse({"status": "ready", "checks": checks, "warnings": warnings})
     return JSONResponse(
         {
             "error": {
@@ -53,9 +55,13 @@ async def ready(request: Request) -> JSONResponse:
                 "message": "controller is not ready: "
                 + ", ".join(f"{k} {v}" for k, v in checks.items() if v != "ok"),
                 "details": [{"loc": [k], "msg": v} for k, v in checks.items()],
-                "recommended_action": "wait a few seconds and retry",
+                "recommended_action": "install what checks.sandbox names on this node, or set "
+                "COMPUTALOT_SANDBOX=none to run tasks unconfined"
+                if checks["sandbox"] != "ok"
+                else "wait a few seconds and retry",
             },
             "checks": checks,
+            "warnings": warnings,
         },
         status_code=503,
     )

@@ -209,9 +209,9 @@ def test_an_unreadable_job_fails_alone_even_across_a_dispatcher_restart(
     make_project: Any,
     project: str,
     platform: Any,
-    tmp_path: Path,
+    task_tmp: Path,
 ) -> None:
-    gate = tmp_path / "gate"
+    gate = task_tmp / "gate"
     first = submit_job(admin, project, payload={"gate": str(gate)})
     blocked = submit_job(admin, project, depends_on=[first], payload={"x": 1})
     deep = '{"d": ' + nested(5000) + "}"
@@ -251,12 +251,12 @@ def test_an_unreadable_job_fails_alone_even_across_a_dispatcher_restart(
 
 
 def test_quotas_refuse_with_429_naming_the_limit(
-    new_account: Any, make_project: Any, tmp_path: Path
+    new_account: Any, make_project: Any, task_tmp: Path
 ) -> None:
     """The session platform runs with 300 open jobs and 30,000 unfinished tasks per account."""
     client = new_account()
     name = make_project(client, {"runner.py": RUNNER})
-    gate = tmp_path / "gate"
+    gate = task_tmp / "gate"
     first = submit_job(client, name, payload={"gate": str(gate)})
     body = {"project": name, "runner_command": ["python3", "runner.py"], "depends_on": [first]}
     big = {**body, "fan_out": {"chunks": 29_999, "range_field": "n", "total": 29_999}}
@@ -282,10 +282,10 @@ def test_quotas_refuse_with_429_naming_the_limit(
     )
 
 
-def test_open_jobs_quota(new_account: Any, make_project: Any, tmp_path: Path) -> None:
+def test_open_jobs_quota(new_account: Any, make_project: Any, task_tmp: Path) -> None:
     client = new_account()
     name = make_project(client, {"runner.py": RUNNER})
-    first = submit_job(client, name, payload={"gate": str(tmp_path / "never")})
+    first = submit_job(client, name, payload={"gate": str(task_tmp / "never")})
     body = {"project": name, "runner_command": ["python3", "runner.py"], "depends_on": [first]}
     made = 1
     for size in (200, 99):
@@ -300,9 +300,9 @@ def test_open_jobs_quota(new_account: Any, make_project: Any, tmp_path: Path) ->
 
 
 def test_an_unreadable_task_element_fails_that_task_only(
-    admin: httpx.Client, project: str, platform: Any, tmp_path: Path
+    admin: httpx.Client, project: str, platform: Any, task_tmp: Path
 ) -> None:
-    gate = tmp_path / "gate"
+    gate = task_tmp / "gate"
     first = submit_job(admin, project, payload={"gate": str(gate)})
     job = submit_job(
         admin, project, depends_on=[first], fan_out={"items": [{"x": 1}, {"x": 2}, {"x": 3}]}

@@ -1,8 +1,9 @@
 """Failures with real processes: retries, timeouts, cancels, a killed dispatcher, dependencies.
 
-Every runner is a real subprocess of a real Ray worker. Runners that must be stopped write their
-own pid and their children's pids to a shared directory, and the tests prove with ``/proc`` that
-nothing survives a timeout or a cancel (DESIGN.md: "tests prove with real pids").
+Every runner is a real subprocess of a real Ray worker, in its sandbox. Runners that must be
+stopped start children whose command lines carry a marker and write it to a shared directory;
+the tests find their host pids by it and prove with ``/proc`` that nothing survives a timeout or
+a cancel (DESIGN.md: "tests prove with real pids").
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 import ray
 
 from computalot.engine.inflight import CANCEL_SLACK_S
-from tests.support.helpers import events_of, pid_alive, wait_job
+from tests.support.helpers import events_of, host_pids, parent_pid, pid_alive, wait_job
 from tests.support.helpers import wait_for as poll
 
 API = "/api/v1"
@@ -53,12 +54,16 @@ if mode == "fail":
 if mode == "hang":
     if p.get("ignore_term"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    sh = subprocess.Popen(["sh", "-c", "trap '' TERM; exec sleep 1000"])
+    # Inside the sandbox pids are its own namespace's: the test finds the host's pids of these
+    # children by the marker in their command lines, and the runner as their parent.
+    marker = "computalot-hang-%s-%s" % (index, os.urandom(6).hex())
+    sh = subprocess.Popen(["sh", "-c", "trap '' TERM; while :; do sleep 1; done", marker])
     py = subprocess.Popen([sys.executable, "-c",
-        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)"])
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)",
+        marker])
     tmp = os.path.join(d, "pids-%s.tmp" % index)
     with open(tmp, "w") as fh:
-        json.dump({"runner": os.getpid(), "children": [sh.pid, py.pid]}, fh)
+        json.dump({"marker": marker}, fh)
     os.rename(tmp, os.path.join(d, "pids-%s.json" % index))
     while True:
         time.sleep(1)
@@ -123,8 +128,13 @@ def assert_all_gone(pids: list[int]) -> None:
 
 
 def read_pids(path: Path, *, check_alive: bool = True) -> list[int]:
-    data = json.loads(path.read_text())
-    pids = [int(data["runner"]), *map(int, data["children"])]
+    marker = json.loads(path.read_text())["marker"]
+    children = host_pids(marker)
+    if not check_alive and not children:
+        return []
+    assert len(children) == 2, (marker, children)
+    (runner,) = {parent_pid(child) for child in children}
+    pids = [runner, *children]
     if check_alive:
         assert all(pid_alive(p) for p in pids), "the runner and its children should be running"
     return pids
@@ -168,10 +178,10 @@ def test_some_elements_failing_gives_partial(admin: httpx.Client, project: str) 
 
 
 def test_flaky_runner_succeeds_on_retry_and_output_keeps_failed_attempt(
-    admin: httpx.Client, project: str, tmp_path: Path
+    admin: httpx.Client, project: str, task_tmp: Path
 ) -> None:
     job = submit(
-        admin, job_body(project, payload={"mode": "flaky", "dir": str(tmp_path)}, max_retries=1)
+        admin, job_body(project, payload={"mode": "flaky", "dir": str(task_tmp)}, max_retries=1)
     )
 
     def retried() -> bool:
@@ -183,7 +193,7 @@ def test_flaky_runner_succeeds_on_retry_and_output_keeps_failed_attempt(
     (entry,) = output["tasks"]
     assert "flaky attempt 1 fails on purpose" in entry["stdout"], output
     assert entry["attempt"] == 1, output
-    (tmp_path / "second-attempt-may-print").touch()
+    (task_tmp / "second-attempt-may-print").touch()
 
     def live_second_attempt() -> Any:
         (entry,) = admin.get(f"{API}/jobs/{job['id']}/output").json()["tasks"]
@@ -196,7 +206,7 @@ def test_flaky_runner_succeeds_on_retry_and_output_keeps_failed_attempt(
     (task,) = tasks_of(admin, job["id"])
     assert task["status"] == "running"
     assert task["live_feedback"]["output_tail"] == "attempt two is live\n", task
-    (tmp_path / "second-attempt-may-finish").touch()
+    (task_tmp / "second-attempt-may-finish").touch()
 
     end = wait_job(admin, job["id"])
     assert end["status"] == "completed", end
@@ -213,11 +223,11 @@ def test_flaky_runner_succeeds_on_retry_and_output_keeps_failed_attempt(
 
 # ---- timeouts and cancels kill the whole process group ----------------------------------------
 def test_timeout_kills_runner_and_grandchildren(
-    admin: httpx.Client, project: str, tmp_path: Path
+    admin: httpx.Client, project: str, task_tmp: Path
 ) -> None:
-    payload = {"mode": "hang", "dir": str(tmp_path), "ignore_term": True}
+    payload = {"mode": "hang", "dir": str(task_tmp), "ignore_term": True}
     job = submit(admin, job_body(project, payload=payload, timeout_s=3))
-    pid_file = tmp_path / "pids-0.json"
+    pid_file = task_tmp / "pids-0.json"
     poll(pid_file.exists, "the runner's pid file")
     pids = read_pids(pid_file)
 
@@ -230,13 +240,13 @@ def test_timeout_kills_runner_and_grandchildren(
 
 
 def test_cancel_running_job_kills_processes_and_cancels_queued(
-    admin: httpx.Client, project: str, tmp_path: Path
+    admin: httpx.Client, project: str, task_tmp: Path
 ) -> None:
     # Each task wants every CPU of the node, so one runs and the rest wait; 20 tasks is more
     # than the dispatcher launches at once (2 x 4 CPUs + 8), so some also stay queued in the store.
-    items = [{"mode": "hang", "dir": str(tmp_path)} for _ in range(20)]
+    items = [{"mode": "hang", "dir": str(task_tmp)} for _ in range(20)]
     job = submit(admin, job_body(project, fan_out={"items": items}, requirements={"cpu": 4}))
-    pid_file = poll(lambda: next(iter(tmp_path.glob("pids-*.json")), None), "a runner's pid file")
+    pid_file = poll(lambda: next(iter(task_tmp.glob("pids-*.json")), None), "a runner's pid file")
     pids = read_pids(pid_file)
     before = get_job(admin, job["id"])
     assert before["status"] == "running", before
@@ -253,7 +263,7 @@ def test_cancel_running_job_kills_processes_and_cancels_queued(
     assert end["status"] == "cancelled", end
     assert end["task_counts"]["cancelled"] == 20, end
     assert all(t["status"] == "cancelled" for t in tasks_of(admin, job["id"]))
-    for path in tmp_path.glob("pids-*.json"):  # a task Ray started just before its cancel
+    for path in task_tmp.glob("pids-*.json"):  # a task Ray started just before its cancel
         pids += read_pids(path, check_alive=False)
     assert_all_gone(pids)
 
@@ -279,11 +289,11 @@ def test_cancel_of_completed_job_returns_it_unchanged(admin: httpx.Client, proje
 
 # ---- the dispatcher dies mid-job -------------------------------------------------------------
 def test_dispatcher_killed_mid_job_reconciles_and_completes(
-    admin: httpx.Client, project: str, tmp_path: Path, platform: Any
+    admin: httpx.Client, project: str, task_tmp: Path, platform: Any
 ) -> None:
-    items = [{"mode": "sleep", "seconds": 2, "dir": str(tmp_path), "x": i} for i in range(8)]
+    items = [{"mode": "sleep", "seconds": 2, "dir": str(task_tmp), "x": i} for i in range(8)]
     job = submit(admin, job_body(project, fan_out={"items": items}))
-    poll(lambda: list(tmp_path.glob("started-*")), "a running task")
+    poll(lambda: list(task_tmp.glob("started-*")), "a running task")
     namespace = platform.settings.ray_namespace
     ray.kill(ray.get_actor("computalot-dispatcher", namespace=namespace), no_restart=False)
 
@@ -310,10 +320,10 @@ def test_dispatcher_killed_mid_job_reconciles_and_completes(
 
 # ---- dependencies ----------------------------------------------------------------------------
 def test_dependent_job_starts_after_its_dependency_completes(
-    admin: httpx.Client, project: str, tmp_path: Path
+    admin: httpx.Client, project: str, task_tmp: Path
 ) -> None:
     a = submit(
-        admin, job_body(project, payload={"mode": "wait", "dir": str(tmp_path), "gate": "a"})
+        admin, job_body(project, payload={"mode": "wait", "dir": str(task_tmp), "gate": "a"})
     )
     b = submit(admin, job_body(project, payload={"x": "b"}, depends_on=[a["id"]]))
     poll(lambda: get_job(admin, a["id"])["status"] == "running", "job A to run")
@@ -323,7 +333,7 @@ def test_dependent_job_starts_after_its_dependency_completes(
     assert waiting["started_at"] is None
     assert tasks_of(admin, b["id"])[0]["attempt"] == 0
 
-    (tmp_path / "a").touch()
+    (task_tmp / "a").touch()
     end_a = wait_job(admin, a["id"])
     end_b = wait_job(admin, b["id"])
     assert end_a["status"] == "completed", end_a
@@ -353,10 +363,10 @@ def test_unknown_dependency_is_422(admin: httpx.Client, project: str) -> None:
 
 
 def test_cancel_of_a_job_waiting_on_a_dependency(
-    admin: httpx.Client, project: str, tmp_path: Path
+    admin: httpx.Client, project: str, task_tmp: Path
 ) -> None:
     a = submit(
-        admin, job_body(project, payload={"mode": "wait", "dir": str(tmp_path), "gate": "a"})
+        admin, job_body(project, payload={"mode": "wait", "dir": str(task_tmp), "gate": "a"})
     )
     b = submit(admin, job_body(project, payload={"x": "b"}, depends_on=[a["id"]]))
     answer = admin.put(f"{API}/jobs/{b['id']}/cancel")
@@ -364,6 +374,6 @@ def test_cancel_of_a_job_waiting_on_a_dependency(
     end_b = wait_job(admin, b["id"])
     assert end_b["status"] == "cancelled", end_b
     assert tasks_of(admin, b["id"])[0]["attempt"] == 0
-    (tmp_path / "a").touch()
+    (task_tmp / "a").touch()
     assert wait_job(admin, a["id"])["status"] == "completed"
     assert get_job(admin, b["id"])["status"] == "cancelled", "terminal states are final"

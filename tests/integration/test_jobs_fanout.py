@@ -117,10 +117,10 @@ def error_of(answer: httpx.Response) -> dict[str, Any]:
     ids=["unbatched", "batch_size", "fan_out.batch_size"],
 )
 def test_fan_out_by_collect(
-    admin: httpx.Client, project: str, tmp_path: Path, batching: dict[str, int], expected_tasks: int
+    admin: httpx.Client, project: str, task_tmp: Path, batching: dict[str, int], expected_tasks: int
 ) -> None:
     xs = [7, 3, 9, 1, 4, 8, 2, 6, 5, 0]
-    payload = {"seen_dir": str(tmp_path), "xs": xs, "keep": {"nested": True}}
+    payload = {"seen_dir": str(task_tmp), "xs": xs, "keep": {"nested": True}}
     fan_out: dict[str, Any] = {"by": "xs"}
     body = job_body(project, payload=payload, fan_out=fan_out)
     if "batch_size" in batching:
@@ -142,7 +142,7 @@ def test_fan_out_by_collect(
     assert all(r["status"] == "completed" for r in results["results"])
     assert results["completeness"] == 1.0
 
-    seen = seen_payloads(tmp_path)
+    seen = seen_payloads(task_tmp)
     if expected_tasks == 10:
         assert seen == element_payloads
     else:
@@ -159,14 +159,14 @@ def test_fan_out_by_collect(
 
 @pytest.mark.parametrize("batch_size", [None, 2], ids=["unbatched", "batch_size"])
 def test_fan_out_items_keyed_by_merge_key(
-    admin: httpx.Client, project: str, tmp_path: Path, batch_size: int | None
+    admin: httpx.Client, project: str, task_tmp: Path, batch_size: int | None
 ) -> None:
     items = [
         {"name": "gamma", "lr": 0.1},
         {"name": "alpha", "lr": 0.01, "shared": "overridden"},
         {"name": "beta", "lr": 0.001},
     ]
-    payload = {"seen_dir": str(tmp_path), "shared": "base", "lr": None}
+    payload = {"seen_dir": str(task_tmp), "shared": "base", "lr": None}
     body = job_body(
         project,
         payload=payload,
@@ -189,7 +189,7 @@ def test_fan_out_items_keyed_by_merge_key(
     }
     assert [r["index"] for r in results["results"]] == [0, 1, 2]
     assert [r["result"] for r in results["results"]] == [{"payload": p} for p in element_payloads]
-    seen = seen_payloads(tmp_path)
+    seen = seen_payloads(task_tmp)
     if batch_size:
         assert seen == [{"batch": element_payloads[:2]}, {"batch": element_payloads[2:]}]
     else:
@@ -197,7 +197,7 @@ def test_fan_out_items_keyed_by_merge_key(
 
 
 def test_fan_out_keyed_default_key_is_the_element(
-    admin: httpx.Client, project: str, tmp_path: Path
+    admin: httpx.Client, project: str, task_tmp: Path
 ) -> None:
     body = job_body(
         project,
@@ -221,10 +221,10 @@ def test_fan_out_keyed_default_key_is_the_element(
 
 
 def test_fan_out_chunks_collect_and_weighted_avg(
-    admin: httpx.Client, project: str, tmp_path: Path
+    admin: httpx.Client, project: str, task_tmp: Path
 ) -> None:
     fan_out = {"chunks": 3, "range_field": "n", "total": 10}
-    payload = {"mode": "chunk", "seen_dir": str(tmp_path)}
+    payload = {"mode": "chunk", "seen_dir": str(task_tmp)}
     spans = [(0, 4), (4, 7), (7, 10)]
 
     end, results = run_job(admin, job_body(project, payload=payload, fan_out=fan_out))
@@ -233,7 +233,7 @@ def test_fan_out_chunks_collect_and_weighted_avg(
     expected = [{"start": s, "size": e - s, "idx": i} for i, (s, e) in enumerate(spans)]
     assert results["aggregate_result"] == expected
     assert [r["result"] for r in results["results"]] == expected
-    assert seen_payloads(tmp_path) == [
+    assert seen_payloads(task_tmp) == [
         {**payload, "n": e - s, "chunk": {"index": i, "count": 3, "start": s, "end": e}}
         for i, (s, e) in enumerate(spans)
     ]

@@ -90,9 +90,9 @@ def assert_increasing(frames: list[dict[str, Any]]) -> None:
 
 
 def test_stream_delivers_progress_and_output_live(
-    admin: httpx.Client, project: str, tmp_path: Path
+    admin: httpx.Client, project: str, task_tmp: Path
 ) -> None:
-    gate = tmp_path / "gate"
+    gate = task_tmp / "gate"
     job = submit(admin, project, {"tag": "live", "gate": str(gate)})
     frames: list[dict[str, Any]] = []
     seen_progress = seen_output = False
@@ -187,9 +187,9 @@ def test_resume_after_end_closes_the_stream(admin: httpx.Client, project: str) -
 
 
 def test_watch_ends_after_every_job_ended(
-    admin: httpx.Client, project: str, tmp_path: Path
+    admin: httpx.Client, project: str, task_tmp: Path
 ) -> None:
-    gate = tmp_path / "gate-b"
+    gate = task_tmp / "gate-b"
     a = submit(admin, project, {"tag": "a"})
     b = submit(admin, project, {"tag": "b", "gate": str(gate)})
     frames: list[dict[str, Any]] = []

@@ -101,15 +101,15 @@ def test_a_300_mb_push_leaves_ready_and_streams_prompt(
     new_account: Any,
     make_project: Any,
     base_url: str,
-    tmp_path: Path,
+    task_tmp: Path,
 ) -> None:
     watcher = new_account()
     ticking = make_project(watcher, {"runner.py": TICKER})
-    stop = tmp_path / "stop"
+    stop = task_tmp / "stop"
     job_id = submit_job(watcher, ticking, payload={"stop": str(stop)})
     stream = _Stream(watcher, job_id)
     stream.start()
-    tarball = _big_tarball(tmp_path / "big.tar.gz", PUSH_MB)
+    tarball = _big_tarball(task_tmp / "big.tar.gz", PUSH_MB)
     name = "big-" + job_id[-8:].lower().replace("_", "-")
     assert admin.post(f"{API}/projects", json={"name": name}).status_code == 201
     ready = _Watch(base_url)

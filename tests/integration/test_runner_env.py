@@ -16,7 +16,8 @@ from typing import Any
 
 import httpx
 
-from tests.support.helpers import submit_job, wait_for, wait_job
+from computalot.engine.run_task import attempt_root
+from tests.support.helpers import host_pids, parent_pid, pid_alive, submit_job, wait_for, wait_job
 
 API = "/api/v1"
 
@@ -80,35 +81,48 @@ for place in (".", os.environ["TMPDIR"], os.environ["COMPUTALOT_ARTIFACT_DIR"]):
     with open(os.path.join(place, "deep", "er", "junk.bin"), "wb") as fh:
         fh.write(b"x" * 4096)
 with open(os.environ["COMPUTALOT_TASK_RESULT"], "w") as fh:
-    json.dump({"attempt_dir": os.environ["TMPDIR"], "cwd": os.getcwd()}, fh)
+    json.dump({"tmp": os.environ["TMPDIR"], "cwd": os.getcwd()}, fh)
 """
+
+
+def _attempt_dirs(task_ids: list[str]) -> list[Path]:
+    """The host's attempt directories of these tasks (``<task>-<attempt>-<owner>…``)."""
+    root = attempt_root()
+    return [p for p in root.iterdir() if any(p.name.startswith(f"{t}-") for t in task_ids)]
+
+
+def _task_ids(client: httpx.Client, job_id: str) -> list[str]:
+    return [t["id"] for t in client.get(f"{API}/jobs/{job_id}/tasks").json()["tasks"]]
 
 
 def test_every_attempt_directory_is_removed_after_the_job(
     admin: httpx.Client, make_project: Any
 ) -> None:
     """The working copy, payload, result and artifact files of each attempt go once it ended
-    (removed in the background by the worker, so this waits a little)."""
+    (removed in the background by the worker, so this waits a little). Inside its sandbox each
+    attempt sees its directory at the same place (``/task``)."""
     project = make_project(admin, {"runner.py": CLUTTER})
     fan_out = {"items": [{"i": i} for i in range(6)]}
     end = wait_job(admin, submit_job(admin, project, fan_out=fan_out))
     assert end["status"] == "completed", end
     results = admin.get(f"{API}/results/{end['id']}").json()["results"]
-    dirs = [Path(r["result"]["attempt_dir"]) for r in results]
-    assert len(set(dirs)) == 6
-    assert all(
-        Path(r["result"]["cwd"]).is_relative_to(d) for r, d in zip(results, dirs, strict=True)
-    )
-    wait_for(lambda: not any(d.exists() for d in dirs), "the attempt directories to go", 15)
+    assert {(r["result"]["tmp"], r["result"]["cwd"]) for r in results} == {
+        ("/task/tmp", "/task/work")
+    }
+    task_ids = _task_ids(admin, end["id"])
+    assert len(task_ids) == 6
+    wait_for(lambda: not _attempt_dirs(task_ids), "the attempt directories to go", 15)
 
 
 KILLED = r"""
-import json, os, sys, time
+import json, os, subprocess, sys, time
 if int(os.environ["COMPUTALOT_ATTEMPT"]) == 1:
     shared = json.load(open(os.environ["COMPUTALOT_TASK_PAYLOAD"]))["dir"]
+    marker = "computalot-killed-%s" % os.urandom(6).hex()
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", marker])
     tmp = os.path.join(shared, "attempt.tmp")
     with open(tmp, "w") as fh:
-        json.dump({"attempt_dir": os.environ["TMPDIR"], "worker": os.getppid()}, fh)
+        json.dump({"marker": marker}, fh)
     os.rename(tmp, os.path.join(shared, "attempt.json"))
     time.sleep(120)
 with open(os.environ["COMPUTALOT_TASK_RESULT"], "w") as fh:
@@ -116,20 +130,30 @@ with open(os.environ["COMPUTALOT_TASK_RESULT"], "w") as fh:
 """
 
 
+def _ray_worker_of(pid: int) -> int:
+    """The Ray worker process above ``pid`` (its title starts with ``ray::``)."""
+    while pid > 1:
+        if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::"):
+            return pid
+        pid = parent_pid(pid)
+    raise AssertionError("no Ray worker above the runner")
+
+
 def test_a_killed_workers_attempt_directory_is_swept_by_a_later_worker(
-    admin: httpx.Client, make_project: Any, tmp_path: Path
+    admin: httpx.Client, make_project: Any, task_tmp: Path
 ) -> None:
     """The worker dies mid-attempt (SIGKILL: no ``finally`` runs), so its attempt directory
     stays until a worker process sweeps the attempt root: the one Ray starts for the retry, or
     at the latest the one another project's job starts."""
     killed = make_project(admin, {"runner.py": KILLED})
-    job_id = submit_job(admin, killed, payload={"dir": str(tmp_path)}, timeout_s=300)
-    report = tmp_path / "attempt.json"
+    job_id = submit_job(admin, killed, payload={"dir": str(task_tmp)}, timeout_s=300)
+    report = task_tmp / "attempt.json"
     wait_for(report.exists, "the first attempt to report")
-    seen = json.loads(report.read_text())
-    attempt_dir = Path(seen["attempt_dir"])
-    os.kill(int(seen["worker"]), signal.SIGKILL)
+    (child,) = host_pids(json.loads(report.read_text())["marker"])
+    (attempt_dir,) = _attempt_dirs(_task_ids(admin, job_id))
+    os.kill(_ray_worker_of(child), signal.SIGKILL)
     wait_job(admin, job_id)
+    wait_for(lambda: not pid_alive(child), "the sandbox to die with its worker", 15)
     later = make_project(admin, {"runner.py": CLUTTER})  # a new revision: a new worker process
     _result(admin, later)
     wait_for(lambda: not attempt_dir.exists(), "the orphaned attempt directory to go", 15)

@@ -120,9 +120,9 @@ def gauge(metrics_text: str, name: str) -> float:
 
 
 async def test_240_streams_on_running_jobs_get_every_event_in_order_and_leave_the_api_fast(
-    platform: Any, admin: httpx.Client, project: str, tmp_path: Path
+    platform: Any, admin: httpx.Client, project: str, task_tmp: Path
 ) -> None:
-    gate = tmp_path / "gate"
+    gate = task_tmp / "gate"
     jobs = start_jobs(admin, project, gate, 3)
     followers = [Follower(jobs[i % len(jobs)]) for i in range(240)]
     async with async_client(platform.url, platform.admin_key) as client:
@@ -154,13 +154,13 @@ async def test_240_streams_on_running_jobs_get_every_event_in_order_and_leave_th
 
 
 async def test_a_revoked_keys_open_stream_gets_an_error_event_and_closes(
-    platform: Any, admin: httpx.Client, project: str, tmp_path: Path
+    platform: Any, admin: httpx.Client, project: str, task_tmp: Path
 ) -> None:
     account_id = admin.get(f"{API}/account").json()["id"]
     made = admin.post(f"{API}/admin/accounts/{account_id}/keys", json={})
     assert made.status_code == 201, made.text
     token, key_id = made.json()["key"]["token"], made.json()["key"]["id"]
-    gate = tmp_path / "gate"
+    gate = task_tmp / "gate"
     (job_id,) = start_jobs(admin, project, gate, 1)
     doomed, kept = Follower(job_id), Follower(job_id)
     async with (
@@ -186,9 +186,9 @@ async def test_a_revoked_keys_open_stream_gets_an_error_event_and_closes(
 
 
 async def test_resuming_a_running_jobs_stream_with_last_event_id_loses_and_repeats_nothing(
-    platform: Any, admin: httpx.Client, project: str, tmp_path: Path
+    platform: Any, admin: httpx.Client, project: str, task_tmp: Path
 ) -> None:
-    gate = tmp_path / "gate"
+    gate = task_tmp / "gate"
     (job_id,) = start_jobs(admin, project, gate, 1)
     first, second = Follower(job_id), Follower(job_id)
     async with async_client(platform.url, platform.admin_key) as client:

@@ -65,6 +65,28 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def host_pids(marker: str) -> list[int]:
+    """This host's pids of the live processes whose command line holds ``marker`` (a runner in a
+    sandbox knows only its own pid namespace's numbers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker.encode() in cmdline and pid_alive(int(entry.name)):
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def parent_pid(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    raise ValueError(f"no PPid for {pid}")
+
+
 def events_of(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
     """Every stored event of a job, through GET /jobs/:id/events paging."""
     events: list[dict[str, Any]] = []

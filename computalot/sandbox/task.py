@@ -1,0 +1,194 @@
+"""One attempt's confinement: what ``engine.runner`` needs to start, watch and end a sandboxed
+runner process (docs/sandbox.md).
+
+The runner asks it for the command line (cgroup join, uid drop, bwrap, the user's argv), the
+descriptors to pass, a context to spawn in (the cgroup join), the rlimits to set, whether a
+limit was crossed while the task runs (:meth:`TaskSandbox.breach`) and after it ended
+(:meth:`TaskSandbox.verdict`), and finally to kill whatever is left (:meth:`TaskSandbox.close`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from computalot.sandbox import bwrap, cgroups, firewall
+from computalot.sandbox.policy import SandboxPolicy
+
+DISK_CHECK_S = 1.0
+MAX_DISK_ENTRIES = 200_000  # a directory walk stops counting here (its cost stays bounded)
+
+
+class SandboxUnavailable(RuntimeError):
+    """The node cannot confine this task as the platform requires."""
+
+
+def disk_usage(root: Path, max_entries: int = MAX_DISK_ENTRIES) -> int:
+    """Bytes allocated under ``root`` (st_blocks), without following links."""
+    total, seen, stack = 0, 0, [str(root)]
+    while stack and seen < max_entries:
+        with contextlib.suppress(OSError), os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                seen += 1
+                with contextlib.suppress(OSError):
+                    st = entry.stat(follow_symlinks=False)
+                    total += st.st_blocks * 512
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+    return total
+
+
+def hand_over(directory: Path, uid: int, gid: int) -> None:
+    """Give the attempt directory (and everything copied into it) to the sandbox's uid."""
+    if os.geteuid() != 0 or uid == os.geteuid():
+        return
+    os.lchown(directory, uid, gid)
+    for parent, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            os.lchown(os.path.join(parent, name), uid, gid)
+
+
+class TaskSandbox:
+    """A prepared sandbox for one attempt directory; see the module doc."""
+
+    def __init__(self, policy: SandboxPolicy, attempt_dir: Path, name: str) -> None:
+        self.policy = policy
+        self.attempt_dir = attempt_dir
+        self.limits = policy.limits
+        self.bwrap = bwrap.bwrap_path()
+        if self.bwrap is None:
+            raise SandboxUnavailable(
+                "bubblewrap (bwrap) is not installed on this node; the operator installs it "
+                "(apt-get install bubblewrap) or sets COMPUTALOT_SANDBOX=none"
+            )
+        self.root = os.geteuid() == 0
+        self.setpriv = bwrap.setpriv_path() if self.root else None
+        if self.root and self.setpriv is None:
+            raise SandboxUnavailable("setpriv (util-linux) is missing: tasks would run as root")
+        if policy.network == "host":
+            why = firewall.ensure(self.uid, policy.open_ports)
+            if why is not None:
+                raise SandboxUnavailable(
+                    f"the platform's ports cannot be closed to host-network tasks: {why}; "
+                    'set "runtime": {"network": "none"} in the manifest, or the operator '
+                    "installs nftables and runs the workers as root"
+                )
+        layout = cgroups.layout()
+        if layout is not None:
+            cgroups.sweep(layout)
+        self.cgroup = (
+            cgroups.TaskCgroup(
+                layout, name, memory_mb=self.limits.memory_mb, processes=self.limits.processes
+            )
+            if layout is not None
+            else None
+        )
+        try:
+            hand_over(attempt_dir, self.uid, policy.gid if self.root else os.getegid())
+        except BaseException:
+            self.close()
+            raise
+        self.next_disk_check = time.monotonic() + DISK_CHECK_S
+        self.breached: tuple[str, str] | None = None
+
+    @property
+    def uid(self) -> int:
+        """The host uid the task runs as: the dedicated one when the worker is root."""
+        return self.policy.uid if os.geteuid() == 0 else os.geteuid()
+
+    def inner(self, path: Path) -> str:
+        """Where a host path under the attempt directory is, seen from inside."""
+        rel = path.relative_to(self.attempt_dir).as_posix()
+        return bwrap.INNER_TASK if rel == "." else f"{bwrap.INNER_TASK}/{rel}"
+
+    def command(self, argv: list[str], cwd: Path) -> list[str]:
+        prefix = self.cgroup.join_prefix() if self.cgroup is not None else []
+        options = bwrap.bwrap_args(
+            task_dir=str(self.attempt_dir),
+            inner_cwd=self.inner(cwd),
+            network=self.policy.network,
+            privileged=self.root,
+            gpu=self.policy.gpu,
+            shared=self.policy.shared_dirs,
+        )
+        drop = []
+        if self.setpriv is not None:
+            drop = bwrap.drop_privileges(self.setpriv, self.policy.uid, self.policy.gid)
+        assert self.bwrap is not None
+        return [*prefix, self.bwrap, *options, "--", *drop, *argv]
+
+    @contextlib.contextmanager
+    def spawning(self) -> Iterator[None]:
+        if self.cgroup is None:
+            yield
+            return
+        with self.cgroup.spawning():
+            yield
+
+    @property
+    def memory_rlimit_mb(self) -> int | None:
+        """RLIMIT_AS only where no cgroup counts the task's memory as a whole."""
+        return None if self.cgroup is not None else (self.limits.memory_mb or None)
+
+    def breach(self) -> tuple[str, str] | None:
+        """A limit crossed while the task runs: (failure code, message), else None."""
+        if self.breached is None and self.cgroup is not None and self.cgroup.oom_kills():
+            self.breached = ("memory_limit", self._memory_message())
+        now = time.monotonic()
+        if self.breached is None and self.limits.disk_mb and now >= self.next_disk_check:
+            self.next_disk_check = now + DISK_CHECK_S
+            if disk_usage(self.attempt_dir) > self.limits.disk_mb << 20:
+                self.breached = ("disk_limit", self._disk_message())
+        return self.breached
+
+    def verdict(self, returncode: int) -> tuple[str, str] | None:
+        """After the runner exited: the limit it ran into, if any explains how it ended."""
+        if self.breached is not None:
+            return self.breached
+        if self.cgroup is not None and self.cgroup.oom_kills():
+            return "memory_limit", self._memory_message()
+        if returncode == 0:
+            return None
+        if returncode in (-signal.SIGXCPU, -signal.SIGKILL) and self._cpu_exceeded(returncode):
+            return "cpu_time_limit", (
+                f"a process used more than its CPU time limit of {self.limits.cpu_time_s} s"
+            )
+        if self.cgroup is not None and self.cgroup.hit_process_limit():
+            return "process_limit", (
+                f"the task reached its limit of {self.limits.processes} processes and threads"
+            )
+        if self.limits.disk_mb and (
+            returncode == -signal.SIGXFSZ
+            or disk_usage(self.attempt_dir) >= (self.limits.disk_mb << 20) - (1 << 20)
+        ):
+            return "disk_limit", self._disk_message()
+        return None
+
+    def _cpu_exceeded(self, returncode: int) -> bool:
+        return bool(self.limits.cpu_time_s) and returncode == -signal.SIGXCPU
+
+    def _memory_message(self) -> str:
+        return f"the task went over its memory limit of {self.limits.memory_mb} MiB and was killed"
+
+    def _disk_message(self) -> str:
+        return f"the task's directory went over its disk limit of {self.limits.disk_mb} MiB"
+
+    def terminate(self, spare: int) -> bool:
+        """SIGTERM every process of the task but ``spare`` (bubblewrap itself); False where there
+        is no cgroup to find them in (the caller signals the process group instead)."""
+        if self.cgroup is None:
+            return False
+        for pid in self.cgroup.pids():
+            if pid != spare:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGTERM)
+        return True
+
+    def close(self) -> None:
+        """Kill whatever the task left (its cgroup) and remove the cgroup."""
+        if self.cgroup is not None:
+            self.cgroup.close()

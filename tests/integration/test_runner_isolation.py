@@ -1,0 +1,139 @@
+"""A hostile tenant's task against the sandbox (docs/sandbox.md), through the real platform.
+
+The probe (``tests/support/probe.py``) runs as one tenant's job while a second tenant's task is
+running, and tries each way out: the platform's files and keys, Ray's token, session directory,
+logs and ports, other processes' environments, the other task's directory, ``/etc`` and
+``/root``; it leaves session leavers and daemons behind. Every item must be refused, nothing of
+it may outlive the job, and the second tenant's job completes with its own result. A task that
+allocates past the default memory limit fails with ``memory_limit``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import ray
+
+from computalot.engine.run_task import attempt_root
+from tests.support.helpers import host_pids, submit_job, wait_for, wait_job
+from tests.support.probe import HOG, PROBE, VICTIM
+
+API = "/api/v1"
+
+
+@pytest.fixture
+def listener() -> Iterator[str]:
+    """A service of the platform's host on a loopback port (as HAProxy's stats or a local
+    PostgreSQL would be): the test reaches it, a task must not."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+
+
+def _ray_ports() -> dict[str, str]:
+    node = next(n for n in ray.nodes() if n["Alive"])
+    ip = node["NodeManagerAddress"]
+    gcs = ray.get_runtime_context().gcs_address
+    return {
+        "the Ray GCS": gcs,
+        "the raylet": f"{ip}:{node['NodeManagerPort']}",
+        "the object manager": f"{ip}:{node['ObjectManagerPort']}",
+    }
+
+
+def _session_dir() -> str:
+    return str(ray._private.worker.global_worker.node.get_session_dir_path())
+
+
+def _attempt_dir_of(client: httpx.Client, job_id: str) -> Path:
+    (task,) = client.get(f"{API}/jobs/{job_id}/tasks").json()["tasks"]
+    (found,) = [p for p in attempt_root().iterdir() if p.name.startswith(f"{task['id']}-")]
+    return found
+
+
+def test_a_hostile_task_is_refused_everything_and_leaves_nothing(
+    platform: Any, new_account: Any, make_project: Any, task_tmp: Path, listener: str
+) -> None:
+    attacker, victim = new_account(), new_account()
+    secret = uuid.uuid4().hex
+    victim_job = submit_job(
+        victim,
+        make_project(victim, {"runner.py": VICTIM}),
+        payload={"dir": str(task_tmp), "secret": secret},
+    )
+    wait_for((task_tmp / "victim-started").exists, "the other tenant's task to run")
+    victim_dir = _attempt_dir_of(victim, victim_job)
+
+    ports = {**_ray_ports(), "a loopback service": listener}
+    for address in ports.values():  # every target is really there, for the test itself
+        host, port = address.rsplit(":", 1)
+        socket.create_connection((host, int(port)), timeout=3).close()
+    marker = f"computalot-probe-{uuid.uuid4().hex}"
+    payload = {
+        "data_dir": str(platform.settings.data_dir),
+        "ray_token": str(Path.home() / ".ray" / "auth_token"),
+        "ray_session": _session_dir(),
+        "attempt_root": str(attempt_root()),
+        "victim_dir": str(victim_dir),
+        "ports": ports,
+        "marker": marker,
+    }
+    probe = make_project(attacker, {"runner.py": PROBE})
+    end = wait_job(attacker, submit_job(attacker, probe, payload=payload))
+    output = attacker.get(f"{API}/jobs/{end['id']}/output").json()["tasks"]
+    assert end["status"] == "completed", json.dumps(output)
+    assert end["warnings"] == [], end
+    (row,) = attacker.get(f"{API}/results/{end['id']}").json()["results"]
+    report = row["result"]
+
+    got = {k: v for k, v in report.items() if isinstance(v, str) and v.startswith("GOT")}
+    assert got == {"call the public API": "GOT: 200"}, json.dumps(report, indent=1)
+    refused = [k for k, v in report.items() if isinstance(v, str) and v.startswith("refused")]
+    assert len(refused) == 14 + len(ports), json.dumps(report, indent=1)
+    assert report["uid"] != 0 and report["capabilities"] == ["0000000000000000"]
+    assert len(report["visible pids"]) <= 3, report["visible pids"]  # bwrap's init, it, `ls`
+    # Nothing it started outlives the job, and what it wrote in /tmp stayed in its own.
+    wait_for(lambda: not host_pids(marker), "the probe's leftovers to die", 10)
+    assert not Path("/tmp/computalot-probe").exists()
+    for path in ("/etc/computalot-probe", "/root/computalot-probe"):
+        assert not Path(path).exists()
+
+    (task_tmp / "victim-go").touch()
+    victim_end = wait_job(victim, victim_job)
+    assert victim_end["status"] == "completed", victim_end
+    (victim_row,) = victim.get(f"{API}/results/{victim_job}").json()["results"]
+    assert victim_row["result"] == {"mine": secret}
+
+
+def test_a_task_over_the_default_memory_limit_fails_with_memory_limit(
+    admin: httpx.Client, make_project: Any, platform: Any
+) -> None:
+    limit = platform.settings.task_memory_mb
+    hog = make_project(admin, {"runner.py": HOG})
+    end = wait_job(admin, submit_job(admin, hog, payload={"mb": limit + 512}))
+    assert end["status"] == "failed", end
+    (task,) = admin.get(f"{API}/jobs/{end['id']}/tasks").json()["tasks"]
+    assert task["error"]["code"] == "memory_limit", task
+    assert f"{limit} MiB" in task["error"]["message"]
+    assert "requirements.memory_mb" in task["error"]["recommended_action"]
+    # Asking for more lifts it.
+    end = wait_job(
+        admin,
+        submit_job(
+            admin, hog, payload={"mb": limit + 512}, requirements={"memory_mb": limit + 1024}
+        ),
+    )
+    assert end["status"] == "completed", end
+
+
+def test_ready_reports_the_sandbox(anon: httpx.Client) -> None:
+    answer = anon.get("/ready")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["checks"]["sandbox"] == "ok"
+    assert answer.json()["warnings"] == []
