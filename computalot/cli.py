@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 
 from computalot.errors import ComputalotError
+from computalot.private_files import make_private_dirs
 from computalot.settings import ConfigError, Settings, load_settings
 
 app = typer.Typer(help="Computalot: Ray-powered compute platform.", no_args_is_help=True)
@@ -129,7 +130,7 @@ def _run_admin(data_dir: Path | None, fn: Any) -> Any:
     from computalot.store.migrate import upgrade
 
     settings = _settings(data_dir)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(settings.data_dir)  # the store makes its SQLite file 0600
 
     async def go() -> Any:
         store = Store(settings.resolved_database_url)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -21,7 +22,8 @@ import httpx
 
 from computalot import ingress
 from computalot.ingress_pages import INGRESS_BUFSIZE
-from computalot.settings import Settings, settings_env
+from computalot.private_files import make_private_dirs, tighten_tree, write_private
+from computalot.settings import Secrets, Settings, drop_secret_env, is_secret_env, settings_env
 from computalot.store.accounts import create_account, create_key, list_accounts
 from computalot.store.db import Store
 from computalot.store.migrate import upgrade
@@ -87,14 +89,47 @@ def serve_env(settings: Settings) -> dict[str, str]:
 
 
 def cluster_env(settings: Settings) -> dict[str, str]:
+    """The variables every process of the platform gets (Ray's job runtime_env): Serve's, and
+    the non-secret settings. The secret ones travel as :class:`Secrets` arguments."""
     env = serve_env(settings)
     env.update(settings_env(settings))
     return env
 
 
+#: Where Ray hands a submitted job's runtime_env (``ray job submit --runtime-env-json``) to the
+#: driver, which merges it into the runtime_env of everything the job starts.
+RAY_JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def keep_secrets_out_of_env() -> None:
+    """Once settings are read, remove the secret variables from this process's environment
+    (the local Ray instance ``ray.init`` starts, and through it every worker, inherits it) and
+    from a submitted job's runtime_env (which Ray would pass to every actor and task)."""
+    drop_secret_env()
+    raw = os.environ.get(RAY_JOB_CONFIG_ENV)
+    if not raw:
+        return
+    try:
+        config = json.loads(raw)
+        env_vars = config["runtime_env"]["env_vars"]
+    except (ValueError, KeyError, TypeError):
+        return
+    if isinstance(env_vars, dict) and any(is_secret_env(name) for name in env_vars):
+        config["runtime_env"]["env_vars"] = {
+            k: v for k, v in env_vars.items() if not is_secret_env(k)
+        }
+        os.environ[RAY_JOB_CONFIG_ENV] = json.dumps(config)
+
+
+def secure_data_dir(settings: Settings) -> None:
+    """Create the data dir 0700, or tighten an existing one (and all in it) to 0700/0600."""
+    make_private_dirs(settings.data_dir)
+    tighten_tree(settings.data_dir)
+
+
 async def prepare_store(settings: Settings) -> str:
     """Apply migrations; make sure an admin exists; return the admin key (data_dir/admin_key)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(settings)
     store = Store(settings.resolved_database_url)
     key_file = settings.data_dir / "admin_key"
     try:
@@ -108,10 +143,7 @@ async def prepare_store(settings: Settings) -> str:
             await db.commit()
     finally:
         await store.close()
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(token + "\n")
-    os.chmod(key_file, 0o600)
+    write_private(key_file, (token + "\n").encode())
     return token
 
 
@@ -133,6 +165,7 @@ def start(
         # Files a killed earlier run left (sockets, server state) must not confuse HAProxy.
         shutil.rmtree(haproxy_dir(settings), ignore_errors=True)
     env = cluster_env(settings)
+    secrets = Secrets.of(settings)
     os.environ.update({k: v for k, v in env.items() if k.startswith("RAY_SERVE_")})
     init_kwargs: dict[str, Any] = {
         "namespace": settings.ray_namespace,
@@ -150,9 +183,10 @@ def start(
         init_kwargs["include_dashboard"] = include_dashboard
         init_kwargs["dashboard_host"] = "127.0.0.1"
     if not ray.is_initialized():
+        keep_secrets_out_of_env()
         ray.init(**init_kwargs)
-    start_engine(settings.ray_namespace, env)
-    deploy(settings, env)
+    start_engine(settings.ray_namespace, env, secrets)
+    deploy(settings, env, secrets)
     url = settings.resolved_public_url
     wait_ready(url)
     return Running(url=url, admin_key=admin_key, settings=settings)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+from collections.abc import MutableMapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -153,11 +155,67 @@ def get_settings() -> Settings:
     return load_settings()
 
 
+#: Settings that carry credentials (a PostgreSQL URL may hold a password). They never travel
+#: to another process as environment variables, where anything that can read
+#: ``/proc/<pid>/environ`` sees them: the platform hands them to its actors and API replicas as
+#: a constructor argument (:class:`Secrets`). Every ``SecretStr`` field belongs here.
+SECRET_SETTINGS = ("database_url", "metrics_token")
+SECRET_ENV = tuple(f"COMPUTALOT_{name.upper()}" for name in SECRET_SETTINGS)
+
+
+def is_secret_env(name: str) -> bool:
+    """True for a variable that sets a secret setting (names are case-insensitive)."""
+    return name.upper() in SECRET_ENV
+
+
+@dataclass(frozen=True, repr=False)
+class Secrets:
+    """The secret settings of the process that starts the platform, handed to the processes it
+    starts (dispatcher, event hub, API replicas) as an argument; its repr shows no value."""
+
+    database_url: str
+    metrics_token: str | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> Secrets:
+        token = settings.metrics_token
+        return cls(
+            database_url=settings.resolved_database_url,
+            metrics_token=token.get_secret_value() if token is not None else None,
+        )
+
+    def overrides(self) -> dict[str, Any]:
+        return {"database_url": self.database_url, "metrics_token": self.metrics_token}
+
+    def __repr__(self) -> str:
+        return "Secrets(<hidden>)"
+
+    __str__ = __repr__
+
+
+def load_settings_with(secrets: Secrets | None) -> Settings:
+    """Settings from the environment plus ``secrets`` (the way the platform's actors and
+    replicas build theirs); without ``secrets``, from the environment alone."""
+    return load_settings(**secrets.overrides()) if secrets is not None else load_settings()
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The ``COMPUTALOT_*`` variables that reproduce ``settings`` in another process."""
-    env = {k: v for k, v in os.environ.items() if k.startswith("COMPUTALOT_")}
+    """The ``COMPUTALOT_*`` variables that reproduce ``settings`` in another process, except the
+    secret ones (:data:`SECRET_SETTINGS`: they travel as :class:`Secrets`)."""
+    env = {
+        k: v for k, v in os.environ.items() if k.startswith("COMPUTALOT_") and not is_secret_env(k)
+    }
     env["COMPUTALOT_DATA_DIR"] = str(settings.data_dir.resolve())
-    env["COMPUTALOT_DATABASE_URL"] = settings.resolved_database_url
     env["COMPUTALOT_HOST"] = settings.host
     env["COMPUTALOT_PORT"] = str(settings.port)
     return env
+
+
+def drop_secret_env(environ: MutableMapping[str, str] | None = None) -> list[str]:
+    """Remove the secret ``COMPUTALOT_*`` variables from ``environ`` (default ``os.environ``,
+    whose copy every process this one starts inherits); return the names removed."""
+    target = os.environ if environ is None else environ
+    names = [name for name in target if is_secret_env(name)]
+    for name in names:
+        del target[name]
+    return names

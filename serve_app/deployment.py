@@ -1,7 +1,9 @@
 """The Ray Serve deployment that hosts the FastAPI app.
 
 The app is built inside each replica (``__serve_build_asgi_app__``) from the ``COMPUTALOT_*``
-variables the deployment carries, so replicas on any node see the same settings.
+variables the deployment carries plus the secret settings (database URL, metrics token), which
+come as the deployment's init argument and never as variables, so replicas on any node see the
+same settings and no replica (nor the HAProxy ingress) has a secret in its environment.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 from ray import serve
 
 from computalot.engine.client import EngineClient
-from computalot.settings import Settings, load_settings
+from computalot.settings import Secrets, Settings, load_settings_with
 from serve_app.app import create_app
 
 APP_NAME = "computalot"
@@ -20,21 +22,21 @@ APP_NAME = "computalot"
 @serve.deployment(name="api")
 @serve.ingress()
 class ApiServer:
-    def __init__(self) -> None:
-        self.settings = load_settings()
+    def __init__(self, secret_settings: Secrets | None = None) -> None:
+        self.settings = load_settings_with(secret_settings)
 
     def __serve_build_asgi_app__(self) -> Any:
         return create_app(self.settings, engine=EngineClient(self.settings.ray_namespace))
 
 
-def deploy(settings: Settings, env_vars: dict[str, str]) -> None:
+def deploy(settings: Settings, env_vars: dict[str, str], secrets: Secrets) -> None:
     """Start Serve's HTTP ingress on host:port and (re)deploy the API app."""
     serve.start(http_options={"host": settings.host, "port": settings.port})
     app = ApiServer.options(  # type: ignore[attr-defined]
         num_replicas=settings.serve_replicas,
         max_ongoing_requests=settings.serve_max_ongoing_requests,
         ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": env_vars}},
-    ).bind()
+    ).bind(secrets)
     serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
 
 

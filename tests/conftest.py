@@ -41,9 +41,15 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from computalot.settings import get_settings, load_settings
 
     data_dir = tmp_path_factory.mktemp("computalot-data")
+    data_dir.chmod(0o755)  # an existing data dir with a loose mode: start tightens it
     os.environ.update(
         {
             "COMPUTALOT_DATA_DIR": str(data_dir),
+            # Secrets in the starting process's environment, as an operator may give them:
+            # start takes them out of it, and no process of the platform ever sees them
+            # (tests/integration/test_platform_secrets.py).
+            "COMPUTALOT_DATABASE_URL": f"sqlite+aiosqlite:///{data_dir.resolve()}/computalot.db",
+            "COMPUTALOT_METRICS_TOKEN": f"metrics-{uuid.uuid4().hex}",
             "COMPUTALOT_PORT": str(free_port()),
             "COMPUTALOT_RATE_LIMIT_PER_MINUTE": "100000",
             "COMPUTALOT_KILL_GRACE_S": "1.0",

@@ -11,20 +11,24 @@ import ray
 from computalot.engine.dispatcher import DispatcherActor, EventHubActor, dispatcher_actor_options
 from computalot.engine.hub import hub_actor_options
 from computalot.engine.names import DISPATCHER_NAME, HUB_NAME
+from computalot.settings import Secrets
 
 
 def start_engine(
-    namespace: str, env_vars: dict[str, str], *, timeout_s: float = 60.0
+    namespace: str, env_vars: dict[str, str], secrets: Secrets, *, timeout_s: float = 60.0
 ) -> dict[str, Any]:
-    """Create the actors if missing and wait until the dispatcher has reconciled the store."""
+    """Create the actors if missing and wait until the dispatcher has reconciled the store.
+
+    ``env_vars`` holds no secret: the database URL and the metrics token reach the actors as
+    their constructor argument (Ray keeps it to restart them), never in their environment."""
     runtime_env = {"env_vars": env_vars}
     hub: Any = EventHubActor.options(
         **hub_actor_options(namespace), runtime_env=runtime_env
-    ).remote()
+    ).remote(secrets)
     ray.get(hub.ping.remote(), timeout=timeout_s)
     dispatcher: Any = DispatcherActor.options(
         **dispatcher_actor_options(namespace), runtime_env=runtime_env
-    ).remote()
+    ).remote(secrets)
     deadline = time.monotonic() + timeout_s
     while True:
         try:

@@ -39,7 +39,7 @@ from computalot.engine.scheduling import (
 )
 from computalot.gc_pause import gc_paused
 from computalot.schemas.states import TERMINAL_JOB, TERMINAL_TASK
-from computalot.settings import load_settings
+from computalot.settings import Secrets, load_settings_with
 from computalot.store.db import Store
 from computalot.store.events import EventRow, write_events
 from computalot.store.models import Job
@@ -52,8 +52,9 @@ SWEEP_INTERVAL_S = 2.0
 
 
 class Dispatcher:
-    def __init__(self) -> None:
-        self.settings = load_settings()
+    def __init__(self, secret_settings: Secrets | None = None) -> None:
+        # The secret settings come as the argument, never from this process's environment.
+        self.settings = load_settings_with(secret_settings)
         self.store = Store(self.settings.resolved_database_url, inline=True)
         self.epoch = uuid.uuid4().hex[:16]
         self.namespace = self.settings.ray_namespace

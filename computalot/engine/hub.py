@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from computalot.engine.names import HUB_NAME
 
 if TYPE_CHECKING:
+    from computalot.settings import Secrets
     from computalot.store.events import EventRow
 
 log = logging.getLogger("computalot.hub")
@@ -44,11 +45,12 @@ RECENT_CHANGES = 4096
 
 
 class EventHub:
-    def __init__(self) -> None:
-        from computalot.settings import load_settings
+    def __init__(self, secret_settings: Secrets | None = None) -> None:
+        from computalot.settings import load_settings_with
         from computalot.store.db import Store
 
-        self.settings = load_settings()
+        # The secret settings come as the argument, never from this process's environment.
+        self.settings = load_settings_with(secret_settings)
         self.store = Store(self.settings.resolved_database_url, inline=True)
         self.pending: list[EventRow] = []
         self.live: dict[str, dict[str, Any]] = {}

@@ -34,6 +34,7 @@ from computalot.engine.records import (
     retry_event,
     task_event,
 )
+from computalot.private_files import make_private_dirs, write_private
 from computalot.store.bigtext import blob_writer
 from computalot.store.jsoncodec import RawJSON
 from computalot.store.models import Artifact, Project
@@ -53,9 +54,9 @@ def write_artifacts(
         if rel.is_absolute() or ".." in rel.parts:
             continue
         dest = root / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(dest.parent)
         data = item["data"]
-        dest.write_bytes(data)
+        write_private(dest, data)
         written.append(
             {
                 "path": rel.as_posix(),

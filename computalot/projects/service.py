@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.auth.tokens import new_id
 from computalot.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, field_error
+from computalot.private_files import make_private_dirs
 from computalot.projects.tarball import FileEntry, diff_trees
 from computalot.projects.unpack import unpack_off_loop
 from computalot.settings import Settings
@@ -157,8 +158,8 @@ def project_out(project: Project, rev: Revision | None) -> dict[str, Any]:
 
 async def receive_upload(chunks: AsyncIterator[bytes], dest_dir: Path, limit: int) -> Path:
     """Stream a request body to a temp file, refusing it once it passes ``limit`` bytes."""
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix="push-", suffix=".tar.gz", dir=dest_dir)
+    make_private_dirs(dest_dir)
+    fd, name = tempfile.mkstemp(prefix="push-", suffix=".tar.gz", dir=dest_dir)  # 0600
     path = Path(name)
     size = 0
     try:
@@ -217,7 +218,7 @@ async def push_revision(
     zipping it into a Ray package) runs on worker threads: the replica's event loop keeps
     answering other requests meanwhile."""
     root = settings.data_dir.resolve() / "revisions" / project.account_id / project.id
-    root.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(root)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
     shutil.rmtree(staging)
     try:

@@ -14,6 +14,9 @@ links, creates devices and trusts header sizes, so this module never calls it. I
    written are counted against the cap again, in case a header lied.
 3. On any failure ``dest`` is removed, so a refused push leaves nothing behind.
 
+What lands in the data dir is the owner's only: directories 0700, files 0600, or 0700 when the
+member carries an executable bit (:mod:`computalot.private_files`).
+
 The result carries a content hash over (path, sha256, executable bit) of every file, sorted by
 path, so the same content gives the same revision whatever the member order or mtimes. Empty
 directories are created but are not part of the hash.
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from computalot.errors import BadRequest, PayloadTooLarge, UnsafeTarball
+from computalot.private_files import DIR_MODE, FILE_MODE, make_private_dirs
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK_BYTES = 1024 * 1024
@@ -184,7 +188,7 @@ def _make_dirs(root: str, rel: str) -> str:
     for part in rel.split("/") if rel else []:
         current = os.path.join(current, part)
         try:
-            os.mkdir(current, 0o755)
+            os.mkdir(current, DIR_MODE)
         except FileExistsError:
             if not stat.S_ISDIR(os.lstat(current).st_mode):
                 raise _unsafe(rel, "path clashes with an existing non-directory") from None
@@ -204,7 +208,7 @@ def _write_file(
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     digest = hashlib.sha256()
     written = 0
-    fd = os.open(target, flags, 0o600)
+    fd = os.open(target, flags, FILE_MODE)
     with os.fdopen(fd, "wb") as out:
         try:
             source = tf.extractfile(member)
@@ -218,7 +222,7 @@ def _write_file(
                 out.write(chunk)
         except _READ_ERRORS:
             raise _not_a_tarball() from None
-        os.fchmod(out.fileno(), 0o755 if executable else 0o644)
+        os.fchmod(out.fileno(), (FILE_MODE | stat.S_IXUSR) if executable else FILE_MODE)
     return FileEntry(rel, written, digest.hexdigest(), executable), written
 
 
@@ -277,7 +281,7 @@ def extract_tarball(
             tf, stream, is_gzip = _open_tar(raw)
             with tf:
                 plan = _plan(tf, stream, is_gzip, max_members, max_unpacked_bytes)
-                dest.mkdir(parents=True, exist_ok=True)
+                make_private_dirs(dest)
                 root = os.path.realpath(dest)
                 for member, rel in plan:
                     if member.isdir():

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from computalot.private_files import private_sqlite_file
 from computalot.store import jsoncodec
 from computalot.store.sqlite_driver import SQLITE_BUSY_TIMEOUT_MS, OneHopDbapi, sqlite_dbapi
 
@@ -30,6 +31,8 @@ def make_engine(url: str, *, pool_size: int = 5, inline: bool = False) -> AsyncE
     by another process (the admin CLI, the dispatcher) is seen by the next transaction.
     """
     if url.startswith("sqlite"):
+        # Before any connection: SQLite gives the -wal/-shm files the database file's mode.
+        private_sqlite_file(url)
         extra: dict[str, Any] = {}
         dbapi = sqlite_dbapi(inline=inline) if url.startswith("sqlite+aiosqlite") else None
         if dbapi is not None:

@@ -91,8 +91,11 @@ async def metrics(request: Request) -> Response:
         header = request.headers.get("authorization", "")
         token = header.partition(" ")[2].strip() if header.lower().startswith("bearer ") else ""
         metrics_token = get_settings_dep(request).metrics_token
+        # As bytes: compare_digest refuses str with non-ASCII characters (a header may hold any).
         allowed = bool(
-            metrics_token and token and hmac.compare_digest(token, metrics_token.get_secret_value())
+            metrics_token
+            and token
+            and hmac.compare_digest(token.encode(), metrics_token.get_secret_value().encode())
         )
         if not allowed and token:
             try:

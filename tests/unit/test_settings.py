@@ -36,3 +36,89 @@ def test_postgres_url_gets_async_driver(monkeypatch) -> None:
 
 def test_public_bind_is_not_loopback() -> None:
     assert not load_settings(host="0.0.0.0").binds_loopback_only
+
+
+def test_every_secret_setting_is_kept_out_of_the_environment() -> None:
+    import typing
+
+    from pydantic import SecretStr
+
+    from computalot.settings import SECRET_SETTINGS, Settings
+
+    def secret(annotation: object) -> bool:
+        return annotation is SecretStr or any(secret(a) for a in typing.get_args(annotation))
+
+    secret_fields = {n for n, field in Settings.model_fields.items() if secret(field.annotation)}
+    assert secret_fields == {"metrics_token"}
+    assert secret_fields <= set(SECRET_SETTINGS)
+    assert "database_url" in SECRET_SETTINGS  # a PostgreSQL URL may carry a password
+
+
+def test_settings_env_leaves_the_secrets_out(monkeypatch, tmp_path) -> None:
+    from computalot.settings import Secrets, load_settings_with, settings_env
+
+    url = "postgresql+asyncpg://u:hunter2@db/x"
+    monkeypatch.setenv("COMPUTALOT_DATABASE_URL", url)
+    monkeypatch.setenv("COMPUTALOT_METRICS_TOKEN", "tok-123")
+    monkeypatch.setenv("computalot_metrics_token", "tok-123")  # names are case-insensitive
+    monkeypatch.setenv("COMPUTALOT_KILL_GRACE_S", "2.5")
+    settings = load_settings(data_dir=tmp_path)
+    env = settings_env(settings)
+    assert env["COMPUTALOT_KILL_GRACE_S"] == "2.5"
+    assert not [k for k in env if "DATABASE_URL" in k.upper() or "METRICS_TOKEN" in k.upper()]
+    assert "hunter2" not in repr(env) and "tok-123" not in repr(env)
+
+    secrets = Secrets.of(settings)
+    assert "hunter2" not in repr(secrets) and "tok-123" not in str(secrets)
+    # Another process: the non-secret settings from its environment, the secrets as argument.
+    for name in ("COMPUTALOT_DATABASE_URL", "COMPUTALOT_METRICS_TOKEN", "computalot_metrics_token"):
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    rebuilt = load_settings_with(secrets)
+    assert rebuilt.resolved_database_url == url
+    assert rebuilt.metrics_token is not None
+    assert rebuilt.metrics_token.get_secret_value() == "tok-123"
+    assert rebuilt.kill_grace_s == 2.5
+
+
+def test_drop_secret_env_removes_only_the_secrets() -> None:
+    from computalot.settings import drop_secret_env
+
+    environ = {
+        "COMPUTALOT_DATABASE_URL": "sqlite+aiosqlite:///x.db",
+        "Computalot_Metrics_Token": "t",
+        "COMPUTALOT_PORT": "8001",
+        "PATH": "/bin",
+    }
+    assert sorted(drop_secret_env(environ)) == [
+        "COMPUTALOT_DATABASE_URL",
+        "Computalot_Metrics_Token",
+    ]
+    assert environ == {"COMPUTALOT_PORT": "8001", "PATH": "/bin"}
+
+
+def test_a_submitted_jobs_runtime_env_loses_the_secrets(monkeypatch) -> None:
+    import json
+    import os
+
+    from computalot.platform import RAY_JOB_CONFIG_ENV, keep_secrets_out_of_env
+
+    config = {
+        "runtime_env": {
+            "env_vars": {"COMPUTALOT_DATABASE_URL": "postgresql://u:pw@db/x", "FOO": "1"},
+            "working_dir": "gcs://x.zip",
+        },
+        "metadata": {"a": "b"},
+    }
+    monkeypatch.setenv(RAY_JOB_CONFIG_ENV, json.dumps(config))
+    monkeypatch.setenv("COMPUTALOT_DATABASE_URL", "postgresql://u:pw@db/x")
+    monkeypatch.setenv("COMPUTALOT_METRICS_TOKEN", "tok")
+    monkeypatch.setenv("COMPUTALOT_PORT", "8001")
+    keep_secrets_out_of_env()
+    assert "COMPUTALOT_DATABASE_URL" not in os.environ
+    assert "COMPUTALOT_METRICS_TOKEN" not in os.environ
+    assert os.environ["COMPUTALOT_PORT"] == "8001"
+    left = json.loads(os.environ[RAY_JOB_CONFIG_ENV])
+    assert left["runtime_env"] == {"env_vars": {"FOO": "1"}, "working_dir": "gcs://x.zip"}
+    assert left["metadata"] == {"a": "b"}

@@ -97,9 +97,12 @@ def test_extracts_files_dirs_and_modes(box: Path) -> None:
     assert [f.path for f in tree.files] == ["job.py", "pkg/data.bin", "pkg/run.sh"]
     assert (dest / "job.py").read_bytes() == b"print('hi')\n"
     assert (dest / "empty").is_dir()
-    assert (dest / "pkg/run.sh").stat().st_mode & 0o7777 == 0o755
-    assert (dest / "pkg/data.bin").stat().st_mode & 0o7777 == 0o644
-    assert (dest / "job.py").stat().st_mode & 0o7777 == 0o644
+    # The owner's only (the data dir's rule); the executable bit is kept for the owner.
+    assert (dest / "pkg/run.sh").stat().st_mode & 0o7777 == 0o700
+    assert (dest / "pkg/data.bin").stat().st_mode & 0o7777 == 0o600
+    assert (dest / "job.py").stat().st_mode & 0o7777 == 0o600
+    for folder in (dest, dest / "pkg", dest / "empty"):
+        assert folder.stat().st_mode & 0o7777 == 0o700
     assert tree.total_bytes == 12 + 10 + 10
     job = tree.files[0]
     assert job == FileEntry("job.py", 12, hashlib.sha256(b"print('hi')\n").hexdigest(), False)
