@@ -71,6 +71,19 @@ def _announce(running: Any) -> None:
     sys.stdout.flush()
 
 
+def _check_sandbox(settings: Settings) -> None:
+    """Say loudly when tasks cannot be confined here (docs/sandbox.md); refuse to start when
+    they could not run at all."""
+    from computalot.sandbox.status import sandbox_check
+
+    check, warnings = sandbox_check(settings)
+    if check != "ok":
+        err.print(f"[red bold]sandbox {check}[/red bold]")
+        raise typer.Exit(2)
+    for warning in warnings:
+        err.print(f"[yellow bold]WARNING:[/yellow bold] {warning}")
+
+
 def _block_until_signal() -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -92,6 +105,7 @@ def up(
     from computalot import platform
 
     settings = _settings(data_dir, port, host)
+    _check_sandbox(settings)
     with console.status("starting Ray, the engine and the API …"):
         running = platform.start(settings, address=address, num_cpus=num_cpus)
     _announce(running)
@@ -114,6 +128,7 @@ def serve(
     from computalot import platform
 
     settings = _settings(data_dir, port, host)
+    _check_sandbox(settings)
     running = platform.start(settings, address=address)
     _announce(running)
     if detach:

@@ -12,7 +12,7 @@ import os
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -87,6 +87,28 @@ class Settings(BaseSettings):
         default=2, ge=0, le=10, description="extra attempts after infrastructure loss"
     )
     default_usd_per_cpu_hour: float = Field(default=0.05, ge=0)
+
+    # Task sandbox and per-task limits (docs/sandbox.md).
+    sandbox: Literal["bwrap", "none"] = Field(
+        default="bwrap", description="bwrap: every runner confined; none: unconfined (warned)"
+    )
+    sandbox_uid: int = Field(default=65534, ge=1, description="host uid tasks run as (root only)")
+    sandbox_gid: int = Field(default=65534, ge=1)
+    sandbox_shared_dirs: list[Path] = Field(
+        default_factory=list,
+        description="host directories every task sees read-write (shared by all tenants)",
+    )
+    task_memory_mb: int = Field(default=4096, ge=16, description="per task, unless requested")
+    task_memory_ceiling_mb: int = Field(
+        default=0, ge=0, description="most requirements.memory_mb may ask; 0 = the node's"
+    )
+    task_max_processes: int = Field(default=1024, ge=8, description="processes and threads")
+    task_max_open_files: int = Field(default=4096, ge=64)
+    task_cpu_time_s: int = Field(default=86400, ge=0, description="per process; 0 = no limit")
+    task_disk_mb: int = Field(default=10240, ge=16, description="the task's directory")
+    task_disk_ceiling_mb: int = Field(
+        default=0, ge=0, description="most requirements.storage_gb may ask; 0 = no ceiling"
+    )
     allow_private_callbacks: bool = False
 
     @field_validator("database_url")

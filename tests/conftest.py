@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -41,6 +44,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from computalot.settings import get_settings, load_settings
 
     data_dir = tmp_path_factory.mktemp("computalot-data")
+    shared = task_shared_root(tmp_path_factory)
     data_dir.chmod(0o755)  # an existing data dir with a loose mode: start tightens it
     os.environ.update(
         {
@@ -51,6 +55,11 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             "COMPUTALOT_DATABASE_URL": f"sqlite+aiosqlite:///{data_dir.resolve()}/computalot.db",
             "COMPUTALOT_METRICS_TOKEN": f"metrics-{uuid.uuid4().hex}",
             "COMPUTALOT_PORT": str(free_port()),
+            # Tests hand runners a directory of their own to report through (task_tmp); every
+            # other path of the host stays out of the sandbox. The default memory limit is
+            # small so the isolation probe goes past it quickly (test_runner_isolation).
+            "COMPUTALOT_SANDBOX_SHARED_DIRS": json.dumps([str(shared)]),
+            "COMPUTALOT_TASK_MEMORY_MB": "1024",
             "COMPUTALOT_RATE_LIMIT_PER_MINUTE": "100000",
             "COMPUTALOT_KILL_GRACE_S": "1.0",
             "COMPUTALOT_DISPATCH_INTERVAL_S": "0.2",
@@ -72,6 +81,23 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         signal.signal(signal.SIGINT, previous)
     yield running
     plat.stop(settings)
+
+
+def task_shared_root(factory: pytest.TempPathFactory) -> Path:
+    """The one host directory the test platform shares with every task (world-writable: tasks
+    run as an unprivileged uid)."""
+    shared = factory.getbasetemp() / "task-shared"
+    shared.mkdir(exist_ok=True)
+    shared.chmod(0o777)
+    return shared
+
+
+@pytest.fixture
+def task_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh directory that both the test and the runners of its jobs can read and write."""
+    path = Path(tempfile.mkdtemp(dir=task_shared_root(tmp_path_factory)))
+    path.chmod(0o777)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -47,6 +47,7 @@ MAX_PENDING_CHARS = 64 * 1024  # live output kept per stream between flushes; th
 POLL_S = 0.05  # upper bound on how late a cancel or timeout is noticed
 LIMIT_CHECK_S = 0.25  # how often a sandbox's limits (memory, disk) are looked at
 CPU_KILL_SLACK_S = 5  # RLIMIT_CPU: SIGXCPU at the limit, SIGKILL this much later
+SIGNAL_EXIT = 128  # a sandbox exits 128 + N when its command was killed by signal N
 DRAIN_TIMEOUT_S = 1.0  # after the group is dead: wait this long for pipe EOF (escaped grandchild)
 INTERRUPT_GRACE_S = 1.0  # SIGTERM grace when run_command itself is interrupted
 PROGRESS_PREFIX = b"COMPUTALOT_PROGRESS:"
@@ -258,6 +259,18 @@ class _Run:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, sig)
 
+    @property
+    def returncode(self) -> int:
+        """The command's exit status as ``Popen`` reports it (``-N``: killed by signal N).
+
+        In a sandbox the command is bubblewrap's child, and bubblewrap exits ``128 + N`` when
+        its child was killed by signal N: that is turned back into ``-N``.
+        """
+        rc = int(self.proc.returncode)
+        if self.sandbox is not None and SIGNAL_EXIT < rc < SIGNAL_EXIT + signal.NSIG:
+            return SIGNAL_EXIT - rc
+        return rc
+
     def check_limits(self, now: float) -> None:
         """A sandboxed task over a limit (memory, disk) is killed at once, no grace."""
         if self.sandbox is None or self.reason is not None or now < self.next_limit_check:
@@ -396,7 +409,7 @@ def _spawn_failed(exit_code: int | None, error: str, started: float) -> RunOutco
 
 
 def _ended(run: _Run, timeout_s: float) -> tuple[str, str | None]:
-    rc, reason = run.proc.returncode, run.reason
+    rc, reason = run.returncode, run.reason
     if reason is not None:
         if reason in ("timeout", "cancelled"):
             return (
@@ -499,4 +512,5 @@ def run_command(
     out, err = (s.tail[-TAIL_CHARS:] for s in run.streams)
     duration_s = time.monotonic() - started
     both = run.output_tail[-TAIL_CHARS:]
-    return RunOutcome(proc.returncode, status, error, out, err, both, duration_s, run.last_progress)
+    rc = run.returncode
+    return RunOutcome(rc, status, error, out, err, both, duration_s, run.last_progress)

@@ -27,6 +27,30 @@ class SandboxUnavailable(RuntimeError):
     """The node cannot confine this task as the platform requires."""
 
 
+_CLUSTER: list[tuple[str, ...]] = []
+
+
+def cluster_addresses() -> tuple[str, ...]:
+    """The Ray nodes' addresses, read once per worker process (a GCS call); empty outside Ray.
+
+    Their Ray ports are closed to host-network tasks (:mod:`.firewall`); a node that joins later
+    is covered by the workers started after it.
+    """
+    if not _CLUSTER:
+        found: tuple[str, ...] = ()
+        try:
+            import ray
+
+            if ray.is_initialized():
+                found = tuple(
+                    sorted({str(n["NodeManagerAddress"]) for n in ray.nodes() if n.get("Alive")})
+                )
+        except Exception:  # the GCS is away: this node's own ports are closed all the same
+            found = ()
+        _CLUSTER.append(found)
+    return _CLUSTER[0]
+
+
 def disk_usage(root: Path, max_entries: int = MAX_DISK_ENTRIES) -> int:
     """Bytes allocated under ``root`` (st_blocks), without following links."""
     total, seen, stack = 0, 0, [str(root)]
@@ -70,7 +94,7 @@ class TaskSandbox:
         if self.root and self.setpriv is None:
             raise SandboxUnavailable("setpriv (util-linux) is missing: tasks would run as root")
         if policy.network == "host":
-            why = firewall.ensure(self.uid, policy.open_ports)
+            why = firewall.ensure(self.uid, policy.open_ports, cluster_addresses())
             if why is not None:
                 raise SandboxUnavailable(
                     f"the platform's ports cannot be closed to host-network tasks: {why}; "

@@ -32,6 +32,7 @@ with open(os.environ["COMPUTALOT_TASK_RESULT"], "w") as fh:
 """
 
 PROTOCOL_KEYS = {
+    "PWD",  # the sandbox's working directory, set by bubblewrap
     "PATH",
     "HOME",
     "LANG",

@@ -6,7 +6,7 @@ knows about (the data directory, another tenant's running attempt, Ray's portsâ€
 also looks around on its own (``/proc``, ``/tmp``).
 """
 
-PROBE = r'''
+PROBE = r"""
 import json, os, socket, subprocess, sys, time, urllib.request
 
 p = json.load(open(os.environ["COMPUTALOT_TASK_PAYLOAD"]))
@@ -54,8 +54,8 @@ attempt("list Ray's working_dir copies",
 attempt("list the attempt root", lambda: listing(p["attempt_root"]))
 attempt("read another task's payload", lambda: read(os.path.join(p["victim_dir"], "payload.json")))
 attempt("write another task's result", lambda: write(os.path.join(p["victim_dir"], "result.json")))
-attempt("write /etc", lambda: write("/etc/computalot-probe"))
-attempt("write /root", lambda: write("/root/computalot-probe"))
+attempt("write /etc", lambda: write("/etc/" + p["marker"]))
+attempt("write /root", lambda: write("/root/" + p["marker"]))
 for name, address in p["ports"].items():
     attempt("connect to " + name, lambda a=address: connect(a))
 
@@ -96,11 +96,11 @@ for _ in range(2):
             os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(600)", marker])
         os._exit(0)
     os.wait()
-with open("/tmp/computalot-probe", "w") as fh:
+with open("/tmp/" + marker, "w") as fh:
     fh.write("private")
 with open(os.environ["COMPUTALOT_TASK_RESULT"], "w") as fh:
     json.dump(report, fh)
-'''
+"""
 
 VICTIM = r"""
 import json, os, time

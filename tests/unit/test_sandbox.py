@@ -1,0 +1,257 @@
+"""The task sandbox with real processes: bubblewrap, cgroups, rlimits and nftables (no Ray).
+
+Each test runs a small command through ``run_command`` in a real sandbox and checks what the
+command could do and how it ended. Skipped loudly where the machine cannot sandbox at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from computalot.engine.runner import RunLimits, RunOutcome, base_env, run_command
+from computalot.sandbox import bwrap, firewall
+from computalot.sandbox.limits import TaskLimits, ceiling_errors, task_limits
+from computalot.sandbox.policy import SandboxPolicy, open_ports, policy_for
+from computalot.sandbox.task import TaskSandbox, disk_usage
+from tests.support.helpers import host_pids
+
+if bwrap.bwrap_path() is None:  # pragma: no cover - make test installs it
+    pytest.skip("SKIPPED LOUDLY: bubblewrap is not installed", allow_module_level=True)
+
+LIMITS = TaskLimits(memory_mb=128, processes=32, open_files=256, cpu_time_s=0, disk_mb=64)
+
+
+def _policy(**changes: object) -> SandboxPolicy:
+    fields: dict[str, object] = {
+        "mode": "bwrap",
+        "network": "host",
+        "uid": 65534,
+        "gid": 65534,
+        "limits": LIMITS,
+        "open_ports": (),
+    }
+    fields.update(changes)
+    return SandboxPolicy(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def attempt(tmp_path: Path) -> Path:
+    directory = tmp_path / f"attempt-{uuid.uuid4().hex[:8]}"
+    (directory / "work").mkdir(parents=True)
+    return directory
+
+
+def run_in(
+    attempt: Path, code: str, *, timeout_s: float = 20, grace_s: float = 2, **policy: object
+) -> RunOutcome:
+    (attempt / "work" / "job.py").write_text(code)
+    sandbox = TaskSandbox(_policy(**policy), attempt, attempt.name)
+    limits = sandbox.limits
+    try:
+        return run_command(
+            [sys.executable, "job.py"],
+            cwd=attempt / "work",
+            env=base_env({"TMPDIR": "/tmp"}, Path("/task/work")),
+            timeout_s=timeout_s,
+            limits=RunLimits(
+                memory_mb=sandbox.memory_rlimit_mb,
+                max_file_mb=limits.disk_mb,
+                max_open_files=limits.open_files,
+                cpu_time_s=limits.cpu_time_s or None,
+            ),
+            kill_grace_s=grace_s,
+            sandbox=sandbox,
+        )
+    finally:
+        sandbox.close()
+
+
+def test_the_task_is_an_unprivileged_uid_alone_in_its_pid_namespace(attempt: Path) -> None:
+    ran = run_in(
+        attempt,
+        "import os, json\n"
+        "print(json.dumps([os.getuid(), sorted(int(p) for p in os.listdir('/proc') "
+        "if p.isdigit()), os.getcwd(), os.path.exists('/root/.ray')]))\n"
+        "open('/task/out', 'w').write('kept')\n",
+    )
+    assert ran.status == "ok", ran
+    uid, pids, cwd, sees_ray = json.loads(ran.stdout_tail)
+    assert uid == (65534 if os.geteuid() == 0 else os.geteuid())
+    assert len(pids) <= 2 and cwd == "/task/work" and sees_ray is False
+    assert (attempt / "out").read_text() == "kept"
+
+
+def test_memory_over_the_limit_ends_the_task_as_memory_limit(attempt: Path) -> None:
+    ran = run_in(attempt, "chunks = [bytearray(16 << 20) for _ in range(40)]\n")
+    assert ran.status == "memory_limit", ran
+    assert "128 MiB" in (ran.error or "")
+
+
+def test_too_many_processes_end_the_task_as_process_limit(attempt: Path) -> None:
+    code = (
+        "import subprocess, sys\nprocs = [subprocess.Popen(['sleep', '30']) for _ in range(64)]\n"
+    )
+    ran = run_in(attempt, code)
+    assert ran.status == "process_limit", ran
+    assert "32 processes" in (ran.error or "")
+
+
+def test_cpu_time_over_the_limit_ends_the_task_as_cpu_time_limit(attempt: Path) -> None:
+    limits = TaskLimits(memory_mb=256, processes=32, open_files=256, cpu_time_s=1, disk_mb=64)
+    ran = run_in(attempt, "while True:\n    pass\n", limits=limits)
+    assert ran.status == "cpu_time_limit", ran
+    assert "1 s" in (ran.error or "")
+
+
+def test_a_full_directory_ends_the_task_as_disk_limit(attempt: Path) -> None:
+    code = "open('/task/big', 'wb').write(b'x' * (80 << 20))\n"
+    ran = run_in(attempt, code)
+    assert ran.status == "disk_limit", ran
+    assert "64 MiB" in (ran.error or "")
+
+
+def test_timeout_gives_the_task_its_grace_and_kills_what_it_left(attempt: Path) -> None:
+    marker = f"computalot-left-{uuid.uuid4().hex}"
+    code = (
+        "import os, signal, subprocess, sys, time\n"
+        "def bye(*_):\n"
+        "    open('/task/graceful', 'w').write('yes')\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', '{marker}'],"
+        " start_new_session=True)\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork() == 0:\n"
+        f"        os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(600)', "
+        f"'{marker}'])\n"
+        "    os._exit(0)\n"
+        "time.sleep(600)\n"
+    )
+    ran = run_in(attempt, code, timeout_s=2, grace_s=5)
+    assert ran.status == "timeout", ran
+    assert (attempt / "graceful").read_text() == "yes"
+    assert host_pids(marker) == []
+
+
+def test_network_none_and_the_firewall_keep_loopback_services_away(attempt: Path) -> None:
+    if os.geteuid() != 0 or firewall.nft_path() is None:
+        pytest.skip("SKIPPED LOUDLY: the firewall needs root and nft")
+    with (
+        socket.create_server(("127.0.0.1", 0)) as closed,
+        socket.create_server(("127.0.0.1", 0)) as open_,
+    ):
+        closed_port, open_port = closed.getsockname()[1], open_.getsockname()[1]
+        code = (
+            "import socket\n"
+            f"for port in ({closed_port}, {open_port}):\n"
+            "    try:\n"
+            "        socket.create_connection(('127.0.0.1', port), timeout=2).close()\n"
+            "        print(port, 'open')\n"
+            "    except OSError:\n"
+            "        print(port, 'refused')\n"
+        )
+        host = run_in(attempt, code, open_ports=(open_port,))
+        assert host.status == "ok", host
+        assert host.stdout_tail.split("\n")[:2] == [f"{closed_port} refused", f"{open_port} open"]
+        none = run_in(attempt, code, network="none", open_ports=(open_port,))
+        assert none.stdout_tail.split("\n")[:2] == [
+            f"{closed_port} refused",
+            f"{open_port} refused",
+        ]
+
+
+def test_a_result_link_is_never_followed(attempt: Path, tmp_path: Path) -> None:
+    from computalot.engine.result_file import read_result_file
+
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"token": "of the platform"}')
+    link = attempt / "result.json"
+    link.symlink_to(secret)
+    answer = read_result_file(link, batched=False, element_count=1, max_bytes=1 << 20)
+    assert answer["result_state"] == "invalid" and "link" in answer["result_error"]
+    fifo = attempt / "fifo.json"
+    os.mkfifo(fifo)
+    answer = read_result_file(fifo, batched=False, element_count=1, max_bytes=1 << 20)
+    assert answer["result_state"] == "invalid" and "plain file" in answer["result_error"]
+
+
+def test_limits_come_from_settings_and_requirements_within_the_ceiling() -> None:
+    settings = SimpleNamespace(
+        task_memory_mb=4096,
+        task_max_processes=1024,
+        task_max_open_files=4096,
+        task_cpu_time_s=86400,
+        task_disk_mb=10240,
+        task_memory_ceiling_mb=8192,
+        task_disk_ceiling_mb=20480,
+    )
+    assert task_limits(settings, {}) == TaskLimits(4096, 1024, 4096, 86400, 10240)
+    asked = {"memory_mb": 6000, "storage_gb": 15}
+    assert task_limits(settings, asked) == TaskLimits(6000, 1024, 4096, 86400, 15360)
+    assert ceiling_errors(settings, asked) == []
+    too_much = {"memory_mb": 9000, "storage_gb": 30}
+    assert [name for name, _ in ceiling_errors(settings, too_much)] == ["memory_mb", "storage_gb"]
+
+
+def test_the_policy_travels_as_plain_data() -> None:
+    policy = _policy(shared_dirs=("/srv/shared",), gpu=True, open_ports=(8000,))
+    assert SandboxPolicy.from_spec(policy.to_spec()) == policy
+    assert open_ports("http://127.0.0.1:8000") == (8000,)
+    assert open_ports("https://api.example.org") == (443,)
+    settings = SimpleNamespace(
+        sandbox="bwrap",
+        sandbox_uid=65534,
+        sandbox_gid=65534,
+        task_memory_mb=4096,
+        task_max_processes=1024,
+        task_max_open_files=4096,
+        task_cpu_time_s=0,
+        task_disk_mb=10240,
+        port=8000,
+        resolved_public_url="https://api.example.org",
+        sandbox_shared_dirs=[],
+    )
+    made = policy_for(settings, {"gpu_count": 1}, "none")
+    assert made.open_ports == (443, 8000) and made.gpu and made.network == "none"
+
+
+def test_the_firewall_rules_close_every_local_port_but_the_open_ones() -> None:
+    rules = firewall.ruleset(65534, (8000,), ("10.0.0.2",))
+    assert 'meta skuid 65534 oifname "lo" tcp dport { 53, 8000 } accept' in rules
+    assert 'meta skuid 65534 oifname "lo" reject' in rules
+    assert "ip daddr { 10.0.0.2 } tcp dport != { 8000 }" in rules
+
+
+def test_bwrap_options_follow_the_mode() -> None:
+    common = {"task_dir": "/t", "inner_cwd": "/task/work"}
+    privileged = bwrap.bwrap_args(network="host", privileged=True, **common)
+    assert "--unshare-user" not in privileged and "--unshare-net" not in privileged
+    user = bwrap.bwrap_args(network="none", privileged=False, **common)
+    assert {"--unshare-user", "--disable-userns", "--unshare-net"} <= set(user)
+    drop = bwrap.drop_privileges("/usr/bin/setpriv", 65534, 65534)
+    assert "--no-new-privs" in drop and "--bounding-set=-all" in drop
+
+
+def test_disk_usage_counts_allocated_bytes(tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(b"x" * (1 << 20))
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "b").write_bytes(b"y" * (1 << 20))
+    assert disk_usage(tmp_path) >= 2 << 20
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_signals() -> Iterator[None]:
+    previous = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, previous)
