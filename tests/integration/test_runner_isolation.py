@@ -11,7 +11,11 @@ allocates past the default memory limit fails with ``memory_limit``.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +27,7 @@ import ray
 
 from computalot.engine.run_task import attempt_root
 from tests.support.helpers import host_pids, submit_job, wait_for, wait_job
+from tests.support.postgres import free_port
 from tests.support.probe import HOG, PROBE, VICTIM
 
 API = "/api/v1"
@@ -100,9 +105,8 @@ def test_a_hostile_task_is_refused_everything_and_leaves_nothing(
     assert len(report["visible pids"]) <= 3, report["visible pids"]  # bwrap's init, it, `ls`
     # Nothing it started outlives the job, and what it wrote in /tmp stayed in its own.
     wait_for(lambda: not host_pids(marker), "the probe's leftovers to die", 10)
-    assert not Path("/tmp/computalot-probe").exists()
-    for path in ("/etc/computalot-probe", "/root/computalot-probe"):
-        assert not Path(path).exists()
+    for place in ("/tmp", "/etc", "/root"):
+        assert not (Path(place) / marker).exists()
 
     (task_tmp / "victim-go").touch()
     victim_end = wait_job(victim, victim_job)
@@ -137,3 +141,63 @@ def test_ready_reports_the_sandbox(anon: httpx.Client) -> None:
     assert answer.status_code == 200, answer.text
     assert answer.json()["checks"]["sandbox"] == "ok"
     assert answer.json()["warnings"] == []
+
+
+def test_an_unconfined_platform_says_so_on_ready_and_on_every_job(
+    tmp_path: Path, make_project: Any
+) -> None:
+    """``COMPUTALOT_SANDBOX=none`` (its own small platform, beside the session's): the same
+    probe now reads the admin key, and ``/ready`` and the job carry the warning."""
+    data_dir, port = tmp_path / "data", free_port()
+    marker = f"computalot-probe-{uuid.uuid4().hex}"
+    # Not this session's settings, nor its Serve/HAProxy ports (platform.start exports them).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPUTALOT_", "RAY_SERVE"))}
+    env.update({"COMPUTALOT_SANDBOX": "none", "COMPUTALOT_KILL_GRACE_S": "1"})
+    command = [str(Path(sys.executable).parent / "computalot"), "up", "--data-dir", str(data_dir)]
+    command += ["--port", str(port), "--num-cpus", "1"]
+    log = (tmp_path / "up.log").open("wb")
+    up = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _ready(url), "the unconfined platform to be ready", 150)
+        ready = httpx.get(f"{url}/ready").json()
+        assert ready["checks"]["sandbox"] == "ok"
+        assert [w for w in ready["warnings"] if "COMPUTALOT_SANDBOX=none" in w], ready
+        key = (data_dir / "admin_key").read_text().strip()
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+        ) as admin:
+            probe = make_project(admin, {"runner.py": PROBE})
+            payload = {
+                "data_dir": str(data_dir),
+                "ray_token": str(Path.home() / ".ray" / "auth_token"),
+                "ray_session": "/nonexistent",
+                "attempt_root": str(attempt_root()),
+                "victim_dir": "/nonexistent",
+                "ports": {},
+                "marker": marker,
+                "spare_the_store": True,
+            }
+            end = wait_job(admin, submit_job(admin, probe, payload=payload))
+            assert [w for w in end["warnings"] if "COMPUTALOT_SANDBOX=none" in w], end
+            (row,) = admin.get(f"{API}/results/{end['id']}").json()["results"]
+            assert row["result"]["read the admin key"].startswith("GOT"), row["result"]
+    finally:
+        for pid in host_pids(marker):  # unconfined, its daemons outlive it: end them here
+            os.kill(pid, signal.SIGKILL)
+        for place in ("/tmp", "/etc", "/root"):
+            (Path(place) / marker).unlink(missing_ok=True)
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait()
+        log.close()
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/ready", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
