@@ -59,7 +59,8 @@ def test_ready_checks_store_and_engine(anon: httpx.Client) -> None:
     assert answer.status_code == 200, answer.text
     assert answer.json() == {
         "status": "ready",
-        "checks": {"store": "ok", "dispatcher": "ok", "event_hub": "ok"},
+        "checks": {"store": "ok", "dispatcher": "ok", "event_hub": "ok", "sandbox": "ok"},
+        "warnings": [],
     }
 
 

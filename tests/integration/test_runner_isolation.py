@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -27,7 +28,6 @@ import ray
 
 from computalot.engine.run_task import attempt_root
 from tests.support.helpers import host_pids, submit_job, wait_for, wait_job
-from tests.support.postgres import free_port
 from tests.support.probe import HOG, PROBE, VICTIM
 
 API = "/api/v1"
@@ -136,19 +136,12 @@ def test_a_task_over_the_default_memory_limit_fails_with_memory_limit(
     assert end["status"] == "completed", end
 
 
-def test_ready_reports_the_sandbox(anon: httpx.Client) -> None:
-    answer = anon.get("/ready")
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["checks"]["sandbox"] == "ok"
-    assert answer.json()["warnings"] == []
-
-
 def test_an_unconfined_platform_says_so_on_ready_and_on_every_job(
     tmp_path: Path, make_project: Any
 ) -> None:
     """``COMPUTALOT_SANDBOX=none`` (its own small platform, beside the session's): the same
     probe now reads the admin key, and ``/ready`` and the job carry the warning."""
-    data_dir, port = tmp_path / "data", free_port()
+    data_dir, port = tmp_path / "data", _quiet_port()
     marker = f"computalot-probe-{uuid.uuid4().hex}"
     # Not this session's settings, nor its Serve/HAProxy ports (platform.start exports them).
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPUTALOT_", "RAY_SERVE"))}
@@ -194,6 +187,20 @@ def test_an_unconfined_platform_says_so_on_ready_and_on_every_job(
             up.kill()
             up.wait()
         log.close()
+
+
+def _quiet_port() -> int:
+    """A free port outside the kernel's ephemeral range (where the session's Serve replicas and
+    Ray's workers pick theirs, so one could take it before our platform binds it)."""
+    for _ in range(200):
+        port = random.randrange(20000, 30000)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-29999")
 
 
 def _ready(url: str) -> bool:
