@@ -1,15 +1,11 @@
 """What the task sandbox costs one attempt (docs/sandbox.md).
 
 For a trivial runner (``/bin/true``, and ``python3 -c pass`` with the runtime's interpreter)
-this times one attempt's runner the way ``engine.run_task`` runs it, with and without the
-sandbox, alternating run by run (so drift in the machine's speed does not favour either side):
-
-- plain: ``run_command`` (spawn, rlimits, pipes, exit);
-- sandboxed: the task's sandbox made (cgroup, attempt directory handed to the task's uid,
-  firewall already in place), ``run_command`` through bubblewrap, the sandbox closed.
-
-It prints the medians side by side and their difference, the figure the goal is about
-(added time <= 5 ms on a trivial runner).
+this times whole attempts as a worker runs them (``engine.run_task.execute_attempt``: attempt
+directory, working copy of a small revision, payload, runner, result, clean-up), with the
+sandbox (``COMPUTALOT_SANDBOX=bwrap``) and without (``none``), alternating run by run so drift
+in the machine's speed does not favour either side. It prints the medians side by side and
+their difference, the figure the goal is about (added time <= 5 ms on a trivial runner).
 
     .venv/bin/python bench/sandbox.py            # 200 runs of each
     .venv/bin/python bench/sandbox.py --runs 50
@@ -28,76 +24,49 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from computalot.engine.runner import RunLimits, base_env, run_command  # noqa: E402
+from computalot.engine.run_task import execute_attempt  # noqa: E402
 from computalot.sandbox.limits import TaskLimits  # noqa: E402
 from computalot.sandbox.policy import SandboxPolicy  # noqa: E402
-from computalot.sandbox.task import TaskSandbox  # noqa: E402
 
-POLICY = SandboxPolicy(
-    mode="bwrap",
-    network="host",
-    uid=65534,
-    gid=65534,
-    limits=TaskLimits(
-        memory_mb=4096, processes=1024, open_files=4096, cpu_time_s=86400, disk_mb=10240
-    ),
-    open_ports=(8000,),
+LIMITS = TaskLimits(
+    memory_mb=4096, processes=1024, open_files=4096, cpu_time_s=86400, disk_mb=10240
 )
 
 
-def _attempt(root: Path, n: int) -> Path:
-    directory = root / f"attempt-{n}"
-    (directory / "work").mkdir(parents=True)
-    return directory
+def _spec(argv: list[str], mode: str, n: int) -> dict[str, object]:
+    policy = SandboxPolicy(mode, "host", 65534, 65534, LIMITS, (8000,))
+    return {
+        "job_id": "job_bench",
+        "account_id": "acc_bench",
+        "task_id": f"tsk_bench{n}",
+        "index": 0,
+        "attempt": 1,
+        "payload": {"x": n},
+        "runner_command": argv,
+        "timeout_s": 30,
+        "namespace": "bench",
+        "sandbox": policy.to_spec(),
+    }
 
 
-def plain(argv: list[str], directory: Path) -> float:
+def attempt(argv: list[str], mode: str, n: int) -> float:
     started = time.perf_counter()
-    ran = run_command(
-        argv,
-        cwd=directory / "work",
-        env=base_env({}, directory / "work"),
-        timeout_s=30,
-        limits=RunLimits(max_open_files=4096),
-    )
-    assert ran.status == "ok", ran
+    outcome, _ = execute_attempt(_spec(argv, mode, n))
+    assert outcome["status"] == "ok", outcome
     return time.perf_counter() - started
 
 
-def sandboxed(argv: list[str], directory: Path) -> float:
-    started = time.perf_counter()
-    sandbox = TaskSandbox(POLICY, directory, directory.name)
-    try:
-        ran = run_command(
-            argv,
-            cwd=directory / "work",
-            env=base_env({}, Path("/task/work")),
-            timeout_s=30,
-            limits=RunLimits(
-                memory_mb=sandbox.memory_rlimit_mb,
-                max_file_mb=POLICY.limits.disk_mb,
-                max_open_files=POLICY.limits.open_files,
-                cpu_time_s=POLICY.limits.cpu_time_s,
-            ),
-            sandbox=sandbox,
-        )
-    finally:
-        sandbox.close()
-    assert ran.status == "ok", ran
-    return time.perf_counter() - started
-
-
-def measure(name: str, argv: list[str], runs: int, root: Path) -> float:
-    mine: list[float] = []
+def measure(name: str, argv: list[str], runs: int) -> float:
+    for _warm in range(3):
+        attempt(argv, "none", -1)
+        attempt(argv, "bwrap", -1)
     bare: list[float] = []
-    for warm in range(3):
-        plain(argv, _attempt(root, -1 - 2 * warm))
-        sandboxed(argv, _attempt(root, -2 - 2 * warm))
+    mine: list[float] = []
     for i in range(runs):
-        bare.append(plain(argv, _attempt(root, 2 * i)))
-        mine.append(sandboxed(argv, _attempt(root, 2 * i + 1)))
+        bare.append(attempt(argv, "none", i))
+        mine.append(attempt(argv, "bwrap", i))
     p, s = statistics.median(bare) * 1000, statistics.median(mine) * 1000
-    print(f"{name:<22} plain {p:7.2f} ms   sandboxed {s:7.2f} ms   added {s - p:+6.2f} ms")
+    print(f"{name:<18} unconfined {p:7.2f} ms   sandboxed {s:7.2f} ms   added {s - p:+6.2f} ms")
     return s - p
 
 
@@ -107,11 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     load = os.getloadavg()[0]
     print(f"sandbox cost per attempt ({args.runs} runs each, median; load {load:.2f})")
-    with tempfile.TemporaryDirectory(prefix="computalot-bench-sandbox-") as scratch:
-        root = Path(scratch)
+    if os.geteuid() != 0:
+        print("(not root: bubblewrap runs in a user namespace and no firewall is installed)")
+    with tempfile.TemporaryDirectory(prefix="computalot-bench-sandbox-") as revision:
+        (Path(revision) / "runner.py").write_text("pass\n")  # the revision's working copy
+        os.chdir(revision)  # a Ray worker runs in the revision's directory
         worst = max(
-            measure("/bin/true", ["/bin/true"], args.runs, root),
-            measure("python3 -c pass", [sys.executable, "-c", "pass"], args.runs, root),
+            measure("/bin/true", ["/bin/true"], args.runs),
+            measure("python3 -c pass", [sys.executable, "-c", "pass"], args.runs),
         )
     verdict = "PASS" if worst <= 5.0 else "FAIL"
     print(f"goal: added <= 5 ms on a trivial runner: {verdict} (worst {worst:+.2f} ms)")

@@ -50,6 +50,31 @@ def haproxy_dir(settings: Settings) -> Path:
     return Path(tempfile.gettempdir()) / f"clh-{key}"
 
 
+REPLICA_PORT_BLOCK = 100
+
+
+def _replica_port_ranges() -> dict[str, str]:
+    """The first block of ports (HTTP from 30000, gRPC 10000 higher) nobody listens on."""
+    for http in range(30000, 40000 - REPLICA_PORT_BLOCK, REPLICA_PORT_BLOCK):
+        if all(_port_is_free(port) for port in (http, http + 10000)):
+            return {
+                "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(http),
+                "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(http + REPLICA_PORT_BLOCK),
+                "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(http + 10000),
+                "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(http + 10000 + REPLICA_PORT_BLOCK),
+            }
+    return {}
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+        return True
+
+
 def serve_env(settings: Settings) -> dict[str, str]:
     """Ray Serve's fast path (HAProxy ingress + throughput mode) and where HAProxy keeps files.
 
@@ -74,6 +99,10 @@ def serve_env(settings: Settings) -> dict[str, str]:
         # ones so two platforms (or a test run beside `computalot up`) can share a machine.
         "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+        # Serve binds its replicas' own HTTP/gRPC ports with SO_REUSEPORT from one fixed range:
+        # two platforms on a machine would share ports, and each ingress would send requests to
+        # the other's replicas. Each takes a block of its own.
+        **_replica_port_ranges(),
         # Replicas otherwise stay reachable 30 s after shutdown (Ctrl-C, tests): 1 s is plenty
         # for one ingress in front of them.
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",

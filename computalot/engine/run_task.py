@@ -17,6 +17,7 @@ be recorded. (Objects a task returns are owned by the caller, so the text outliv
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -206,14 +207,10 @@ def execute_attempt(spec: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | 
     sandbox: TaskSandbox | None = None
     try:
         workdir = attempt_dir / "work"
-        shutil.copytree(os.getcwd(), workdir, symlinks=True)
         payload_path = attempt_dir / "payload.json"
         result_path = attempt_dir / "result.json"
         artifact_dir = attempt_dir / "artifacts"
         tmp_dir = attempt_dir / "tmp"
-        artifact_dir.mkdir()
-        tmp_dir.mkdir()
-        payload_path.write_text(json.dumps(spec["payload"]))
         if policy is not None and policy.mode == "bwrap":
             try:
                 sandbox = TaskSandbox(policy, attempt_dir, name=attempt_dir.name)
@@ -234,13 +231,22 @@ def execute_attempt(spec: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | 
                 "TMPDIR": where(tmp_dir),
             }
         )
+        argv = list(spec["runner_command"])
         cwd = workdir / spec.get("workdir", ".")
+        env = base_env(extra, Path(where(cwd)))
+        if sandbox is not None and argv:
+            with contextlib.suppress(OSError):  # run_command tries again and says why
+                sandbox.launch(argv, cwd, env)  # sets up while the directory is filled
+        shutil.copytree(os.getcwd(), workdir, symlinks=True)
+        artifact_dir.mkdir()
+        tmp_dir.mkdir()
+        payload_path.write_text(json.dumps(spec["payload"]))
         reporter = _LiveReporter(spec)
         try:
             ran = run_command(
-                list(spec["runner_command"]),
+                argv,
                 cwd=cwd,
-                env=base_env(extra, Path(where(cwd))),
+                env=env,
                 timeout_s=float(spec["timeout_s"]),
                 limits=_run_limits(policy, sandbox, spec),
                 on_event=reporter,

@@ -457,18 +457,23 @@ def run_command(
     """
     started = time.monotonic()
     if not argv:
+        if sandbox is not None:
+            sandbox.abort()
         return _spawn_failed(None, "runner command is empty", started)
     plan = _rlimit_plan(limits or RunLimits())
+    failure: tuple[int | None, str] | None = None
     if not cwd.is_dir():
-        return _spawn_failed(None, "working directory of the task is missing", started)
-    failure = _resolve_failure(argv[0], cwd, env)
+        failure = None, "working directory of the task is missing"
+    else:
+        failure = _resolve_failure(argv[0], cwd, env)
     if failure is not None:
+        if sandbox is not None:
+            sandbox.abort()
         return _spawn_failed(failure[0], failure[1], started)
-    command = argv if sandbox is None else sandbox.command(argv, cwd)
     try:
-        with sandbox.spawning() if sandbox is not None else contextlib.nullcontext():
+        if sandbox is None:
             proc = subprocess.Popen(
-                command,
+                argv,
                 cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -476,10 +481,14 @@ def run_command(
                 stderr=subprocess.PIPE,
                 start_new_session=True,
             )
-        # No preexec_fn (it would make CPython fork instead of vfork): the limits are set right
-        # after spawn, and the reaper kills the group if this process dies before we do.
-        _apply_limits(proc.pid, plan)
-        REAPER.watch(proc.pid)
+            # No preexec_fn (it would make CPython fork instead of vfork): the limits are set
+            # right after spawn, and the reaper kills the group if this process dies first.
+            _apply_limits(proc.pid, plan)
+            REAPER.watch(proc.pid)
+        else:  # launched ahead (run_task) or now; the limits are set before it is released
+            proc = sandbox.proc or sandbox.launch(argv, cwd, env)
+            sandbox.release(lambda pid: _apply_limits(pid, plan))
+            REAPER.watch(proc.pid)
     except FileNotFoundError as exc:
         if exc.filename is not None and str(exc.filename) == str(cwd):
             return _spawn_failed(None, "working directory of the task is missing", started)

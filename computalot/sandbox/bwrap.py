@@ -25,27 +25,46 @@ import os
 import shutil
 import site
 import sys
+import time
+from functools import lru_cache
 from pathlib import Path
 
 INNER_TASK = "/task"
 SYSTEM_DIRS = ("/usr", "/etc")
 MERGED_USR = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")
-CPU_INFO = ("/sys/devices/system/cpu", "/sys/devices/system/node")
+#: Each mount costs bubblewrap some 50-100 µs per task: only what programs commonly need.
+DEVICES = ("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")
+CPU_INFO = ("/sys/devices/system/cpu",)  # glibc counts online CPUs here (os.cpu_count)
 GPU_DEVICES = ("/dev/nvidia*", "/dev/dri")
 HOSTNAME = "computalot-task"
 
 
+def _program(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    return next((p for p in (f"/usr/bin/{name}", f"/bin/{name}") if os.access(p, os.X_OK)), None)
+
+
+_FOUND: dict[str, tuple[float, str | None]] = {}
+FOUND_TTL_S = 60.0  # a program installed while the worker runs is found within a minute
+
+
+def program(name: str) -> str | None:
+    """Where ``name`` is, looked up at most once a minute per process."""
+    now = time.monotonic()
+    hit = _FOUND.get(name)
+    if hit is None or now - hit[0] > FOUND_TTL_S:
+        hit = _FOUND[name] = (now, _program(name))
+    return hit[1]
+
+
 def bwrap_path() -> str | None:
-    return shutil.which("bwrap") or (
-        "/usr/bin/bwrap" if os.access("/usr/bin/bwrap", os.X_OK) else None
-    )
+    return program("bwrap")
 
 
 def setpriv_path() -> str | None:
-    return shutil.which("setpriv") or (
-        "/usr/bin/setpriv" if os.access("/usr/bin/setpriv", os.X_OK) else None
-    )
+    return program("setpriv")
 
 
 def _outside_system(path: str) -> bool:
@@ -98,7 +117,8 @@ def _parents(paths: list[str]) -> list[str]:
     return out
 
 
-def _system_args() -> list[str]:
+@lru_cache(maxsize=1)
+def _system_args() -> tuple[str, ...]:
     args: list[str] = []
     for path in SYSTEM_DIRS:
         args += ["--ro-bind", path, path]
@@ -107,10 +127,11 @@ def _system_args() -> list[str]:
             args += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
-    return args
+    return tuple(args)
 
 
-def _device_args(gpu: bool) -> list[str]:
+@lru_cache(maxsize=2)
+def _device_args(gpu: bool) -> tuple[str, ...]:
     args = ["--tmpfs", "/dev"]
     for dev in DEVICES:
         if os.path.exists(dev):
@@ -122,7 +143,7 @@ def _device_args(gpu: bool) -> list[str]:
         for pattern in GPU_DEVICES:
             for dev in sorted(glob.glob(pattern)):
                 args += ["--dev-bind", dev, dev]
-    return args
+    return tuple(args)
 
 
 def bwrap_args(
@@ -154,15 +175,23 @@ def bwrap_args(
     for path in CPU_INFO:
         args += ["--ro-bind-try", path, path]
     args += ["--perms", "01777", "--tmpfs", "/tmp"]
+    args += _runtime_args(shared)
+    for path in shared:
+        args += ["--bind", path, path]
+    args += ["--bind", task_dir, INNER_TASK, "--chdir", inner_cwd]
+    return args
+
+
+@lru_cache(maxsize=8)
+def _runtime_args(shared: tuple[str, ...]) -> tuple[str, ...]:
+    """The interpreter's directories (read-only) and their parents, once per process."""
+    args: list[str] = []
     dirs = runtime()
     for parent in _parents([*dirs, *shared]):
         args += ["--perms", "0755", "--dir", parent]
     for path in dirs:
         args += ["--ro-bind", path, path]
-    for path in shared:
-        args += ["--bind", path, path]
-    args += ["--bind", task_dir, INNER_TASK, "--chdir", inner_cwd]
-    return args
+    return tuple(args)
 
 
 def drop_privileges(setpriv: str, uid: int, gid: int) -> list[str]:

@@ -1,19 +1,17 @@
-"""One cgroup per task attempt: a memory cap, a process cap, and a way to kill all it holds.
+"""Memory and process caps for task attempts, and a way to kill all an attempt holds.
 
 Two layouts, found once per process:
 - **v1** (separate ``memory`` and ``pids`` hierarchies, as on hosts booted with the hybrid
-  layout): the task's cgroups live under the worker's own, in ``computalot-tasks/<name>``. The
-  runner joins them race-free without an extra exec: the *spawning thread* moves itself in
-  (cgroup v1 places single threads), spawns, and moves back; a child is born in the cgroups of
-  the thread that forked it, so the sandbox and everything it starts are counted from their
-  first instruction.
-- **v2** (the unified hierarchy): ``computalot-tasks/<name>`` under the cgroup root (a cgroup
-  with processes may not host domain controllers). v2 moves whole processes only, so the
-  command is prefixed by a shell that writes its own pid into ``cgroup.procs`` and then execs
-  the rest (:meth:`TaskCgroup.join_prefix`).
+  layout): one cgroup pair per worker process (:class:`WorkerCgroup`), under the worker's own
+  cgroups, reused by its attempts one at a time; a thread of the worker that lives in it starts
+  every sandbox, so nothing is migrated per attempt.
+- **v2** (the unified hierarchy): one cgroup per attempt (:class:`TaskCgroup`) in
+  ``computalot-tasks/`` under the cgroup root (a cgroup with processes may not host domain
+  controllers). v2 moves whole processes only, so the command is prefixed by a shell that
+  writes its own pid into ``cgroup.procs`` and then execs the rest.
 
 Without write access to a cgroup hierarchy (not root, a locked-down container) there is no
-cgroup: the runner falls back to per-process rlimits and says so (``status``).
+cgroup: the runner falls back to per-process rlimits and ``GET /ready`` says so.
 """
 
 from __future__ import annotations
@@ -23,9 +21,13 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 ROOT = Path("/sys/fs/cgroup")
 PARENT = "computalot-tasks"
@@ -116,108 +118,189 @@ def _counter(text: str, name: str) -> int:
     return 0
 
 
-class TaskCgroup:
-    """The cgroup(s) of one attempt. ``close`` kills whatever is left in them and removes them."""
+class _Group:
+    """Cgroup directories (one per v1 controller, or one v2 directory) and what a task did in
+    them since ``baseline`` was taken."""
 
-    def __init__(self, layout: Layout, name: str, *, memory_mb: int, processes: int) -> None:
+    def __init__(self, layout: Layout, name: str) -> None:
         self.layout = layout
         self.dirs = {key: base / name for key, base in layout.bases.items()}
-        for path in self.dirs.values():
-            path.mkdir()
-        try:
-            self._limit(memory_mb, processes)
-        except BaseException:
-            self.close()
-            raise
+        self.oom_base = 0
+        self.max_base = 0
 
-    def _limit(self, memory_mb: int, processes: int) -> None:
-        memory = str(memory_mb << 20) if memory_mb else None
+    def limit(self, memory_mb: int, processes: int) -> None:
+        memory = str(memory_mb << 20) if memory_mb else "-1"
         if self.layout.version == 1:
-            if memory is not None:
-                _write(self.dirs["memory"] / "memory.limit_in_bytes", memory)
-                with contextlib.suppress(OSError):  # no swap accounting: nothing to cap there
-                    _write(self.dirs["memory"] / "memory.memsw.limit_in_bytes", memory)
-            if processes:
-                _write(self.dirs["pids"] / "pids.max", str(processes))
-            return
-        unified = self.dirs["unified"]
-        if memory is not None:
-            _write(unified / "memory.max", memory)
+            memsw = self.dirs["memory"] / "memory.memsw.limit_in_bytes"
+            swap_accounting = memsw.exists()
+            if swap_accounting:  # memsw may never be below the limit: lift it first
+                _write(memsw, "-1")
+            _write(self.dirs["memory"] / "memory.limit_in_bytes", memory)
+            if swap_accounting:
+                _write(memsw, memory)
+            _write(self.dirs["pids"] / "pids.max", str(processes) if processes else "max")
+        else:
+            unified = self.dirs["unified"]
+            _write(unified / "memory.max", memory if memory_mb else "max")
             with contextlib.suppress(OSError):
                 _write(unified / "memory.swap.max", "0")
-        _write(unified / "memory.oom.group", "1")  # one process over the cap ends them all
-        if processes:
-            _write(unified / "pids.max", str(processes))
+            _write(unified / "memory.oom.group", "1")  # one process over the cap ends them all
+            _write(unified / "pids.max", str(processes) if processes else "max")
+        self.oom_base, self.max_base = self._oom_count(), self._max_count()
 
-    @contextlib.contextmanager
-    def spawning(self) -> Iterator[None]:
-        """v1: the calling thread sits in the task's cgroups while it spawns the sandbox."""
-        if self.layout.version != 1:
-            yield
-            return
-        tid = str(threading.get_native_id())
-        own = _thread_paths()
-        moved = []
-        try:
-            for controller, path in self.dirs.items():
-                _write(path / "tasks", tid)
-                moved.append(controller)
-            yield
-        finally:
-            for controller in moved:
-                back = ROOT / controller / own.get(controller, "/").lstrip("/") / "tasks"
-                with contextlib.suppress(OSError):
-                    _write(back, tid)
-
-    def join_prefix(self) -> list[str]:
-        """v2: argv that moves itself into the task's cgroup, then execs the rest."""
-        if self.layout.version != 2:
-            return []
-        procs = str(self.dirs["unified"] / "cgroup.procs")
-        return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', procs]
-
-    def oom_kills(self) -> int:
+    def _oom_count(self) -> int:
         if self.layout.version == 1:
             return _counter(_read(self.dirs["memory"] / "memory.oom_control"), "oom_kill")
         return _counter(_read(self.dirs["unified"] / "memory.events"), "oom_kill")
 
-    def hit_process_limit(self) -> bool:
+    def _max_count(self) -> int:
         path = self.dirs["pids" if self.layout.version == 1 else "unified"] / "pids.events"
-        return _counter(_read(path), "max") > 0
+        return _counter(_read(path), "max")
+
+    def oom_kills(self) -> int:
+        """Processes the kernel killed for the memory limit since the task started."""
+        return self._oom_count() - self.oom_base
+
+    def hit_process_limit(self) -> bool:
+        return self._max_count() > self.max_base
 
     def pids(self) -> list[int]:
+        """The processes in the cgroup(s) but this one (a worker's spawner thread is there)."""
         out: set[int] = set()
         for path in self.dirs.values():
             for line in _read(path / "cgroup.procs").split():
                 out.add(int(line))
+        out.discard(os.getpid())
         return sorted(out)
 
-    def close(self, timeout_s: float = 2.0) -> None:
-        """SIGKILL every process left in the cgroup(s), then remove them."""
+    def kill_all(self, timeout_s: float) -> bool:
+        """SIGKILL what is left (nothing of it runs user code again); with ``timeout_s`` wait
+        until it is gone too. False if something outlived the wait."""
         deadline = time.monotonic() + timeout_s
+        while True:
+            left = self.pids()
+            if not left:
+                return True
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.0005)
+
+
+class TaskCgroup(_Group):
+    """cgroup v2: a cgroup made for one attempt. Its command joins it itself
+    (:meth:`join_prefix`); ``close`` kills whatever is left and removes it."""
+
+    def __init__(self, layout: Layout, name: str, *, memory_mb: int, processes: int) -> None:
+        super().__init__(layout, name)
         for path in self.dirs.values():
-            while path.exists():
-                for pid in self.pids():
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.kill(pid, signal.SIGKILL)
-                try:
-                    path.rmdir()
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        break  # still busy (a process stuck in the kernel): left for the sweep
-                    time.sleep(0.005)
+            path.mkdir()
+        try:
+            self.limit(memory_mb, processes)
+        except BaseException:
+            self.close()
+            raise
+
+    def spawn(self, start: Callable[[], _T]) -> _T:
+        return start()
+
+    def join_prefix(self) -> list[str]:
+        """argv that moves itself into the task's cgroup, then execs the rest."""
+        procs = str(self.dirs["unified"] / "cgroup.procs")
+        return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', procs]
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        self.kill_all(timeout_s)
+        for path in self.dirs.values():
+            with contextlib.suppress(OSError):
+                path.rmdir()
 
 
-def _thread_paths() -> dict[str, str]:
-    out: dict[str, str] = {}
-    with open(f"/proc/self/task/{threading.get_native_id()}/cgroup") as fh:
-        for line in fh:
-            _id, controllers, path = line.rstrip("\n").split(":", 2)
-            for name in controllers.split(","):
-                out[name] = path
-    return out
+class WorkerCgroup(_Group):
+    """cgroup v1: one cgroup pair per worker process, reused by its attempts one at a time.
+
+    A thread of the worker — the *spawner*, moved in once — starts every sandbox, and a child
+    is born in the cgroups of the thread that forked it: so the sandbox and all it starts are
+    counted from their first instruction, and no attempt pays for a cgroup migration (each one
+    waits for an RCU grace period: about 1.2 ms for the four an attempt would otherwise need).
+    The worker itself is not charged (v1 charges memory to a process's thread-group leader) nor
+    chosen by the memory cgroup's OOM killer (it only considers thread-group leaders). The
+    spawner counts as one process; the counters are read against a baseline per attempt.
+    """
+
+    def __init__(self, layout: Layout) -> None:
+        super().__init__(layout, f"w{os.getpid()}-{time.time_ns()}")
+        self.pid = os.getpid()
+        for path in self.dirs.values():
+            path.mkdir()
+        self.lock = threading.Lock()
+        self.spawner = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="computalot-spawner", initializer=self._join
+        )
+
+    def _join(self) -> None:
+        tid = str(threading.get_native_id())
+        for path in self.dirs.values():
+            _write(path / "tasks", tid)
+
+    def lease(self, memory_mb: int, processes: int) -> WorkerLease:
+        self.lock.acquire()
+        try:
+            self.limit(memory_mb, processes + 1 if processes else 0)
+        except BaseException:
+            self.lock.release()
+            raise
+        return WorkerLease(self)
+
+
+class WorkerLease:
+    """One attempt's use of its worker's cgroup (see :class:`WorkerCgroup`)."""
+
+    def __init__(self, group: WorkerCgroup) -> None:
+        self.group = group
+        self.open = True
+
+    def spawn(self, start: Callable[[], _T]) -> _T:
+        return self.group.spawner.submit(start).result()
+
+    def join_prefix(self) -> list[str]:
+        return []
+
+    def oom_kills(self) -> int:
+        return self.group.oom_kills()
+
+    def hit_process_limit(self) -> bool:
+        return self.group.hit_process_limit()
+
+    def pids(self) -> list[int]:
+        return self.group.pids()
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        if self.open:
+            self.open = False
+            try:  # a pid namespace's last processes may still be exiting: no need to wait
+                self.group.kill_all(0.0)
+            finally:
+                self.group.lock.release()
+
+
+_WORKER: list[WorkerCgroup] = []
+
+
+def attempt_cgroup(
+    layout: Layout, name: str, *, memory_mb: int, processes: int
+) -> TaskCgroup | WorkerLease:
+    """The cgroup an attempt runs in: its worker's (v1, made at the first attempt) or its own
+    (v2)."""
+    if layout.version == 2:
+        return TaskCgroup(layout, name, memory_mb=memory_mb, processes=processes)
+    with _LAYOUT_LOCK:
+        if not _WORKER or _WORKER[0].pid != os.getpid():
+            _WORKER[:] = [WorkerCgroup(layout)]
+        group = _WORKER[0]
+    return group.lease(memory_mb, processes)
 
 
 _SWEPT = [0.0]

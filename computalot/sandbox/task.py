@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from computalot.sandbox import bwrap, cgroups, firewall
@@ -66,6 +67,17 @@ def disk_usage(root: Path, max_entries: int = MAX_DISK_ENTRIES) -> int:
     return total
 
 
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (``/proc/<pid>/task/<pid>/children``)."""
+    out, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        out.append(current)
+        with contextlib.suppress(OSError), open(f"/proc/{current}/task/{current}/children") as fh:
+            stack += [int(child) for child in fh.read().split()]
+    return out
+
+
 def hand_over(directory: Path, uid: int, gid: int) -> None:
     """Give the attempt directory (and everything copied into it) to the sandbox's uid."""
     if os.geteuid() != 0 or uid == os.geteuid():
@@ -105,17 +117,14 @@ class TaskSandbox:
         if layout is not None:
             cgroups.sweep(layout)
         self.cgroup = (
-            cgroups.TaskCgroup(
+            cgroups.attempt_cgroup(
                 layout, name, memory_mb=self.limits.memory_mb, processes=self.limits.processes
             )
             if layout is not None
             else None
         )
-        try:
-            hand_over(attempt_dir, self.uid, policy.gid if self.root else os.getegid())
-        except BaseException:
-            self.close()
-            raise
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.block_fd = -1  # writing here lets a launched sandbox start its command
         self.next_disk_check = time.monotonic() + DISK_CHECK_S
         self.breached: tuple[str, str] | None = None
 
@@ -129,9 +138,10 @@ class TaskSandbox:
         rel = path.relative_to(self.attempt_dir).as_posix()
         return bwrap.INNER_TASK if rel == "." else f"{bwrap.INNER_TASK}/{rel}"
 
-    def command(self, argv: list[str], cwd: Path) -> list[str]:
+    def command(self, argv: list[str], cwd: Path, block_fd: int) -> list[str]:
         prefix = self.cgroup.join_prefix() if self.cgroup is not None else []
-        options = bwrap.bwrap_args(
+        options = ["--block-fd", str(block_fd)]
+        options += bwrap.bwrap_args(
             task_dir=str(self.attempt_dir),
             inner_cwd=self.inner(cwd),
             network=self.policy.network,
@@ -145,13 +155,60 @@ class TaskSandbox:
         assert self.bwrap is not None
         return [*prefix, self.bwrap, *options, "--", *drop, *argv]
 
-    @contextlib.contextmanager
-    def spawning(self) -> Iterator[None]:
-        if self.cgroup is None:
-            yield
+    def launch(self, argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start the sandbox for ``argv`` now, its command held back until :meth:`release`.
+
+        bubblewrap builds the namespaces and mounts (most of its cost) while the worker still
+        fills the attempt directory: the working copy, the payload. ``cwd`` need not exist yet.
+        """
+        read_fd, self.block_fd = os.pipe()
+        command = self.command(argv, cwd, read_fd)
+
+        def start() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                command,
+                cwd=self.attempt_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                pass_fds=(read_fd,),
+            )
+
+        try:
+            self.proc = start() if self.cgroup is None else self.cgroup.spawn(start)
+        except BaseException:
+            os.close(self.block_fd)
+            self.block_fd = -1
+            raise
+        finally:
+            os.close(read_fd)
+        return self.proc
+
+    def release(self, limit: Callable[[int], None]) -> None:
+        """Let the launched command start: ``limit`` (rlimits) is applied to every process of
+        the sandbox (its command inherits them), the attempt directory handed to the task's
+        uid, then the command runs."""
+        assert self.proc is not None and self.block_fd >= 0
+        for pid in _process_tree(self.proc.pid):
+            limit(pid)
+        hand_over(self.attempt_dir, self.uid, self.policy.gid if self.root else os.getegid())
+        os.write(self.block_fd, b"x")
+        os.close(self.block_fd)
+        self.block_fd = -1
+
+    def abort(self) -> None:
+        """The launched command must never run: kill the sandbox before it is released."""
+        if self.proc is None:
             return
-        with self.cgroup.spawning():
-            yield
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.block_fd >= 0:
+            os.close(self.block_fd)
+            self.block_fd = -1
+        self.proc.communicate()
+        self.proc = None
 
     @property
     def memory_rlimit_mb(self) -> int | None:
@@ -214,5 +271,7 @@ class TaskSandbox:
 
     def close(self) -> None:
         """Kill whatever the task left (its cgroup) and remove the cgroup."""
+        if self.block_fd >= 0:  # launched, never released
+            self.abort()
         if self.cgroup is not None:
             self.cgroup.close()
