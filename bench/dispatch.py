@@ -369,6 +369,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--parts", default="abcd", help="which parts to run, e.g. 'ad'")
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "--sandbox",
+        choices=["bwrap", "none"],
+        default="bwrap",
+        help="COMPUTALOT_SANDBOX for our tasks (none: the engine alone, docs/sandbox.md)",
+    )
     parser.add_argument("--max-seconds", type=float, default=None, help="hard runtime budget")
     args = parser.parse_args(argv)
     q = args.quick
@@ -380,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     args.queued = args.queued or (200 if q else 1000)
     args.max_seconds = args.max_seconds or (600.0 if q else 1800.0)
 
-    data_dir = isolated_env()
+    data_dir = isolated_env({"COMPUTALOT_SANDBOX": args.sandbox})
     m_start = machine_state()
     scratch = Path(tempfile.mkdtemp(prefix="computalot-bench-scratch-"))
     project_dir = scratch / "project"
@@ -433,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     results, status, m_end = done.results, done.status, done.machine_end
 
-    print(f"dispatch benchmark (num_cpus={args.num_cpus}, quick={q})")
+    print(f"dispatch benchmark (num_cpus={args.num_cpus}, quick={q}, sandbox={args.sandbox})")
     print(machine_line(m_start, m_end))
     ok = report(results)
     path = write_results(

@@ -56,7 +56,8 @@ REPLICA_PORT_BLOCK = 100
 def _replica_port_ranges() -> dict[str, str]:
     """The first block of ports (HTTP from 30000, gRPC 10000 higher) nobody listens on."""
     for http in range(30000, 40000 - REPLICA_PORT_BLOCK, REPLICA_PORT_BLOCK):
-        if all(_port_is_free(port) for port in (http, http + 10000)):
+        block = range(http, http + REPLICA_PORT_BLOCK)
+        if all(_port_is_free(port) and _port_is_free(port + 10000) for port in block):
             return {
                 "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(http),
                 "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(http + REPLICA_PORT_BLOCK),

@@ -205,6 +205,7 @@ def _quiet_port() -> int:
 
 def _ready(url: str) -> bool:
     try:
-        return httpx.get(f"{url}/ready", timeout=5).status_code == 200
+        answer = httpx.get(f"{url}/ready", timeout=5)
     except httpx.HTTPError:
         return False
+    return answer.status_code == 200 and "COMPUTALOT_SANDBOX=none" in answer.text
