@@ -93,12 +93,3 @@ def ensure(uid: int, open_ports: tuple[int, ...], other_nodes: tuple[str, ...] =
             return "nft refused the rules: " + (reason[0] if reason else f"exit {done.returncode}")
         _INSTALLED[TABLE] = want
         return None
-
-
-def remove() -> None:
-    """Drop the table (``computalot down``; tests)."""
-    nft = nft_path()
-    if nft is not None:
-        subprocess.run([nft, "delete", "table", "inet", TABLE], capture_output=True, timeout=10)
-    with _LOCK:
-        _INSTALLED.clear()
