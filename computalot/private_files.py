@@ -67,18 +67,20 @@ def tighten_tree(root: Path) -> None:
     executable). Symlinks are not followed; what cannot be changed (another user's file) is
     logged and left."""
 
-    def fix(path: Path) -> None:
-        try:
-            tighten(path)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            log.warning("could not tighten the mode of %s: %s", path, exc)
-
-    fix(root)
+    _tighten_or_warn(root)
     for folder, dirs, files in os.walk(root):
         for name in dirs + files:
-            fix(Path(folder) / name)
+            _tighten_or_warn(Path(folder) / name)
+
+
+def _tighten_or_warn(path: Path) -> None:
+    """:func:`tighten`; a file gone meanwhile is fine, another failure is logged."""
+    try:
+        tighten(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("could not tighten the mode of %s: %s", path, exc)
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -106,9 +108,4 @@ def private_sqlite_file(url: str) -> None:
         return  # SQLite will report it with its own words
     os.close(fd)
     for candidate in (path, *(Path(f"{path}{suffix}") for suffix in SQLITE_SIDE_FILES)):
-        try:
-            tighten(candidate)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            log.warning("could not tighten the mode of %s: %s", candidate, exc)
+        _tighten_or_warn(candidate)

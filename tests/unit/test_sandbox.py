@@ -186,16 +186,28 @@ def test_a_result_link_is_never_followed(attempt: Path, tmp_path: Path) -> None:
     assert answer["result_state"] == "invalid" and "plain file" in answer["result_error"]
 
 
+def _settings(**changes: object) -> SimpleNamespace:
+    fields: dict[str, object] = {
+        "sandbox": "bwrap",
+        "sandbox_uid": 65534,
+        "sandbox_gid": 65534,
+        "sandbox_shared_dirs": [],
+        "task_memory_mb": 4096,
+        "task_max_processes": 1024,
+        "task_max_open_files": 4096,
+        "task_cpu_time_s": 86400,
+        "task_disk_mb": 10240,
+        "task_memory_ceiling_mb": 0,
+        "task_disk_ceiling_mb": 0,
+        "port": 8000,
+        "resolved_public_url": "http://127.0.0.1:8000",
+    }
+    fields.update(changes)
+    return SimpleNamespace(**fields)
+
+
 def test_limits_come_from_settings_and_requirements_within_the_ceiling() -> None:
-    settings = SimpleNamespace(
-        task_memory_mb=4096,
-        task_max_processes=1024,
-        task_max_open_files=4096,
-        task_cpu_time_s=86400,
-        task_disk_mb=10240,
-        task_memory_ceiling_mb=8192,
-        task_disk_ceiling_mb=20480,
-    )
+    settings = _settings(task_memory_ceiling_mb=8192, task_disk_ceiling_mb=20480)
     assert task_limits(settings, {}) == TaskLimits(4096, 1024, 4096, 86400, 10240)
     asked = {"memory_mb": 6000, "storage_gb": 15}
     assert task_limits(settings, asked) == TaskLimits(6000, 1024, 4096, 86400, 15360)
@@ -209,19 +221,7 @@ def test_the_policy_travels_as_plain_data() -> None:
     assert SandboxPolicy.from_spec(policy.to_spec()) == policy
     assert open_ports("http://127.0.0.1:8000") == (8000,)
     assert open_ports("https://api.example.org") == (443,)
-    settings = SimpleNamespace(
-        sandbox="bwrap",
-        sandbox_uid=65534,
-        sandbox_gid=65534,
-        task_memory_mb=4096,
-        task_max_processes=1024,
-        task_max_open_files=4096,
-        task_cpu_time_s=0,
-        task_disk_mb=10240,
-        port=8000,
-        resolved_public_url="https://api.example.org",
-        sandbox_shared_dirs=[],
-    )
+    settings = _settings(resolved_public_url="https://api.example.org")
     made = policy_for(settings, {"gpu_count": 1}, "none")
     assert made.open_ports == (443, 8000) and made.gpu and made.network == "none"
 
