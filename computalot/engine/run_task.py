@@ -163,7 +163,9 @@ def attempt_root() -> Path:
     return base
 
 
-def _run_limits(policy: SandboxPolicy | None, sandbox: TaskSandbox | None, spec: dict) -> RunLimits:
+def _run_limits(
+    policy: SandboxPolicy | None, sandbox: TaskSandbox | None, spec: dict[str, Any]
+) -> RunLimits:
     if policy is None:  # a spec from before sandboxes: only what the job asked for
         return RunLimits(memory_mb=spec.get("memory_mb"))
     limits = policy.limits
