@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from computalot.sandbox import bwrap, cgroups, firewall
+from computalot.sandbox import bwrap, cgroups, firewall, seccomp
 from computalot.sandbox.policy import SandboxPolicy
 
 DISK_CHECK_S = 1.0
@@ -138,9 +138,13 @@ class TaskSandbox:
         rel = path.relative_to(self.attempt_dir).as_posix()
         return bwrap.INNER_TASK if rel == "." else f"{bwrap.INNER_TASK}/{rel}"
 
-    def command(self, argv: list[str], cwd: Path, block_fd: int) -> list[str]:
+    def command(
+        self, argv: list[str], cwd: Path, block_fd: int, seccomp_fd: int | None = None
+    ) -> list[str]:
         prefix = self.cgroup.join_prefix() if self.cgroup is not None else []
         options = ["--block-fd", str(block_fd)]
+        if seccomp_fd is not None:
+            options += ["--seccomp", str(seccomp_fd)]
         options += bwrap.bwrap_args(
             task_dir=str(self.attempt_dir),
             inner_cwd=self.inner(cwd),
@@ -162,7 +166,10 @@ class TaskSandbox:
         fills the attempt directory: the working copy, the payload. ``cwd`` need not exist yet.
         """
         read_fd, self.block_fd = os.pipe()
-        command = self.command(argv, cwd, read_fd)
+        # Root mode has no user namespace to forbid nested ones in: a seccomp filter does it.
+        seccomp_fd = seccomp.program_fd() if self.root else None
+        passed = (read_fd,) if seccomp_fd is None else (read_fd, seccomp_fd)
+        command = self.command(argv, cwd, read_fd, seccomp_fd)
 
         def start() -> subprocess.Popen[bytes]:
             return subprocess.Popen(
@@ -173,7 +180,7 @@ class TaskSandbox:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
-                pass_fds=(read_fd,),
+                pass_fds=passed,
             )
 
         try:
@@ -183,7 +190,8 @@ class TaskSandbox:
             self.block_fd = -1
             raise
         finally:
-            os.close(read_fd)
+            for fd in passed:
+                os.close(fd)
         return self.proc
 
     def release(self, limit: Callable[[int], None]) -> None:

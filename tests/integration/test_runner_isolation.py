@@ -100,7 +100,7 @@ def test_a_hostile_task_is_refused_everything_and_leaves_nothing(
     got = {k: v for k, v in report.items() if isinstance(v, str) and v.startswith("GOT")}
     assert got == {"call the public API": "GOT: 200"}, json.dumps(report, indent=1)
     refused = [k for k, v in report.items() if isinstance(v, str) and v.startswith("refused")]
-    assert len(refused) == 14 + len(ports), json.dumps(report, indent=1)
+    assert len(refused) == 15 + len(ports), json.dumps(report, indent=1)
     assert report["uid"] != 0 and report["capabilities"] == ["0000000000000000"]
     assert len(report["visible pids"]) <= 3, report["visible pids"]  # bwrap's init, it, `ls`
     # Nothing it started outlives the job, and what it wrote in /tmp stayed in its own.

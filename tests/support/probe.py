@@ -79,6 +79,17 @@ def other_environs():
 
 
 attempt("read other processes' environ", other_environs)
+
+
+def new_user_namespace():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER
+        raise PermissionError(os.strerror(ctypes.get_errno()))
+    return "a user namespace of its own"
+
+
+attempt("create a user namespace", new_user_namespace)
 report["visible pids"] = sorted(int(x) for x in os.listdir("/proc") if x.isdigit())
 report["uid"] = os.getuid()
 report["capabilities"] = [l.split()[1] for l in open("/proc/self/status") if l.startswith("CapEff")]

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 
 from computalot.engine.runner import RunLimits, RunOutcome, base_env, run_command
-from computalot.sandbox import bwrap, firewall
+from computalot.sandbox import bwrap, firewall, seccomp
 from computalot.sandbox.limits import TaskLimits, ceiling_errors, task_limits
 from computalot.sandbox.policy import SandboxPolicy, open_ports, policy_for
 from computalot.sandbox.task import TaskSandbox, disk_usage
@@ -255,3 +255,19 @@ def _no_stray_signals() -> Iterator[None]:
     previous = signal.getsignal(signal.SIGTERM)
     yield
     signal.signal(signal.SIGTERM, previous)
+
+
+def test_no_new_user_namespace_and_no_other_abi_in_the_sandbox(attempt: Path) -> None:
+    if os.geteuid() != 0 or seccomp.program() is None:
+        pytest.skip("SKIPPED LOUDLY: the seccomp filter is for root workers on x86_64")
+    code = (
+        "import ctypes, os, subprocess, threading\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(libc.unshare(0x10000000), ctypes.get_errno())\n"  # CLONE_NEWUSER: EPERM
+        "print(libc.unshare(0x00020000), ctypes.get_errno())\n"  # CLONE_NEWNS: no privilege
+        "t = threading.Thread(target=lambda: None); t.start(); t.join()\n"  # clone3 falls back
+        "print(subprocess.run(['true']).returncode)\n"
+    )
+    ran = run_in(attempt, code)
+    assert ran.status == "ok", ran
+    assert ran.stdout_tail.split("\n")[:3] == ["-1 1", "-1 1", "0"], ran.stdout_tail
