@@ -35,7 +35,7 @@ import ray
 from computalot.engine.cleanup import CLEANER, owner_tag
 from computalot.engine.names import HUB_NAME
 from computalot.engine.result_file import read_result_file
-from computalot.engine.runner import RunLimits, base_env, run_command
+from computalot.engine.runner import RunLimits, RunOutcome, base_env, run_command
 from computalot.sandbox.task import SandboxPolicy, SandboxUnavailable, TaskSandbox
 
 #: Per-task result cap when the spec carries none (``settings.max_result_bytes``'s default).
@@ -178,19 +178,26 @@ def _run_limits(
     )
 
 
-def _refused(status: str, error: str, started: float) -> dict[str, Any]:
-    """The outcome of an attempt that never started its runner."""
+def _outcome(
+    ran: RunOutcome,
+    started: float,
+    result: dict[str, Any] | None = None,
+    artifacts: tuple[list[dict[str, Any]], list[str]] | None = None,
+) -> dict[str, Any]:
+    """What the dispatcher records of an attempt (see ``engine.outcomes.judge_outcome``)."""
+    files, warnings = artifacts if artifacts is not None else ([], [])
     return {
-        "status": status,
-        "exit_code": None,
-        "error": error,
-        "stdout": "",
-        "stderr": "",
-        "output_tail": "",
-        "duration_s": 0.0,
-        "last_progress": None,
-        "artifacts": [],
-        "artifact_warnings": [],
+        "status": ran.status,
+        "exit_code": ran.exit_code,
+        "error": ran.error,
+        "stdout": ran.stdout_tail,
+        "stderr": ran.stderr_tail,
+        "output_tail": ran.output_tail,
+        "duration_s": ran.duration_s,
+        "last_progress": ran.last_progress,
+        **(result or {}),
+        "artifacts": files,
+        "artifact_warnings": warnings,
         "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
         "started_at": started,
     }
@@ -217,7 +224,8 @@ def execute_attempt(spec: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | 
             try:
                 sandbox = TaskSandbox(policy, attempt_dir, name=attempt_dir.name)
             except SandboxUnavailable as exc:
-                return _refused("sandbox_unavailable", str(exc), started), None
+                refused = RunOutcome(None, "sandbox_unavailable", str(exc), "", "", "", 0.0, None)
+                return _outcome(refused, started), None
         where = sandbox.inner if sandbox is not None else str
         extra = dict(spec.get("env") or {})
         extra.update(
@@ -244,20 +252,18 @@ def execute_attempt(spec: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | 
         tmp_dir.mkdir()
         payload_path.write_text(json.dumps(spec["payload"]))
         reporter = _LiveReporter(spec)
-        try:
-            ran = run_command(
-                argv,
-                cwd=cwd,
-                env=env,
-                timeout_s=float(spec["timeout_s"]),
-                limits=_run_limits(policy, sandbox, spec),
-                on_event=reporter,
-                kill_grace_s=float(spec.get("kill_grace_s", 5.0)),
-                sandbox=sandbox,
-            )
-        finally:
-            if sandbox is not None:  # nothing of the task runs on while its files are read
-                sandbox.close()
+        ran = run_command(
+            argv,
+            cwd=cwd,
+            env=env,
+            timeout_s=float(spec["timeout_s"]),
+            limits=_run_limits(policy, sandbox, spec),
+            on_event=reporter,
+            kill_grace_s=float(spec.get("kill_grace_s", 5.0)),
+            sandbox=sandbox,
+        )
+        if sandbox is not None:  # nothing of the task runs on while its files are read
+            sandbox.close()
         try:
             reporter.drain()
         except Exception:  # a slow hub must not fail the attempt
@@ -275,25 +281,9 @@ def execute_attempt(spec: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | 
             encoded = result.pop("result_text").encode("utf-8")
             big_text = np.frombuffer(encoded, dtype=np.uint8)
             result["result_in_ref"] = True
-        artifacts, artifact_warnings = _collect_artifacts(artifact_dir)
-        outcome = {
-            "status": ran.status,
-            "exit_code": ran.exit_code,
-            "error": ran.error,
-            "stdout": ran.stdout_tail,
-            "stderr": ran.stderr_tail,
-            "output_tail": ran.output_tail,
-            "duration_s": ran.duration_s,
-            "last_progress": ran.last_progress,
-            **result,
-            "artifacts": artifacts,
-            "artifact_warnings": artifact_warnings,
-            "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
-            "started_at": started,
-        }
-        return outcome, big_text
+        return _outcome(ran, started, result, _collect_artifacts(artifact_dir)), big_text
     finally:
-        if sandbox is not None:
+        if sandbox is not None:  # an attempt that ended early (an exception, a Ray cancel)
             sandbox.close()
         CLEANER.remove(attempt_dir)  # off the critical path (see cleanup)
 

@@ -118,7 +118,8 @@ def base_env(extra: Mapping[str, str], cwd: Path) -> dict[str, str]:
 
 
 def _rlimit_plan(limits: RunLimits) -> list[tuple[int, int, int]]:
-    """(resource, value) pairs, clamped to the current hard limit so setrlimit cannot fail."""
+    """(resource, soft, hard) triples, clamped to the current hard limit so setting them cannot
+    fail; CPU time gets a hard limit a little above the soft one (SIGXCPU first, then SIGKILL)."""
     wanted = [
         (resource.RLIMIT_AS, None if limits.memory_mb is None else limits.memory_mb << 20),
         (resource.RLIMIT_FSIZE, None if limits.max_file_mb is None else limits.max_file_mb << 20),
@@ -456,20 +457,18 @@ def run_command(
     the caller owns the sandbox (and closes it).
     """
     started = time.monotonic()
+    failure: tuple[int | None, str] | None
     if not argv:
-        if sandbox is not None:
-            sandbox.abort()
-        return _spawn_failed(None, "runner command is empty", started)
-    plan = _rlimit_plan(limits or RunLimits())
-    failure: tuple[int | None, str] | None = None
-    if not cwd.is_dir():
+        failure = None, "runner command is empty"
+    elif not cwd.is_dir():
         failure = None, "working directory of the task is missing"
     else:
         failure = _resolve_failure(argv[0], cwd, env)
     if failure is not None:
-        if sandbox is not None:
+        if sandbox is not None:  # launched ahead: it must never run
             sandbox.abort()
         return _spawn_failed(failure[0], failure[1], started)
+    plan = _rlimit_plan(limits or RunLimits())
     try:
         if sandbox is None:
             proc = subprocess.Popen(

@@ -25,6 +25,7 @@ import os
 import shutil
 import site
 import sys
+import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -101,6 +102,30 @@ def runtime() -> list[str]:
     if not _RUNTIME:
         _RUNTIME.append(runtime_dirs())
     return _RUNTIME[0]
+
+
+def _secret_places() -> list[tuple[str, str]]:
+    """(path, what it is) of what no task may see, as far as this worker can tell."""
+    places = [
+        (os.path.join(os.path.expanduser("~"), ".ray"), "Ray's token"),
+        (os.path.join(tempfile.gettempdir(), "ray"), "Ray's sessions and logs"),
+    ]
+    data_dir = os.environ.get("COMPUTALOT_DATA_DIR")
+    if data_dir:
+        places.append((data_dir, "the platform's data directory"))
+    return [(os.path.realpath(path), what) for path, what in places]
+
+
+@lru_cache(maxsize=1)
+def exposed_by_runtime() -> tuple[str, str] | None:
+    """(runtime directory, what it holds) when mounting the interpreter would show a task
+    something it must never see (a virtual environment that contains the data directory).
+    Once per process."""
+    for runtime_dir in runtime():
+        for path, what in _secret_places():
+            if path == runtime_dir or path.startswith(runtime_dir + "/"):
+                return runtime_dir, what
+    return None
 
 
 def _parents(paths: list[str]) -> list[str]:

@@ -1,10 +1,10 @@
 """One attempt's confinement: what ``engine.runner`` needs to start, watch and end a sandboxed
 runner process (docs/sandbox.md).
 
-The runner asks it for the command line (cgroup join, uid drop, bwrap, the user's argv), the
-descriptors to pass, a context to spawn in (the cgroup join), the rlimits to set, whether a
-limit was crossed while the task runs (:meth:`TaskSandbox.breach`) and after it ended
-(:meth:`TaskSandbox.verdict`), and finally to kill whatever is left (:meth:`TaskSandbox.close`).
+``run_task`` starts the sandbox early with the command held back (:meth:`TaskSandbox.launch`);
+the runner lets it go with its rlimits set (:meth:`TaskSandbox.release`), asks whether a limit
+was crossed while the task runs (:meth:`TaskSandbox.breach`) and after it ended
+(:meth:`TaskSandbox.verdict`), and finally everything left is killed (:meth:`TaskSandbox.close`).
 """
 
 from __future__ import annotations
@@ -105,6 +105,12 @@ class TaskSandbox:
         self.setpriv = bwrap.setpriv_path() if self.root else None
         if self.root and self.setpriv is None:
             raise SandboxUnavailable("setpriv (util-linux) is missing: tasks would run as root")
+        exposed = bwrap.exposed_by_runtime()
+        if exposed:
+            raise SandboxUnavailable(
+                f"the interpreter's directory {exposed[0]} holds {exposed[1]}, which tasks must "
+                "never see; the operator moves the virtual environment or that directory"
+            )
         if policy.network == "host":
             why = firewall.ensure(self.uid, policy.open_ports, cluster_addresses())
             if why is not None:
@@ -131,7 +137,7 @@ class TaskSandbox:
     @property
     def uid(self) -> int:
         """The host uid the task runs as: the dedicated one when the worker is root."""
-        return self.policy.uid if os.geteuid() == 0 else os.geteuid()
+        return self.policy.uid if self.root else os.geteuid()
 
     def inner(self, path: Path) -> str:
         """Where a host path under the attempt directory is, seen from inside."""
@@ -242,7 +248,7 @@ class TaskSandbox:
             return "memory_limit", self._memory_message()
         if returncode == 0:
             return None
-        if returncode in (-signal.SIGXCPU, -signal.SIGKILL) and self._cpu_exceeded(returncode):
+        if self.limits.cpu_time_s and returncode == -signal.SIGXCPU:
             return "cpu_time_limit", (
                 f"a process used more than its CPU time limit of {self.limits.cpu_time_s} s"
             )
@@ -256,9 +262,6 @@ class TaskSandbox:
         ):
             return "disk_limit", self._disk_message()
         return None
-
-    def _cpu_exceeded(self, returncode: int) -> bool:
-        return bool(self.limits.cpu_time_s) and returncode == -signal.SIGXCPU
 
     def _memory_message(self) -> str:
         return f"the task went over its memory limit of {self.limits.memory_mb} MiB and was killed"
@@ -278,8 +281,9 @@ class TaskSandbox:
         return True
 
     def close(self) -> None:
-        """Kill whatever the task left (its cgroup) and remove the cgroup."""
+        """Kill whatever the task left (its cgroup) and give the cgroup up; once is enough."""
         if self.block_fd >= 0:  # launched, never released
             self.abort()
         if self.cgroup is not None:
             self.cgroup.close()
+            self.cgroup = None

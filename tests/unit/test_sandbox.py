@@ -22,7 +22,7 @@ from computalot.engine.runner import RunLimits, RunOutcome, base_env, run_comman
 from computalot.sandbox import bwrap, firewall, seccomp
 from computalot.sandbox.limits import TaskLimits, ceiling_errors, task_limits
 from computalot.sandbox.policy import SandboxPolicy, open_ports, policy_for
-from computalot.sandbox.task import TaskSandbox, disk_usage
+from computalot.sandbox.task import SandboxUnavailable, TaskSandbox, disk_usage
 from tests.support.helpers import host_pids
 
 if bwrap.bwrap_path() is None:  # pragma: no cover - make test installs it
@@ -271,3 +271,18 @@ def test_no_new_user_namespace_and_no_other_abi_in_the_sandbox(attempt: Path) ->
     ran = run_in(attempt, code)
     assert ran.status == "ok", ran
     assert ran.stdout_tail.split("\n")[:3] == ["-1 1", "-1 1", "0"], ran.stdout_tail
+
+
+def test_an_interpreter_directory_holding_the_data_dir_is_never_mounted(
+    attempt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    venv = bwrap.runtime()[-1]
+    monkeypatch.setenv("COMPUTALOT_DATA_DIR", os.path.join(venv, "data"))
+    bwrap.exposed_by_runtime.cache_clear()
+    try:
+        assert bwrap.exposed_by_runtime() == (venv, "the platform's data directory")
+        with pytest.raises(SandboxUnavailable, match="data directory"):
+            TaskSandbox(_policy(network="none"), attempt, attempt.name)
+    finally:
+        monkeypatch.delenv("COMPUTALOT_DATA_DIR")
+        bwrap.exposed_by_runtime.cache_clear()
