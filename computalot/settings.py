@@ -124,6 +124,14 @@ class Settings(BaseSettings):
             raise ValueError("use sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db")
         return value
 
+    @field_validator("sandbox_shared_dirs")
+    @classmethod
+    def _check_shared_dirs(cls, value: list[Path]) -> list[Path]:
+        for path in value:
+            if not path.is_absolute():
+                raise ValueError(f"{str(path)!r} must be an absolute path")
+        return value
+
     @field_validator("host")
     @classmethod
     def _check_host(cls, value: str) -> str:

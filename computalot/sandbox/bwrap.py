@@ -116,16 +116,21 @@ def _secret_places() -> list[tuple[str, str]]:
     return [(os.path.realpath(path), what) for path, what in places]
 
 
+def exposed(mounts: tuple[str, ...]) -> tuple[str, str] | None:
+    """(mounted directory, what it holds) when mounting ``mounts`` would show a task something
+    it must never see (a virtual environment, or a shared directory, holding the data dir)."""
+    for mount in mounts:
+        top = os.path.realpath(mount)
+        for path, what in _secret_places():
+            if path == top or path.startswith(top + "/"):
+                return mount, what
+    return None
+
+
 @lru_cache(maxsize=1)
 def exposed_by_runtime() -> tuple[str, str] | None:
-    """(runtime directory, what it holds) when mounting the interpreter would show a task
-    something it must never see (a virtual environment that contains the data directory).
-    Once per process."""
-    for runtime_dir in runtime():
-        for path, what in _secret_places():
-            if path == runtime_dir or path.startswith(runtime_dir + "/"):
-                return runtime_dir, what
-    return None
+    """:func:`exposed` for the interpreter's directories, once per process."""
+    return exposed(tuple(runtime()))
 
 
 def _parents(paths: list[str]) -> list[str]:

@@ -105,11 +105,11 @@ class TaskSandbox:
         self.setpriv = bwrap.setpriv_path() if self.root else None
         if self.root and self.setpriv is None:
             raise SandboxUnavailable("setpriv (util-linux) is missing: tasks would run as root")
-        exposed = bwrap.exposed_by_runtime()
+        exposed = bwrap.exposed_by_runtime() or bwrap.exposed(policy.shared_dirs)
         if exposed:
             raise SandboxUnavailable(
-                f"the interpreter's directory {exposed[0]} holds {exposed[1]}, which tasks must "
-                "never see; the operator moves the virtual environment or that directory"
+                f"the directory {exposed[0]} that tasks would see holds {exposed[1]}; the "
+                "operator moves one of them (the virtual environment, a shared directory)"
             )
         if policy.network == "host":
             why = firewall.ensure(self.uid, policy.open_ports, cluster_addresses())

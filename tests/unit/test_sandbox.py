@@ -273,7 +273,7 @@ def test_no_new_user_namespace_and_no_other_abi_in_the_sandbox(attempt: Path) ->
     assert ran.stdout_tail.split("\n")[:3] == ["-1 1", "-1 1", "0"], ran.stdout_tail
 
 
-def test_an_interpreter_directory_holding_the_data_dir_is_never_mounted(
+def test_a_directory_holding_the_data_dir_is_never_mounted(
     attempt: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     venv = bwrap.runtime()[-1]
@@ -283,6 +283,11 @@ def test_an_interpreter_directory_holding_the_data_dir_is_never_mounted(
         assert bwrap.exposed_by_runtime() == (venv, "the platform's data directory")
         with pytest.raises(SandboxUnavailable, match="data directory"):
             TaskSandbox(_policy(network="none"), attempt, attempt.name)
+        bwrap.exposed_by_runtime.cache_clear()
+        monkeypatch.setenv("COMPUTALOT_DATA_DIR", str(attempt.parent / "data"))
+        shared = _policy(network="none", shared_dirs=(str(attempt.parent),))
+        with pytest.raises(SandboxUnavailable, match=str(attempt.parent)):
+            TaskSandbox(shared, attempt, attempt.name)
     finally:
         monkeypatch.delenv("COMPUTALOT_DATA_DIR")
         bwrap.exposed_by_runtime.cache_clear()
