@@ -38,8 +38,8 @@ from computalot.engine.scheduling import (
     rotate,
 )
 from computalot.gc_pause import gc_paused
-from computalot.schemas.states import TERMINAL_JOB, TERMINAL_TASK
 from computalot.settings import Secrets, load_settings_with
+from computalot.states import TERMINAL_JOB, TERMINAL_TASK
 from computalot.store.db import Store
 from computalot.store.events import EventRow, write_events
 from computalot.store.models import Job

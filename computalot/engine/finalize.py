@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from computalot.jobs.aggregate import COPY_STRATEGIES, computed_aggregate, strategy_of
-from computalot.schemas.states import TERMINAL_JOB
+from computalot.states import TERMINAL_JOB
 from computalot.store.models import Job, Task
 from computalot.timeutil import utcnow
 

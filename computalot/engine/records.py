@@ -24,8 +24,8 @@ from computalot.engine.finalize import finalize_job
 from computalot.engine.outcomes import ACTIONS
 from computalot.engine.packages import PackageCache, revision_runtime_env
 from computalot.sandbox.policy import policy_for
-from computalot.schemas.states import TERMINAL_JOB
 from computalot.settings import Settings
+from computalot.states import TERMINAL_JOB
 from computalot.store.jobs import job_out, task_payload_for
 from computalot.store.jsoncodec import Unreadable, is_unusable
 from computalot.store.models import Job, Revision, Task

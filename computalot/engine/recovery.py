@@ -18,7 +18,7 @@ from computalot.engine.records import (
     retry_event,
     task_event,
 )
-from computalot.schemas.states import TERMINAL_JOB
+from computalot.states import TERMINAL_JOB
 from computalot.store.jobs import job_out
 from computalot.store.jsoncodec import is_unusable
 from computalot.store.models import Job, Task

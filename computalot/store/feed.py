@@ -13,7 +13,7 @@ from collections.abc import Collection
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from computalot.schemas.states import TERMINAL_JOB
+from computalot.states import TERMINAL_JOB
 from computalot.store.jobs import StreamEvent
 from computalot.store.models import ApiKey, Event, Job, WalletSession
 from computalot.timeutil import utcnow

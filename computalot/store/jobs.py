@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.errors import BadRequest, NotFound, ValidationFailed
 from computalot.jobs.fanout import element_payload
-from computalot.schemas.states import JOB_STATES, TASK_STATES, TERMINAL_JOB
+from computalot.states import TERMINAL_JOB, JobStatus, TaskStatus
 from computalot.store.jsoncodec import Unreadable, is_unusable
 from computalot.store.models import Event, Job, Task
 from computalot.timeutil import iso
@@ -127,7 +127,7 @@ async def list_jobs(
 ) -> tuple[list[Job], str | None]:
     query = select(Job).where(Job.account_id == account_id)
     if status:
-        query = query.where(Job.status.in_(status_filter(status, JOB_STATES)))
+        query = query.where(Job.status.in_(status_filter(status, frozenset(JobStatus))))
     if project:
         query = query.where(Job.project_name == project)
     if type:
@@ -260,7 +260,7 @@ async def list_tasks(
 ) -> tuple[list[Task], str | None]:
     query = select(Task).where(Task.job_id == job.id, Task.account_id == job.account_id)
     if status:
-        query = query.where(Task.status.in_(status_filter(status, TASK_STATES)))
+        query = query.where(Task.status.in_(status_filter(status, frozenset(TaskStatus))))
     if cursor:
         (after,) = decode_cursor(cursor, int)
         query = query.where(Task.index > after)

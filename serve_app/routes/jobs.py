@@ -15,7 +15,7 @@ from computalot.jobs.quotas import Quotas
 from computalot.jobs.resources import presets_out
 from computalot.jobs.submit import submit_job
 from computalot.schemas.jobs import JobSubmit
-from computalot.schemas.states import TERMINAL_JOB
+from computalot.states import TERMINAL_JOB
 from computalot.store import jobs as store
 from computalot.store import results as results_store
 from computalot.store.models import Job

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
 from computalot.errors import field_error
-from computalot.schemas.states import TERMINAL_JOB
+from computalot.states import TERMINAL_JOB
 from computalot.store import jobs as store
 from computalot.store.accounts import Principal
 from serve_app.deps import Caller, Db
