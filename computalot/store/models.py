@@ -1,4 +1,4 @@
-"""SQLAlchemy models: the whole schema of SPEC.md, including parts later issues fill in.
+"""SQLAlchemy models: every table the platform reads or writes (``docs/llms-full.md``).
 
 The store is the source of truth; actors keep caches only. Every account-owned row carries
 ``account_id`` so the query layer can scope by it.
@@ -152,17 +152,6 @@ class Revision(Base):
     )
 
 
-class KvEntry(Base):
-    __tablename__ = "project_kv"
-    project_id: Mapped[str] = mapped_column(
-        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
-    )
-    key: Mapped[str] = mapped_column(String(256), primary_key=True)
-    value: Mapped[Any] = mapped_column(JSON)
-    version: Mapped[int] = mapped_column(Integer)
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
-
-
 class Job(Base):
     __tablename__ = "jobs"
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -285,17 +274,6 @@ class Artifact(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
-class Hold(Base):
-    __tablename__ = "holds"
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    account_id: Mapped[str] = mapped_column(String(40), index=True)
-    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    amount_usd: Mapped[Decimal] = mapped_column(Money)
-    status: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
-    settled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
-
-
 class LedgerEntry(Base):
     __tablename__ = "ledger"
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -305,16 +283,3 @@ class LedgerEntry(Base):
     job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     memo: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
-
-
-class Quote(Base):
-    __tablename__ = "quotes"
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    account_id: Mapped[str] = mapped_column(String(40), index=True)
-    kind: Mapped[str] = mapped_column(String(16))
-    amount_usd: Mapped[Decimal] = mapped_column(Money)
-    status: Mapped[str] = mapped_column(String(16))
-    payment_nonce: Mapped[str | None] = mapped_column(String(80), nullable=True, unique=True)
-    details: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
-    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
