@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from computalot.auth.principal import Principal, authenticate
 from computalot.errors import Forbidden, Unauthorized
 from computalot.settings import Settings
-from computalot.store.accounts import Principal, authenticate
 from computalot.store.db import Store
 
 

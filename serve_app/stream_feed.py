@@ -25,10 +25,10 @@ import logging
 import time
 from typing import Any
 
+from computalot.auth.principal import Principal
 from computalot.errors import Unauthorized
 from computalot.store import feed as feed_store
 from computalot.store import jobs as jobs_store
-from computalot.store.accounts import Principal
 from computalot.store.db import Store
 from serve_app.stream_subscriber import Item, Subscriber, frame, unnumbered
 

@@ -22,7 +22,7 @@ from computalot.store import jobs as store
 from computalot.store.jsoncodec import dumps
 
 if TYPE_CHECKING:
-    from computalot.store.accounts import Principal
+    from computalot.auth.principal import Principal
     from serve_app.stream_feed import StreamFeed
 
 #: Events queued for one stream before it is told to catch up from the store instead.

@@ -14,8 +14,8 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.auth import siwe
-from computalot.auth.tokens import new_id
 from computalot.errors import Forbidden, Unauthorized
+from computalot.ids import new_id
 from computalot.store.accounts import account_for_wallet, create_account, create_wallet_session
 from computalot.store.models import Account, WalletChallenge, WalletSession, WalletWhitelist
 from computalot.timeutil import utcnow

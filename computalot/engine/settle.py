@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from computalot.auth.tokens import new_id
 from computalot.engine.outcomes import Verdict, result_too_large, should_retry
 from computalot.engine.records import (
     JOBS,
@@ -34,6 +33,7 @@ from computalot.engine.records import (
     retry_event,
     task_event,
 )
+from computalot.ids import new_id
 from computalot.private_files import make_private_dirs, write_private
 from computalot.store.bigtext import blob_writer
 from computalot.store.jsoncodec import RawJSON

@@ -13,8 +13,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from computalot.auth.tokens import new_id
 from computalot.errors import Conflict, NotFound, field_error
+from computalot.ids import new_id
 from computalot.jobs.fanout import plan_fanout
 from computalot.jobs.merge import validate_merge_options
 from computalot.jobs.quotas import Quotas, check_quotas, lock_account

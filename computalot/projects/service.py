@@ -21,8 +21,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from computalot.auth.tokens import new_id
 from computalot.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, field_error
+from computalot.ids import new_id
 from computalot.private_files import make_private_dirs
 from computalot.projects.tarball import FileEntry, diff_trees
 from computalot.projects.unpack import unpack_off_loop

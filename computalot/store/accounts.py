@@ -7,7 +7,6 @@ comparison is constant-time.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import TypeVar
@@ -15,33 +14,14 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from computalot.auth.tokens import hash_token, new_id, new_secret_token, token_kind, tokens_equal
-from computalot.errors import NotFound, Unauthorized, field_error
+from computalot.errors import NotFound, field_error
+from computalot.ids import hash_token, new_id, new_secret_token, tokens_equal
 from computalot.store.models import Account, ApiKey, LedgerEntry, WalletSession, WalletWhitelist
 from computalot.timeutil import utcnow
 
 CredentialT = TypeVar("CredentialT", ApiKey, WalletSession)
 
 ROLES = ("admin", "member", "viewer")
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: the account and the credential that proved it."""
-
-    account_id: str
-    role: str
-    name: str
-    credential: str  # "flk" | "fls" | "flt"
-    credential_id: str
-
-    @property
-    def can_write(self) -> bool:
-        return self.role in ("admin", "member")
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
 
 
 def check_role(role: str) -> str:
@@ -120,10 +100,11 @@ async def list_keys(session: AsyncSession, account_id: str | None = None) -> lis
     return list((await session.execute(query)).scalars())
 
 
-async def _credential(
+async def find_credential(
     session: AsyncSession, model: type[CredentialT], digest: str
 ) -> tuple[CredentialT, Account] | None:
-    """The credential with this token hash and its account, in one query (one per request)."""
+    """The credential with this token hash and its account, in one query (one per request);
+    whether it still proves anything is ``auth.principal``'s to judge."""
     row = (
         await session.execute(
             select(model, Account)
@@ -134,36 +115,6 @@ async def _credential(
     if row is None or not tokens_equal(row[0].token_hash, digest):
         return None
     return row[0], row[1]
-
-
-async def authenticate(session: AsyncSession, token: str) -> Principal:
-    """Resolve a bearer token to a :class:`Principal` or raise 401."""
-    kind = token_kind(token)
-    if kind is None:
-        raise Unauthorized("malformed token")
-    digest = hash_token(token)
-    now = utcnow()
-    if kind == "flk":
-        found = await _credential(session, ApiKey, digest)
-        if found is None:
-            raise Unauthorized("unknown API key")
-        key, account = found
-        if key.revoked_at is not None:
-            raise Unauthorized(
-                "API key was revoked", recommended_action="ask an admin for a new key"
-            )
-        return Principal(account.id, account.role, account.name, "flk", key.id)
-    if kind == "fls":
-        found_session = await _credential(session, WalletSession, digest)
-        if found_session is None:
-            raise Unauthorized("unknown wallet session")
-        sess, account = found_session
-        if sess.expires_at <= now:
-            raise Unauthorized(
-                "wallet session expired", recommended_action="sign a new wallet challenge"
-            )
-        return Principal(account.id, account.role, account.name, "fls", sess.id)
-    raise Unauthorized("task tokens are only valid for a running task's KV and artifact routes")
 
 
 async def create_wallet_session(

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from computalot.auth.tokens import new_id
+from computalot.ids import new_id
 from computalot.store.models import Feedback
 from computalot.timeutil import iso, utcnow
 

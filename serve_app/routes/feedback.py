@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from computalot.auth.principal import authenticate
 from computalot.errors import ComputalotError
 from computalot.schemas.accounts import FeedbackIn
-from computalot.store.accounts import authenticate
 from computalot.store.feedback import add_feedback, feedback_out
 from serve_app.deps import Db, bearer_token
 from serve_app.strict_json import StrictJSONRoute

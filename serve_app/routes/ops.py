@@ -11,9 +11,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from computalot.auth.principal import authenticate
 from computalot.errors import ComputalotError, Forbidden
 from computalot.sandbox.status import sandbox_check
-from computalot.store.accounts import authenticate
 from serve_app.deps import get_settings_dep, get_store
 from serve_app.strict_json import StrictJSONRoute
 

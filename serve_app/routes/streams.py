@@ -15,10 +15,10 @@ from typing import Any
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
+from computalot.auth.principal import Principal
 from computalot.errors import field_error
 from computalot.states import TERMINAL_JOB
 from computalot.store import jobs as store
-from computalot.store.accounts import Principal
 from serve_app.deps import Caller, Db
 from serve_app.stream_feed import feed_of
 from serve_app.stream_subscriber import sse, unnumbered

@@ -16,8 +16,9 @@ import httpx
 import pytest
 from sqlalchemy import func, inspect, select, text
 
-from computalot.auth.tokens import new_id
+from computalot.auth.principal import authenticate
 from computalot.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from computalot.ids import new_id
 from computalot.projects import service as projects
 from computalot.settings import load_settings
 from computalot.store import accounts
@@ -84,7 +85,7 @@ async def test_accounts_keys_and_authenticate(store: Store) -> None:
     assert key.token_hash != token and token not in key.token_hash
 
     async with store.sessions() as db:
-        principal = await accounts.authenticate(db, token)
+        principal = await authenticate(db, token)
         assert (principal.account_id, principal.role, principal.credential) == (
             account.id,
             "viewer",
@@ -100,10 +101,10 @@ async def test_accounts_keys_and_authenticate(store: Store) -> None:
         await db.commit()
     async with store.sessions() as db:
         with pytest.raises(Unauthorized, match="revoked"):
-            await accounts.authenticate(db, token)
+            await authenticate(db, token)
         for garbage in ("", "garbage", "flk_short", "flk_" + "A" * 43, "fls_" + "B" * 43):
             with pytest.raises(Unauthorized):
-                await accounts.authenticate(db, garbage)
+                await authenticate(db, garbage)
         with pytest.raises(NotFound):
             await accounts.create_key(db, "acct_missing")
         with pytest.raises(NotFound):
@@ -123,7 +124,7 @@ async def test_wallet_session_expiry(store: Store) -> None:
         sess, token = await accounts.create_wallet_session(db, account_id, ttl_s=3600)
         await db.commit()
     async with store.sessions() as db:
-        principal = await accounts.authenticate(db, token)
+        principal = await authenticate(db, token)
         assert principal.credential == "fls" and principal.account_id == account_id
         row = await db.get(WalletSession, sess.id)
         assert row is not None
@@ -131,7 +132,7 @@ async def test_wallet_session_expiry(store: Store) -> None:
         await db.commit()
     async with store.sessions() as db:
         with pytest.raises(Unauthorized, match="expired"):
-            await accounts.authenticate(db, token)
+            await authenticate(db, token)
 
 
 async def test_money_and_times_round_trip_exactly(store: Store) -> None:

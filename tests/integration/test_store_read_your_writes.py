@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from computalot.auth.principal import authenticate
 from computalot.errors import Unauthorized
-from computalot.store.accounts import authenticate
 from computalot.store.db import Store
 from computalot.store.jobs import list_jobs
 from computalot.store.migrate import upgrade

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from computalot.auth.principal import Principal
 from computalot.store import accounts
-from computalot.store.accounts import Principal
 from computalot.store.db import Store
 from computalot.store.events import write_events
 from computalot.store.jobs import stream_events

@@ -15,7 +15,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from sqlalchemy import Engine, create_engine, update
 
-from computalot.auth.tokens import hash_token
+from computalot.ids import hash_token
 from computalot.store.models import WalletChallenge, WalletSession
 
 ENVELOPE_KEYS = {"code", "message", "details", "recommended_action"}

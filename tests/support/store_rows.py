@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from computalot.auth.tokens import new_id
+from computalot.ids import new_id
 from computalot.store import accounts
 from computalot.store.db import Store
 from computalot.store.models import Job, Task

@@ -1,4 +1,6 @@
-"""Identifiers and bearer secrets (SPEC §1, §3).
+"""Identifiers and bearer secrets (docs/llms-full.md, "Auth").
+
+Below every layer: the store mints ids with it, and the auth layer checks tokens with it.
 
 Ids and secrets both come from :mod:`secrets`, so they are unguessable: an id leaks nothing
 about other ids, and a bearer token cannot be enumerated. Only the hash of a secret token is
@@ -36,7 +38,7 @@ ids nobody can route."""
 SECRET_KINDS: frozenset[str] = frozenset({"flk", "fls", "flt"})
 """``flk`` API key, ``fls`` wallet session, ``flt`` task-scoped token."""
 
-_ID_BYTES = 16  # 128 bits, above the SPEC's 96-bit floor
+_ID_BYTES = 16  # 128 bits, above the 96-bit floor the docs promise
 _SECRET_BYTES = 32  # 256 bits: a bearer secret is the whole credential
 _SECRET_BODY_LEN = -(-_SECRET_BYTES * 4 // 3)  # token_urlsafe emits unpadded base64: 43 chars
 _ID_BODY_LEN = -(-_ID_BYTES * 4 // 3)  # 22 chars

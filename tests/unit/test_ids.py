@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from computalot.auth.tokens import (
+from computalot.ids import (
     ID_PREFIXES,
     SECRET_KINDS,
     hash_token,
