@@ -16,17 +16,19 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-STATUS_STYLE = {
-    "completed": "green",
-    "partial": "yellow",
-    "failed": "red",
-    "cancelled": "dim",
-    "running": "cyan",
-    "queued": "blue",
-    "planning": "blue",
+from computalot.states import TERMINAL_TASK, JobStatus, TaskStatus
+
+STATUS_STYLE: dict[str, str] = {
+    JobStatus.COMPLETED: "green",
+    JobStatus.PARTIAL: "yellow",
+    JobStatus.FAILED: "red",
+    JobStatus.CANCELLED: "dim",
+    JobStatus.RUNNING: "cyan",
+    JobStatus.QUEUED: "blue",
+    JobStatus.PLANNING: "blue",
 }
-FINISHED_TASK = frozenset({"completed", "failed", "cancelled"})
-COUNT_KEYS = ("total", "queued", "running", "completed", "failed", "cancelled")
+FINISHED_TASK: frozenset[str] = frozenset(TERMINAL_TASK)
+COUNT_KEYS = ("total", *TaskStatus)
 DIFF_SHOWN = 20  # file names listed per diff kind before "… N more"
 
 
@@ -156,15 +158,12 @@ def projects_table(projects: list[dict[str, Any]]) -> Table:
     return table
 
 
-def account_panel(account: dict[str, Any], balance: dict[str, Any] | None) -> Panel:
+def account_panel(account: dict[str, Any]) -> Panel:
     """Who the token belongs to; the callback secret is left to ``--json`` on purpose."""
     grid = _grid()
     for key in ("id", "name", "role", "wallet_address", "chain", "created_at"):
         if account.get(key):
             grid.add_row(key, str(account[key]))
-    for key in ("available_usd", "held_usd", "ledger_balance_usd"):
-        if balance and key in balance:
-            grid.add_row(key, f"${balance[key]}")
     return Panel(grid, title="account", expand=False)
 
 
@@ -208,14 +207,14 @@ class Tracker:
         if kind in ("job", "end"):
             counts = task_counts(data)
             self.total = counts["total"] or self.total
-            self.done_snapshot = counts["completed"] + counts["failed"] + counts["cancelled"]
+            self.done_snapshot = sum(counts[s] for s in TERMINAL_TASK)
             self.status = str(data.get("status") or self.status)
             return None
         if kind == "task":
             task_id = str(data.get("task_id") or data.get("id"))
             self.index[task_id] = data.get("index", self.index.get(task_id))
             self.tasks[task_id] = str(data.get("status"))
-            if data.get("status") == "failed":
+            if data.get("status") == TaskStatus.FAILED:
                 why = data.get("error") or f"exit code {data.get('exit_code')}"
                 return Text(f"{self.label(task_id)} failed: {why}", style="red")
             return None

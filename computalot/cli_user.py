@@ -32,8 +32,9 @@ from rich.text import Text
 from computalot import cli_render as render
 from computalot.client import ComputalotClient
 from computalot.client_base import DEFAULT_URL, tarball_bytes
-from computalot.client_errors import ApiError, Conflict, NotFound
+from computalot.client_errors import ApiError, Conflict
 from computalot.jsonsafe import loads_strict
+from computalot.states import JobStatus
 
 user_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Computalot user commands.")
 console = Console(highlight=False)
@@ -153,7 +154,7 @@ def _watch(client: ComputalotClient, job_id: str, as_json: bool) -> int:
             typer.echo(json.dumps(event, default=str))
             if event["event"] == "end":
                 final = event["data"]
-        return 0 if final.get("status") == "completed" else 1
+        return 0 if final.get("status") == JobStatus.COMPLETED else 1
     tracker = render.Tracker()
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
@@ -173,9 +174,9 @@ def _watch(client: ComputalotClient, job_id: str, as_json: bool) -> int:
     error = final.get("error")
     if isinstance(error, dict):
         console.print(Text(f"error: {error.get('code')}: {error.get('message')}", style="red"))
-    if final.get("recommended_action") and status != "completed":
+    if final.get("recommended_action") and status != JobStatus.COMPLETED:
         console.print(Text(f"hint: {final['recommended_action']}", style="yellow"))
-    return 0 if status == "completed" else 1
+    return 0 if status == JobStatus.COMPLETED else 1
 
 
 @user_app.command()
@@ -201,10 +202,6 @@ def submit(
     fan_out: Annotated[
         str | None, typer.Option("--fan-out", help="fan_out JSON, or @file.")
     ] = None,
-    job_type: Annotated[
-        str | None, typer.Option("--type", help="structured_runner, sweep, …")
-    ] = None,
-    recipe: Annotated[str | None, typer.Option(help="Run a sealed recipe instead.")] = None,
     timeout: Annotated[int | None, typer.Option("--timeout", help="Per-task timeout_s.")] = None,
     max_retries: Annotated[int | None, typer.Option(help="Extra attempts per failed task.")] = None,
     priority: Annotated[str | None, typer.Option(help="high, normal or low.")] = None,
@@ -221,8 +218,6 @@ def submit(
     """Submit a job (with --watch: follow it and exit 0 only if it completed)."""
     body: dict[str, Any] = {
         "project": project,
-        "recipe": recipe,
-        "type": job_type,
         "runner_command": shlex.split(runner) if runner else None,
         "payload": _json_option(payload, "--payload"),
         "fan_out": _json_option(fan_out, "--fan-out"),
@@ -339,16 +334,13 @@ def projects(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = Fals
 
 @user_app.command()
 def account(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False) -> None:
-    """Who am I: account, role and (where billing answers) balance."""
+    """Who am I: account id, name and role."""
     with _client(url, token) as client:
         data = client.account()
-        balance: dict[str, Any] | None = None
-        with suppress(NotFound):
-            balance = client.balance()
     if as_json:
-        _print_json({"account": data, "balance": balance})
+        _print_json(data)
     else:
-        console.print(render.account_panel(data, balance))
+        console.print(render.account_panel(data))
 
 
 @user_app.command()

@@ -8,8 +8,8 @@
 
 Every route method (see :class:`computalot.client_endpoints.Endpoints`) returns the answer as a
 plain dict and raises a typed :class:`computalot.client_errors.ApiError` subclass otherwise.
-This module adds what needs a live connection: polling (``wait``), resumable SSE streams
-(``stream``, ``watch``) and streamed artifact bytes.
+This module adds what needs a live connection: polling (``wait``), paging through results
+(``iter_results``) and resumable SSE streams (``stream``, ``watch``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -43,17 +42,7 @@ from computalot.client_base import (
 from computalot.client_endpoints import Endpoints
 from computalot.client_errors import ApiError, error_from_response
 
-CHUNK_BYTES = 1024 * 1024
 JsonDict = dict[str, Any]
-
-
-def _upload_headers(path: Path, filename: str | None, content_type: str | None) -> dict[str, str]:
-    headers = {
-        "X-Artifact-Filename": filename or path.name,
-        "Content-Type": content_type or "application/octet-stream",
-        "Content-Length": str(path.stat().st_size),
-    }
-    return headers
 
 
 def _not_a_stream(exc: SSEError) -> ApiError:
@@ -123,10 +112,10 @@ class ComputalotClient(_Common, Endpoints[JsonDict, str]):
             raise connection_error(self.controller_url, exc) from exc
 
     def _call(self, req: Req) -> JsonDict:
-        return decode_json(self._send(req), req)
+        return decode_json(self._send(req))
 
     def _call_text(self, req: Req) -> str:
-        return decode_text(self._send(req), req)
+        return decode_text(self._send(req))
 
     def wait(
         self, job_id: str, timeout: float | None = None, poll_interval: float = 0.5
@@ -217,42 +206,6 @@ class ComputalotClient(_Common, Endpoints[JsonDict, str]):
             state.dropped(self.controller_url, reason)
             time.sleep(self.stream_retry_delay * state.failures)
 
-    def upload_artifact(
-        self,
-        path: str | os.PathLike[str],
-        filename: str | None = None,
-        content_type: str | None = None,
-    ) -> JsonDict:
-        """Stream a file to ``POST /artifacts`` (≤ 2 GiB) without reading it into memory."""
-        src = Path(path)
-        headers = _upload_headers(src, filename, content_type)
-        with src.open("rb") as fh:
-            try:
-                response = self._http.post(f"{API}/artifacts", content=fh, headers=headers)
-            except httpx.TransportError as exc:
-                raise connection_error(self.controller_url, exc) from exc
-        return decode_json(response, Req("POST", f"{API}/artifacts"))
-
-    def download_artifact(self, artifact_id: str, path: str | os.PathLike[str]) -> JsonDict:
-        """Stream an artifact's bytes to ``path`` (written whole or not at all)."""
-        dest = Path(path)
-        part = dest.with_name(dest.name + ".part")
-        size = 0
-        try:
-            with self._http.stream("GET", f"{API}/artifacts/{seg(artifact_id)}") as response:
-                if not response.is_success:
-                    response.read()
-                    raise error_from_response(response)
-                with part.open("wb") as fh:
-                    for chunk in response.iter_bytes(CHUNK_BYTES):
-                        fh.write(chunk)
-                        size += len(chunk)
-        except httpx.TransportError as exc:
-            part.unlink(missing_ok=True)
-            raise connection_error(self.controller_url, exc) from exc
-        part.replace(dest)
-        return {"id": artifact_id, "path": str(dest), "size": size}
-
 
 class AsyncComputalotClient(_Common, Endpoints[Awaitable[JsonDict], Awaitable[str]]):
     """The asyncio twin of :class:`ComputalotClient`: the same methods, awaited."""
@@ -289,10 +242,10 @@ class AsyncComputalotClient(_Common, Endpoints[Awaitable[JsonDict], Awaitable[st
             raise connection_error(self.controller_url, exc) from exc
 
     async def _call(self, req: Req) -> JsonDict:
-        return decode_json(await self._send(req), req)
+        return decode_json(await self._send(req))
 
     async def _call_text(self, req: Req) -> str:
-        return decode_text(await self._send(req), req)
+        return decode_text(await self._send(req))
 
     async def push_project(
         self, name: str, path_or_tarball: str | os.PathLike[str] | bytes
@@ -384,45 +337,6 @@ class AsyncComputalotClient(_Common, Endpoints[Awaitable[JsonDict], Awaitable[st
                 reason = exc
             state.dropped(self.controller_url, reason)
             await asyncio.sleep(self.stream_retry_delay * state.failures)
-
-    async def upload_artifact(
-        self,
-        path: str | os.PathLike[str],
-        filename: str | None = None,
-        content_type: str | None = None,
-    ) -> JsonDict:
-        src = Path(path)
-        headers = _upload_headers(src, filename, content_type)
-
-        async def chunks() -> AsyncIterator[bytes]:
-            with src.open("rb") as fh:
-                while chunk := await asyncio.to_thread(fh.read, CHUNK_BYTES):
-                    yield chunk
-
-        try:
-            response = await self._http.post(f"{API}/artifacts", content=chunks(), headers=headers)
-        except httpx.TransportError as exc:
-            raise connection_error(self.controller_url, exc) from exc
-        return decode_json(response, Req("POST", f"{API}/artifacts"))
-
-    async def download_artifact(self, artifact_id: str, path: str | os.PathLike[str]) -> JsonDict:
-        dest = Path(path)
-        part = dest.with_name(dest.name + ".part")
-        size = 0
-        try:
-            async with self._http.stream("GET", f"{API}/artifacts/{seg(artifact_id)}") as response:
-                if not response.is_success:
-                    await response.aread()
-                    raise error_from_response(response)
-                with part.open("wb") as fh:
-                    async for chunk in response.aiter_bytes(CHUNK_BYTES):
-                        fh.write(chunk)
-                        size += len(chunk)
-        except httpx.TransportError as exc:
-            part.unlink(missing_ok=True)
-            raise connection_error(self.controller_url, exc) from exc
-        part.replace(dest)
-        return {"id": artifact_id, "path": str(dest), "size": size}
 
 
 __all__ = ["AsyncComputalotClient", "ComputalotClient"]

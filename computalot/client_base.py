@@ -24,11 +24,12 @@ import httpx
 from httpx_sse import ServerSentEvent
 
 from computalot.client_errors import ApiConnectionError, error_from_response
+from computalot.states import TERMINAL_JOB
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 API = "/api/v1"
 USER_AGENT = "computalot-python/0.2.0"
-TERMINAL_STATUSES = frozenset({"completed", "partial", "failed", "cancelled"})
+TERMINAL_STATUSES: frozenset[str] = frozenset(TERMINAL_JOB)
 # Never worth shipping to the cluster: VCS metadata, bytecode, local virtualenvs, tool caches.
 DEFAULT_EXCLUDES = frozenset(
     {".git", "__pycache__", ".venv", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".DS_Store"}
@@ -68,11 +69,7 @@ def clean(values: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Req:
-    """One API call, described before it is sent, so both clients build it the same way.
-
-    ``ok`` lists non-2xx statuses that are an answer rather than an error (a top-up quote is
-    delivered as a 402 by design).
-    """
+    """One API call, described before it is sent, so both clients build it the same way."""
 
     method: str
     path: str
@@ -81,7 +78,6 @@ class Req:
     content: bytes | None = None
     headers: Mapping[str, str] | None = None
     expect: Literal["json", "text"] = "json"
-    ok: frozenset[int] = field(default_factory=frozenset)
 
     def kwargs(self) -> dict[str, Any]:
         out: dict[str, Any] = {"method": self.method, "url": self.path}
@@ -99,14 +95,14 @@ class Req:
         return out
 
 
-def _raise_for(response: httpx.Response, req: Req) -> None:
-    if not (response.is_success or response.status_code in req.ok):
+def _raise_for(response: httpx.Response) -> None:
+    if not response.is_success:
         raise error_from_response(response)
 
 
-def decode_json(response: httpx.Response, req: Req) -> dict[str, Any]:
+def decode_json(response: httpx.Response) -> dict[str, Any]:
     """A 2xx answer as a dict (``{}`` when empty); anything else raises the typed error."""
-    _raise_for(response, req)
+    _raise_for(response)
     if not response.content:
         return {}
     try:
@@ -116,8 +112,8 @@ def decode_json(response: httpx.Response, req: Req) -> dict[str, Any]:
     return data if isinstance(data, dict) else {"data": data}
 
 
-def decode_text(response: httpx.Response, req: Req) -> str:
-    _raise_for(response, req)
+def decode_text(response: httpx.Response) -> str:
+    _raise_for(response)
     return response.text
 
 

@@ -1,22 +1,95 @@
-"""Every REST route of SPEC §3 to §10 as one method, written once for both SDK clients.
+"""Every REST route the server answers, as one method, written once for both SDK clients.
 
 :class:`Endpoints` only *describes* calls (a :class:`Req`) and hands them to ``_call`` /
 ``_call_text``. The sync client implements those to return ``dict`` / ``str``; the async client
 returns awaitables of the same. The type parameters carry that difference, so
 ``await async_client.get_job(id)`` and ``client.get_job(id)`` are both typed as dicts and no
 route is spelled twice.
+
+:data:`ROUTES` lists which method calls which route; a unit test walks the app's route table
+against it, so the SDK has a method for every route and none for a route that does not exist.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
 
 from computalot.client_base import API, Req, clean, push_request, seg, tarball_bytes
 
 D = TypeVar("D")  # what a JSON call returns: dict, or an awaitable dict
 S = TypeVar("S")  # what a text call returns: str, or an awaitable str
+
+#: The guides served under ``/api/v1/docs/<name>`` (``docs_guide(name)``).
+GUIDES = ("recipes", "python-sdk", "workflows")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route an SDK method calls: the method's name, the HTTP method and the path template
+    as the server declares it (``{name}`` placeholders)."""
+
+    sdk_method: str
+    http_method: str
+    path: str
+
+
+ROUTES: tuple[Route, ...] = (
+    # ops and discovery (docs/llms-full.md, "Ops")
+    Route("health", "GET", "/health"),
+    Route("live", "GET", "/live"),
+    Route("ready", "GET", "/ready"),
+    Route("metrics", "GET", "/metrics"),
+    Route("skill_md", "GET", "/skill.md"),
+    Route("llms_txt", "GET", "/llms.txt"),
+    Route("llms_txt", "GET", "/llms-full.txt"),
+    Route("docs_index", "GET", f"{API}/docs"),
+    *(Route("docs_guide", "GET", f"{API}/docs/{name}") for name in GUIDES),
+    Route("send_feedback", "POST", f"{API}/feedback"),
+    # account and auth ("Auth")
+    Route("account", "GET", f"{API}/account"),
+    Route("wallet_challenge", "POST", f"{API}/auth/wallet/challenge"),
+    Route("wallet_verify", "POST", f"{API}/auth/wallet/verify"),
+    # admin ("Admin")
+    Route("admin_list_accounts", "GET", f"{API}/admin/accounts"),
+    Route("admin_create_account", "POST", f"{API}/admin/accounts"),
+    Route("admin_list_keys", "GET", f"{API}/admin/accounts/{{account_id}}/keys"),
+    Route("admin_create_key", "POST", f"{API}/admin/accounts/{{account_id}}/keys"),
+    Route("admin_revoke_key", "POST", f"{API}/admin/keys/{{key_id}}/revoke"),
+    Route("admin_whitelist_wallet", "POST", f"{API}/admin/wallets"),
+    Route("admin_grant", "POST", f"{API}/admin/accounts/{{account_id}}/grants"),
+    Route("admin_list_feedback", "GET", f"{API}/admin/feedback"),
+    # projects ("Projects")
+    Route("list_projects", "GET", f"{API}/projects"),
+    Route("create_project", "POST", f"{API}/projects"),
+    Route("get_project", "GET", f"{API}/projects/{{name}}"),
+    Route("update_project", "PUT", f"{API}/projects/{{name}}"),
+    Route("delete_project", "DELETE", f"{API}/projects/{{name}}"),
+    Route("push_project", "POST", f"{API}/projects/{{name}}/push"),
+    Route("project_status", "GET", f"{API}/projects/{{name}}/status"),
+    Route("project_status_details", "GET", f"{API}/projects/{{name}}/status/details"),
+    # jobs ("Jobs", "Results", "Streaming")
+    Route("submit_job", "POST", f"{API}/jobs"),
+    Route("submit_jobs_batch", "POST", f"{API}/jobs/batch"),
+    Route("list_jobs", "GET", f"{API}/jobs"),
+    Route("get_job", "GET", f"{API}/jobs/{{job_id}}"),
+    Route("get_tasks", "GET", f"{API}/jobs/{{job_id}}/tasks"),
+    Route("get_output", "GET", f"{API}/jobs/{{job_id}}/output"),
+    Route("get_events", "GET", f"{API}/jobs/{{job_id}}/events"),
+    Route("cancel_job", "PUT", f"{API}/jobs/{{job_id}}/cancel"),
+    Route("get_results", "GET", f"{API}/results/{{job_id}}"),
+    Route("presets", "GET", f"{API}/presets"),
+    Route("stream", "GET", f"{API}/jobs/{{job_id}}/stream"),
+    Route("watch", "GET", f"{API}/jobs/watch"),
+)
+
+#: Routes the server answers that no SDK method calls, each with why.
+NOT_IN_SDK: dict[tuple[str, str], str] = {
+    ("GET", "/docs"): "HTML for browsers; llms_txt(full=True) reads the same text",
+    ("POST", f"{API}/auth/register"): "closed during the beta: it always answers 403",
+}
 
 
 def _job_body(job: Mapping[str, Any] | None, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -36,13 +109,21 @@ class Endpoints(Generic[D, S]):
     def _call_text(self, req: Req) -> S:
         raise NotImplementedError
 
-    # --- ops and discovery (SPEC §10) -------------------------------------------------------
+    # --- ops and discovery ------------------------------------------------------------------
     def health(self) -> D:
         return self._call(Req("GET", "/health"))
+
+    def live(self) -> D:
+        """``{"status": "ok"}`` while the API process is up (it checks nothing else)."""
+        return self._call(Req("GET", "/live"))
 
     def ready(self) -> D:
         """``{"status": "ready", ...}``; raises NotReady (503) while the store or engine is down."""
         return self._call(Req("GET", "/ready"))
+
+    def metrics(self) -> S:
+        """Prometheus text; needs the admin key or the metrics token off the API host."""
+        return self._call_text(Req("GET", "/metrics", expect="text"))
 
     def llms_txt(self, full: bool = False) -> S:
         return self._call_text(Req("GET", "/llms-full.txt" if full else "/llms.txt", expect="text"))
@@ -53,11 +134,17 @@ class Endpoints(Generic[D, S]):
     def docs_index(self) -> D:
         return self._call(Req("GET", f"{API}/docs"))
 
+    def docs_guide(self, name: Literal["recipes", "python-sdk", "workflows"]) -> D:
+        """``{"name", "format": "markdown", "content"}`` of one guide (see :data:`GUIDES`)."""
+        if name not in GUIDES:
+            raise ValueError(f"no guide {name!r}; choose one of {', '.join(GUIDES)}")
+        return self._call(Req("GET", f"{API}/docs/{name}"))
+
     def send_feedback(self, type: str, title: str, description: str) -> D:
         body = {"type": type, "title": title, "description": description}
         return self._call(Req("POST", f"{API}/feedback", json=body))
 
-    # --- account and auth (SPEC §3) ---------------------------------------------------------
+    # --- account and auth -------------------------------------------------------------------
     def account(self) -> D:
         return self._call(Req("GET", f"{API}/account"))
 
@@ -108,7 +195,7 @@ class Endpoints(Generic[D, S]):
     def admin_list_feedback(self, limit: int | None = None) -> D:
         return self._call(Req("GET", f"{API}/admin/feedback", params={"limit": limit}))
 
-    # --- projects (SPEC §4) -----------------------------------------------------------------
+    # --- projects ---------------------------------------------------------------------------
     def list_projects(self) -> D:
         return self._call(Req("GET", f"{API}/projects"))
 
@@ -132,28 +219,13 @@ class Endpoints(Generic[D, S]):
         """Publish a new revision from a directory (packed here), a ``.tar.gz`` file, or bytes."""
         return self._call(push_request(name, tarball_bytes(path_or_tarball)))
 
-    def init_project(self, name: str) -> D:
-        return self._call(Req("POST", f"{API}/projects/{seg(name)}/init", json={}))
-
-    def invalidate_project(self, name: str) -> D:
-        return self._call(Req("POST", f"{API}/projects/{seg(name)}/invalidate", json={}))
-
     def project_status(self, name: str) -> D:
         return self._call(Req("GET", f"{API}/projects/{seg(name)}/status"))
 
     def project_status_details(self, name: str) -> D:
         return self._call(Req("GET", f"{API}/projects/{seg(name)}/status/details"))
 
-    def kv_get(self, name: str, key: str) -> D:
-        return self._call(Req("GET", f"{API}/projects/{seg(name)}/kv/{seg(key)}"))
-
-    def kv_put(self, name: str, key: str, value: Any, if_match: int | str | None = None) -> D:
-        """Write a JSON value; with ``if_match`` it is a compare-and-set (Conflict on mismatch)."""
-        headers = {"If-Match": str(if_match)} if if_match is not None else None
-        path = f"{API}/projects/{seg(name)}/kv/{seg(key)}"
-        return self._call(Req("PUT", path, json=value, headers=headers))
-
-    # --- jobs (SPEC §5) ---------------------------------------------------------------------
+    # --- jobs -------------------------------------------------------------------------------
     def submit_job(
         self,
         job: Mapping[str, Any] | None = None,
@@ -196,11 +268,21 @@ class Endpoints(Generic[D, S]):
     def get_job(self, job_id: str) -> D:
         return self._call(Req("GET", f"{API}/jobs/{seg(job_id)}"))
 
-    def get_tasks(self, job_id: str) -> D:
-        return self._call(Req("GET", f"{API}/jobs/{seg(job_id)}/tasks"))
+    def get_tasks(
+        self,
+        job_id: str,
+        status: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> D:
+        """``{"job_id", "tasks", "next_cursor"}``: 100 tasks a page unless ``limit`` says."""
+        params = {"status": status, "limit": limit, "cursor": cursor}
+        return self._call(Req("GET", f"{API}/jobs/{seg(job_id)}/tasks", params=params))
 
-    def get_output(self, job_id: str) -> D:
-        return self._call(Req("GET", f"{API}/jobs/{seg(job_id)}/output"))
+    def get_output(self, job_id: str, limit: int | None = None, cursor: str | None = None) -> D:
+        """``{"job_id", "tasks": [{"task_id", "stdout", "stderr", …}], "next_cursor"}``."""
+        params = {"limit": limit, "cursor": cursor}
+        return self._call(Req("GET", f"{API}/jobs/{seg(job_id)}/output", params=params))
 
     def get_events(self, job_id: str, limit: int | None = 200, after: int | None = None) -> D:
         params = {"limit": limit, "after": after}
@@ -216,56 +298,3 @@ class Endpoints(Generic[D, S]):
 
     def presets(self) -> D:
         return self._call(Req("GET", f"{API}/presets"))
-
-    # --- recipes (SPEC §8) ------------------------------------------------------------------
-    def list_recipes(self) -> D:
-        return self._call(Req("GET", f"{API}/recipes"))
-
-    def get_recipe(self, name: str) -> D:
-        return self._call(Req("GET", f"{API}/recipes/{seg(name)}"))
-
-    def submit_recipe_job(
-        self,
-        name: str,
-        payload: Mapping[str, Any],
-        *,
-        idempotency_key: str | None = None,
-        **fields: Any,
-    ) -> D:
-        """Run a sealed recipe; ``fields`` are the common job fields (timeout_s, tags, …)."""
-        body = {"payload": dict(payload), **clean(fields)}
-        path = f"{API}/recipes/{seg(name)}/jobs"
-        return self._call(Req("POST", path, json=body, headers=_idem(idempotency_key)))
-
-    # --- artifacts metadata (SPEC §7; bytes go through upload/download_artifact) ------------
-    def list_artifacts(self, limit: int | None = None, cursor: str | None = None) -> D:
-        params = {"limit": limit, "cursor": cursor}
-        return self._call(Req("GET", f"{API}/artifacts", params=params))
-
-    def artifact_meta(self, artifact_id: str) -> D:
-        return self._call(Req("GET", f"{API}/artifacts/{seg(artifact_id)}/meta"))
-
-    # --- billing (SPEC §9) ------------------------------------------------------------------
-    def balance(self) -> D:
-        """``{"ledger_balance_usd", "held_usd", "available_usd"}``."""
-        return self._call(Req("GET", f"{API}/account/balance"))
-
-    def ledger(self) -> D:
-        return self._call(Req("GET", f"{API}/account/ledger"))
-
-    def holds(self) -> D:
-        return self._call(Req("GET", f"{API}/account/holds"))
-
-    def quotes(self) -> D:
-        return self._call(Req("GET", f"{API}/account/quotes"))
-
-    def topup(self, amount_usd: float) -> D:
-        """A top-up quote with its x402 payment requirements (the server's 402 is the answer)."""
-        body = {"amount_usd": amount_usd}
-        req = Req("POST", f"{API}/account/quotes/topup", json=body, ok=frozenset({402}))
-        return self._call(req)
-
-    def pay_quote_x402(self, quote_id: str, payment_signature: str) -> D:
-        """Settle a quote with a base64 x402 payment payload (sent as ``PAYMENT-SIGNATURE``)."""
-        path = f"{API}/account/quotes/{seg(quote_id)}/pay/x402"
-        return self._call(Req("POST", path, headers={"PAYMENT-SIGNATURE": payment_signature}))

@@ -1,4 +1,4 @@
-"""Typed exceptions for the Python SDK, one per error code of SPEC §2.
+"""Typed exceptions for the Python SDK, one per error code (``docs/llms-full.md``, "Errors").
 
 The server answers every failure with ``{"error": {"code", "message", "details",
 "recommended_action"}}``; callers want to ``except NotFound`` rather than compare status numbers,
@@ -32,7 +32,7 @@ import httpx
 class ApiError(Exception):
     """A request the server refused or could not answer.
 
-    ``status`` is the HTTP status (0 when nothing came back), ``code`` the stable SPEC §2 code,
+    ``status`` is the HTTP status (0 when nothing came back), ``code`` the stable error code,
     ``body`` the decoded answer (a dict, or ``{"text": ...}`` when it was not JSON).
     """
 
@@ -83,7 +83,7 @@ class PaymentRequired(ApiError):
     """402: the balance cannot cover the hold; ``quote`` says how much is missing."""
 
     default_code = "payment_required"
-    default_action = "fund the account (POST /api/v1/account/quotes/topup) and retry"
+    default_action = "ask an admin for credit, then retry the same request"
 
     @property
     def quote(self) -> dict[str, Any] | None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+import re
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from computalot.client import ComputalotClient
+from computalot.client_endpoints import NOT_IN_SDK, ROUTES
 
 BASE = "http://api.test"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -21,12 +23,45 @@ def envelope(code: str, message: str, action: str = "do the thing", **extra: Any
     return {"error": err, **extra}
 
 
+def _pattern(path: str) -> re.Pattern[str]:
+    """A path template's ``{name}`` placeholders as one URL segment each."""
+    return re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$")
+
+
+class KnownRoutes:
+    """Answers ``{"ok": True}`` on a route the server serves and a 404 envelope elsewhere, as
+    the server would: a call to a route that does not exist fails here too. The routes are the
+    SDK's table, which ``tests/unit/test_sdk_routes.py`` holds equal to the app's."""
+
+    def __init__(self, routes: Iterable[tuple[str, str]] | None = None) -> None:
+        table = routes or [(r.http_method, r.path) for r in ROUTES] + list(NOT_IN_SDK)
+        # Literal paths first, as the server orders /jobs/watch before /jobs/{job_id}.
+        ordered = sorted(table, key=lambda route: route[1].count("{"))
+        self.routes = [(method, path, _pattern(path)) for method, path in ordered]
+        self.matched: list[tuple[str, str]] = []
+
+    def match(self, request: httpx.Request) -> tuple[str, str] | None:
+        raw = request.url.raw_path.decode().split("?", 1)[0]
+        for method, path, pattern in self.routes:
+            if method == request.method and pattern.match(raw):
+                return method, path
+        return None
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        found = self.match(request)
+        if found is None:
+            return httpx.Response(404, json=envelope("not_found", f"no route {request.url.path}"))
+        self.matched.append(found)
+        return httpx.Response(200, json={"ok": True})
+
+
 class Recorder:
-    """A MockTransport handler that remembers every request and answers from ``reply``."""
+    """A MockTransport handler that remembers every request and answers from ``reply``
+    (by default :class:`KnownRoutes`: a route the server does not serve answers 404)."""
 
     def __init__(self, reply: Handler | None = None) -> None:
         self.requests: list[httpx.Request] = []
-        self.reply = reply or (lambda req: httpx.Response(200, json={"ok": True}))
+        self.reply = reply or KnownRoutes()
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         request.read()

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from computalot.client import AsyncComputalotClient, ComputalotClient
-from computalot.client_base import build_tarball
+from computalot.client_base import Req, build_tarball
 from computalot.client_errors import (
     ApiConnectionError,
     ApiError,
@@ -102,11 +102,12 @@ ROUTES: list[tuple[str, Callable[[ComputalotClient], Any], str, str, Any]] = [
     ("get_results", lambda c: c.get_results("job_1", limit=10, cursor="c1"), "GET",
      "/api/v1/results/job_1?limit=10&cursor=c1", None),
     ("presets", lambda c: c.presets(), "GET", "/api/v1/presets", None),
-    ("list_recipes", lambda c: c.list_recipes(), "GET", "/api/v1/recipes", None),
-    ("get_recipe", lambda c: c.get_recipe("packing"), "GET", "/api/v1/recipes/packing", None),
-    ("recipe job", lambda c: c.submit_recipe_job("packing", {"operation": "eval"}, timeout_s=300),
-     "POST", "/api/v1/recipes/packing/jobs", {"payload": {"operation": "eval"}, "timeout_s": 300}),
-    ("balance", lambda c: c.balance(), "GET", "/api/v1/account/balance", None),
+    ("get_tasks paged", lambda c: c.get_tasks("job_1", status="failed", limit=5, cursor="c"),
+     "GET", "/api/v1/jobs/job_1/tasks?status=failed&limit=5&cursor=c", None),
+    ("get_output paged", lambda c: c.get_output("job_1", limit=5), "GET",
+     "/api/v1/jobs/job_1/output?limit=5", None),
+    ("docs_guide", lambda c: c.docs_guide("workflows"), "GET", "/api/v1/docs/workflows", None),
+    ("live", lambda c: c.live(), "GET", "/live", None),
     ("admin account", lambda c: c.admin_create_account("alice", credit_usd=10), "POST",
      "/api/v1/admin/accounts", {"name": "alice", "role": "member", "credit_usd": 10}),
     ("admin key", lambda c: c.admin_create_key("acct_1"), "POST",
@@ -147,8 +148,6 @@ def test_idempotency_key_header_only_when_given() -> None:
     client = client_for(rec)
     client.submit_job(project="p", idempotency_key="abc")
     assert rec.last.headers["idempotency-key"] == "abc"
-    client.submit_recipe_job("packing", {}, idempotency_key="r1")
-    assert rec.last.headers["idempotency-key"] == "r1"
     client.submit_job(project="p")
     assert "idempotency-key" not in rec.last.headers
 
@@ -163,10 +162,12 @@ def test_answers_decode_to_dicts() -> None:
     assert client.llms_txt() == "hi"
 
 
-def test_topup_402_is_an_answer_not_an_error() -> None:
-    quote = {"quote": {"id": "quote_1"}, "x402Version": 1, "accepts": []}
-    client = client_for(lambda req: httpx.Response(402, json=quote))
-    assert client.topup(10)["quote"]["id"] == "quote_1"
+def test_a_route_the_server_does_not_serve_fails_in_the_mock_too() -> None:
+    client = client_for(Recorder())
+    with pytest.raises(NotFound):
+        client._call(Req("GET", "/api/v1/account/balance"))
+    with pytest.raises(ValueError):
+        client.docs_guide("nope")  # type: ignore[arg-type]
 
 
 # --- errors ---------------------------------------------------------------------------------

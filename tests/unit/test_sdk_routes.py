@@ -1,0 +1,130 @@
+"""The SDK and the app agree: a method for every route, no method for a route that is not served.
+
+The app's route table is the OpenAPI document ``create_app`` builds (no server, no Ray). Each SDK
+method is called against a mock that answers only the routes of that table, so a method that
+spells its path differently from :data:`computalot.client_endpoints.ROUTES` fails here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from computalot.client import AsyncComputalotClient, ComputalotClient
+from computalot.client_endpoints import NOT_IN_SDK, ROUTES
+from computalot.settings import Settings
+from tests.support.mock_api import KnownRoutes, Recorder, client_for, event_stream, sse
+
+#: Public client methods that call other methods rather than a route of their own.
+HELPERS = {"close", "aclose", "wait", "iter_results", "iter_result_pages"}
+HTTP_METHODS = {"get", "post", "put", "delete", "patch"}
+
+
+def app_routes() -> set[tuple[str, str]]:
+    """Every (HTTP method, path template) the app serves, HEAD twins left out."""
+    from serve_app.app import create_app
+
+    with tempfile.TemporaryDirectory() as data_dir, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # HEAD and GET share an operation id
+        document = create_app(Settings(data_dir=Path(data_dir))).openapi()
+    return {
+        (method.upper(), path)
+        for path, item in document["paths"].items()
+        for method in item
+        if method in HTTP_METHODS
+    }
+
+
+def test_every_served_route_has_an_sdk_method_and_no_method_calls_a_missing_one() -> None:
+    served = app_routes()
+    in_sdk = {(r.http_method, r.path) for r in ROUTES}
+    assert in_sdk <= served, f"SDK methods for routes the app does not serve: {in_sdk - served}"
+    assert set(NOT_IN_SDK) <= served, set(NOT_IN_SDK) - served
+    missing = served - in_sdk - set(NOT_IN_SDK)
+    assert not missing, f"routes without an SDK method: {missing}"
+    assert len(in_sdk) == len(ROUTES), "a route is listed twice"
+
+
+@pytest.mark.parametrize("cls", [ComputalotClient, AsyncComputalotClient])
+def test_each_public_method_is_a_listed_route_or_a_helper(cls: type[Any]) -> None:
+    public = {name for name, _ in inspect.getmembers(cls, callable) if not name.startswith("_")}
+    listed = {r.sdk_method for r in ROUTES}
+    assert listed <= public, listed - public
+    assert public - listed <= HELPERS, public - listed - HELPERS
+
+
+END = [sse(1, "end", {"job_id": "job_1", "id": "job_1", "status": "completed"})]
+
+#: One call per route of ROUTES (a method that serves several routes is called once for each).
+CALLS: list[tuple[str, Callable[[ComputalotClient], Any]]] = [
+    ("health", lambda c: c.health()),
+    ("live", lambda c: c.live()),
+    ("ready", lambda c: c.ready()),
+    ("metrics", lambda c: c.metrics()),
+    ("skill_md", lambda c: c.skill_md()),
+    ("llms_txt", lambda c: c.llms_txt()),
+    ("llms_txt", lambda c: c.llms_txt(full=True)),
+    ("docs_index", lambda c: c.docs_index()),
+    ("docs_guide", lambda c: c.docs_guide("recipes")),
+    ("docs_guide", lambda c: c.docs_guide("python-sdk")),
+    ("docs_guide", lambda c: c.docs_guide("workflows")),
+    ("send_feedback", lambda c: c.send_feedback("bug", "t", "d")),
+    ("account", lambda c: c.account()),
+    ("wallet_challenge", lambda c: c.wallet_challenge("0xabc")),
+    ("wallet_verify", lambda c: c.wallet_verify("wch_1", "0xabc", "0xsig")),
+    ("admin_list_accounts", lambda c: c.admin_list_accounts()),
+    ("admin_create_account", lambda c: c.admin_create_account("alice")),
+    ("admin_list_keys", lambda c: c.admin_list_keys("acct_1")),
+    ("admin_create_key", lambda c: c.admin_create_key("acct_1")),
+    ("admin_revoke_key", lambda c: c.admin_revoke_key("key_1")),
+    ("admin_whitelist_wallet", lambda c: c.admin_whitelist_wallet("0xabc")),
+    ("admin_grant", lambda c: c.admin_grant("acct_1", 1.0)),
+    ("admin_list_feedback", lambda c: c.admin_list_feedback()),
+    ("list_projects", lambda c: c.list_projects()),
+    ("create_project", lambda c: c.create_project("demo")),
+    ("get_project", lambda c: c.get_project("demo")),
+    ("update_project", lambda c: c.update_project("demo", description="d")),
+    ("delete_project", lambda c: c.delete_project("demo")),
+    ("push_project", lambda c: c.push_project("demo", b"\x1f\x8b")),
+    ("project_status", lambda c: c.project_status("demo")),
+    ("project_status_details", lambda c: c.project_status_details("demo")),
+    ("submit_job", lambda c: c.submit_job(project="demo")),
+    ("submit_jobs_batch", lambda c: c.submit_jobs_batch([{"project": "demo"}])),
+    ("list_jobs", lambda c: c.list_jobs()),
+    ("get_job", lambda c: c.get_job("job_1")),
+    ("get_tasks", lambda c: c.get_tasks("job_1")),
+    ("get_output", lambda c: c.get_output("job_1")),
+    ("get_events", lambda c: c.get_events("job_1")),
+    ("cancel_job", lambda c: c.cancel_job("job_1")),
+    ("get_results", lambda c: c.get_results("job_1")),
+    ("presets", lambda c: c.presets()),
+    ("stream", lambda c: list(c.stream("job_1"))),
+    ("watch", lambda c: list(c.watch(["job_1"]))),
+]
+
+
+def test_each_call_reaches_the_route_listed_for_its_method() -> None:
+    reached: set[tuple[str, str, str]] = set()
+    for name, call in CALLS:
+        routes = KnownRoutes()
+        call(client_for(Recorder(_answer(routes, streams=name in ("stream", "watch")))))
+        assert len(routes.matched) == 1, (name, routes.matched)
+        reached.add((name, *routes.matched[0]))
+    assert reached == {(r.sdk_method, r.http_method, r.path) for r in ROUTES}
+
+
+def _answer(routes: KnownRoutes, *, streams: bool) -> Callable[[httpx.Request], httpx.Response]:
+    """``routes``' answer, or for a stream an event stream that ends at once on a known route."""
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        answer = routes(request)
+        return event_stream(END) if streams and answer.status_code == 200 else answer
+
+    return reply
