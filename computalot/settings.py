@@ -32,15 +32,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy async URL; default SQLite in data_dir"
     )
-    artifact_store: str | None = Field(
-        default=None,
-        description="local directory (default data_dir/artifacts) or s3://bucket/prefix",
-    )
     metrics_token: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     public_url: str | None = Field(default=None, description="URL users reach the API at")
-    ray_address: str | None = None
     ray_namespace: str = "computalot"
 
     # Serve tuning (see README "Tuning the API").
@@ -86,7 +81,6 @@ class Settings(BaseSettings):
     worker_lost_retries: int = Field(
         default=2, ge=0, le=10, description="extra attempts after infrastructure loss"
     )
-    default_usd_per_cpu_hour: float = Field(default=0.05, ge=0)
 
     # Task sandbox and per-task limits (docs/sandbox.md).
     sandbox: Literal["bwrap", "none"] = Field(
@@ -109,7 +103,6 @@ class Settings(BaseSettings):
     task_disk_ceiling_mb: int = Field(
         default=0, ge=0, description="most requirements.storage_gb may ask; 0 = no ceiling"
     )
-    allow_private_callbacks: bool = False
 
     @field_validator("database_url")
     @classmethod
