@@ -68,6 +68,17 @@ class Settings(BaseSettings):
         default=2_000, ge=1, description="jobs not yet terminal (planning, queued, running)"
     )
 
+    # Planning and retention (docs/llms-full.md, "Lifecycle" and "Retention").
+    planning_inline_tasks: int = Field(
+        default=1000, ge=0, description="jobs with more tasks answer 'planning' at once"
+    )
+    retention_days: float = Field(
+        default=30.0, gt=0, description="finished jobs (tasks, results, events) kept this long"
+    )
+    retention_sweep_s: float = Field(
+        default=3600.0, ge=1, description="how often each API replica runs the retention sweep"
+    )
+
     # Auth.
     session_ttl_s: int = Field(default=24 * 3600, ge=60)
     challenge_ttl_s: int = Field(default=300, ge=10)

@@ -8,11 +8,15 @@ same settings and no replica (nor the HAProxy ingress) has a secret in its envir
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+from fastapi import FastAPI
 from ray import serve
 
 from computalot.engine.client import EngineClient
+from computalot.maintenance.loop import maintenance_of
 from computalot.settings import Secrets, Settings, load_settings_with
 from serve_app.app import create_app
 
@@ -26,7 +30,26 @@ class ApiServer:
         self.settings = load_settings_with(secret_settings)
 
     def __serve_build_asgi_app__(self) -> Any:
-        return create_app(self.settings, engine=EngineClient(self.settings.ray_namespace))
+        app = create_app(self.settings, engine=EngineClient(self.settings.ray_namespace))
+        with_maintenance(app)
+        return app
+
+
+def with_maintenance(app: FastAPI) -> None:
+    """Run the replica's maintenance (planning sweep, retention) for the app's lifespan."""
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+        maintenance = maintenance_of(app.state)
+        maintenance.start()
+        try:
+            async with inner(app) as state:
+                yield state
+        finally:
+            await maintenance.stop()
+
+    app.router.lifespan_context = lifespan
 
 
 def deploy(settings: Settings, env_vars: dict[str, str], secrets: Secrets) -> None:

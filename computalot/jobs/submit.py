@@ -1,22 +1,28 @@
-"""Turn a validated ``POST /jobs`` body into one job row and its task rows, in one transaction.
+"""Turn a ``POST /jobs`` body into a job: validate, build the job row, write it (and its tasks).
 
-Planning happens here (fan-out, batching, resources, dependencies); the dispatcher only ever
-sees runnable rows. ``Idempotency-Key`` makes a retried submit return the first job.
+Everything that can refuse a submit happens before it answers: the fan-out shape and element
+count, requirements, dependencies, the idempotency key and the account's quotas (422/429). What
+is left cannot fail for the request's sake: writing the task rows. A small job gets them in the
+submit's transaction and answers ``queued``; a big one answers ``planning`` at once and its rows
+are written off the request (``computalot.jobs.planning``). ``Idempotency-Key`` makes a retried
+submit return the first job (docs/llms-full.md, "Idempotency keys").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.errors import Conflict, NotFound, field_error
 from computalot.ids import new_id
-from computalot.jobs.fanout import plan_fanout
+from computalot.jobs.fanout import FanoutPlan, plan_fanout
 from computalot.jobs.merge import validate_merge_options
+from computalot.jobs.planning import INLINE_TASKS, LEASE_S, Planning, plan_input, write_inline
 from computalot.jobs.quotas import Quotas, check_quotas, lock_account
 from computalot.jobs.resources import check_satisfiable, ray_options, resolve_requirements
 from computalot.projects.service import get_project_with_revision
@@ -24,17 +30,50 @@ from computalot.sandbox.limits import ceiling_errors
 from computalot.sandbox.status import UNCONFINED
 from computalot.schemas.jobs import JobSubmit
 from computalot.settings import Settings
-from computalot.store.models import IdempotencyKey, Job, Task
+from computalot.states import JobStatus
+from computalot.store.models import IdempotencyKey, Job, Project, Revision
 from computalot.timeutil import utcnow
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
-INSERT_CHUNK = 5000
+MAX_KEY_CHARS = 255
 
 
 @dataclass
 class Submitted:
+    """The submit's answer. ``planning`` (a new job answered in ``planning``) holds the rows
+    still to write: the caller hands it to its planner once the transaction is committed."""
+
     job: Job
     created: bool
+    planning: Planning | None = None
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What validating a submit found: everything the job row and its tasks are built from."""
+
+    project: Project
+    revision: Revision
+    runner_command: list[str]
+    merge_strategy: str
+    plan: FanoutPlan
+    minimums: dict[str, Any]
+    options: dict[str, Any]
+    blocked: bool
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the deployment allows a submit: the cluster's nodes (Ray names, totals), elements
+    per job, quotas, and how many tasks are written in the request."""
+
+    cluster_nodes: list[dict[str, float]]
+    max_elements: int
+    quotas: Quotas
+    inline_tasks: int = INLINE_TASKS
+    #: The planner that will write a big job's rows (``jobs.planning.Planner.id``); without
+    #: one the job's lease starts expired and the next planning sweep takes it.
+    planner_id: str | None = None
 
 
 async def find_idempotent(db: AsyncSession, account_id: str, key: str) -> Job | None:
@@ -48,6 +87,99 @@ async def find_idempotent(db: AsyncSession, account_id: str, key: str) -> Job | 
     return await db.get(Job, row.job_id)
 
 
+async def submit_job(
+    db: AsyncSession,
+    account_id: str,
+    body: JobSubmit,
+    *,
+    idempotency_key: str | None,
+    limits: Limits,
+    settings: Settings | None = None,
+) -> Submitted:
+    """Validate, then write the job (the caller commits, then starts ``planning`` if any)."""
+    if idempotency_key:
+        if len(idempotency_key) > MAX_KEY_CHARS:
+            raise field_error(["Idempotency-Key"], f"must be at most {MAX_KEY_CHARS} characters")
+        previous = await find_idempotent(db, account_id, idempotency_key)
+        if previous is not None:
+            return Submitted(previous, created=False)
+    checked = await validate_submit(db, account_id, body, limits, settings)
+    tasks = checked.plan.tasks
+    planning = len(tasks) > limits.inline_tasks
+    job = build_job(account_id, body, checked, settings, planning=planning)
+    if planning:
+        job.planner_id = limits.planner_id or "unowned"
+        lease = timedelta(seconds=LEASE_S if limits.planner_id else 0)
+        job.planner_lease_until = job.created_at + lease
+    await lock_account(db, account_id)
+    previous = await insert_job(db, job, idempotency_key)
+    if previous is not None:
+        return Submitted(previous, created=False)
+    await check_quotas(db, account_id, limits.quotas, len(tasks))
+    if planning:
+        return Submitted(job, True, Planning(job.id, account_id, tasks, 0, job.blocked))
+    await write_inline(db, job, tasks)
+    return Submitted(job, created=True)
+
+
+async def validate_submit(
+    db: AsyncSession,
+    account_id: str,
+    body: JobSubmit,
+    limits: Limits,
+    settings: Settings | None,
+) -> Checked:
+    """Every check that can refuse the submit (422, 404, 409), and the plan it validated."""
+    project, revision, runner_command = await _project_command(db, account_id, body)
+    merge_strategy = validate_merge_options(body.merge_strategy, body.merge_key, body.weight_field)
+    if body.batch_size is not None and body.fan_out is None:
+        raise field_error(["batch_size"], "batch_size needs a fan_out (by or items)")
+    plan = plan_fanout(body.payload, body.fan_out, body.batch_size)
+    if plan.element_count > limits.max_elements:
+        raise field_error(["fan_out"], f"at most {limits.max_elements} elements per job")
+    minimums = resolve_requirements(body.requirements)
+    if settings is not None:
+        for name, message in ceiling_errors(settings, minimums):
+            raise field_error(["requirements", name], message)
+    options = ray_options(minimums)
+    check_satisfiable(options, limits.cluster_nodes)
+    blocked = await _check_dependencies(db, account_id, body.depends_on)
+    return Checked(
+        project, revision, runner_command, merge_strategy, plan, minimums, options, blocked
+    )
+
+
+async def _project_command(
+    db: AsyncSession, account_id: str, body: JobSubmit
+) -> tuple[Project, Revision, list[str]]:
+    """The job's project, its active revision and the command to run."""
+    if body.recipe is not None:
+        raise NotFound(
+            f"recipe {body.recipe!r} is not available on this deployment yet",
+            recommended_action="use a project job (project + runner_command) for now",
+        )
+    job_type = body.type or "structured_runner"
+    if job_type != "structured_runner":
+        raise field_error(
+            ["type"], f"job type {job_type!r} is not available yet; use structured_runner"
+        )
+    if not body.project:
+        raise field_error(["project"], "required for project jobs")
+    project, revision = await get_project_with_revision(db, account_id, body.project)
+    if revision is None:
+        raise Conflict(
+            f"project {project.name!r} has no pushed code yet",
+            recommended_action=f"push a tarball first: POST /api/v1/projects/{project.name}/push",
+        )
+    entrypoint = revision.manifest.get("entrypoint") or {}
+    runner_command = body.runner_command or entrypoint.get("command")
+    if not runner_command:
+        raise field_error(
+            ["runner_command"], "required (the project manifest has no entrypoint.command)"
+        )
+    return project, revision, list(runner_command)
+
+
 async def _check_dependencies(db: AsyncSession, account_id: str, ids: list[str]) -> bool:
     """Validate ``depends_on``; return True when the job must wait for some of them."""
     if not ids:
@@ -59,148 +191,89 @@ async def _check_dependencies(db: AsyncSession, account_id: str, ids: list[str])
     for i, dep in enumerate(ids):
         if dep not in found:
             raise field_error(["depends_on", i], f"job {dep} not found")
-    return any(status != "completed" for status in found.values())
+    return any(status != JobStatus.COMPLETED for status in found.values())
 
 
-async def submit_job(
-    db: AsyncSession,
+def build_job(
     account_id: str,
     body: JobSubmit,
+    checked: Checked,
+    settings: Settings | None,
     *,
-    idempotency_key: str | None,
-    cluster_nodes: list[dict[str, float]],
-    max_elements: int,
-    quotas: Quotas,
-    settings: Settings | None = None,
-) -> Submitted:
-    if idempotency_key:
-        if len(idempotency_key) > 255:
-            raise field_error(["Idempotency-Key"], "must be at most 255 characters")
-        previous = await find_idempotent(db, account_id, idempotency_key)
-        if previous is not None:
-            return Submitted(previous, created=False)
-
-    job_type = body.type or "structured_runner"
-    if body.recipe is not None:
-        raise NotFound(
-            f"recipe {body.recipe!r} is not available on this deployment yet",
-            recommended_action="use a project job (project + runner_command) for now",
-        )
-    if job_type != "structured_runner":
-        raise field_error(
-            ["type"], f"job type {job_type!r} is not available yet; use structured_runner"
-        )
-    if not body.project:
-        raise field_error(["project"], "required for project jobs")
-
-    project, revision = await get_project_with_revision(db, account_id, body.project)
-    if revision is None:
-        raise Conflict(
-            f"project {project.name!r} has no pushed code yet",
-            recommended_action=f"push a tarball first: POST /api/v1/projects/{project.name}/push",
-        )
-    runner_command = body.runner_command or (revision.manifest.get("entrypoint") or {}).get(
-        "command"
-    )
-    if not runner_command:
-        raise field_error(
-            ["runner_command"], "required (the project manifest has no entrypoint.command)"
-        )
-    merge_strategy = validate_merge_options(body.merge_strategy, body.merge_key, body.weight_field)
-    if body.batch_size is not None and body.fan_out is None:
-        raise field_error(["batch_size"], "batch_size needs a fan_out (by or items)")
-    plan = plan_fanout(body.payload, body.fan_out, body.batch_size)
-    if plan.element_count > max_elements:
-        raise field_error(["fan_out"], f"at most {max_elements} elements per job")
-    minimums = resolve_requirements(body.requirements)
-    if settings is not None:
-        for name, message in ceiling_errors(settings, minimums):
-            raise field_error(["requirements", name], message)
-    options = ray_options(minimums)
-    check_satisfiable(options, cluster_nodes)
-    blocked = await _check_dependencies(db, account_id, body.depends_on)
-
-    base_payload = body.payload
+    planning: bool,
+) -> Job:
+    """The job row; a ``planning`` one carries what another planner needs to resume it."""
+    plan = checked.plan
+    payload = body.payload
     if plan.kind == "by":
         # The list lives on in the tasks' element deltas; keeping it in the job row too would
         # make every dispatcher read of the job parse up to 100,000 elements again.
-        base_payload = {**body.payload, plan.spec["by"]: None}
-    now = utcnow()
-    job_id = new_id("job")
-    warnings = list(revision.warnings)
+        payload = {**body.payload, plan.spec["by"]: None}
+    warnings = list(checked.revision.warnings)
     if settings is not None and settings.sandbox == "none":
         warnings.append(UNCONFINED)
-    job = Job(
-        id=job_id,
+    n_tasks = len(plan.tasks)
+    return Job(
+        id=new_id("job"),
         account_id=account_id,
-        type=job_type,
+        type=body.type or "structured_runner",
         recipe=None,
-        project_id=project.id,
-        project_name=project.name,
-        revision_id=revision.id,
-        status="queued",
+        project_id=checked.project.id,
+        project_name=checked.project.name,
+        revision_id=checked.revision.id,
+        status=JobStatus.PLANNING if planning else JobStatus.QUEUED,
         priority=body.priority,
         tags=body.tags,
         depends_on=body.depends_on,
-        blocked=blocked,
-        payload=base_payload,
-        spec={
-            "kind": plan.kind,
-            "fan_out": plan.spec,
-            "batch_size": plan.batch_size,
-            "element_count": plan.element_count,
-            "merge_strategy": merge_strategy,
-            "merge_key": body.merge_key,
-            "weight_field": body.weight_field,
-            "runner_command": list(runner_command),
-            "checkpointing": body.checkpointing.model_dump() if body.checkpointing else None,
-            "minimums": minimums,
-        },
+        blocked=checked.blocked,
+        payload=payload,
+        spec=_job_spec(body, checked),
         timeout_s=body.timeout_s,
         max_retries=body.max_retries,
         requirements=body.requirements.model_dump(exclude_none=True) if body.requirements else None,
-        resources=options,
-        n_total=len(plan.tasks),
-        n_queued=len(plan.tasks),
+        resources=checked.options,
+        n_total=n_tasks,
+        n_queued=0 if planning else n_tasks,
+        planned_tasks=0 if planning else n_tasks,
+        plan_input=plan_input(body.payload, body.fan_out, body.batch_size) if planning else None,
         warnings=warnings,
         meta=body.meta,
         variant=body.variant,
         callback_url=body.callback_url,
-        created_at=now,
+        created_at=utcnow(),
     )
-    await lock_account(db, account_id)
+
+
+def _job_spec(body: JobSubmit, checked: Checked) -> dict[str, Any]:
+    plan = checked.plan
+    return {
+        "kind": plan.kind,
+        "fan_out": plan.spec,
+        "batch_size": plan.batch_size,
+        "element_count": plan.element_count,
+        "merge_strategy": checked.merge_strategy,
+        "merge_key": body.merge_key,
+        "weight_field": body.weight_field,
+        "runner_command": checked.runner_command,
+        "minimums": checked.minimums,
+    }
+
+
+async def insert_job(db: AsyncSession, job: Job, idempotency_key: str | None) -> Job | None:
+    """Flush the job row (and its idempotency key); if a concurrent submit took the same key
+    first, roll back and return that submit's job instead."""
     db.add(job)
     if idempotency_key:
-        db.add(
-            IdempotencyKey(
-                account_id=account_id, key=idempotency_key, job_id=job_id, created_at=now
-            )
+        key = IdempotencyKey(
+            account_id=job.account_id, key=idempotency_key, job_id=job.id, created_at=job.created_at
         )
+        db.add(key)
     try:
         await db.flush()
     except IntegrityError:
         await db.rollback()
-        previous = await find_idempotent(db, account_id, idempotency_key or "")
+        previous = await find_idempotent(db, job.account_id, idempotency_key or "")
         if previous is None:
             raise
-        return Submitted(previous, created=False)
-    await check_quotas(db, account_id, quotas, len(plan.tasks))
-    rows = [
-        {
-            "id": new_id("tsk"),
-            "job_id": job_id,
-            "account_id": account_id,
-            "index": t.index,
-            "status": "queued",
-            "attempt": 0,
-            "lost_attempts": 0,
-            "element_start": t.element_start,
-            "element_count": t.element_count,
-            "batched": t.batched,
-            "item": t.items,
-        }
-        for t in plan.tasks
-    ]
-    for start in range(0, len(rows), INSERT_CHUNK):
-        await db.execute(insert(Task), rows[start : start + INSERT_CHUNK])
-    return Submitted(job, created=True)
+        return previous
+    return None

@@ -192,6 +192,14 @@ class Job(Base):
     variant: Mapped[Any] = mapped_column(JSON, nullable=True)
     callback_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: While ``planning``: task rows written so far (rows 0..planned_tasks-1 exist), which
+    #: planner writes the rest and until when its lease holds (``computalot.jobs.planning``).
+    planned_tasks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    planner_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    planner_lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    #: While ``planning``: the request's fan-out (payload, fan_out, batch_size), so another
+    #: planner can resume; cleared when the job is queued. Deferred: only planners read it.
+    plan_input: Mapped[Any] = mapped_column(JSON, nullable=True, deferred=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
@@ -199,6 +207,7 @@ class Job(Base):
         Index("ix_jobs_account_created", "account_id", "created_at", "id"),
         Index("ix_jobs_account_status", "account_id", "status"),
         Index("ix_jobs_status", "status"),
+        Index("ix_jobs_finished_at", "finished_at"),
     )
 
 

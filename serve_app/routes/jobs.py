@@ -13,7 +13,8 @@ from computalot.gc_pause import gc_paused
 from computalot.jobs import aggregate as aggregate_rules
 from computalot.jobs.quotas import Quotas
 from computalot.jobs.resources import presets_out
-from computalot.jobs.submit import submit_job
+from computalot.jobs.submit import Limits, submit_job
+from computalot.maintenance.loop import maintenance_of
 from computalot.schemas.jobs import JobSubmit
 from computalot.states import TERMINAL_JOB
 from computalot.store import jobs as store
@@ -42,20 +43,25 @@ def _engine(request: Request) -> Any:
 async def _submit(
     request: Request, db: Any, caller: Any, body: JobSubmit, key: str | None
 ) -> tuple[dict[str, Any], bool]:
+    """Validate and write the job; a big one answers ``planning`` and is written after the
+    answer by this replica's planner (``computalot.jobs.planning``)."""
     engine = _engine(request)
     settings = request.app.state.settings
-    submitted = await submit_job(
-        db,
-        caller.account_id,
-        body,
-        idempotency_key=key,
+    planner = maintenance_of(request.app.state).planner
+    limits = Limits(
         cluster_nodes=await engine.nodes(),
         max_elements=settings.max_fanout_elements,
         quotas=Quotas(settings.max_queued_tasks_per_account, settings.max_open_jobs_per_account),
-        settings=settings,
+        inline_tasks=settings.planning_inline_tasks,
+        planner_id=planner.id,
+    )
+    submitted = await submit_job(
+        db, caller.account_id, body, idempotency_key=key, limits=limits, settings=settings
     )
     await db.commit()
-    if submitted.created:
+    if submitted.planning is not None:
+        planner.start(submitted.planning)
+    elif submitted.created:
         engine.kick(blocked=submitted.job.blocked)
     return store.job_out(submitted.job), submitted.created
 
