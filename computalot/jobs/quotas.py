@@ -1,13 +1,14 @@
-"""Per-account quotas on open work (SPEC §2: 429 ``quota_exceeded``).
+"""Per-account quotas on open work (429 ``quota_exceeded``; docs/llms-full.md, "Limits").
 
 One request must not be able to bury the platform: a 1.8 KB batch of 10 jobs × 100,000 chunks
 once made a million tasks. Two operator-set limits (``COMPUTALOT_MAX_QUEUED_TASKS_PER_ACCOUNT``,
 ``COMPUTALOT_MAX_OPEN_JOBS_PER_ACCOUNT``) bound what an account may have unfinished at once;
 ``details`` name the limit, its value and the account's current use.
 
-The check runs in the submit's transaction after the new job row is written, so concurrent
-submits of one account cannot both slip under a limit: on SQLite that write holds the database's
-write lock until commit; on PostgreSQL an advisory lock per account orders them.
+A ``planning`` job counts with all of its tasks, written or not (its ``n_total`` is set when it
+is accepted). The check runs in the submit's transaction after the new job row is written, so
+concurrent submits of one account cannot both slip under a limit: on SQLite that write holds the
+database's write lock until commit; on PostgreSQL an advisory lock per account orders them.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.errors import QuotaExceeded
+from computalot.states import OPEN_JOB
 from computalot.store.models import Job
 
-OPEN_STATES = ("planning", "queued", "running")
 ACCOUNT_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 #: High 32 bits of the advisory lock key for account quotas (the low 32 are the account's).
 LOCK_SPACE = 0x71756F74  # "quot"
@@ -48,7 +49,7 @@ async def check_quotas(db: AsyncSession, account_id: str, quotas: Quotas, new_ta
     row = (
         await db.execute(
             select(func.count(), func.coalesce(func.sum(unfinished), 0)).where(
-                Job.account_id == account_id, Job.status.in_(OPEN_STATES)
+                Job.account_id == account_id, Job.status.in_(OPEN_JOB)
             )
         )
     ).one()

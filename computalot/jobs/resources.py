@@ -1,6 +1,6 @@
 """Resource presets and the mapping from ``requirements`` to Ray scheduling options.
 
-``requirements`` are minimums (SPEC §5.1). They become Ray's ``num_cpus``, ``memory`` (bytes),
+``requirements`` are minimums (docs/llms-full.md, "Common job fields"). They become Ray's ``num_cpus``, ``memory`` (bytes),
 ``num_gpus`` and custom resources; a request that no node of the cluster could ever satisfy is
 refused at submit time instead of queueing forever.
 """
