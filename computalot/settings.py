@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     public_url: str | None = Field(default=None, description="URL users reach the API at")
     ray_namespace: str = "computalot"
 
-    # Serve tuning (see README "Tuning the API").
+    # Serve tuning (docs/operating.md, "Tuning the API").
     serve_replicas: int = Field(default=1, ge=1, le=64)
     #: Every open SSE stream counts as one for its whole life; a request past the limit waits.
     serve_max_ongoing_requests: int = Field(default=4096, ge=1)
