@@ -45,6 +45,7 @@ ROUTES: tuple[Route, ...] = (
     Route("skill_md", "GET", "/skill.md"),
     Route("llms_txt", "GET", "/llms.txt"),
     Route("llms_txt", "GET", "/llms-full.txt"),
+    Route("openapi", "GET", "/openapi.json"),
     Route("docs_index", "GET", f"{API}/docs"),
     *(Route("docs_guide", "GET", f"{API}/docs/{name}") for name in GUIDES),
     Route("send_feedback", "POST", f"{API}/feedback"),
@@ -130,6 +131,10 @@ class Endpoints(Generic[D, S]):
 
     def skill_md(self) -> S:
         return self._call_text(Req("GET", "/skill.md", expect="text"))
+
+    def openapi(self) -> D:
+        """The OpenAPI document of every route (request and answer schemas)."""
+        return self._call(Req("GET", "/openapi.json"))
 
     def docs_index(self) -> D:
         return self._call(Req("GET", f"{API}/docs"))

@@ -1,4 +1,4 @@
-"""The discovery surface (SPEC §10): the Markdown under ``docs/``, served as text, JSON and HTML.
+"""The discovery surface: the Markdown under ``docs/``, served as text, JSON and HTML.
 
 Every discovery route reads the same files, so ``/llms.txt``, ``/docs`` and ``/api/v1/docs`` cannot
 tell different stories. The Endpoint Reference tables of ``llms.txt`` are parsed back

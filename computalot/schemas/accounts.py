@@ -1,4 +1,7 @@
-"""Request and answer shapes for accounts, keys, wallets, feedback (SPEC §3, §10)."""
+"""Request and answer shapes for accounts, keys, wallets and feedback.
+
+The reference is ``docs/llms-full.md``, sections "Auth", "Admin" and "Feedback".
+"""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from serve_app.routes import account, admin, auth, docs, feedback, ops
 
 BASE = "https://compute.example.org"
 
-# The routes this release serves (SPEC §3-§5, §10); later releases extend llms.txt and this list.
+# The routes this release serves; later releases extend llms.txt and this list.
 SERVED = """
 GET /health | GET /live | GET /ready | GET /metrics | GET /skill.md | GET /llms.txt
 GET /llms-full.txt | GET /docs | GET /openapi.json | GET /api/v1/docs | GET /api/v1/docs/recipes

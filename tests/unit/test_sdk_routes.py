@@ -1,6 +1,7 @@
 """The SDK and the app agree: a method for every route, no method for a route that is not served.
 
-The app's route table is the OpenAPI document ``create_app`` builds (no server, no Ray). Each SDK
+The app's route table is walked as the docs test walks it (``docs_site.app_routes`` over the app
+``create_app`` builds: no server, no Ray), paths compared with ``{}`` for parameters. Each SDK
 method is called against a mock that answers only the routes of that table, so a method that
 spells its path differently from :data:`computalot.client_endpoints.ROUTES` fails here.
 """
@@ -9,14 +10,14 @@ from __future__ import annotations
 
 import inspect
 import tempfile
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from computalot import docs_site
 from computalot.client import AsyncComputalotClient, ComputalotClient
 from computalot.client_endpoints import NOT_IN_SDK, ROUTES
 from computalot.settings import Settings
@@ -24,30 +25,26 @@ from tests.support.mock_api import KnownRoutes, Recorder, client_for, event_stre
 
 #: Public client methods that call other methods rather than a route of their own.
 HELPERS = {"close", "aclose", "wait", "iter_results", "iter_result_pages"}
-HTTP_METHODS = {"get", "post", "put", "delete", "patch"}
 
 
 def app_routes() -> set[tuple[str, str]]:
-    """Every (HTTP method, path template) the app serves, HEAD twins left out."""
+    """Every (HTTP method, normalised path) the app serves, HEAD twins left out."""
     from serve_app.app import create_app
 
-    with tempfile.TemporaryDirectory() as data_dir, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # HEAD and GET share an operation id
-        document = create_app(Settings(data_dir=Path(data_dir))).openapi()
-    return {
-        (method.upper(), path)
-        for path, item in document["paths"].items()
-        for method in item
-        if method in HTTP_METHODS
-    }
+    with tempfile.TemporaryDirectory() as data_dir:
+        return docs_site.app_routes(create_app(Settings(data_dir=Path(data_dir))))
+
+
+def _normal(routes: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    return {(method, docs_site.normalize_path(path)) for method, path in routes}
 
 
 def test_every_served_route_has_an_sdk_method_and_no_method_calls_a_missing_one() -> None:
     served = app_routes()
-    in_sdk = {(r.http_method, r.path) for r in ROUTES}
+    in_sdk = _normal((r.http_method, r.path) for r in ROUTES)
     assert in_sdk <= served, f"SDK methods for routes the app does not serve: {in_sdk - served}"
-    assert set(NOT_IN_SDK) <= served, set(NOT_IN_SDK) - served
-    missing = served - in_sdk - set(NOT_IN_SDK)
+    assert _normal(NOT_IN_SDK) <= served, _normal(NOT_IN_SDK) - served
+    missing = served - in_sdk - _normal(NOT_IN_SDK)
     assert not missing, f"routes without an SDK method: {missing}"
     assert len(in_sdk) == len(ROUTES), "a route is listed twice"
 
@@ -71,6 +68,7 @@ CALLS: list[tuple[str, Callable[[ComputalotClient], Any]]] = [
     ("skill_md", lambda c: c.skill_md()),
     ("llms_txt", lambda c: c.llms_txt()),
     ("llms_txt", lambda c: c.llms_txt(full=True)),
+    ("openapi", lambda c: c.openapi()),
     ("docs_index", lambda c: c.docs_index()),
     ("docs_guide", lambda c: c.docs_guide("recipes")),
     ("docs_guide", lambda c: c.docs_guide("python-sdk")),
