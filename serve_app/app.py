@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from computalot.redact import register_data_dir
 from computalot.settings import Settings
 from computalot.store.db import Store
 from serve_app.errors import install_error_handlers
@@ -42,6 +43,7 @@ def create_app(settings: Settings, *, engine: Any = None, store: Store | None = 
         redoc_url=None,
     )
     app.state.settings = settings
+    register_data_dir(settings.data_dir)
     app.state.store = store or Store(settings.resolved_database_url, inline=True)
     app.state.engine = engine
     app.state.metrics = Metrics()

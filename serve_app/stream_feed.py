@@ -25,6 +25,7 @@ import logging
 import time
 from typing import Any
 
+from computalot import views
 from computalot.auth.principal import Principal
 from computalot.errors import Unauthorized
 from computalot.store import feed as feed_store
@@ -257,7 +258,7 @@ class StreamFeed:
                 if not due:
                     continue
                 try:
-                    job = jobs_store.job_out(
+                    job = views.job_out(
                         await jobs_store.get_job(db, due[0].account_id, job_id)
                     )
                 except Exception:  # one job's row must not keep the others' streams open

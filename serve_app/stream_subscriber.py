@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from computalot.errors import ComputalotError
 from computalot.store import jobs as store
 from computalot.store.jsoncodec import dumps
+from computalot.views import event_data
 
 if TYPE_CHECKING:
     from computalot.auth.principal import Principal
@@ -37,6 +38,7 @@ Item = tuple[int | None, str, str, str]
 
 def frame(event: store.StreamEvent) -> str:
     event_id, job_id, name, data = event
+    data = event_data(data)
     body = dumps({"job_id": job_id, **(data if isinstance(data, dict) else {"value": data})})
     return f"id: {event_id}\nevent: {name}\ndata: {body}\n\n"
 

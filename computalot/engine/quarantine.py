@@ -19,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from computalot.engine.records import COUNTER, Events
 from computalot.jsonsafe import MAX_JSON_DEPTH
 from computalot.states import TERMINAL_JOB
-from computalot.store.jobs import job_out
 from computalot.store.models import Job, Task
 from computalot.timeutil import utcnow
+from computalot.views import job_out
 
 log = logging.getLogger("computalot.dispatcher")
 

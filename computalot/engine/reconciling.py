@@ -19,10 +19,10 @@ from computalot.engine.records import (
     task_event,
 )
 from computalot.states import TERMINAL_JOB
-from computalot.store.jobs import job_out
 from computalot.store.jsoncodec import is_unusable
 from computalot.store.models import Job, Task
 from computalot.timeutil import utcnow
+from computalot.views import job_out
 
 CANCELLED = {"code": "cancelled", "message": "cancelled by request", "recommended_action": ""}
 #: A job's queued tasks become cancelled in one statement (no ORM object per task: a cancelled

@@ -26,7 +26,8 @@ from computalot.engine.packages import PackageCache, revision_runtime_env
 from computalot.sandbox.policy import policy_for
 from computalot.settings import Settings
 from computalot.states import TERMINAL_JOB
-from computalot.store.jobs import job_out, task_payload_for
+from computalot.jobs.fanout import task_payload
+from computalot.views import job_out
 from computalot.store.jsoncodec import Unreadable, is_unusable
 from computalot.store.models import Job, Revision, Task
 from computalot.timeutil import utcnow
@@ -462,7 +463,7 @@ def launch_revisions(
 
 
 def _payload(job: JobInfo, task: TaskRow) -> dict[str, Any]:
-    payload = task_payload_for(job, task)
+    payload = task_payload(job, task)
     if isinstance(payload, Unreadable):
         raise UnreadableTask(payload.reason)
     return payload

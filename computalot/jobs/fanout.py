@@ -1,9 +1,9 @@
-"""Fan-out planning for structured_runner jobs (SPEC §5.2).
+"""Fan-out planning for structured_runner jobs (docs/llms-full.md, "Fan-out").
 
 A job may expand into up to 100,000 elements, so planning must stay cheap and the store must not
 hold 100,000 copies of the job payload. A plan therefore keeps only each element's *delta* (the
-``by`` list element, the raw ``items`` object, or the chunk descriptor); :func:`element_payload`
-rebuilds the full payload when a task is dispatched.
+``by`` list element, the raw ``items`` object, or the chunk descriptor); :func:`task_payload`
+rebuilds the full payload when a task is dispatched or listed.
 
 The element kinds are deliberately generic so the other job types can reuse them: a sweep point or
 a benchmark replica is an ``items`` delta over ``fixed_payload``/``shared_payload``, and a
@@ -14,9 +14,10 @@ map_reduce ``split`` is either a ``by`` list or ``chunks``. :func:`plan_tasks` a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from computalot.errors import field_error
+from computalot.store.jsoncodec import Unreadable, is_unusable
 
 MAX_ELEMENTS = 100_000
 #: The largest ``fan_out.total``: the largest integer every JSON reader keeps exactly (2**53 - 1).
@@ -254,15 +255,47 @@ def element_payload(
     raise ValueError(f"unknown fan-out kind {kind!r}")
 
 
-def task_payload(
-    kind: str, base_payload: dict[str, Any], fan_out: dict[str, Any] | None, plan: TaskPlan
-) -> dict[str, Any]:
-    """A task's payload: ``{"batch": [element payloads]}`` when batched, else the element's."""
-    if plan.items is None:
-        return element_payload(kind, base_payload, fan_out, None)
-    if plan.batched:
-        return {"batch": [element_payload(kind, base_payload, fan_out, i) for i in plan.items]}
-    return element_payload(kind, base_payload, fan_out, plan.items[0])
+class PayloadJob(Protocol):
+    """What building a task's payload reads of its job (an ORM ``Job`` or the dispatcher's
+    cached job row)."""
+
+    @property
+    def spec(self) -> dict[str, Any]: ...
+
+    @property
+    def payload(self) -> dict[str, Any]: ...
+
+
+class PayloadTask(Protocol):
+    @property
+    def batched(self) -> bool: ...
+
+    @property
+    def item(self) -> Any: ...
+
+
+def task_payload(job: PayloadJob, task: PayloadTask) -> dict[str, Any]:
+    """The payload a task's runner sees (the dispatcher launches with it, ``GET /tasks`` shows
+    it): ``{"batch": [element payloads]}`` when batched, else the element's.
+
+    A stored element that cannot be read back (or does not fit the job's fan-out) gives an
+    ``Unreadable`` stand-in, so listing such a task still answers (the dispatcher never launches
+    it)."""
+    if is_unusable(task.item):
+        return Unreadable("the task's stored element cannot be read back")
+    kind = job.spec.get("kind", "single")
+    fan_out = job.spec.get("fan_out")
+    try:
+        if task.batched:
+            return {
+                "batch": [element_payload(kind, job.payload, fan_out, it) for it in task.item or []]
+            }
+        if kind == "single":
+            return dict(job.payload)
+        item = task.item[0] if task.item else None
+        return element_payload(kind, job.payload, fan_out, item)
+    except (TypeError, KeyError, ValueError, AttributeError, IndexError):
+        return Unreadable("the task's stored element does not fit its job's fan-out")
 
 
 def element_field(

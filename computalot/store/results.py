@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from computalot.errors import BadRequest
-from computalot.store.jobs import decode_cursor, encode_cursor
+from computalot.cursors import decode_positions, encode_cursor
+from computalot.states import TaskStatus
 from computalot.store.jsoncodec import RawJSON, is_unreadable, loads
 from computalot.store.models import Job, Task
 
@@ -74,65 +74,84 @@ def batch_elements(text: str | None) -> tuple[list[Any] | None, str]:
     return (elements if isinstance(elements, list) else None), ""
 
 
-def element_results(task: Any, lo: int = 0, hi: int | None = None) -> list[dict[str, Any]]:
-    """A task's per-element outcomes, elements ``[lo, hi)`` of it (positions within the task):
-    a batched task is split back into its elements. ``task`` has :data:`RESULT_COLUMNS`."""
-    task_id, status, start = task.id, task.status, task.element_start
-    artifacts = task.artifacts or []
-    task_warnings = list(task.result_warnings or [])
-    if not task.batched:
-        value, warning = single_result(task.result_text, task.result_bytes is not None)
-        return [
-            {
-                "task_id": task_id,
-                "index": start,
-                "status": status,
-                "result": value,
-                "result_quality": task.result_quality,
-                "result_warnings": [*task_warnings, warning] if warning else task_warnings,
-                "artifacts": artifacts,
-            }
-        ][lo:hi]
-    elements, warning = batch_elements(task.result_text)
-    count = task.element_count
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """One element of a task's stored result. ``offset``: its position within the task;
+    ``quality``/``warnings``: a batched element's own (None: the task's); ``warning``: why the
+    stored text could not be read back ("" if it could)."""
+
+    offset: int
+    result: Any
+    quality: Any
+    warnings: list[Any] | None
+    warning: str
+
+
+def split_stored(
+    batched: bool,
+    count: int,
+    text: str | None,
+    measured: bool,
+    *,
+    decode: bool = False,
+    lo: int = 0,
+    hi: int | None = None,
+) -> list[Piece]:
+    """A task's stored result as its elements ``[lo, hi)``: the one place a batched task's
+    ``{"elements": [...]}`` is split back (its worker split the runner's ``results`` list with
+    ``jobs.merge.split_batch_result`` before storing it)."""
+    if not batched:
+        value, warning = single_result(text, measured, decode=decode)
+        return [Piece(0, value, None, None, warning)][lo:hi]
+    elements, warning = batch_elements(text)
     hi = count if hi is None else min(hi, count)
     out = []
     for i in range(lo, hi):
         el = elements[i] if elements and i < len(elements) else None
-        el = el if isinstance(el, dict) else None
-        warnings = el.get("warnings", []) if el else task_warnings + ([warning] if warning else [])
-        out.append(
-            {
-                "task_id": task_id,
-                "index": start + i,
-                "status": status,
-                "result": el.get("result") if el else None,
-                "result_quality": el.get("quality") if el else None,
-                "result_warnings": warnings,
-                "artifacts": artifacts,
-            }
-        )
+        if isinstance(el, dict):
+            out.append(Piece(i, el.get("result"), el.get("quality"), el.get("warnings", []), ""))
+        else:
+            out.append(Piece(i, None, None, None, warning))
     return out
 
 
-def _bad_cursor() -> BadRequest:
-    return BadRequest(
-        "cursor is not valid",
-        details=[{"loc": ["cursor"], "msg": "not a cursor this list handed out"}],
-        recommended_action="pass next_cursor from the previous page unchanged, or omit it",
+def element_results(task: Any, lo: int = 0, hi: int | None = None) -> list[dict[str, Any]]:
+    """A task's per-element outcomes, elements ``[lo, hi)`` of it (positions within the task):
+    a batched task is split back into its elements. ``task`` has :data:`RESULT_COLUMNS`."""
+    artifacts = task.artifacts or []
+    task_warnings = list(task.result_warnings or [])
+    pieces = split_stored(
+        task.batched,
+        task.element_count,
+        task.result_text,
+        task.result_bytes is not None,
+        lo=lo,
+        hi=hi,
     )
+    return [
+        {
+            "task_id": task.id,
+            "index": task.element_start + piece.offset,
+            "status": task.status,
+            "result": piece.result,
+            "result_quality": piece.quality if task.batched else task.result_quality,
+            "result_warnings": piece.warnings
+            if piece.warnings is not None
+            else [*task_warnings, piece.warning]
+            if piece.warning
+            else task_warnings,
+            "artifacts": artifacts,
+        }
+        for piece in pieces
+    ]
 
 
 def _page_cursor(cursor: str | None) -> tuple[int, int]:
     """(first element, index of the task holding it) of a results cursor."""
     if not cursor:
         return 0, 0
-    values = decode_cursor(cursor)
-    if len(values) != 2 or not all(
-        isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**62 for v in values
-    ):
-        raise _bad_cursor()
-    return values[0], values[1]
+    first, task_index = decode_positions(cursor, 2)
+    return first, task_index
 
 
 @dataclass(frozen=True)
@@ -259,10 +278,10 @@ async def job_elements(
     tasks = (await db.execute(select(*columns).where(*scope).order_by(_T.index))).all()
     for chunk in _chunks(tasks, chunk_bytes):
         texts: dict[int, tuple[str | None, bool]] = {}
-        done = [t.index for t in chunk if t.status == "completed"]
+        done = [t.index for t in chunk if t.status == TaskStatus.COMPLETED]
         if done:
             query = select(_T.index, RESULT_TEXT, _T.result_bytes).where(
-                *scope, _T.status == "completed", _T.index >= done[0], _T.index <= done[-1]
+                *scope, _T.status == TaskStatus.COMPLETED, _T.index >= done[0], _T.index <= done[-1]
             )
             for index, text, measured in (await db.execute(query)).tuples():
                 texts[index] = (text, measured is not None)
@@ -276,7 +295,7 @@ def _chunks(tasks: Sequence[Any], chunk_bytes: int) -> list[list[Any]]:
     chunks: list[list[Any]] = [[]]
     used = 0
     for task in tasks:
-        size = int(task.size or 0) if task.status == "completed" else 0
+        size = int(task.size or 0) if task.status == TaskStatus.COMPLETED else 0
         if chunks[-1] and used + size > chunk_bytes:
             chunks.append([])
             used = 0
@@ -291,15 +310,14 @@ def _task_elements(
     text, measured = stored if stored else (None, False)
     raw_items = task.item if items else None
     item_list = raw_items if isinstance(raw_items, list) else [raw_items]
-    status, start = task.status, task.element_start
-    if not task.batched:
-        value, warning = single_result(text, measured, decode=decode)
-        return [StoredElement(start, status, value, item_list[0] if item_list else None, warning)]
-    elements, warning = batch_elements(text)
-    out = []
-    for i in range(task.element_count):
-        el = elements[i] if elements and i < len(elements) else None
-        value = el.get("result") if isinstance(el, dict) else None
-        item = item_list[i] if i < len(item_list) else None
-        out.append(StoredElement(start + i, status, value, item, warning))
-    return out
+    pieces = split_stored(task.batched, task.element_count, text, measured, decode=decode)
+    return [
+        StoredElement(
+            task.element_start + piece.offset,
+            task.status,
+            piece.result,
+            item_list[piece.offset] if piece.offset < len(item_list) else None,
+            piece.warning,
+        )
+        for piece in pieces
+    ]

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from computalot import views
 from computalot.errors import ComputalotError, NotReady, ValidationFailed
 from computalot.gc_pause import gc_paused
 from computalot.jobs import aggregate as aggregate_rules
@@ -19,7 +20,6 @@ from computalot.schemas.jobs import JobSubmit
 from computalot.states import TERMINAL_JOB
 from computalot.store import jobs as store
 from computalot.store import results as results_store
-from computalot.store.models import Job
 from serve_app.deps import Caller, Db, Writer
 from serve_app.errors import validation_details
 from serve_app.raw_response import RawJSONResponse
@@ -63,7 +63,7 @@ async def _submit(
         planner.start(submitted.planning)
     elif submitted.created:
         engine.kick(blocked=submitted.job.blocked)
-    return store.job_out(submitted.job), submitted.created
+    return views.job_out(submitted.job), submitted.created
 
 
 @router.post("/jobs", status_code=201)
@@ -125,12 +125,12 @@ async def list_jobs(
         limit=limit,
         cursor=cursor,
     )
-    return FastJSONResponse({"jobs": [store.job_out(j) for j in jobs], "next_cursor": next_cursor})
+    return FastJSONResponse({"jobs": [views.job_out(j) for j in jobs], "next_cursor": next_cursor})
 
 
 @router.get("/jobs/{job_id}")
 async def get_job(job_id: str, caller: Caller, db: Db) -> FastJSONResponse:
-    return FastJSONResponse(store.job_out(await store.get_job(db, caller.account_id, job_id)))
+    return FastJSONResponse(views.job_out(await store.get_job(db, caller.account_id, job_id)))
 
 
 @router.get("/jobs/{job_id}/tasks")
@@ -147,7 +147,7 @@ async def get_tasks(
     return FastJSONResponse(
         {
             "job_id": job.id,
-            "tasks": [store.task_out(job, t) for t in tasks],
+            "tasks": [views.task_out(job, t) for t in tasks],
             "next_cursor": next_cursor,
         }
     )
@@ -163,21 +163,7 @@ async def get_output(
 ) -> FastJSONResponse:
     job = await store.get_job(db, caller.account_id, job_id)
     tasks, next_cursor = await store.list_tasks(db, job, limit=limit, cursor=cursor)
-    out = []
-    for t in tasks:
-        live = t.status == "running" and t.output_attempt == t.attempt
-        out.append(
-            {
-                "task_id": t.id,
-                "index": t.index,
-                "attempt": t.output_attempt or t.attempt,
-                "status": t.status,
-                # While an attempt runs, its live tail; until it prints, the last attempt's text.
-                "stdout": (t.output_tail or "") if live else (t.stdout or ""),
-                "stderr": "" if live else (t.stderr or ""),
-                "live": live,
-            }
-        )
+    out = [views.output_out(t) for t in tasks]
     return FastJSONResponse({"job_id": job.id, "tasks": out, "next_cursor": next_cursor})
 
 
@@ -194,7 +180,7 @@ async def get_events(
     return FastJSONResponse(
         {
             "job_id": job.id,
-            "events": [store.event_out(e) for e in events],
+            "events": [views.event_out(e) for e in events],
             "next_after": events[-1].id if events else after,
         }
     )
@@ -209,7 +195,7 @@ async def cancel_job(job_id: str, request: Request, caller: Writer, db: Db) -> d
         await db.commit()
         await _engine(request).cancel(job.id)
         await db.refresh(job)
-    return store.job_out(job)
+    return views.job_out(job)
 
 
 @router.get("/results/{job_id}")
@@ -239,52 +225,8 @@ async def get_results(
             )
         elif cursor is None:
             aggregate = await results_store.stored_aggregate(db, job)
-        out = _results_out(job, results, next_cursor, counts, aggregate)
-        out["aggregate_omitted"] = omitted
+        out = views.results_out(job, results, next_cursor, counts, aggregate, omitted)
         return RawJSONResponse(out)
-
-
-def _results_out(
-    job: Job,
-    results: list[dict[str, Any]],
-    next_cursor: str | None,
-    counts: dict[str, int],
-    aggregate: Any,
-) -> dict[str, Any]:
-    """``counts``: elements per status, so batching never shows in the summary (SPEC §5.2).
-    ``aggregate_omitted`` (set by the route) says why a finished job's first page has no
-    aggregate (``jobs.aggregate``)."""
-    duration = None
-    if job.started_at and job.finished_at:
-        duration = round((job.finished_at - job.started_at).total_seconds(), 3)
-    total = sum(counts.values())
-    completed, failed, cancelled = (counts.get(s, 0) for s in ("completed", "failed", "cancelled"))
-    done = completed + failed + cancelled
-    return {
-        "job_id": job.id,
-        "status": job.status,
-        "summary": {
-            "total": total,
-            "completed": completed,
-            "failed": failed,
-            "cancelled": cancelled,
-            "duration_s": duration,
-        },
-        "completeness": round(completed / total, 6) if total else 0.0,
-        "finished": job.status in TERMINAL_JOB,
-        "progress": round(done / total, 6) if total else 0.0,
-        "aggregate_result": aggregate,
-        "aggregate_aliases": {},
-        "error": job.error,
-        "recommended_action": job.recommended_action,
-        "results": results,
-        "next_cursor": next_cursor,
-        "result_persisted": True,
-        "output_persisted": True,
-        "warnings": job.warnings,
-        "meta": job.meta,
-        "variant": job.variant,
-    }
 
 
 @router.get("/presets")

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
+from computalot import views
 from computalot.auth.principal import Principal
 from computalot.errors import field_error
 from computalot.states import TERMINAL_JOB
@@ -73,7 +74,7 @@ async def watch_jobs(
         raise field_error(["ids"], f"at most {MAX_WATCH} job ids")
     jobs = [await store.get_job(db, caller.account_id, j) for j in job_ids]
     after = _last_event_id(last_event_id)
-    snapshot = [store.job_out(j) for j in jobs] if after == 0 else []
+    snapshot = [views.job_out(j) for j in jobs] if after == 0 else []
     return _respond(request, caller, job_ids, after, snapshot)
 
 
@@ -87,5 +88,5 @@ async def stream_job(
 ) -> StreamingResponse:
     job = await store.get_job(db, caller.account_id, job_id)
     after = _last_event_id(last_event_id)
-    snapshot = [store.job_out(job)] if after == 0 and job.status not in TERMINAL_JOB else []
+    snapshot = [views.job_out(job)] if after == 0 and job.status not in TERMINAL_JOB else []
     return _respond(request, caller, [job.id], after, snapshot)

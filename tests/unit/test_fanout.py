@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -21,8 +22,28 @@ from computalot.jobs.fanout import (
 )
 
 
+@dataclass
+class StoredJob:
+    """What the store holds of a job that ``task_payload`` reads."""
+
+    spec: dict[str, Any]
+    payload: dict[str, Any]
+
+
+@dataclass
+class StoredTask:
+    batched: bool
+    item: Any
+
+
+def payload_of(kind: str, base: dict[str, Any], fan_out: Any, plan: TaskPlan) -> Any:
+    """The payload the dispatcher launches ``plan``'s task with, from the rows submit writes."""
+    job = StoredJob({"kind": kind, "fan_out": fan_out}, base)
+    return task_payload(job, StoredTask(plan.batched, plan.items))
+
+
 def payloads(plan: FanoutPlan, base: dict[str, Any], fan_out: dict[str, Any] | None) -> list[Any]:
-    return [task_payload(plan.kind, base, fan_out, t) for t in plan.tasks]
+    return [payload_of(plan.kind, base, fan_out, t) for t in plan.tasks]
 
 
 def check_contiguous(plan: FanoutPlan) -> None:
@@ -53,7 +74,7 @@ def test_single_task_without_fan_out() -> None:
     plan = plan_fanout(base, None, None)
     assert plan.kind == "single" and plan.element_count == 1
     assert plan.tasks == [TaskPlan(0, 0, 1, None, False)]
-    out = task_payload("single", base, None, plan.tasks[0])
+    out = payload_of("single", base, None, plan.tasks[0])
     assert out == {"x": 1} and out is not base
 
 
@@ -154,7 +175,7 @@ def test_items_batched_exact_multiple_and_oversized_batch() -> None:
     check_contiguous(plan)
     big = plan_fanout({"z": 0}, {"items": items, "batch_size": 50}, None)
     assert len(big.tasks) == 1 and big.tasks[0].element_count == 4
-    assert task_payload("items", {"z": 0}, None, big.tasks[0]) == {
+    assert payload_of("items", {"z": 0}, None, big.tasks[0]) == {
         "batch": [{"z": 0, "i": i} for i in range(4)]
     }
 
@@ -162,7 +183,7 @@ def test_items_batched_exact_multiple_and_oversized_batch() -> None:
 def test_batch_size_one_still_uses_batch_protocol() -> None:
     plan = plan_fanout({"m": ["a", "b"]}, {"by": "m"}, 1)
     assert len(plan.tasks) == 2 and all(t.batched for t in plan.tasks)
-    assert task_payload("by", {"m": []}, {"by": "m"}, plan.tasks[1]) == {"batch": [{"m": "b"}]}
+    assert payload_of("by", {"m": []}, {"by": "m"}, plan.tasks[1]) == {"batch": [{"m": "b"}]}
 
 
 # --- scale --------------------------------------------------------------------------------------
@@ -185,7 +206,7 @@ def test_max_elements_chunks() -> None:
     plan = plan_fanout({}, fan_out, None)
     assert len(plan.tasks) == MAX_ELEMENTS
     check_contiguous(plan)
-    last = task_payload("chunks", {}, fan_out, plan.tasks[-1])
+    last = payload_of("chunks", {}, fan_out, plan.tasks[-1])
     assert last["n"] == 10 and last["chunk"]["end"] == 10 * MAX_ELEMENTS + 5
 
 
