@@ -8,8 +8,8 @@ from typing import Any
 
 import ray
 
-from computalot.engine.dispatcher import DispatcherActor, EventHubActor, dispatcher_actor_options
-from computalot.engine.hub import hub_actor_options
+from computalot.engine.dispatcher import DispatcherActor, dispatcher_actor_options
+from computalot.engine.hub import EventHubActor, hub_actor_options
 from computalot.engine.names import DISPATCHER_NAME, HUB_NAME
 from computalot.settings import Secrets
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -10,6 +11,8 @@ import ray
 
 from computalot.engine.names import DISPATCHER_NAME, HUB_NAME
 from computalot.errors import NotReady
+
+log = logging.getLogger("computalot.engine")
 
 NODES_CACHE_S = 10.0
 #: ``/ready`` says the dispatcher is stalled when no cycle completed for this long (seconds); an
@@ -83,13 +86,27 @@ class EngineClient:
         return info if isinstance(info, str) else str(info.get("status", "ok"))
 
     def kick(self, blocked: bool = False) -> None:
+        """New queued work (fire-and-forget); a lost kick delays it to the next cycle."""
         try:
             self.dispatcher.kick.remote(blocked)
-        except Exception:
+        except Exception as exc:
             self._dispatcher = None
+            log.warning(
+                "could not kick the dispatcher (%s); it finds new work on its own", _why(exc)
+            )
 
-    async def cancel(self, job_id: str) -> None:
-        await self._call(self.dispatcher.cancel, job_id, timeout_s=30.0)
+    def cancel(self, job_id: str) -> None:
+        """Job ``job_id`` was cancelled in the store (``engine.cancelling.cancel_job``): the
+        dispatcher stops its running attempts (fire-and-forget; its sweep finds them anyway)."""
+        try:
+            self.dispatcher.cancel.remote(job_id)
+        except Exception as exc:
+            self._dispatcher = None
+            log.warning(
+                "could not tell the dispatcher job %s was cancelled (%s); its next sweep will",
+                job_id,
+                _why(exc),
+            )
 
     async def nodes(self) -> list[dict[str, float]]:
         at, cached = self._nodes

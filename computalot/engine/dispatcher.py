@@ -1,34 +1,46 @@
-"""The dispatcher: one detached, named Ray actor that owns scheduling (DESIGN.md).
+"""The dispatcher: one detached, named Ray actor that owns scheduling.
 
-It is the only writer of task and job status, and writes the events reporting each change in
-the same transaction (``computalot.store.events``). Each cycle it records finished attempts,
-applies cancels, releases jobs whose dependencies completed, and launches queued tasks into free
-slots: about BACKLOG_S of work beyond the CPUs (``scheduling.inflight_target``), never more than
+It writes task and job status (a cancel's first step is the API's: ``engine.cancelling``), and
+the events reporting each change in the same transaction (``computalot.store.events``). Each
+cycle it records finished attempts (``settling``), stops cancelled jobs' attempts, releases jobs
+whose dependencies completed (``dependencies``), and claims queued tasks (``claiming``) to launch
+into free slots (``launching``): about BACKLOG_S of work beyond the CPUs (``scheduling.inflight_target``), never more than
 ``max_inflight_tasks``, so a 100,000-task job never becomes 100,000 ObjectRefs. On start it
-reconciles the store: attempts a dead incarnation left ``running`` are requeued (infrastructure
-loss) or failed with ``worker_lost``.
+reconciles the store (``reconciling``): attempts a dead incarnation left ``running`` are requeued
+(infrastructure loss) or failed with ``worker_lost``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
 from collections import Counter, deque
-from typing import Any
+from typing import Any, cast
 
+import numpy as np
 import ray
-from ray.exceptions import RayError, TaskCancelledError
+from numpy.typing import NDArray
+from ray import ObjectRef
+from ray._private.worker import RemoteFunction0
+from ray.actor import ActorHandle
+from ray.exceptions import RayError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from computalot.engine import records, recovery, settle
-from computalot.engine.hub import EventHub
+from computalot.engine import cancelling, claiming, dependencies, reconciling, settling
+from computalot.engine.attempt import Outcome
+from computalot.engine.claiming import Launch, UnreadableTask
+from computalot.engine.failures import judge_failure
 from computalot.engine.inflight import Inflight, stops_due
+from computalot.engine.launching import RevisionCache, launch_spec
 from computalot.engine.names import DISPATCHER_NAME, HUB_NAME
 from computalot.engine.outcomes import Verdict, infrastructure_loss, judge_outcome
 from computalot.engine.packages import PackageCache
 from computalot.engine.quarantine import quarantine_job
-from computalot.engine.record_queue import RecordQueue, UnstorableOutcome
+from computalot.engine.record_queue import Ended, RecordQueue
+from computalot.engine.rows import JobCache, JobInfo, load_task_rows
 from computalot.engine.run_task import run_task
 from computalot.engine.scheduling import (
     Demand,
@@ -37,14 +49,17 @@ from computalot.engine.scheduling import (
     inflight_target,
     rotate,
 )
+from computalot.engine.settling import Judged, WarmNodes
 from computalot.gc_pause import gc_paused
 from computalot.settings import Secrets, load_settings_with
-from computalot.states import TERMINAL_JOB, TERMINAL_TASK
+from computalot.states import TERMINAL_TASK
 from computalot.store.db import Store
-from computalot.store.events import EventRow, write_events
-from computalot.store.models import Job
+from computalot.store.events import Events, write_events
 
 log = logging.getLogger("computalot.dispatcher")
+#: ``run_task`` with one job's Ray options.
+AttemptRefs = tuple[ObjectRef[Outcome], ObjectRef[NDArray[np.uint8] | None]]
+RunTask = RemoteFunction0[tuple[Outcome, NDArray[np.uint8] | None], dict[str, Any]]
 
 BACKSTOP_SLACK_S = 60.0
 CLUSTER_REFRESH_S = 5.0
@@ -81,9 +96,11 @@ class Dispatcher:
         self.urgent = False
         self.urgent_wakeup = asyncio.Event()  # cuts a batch window short (submit, cancel)
         self.last_sweep = 0.0
-        self._hub: Any = None
-        self._remotes: dict[str, Any] = {}
-        self.jobs = records.JobCache()
+        self._hub: ActorHandle | None = None
+        self._remotes: dict[str, RunTask] = {}
+        self.jobs = JobCache()
+        self.revisions = RevisionCache()
+        self.warm = WarmNodes()
         self.quarantined = 0  # jobs set aside because their stored definition is unreadable
         self.last_cycle_at = time.monotonic()  # when a cycle last completed (or start-up)
         self.last_error: str | None = None  # the last failed cycle's error, until one succeeds
@@ -126,19 +143,12 @@ class Dispatcher:
         self.urgent_wakeup.set()
         self.wakeup.set()
 
-    async def cancel(self, job_id: str, wait_s: float = 15.0) -> None:
-        """Stop a job's queued and running tasks; return once it is terminal (or ``wait_s``)."""
+    def cancel(self, job_id: str) -> None:
+        """The API cancelled ``job_id`` and committed its events (``cancelling.cancel_job``):
+        wake its streams, and stop its running attempts in the next cycle."""
         self.check_cancels = True
         self._make_urgent()
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            async with self.store.sessions() as db:
-                job = await db.get(Job, job_id)
-                if job is None or job.status in TERMINAL_JOB:
-                    return
-            await asyncio.sleep(0.02)
-            self.check_cancels = True
-            self.wakeup.set()
+        self._tell_hub({job_id: 1}, [])
 
     def nodes(self) -> list[dict[str, float]]:
         """Total resources of each alive node (for ``unsatisfiable_requirements``), as of the
@@ -171,46 +181,54 @@ class Dispatcher:
 
     # ---- main loop --------------------------------------------------------------------------
     @property
-    def hub(self) -> Any:
+    def hub(self) -> ActorHandle:
         if self._hub is None:
             self._hub = ray.get_actor(HUB_NAME, namespace=self.namespace)
         return self._hub
 
     async def _commit(
-        self, db: Any, events: list[EventRow], launches: list[Any] | None = None
+        self, db: AsyncSession, events: Events, launches: list[Launch] | None = None
     ) -> None:
         """Write ``events`` in ``db``'s transaction, commit, launch the tasks it claimed, then
         tell the hub (streams can wait; the tasks should not)."""
         await write_events(db, events)
         await db.commit()
+        self.warm.committed()
         if launches:
-            await self.packages.ensure(records.launch_revisions(launches))
-        for job, task, attempt in launches or []:
-            self._launch(job, task, attempt)
+            await self.packages.ensure(self.revisions.packages(launches))
+        for launch in launches or []:
+            self._launch(launch)
         self._announce(events)
 
-    def _announce(self, events: list[EventRow]) -> None:
+    def _announce(self, events: Events) -> None:
         if not events:
             return
-        counts = Counter(job_id for job_id, _a, _name, _data in events)
+        counts = Counter(event.job_id for event in events)
         ended = [
-            str(data.get("task_id"))
-            for _j, _a, name, data in events
-            if name == "task" and data.get("status") in TERMINAL_TASK
+            str(event.data.get("task_id"))
+            for event in events
+            if event.event == "task" and event.data.get("status") in TERMINAL_TASK
         ]
+        self._tell_hub(dict(counts), ended)
+
+    def _tell_hub(self, counts: dict[str, int], ended_tasks: list[str]) -> None:
         try:
-            self.hub.written.remote(dict(counts), ended)
-        except Exception:
+            self.hub.written.remote(counts, ended_tasks)
+        except Exception as exc:
             # The events are stored; streams find them at their next poll (a few seconds).
             self._hub = None
-            log.warning("could not reach the event hub; streams will poll for new events")
+            log.warning(
+                "could not reach the event hub (%s); streams of jobs %s will poll for new events",
+                type(exc).__name__,
+                ", ".join(sorted(counts)[:5]),
+            )
 
     async def _main(self) -> None:
         while not self.ready:
             try:
                 with gc_paused():
                     async with self.store.sessions() as db:
-                        events = await recovery.reconcile(
+                        events = await reconciling.reconcile(
                             db, self.epoch, lost_budget=self.settings.worker_lost_retries
                         )
                         await self._commit(db, events)
@@ -261,6 +279,7 @@ class Dispatcher:
         try:
             await self._cycle_with(batch)
         except Exception as exc:
+            self.warm.rolled_back()
             # A lone outcome that records fine on its own was not the cause; one that does not,
             # while the store answers, is unstorable (see record_queue).
             if len(batch) == 1 and await self._record_alone(batch):
@@ -271,7 +290,7 @@ class Dispatcher:
             raise
         self._recorded(batch)
 
-    def _recorded(self, batch: list[tuple[Inflight, Any]]) -> None:
+    def _recorded(self, batch: list[tuple[Inflight, Ended]]) -> None:
         self.finished.recorded(batch)
         for info, _outcome in batch:
             info.text_ref = None  # frees a big result's object (stored now)
@@ -285,27 +304,28 @@ class Dispatcher:
         except Exception:
             return False
 
-    async def _record_alone(self, batch: list[tuple[Inflight, Any]]) -> bool:
+    async def _record_alone(self, batch: list[tuple[Inflight, Ended]]) -> bool:
         try:
             async with self.store.sessions() as db:
                 recorded = await self._record(db, batch)
                 await self._commit(db, recorded)
         except Exception:
+            self.warm.rolled_back()
             log.exception("recording task %s on its own failed", batch[0][0].task_id)
             return False
         self._note_recorded(recorded)
         return True
 
-    def _note_recorded(self, recorded: list[Any]) -> None:
-        names = {name for _j, _a, name, _d in recorded}
+    def _note_recorded(self, recorded: Events) -> None:
+        names = {event.event for event in recorded}
         if "end" in names and self.may_have_blocked:
             self.check_deps = True  # a finished job may release its dependents
             self.wakeup.set()
         if "retry" in names:
             self.queue_gen += 1
 
-    async def _cycle_with(self, batch: list[tuple[Inflight, Any]]) -> None:
-        events: list[EventRow] = []
+    async def _cycle_with(self, batch: list[tuple[Inflight, Ended]]) -> None:
+        events: Events = []
         async with self.store.sessions() as db:
             if batch:
                 recorded = await self._record(db, batch)
@@ -321,7 +341,7 @@ class Dispatcher:
                 events += await self._apply_cancels(db)
             if self.check_deps or sweep:
                 self.check_deps = False
-                released, self.may_have_blocked = await recovery.release_dependencies(db)
+                released, self.may_have_blocked = await dependencies.release_dependencies(db)
                 if released:
                     self.queue_gen += 1
                 events += released
@@ -330,11 +350,11 @@ class Dispatcher:
             events += launch_events
             events += await self._set_aside(db)
             await self._commit(db, events, launches)
-        self.jobs.forget(job_id for job_id, _a, name, _d in events if name == "end")
+        self.jobs.forget(event.job_id for event in events if event.event == "end")
 
-    async def _set_aside(self, db: Any) -> list[EventRow]:
+    async def _set_aside(self, db: AsyncSession) -> Events:
         """Fail the jobs this cycle found unreadable (``engine.quarantine``), alone."""
-        events: list[EventRow] = []
+        events: Events = []
         for job_id, fields in self.jobs.take_unreadable().items():
             set_aside = await quarantine_job(db, job_id, fields)
             self.quarantined += bool(set_aside)
@@ -342,9 +362,9 @@ class Dispatcher:
         return events
 
     # ---- recording outcomes -----------------------------------------------------------------
-    async def _record(self, db: Any, batch: list[tuple[Inflight, Any]]) -> list[Any]:
+    async def _record(self, db: AsyncSession, batch: list[tuple[Inflight, Ended]]) -> Events:
         texts = await self._fetch_texts(batch)  # before the first statement: no open transaction
-        tasks = await records.load_task_rows(db, [info.task_id for info, _outcome in batch])
+        tasks = await load_task_rows(db, [info.task_id for info, _outcome in batch])
         jobs = await self.jobs.load(db, (info.job_id for info, _outcome in batch))
         judged = []
         for info, outcome in batch:
@@ -353,69 +373,64 @@ class Dispatcher:
             if task is None or job is None:
                 continue
             text = texts.get(info.task_id)
-            if isinstance(outcome, BaseException):
-                verdict = self._judge_exception(info, job, outcome)
-                outcome_dict: dict[str, Any] = {}
-            elif isinstance(text, BaseException):
-                verdict = infrastructure_loss(f"result lost: {type(text).__name__}: {text}"[:300])
-                outcome_dict = outcome
+            if not isinstance(outcome, Outcome):
+                judged.append(
+                    Judged(job, task, info.attempt, self._judge(info, job, outcome), None)
+                )
+                continue
+            if isinstance(text, BaseException):
+                lost = f"result lost: {type(text).__name__}: {text}"[:300]
+                verdict = infrastructure_loss(lost)
             else:
                 verdict = judge_outcome(outcome, text)
-                outcome_dict = outcome
-            judged.append((job, task, info.attempt, verdict, outcome_dict))
-        return await settle.apply_verdicts(
+            judged.append(Judged(job, task, info.attempt, verdict, outcome))
+        return await settling.apply_verdicts(
             db,
             judged,
             lost_budget=self.settings.worker_lost_retries,
             max_result_bytes=self.settings.max_result_bytes,
             max_job_result_bytes=self.settings.max_job_result_bytes,
+            warm=self.warm,
         )
 
-    async def _fetch_texts(self, batch: list[tuple[Inflight, Any]]) -> dict[str, Any]:
+    def _judge(self, info: Inflight, job: JobInfo, exc: BaseException) -> Verdict:
+        verdict = judge_failure(info, exc, job.timeout_s)
+        log.warning(
+            "task %s of job %s attempt %d ended with %s: %s",
+            info.task_id,
+            info.job_id,
+            info.attempt,
+            type(exc).__name__,
+            verdict.code,
+        )
+        return verdict
+
+    async def _fetch_texts(
+        self, batch: list[tuple[Inflight, Ended]]
+    ) -> dict[str, NDArray[np.uint8] | BaseException | None]:
         """The big results' texts (each attempt's second return value) by task id, fetched now
         that their attempts are being recorded (the queue's byte budget bounds them); an
         exception in place of a text that could not be fetched."""
         wanted = [
-            info
+            (info, info.text_ref)
             for info, outcome in batch
-            if isinstance(outcome, dict) and outcome.get("result_in_ref") and info.text_ref
+            if isinstance(outcome, Outcome) and outcome.result_in_ref and info.text_ref
         ]
         if not wanted:
             return {}
-        texts = await asyncio.gather(*(info.text_ref for info in wanted), return_exceptions=True)
-        return {info.task_id: text for info, text in zip(wanted, texts, strict=True)}
-
-    def _judge_exception(self, info: Inflight, job: records.JobInfo, exc: BaseException) -> Any:
-        if isinstance(exc, UnstorableOutcome):
-            return Verdict(
-                "failed", "invalid_result", f"the attempt's outcome could not be stored: {exc}"
-            )
-        if isinstance(exc, records.UnreadableTask):
-            return Verdict("failed", "unreadable_task", str(exc))
-        # A worker we force-stopped may surface as TaskCancelledError or as a crashed worker.
-        if info.backstop:
-            return judge_outcome(
-                {"status": "timeout", "error": f"timed out after {job.timeout_s} s"}
-            )
-        if (
-            info.forced
-            or isinstance(exc, TaskCancelledError)
-            or "TaskCancelled" in type(exc).__name__
-        ):
-            return judge_outcome({"status": "cancelled"})
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, KeyboardInterrupt) or "KeyboardInterrupt" in str(exc)[:2000]:
-            return judge_outcome({"status": "cancelled"})
-        return infrastructure_loss(f"worker lost: {type(exc).__name__}: {str(exc)[:300]}")
+        texts = await asyncio.gather(*(ref for _info, ref in wanted), return_exceptions=True)
+        return {info.task_id: text for (info, _ref), text in zip(wanted, texts, strict=True)}
 
     # ---- cancels and timeouts ---------------------------------------------------------------
-    async def _apply_cancels(self, db: Any) -> list[Any]:
-        jobs, events = await recovery.cancel_queued(db)
-        for job_id in jobs:
-            for info in self.inflight.values():
-                if info.job_id == job_id and not info.cancel_sent:
-                    info.mark_cancel_sent(time.monotonic(), self.settings.kill_grace_s)
-                    ray.cancel(info.ref, force=False)
+    async def _apply_cancels(self, db: AsyncSession) -> Events:
+        """Stop the running attempts of cancelled jobs (``run_task`` stops its command's group:
+        SIGTERM, SIGKILL after the kill grace); they are recorded as they end."""
+        jobs, events = await cancelling.pending_cancels(db)
+        stopping = set(jobs)
+        for info in self.inflight.values():
+            if info.job_id in stopping and not info.cancel_sent and info.ref is not None:
+                info.mark_cancel_sent(time.monotonic(), self.settings.kill_grace_s)
+                ray.cancel(info.ref, force=False)
         return events
 
     def _backstop_timeouts(self) -> None:
@@ -428,16 +443,20 @@ class Dispatcher:
                 info.attempt,
                 "past its deadline" if info.backstop else "cancel did not take effect",
             )
-            ray.cancel(info.ref, force=True)
+            if info.ref is not None:
+                ray.cancel(info.ref, force=True)
 
     # ---- launching --------------------------------------------------------------------------
-    async def _claim(self, db: Any, sweep: bool) -> tuple[list[Any], list[Any]]:
+    async def _claim(self, db: AsyncSession, sweep: bool) -> tuple[list[Launch], Events]:
         free = self.capacity() - len(self.inflight)
         if free <= 0 or (self.claimed_gen == self.queue_gen and not sweep):
             return [], []
         gen = self.queue_gen
-        rows = await records.runnable_jobs(db)
-        demands = [Demand(*row[:5]) for row in rows]
+        runnable = await claiming.runnable_jobs(db)
+        demands = [
+            Demand(job.id, job.account_id, job.priority, job.created_at, job.n_queued)
+            for job in runnable
+        ]
         grants = allocate(demands, free, self.rotation)
         if all(d.queued <= grants.get(d.job_id, 0) for d in demands):
             self.claimed_gen = gen  # this claim takes every queued task there was
@@ -447,19 +466,26 @@ class Dispatcher:
         self.rotation = rotate(
             self.rotation + [a for a in served if a not in self.rotation], served
         )
-        statuses = {row[0]: row[5] for row in rows}
-        return await records.claim_tasks(db, grants, self.epoch, self.jobs, statuses)
+        statuses = {job.id: job.status for job in runnable}
+        launches, events = await claiming.claim_tasks(db, grants, self.epoch, self.jobs, statuses)
+        await self.revisions.load(db, launches)
+        return launches, events
 
-    def _launch(self, job: records.JobInfo, task: records.TaskRow, attempt: int) -> None:
+    def _launch(self, launch: Launch) -> None:
+        job, task, attempt = launch
         try:
-            spec, options = records.launch_spec(
-                job, task, attempt, self.packages, self.settings, self.namespace
+            revision = self.revisions.get(job.revision_id)
+            if revision is None:
+                raise RuntimeError(f"revision {job.revision_id} of job {job.id} not found")
+            spec, options = launch_spec(
+                launch, revision, self.packages, self.settings, self.namespace
             )
-            ref, text_ref = self._remote_for(job.id, options).remote(spec)  # see run_task
+            refs = self._remote_for(job.id, options).remote(spec)  # two returns: see run_task
+            ref, text_ref = cast(AttemptRefs, refs)
         except Exception as exc:
-            log.exception("could not launch task %s", task.id)
+            log.exception("could not launch task %s of job %s", task.id, job.id)
             info = Inflight(task.id, job.id, job.account_id, attempt, None, time.monotonic(), 0.0)
-            failure = exc if isinstance(exc, records.UnreadableTask) else None
+            failure = exc if isinstance(exc, UnreadableTask) else None
             self.finished.add(info, failure or RuntimeError(f"launch failed: {exc}"))
             self.wakeup.set()
             return
@@ -470,7 +496,7 @@ class Dispatcher:
         self.inflight[task.id] = info
         asyncio.get_running_loop().create_task(self._watch(info))
 
-    def _remote_for(self, job_id: str, options: dict[str, Any]) -> Any:
+    def _remote_for(self, job_id: str, options: dict[str, Any]) -> RunTask:
         """``run_task.options(...)`` once per job (its options never change): Ray re-processes
         the runtime_env on every ``.options()`` call, which cost more than the launch itself."""
         fn = self._remotes.get(job_id)
@@ -481,12 +507,15 @@ class Dispatcher:
         return fn
 
     async def _watch(self, info: Inflight) -> None:
+        outcome: Ended
         try:
-            outcome: Any = await info.ref
+            if info.ref is None:
+                raise RuntimeError("the attempt was never launched")
+            outcome = await info.ref
         except (RayError, Exception) as exc:
             outcome = exc
-        if isinstance(outcome, dict) and outcome.get("artifacts"):
-            outcome["artifacts"] = await self._write_artifacts(info, outcome)
+        if isinstance(outcome, Outcome) and outcome.artifacts:
+            outcome = await self._write_artifacts(info, outcome)
         self.inflight.pop(info.task_id, None)
         if self.inflight:
             self.completions.append(time.monotonic())
@@ -497,22 +526,29 @@ class Dispatcher:
         self.finished.add(info, outcome)
         self.wakeup.set()
 
-    async def _write_artifacts(self, info: Inflight, outcome: dict[str, Any]) -> list[Any]:
+    async def _write_artifacts(self, info: Inflight, outcome: Outcome) -> Outcome:
         """The attempt's artifact files, written on a thread (never on this event loop) as soon
         as it ends, so only their rows are left to record and their data is dropped now."""
         try:
-            return await asyncio.to_thread(
-                settle.write_artifacts,
+            written = await asyncio.to_thread(
+                settling.write_artifacts,
                 self.settings.data_dir,
                 info.task_id,
                 info.attempt,
-                outcome["artifacts"],
+                outcome.artifacts,
             )
         except OSError as exc:
-            log.warning("could not store the artifacts of task %s: %s", info.task_id, exc)
-            warnings = outcome.setdefault("artifact_warnings", [])
-            warnings.append(f"artifacts not stored: {type(exc).__name__}: {str(exc)[:200]}")
-            return []
+            log.warning(
+                "could not store the artifacts of task %s of job %s: %s",
+                info.task_id,
+                info.job_id,
+                exc,
+            )
+            warning = f"artifacts not stored: {type(exc).__name__}: {str(exc)[:200]}"
+            return dataclasses.replace(
+                outcome, artifacts=[], artifact_warnings=[*outcome.artifact_warnings, warning]
+            )
+        return dataclasses.replace(outcome, artifacts=written)
 
 
 def alive_nodes() -> list[dict[str, float]]:
@@ -534,4 +570,3 @@ def dispatcher_actor_options(namespace: str) -> dict[str, Any]:
 
 
 DispatcherActor = ray.remote(Dispatcher)
-EventHubActor = ray.remote(EventHub)

@@ -1,4 +1,5 @@
-"""Job finalisation: terminal status, error summary and ``aggregate_result`` (SPEC §5.2, §5.6).
+"""Job finalisation: terminal status, error summary and ``aggregate_result`` (docs/llms-full.md,
+"Merge strategies" and "Timeouts, retries and cancel").
 
 Finalising reads no result of a ``collect`` or ``keyed`` job: their aggregate is a copy of the
 results, built when it is read (``jobs.aggregate``). A computed aggregate (``weighted_avg``) is
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from computalot.jobs.aggregate import COPY_STRATEGIES, computed_aggregate, strategy_of
-from computalot.states import TERMINAL_JOB
+from computalot.states import TERMINAL_JOB, JobStatus, TaskStatus
 from computalot.store.models import Job, Task
 from computalot.timeutil import utcnow
 
@@ -28,21 +29,21 @@ AGGREGATE_FAILED_ACTION = (
 )
 
 
-def final_status(job: Job) -> str:
+def final_status(job: Job) -> JobStatus:
     if job.cancel_requested and job.n_completed < job.n_total:
-        return "cancelled"
+        return JobStatus.CANCELLED
     if job.n_failed == 0 and job.n_cancelled == 0:
-        return "completed"
+        return JobStatus.COMPLETED
     if job.n_completed > 0:
-        return "partial"
-    return "failed"
+        return JobStatus.PARTIAL
+    return JobStatus.FAILED
 
 
 async def _first_failure(db: AsyncSession, job: Job) -> dict[str, Any] | None:
     """The first failed task's error with its index (the job error names it)."""
     query = (
         select(Task.index, Task.error)
-        .where(Task.job_id == job.id, Task.status == "failed")
+        .where(Task.job_id == job.id, Task.status == TaskStatus.FAILED)
         .order_by(Task.index)
         .limit(1)
     )
@@ -59,19 +60,22 @@ async def finalize_job(db: AsyncSession, job: Job) -> Job | None:
     error = None
     action = None
     warnings: list[str] = []
-    if status in ("completed", "partial") and strategy_of(job) not in COPY_STRATEGIES:
+    if (
+        status in (JobStatus.COMPLETED, JobStatus.PARTIAL)
+        and strategy_of(job) not in COPY_STRATEGIES
+    ):
         try:
             aggregate, warnings = await computed_aggregate(db, job)
         except Exception as exc:
             log.warning("job %s: aggregate failed: %s", job.id, exc)
-            status = "failed"
+            status = JobStatus.FAILED
             error = {
                 "code": "aggregate_failed",
                 "message": f"the job's aggregate_result could not be computed: "
                 f"{type(exc).__name__}: {str(exc)[:300]}",
             }
             action = AGGREGATE_FAILED_ACTION
-    if status in ("failed", "partial") and job.error is None and error is None:
+    if status in (JobStatus.FAILED, JobStatus.PARTIAL) and job.error is None and error is None:
         first_error = await _first_failure(db, job)
         detail = ""
         if first_error:
@@ -83,7 +87,7 @@ async def finalize_job(db: AsyncSession, job: Job) -> Job | None:
             "code": "tasks_failed",
             "message": f"{job.n_failed} of {job.n_total} tasks failed{detail}",
         }
-    elif status == "cancelled":
+    elif status == JobStatus.CANCELLED:
         error = {"code": "cancelled", "message": "job was cancelled"}
         action = "resubmit the job if it was cancelled by mistake"
     values: dict[str, Any] = {
@@ -111,15 +115,15 @@ async def fail_job(db: AsyncSession, job: Job, code: str, message: str, action: 
     now = utcnow()
     cancelled = await db.execute(
         update(Task)
-        .where(Task.job_id == job.id, Task.status == "queued")
-        .values(status="cancelled", finished_at=now)
+        .where(Task.job_id == job.id, Task.status == TaskStatus.QUEUED)
+        .values(status=TaskStatus.CANCELLED, finished_at=now)
     )
     n = cancelled.rowcount  # type: ignore[attr-defined]
     changed = await db.execute(
         update(Job)
         .where(Job.id == job.id, Job.status.not_in(TERMINAL_JOB))
         .values(
-            status="failed",
+            status=JobStatus.FAILED,
             finished_at=now,
             error={"code": code, "message": message},
             recommended_action=action,

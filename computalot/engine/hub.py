@@ -18,15 +18,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import ray
 
 from computalot.engine.names import HUB_NAME
 
 if TYPE_CHECKING:
     from computalot.settings import Secrets
     from computalot.store.events import EventRow
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 log = logging.getLogger("computalot.hub")
 
@@ -42,6 +47,22 @@ STUCK_AFTER_S = 20.0
 #: How many recent (version, job id) changes :meth:`EventHub.wait_any` can name; a caller
 #: further behind is told "unknown" and reads everything it watches.
 RECENT_CHANGES = 4096
+#: Tasks the hub keeps live state of (output tails, stored-event counts) at most; far above how
+#: many run at once, so only the state of tasks whose end the hub never heard of is dropped.
+MAX_TRACKED_TASKS = 65_536
+
+
+class Bounded(OrderedDict[K, V], Generic[K, V]):
+    """A dict of at most ``limit`` entries: setting a new key past it drops the oldest one."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key: K, value: V) -> None:
+        super().__setitem__(key, value)
+        if len(self) > self.limit:
+            self.popitem(last=False)
 
 
 class EventHub:
@@ -56,9 +77,10 @@ class EventHub:
         self.live: dict[str, dict[str, Any]] = {}
         self.changed = asyncio.Event()
         self.flushed = asyncio.Condition()
-        self.tails: dict[str, tuple[int, str]] = {}  # task id -> (attempt, live output tail)
+        #: task id -> (attempt, live output tail)
+        self.tails: Bounded[str, tuple[int, str]] = Bounded(MAX_TRACKED_TASKS)
         #: task id -> (attempt, live events of that attempt written to the store)
-        self.stored_live: dict[str, tuple[int, int]] = {}
+        self.stored_live: Bounded[str, tuple[int, int]] = Bounded(MAX_TRACKED_TASKS)
         #: One increment per job with new events per write, over all jobs; ``epoch`` tells a
         #: restarted hub (whose count starts again) from the one a caller last saw.
         self.epoch = secrets.token_hex(8)
@@ -120,6 +142,8 @@ class EventHub:
         data: dict[str, Any],
     ) -> None:
         """A running task's progress or output (fire-and-forget from ``run_task``)."""
+        from computalot.store.events import EventRow
+
         if kind == "progress":
             payload = {"task_id": task_id, "attempt": attempt, "progress": data.get("progress")}
             self.live.setdefault(task_id, {})["latest_progress"] = data.get("progress")
@@ -140,7 +164,7 @@ class EventHub:
             entry = self.live.setdefault(task_id, {})
             entry["output_tail"] = tail
             entry["output_attempt"] = attempt
-        self.pending.append((job_id, account_id, kind, payload))
+        self.pending.append(EventRow(job_id, account_id, kind, payload))
         self.changed.set()
 
     async def wait_any(
@@ -202,12 +226,12 @@ class EventHub:
                 await self._write_each(batch, live)
             self.failing_since = None
             async with self.flushed:
-                for *_head, data in batch:
-                    task_id, attempt = data["task_id"], data["attempt"]
+                for event in batch:
+                    task_id, attempt = event.data["task_id"], event.data["attempt"]
                     stored_attempt, count = self.stored_live.get(task_id, (attempt, 0))
                     count = count + 1 if stored_attempt == attempt else 1
                     self.stored_live[task_id] = (attempt, count)
-                self._changed(dict.fromkeys(job_id for job_id, *_rest in batch))
+                self._changed(dict.fromkeys(event.job_id for event in batch))
                 self.flushed.notify_all()
 
     async def _store_answers(self) -> bool:
@@ -227,7 +251,9 @@ class EventHub:
                 await self._write([event], {})
             except Exception as exc:
                 self.dropped += 1
-                log.warning("dropped a live event of job %s the store refused: %s", event[0], exc)
+                log.warning(
+                    "dropped a live event of job %s the store refused: %s", event.job_id, exc
+                )
         for task_id, values in live.items():
             try:
                 await self._write([], {task_id: values})
@@ -241,7 +267,7 @@ class EventHub:
         from computalot.store.models import Task
 
         async with self.store.sessions() as db:
-            await write_events(db, batch)
+            await write_events(db, batch, live=True)
             for task_id, values in live.items():
                 await db.execute(update(Task).where(Task.id == task_id).values(**values))
             await db.commit()
@@ -257,3 +283,6 @@ def hub_actor_options(namespace: str) -> dict[str, Any]:
         "max_task_retries": -1,
         "get_if_exists": True,
     }
+
+
+EventHubActor = ray.remote(EventHub)

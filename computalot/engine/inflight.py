@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+    from ray import ObjectRef
+
+    from computalot.engine.attempt import Outcome
 
 #: After a cancel was sent: how long beyond the kill grace the attempt may take to end.
 CANCEL_SLACK_S = 10.0
@@ -22,14 +29,15 @@ class Inflight:
     job_id: str
     account_id: str
     attempt: int
-    ref: Any
+    ref: ObjectRef[Outcome] | None  # None: the launch failed
     started: float
     deadline: float  # monotonic: timeout_s + kill grace + slack after launch
     cancel_sent: bool = False
     cancel_deadline: float = float("inf")  # monotonic: set when the cancel is sent
     backstop: bool = False  # force-stopped past ``deadline``: judged a timeout
     forced: bool = False  # force-stopped because the cancel did not land: judged cancelled
-    text_ref: Any = None  # run_task's second return (a big result's text); dropped once recorded
+    #: run_task's second return (a big result's text); dropped once recorded
+    text_ref: ObjectRef[NDArray[np.uint8] | None] | None = None
 
     def mark_cancel_sent(self, now: float, kill_grace_s: float) -> None:
         self.cancel_sent = True

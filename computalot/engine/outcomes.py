@@ -1,4 +1,5 @@
-"""Retry policy and outcome classification: one home, one vocabulary (SPEC §5.6, §6).
+"""Retry policy and outcome classification: one home, one vocabulary (docs/llms-full.md,
+"Timeouts, retries and cancel" and "Runner protocol").
 
 An attempt ends as ``completed``, ``cancelled``, or failed with a typed ``code``. A failed
 attempt is retried while ``attempt <= max_retries``; infrastructure loss (``worker_lost``) is
@@ -14,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from computalot.engine.attempt import Outcome
 from computalot.sandbox.limits import LIMIT_ACTIONS
+from computalot.states import TaskStatus
 from computalot.store.jsoncodec import RawJSON
 
 ACTIONS = {
@@ -43,7 +46,7 @@ NOT_RETRIED = frozenset({"result_too_large"})
 class Verdict:
     """What happens to a task after one attempt. ``result`` is the JSON text to store."""
 
-    status: str  # completed | failed | cancelled
+    status: TaskStatus  # completed | failed | cancelled
     code: str | None = None
     message: str | None = None
     infrastructure: bool = False
@@ -64,46 +67,54 @@ class Verdict:
         }
 
 
-def judge_outcome(outcome: dict[str, Any], text: Any = None) -> Verdict:
+def judge_outcome(outcome: Outcome, text: str | Any = None) -> Verdict:
     """Classify a ``run_task`` outcome; ``text``: a big result, the attempt's second return
     value (its UTF-8 bytes, or a ``str``); a small one is in the outcome."""
-    status = outcome["status"]
-    if status == "cancelled":
-        return Verdict("cancelled", "cancelled", "cancelled by request")
-    if status != "ok":
-        code = status if status in ACTIONS else "exit_nonzero"
-        message = outcome.get("error") or f"runner exited with code {outcome.get('exit_code')}"
-        return Verdict("failed", code, message)
-    if outcome.get("result_state") != "ok":
-        code = outcome.get("result_code") or "invalid_result"
-        return Verdict("failed", code, outcome.get("result_error") or "no result was read")
-    text = outcome.get("result_text") if text is None else text
+    if outcome.status == TaskStatus.CANCELLED:
+        return cancelled()
+    if outcome.status != "ok":
+        code = outcome.status if outcome.status in ACTIONS else "exit_nonzero"
+        message = outcome.error or f"runner exited with code {outcome.exit_code}"
+        return Verdict(TaskStatus.FAILED, code, message)
+    if outcome.result_state != "ok":
+        code = outcome.result_code or "invalid_result"
+        return Verdict(TaskStatus.FAILED, code, outcome.result_error or "no result was read")
+    text = outcome.result_text if text is None else text
     if text is None:
-        return Verdict("failed", "invalid_result", "the result's text did not reach the dispatcher")
-    warnings = list(outcome.get("artifact_warnings") or [])
+        return Verdict(
+            TaskStatus.FAILED, "invalid_result", "the result's text did not reach the dispatcher"
+        )
     return Verdict(
-        "completed",
+        TaskStatus.COMPLETED,
         result=RawJSON(text) if isinstance(text, str) else None,
-        quality=outcome.get("result_quality", 1.0),
-        warnings=warnings + list(outcome.get("result_warnings") or []),
-        result_bytes=int(outcome.get("result_bytes") or 0),
+        quality=outcome.result_quality,
+        warnings=[*outcome.artifact_warnings, *outcome.result_warnings],
+        result_bytes=outcome.result_bytes,
         result_data=None if isinstance(text, str) else text,
     )
 
 
+def cancelled() -> Verdict:
+    return Verdict(TaskStatus.CANCELLED, "cancelled", "cancelled by request")
+
+
+def timed_out(timeout_s: float) -> Verdict:
+    return judge_outcome(Outcome(status="timeout", error=f"timed out after {timeout_s} s"))
+
+
 def result_too_large(message: str) -> Verdict:
-    return Verdict("failed", "result_too_large", message)
+    return Verdict(TaskStatus.FAILED, "result_too_large", message)
 
 
 def infrastructure_loss(message: str) -> Verdict:
-    return Verdict("failed", "worker_lost", message, infrastructure=True)
+    return Verdict(TaskStatus.FAILED, "worker_lost", message, infrastructure=True)
 
 
 def should_retry(
     verdict: Verdict, *, attempt: int, max_retries: int, lost: int, lost_budget: int
 ) -> bool:
     """``attempt`` counts from 1; ``lost`` is how many attempts were lost to infrastructure."""
-    if verdict.status != "failed" or verdict.code in NOT_RETRIED:
+    if verdict.status != TaskStatus.FAILED or verdict.code in NOT_RETRIED:
         return False
     if verdict.infrastructure:
         return lost <= lost_budget

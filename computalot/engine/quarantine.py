@@ -16,12 +16,12 @@ import logging
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from computalot.engine.records import COUNTER, Events
+from computalot.engine.counters import COUNTER, end_events
 from computalot.jsonsafe import MAX_JSON_DEPTH
-from computalot.states import TERMINAL_JOB
+from computalot.states import TERMINAL_JOB, JobStatus, TaskStatus
+from computalot.store.events import Events
 from computalot.store.models import Job, Task
 from computalot.timeutil import utcnow
-from computalot.views import job_out
 
 log = logging.getLogger("computalot.dispatcher")
 
@@ -42,8 +42,10 @@ async def quarantine_job(db: AsyncSession, job_id: str, fields: list[str]) -> Ev
     }
     await db.execute(
         update(Task)
-        .where(Task.job_id == job_id, Task.status.in_(("queued", "running")))
-        .values(status="failed", finished_at=now, error={**error, "recommended_action": ACTION})
+        .where(Task.job_id == job_id, Task.status.in_((TaskStatus.QUEUED, TaskStatus.RUNNING)))
+        .values(
+            status=TaskStatus.FAILED, finished_at=now, error={**error, "recommended_action": ACTION}
+        )
     )
     rows = await db.execute(
         select(Task.status, func.count()).where(Task.job_id == job_id).group_by(Task.status)
@@ -53,7 +55,7 @@ async def quarantine_job(db: AsyncSession, job_id: str, fields: list[str]) -> Ev
         update(Job)
         .where(Job.id == job_id, Job.status.not_in(TERMINAL_JOB))
         .values(
-            status="failed",
+            status=JobStatus.FAILED,
             finished_at=now,
             error=error,
             recommended_action=ACTION,
@@ -67,5 +69,4 @@ async def quarantine_job(db: AsyncSession, job_id: str, fields: list[str]) -> Ev
     job = await db.get(Job, job_id, populate_existing=True)
     if job is None:
         return []
-    snapshot = job_out(job)
-    return [(job.id, job.account_id, "job", snapshot), (job.id, job.account_id, "end", snapshot)]
+    return end_events(job)

@@ -14,17 +14,21 @@ failed attempt.
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
+
+from computalot.engine.attempt import Outcome
 
 Info = TypeVar("Info")
+#: What an attempt ended with: its outcome, or the exception in its place.
+Ended = Outcome | BaseException
 
 #: Result bytes one cycle records at most (unless a single attempt's result is bigger).
 RECORD_BUDGET_BYTES = 32 * 1024 * 1024
 
 
-def result_bytes(outcome: Any) -> int:
+def result_bytes(outcome: Ended) -> int:
     """The size of an outcome's result text (0 for an exception)."""
-    return int(outcome.get("result_bytes") or 0) if isinstance(outcome, dict) else 0
+    return outcome.result_bytes if isinstance(outcome, Outcome) else 0
 
 
 class UnstorableOutcome(Exception):
@@ -33,17 +37,17 @@ class UnstorableOutcome(Exception):
 
 class RecordQueue(Generic[Info]):
     def __init__(self, budget_bytes: int = RECORD_BUDGET_BYTES) -> None:
-        self.items: list[tuple[Info, Any]] = []
+        self.items: list[tuple[Info, Ended]] = []
         self.one_at_a_time = 0  # cycles left that take a single attempt
         self.budget_bytes = budget_bytes
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def add(self, info: Info, outcome: Any) -> None:
+    def add(self, info: Info, outcome: Ended) -> None:
         self.items.append((info, outcome))
 
-    def take(self) -> list[tuple[Info, Any]]:
+    def take(self) -> list[tuple[Info, Ended]]:
         """What this cycle records: the attempts whose results fit the byte budget (at least
         one, in the order they finished), or one attempt while isolating a failure."""
         if self.one_at_a_time:
@@ -61,11 +65,11 @@ class RecordQueue(Generic[Info]):
             batch, self.items = self.items[:count], self.items[count:]
         return batch
 
-    def recorded(self, batch: list[tuple[Info, Any]]) -> None:
+    def recorded(self, batch: list[tuple[Info, Ended]]) -> None:
         if batch and self.one_at_a_time:
             self.one_at_a_time -= 1
 
-    def failed(self, batch: list[tuple[Info, Any]], error: BaseException, store_ok: bool) -> None:
+    def failed(self, batch: list[tuple[Info, Ended]], error: BaseException, store_ok: bool) -> None:
         """The cycle that took ``batch`` failed with ``error``; ``store_ok``: a trivial query
         still works (so a lone outcome that failed is the cause, not an outage)."""
         if not batch:

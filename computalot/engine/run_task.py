@@ -1,11 +1,11 @@
-"""``run_task``: one task attempt, as a Ray task on any node (SPEC §6 runner protocol).
+"""``run_task``: one task attempt, as a Ray task on any node (docs/llms-full.md, "Runner protocol").
 
 The attempt gets a fresh copy of the revision (Ray placed it in the worker's working
 directory), its payload file, a result path and an artifact directory, and runs
 ``runner_command`` through :func:`computalot.engine.runner.run_command`. Progress and output
-lines go to the event hub while the process runs; the outcome (tails, artifacts, the result's
-JSON text and metadata: ``engine.result_file``) is the task's return value, which the dispatcher
-records.
+lines go to the event hub while the process runs; the :class:`~computalot.engine.attempt.Outcome`
+(tails, artifacts, the result's JSON text and metadata: ``engine.result_file``) is the task's
+return value, which the dispatcher records.
 
 ``run_task`` has two return values: the outcome, which the dispatcher awaits for every attempt,
 and a big result's UTF-8 text as a numpy byte array (None when the text is small enough to
@@ -19,24 +19,28 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
 import stat
 import tempfile
 import threading
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import ray
+from numpy.typing import NDArray
 
+from computalot.engine.attempt import Outcome
 from computalot.engine.cleanup import CLEANER, owner_tag
 from computalot.engine.names import HUB_NAME
 from computalot.engine.result_file import read_result_file
 from computalot.engine.runner import RunLimits, RunOutcome, base_env, run_command
 from computalot.sandbox.task import SandboxPolicy, SandboxUnavailable, TaskSandbox
+from computalot.states import TaskStatus
 
 #: Per-task result cap when the spec carries none (``settings.max_result_bytes``'s default).
 DEFAULT_MAX_RESULT_BYTES = 64 * 1024 * 1024
@@ -45,6 +49,10 @@ DEFAULT_MAX_RESULT_BYTES = 64 * 1024 * 1024
 INLINE_RESULT_BYTES = 64 * 1024
 MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
 ATTEMPT_ROOT = "computalot-attempts"
+#: How long an attempt waits for the hub to confirm its live events (seconds).
+DRAIN_TIMEOUT_S = 10.0
+
+log = logging.getLogger("computalot.run_task")
 
 
 def _plain_files(directory: Path) -> list[Path]:
@@ -119,11 +127,26 @@ class _LiveReporter:
         self.sent = 0
 
     def drain(self) -> None:
-        """Wait until the hub has stored every event sent so far (they precede the outcome)."""
-        if self.hub is not None and self.sent:
-            spec = self.spec
+        """Wait until the hub has stored every event sent so far (they precede the outcome).
+
+        A hub that does not confirm in time does not fail the attempt; it is logged, and the
+        hub drops whatever of these events arrives after the job's ``end``."""
+        if self.hub is None or not self.sent:
+            return
+        spec = self.spec
+        try:
             ray.get(
-                self.hub.barrier.remote(spec["task_id"], spec["attempt"], self.sent), timeout=10
+                self.hub.barrier.remote(spec["task_id"], spec["attempt"], self.sent),
+                timeout=DRAIN_TIMEOUT_S,
+            )
+        except Exception as exc:
+            log.warning(
+                "task %s attempt %s: the event hub did not confirm %d live events: %s: %s",
+                spec["task_id"],
+                spec["attempt"],
+                self.sent,
+                type(exc).__name__,
+                str(exc)[:200],
             )
 
     def __call__(self, kind: str, data: dict[str, Any]) -> None:
@@ -178,116 +201,174 @@ def _run_limits(
     )
 
 
+def _node_id() -> str | None:
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
 def _outcome(
     ran: RunOutcome,
-    started: float,
     result: dict[str, Any] | None = None,
     artifacts: tuple[list[dict[str, Any]], list[str]] | None = None,
-) -> dict[str, Any]:
-    """What the dispatcher records of an attempt (see ``engine.outcomes.judge_outcome``)."""
+) -> Outcome:
+    """What the dispatcher records of an attempt (see ``engine.outcomes.judge_outcome``);
+    ``result``: the fields ``engine.result_file`` read from the result file."""
     files, warnings = artifacts if artifacts is not None else ([], [])
-    return {
-        "status": ran.status,
-        "exit_code": ran.exit_code,
-        "error": ran.error,
-        "stdout": ran.stdout_tail,
-        "stderr": ran.stderr_tail,
-        "output_tail": ran.output_tail,
-        "duration_s": ran.duration_s,
-        "last_progress": ran.last_progress,
+    return Outcome(
+        status=ran.status,
+        exit_code=ran.exit_code,
+        error=ran.error,
+        stdout=ran.stdout_tail,
+        stderr=ran.stderr_tail,
+        output_tail=ran.output_tail,
+        duration_s=ran.duration_s,
+        last_progress=ran.last_progress,
         **(result or {}),
-        "artifacts": files,
-        "artifact_warnings": warnings,
-        "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
-        "started_at": started,
-    }
+        artifacts=files,
+        artifact_warnings=warnings,
+        node_id=_node_id(),
+    )
 
 
-def execute_attempt(spec: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | None]:
+#: The outcome of an attempt a Ray cancel interrupted (its command's group is already stopped).
+def _cancelled() -> Outcome:
+    return Outcome(status=TaskStatus.CANCELLED, error="cancelled", node_id=_node_id())
+
+
+@dataclass(frozen=True)
+class AttemptFiles:
+    """The paths of one attempt's directory (``attempt_root``); ``work`` holds the revision."""
+
+    root: Path
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def payload(self) -> Path:
+        return self.root / "payload.json"
+
+    @property
+    def result(self) -> Path:
+        return self.root / "result.json"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+
+def _task_env(
+    spec: dict[str, Any], files: AttemptFiles, sandbox: TaskSandbox | None
+) -> dict[str, str]:
+    """The runner's environment (docs/llms-full.md, "Environment"), paths as the command sees
+    them (inside the sandbox when there is one)."""
+    where = sandbox.inner if sandbox is not None else str
+    extra = dict(spec.get("env") or {})
+    extra.update(
+        {
+            "COMPUTALOT_TASK_PAYLOAD": where(files.payload),
+            "COMPUTALOT_TASK_RESULT": where(files.result),
+            "COMPUTALOT_ARTIFACT_DIR": where(files.artifacts),
+            "COMPUTALOT_JOB_ID": spec["job_id"],
+            "COMPUTALOT_TASK_ID": spec["task_id"],
+            "COMPUTALOT_TASK_INDEX": str(spec["index"]),
+            "COMPUTALOT_ATTEMPT": str(spec["attempt"]),
+            "COMPUTALOT_API_URL": spec.get("api_url", ""),
+            "TMPDIR": where(files.tmp),
+        }
+    )
+    cwd = files.work / spec.get("workdir", ".")
+    return base_env(extra, Path(where(cwd)))
+
+
+def _read_result(
+    spec: dict[str, Any], ran: RunOutcome, files: AttemptFiles
+) -> tuple[dict[str, Any], NDArray[np.uint8] | None]:
+    """The result file's fields, and a big result's text apart from them (see the module)."""
+    if ran.status != "ok":  # a failed run's result file is never read
+        return {}, None
+    result = read_result_file(
+        files.result,
+        batched=bool(spec.get("batched")),
+        element_count=int(spec.get("element_count") or 1),
+        max_bytes=int(spec.get("max_result_bytes") or DEFAULT_MAX_RESULT_BYTES),
+    )
+    if result.get("result_bytes", 0) <= INLINE_RESULT_BYTES:
+        return result, None
+    encoded = result.pop("result_text").encode("utf-8")
+    result["result_in_ref"] = True
+    return result, np.frombuffer(encoded, dtype=np.uint8)
+
+
+def _run(
+    spec: dict[str, Any],
+    files: AttemptFiles,
+    policy: SandboxPolicy | None,
+    sandbox: TaskSandbox | None,
+) -> tuple[Outcome, NDArray[np.uint8] | None]:
+    """Fill the attempt's directory, run its command, read what it left."""
+    argv = list(spec["runner_command"])
+    cwd = files.work / spec.get("workdir", ".")
+    env = _task_env(spec, files, sandbox)
+    if sandbox is not None and argv:
+        with contextlib.suppress(OSError):  # run_command tries again and says why
+            sandbox.launch(argv, cwd, env)  # sets up while the directory is filled
+    shutil.copytree(os.getcwd(), files.work, symlinks=True)
+    files.artifacts.mkdir()
+    files.tmp.mkdir()
+    files.payload.write_text(json.dumps(spec["payload"]))
+    reporter = _LiveReporter(spec)
+    ran = run_command(
+        argv,
+        cwd=cwd,
+        env=env,
+        timeout_s=float(spec["timeout_s"]),
+        limits=_run_limits(policy, sandbox, spec),
+        on_event=reporter,
+        kill_grace_s=float(spec.get("kill_grace_s", 5.0)),
+        sandbox=sandbox,
+    )
+    if sandbox is not None:  # nothing of the task runs on while its files are read
+        sandbox.close()
+    reporter.drain()
+    result, big_text = _read_result(spec, ran, files)
+    return _outcome(ran, result, _collect_artifacts(files.artifacts)), big_text
+
+
+def execute_attempt(spec: dict[str, Any]) -> tuple[Outcome, NDArray[np.uint8] | None]:
     """Run one attempt in the current process: (the outcome the dispatcher records, the result's
-    UTF-8 text as bytes when it is too big to travel inside the outcome, else None)."""
+    UTF-8 text as bytes when it is too big to travel inside the outcome, else None).
+
+    A Ray cancel (``KeyboardInterrupt`` here, once ``run_command`` stopped the command) ends it
+    with a ``cancelled`` outcome, not an exception."""
     make_interruptible()
-    started = time.time()
     base = attempt_root()
     CLEANER.sweep(base)  # what killed workers left behind
     prefix = f"{spec['task_id']}-{spec['attempt']}-{owner_tag()}"
-    attempt_dir = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    files = AttemptFiles(Path(tempfile.mkdtemp(prefix=prefix, dir=base)))
     policy = SandboxPolicy.from_spec(spec["sandbox"]) if spec.get("sandbox") else None
     sandbox: TaskSandbox | None = None
     try:
-        workdir = attempt_dir / "work"
-        payload_path = attempt_dir / "payload.json"
-        result_path = attempt_dir / "result.json"
-        artifact_dir = attempt_dir / "artifacts"
-        tmp_dir = attempt_dir / "tmp"
         if policy is not None and policy.mode == "bwrap":
             try:
-                sandbox = TaskSandbox(policy, attempt_dir, name=attempt_dir.name)
+                sandbox = TaskSandbox(policy, files.root, name=files.root.name)
             except SandboxUnavailable as exc:
                 refused = RunOutcome(None, "sandbox_unavailable", str(exc), "", "", "", 0.0, None)
-                return _outcome(refused, started), None
-        where = sandbox.inner if sandbox is not None else str
-        extra = dict(spec.get("env") or {})
-        extra.update(
-            {
-                "COMPUTALOT_TASK_PAYLOAD": where(payload_path),
-                "COMPUTALOT_TASK_RESULT": where(result_path),
-                "COMPUTALOT_ARTIFACT_DIR": where(artifact_dir),
-                "COMPUTALOT_JOB_ID": spec["job_id"],
-                "COMPUTALOT_TASK_ID": spec["task_id"],
-                "COMPUTALOT_TASK_INDEX": str(spec["index"]),
-                "COMPUTALOT_ATTEMPT": str(spec["attempt"]),
-                "COMPUTALOT_API_URL": spec.get("api_url", ""),
-                "TMPDIR": where(tmp_dir),
-            }
-        )
-        argv = list(spec["runner_command"])
-        cwd = workdir / spec.get("workdir", ".")
-        env = base_env(extra, Path(where(cwd)))
-        if sandbox is not None and argv:
-            with contextlib.suppress(OSError):  # run_command tries again and says why
-                sandbox.launch(argv, cwd, env)  # sets up while the directory is filled
-        shutil.copytree(os.getcwd(), workdir, symlinks=True)
-        artifact_dir.mkdir()
-        tmp_dir.mkdir()
-        payload_path.write_text(json.dumps(spec["payload"]))
-        reporter = _LiveReporter(spec)
-        ran = run_command(
-            argv,
-            cwd=cwd,
-            env=env,
-            timeout_s=float(spec["timeout_s"]),
-            limits=_run_limits(policy, sandbox, spec),
-            on_event=reporter,
-            kill_grace_s=float(spec.get("kill_grace_s", 5.0)),
-            sandbox=sandbox,
-        )
-        if sandbox is not None:  # nothing of the task runs on while its files are read
-            sandbox.close()
-        try:
-            reporter.drain()
-        except Exception:  # a slow hub must not fail the attempt
-            pass
-        result: dict[str, Any] = {}
-        if ran.status == "ok":  # a failed run's result file is never read
-            result = read_result_file(
-                result_path,
-                batched=bool(spec.get("batched")),
-                element_count=int(spec.get("element_count") or 1),
-                max_bytes=int(spec.get("max_result_bytes") or DEFAULT_MAX_RESULT_BYTES),
-            )
-        big_text = None
-        if result.get("result_bytes", 0) > INLINE_RESULT_BYTES:
-            encoded = result.pop("result_text").encode("utf-8")
-            big_text = np.frombuffer(encoded, dtype=np.uint8)
-            result["result_in_ref"] = True
-        return _outcome(ran, started, result, _collect_artifacts(artifact_dir)), big_text
+                return _outcome(refused), None
+        return _run(spec, files, policy, sandbox)
+    except KeyboardInterrupt:
+        log.info("task %s attempt %s cancelled", spec["task_id"], spec["attempt"])
+        return _cancelled(), None
     finally:
         if sandbox is not None:  # an attempt that ended early (an exception, a Ray cancel)
             sandbox.close()
-        CLEANER.remove(attempt_dir)  # off the critical path (see cleanup)
+        CLEANER.remove(files.root)  # off the critical path (see cleanup)
 
 
 @ray.remote(max_retries=0, num_returns=2)
-def run_task(spec: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | None]:
+def run_task(spec: dict[str, Any]) -> tuple[Outcome, NDArray[np.uint8] | None]:
     return execute_attempt(spec)

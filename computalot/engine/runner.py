@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from computalot.engine.reaper import REAPER
 from computalot.jsonsafe import nesting_exceeds, scrub
+from computalot.states import TaskStatus
 
 if TYPE_CHECKING:
     from computalot.sandbox.task import TaskSandbox
@@ -292,7 +293,7 @@ class _Run:
             self.check_limits(now)
             if self.reason is None:
                 if cancel is not None and cancel.is_set():
-                    self.reason = "cancelled"
+                    self.reason = TaskStatus.CANCELLED
                 elif now >= deadline:
                     self.reason = "timeout"
                 if self.reason is not None:
@@ -412,7 +413,7 @@ def _spawn_failed(exit_code: int | None, error: str, started: float) -> RunOutco
 def _ended(run: _Run, timeout_s: float) -> tuple[str, str | None]:
     rc, reason = run.returncode, run.reason
     if reason is not None:
-        if reason in ("timeout", "cancelled"):
+        if reason in ("timeout", TaskStatus.CANCELLED):
             return (
                 reason,
                 f"timed out after {timeout_s:g} s" if reason == "timeout" else "cancelled",

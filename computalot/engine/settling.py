@@ -13,29 +13,23 @@ from __future__ import annotations
 import codecs
 import hashlib
 import mimetypes
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from computalot.engine.attempt import Outcome
+from computalot.engine.cancelling import cancel_requeued
+from computalot.engine.counters import bump_counters, finish_if_done
 from computalot.engine.outcomes import Verdict, result_too_large, should_retry
-from computalot.engine.records import (
-    JOBS,
-    TASKS,
-    Events,
-    JobInfo,
-    TaskRow,
-    bump_counters,
-    chunked,
-    finish_if_done,
-    retry_event,
-    task_event,
-)
+from computalot.engine.rows import JOBS, TASKS, JobInfo, TaskRow, chunked, retry_event, task_event
 from computalot.ids import new_id
 from computalot.private_files import make_private_dirs, write_private
+from computalot.states import TaskStatus
 from computalot.store.bigtext import blob_writer
+from computalot.store.events import EventRow, Events
 from computalot.store.jsoncodec import RawJSON
 from computalot.store.models import Artifact, Project
 from computalot.timeutil import iso, utcnow
@@ -93,7 +87,7 @@ def _artifact_rows(db: AsyncSession, task: TaskRow, written: list[dict[str, Any]
 SETTLE_ATTEMPT = update(TASKS).where(
     TASKS.c.id == bindparam("b_id"),
     TASKS.c.attempt == bindparam("b_attempt"),
-    TASKS.c.status == "running",
+    TASKS.c.status == TaskStatus.RUNNING,
 )
 
 
@@ -155,33 +149,86 @@ class ResultBudget:
             await (await db.connection()).execute(SET_JOB_RESULT_BYTES, params)
 
 
-async def apply_verdicts(
-    db: AsyncSession,
-    judged: list[tuple[JobInfo, TaskRow, int, Verdict, dict[str, Any]]],
-    *,
-    lost_budget: int,
-    max_result_bytes: int | None = None,
-    max_job_result_bytes: int | None = None,
-) -> Events:
-    """Settle each judged attempt (stale ones are skipped); the events to write with them.
+class Judged(NamedTuple):
+    """One finished attempt with its verdict; ``outcome`` is None when the attempt raised."""
 
-    ``outcome["artifacts"]`` holds the artifacts :func:`write_artifacts` already wrote."""
-    now = utcnow()
-    events: Events = []
-    rows: list[dict[str, Any]] = []
-    deltas: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    touched: set[str] = set()
-    warmed: set[tuple[str, str, str]] = set()
-    budget = ResultBudget(max_result_bytes, max_job_result_bytes)
-    await budget.load(db, {job.id for job, _t, _a, v, _o in judged if v.status == "completed"})
-    big: list[tuple[str, Any]] = []  # (task id, a big result's bytes) for ``write_blobs``
-    has_big = any(v.result_data is not None for _j, _t, _a, v, _o in judged)
-    write_blobs = await blob_writer(db) if has_big else None
-    for job, task, attempt, verdict, outcome in judged:
-        if task.status != "running" or task.attempt != attempt:
-            continue  # stale: this attempt was already settled (reconciled or cancelled)
-        if verdict.status == "completed":
-            verdict = budget.admit(job.id, verdict)
+    job: JobInfo
+    task: TaskRow
+    attempt: int
+    verdict: Verdict
+    outcome: Outcome | None
+
+
+#: (project id, revision id, node id): a node that has run a revision of a project.
+WarmKey = tuple[str, str, str]
+
+
+class WarmNodes:
+    """Which nodes have run which revision (Ray cached its runtime_env there).
+
+    ``seen`` holds the keys already recorded in a committed transaction, at most ``limit``
+    (least recently recorded dropped: recording one again costs one read); ``pending`` those the
+    open transaction records, moved into ``seen`` by :meth:`committed` once it commits and
+    dropped by :meth:`rolled_back`, so a cycle that fails never counts as recorded."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self.seen: OrderedDict[WarmKey, None] = OrderedDict()
+        self.pending: set[WarmKey] = set()
+
+    def __len__(self) -> int:
+        return len(self.seen)
+
+    def new(self, keys: set[WarmKey]) -> set[WarmKey]:
+        fresh = {key for key in keys if key not in self.seen and key not in self.pending}
+        self.pending |= fresh
+        return fresh
+
+    def committed(self) -> None:
+        for key in self.pending:
+            self.seen[key] = None
+        self.pending.clear()
+        while len(self.seen) > self.limit:
+            self.seen.popitem(last=False)
+
+    def rolled_back(self) -> None:
+        self.pending.clear()
+
+
+async def _mark_warm(db: AsyncSession, keys: set[WarmKey]) -> None:
+    """Record on each project which nodes have run its active revision."""
+    for project_id, revision_id, node_id in sorted(keys):
+        project = await db.get(Project, project_id)
+        if project is None or project.active_revision_id != revision_id:
+            continue
+        state = dict(project.warm_state or {})
+        nodes = dict(state.get(revision_id) or {})
+        if node_id in nodes:
+            continue
+        nodes[node_id] = iso(utcnow())
+        project.warm_state = {revision_id: nodes}
+
+
+class _Settlement:
+    """What settling one batch of attempts writes, gathered before any of it is written."""
+
+    def __init__(self, db: AsyncSession, budget: ResultBudget, blobs: bool) -> None:
+        self.db = db
+        self.now = utcnow()
+        self.budget = budget
+        self.blobs = blobs  # big results go through ``store.bigtext.blob_writer``
+        self.events: Events = []
+        self.rows: list[dict[str, Any]] = []
+        self.deltas: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.touched: set[str] = set()
+        self.accounts: dict[str, str] = {}
+        self.warmed: set[WarmKey] = set()
+        self.big: list[tuple[str, Any]] = []  # (task id, a big result's bytes)
+
+    def add(self, judged: Judged, lost_budget: int) -> None:
+        job, task, attempt, verdict, outcome = judged
+        if verdict.status == TaskStatus.COMPLETED:
+            verdict = self.budget.admit(job.id, verdict)
         lost_before = task.lost_attempts
         if verdict.infrastructure:
             task.lost_attempts += 1
@@ -192,84 +239,94 @@ async def apply_verdicts(
             lost=task.lost_attempts if verdict.infrastructure else lost_before,
             lost_budget=lost_budget,
         )
-        error = verdict.error()
+        row = self._attempt_row(task, attempt, verdict, outcome)
+        self.rows.append(row)
+        self.accounts[job.id] = job.account_id
+        self.deltas[job.id][TaskStatus.RUNNING] -= 1
+        if retry:
+            task.status = row["status"] = TaskStatus.QUEUED
+            self.deltas[job.id][TaskStatus.QUEUED] += 1
+            self.events += [retry_event(task, attempt, row["error"]), task_event(task)]
+            return
+        task.status = row["status"] = verdict.status
+        self.deltas[job.id][verdict.status] += 1
+        self.touched.add(job.id)
+        if outcome is not None and outcome.node_id and job.project_id and job.revision_id:
+            self.warmed.add((job.project_id, job.revision_id, outcome.node_id))
+        if verdict.status == TaskStatus.COMPLETED:
+            self._result(task, verdict, row)
+        self.events.append(task_event(task, exit_code=row["exit_code"], error=row["error"]))
+        if verdict.status == TaskStatus.COMPLETED:
+            result = {"task_id": task.id, "index": task.index, "result_quality": verdict.quality}
+            self.events.append(EventRow(task.job_id, task.account_id, "result", result))
+
+    def _attempt_row(
+        self, task: TaskRow, attempt: int, verdict: Verdict, outcome: Outcome | None
+    ) -> dict[str, Any]:
+        """The task's columns this attempt sets (its status and result come later)."""
+        ran = outcome or Outcome(status="raised")
         row: dict[str, Any] = {
             "b_id": task.id,
             "b_attempt": attempt,
-            "finished_at": now,
-            "duration_s": outcome.get("duration_s"),
-            "exit_code": outcome.get("exit_code"),
-            "error": error,
+            "finished_at": self.now,
+            "duration_s": ran.duration_s,
+            "exit_code": ran.exit_code,
+            "error": verdict.error(),
             "lost_attempts": task.lost_attempts,
         }
-        if outcome.get("stdout") or outcome.get("stderr") or task.output_attempt is None:
-            row["stdout"] = outcome.get("stdout") or ""
-            row["stderr"] = outcome.get("stderr") or ""
-            row["output_tail"] = outcome.get("output_tail") or ""
+        if ran.has_output or task.output_attempt is None:
+            row["stdout"] = ran.stdout
+            row["stderr"] = ran.stderr
+            row["output_tail"] = ran.output_tail
             row["output_attempt"] = attempt
-        if outcome.get("last_progress") is not None:
-            row["latest_progress"] = outcome["last_progress"]
-        if outcome.get("artifacts"):
-            row["artifacts"] = (task.artifacts or []) + _artifact_rows(
-                db, task, outcome["artifacts"]
-            )
-        rows.append(row)
-        deltas[job.id]["running"] -= 1
-        if retry:
-            task.status = row["status"] = "queued"
-            deltas[job.id]["queued"] += 1
-            events.append(retry_event(task, attempt, error))
-            events.append(task_event(task))
-            continue
-        task.status = row["status"] = verdict.status
-        deltas[job.id][verdict.status] += 1
-        if outcome.get("node_id") and job.project_id and job.revision_id:
-            warmed.add((job.project_id, job.revision_id, str(outcome["node_id"])))
-        if verdict.status == "completed":
-            row["result"] = verdict.result
-            if verdict.result_data is not None:
-                if write_blobs is not None:  # written below, straight from the buffer
-                    big.append((task.id, verdict.result_data))
-                else:
-                    row["result"] = RawJSON(codecs.decode(verdict.result_data, "utf-8"))
-            row["result_bytes"] = verdict.result_bytes
-            row["result_quality"] = verdict.quality
-            row["result_warnings"] = verdict.warnings
-        events.append(task_event(task, exit_code=row["exit_code"], error=error))
-        if verdict.status == "completed":
-            events.append(
-                (
-                    task.job_id,
-                    task.account_id,
-                    "result",
-                    {"task_id": task.id, "index": task.index, "result_quality": verdict.quality},
-                )
-            )
-        touched.add(job.id)
-    await _write_task_rows(db, rows)
-    if big and write_blobs is not None:
-        await write_blobs(big)
+        if ran.last_progress is not None:
+            row["latest_progress"] = ran.last_progress
+        if ran.artifacts:
+            row["artifacts"] = (task.artifacts or []) + _artifact_rows(self.db, task, ran.artifacts)
+        return row
+
+    def _result(self, task: TaskRow, verdict: Verdict, row: dict[str, Any]) -> None:
+        row["result"] = verdict.result
+        if verdict.result_data is not None:
+            if self.blobs:  # written after the rows, straight from the buffer
+                self.big.append((task.id, verdict.result_data))
+            else:
+                row["result"] = RawJSON(codecs.decode(verdict.result_data, "utf-8"))
+        row["result_bytes"] = verdict.result_bytes
+        row["result_quality"] = verdict.quality
+        row["result_warnings"] = verdict.warnings
+
+
+async def apply_verdicts(
+    db: AsyncSession,
+    judged: list[Judged],
+    *,
+    lost_budget: int,
+    max_result_bytes: int | None = None,
+    max_job_result_bytes: int | None = None,
+    warm: WarmNodes | None = None,
+) -> Events:
+    """Settle each judged attempt (stale ones are skipped); the events to write with them.
+
+    An outcome's ``artifacts`` are those :func:`write_artifacts` already wrote. ``warm``: the
+    nodes already known to have run each revision (the caller tells it whether the transaction
+    committed); without it no warm state is recorded."""
+    judged = [
+        j for j in judged if j.task.status == TaskStatus.RUNNING and j.task.attempt == j.attempt
+    ]
+    budget = ResultBudget(max_result_bytes, max_job_result_bytes)
+    await budget.load(db, {j.job.id for j in judged if j.verdict.status == TaskStatus.COMPLETED})
+    has_big = any(j.verdict.result_data is not None for j in judged)
+    write_blobs = await blob_writer(db) if has_big else None
+    batch = _Settlement(db, budget, blobs=write_blobs is not None)
+    for one in judged:
+        batch.add(one, lost_budget)
+    await _write_task_rows(db, batch.rows)
+    if batch.big and write_blobs is not None:
+        await write_blobs(batch.big)
     await budget.save(db)
-    progress = await bump_counters(db, deltas)
-    await _mark_warm(db, warmed)
-    events += await finish_if_done(db, touched, known=progress)
-    return events
-
-
-_WARM_SEEN: set[tuple[str, str, str]] = set()
-
-
-async def _mark_warm(db: AsyncSession, warmed: set[tuple[str, str, str]]) -> None:
-    """Remember which nodes have run a revision: Ray cached its runtime_env there."""
-    for key in warmed - _WARM_SEEN:
-        _WARM_SEEN.add(key)
-        project_id, revision_id, node_id = key
-        project = await db.get(Project, project_id)
-        if project is None or project.active_revision_id != revision_id:
-            continue
-        state = dict(project.warm_state or {})
-        nodes = dict(state.get(revision_id) or {})
-        if node_id in nodes:
-            continue
-        nodes[node_id] = iso(utcnow())
-        project.warm_state = {revision_id: nodes}
+    progress = await bump_counters(db, batch.deltas)
+    if warm is not None:
+        await _mark_warm(db, warm.new(batch.warmed))
+    events = batch.events + await cancel_requeued(db, progress, batch.accounts)
+    return events + await finish_if_done(db, batch.touched | set(progress), known=progress)

@@ -1,4 +1,4 @@
-"""Writing job events (SPEC §5.8), shared by their two writers.
+"""Writing job events (docs/llms-full.md, "Streaming"), shared by their two writers.
 
 The dispatcher writes status events (``job``, ``task``, ``retry``, ``result``, ``end``) in the
 same transaction as the state change they report, so an event is never lost or ahead of its
@@ -15,33 +15,76 @@ so ids must become visible in id order:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Table, insert, text
+from sqlalchemy import Table, and_, bindparam, exists, insert, literal, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from computalot.store.models import Event
+from computalot.states import TERMINAL_JOB
+from computalot.store.models import Event, Job
 from computalot.timeutil import utcnow
 
 EVENTS: Table = Event.__table__  # type: ignore[assignment]
-#: ``(job_id, account_id, event name, data)``
-EventRow = tuple[str, str, str, Any]
+
+
+class EventRow(NamedTuple):
+    """One job event to store: the dispatcher's status events and the hub's live events.
+
+    ``event`` is the event's name (``job``, ``task``, ``retry``, ``result``, ``end``,
+    ``progress``, ``output``); ``data`` its JSON object."""
+
+    job_id: str
+    account_id: str
+    event: str
+    data: dict[str, Any]
+
+
+#: Events in the order they are to be written.
+Events = list[EventRow]
 #: Key of the PostgreSQL advisory lock every event writer holds until its commit.
 EVENT_WRITER_LOCK = 0x636F6D705F657674  # "comp_evt"
 WRITER_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 INSERT_EVENTS = insert(EVENTS)
+JOBS: Table = Job.__table__  # type: ignore[assignment]
+COLUMNS = ("job_id", "account_id", "event", "data", "created_at")
+#: A live event is inserted only while its job has not ended: a job has ended (its ``end``
+#: event is stored) once its status is final and no attempt of it is still running.
+INSERT_LIVE = insert(EVENTS).from_select(
+    list(COLUMNS),
+    select(*(bindparam(c, type_=EVENTS.c[c].type) for c in COLUMNS)).where(
+        ~exists(
+            select(literal_column("1")).where(
+                and_(
+                    JOBS.c.id == bindparam("job_id"),
+                    JOBS.c.status.in_(
+                        [literal(str(s), literal_execute=True) for s in sorted(TERMINAL_JOB)]
+                    ),
+                    JOBS.c.n_running == literal(0, literal_execute=True),
+                )
+            )
+        )
+    ),
+)
 
 
-async def write_events(db: AsyncSession, events: Iterable[EventRow]) -> None:
-    """Insert ``events`` in order in ``db``'s transaction (the caller commits)."""
+def _rows(events: Iterable[EventRow]) -> list[dict[str, Any]]:
     created_at = utcnow()
     rows = [
         {"job_id": j, "account_id": a, "event": name, "data": data, "created_at": created_at}
         for j, a, name, data in events
     ]
+    return rows
+
+
+async def write_events(db: AsyncSession, events: Iterable[EventRow], *, live: bool = False) -> None:
+    """Insert ``events`` in order in ``db``'s transaction (the caller commits).
+
+    ``live``: they are a running task's progress and output (the event hub's), each dropped if
+    its job has ended by the time it is written, so a job's ``end`` stays its last event."""
+    rows = _rows(events)
     if not rows:
         return
     conn = await db.connection()
     if conn.dialect.name == "postgresql":
         await conn.execute(WRITER_LOCK, {"key": EVENT_WRITER_LOCK})
-    await conn.execute(INSERT_EVENTS, rows)
+    await conn.execute(INSERT_LIVE if live else INSERT_EVENTS, rows)

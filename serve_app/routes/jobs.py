@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from computalot import views
+from computalot.engine import cancelling
 from computalot.errors import ComputalotError, NotReady, ValidationFailed
 from computalot.gc_pause import gc_paused
 from computalot.jobs import aggregate as aggregate_rules
@@ -20,6 +21,7 @@ from computalot.schemas.jobs import JobSubmit
 from computalot.states import TERMINAL_JOB
 from computalot.store import jobs as store
 from computalot.store import results as results_store
+from computalot.store.events import write_events
 from serve_app.deps import Caller, Db, Writer
 from serve_app.errors import validation_details
 from serve_app.raw_response import RawJSONResponse
@@ -188,12 +190,15 @@ async def get_events(
 
 @router.put("/jobs/{job_id}/cancel")
 async def cancel_job(job_id: str, request: Request, caller: Writer, db: Db) -> dict[str, Any]:
-    """Stops queued and running tasks; cancelling a finished job is not an error."""
+    """Answers at once with the job ``cancelled`` (its queued tasks with it); the engine stops
+    its running attempts. Cancelling a finished job returns it unchanged (not an error)."""
     job = await store.get_job(db, caller.account_id, job_id)
     if job.status not in TERMINAL_JOB:
-        job.cancel_requested = True
-        await db.commit()
-        await _engine(request).cancel(job.id)
+        events = await cancelling.cancel_job(db, job)
+        if events is not None:
+            await write_events(db, events)
+            await db.commit()
+            _engine(request).cancel(job.id)
         await db.refresh(job)
     return views.job_out(job)
 

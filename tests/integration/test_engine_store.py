@@ -12,7 +12,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from computalot.engine import records, settle
+from computalot.engine import claiming, settling
+from computalot.engine import rows as engine_rows
+from computalot.engine.attempt import Outcome
 from computalot.engine.finalize import finalize_job
 from computalot.engine.outcomes import infrastructure_loss, judge_outcome
 from computalot.engine.result_file import prepare_result
@@ -33,41 +35,41 @@ async def make_job(store: Store, n: int, *, max_retries: int = 0) -> Job:
     )
 
 
-async def claim(store: Store, job: Job, count: int, cache: records.JobCache) -> tuple[Any, Any]:
+async def claim(store: Store, job: Job, count: int, cache: engine_rows.JobCache) -> tuple[Any, Any]:
     async with store.sessions() as db:
-        runnable = {row[0]: row for row in await records.runnable_jobs(db)}
-        statuses = {job.id: runnable[job.id][5]} if job.id in runnable else {}
-        launches, events = await records.claim_tasks(db, {job.id: count}, EPOCH, cache, statuses)
+        runnable = {job.id: job for job in await claiming.runnable_jobs(db)}
+        statuses = {job.id: runnable[job.id].status} if job.id in runnable else {}
+        launches, events = await claiming.claim_tasks(db, {job.id: count}, EPOCH, cache, statuses)
         await db.commit()
     return launches, events
 
 
 async def settle_outcomes(
-    store: Store, job: Job, cache: records.JobCache, outcomes: list[tuple[Any, int, Any]]
+    store: Store, job: Job, cache: engine_rows.JobCache, outcomes: list[tuple[Any, int, Any]]
 ) -> list[Any]:
-    """``outcomes``: (task id, attempt, outcome dict or Verdict) as the dispatcher would see."""
+    """``outcomes``: (task id, attempt, Outcome or Verdict) as the dispatcher would see."""
     async with store.sessions() as db:
-        rows = await records.load_task_rows(db, [task_id for task_id, _a, _o in outcomes])
+        found = await engine_rows.load_task_rows(db, [task_id for task_id, _a, _o in outcomes])
         jobs = await cache.load(db, [job.id])
         judged = []
         for task_id, attempt, outcome in outcomes:
-            task = rows[task_id]
-            if isinstance(outcome, dict):
+            task = found[task_id]
+            if isinstance(outcome, Outcome):
                 verdict = judge_outcome(outcome)
             else:
-                verdict, outcome = outcome, {}
-            judged.append((jobs[job.id], task, attempt, verdict, outcome))
-        events = await settle.apply_verdicts(db, judged, lost_budget=1)
+                verdict, outcome = outcome, None
+            judged.append(settling.Judged(jobs[job.id], task, attempt, verdict, outcome))
+        events = await settling.apply_verdicts(db, judged, lost_budget=1)
         await db.commit()
     return events
 
 
-def ok(i: int) -> dict[str, Any]:
+def ok(i: int) -> Outcome:
     """A run_task outcome whose result file held ``{"y": 2i}`` (read as the worker reads it)."""
     result = prepare_result(
         json.dumps({"y": 2 * i}).encode(), batched=False, element_count=1, max_bytes=1 << 20
     )
-    return {"status": "ok", "exit_code": 0, **result}
+    return Outcome(status="ok", exit_code=0, **result)
 
 
 async def counters(store: Store, job_id: str) -> dict[str, Any]:
@@ -85,7 +87,7 @@ async def counters(store: Store, job_id: str) -> dict[str, Any]:
 
 async def test_claim_takes_queued_tasks_in_index_order_once(store: Store) -> None:
     job = await make_job(store, 5)
-    cache = records.JobCache()
+    cache = engine_rows.JobCache()
     launches, events = await claim(store, job, 3, cache)
     assert [(t.index, attempt) for _j, t, attempt in launches] == [(0, 1), (1, 1), (2, 1)]
     assert all(t.item == [{"i": t.index}] and t.status == "running" for _j, t, _a in launches)
@@ -110,10 +112,10 @@ async def test_claim_takes_queued_tasks_in_index_order_once(store: Store) -> Non
 
 async def test_retry_stale_outcome_and_finalisation(store: Store) -> None:
     job = await make_job(store, 3, max_retries=1)
-    cache = records.JobCache()
+    cache = engine_rows.JobCache()
     launches, _events = await claim(store, job, 3, cache)
     t0, t1, t2 = (t for _j, t, _a in launches)
-    failed = {"status": "exit_nonzero", "exit_code": 3, "error": "exited with code 3"}
+    failed = Outcome(status="exit_nonzero", exit_code=3, error="exited with code 3")
     events = await settle_outcomes(store, job, cache, [(t0.id, 1, ok(0)), (t1.id, 1, failed)])
     names = [name for _j, _a, name, _d in events]
     assert names.count("result") == 1 and names.count("retry") == 1
@@ -155,7 +157,7 @@ async def test_retry_stale_outcome_and_finalisation(store: Store) -> None:
 
 async def test_job_cache_reads_immutable_fields_once_and_forgets(store: Store) -> None:
     job = await make_job(store, 1)
-    cache = records.JobCache(limit=2)
+    cache = engine_rows.JobCache(limit=2)
     async with store.sessions() as db:
         first = await cache.load(db, [job.id, "job_missing"])
         assert list(first) == [job.id]

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from sqlalchemy import select, text
 
-from computalot.engine import records, settle
+from computalot.engine import claiming, settling
+from computalot.engine import rows as engine_rows
+from computalot.engine.attempt import Outcome
 from computalot.engine.outcomes import judge_outcome
 from computalot.engine.result_file import prepare_result
 from computalot.jobs.aggregate import copied_aggregate
@@ -27,7 +29,9 @@ async def running_job(store: Store, n: int, **spec: Any) -> Job:
     """A job of ``n`` single-element tasks, all claimed (attempt 1 running)."""
     job = await items_job(store, n, owner="results", spec=spec)
     async with store.sessions() as db:
-        await records.claim_tasks(db, {job.id: n}, "epoch", records.JobCache(), {job.id: "queued"})
+        await claiming.claim_tasks(
+            db, {job.id: n}, "epoch", engine_rows.JobCache(), {job.id: "queued"}
+        )
         await db.commit()
     return job
 
@@ -46,19 +50,19 @@ async def record(
     async with store.sessions() as db:
         ids = await db.execute(select(Task.index, Task.id).where(Task.job_id == job.id))
         by_index = dict(ids.tuples().all())
-        rows = await records.load_task_rows(db, [by_index[i] for i in files])
-        info = (await records.JobCache().load(db, [job.id]))[job.id]
+        found = await engine_rows.load_task_rows(db, [by_index[i] for i in files])
+        info = (await engine_rows.JobCache().load(db, [job.id]))[job.id]
         judged = []
         for index, raw in files.items():
             fields = prepare_result(raw.encode(), batched=False, element_count=1, max_bytes=1 << 20)
-            outcome = {"status": "ok", "exit_code": 0, **fields}
             data = None
             if apart:
-                data = np.frombuffer(outcome.pop("result_text").encode(), dtype=np.uint8)
-                outcome["result_in_ref"] = True
+                data = np.frombuffer(fields.pop("result_text").encode(), dtype=np.uint8)
+                fields["result_in_ref"] = True
+            outcome = Outcome(status="ok", exit_code=0, **fields)
             verdict = judge_outcome(outcome, data)
-            judged.append((info, rows[by_index[index]], 1, verdict, outcome))
-        events = await settle.apply_verdicts(
+            judged.append(settling.Judged(info, found[by_index[index]], 1, verdict, outcome))
+        events = await settling.apply_verdicts(
             db, judged, lost_budget=1, max_job_result_bytes=job_cap
         )
         await write_events(db, events)

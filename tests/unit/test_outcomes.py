@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from computalot.engine.attempt import Outcome
 from computalot.engine.outcomes import Verdict, infrastructure_loss, judge_outcome, should_retry
 from computalot.engine.result_file import prepare_result, read_result_file
 
@@ -14,7 +15,7 @@ from computalot.engine.result_file import prepare_result, read_result_file
 def judged(text: str, *, batched: bool = False, count: int = 1) -> Verdict:
     """The verdict on an attempt that exited 0 after writing ``text`` as its result file."""
     fields = prepare_result(text.encode(), batched=batched, element_count=count, max_bytes=1 << 20)
-    return judge_outcome({"status": "ok", "exit_code": 0, **fields})
+    return judge_outcome(Outcome(**{"status": "ok", "exit_code": 0, **fields}))
 
 
 def stored(verdict: Verdict) -> Any:
@@ -34,13 +35,13 @@ def test_missing_result_is_null_with_warning(tmp_path: Path) -> None:
     fields = read_result_file(
         tmp_path / "result.json", batched=False, element_count=1, max_bytes=1 << 20
     )
-    verdict = judge_outcome({"status": "ok", "exit_code": 0, **fields})
+    verdict = judge_outcome(Outcome(**{"status": "ok", "exit_code": 0, **fields}))
     assert verdict.status == "completed" and stored(verdict) is None
     assert any("without writing" in w for w in verdict.warnings)
     batched = read_result_file(
         tmp_path / "result.json", batched=True, element_count=2, max_bytes=1 << 20
     )
-    assert judge_outcome({"status": "ok", **batched}).code == "invalid_result"
+    assert judge_outcome(Outcome(**{"status": "ok", **batched})).code == "invalid_result"
 
 
 @pytest.mark.parametrize(
@@ -69,7 +70,7 @@ def test_bad_results_are_invalid(text: str, batched: bool, count: int) -> None:
     ],
 )
 def test_failures_are_typed(outcome: dict[str, object], code: str) -> None:
-    verdict = judge_outcome(outcome)
+    verdict = judge_outcome(Outcome(**outcome))  # type: ignore[arg-type]
     assert verdict.status == "failed"
     assert verdict.code == code
     error = verdict.error()
@@ -93,7 +94,7 @@ def test_a_result_nested_past_the_limit_is_invalid_and_names_it() -> None:
 def test_results_over_the_cap_are_too_large_and_never_retried() -> None:
     big = json.dumps({"pad": "x" * 2000})
     fields = prepare_result(big.encode(), batched=False, element_count=1, max_bytes=1024)
-    verdict = judge_outcome({"status": "ok", **fields})
+    verdict = judge_outcome(Outcome(**{"status": "ok", **fields}))
     assert verdict.code == "result_too_large"
     error = verdict.error()
     assert error is not None and "COMPUTALOT_ARTIFACT_DIR" in error["recommended_action"]
@@ -109,16 +110,18 @@ def test_results_over_the_cap_are_too_large_and_never_retried() -> None:
 def test_a_big_text_comes_apart_from_the_outcome() -> None:
     fields = prepare_result(b'{"a": 1}', batched=False, element_count=1, max_bytes=1 << 20)
     text = fields.pop("result_text")
-    verdict = judge_outcome({"status": "ok", "result_in_ref": True, **fields}, text)
+    verdict = judge_outcome(Outcome(**{"status": "ok", "result_in_ref": True, **fields}), text)
     assert stored(verdict) == {"a": 1}
-    as_bytes = judge_outcome({"status": "ok", "result_in_ref": True, **fields}, text.encode())
+    as_bytes = judge_outcome(
+        Outcome(**{"status": "ok", "result_in_ref": True, **fields}), text.encode()
+    )
     assert as_bytes.result is None and bytes(as_bytes.result_data) == b'{"a":1}'
-    lost = judge_outcome({"status": "ok", "result_in_ref": True, **fields})
+    lost = judge_outcome(Outcome(**{"status": "ok", "result_in_ref": True, **fields}))
     assert lost.status == "failed" and lost.code == "invalid_result"
 
 
 def test_retry_budget_user_failures() -> None:
-    failed = judge_outcome({"status": "exit_nonzero", "exit_code": 1})
+    failed = judge_outcome(Outcome(**{"status": "exit_nonzero", "exit_code": 1}))
     # max_retries=2: attempts 1 and 2 retry, attempt 3 is final (N+1 attempts).
     assert should_retry(failed, attempt=1, max_retries=2, lost=0, lost_budget=2)
     assert should_retry(failed, attempt=2, max_retries=2, lost=0, lost_budget=2)
@@ -130,12 +133,12 @@ def test_infrastructure_loss_has_its_own_budget() -> None:
     assert should_retry(lost, attempt=1, max_retries=0, lost=1, lost_budget=2)
     assert not should_retry(lost, attempt=3, max_retries=0, lost=3, lost_budget=2)
     # A lost attempt does not use up the user's retries.
-    failed = judge_outcome({"status": "exit_nonzero"})
+    failed = judge_outcome(Outcome(**{"status": "exit_nonzero"}))
     assert should_retry(failed, attempt=2, max_retries=1, lost=1, lost_budget=2)
 
 
 def test_cancelled_never_retries() -> None:
-    verdict = judge_outcome({"status": "cancelled"})
+    verdict = judge_outcome(Outcome(**{"status": "cancelled"}))
     assert verdict.status == "cancelled"
     assert not should_retry(verdict, attempt=1, max_retries=5, lost=0, lost_budget=2)
 
@@ -160,3 +163,11 @@ def test_non_finite_quality_and_whole_result() -> None:
     assert any(w.startswith("2 non-finite numbers") for w in verdict.warnings)
     verdict = judged("NaN")
     assert verdict.status == "failed" and verdict.code == "invalid_result"
+
+
+def test_an_outcome_survives_pickling() -> None:
+    """Ray hands the outcome from the worker to the dispatcher pickled."""
+    import pickle
+
+    outcome = Outcome(status="ok", exit_code=0, result_text="{}", artifacts=[{"path": "a"}])
+    assert pickle.loads(pickle.dumps(outcome)) == outcome

@@ -1,10 +1,11 @@
+from computalot.engine.attempt import Outcome
 from computalot.engine.record_queue import RecordQueue, UnstorableOutcome
 
 
 def filled(*names: str) -> RecordQueue[str]:
     queue: RecordQueue[str] = RecordQueue()
     for name in names:
-        queue.add(name, {"status": "ok", "of": name})
+        queue.add(name, Outcome(status="ok", error=name))
     return queue
 
 
@@ -19,7 +20,7 @@ def test_a_recorded_batch_leaves_the_queue() -> None:
 def test_a_failed_batch_comes_back_and_is_then_recorded_one_by_one() -> None:
     queue = filled("a", "b", "c")
     batch = queue.take()
-    queue.add("d", {"status": "ok"})  # finished while the cycle ran
+    queue.add("d", Outcome(status="ok"))  # finished while the cycle ran
     queue.failed(batch, RuntimeError("database is locked"), store_ok=True)
     assert [info for info, _ in queue.items] == ["a", "b", "c", "d"]
     seen = []
@@ -55,7 +56,7 @@ def test_an_outage_keeps_the_outcome_as_it_was() -> None:
 
 
 def sized(queue: RecordQueue[str], name: str, result_bytes: int) -> None:
-    queue.add(name, {"status": "ok", "result_bytes": result_bytes})
+    queue.add(name, Outcome(status="ok", result_bytes=result_bytes))
 
 
 def test_a_cycle_takes_results_up_to_the_byte_budget() -> None:
@@ -81,7 +82,7 @@ def test_a_result_bigger_than_the_budget_still_goes_alone() -> None:
 def test_fifty_megabyte_results_are_recorded_one_per_cycle() -> None:
     queue: RecordQueue[int] = RecordQueue()  # the dispatcher's default budget, 32 MiB
     for i in range(5):
-        queue.add(i, {"status": "ok", "result_bytes": 50 * 1024 * 1024})
+        queue.add(i, Outcome(status="ok", result_bytes=50 * 1024 * 1024))
     taken = []
     while len(queue):
         batch = queue.take()

@@ -1,0 +1,52 @@
+"""What one attempt returns to the dispatcher: the :class:`Outcome` of ``run_task``.
+
+It travels from the task's worker to the dispatcher through Ray (pickled), so it holds plain
+values only and this module imports nothing but the standard library: every worker imports it.
+The result fields are those ``engine.result_file`` reads from the runner's result file
+(docs/llms-full.md, "Exit status and result"); ``engine.outcomes.judge_outcome`` turns an
+Outcome into a verdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt ended, as its worker saw it.
+
+    ``status``: ok | exit_nonzero | timeout | cancelled | spawn_failed | killed |
+    sandbox_unavailable, or the limit a sandboxed task crossed (``sandbox.limits``).
+    ``duration_s`` is seconds of the command's run; the tails hold the last characters of each
+    stream. ``artifacts`` holds each file's ``path``, ``size`` and ``data`` as the worker read
+    them; once the dispatcher has written them (``settling.write_artifacts``), their ``path``,
+    ``size``, ``sha256`` and ``storage_key``.
+    """
+
+    status: str
+    exit_code: int | None = None
+    error: str | None = None
+    stdout: str = ""
+    stderr: str = ""
+    output_tail: str = ""
+    duration_s: float | None = None
+    last_progress: dict[str, Any] | None = None
+    #: ok | invalid (``result_code`` says why); None when the result file was not read
+    result_state: str | None = None
+    result_code: str | None = None
+    result_error: str | None = None
+    #: The result's JSON text when small; a big one is ``run_task``'s second return value.
+    result_text: str | None = None
+    result_bytes: int = 0  # UTF-8 bytes of the result text
+    result_quality: float = 1.0
+    result_warnings: list[str] = field(default_factory=list)
+    result_in_ref: bool = False  # the text is the second return value, not ``result_text``
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    artifact_warnings: list[str] = field(default_factory=list)
+    node_id: str | None = None  # the Ray node that ran it (warm-node tracking)
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self.stdout or self.stderr)
