@@ -1,18 +1,22 @@
-"""One exception tree for the whole platform.
+"""One exception tree and one error envelope for the whole platform.
 
-Every error a caller can see is a :class:`ComputalotError`; the HTTP layer turns it into the
-SPEC §2 envelope ``{"error": {"code", "message", "details", "recommended_action"}}``.
+Every error a caller can see is a :class:`ComputalotError`; every non-2xx answer, whoever writes
+it (a route, FastAPI's own 404/405/422, the body-limit middleware, the ingress's pages), is the
+envelope :func:`envelope` builds: ``{"error": {"code", "message", "details",
+"recommended_action"}}`` (docs/llms-full.md, "Errors"). :data:`STATUS_ERRORS` is the one table of
+what a status answers when the raise site names nothing more specific. Nothing here imports
+FastAPI, so the SDK side and the ingress read the same table.
 
     ComputalotError (500, internal_error)
     ├── BadRequest (400, bad_request)
     │   └── UnsafeTarball (400, bad_request)
     ├── Unauthorized (401, unauthorized)
-    ├── PaymentRequired (402, payment_required)
     ├── Forbidden (403, forbidden)
     ├── NotFound (404, not_found)
     ├── MethodNotAllowed (405, method_not_allowed)
     ├── Conflict (409, conflict)
     ├── PayloadTooLarge (413, payload_too_large)
+    ├── UnsupportedMediaType (415, unsupported_media_type)
     ├── ValidationFailed (422, validation_error)
     │   └── UnsatisfiableRequirements (422, unsatisfiable_requirements)
     ├── RateLimited (429, rate_limited)
@@ -24,13 +28,79 @@ from __future__ import annotations
 
 from typing import Any
 
+_RETRY = "retry: reads are safe to repeat, and so is POST /api/v1/jobs with an Idempotency-Key"
+
+#: HTTP status -> (code, recommended_action): what an answer with this status says when its
+#: raise site names nothing more specific. The ingress's own statuses are here too.
+STATUS_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("bad_request", "fix the request body and resubmit"),
+    401: (
+        "unauthorized",
+        "send 'Authorization: Bearer <token>' with a valid, unrevoked API key or wallet session",
+    ),
+    403: ("forbidden", "ask an admin for an account or role that allows this action"),
+    404: (
+        "not_found",
+        "check the path against /llms.txt, and the id or name against your own listings",
+    ),
+    405: ("method_not_allowed", "use one of the methods in the Allow header (see /llms.txt)"),
+    408: ("request_timeout", "send the whole request head at once, then retry"),
+    409: ("conflict", "re-read the current state and retry with a different name or version"),
+    413: ("payload_too_large", "send a smaller body; see the size limits in /llms-full.txt"),
+    414: ("uri_too_long", "send a shorter URL"),
+    415: ("unsupported_media_type", "send the body as JSON with 'Content-Type: application/json'"),
+    422: ("validation_error", "fix the field named in details and resubmit"),
+    425: ("too_early", "retry the request"),
+    429: ("rate_limited", "wait for the number of seconds in Retry-After, then retry"),
+    431: ("headers_too_large", "send only the headers the API needs"),
+    500: ("internal_error", "retry later; if it persists, report it via POST /api/v1/feedback"),
+    501: ("not_implemented", "send HTTP/1.1 with a Content-Length or a chunked body"),
+    502: ("bad_gateway", _RETRY),
+    503: ("not_ready", "wait a few seconds and retry; GET /ready names the part that is not ready"),
+    504: ("gateway_timeout", _RETRY),
+}
+
+
+def _row(status: int) -> tuple[str, str]:
+    return STATUS_ERRORS.get(status) or STATUS_ERRORS[400 if status < 500 else 500]
+
+
+def status_code(status: int) -> str:
+    return _row(status)[0]
+
+
+def status_action(status: int) -> str:
+    return _row(status)[1]
+
+
+def envelope(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    details: list[dict[str, Any]] | None = None,
+    recommended_action: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The body of every error answer; ``code`` and ``recommended_action`` default to
+    :data:`STATUS_ERRORS`'s for ``status``; ``extra`` goes beside ``error`` (e.g. ``checks``)."""
+    body = {
+        "code": code or status_code(status),
+        "message": message,
+        "details": details or [],
+        "recommended_action": status_action(status)
+        if recommended_action is None
+        else recommended_action,
+    }
+    return {"error": body, **extra}
+
 
 class ComputalotError(Exception):
     """Base error: a stable ``code``, an HTTP ``status`` and a ``recommended_action``."""
 
     status: int = 500
-    code: str = "internal_error"
-    recommended_action: str = "retry later; if it persists, report it via POST /api/v1/feedback"
+    code: str = status_code(500)
+    recommended_action: str = status_action(500)
 
     def __init__(
         self,
@@ -53,22 +123,21 @@ class ComputalotError(Exception):
         self.extra = extra or {}
 
     def to_dict(self) -> dict[str, Any]:
-        """The SPEC §2 envelope body."""
-        body: dict[str, Any] = {
-            "code": self.code,
-            "message": self.message,
-            "details": self.details,
-            "recommended_action": self.recommended_action,
-        }
-        out: dict[str, Any] = {"error": body}
-        out.update(self.extra)
-        return out
+        """The envelope body (:func:`envelope`)."""
+        return envelope(
+            self.status,
+            self.message,
+            code=self.code,
+            details=self.details,
+            recommended_action=self.recommended_action,
+            **self.extra,
+        )
 
 
 class BadRequest(ComputalotError):
     status = 400
-    code = "bad_request"
-    recommended_action = "fix the request body and resubmit"
+    code = status_code(400)
+    recommended_action = status_action(400)
 
 
 class UnsafeTarball(BadRequest):
@@ -79,54 +148,44 @@ class UnsafeTarball(BadRequest):
 
 class Unauthorized(ComputalotError):
     status = 401
-    code = "unauthorized"
-    recommended_action = (
-        "send 'Authorization: Bearer <token>' with a valid, unrevoked API key or wallet session"
-    )
-
-
-class PaymentRequired(ComputalotError):
-    status = 402
-    code = "payment_required"
-    recommended_action = (
-        "fund the account (POST /api/v1/account/quotes/topup) and retry the same request"
-    )
+    code = status_code(401)
+    recommended_action = status_action(401)
 
 
 class Forbidden(ComputalotError):
     status = 403
-    code = "forbidden"
-    recommended_action = "ask an admin for an account or role that allows this action"
+    code = status_code(403)
+    recommended_action = status_action(403)
 
 
 class NotFound(ComputalotError):
     status = 404
-    code = "not_found"
-    recommended_action = "check the id or name; list your resources to find it"
+    code = status_code(404)
+    recommended_action = status_action(404)
 
 
 class MethodNotAllowed(ComputalotError):
     status = 405
-    code = "method_not_allowed"
-    recommended_action = "use one of the methods listed in the Allow header (see /llms.txt)"
+    code = status_code(405)
+    recommended_action = status_action(405)
 
 
 class Conflict(ComputalotError):
     status = 409
-    code = "conflict"
-    recommended_action = "re-read the current state and retry with a different name or version"
+    code = status_code(409)
+    recommended_action = status_action(409)
 
 
 class PayloadTooLarge(ComputalotError):
     status = 413
-    code = "payload_too_large"
-    recommended_action = "send a smaller body; upload large inputs as artifacts and reference them"
+    code = status_code(413)
+    recommended_action = status_action(413)
 
 
 class ValidationFailed(ComputalotError):
     status = 422
-    code = "validation_error"
-    recommended_action = "fix the field named in details and resubmit"
+    code = status_code(422)
+    recommended_action = status_action(422)
 
 
 class UnsatisfiableRequirements(ValidationFailed):
@@ -136,8 +195,8 @@ class UnsatisfiableRequirements(ValidationFailed):
 
 class RateLimited(ComputalotError):
     status = 429
-    code = "rate_limited"
-    recommended_action = "wait for the number of seconds in Retry-After, then retry"
+    code = status_code(429)
+    recommended_action = status_action(429)
 
 
 class QuotaExceeded(ComputalotError):
@@ -148,10 +207,16 @@ class QuotaExceeded(ComputalotError):
     recommended_action = "wait for some of your jobs to finish (or cancel some), then resubmit"
 
 
+class UnsupportedMediaType(ComputalotError):
+    status = 415
+    code = status_code(415)
+    recommended_action = status_action(415)
+
+
 class NotReady(ComputalotError):
     status = 503
-    code = "not_ready"
-    recommended_action = "wait a few seconds and retry; check GET /ready"
+    code = status_code(503)
+    recommended_action = status_action(503)
 
 
 def field_error(loc: list[str | int] | str, msg: str) -> ValidationFailed:
@@ -162,6 +227,7 @@ def field_error(loc: list[str | int] | str, msg: str) -> ValidationFailed:
 
 
 __all__ = [
+    "STATUS_ERRORS",
     "BadRequest",
     "ComputalotError",
     "Conflict",
@@ -170,12 +236,15 @@ __all__ = [
     "NotFound",
     "NotReady",
     "PayloadTooLarge",
-    "PaymentRequired",
     "QuotaExceeded",
     "RateLimited",
     "Unauthorized",
     "UnsafeTarball",
     "UnsatisfiableRequirements",
+    "UnsupportedMediaType",
     "ValidationFailed",
+    "envelope",
     "field_error",
+    "status_action",
+    "status_code",
 ]

@@ -1,4 +1,5 @@
-"""The ingress's answers in the API's error envelope (SPEC §2), and the limits they name.
+"""The ingress's answers in the API's error envelope (``computalot.errors``), and the limits they
+name.
 
 Used by :mod:`computalot.ingress`, which installs them into Ray Serve's HAProxy config: as
 ``errorfile``\\ s (whole HTTP answers) for the statuses HAProxy 2.8 lets one replace, and as JSON
@@ -10,6 +11,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import NamedTuple
+
+from computalot import errors
 
 #: HAProxy's buffer (bytes; ``tune.bufsize`` through RAY_SERVE_HAPROXY_TUNE_BUFSIZE). A request
 #: head must fit in it, less HAProxy's 1 KiB rewrite reserve, to be answered in the envelope at
@@ -24,114 +28,79 @@ REQUEST_HEAD_TIMEOUT_S = 30
 #: The statuses HAProxy 2.8 takes an ``errorfile`` for (a config with another one fails).
 ERRORFILE_STATUSES = (400, 403, 404, 405, 408, 413, 425, 429, 500, 501, 502, 503, 504)
 
-_RETRY = "retry: reads are safe to repeat, and so is POST /api/v1/jobs with an Idempotency-Key"
-#: status -> (reason, code, message, recommended_action, Retry-After seconds or None)
-ENVELOPES: dict[int, tuple[str, str, str, str, int | None]] = {
-    400: (
+
+class Page(NamedTuple):
+    """What the ingress says for one status; its code, and its recommended_action unless
+    ``action`` names a more specific one, come from ``computalot.errors.STATUS_ERRORS``."""
+
+    reason: str
+    message: str
+    action: str | None = None
+    retry_after_s: int | None = None
+
+
+PAGES: dict[int, Page] = {
+    400: Page(
         "Bad Request",
-        "bad_request",
         "the request could not be read: it is not well-formed HTTP/1.1",
         "send a well-formed HTTP/1.1 request (any HTTP client library does)",
-        None,
     ),
-    403: ("Forbidden", "forbidden", "the ingress refused this request", "check the URL", None),
-    404: (
-        "Not Found",
-        "not_found",
-        "no such route",
-        "check the path against /llms.txt or GET /api/v1/docs",
-        None,
-    ),
-    405: (
-        "Method Not Allowed",
-        "method_not_allowed",
-        "the ingress does not accept this method",
-        "use the method /llms.txt lists for the route",
-        None,
-    ),
-    408: (
+    403: Page("Forbidden", "the ingress refused this request", "check the URL"),
+    404: Page("Not Found", "no such route"),
+    405: Page("Method Not Allowed", "the ingress does not accept this method"),
+    408: Page(
         "Request Timeout",
-        "request_timeout",
         f"the request's line and headers did not arrive within {REQUEST_HEAD_TIMEOUT_S} s",
-        "send the whole request head at once, then retry",
-        None,
     ),
-    413: (
-        "Payload Too Large",
-        "payload_too_large",
-        "the request is larger than the ingress accepts",
-        "see the size limits in /llms-full.txt (Errors) and send less",
-        None,
-    ),
-    414: (
+    413: Page("Payload Too Large", "the request is larger than the ingress accepts"),
+    414: Page(
         "URI Too Long",
-        "uri_too_long",
         f"the URL is over {MAX_URL_BYTES:,} bytes",
         f"keep the path and query under {MAX_URL_BYTES:,} bytes: GET /api/v1/jobs/watch takes at "
         "most 100 ids per request, so watch more jobs with several requests",
-        None,
     ),
-    425: ("Too Early", "too_early", "the request was sent too early", "retry the request", None),
-    429: (
-        "Too Many Requests",
-        "rate_limited",
-        "the API is taking no more requests right now",
-        "retry after the Retry-After header's seconds",
-        1,
-    ),
-    431: (
+    425: Page("Too Early", "the request was sent too early"),
+    429: Page("Too Many Requests", "the API is taking no more requests right now", None, 1),
+    431: Page(
         "Request Header Fields Too Large",
-        "headers_too_large",
         f"the request's headers are over {MAX_HEADER_BYTES:,} bytes together",
         "send only the headers the API needs: an API key is about 50 characters "
         "('Authorization: Bearer flk_...')",
-        None,
     ),
-    500: (
-        "Internal Server Error",
-        "internal_error",
-        "the API could not answer this request",
-        "retry; if it keeps failing, report it with POST /api/v1/feedback",
-        None,
-    ),
-    501: (
+    500: Page("Internal Server Error", "the API could not answer this request"),
+    501: Page(
         "Not Implemented",
-        "not_implemented",
         "the ingress does not support this request's method or transfer encoding",
-        "send HTTP/1.1 with a Content-Length or a chunked body",
-        None,
     ),
-    502: (
+    502: Page(
         "Bad Gateway",
-        "bad_gateway",
         "an API replica closed the connection before its answer was complete (it may have "
         "restarted)",
-        _RETRY,
+        None,
         1,
     ),
-    503: (
+    503: Page(
         "Service Unavailable",
-        "not_ready",
         "no API replica can take the request right now (starting, restarting or at capacity)",
-        "retry after the Retry-After header's seconds; GET /ready names the part that is not ready",
+        None,
         1,
     ),
-    504: ("Gateway Timeout", "gateway_timeout", "an API replica did not answer in time", _RETRY, 1),
+    504: Page("Gateway Timeout", "an API replica did not answer in time", None, 1),
 }
 #: The statuses HAProxy's rules answer with a JSON body of their own (no errorfile possible).
-BODY_STATUSES = tuple(status for status in ENVELOPES if status not in ERRORFILE_STATUSES)
+BODY_STATUSES = tuple(status for status in PAGES if status not in ERRORFILE_STATUSES)
 
 
 def envelope(status: int) -> bytes:
     """The JSON body the ingress answers ``status`` with."""
-    _reason, code, message, action, _retry = ENVELOPES[status]
-    error = {"code": code, "message": message, "details": [], "recommended_action": action}
-    return json.dumps({"error": error}, separators=(",", ":")).encode()
+    page = PAGES[status]
+    body = errors.envelope(status, page.message, recommended_action=page.action)
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def error_page(status: int) -> bytes:
     """A whole HTTP/1.1 answer, as HAProxy's ``errorfile`` wants it."""
-    reason, _code, _message, _action, retry_after = ENVELOPES[status]
+    reason, retry_after = PAGES[status].reason, PAGES[status].retry_after_s
     body = envelope(status)
     head = [
         f"HTTP/1.1 {status} {reason}",

@@ -1,4 +1,5 @@
-"""Every non-2xx answer in SPEC §2's envelope, FastAPI's own 404/405/422 included."""
+"""Every non-2xx answer in the one error envelope (``computalot.errors.envelope``), FastAPI's own
+404/405/422 included."""
 
 from __future__ import annotations
 
@@ -11,22 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from computalot.errors import ComputalotError
+from computalot.errors import ComputalotError, envelope
 
 log = logging.getLogger("computalot.api")
-
-_STATUS_CODES = {
-    400: ("bad_request", "fix the request body and resubmit"),
-    401: ("unauthorized", "send 'Authorization: Bearer <token>' with a valid token"),
-    403: ("forbidden", "ask an admin for an account or role that allows this action"),
-    404: ("not_found", "check the path against /llms.txt or GET /api/v1/docs"),
-    405: ("method_not_allowed", "use one of the methods in the Allow header"),
-    413: ("payload_too_large", "send a smaller body; upload large inputs as artifacts"),
-    415: ("unsupported_media_type", "send Content-Type: application/json"),
-    422: ("validation_error", "fix the field named in details and resubmit"),
-    429: ("rate_limited", "wait for Retry-After seconds, then retry"),
-    503: ("not_ready", "wait a few seconds and retry"),
-}
 
 
 class EnvelopeHTTPException(StarletteHTTPException):
@@ -36,17 +24,6 @@ class EnvelopeHTTPException(StarletteHTTPException):
     def __init__(self, error: ComputalotError) -> None:
         super().__init__(error.status, error.message)
         self.error = error
-
-
-def envelope(status: int, code: str, message: str, **extra: Any) -> dict[str, Any]:
-    default_code, action = _STATUS_CODES.get(status, ("error", "retry later"))
-    body = {
-        "code": code or default_code,
-        "message": message,
-        "details": extra.pop("details", []),
-        "recommended_action": extra.pop("recommended_action", action),
-    }
-    return {"error": body, **extra}
 
 
 def error_response(exc: ComputalotError) -> JSONResponse:
@@ -100,29 +77,26 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(
                 envelope(
                     415,
-                    "unsupported_media_type",
                     f"expected a JSON body, got Content-Type {content_type or 'none'!r}",
                     details=[{"loc": ["body"], "msg": "send JSON"}],
-                    recommended_action="send the body as JSON with 'Content-Type: application/json'",
                 ),
                 status_code=415,
             )
         if status == 400:
-            body = envelope(400, "bad_request", _json_problem(exc.errors()), details=details)
+            body = envelope(400, _json_problem(exc.errors()), details=details)
         else:
-            body = envelope(422, "validation_error", message, details=details)
+            body = envelope(422, message, details=details)
         return JSONResponse(body, status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
         if isinstance(exc, EnvelopeHTTPException):
             return error_response(exc.error)
-        code = _STATUS_CODES.get(exc.status_code, ("error", ""))[0]
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         if exc.status_code == 404 and detail == "Not Found":
             detail = "no such route"
         return JSONResponse(
-            envelope(exc.status_code, code, detail),
+            envelope(exc.status_code, detail),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )

@@ -17,6 +17,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.exceptions import HTTPException
 
+from computalot.errors import envelope
+
 log = logging.getLogger("computalot.api")
 
 Scope = MutableMapping[str, Any]
@@ -30,7 +32,7 @@ ARTIFACT_PATH = re.compile(r"^/api/v1/artifacts(/.*)?$")
 
 
 class BodyLimits:
-    """Per-route byte caps (SPEC §2 413): enforced on Content-Length and on streamed bytes."""
+    """Per-route byte caps (413, docs/llms-full.md "Limits"): enforced on Content-Length and on streamed bytes."""
 
     def __init__(self, json_bytes: int, tarball_bytes: int, artifact_bytes: int) -> None:
         self.json_bytes = json_bytes
@@ -82,25 +84,20 @@ class BodyLimitMiddleware:
 
 
 def _nul_in_url() -> dict[str, Any]:
-    return {
-        "error": {
-            "code": "bad_request",
-            "message": "the URL contains a NUL (%00) character",
-            "details": [{"loc": ["url"], "msg": "NUL is not allowed"}],
-            "recommended_action": "remove %00 from the path and query",
-        }
-    }
+    return envelope(
+        400,
+        "the URL contains a NUL (%00) character",
+        details=[{"loc": ["url"], "msg": "NUL is not allowed"}],
+        recommended_action="remove %00 from the path and query",
+    )
 
 
 def _too_large(what: str, limit: int) -> dict[str, Any]:
-    return {
-        "error": {
-            "code": "payload_too_large",
-            "message": f"{what} is over the {limit} byte limit",
-            "details": [{"loc": ["body"], "msg": f"limit is {limit} bytes"}],
-            "recommended_action": "send a smaller body; upload large inputs as artifacts and reference them",
-        }
-    }
+    return envelope(
+        413,
+        f"{what} is over the {limit} byte limit",
+        details=[{"loc": ["body"], "msg": f"limit is {limit} bytes"}],
+    )
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
@@ -190,20 +187,14 @@ class ObserveMiddleware:
             log.exception("unhandled error %s on %s %s", error_id, scope["method"], scope["path"])
             status = 500
             if not started:
-                await _send_json(
-                    send,
+                body = envelope(
                     500,
-                    {
-                        "error": {
-                            "code": "internal_error",
-                            "message": f"internal error (id {error_id})",
-                            "details": [],
-                            "recommended_action": "retry later; if it persists, report the error id "
-                            "via POST /api/v1/feedback",
-                            "error_id": error_id,
-                        }
-                    },
+                    f"internal error (id {error_id})",
+                    recommended_action="retry later; if it persists, report the error id "
+                    "via POST /api/v1/feedback",
                 )
+                body["error"]["error_id"] = error_id
+                await _send_json(send, 500, body)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"

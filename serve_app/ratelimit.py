@@ -1,7 +1,10 @@
-"""Per-account request budget (SPEC §2 429 with Retry-After).
+"""Per-account request budget: 429 ``rate_limited`` with Retry-After (docs/llms-full.md,
+"Errors").
 
-A fixed one-minute window per account, per replica: cheap, and good enough to stop a runaway
-client; the budget is ``COMPUTALOT_RATE_LIMIT_PER_MINUTE`` divided over the replicas.
+A fixed one-minute window per account, kept by each API replica on its own: cheap, and good
+enough to stop a runaway client. Every replica applies the whole
+``COMPUTALOT_RATE_LIMIT_PER_MINUTE``, so with N replicas an account that spreads its requests
+over them gets up to N times the budget; nothing is shared between replicas.
 """
 
 from __future__ import annotations

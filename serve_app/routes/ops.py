@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from computalot.auth.principal import authenticate
-from computalot.errors import ComputalotError, Forbidden
+from computalot.errors import ComputalotError, Forbidden, envelope
 from computalot.sandbox.status import sandbox_check
 from serve_app.deps import get_settings_dep, get_store
 from serve_app.strict_json import StrictJSONRoute
@@ -48,23 +48,21 @@ async def ready(request: Request) -> JSONResponse:
     checks["sandbox"], warnings = await asyncio.to_thread(sandbox_check, get_settings_dep(request))
     if all(v == "ok" for v in checks.values()):
         return JSONResponse({"status": "ready", "checks": checks, "warnings": warnings})
-    return JSONResponse(
-        {
-            "error": {
-                "code": "not_ready",
-                "message": "controller is not ready: "
-                + ", ".join(f"{k} {v}" for k, v in checks.items() if v != "ok"),
-                "details": [{"loc": [k], "msg": v} for k, v in checks.items()],
-                "recommended_action": "install what checks.sandbox names on this node, or set "
-                "COMPUTALOT_SANDBOX=none to run tasks unconfined"
-                if checks["sandbox"] != "ok"
-                else "wait a few seconds and retry",
-            },
-            "checks": checks,
-            "warnings": warnings,
-        },
-        status_code=503,
+    action = (
+        "install what checks.sandbox names on this node, or set "
+        "COMPUTALOT_SANDBOX=none to run tasks unconfined"
+        if checks["sandbox"] != "ok"
+        else "wait a few seconds and retry"
     )
+    body = envelope(
+        503,
+        "controller is not ready: " + ", ".join(f"{k} {v}" for k, v in checks.items() if v != "ok"),
+        details=[{"loc": [k], "msg": v} for k, v in checks.items()],
+        recommended_action=action,
+        checks=checks,
+        warnings=warnings,
+    )
+    return JSONResponse(body, status_code=503)
 
 
 def _is_local(request: Request) -> bool:

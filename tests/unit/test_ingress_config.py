@@ -6,11 +6,12 @@ import json
 import subprocess
 from pathlib import Path
 
+from computalot.errors import status_action, status_code
 from computalot.ingress import MARKER, patch_config, patch_config_file, real_haproxy
 from computalot.ingress_pages import (
     BODY_STATUSES,
-    ENVELOPES,
     ERRORFILE_STATUSES,
+    PAGES,
     envelope,
     error_page,
     write_pages,
@@ -62,10 +63,12 @@ def _section(text: str, header: str) -> list[str]:
 
 
 def test_every_status_has_a_whole_answer_in_the_envelope(tmp_path: Path) -> None:
-    for status in ENVELOPES:
+    for status, page in PAGES.items():
         body = json.loads(envelope(status))["error"]
         assert set(body) == {"code", "message", "details", "recommended_action"}
-        assert body["code"] and body["message"] and body["recommended_action"]
+        assert body["message"] and body["recommended_action"]
+        assert body["code"] == status_code(status)  # the API's own table
+        assert body["recommended_action"] == (page.action or status_action(status))
     for status in ERRORFILE_STATUSES:
         head, _, body_bytes = error_page(status).partition(b"\r\n\r\n")
         lines = head.decode().split("\r\n")
