@@ -114,12 +114,17 @@ def plan_tasks(items: list[Any], batch_size: int | None) -> list[TaskPlan]:
 
 
 def plan_fanout(
-    payload: dict[str, Any], fan_out: dict[str, Any] | None, batch_size: int | None
+    payload: dict[str, Any],
+    fan_out: dict[str, Any] | None,
+    batch_size: int | None,
+    *,
+    tasks: bool = True,
 ) -> FanoutPlan:
     """Validate a structured_runner job's ``fan_out``/``batch_size`` and plan its tasks.
 
     Raises a 422 (``field_error``) naming the offending field. ``batch_size`` may come at the top
-    level or inside ``fan_out``; both must then agree.
+    level or inside ``fan_out``; both must then agree. ``tasks=False`` validates and counts only
+    (``tasks`` stays empty, see :func:`task_count`): a submit answers before its rows are planned.
     """
     if not isinstance(payload, dict):
         raise field_error("payload", "must be an object")
@@ -144,9 +149,8 @@ def plan_fanout(
             loc: Loc = "batch_size" if batch_size is not None else ["fan_out", "batch_size"]
             raise field_error(loc, "applies only with fan_out.by or fan_out.items, not chunks")
         range_field, spans = _validate_chunks(fan_out)
-        return FanoutPlan(
-            kind, len(spans), plan_tasks(spans, None), spec={"range_field": range_field}
-        )
+        planned = plan_tasks(spans, None) if tasks else []
+        return FanoutPlan(kind, len(spans), planned, spec={"range_field": range_field})
 
     for stray in ("range_field", "total"):
         if fan_out.get(stray) is not None:
@@ -157,6 +161,8 @@ def plan_fanout(
     else:
         items = _validate_items(fan_out["items"])
         spec = {}
+    if not tasks:
+        return FanoutPlan(kind, len(items), [], batch_size=size, spec=spec)
     return FanoutPlan(
         kind,
         len(items),
@@ -165,6 +171,13 @@ def plan_fanout(
         batch_size=size,
         spec=spec,
     )
+
+
+def task_count(plan: FanoutPlan) -> int:
+    """How many tasks ``plan`` makes (also when it was made with ``tasks=False``)."""
+    if plan.batch_size is None:
+        return plan.element_count
+    return -(-plan.element_count // plan.batch_size)
 
 
 def _resolve_batch_size(fan_out: dict[str, Any], top: int | None) -> int | None:

@@ -100,11 +100,12 @@ def replan(stored: Any) -> list[TaskPlan]:
 
 @dataclass(frozen=True)
 class Planning:
-    """One job being planned by this process: rows ``tasks[done:]`` are still to be written."""
+    """One job to plan: its tasks come from ``stored`` (its ``plan_input``); those from index
+    ``done`` on are still to be written."""
 
     job_id: str
     account_id: str
-    tasks: Sequence[TaskPlan]
+    stored: dict[str, Any]
     done: int
     blocked: bool
 
@@ -145,7 +146,9 @@ class Planner:
 
     async def _run(self, planning: Planning) -> None:
         try:
-            queued = await self._write_rows(planning) and await self._finish(planning)
+            # Planning 100,000 elements is CPU work: on a thread, the loop keeps answering.
+            tasks = await asyncio.to_thread(replan, planning.stored)
+            queued = await self._write_rows(planning, tasks) and await self._finish(planning, tasks)
             if queued and self.engine is not None:
                 self.engine.kick(blocked=planning.blocked)
         except Exception:
@@ -153,11 +156,11 @@ class Planner:
         finally:
             self.jobs.discard(planning.job_id)
 
-    async def _write_rows(self, planning: Planning) -> bool:
+    async def _write_rows(self, planning: Planning, tasks: Sequence[TaskPlan]) -> bool:
         """Chunk after chunk; False when the job is no longer this planner's to write."""
         done = planning.done
-        while done < len(planning.tasks):
-            chunk = planning.tasks[done : done + self.chunk_rows]
+        while done < len(tasks):
+            chunk = tasks[done : done + self.chunk_rows]
             if not await self._write_chunk(planning, done, chunk):
                 await self._stopped(planning.job_id)
                 return False
@@ -183,7 +186,7 @@ class Planner:
             await db.commit()
         return True
 
-    async def _finish(self, planning: Planning) -> bool:
+    async def _finish(self, planning: Planning, tasks: Sequence[TaskPlan]) -> bool:
         """Every row is written: the job becomes ``queued``, with its ``job`` event."""
         async with self.store.sessions() as db:
             moved = await db.execute(
@@ -203,7 +206,7 @@ class Planner:
             data = {"id": planning.job_id, "status": JobStatus.QUEUED}
             await write_events(db, [EventRow(planning.job_id, planning.account_id, "job", data)])
             await db.commit()
-        log.info("job %s planned: %d tasks queued", planning.job_id, len(planning.tasks))
+        log.info("job %s planned: %d tasks queued", planning.job_id, len(tasks))
         return True
 
     async def _stopped(self, job_id: str) -> None:
@@ -255,7 +258,7 @@ class Planner:
             row = (await db.execute(query.where(Job.id == job_id))).one()
             await db.commit()
         account_id, done, blocked, stored = row
-        return Planning(job_id, account_id, replan(stored), done, blocked)
+        return Planning(job_id, account_id, stored, done, blocked)
 
     async def sweep_forever(self) -> None:
         """Resume stale planning jobs every :data:`SWEEP_S` (an API process's maintenance)."""

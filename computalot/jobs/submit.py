@@ -20,9 +20,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.errors import Conflict, NotFound, field_error
 from computalot.ids import new_id
-from computalot.jobs.fanout import FanoutPlan, plan_fanout
+from computalot.jobs.fanout import FanoutPlan, plan_fanout, task_count
 from computalot.jobs.merge import validate_merge_options
-from computalot.jobs.planning import INLINE_TASKS, LEASE_S, Planning, plan_input, write_inline
+from computalot.jobs.planning import (
+    INLINE_TASKS,
+    LEASE_S,
+    Planning,
+    plan_input,
+    replan,
+    write_inline,
+)
 from computalot.jobs.quotas import Quotas, check_quotas, lock_account
 from computalot.jobs.resources import check_satisfiable, ray_options, resolve_requirements
 from computalot.projects.service import get_project_with_revision
@@ -104,8 +111,8 @@ async def submit_job(
         if previous is not None:
             return Submitted(previous, created=False)
     checked = await validate_submit(db, account_id, body, limits, settings)
-    tasks = checked.plan.tasks
-    planning = len(tasks) > limits.inline_tasks
+    n_tasks = task_count(checked.plan)
+    planning = n_tasks > limits.inline_tasks
     job = build_job(account_id, body, checked, settings, planning=planning)
     if planning:
         job.planner_id = limits.planner_id or "unowned"
@@ -115,10 +122,10 @@ async def submit_job(
     previous = await insert_job(db, job, idempotency_key)
     if previous is not None:
         return Submitted(previous, created=False)
-    await check_quotas(db, account_id, limits.quotas, len(tasks))
+    await check_quotas(db, account_id, limits.quotas, n_tasks)
     if planning:
-        return Submitted(job, True, Planning(job.id, account_id, tasks, 0, job.blocked))
-    await write_inline(db, job, tasks)
+        return Submitted(job, True, Planning(job.id, account_id, job.plan_input, 0, job.blocked))
+    await write_inline(db, job, replan(plan_input(body.payload, body.fan_out, body.batch_size)))
     return Submitted(job, created=True)
 
 
@@ -134,7 +141,7 @@ async def validate_submit(
     merge_strategy = validate_merge_options(body.merge_strategy, body.merge_key, body.weight_field)
     if body.batch_size is not None and body.fan_out is None:
         raise field_error(["batch_size"], "batch_size needs a fan_out (by or items)")
-    plan = plan_fanout(body.payload, body.fan_out, body.batch_size)
+    plan = plan_fanout(body.payload, body.fan_out, body.batch_size, tasks=False)
     if plan.element_count > limits.max_elements:
         raise field_error(["fan_out"], f"at most {limits.max_elements} elements per job")
     minimums = resolve_requirements(body.requirements)
@@ -212,7 +219,7 @@ def build_job(
     warnings = list(checked.revision.warnings)
     if settings is not None and settings.sandbox == "none":
         warnings.append(UNCONFINED)
-    n_tasks = len(plan.tasks)
+    n_tasks = task_count(plan)
     return Job(
         id=new_id("job"),
         account_id=account_id,

@@ -1,0 +1,211 @@
+"""Submit latency: a 100,000-element fan-out answers at once (``planning``), its rows follow.
+
+Two measurements, each next to its anchor, the old synchronous path (every task row written
+before the answer, i.e. the planning time itself):
+
+(s) server side, in this process against a fresh SQLite store (no Ray, no HTTP): the submit
+    (validate, job row, commit) of a 100,000-element ``by`` fan-out, the time until its planner
+    has written every row and the job is ``queued``, and the same submit with every row written
+    inline (the old path). Also a single-task submit.
+(c) client side, on the platform: POST /api/v1/jobs of the same fan-out (held behind a
+    dependency so nothing runs), the time until GET /api/v1/jobs/:id says ``queued``, and the
+    median single-task POST.
+
+Goal: the 100,000-element answer within 100 ms on both sides.
+
+    .venv/bin/python bench/submit.py              # both parts
+    .venv/bin/python bench/submit.py --parts s    # server side only (seconds, no Ray)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from _common import REPO, isolated_env, log, run_on_platform, table, write_results
+from _dispatch_support import check, tarball
+
+ELEMENTS = 100_000
+GOAL_MS = 100.0
+RUNNER = "import os, time\nwhile not os.path.exists('/nonexistent-gate'):\n    time.sleep(1)\n"
+
+
+def body(project: str, n: int, depends_on: list[str] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"project": project, "runner_command": ["python3", "r.py"]}
+    if n > 1:
+        out |= {"fan_out": {"by": "n"}, "payload": {"n": list(range(n))}}
+    if depends_on:
+        out["depends_on"] = depends_on
+    return out
+
+
+async def server_side(scratch: Path) -> dict[str, float]:
+    from computalot.jobs.planning import Planner
+    from computalot.jobs.quotas import Quotas
+    from computalot.jobs.submit import Limits, submit_job
+    from computalot.schemas.jobs import JobSubmit
+    from computalot.store.db import Store
+    from computalot.store.migrate import upgrade
+
+    store = Store(f"sqlite+aiosqlite:///{scratch / 'bench.db'}", inline=True)
+    await upgrade(store.engine)
+    account_id, project = await _project(store)
+    planner = Planner(store, None)
+
+    async def submit(n: int, inline_tasks: int) -> tuple[float, Any]:
+        quotas = Quotas(10**9, 10**9)
+        limits = Limits([], ELEMENTS, quotas, inline_tasks=inline_tasks, planner_id=planner.id)
+        parsed = JobSubmit.model_validate(body(project, n))
+        t0 = time.perf_counter()
+        async with store.sessions() as db:
+            done = await submit_job(db, account_id, parsed, idempotency_key=None, limits=limits)
+            await db.commit()
+        return time.perf_counter() - t0, done
+
+    single = [(await submit(1, 1000))[0] for _ in range(20)]
+    answer, submitted = await submit(ELEMENTS, 1000)
+    t0 = time.perf_counter()
+    planner.start(submitted.planning)
+    while planner.tasks:
+        await asyncio.gather(*planner.tasks)
+    planned = time.perf_counter() - t0
+    sync, _ = await submit(ELEMENTS, 10**9)
+    await store.close()
+    return {
+        "answer_ms": answer * 1000,
+        "queued_ms": (answer + planned) * 1000,
+        "sync_ms": sync * 1000,
+        "single_ms": statistics.median(single) * 1000,
+    }
+
+
+async def _project(store: Any) -> tuple[str, str]:
+    from computalot.ids import new_id
+    from computalot.store import accounts
+    from computalot.store.models import Project, Revision
+    from computalot.timeutil import utcnow
+
+    async with store.sessions() as db:
+        account = await accounts.create_account(db, name="bench")
+        now = utcnow()
+        project = Project(
+            id=new_id("prj"),
+            account_id=account.id,
+            name="bench",
+            warm_state={},
+            created_at=now,
+            updated_at=now,
+        )
+        db.add(project)
+        await db.flush()
+        revision = Revision(
+            id=new_id("rev"),
+            project_id=project.id,
+            account_id=account.id,
+            content_hash="0" * 64,
+            size_bytes=0,
+            files=[],
+            manifest={},
+            runtime_kind="python",
+            warnings=[],
+            path="/nonexistent",
+            pushed_at=now,
+        )
+        db.add(revision)
+        project.active_revision_id = revision.id
+        await db.commit()
+        return account.id, project.name
+
+
+def client_side(url: str, admin_key: str) -> dict[str, float]:
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
+        check(client.post("/api/v1/projects", json={"name": "submit"}), 201)
+        check(client.post("/api/v1/projects/submit/push", content=tarball({"r.py": RUNNER})), 200)
+        blocker = check(client.post("/api/v1/jobs", json=body("submit", 1)), 201)["id"]
+        single = []
+        for _ in range(23):
+            t0 = time.perf_counter()
+            check(client.post("/api/v1/jobs", json=body("submit", 1, [blocker])), 201)
+            single.append(time.perf_counter() - t0)
+        big = body("submit", ELEMENTS, [blocker])
+        t0 = time.perf_counter()
+        job = check(client.post("/api/v1/jobs", json=big), 201)
+        answer = time.perf_counter() - t0
+        log(f"answered {job['status']} with task_counts.total {job['task_counts']['total']}")
+        while job["status"] == "planning":
+            time.sleep(0.02)
+            job = check(client.get(f"/api/v1/jobs/{job['id']}"), 200)
+        queued = time.perf_counter() - t0
+        client.put(f"/api/v1/jobs/{blocker}/cancel")
+    return {
+        "answer_ms": answer * 1000,
+        "queued_ms": queued * 1000,
+        "single_ms": statistics.median(single[3:]) * 1000,
+    }
+
+
+def report(results: dict[str, dict[str, float]]) -> None:
+    rows = []
+    for side, label in (("server", "server side (in process)"), ("client", "client side (HTTP)")):
+        r = results.get(side)
+        if not r:
+            continue
+        anchor = r.get("sync_ms", r["queued_ms"])
+        rows.append(
+            [
+                label,
+                f"{r['answer_ms']:.1f}",
+                f"{r['queued_ms']:.0f}",
+                f"{anchor:.0f}",
+                f"{anchor / r['answer_ms']:.0f}x",
+                f"{r['single_ms']:.1f}",
+                "PASS" if r["answer_ms"] <= GOAL_MS else "FAIL",
+            ]
+        )
+    header = [
+        "100,000 elements",
+        "answer ms",
+        "queued ms",
+        "anchor ms (rows in request)",
+        "anchor/answer",
+        "1-task submit ms",
+        f"answer <= {GOAL_MS:.0f} ms",
+    ]
+    print(table("Submit", header, rows))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--parts", default="sc", help="s: server side, c: client side")
+    parser.add_argument("--max-seconds", type=float, default=600.0)
+    args = parser.parse_args(argv)
+    results: dict[str, dict[str, float]] = {}
+    status = 0
+    if "s" in args.parts:
+        with tempfile.TemporaryDirectory(prefix="computalot-bench-submit-") as scratch:
+            results["server"] = asyncio.run(server_side(Path(scratch)))
+    if "c" in args.parts:
+        data_dir = isolated_env()
+        done = run_on_platform(
+            lambda running, out: out.update(client_side(running.url, running.admin_key)),
+            num_cpus=2,
+            max_seconds=args.max_seconds,
+            cleanup=[data_dir],
+        )
+        results["client"], status = done.results, done.status
+    report(results)
+    path = write_results("submit", {"elements": ELEMENTS, "goal_ms": GOAL_MS, **results})
+    print(f"results: {path.relative_to(REPO)}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
