@@ -1,4 +1,4 @@
-"""Sealed recipes: platform-owned compute run natively on Ray (SPEC §8).
+"""Sealed recipes: platform-owned compute run natively on Ray (``docs/recipes.md``).
 
 Each recipe is a package here with ``schema.py`` (its pydantic payload), ``run.py`` (a function
 run as a Ray task that may fan out more Ray work) and its kernels. The catalogue below is what
@@ -15,7 +15,7 @@ __all__ = ["CATALOG", "RecipeInfo"]
 
 @dataclass(frozen=True)
 class RecipeInfo:
-    """Catalogue entry of a recipe (SPEC §8 ``GET /recipes``)."""
+    """Catalogue entry of a recipe, as ``GET /api/v1/recipes`` will list it (``docs/recipes.md``)."""
 
     name: str
     description: str
