@@ -10,7 +10,6 @@ SDK never imports server code and the names cannot be confused.
     ├── ApiConnectionError (status 0: connection refused, DNS, timeout)
     ├── BadRequest (400)
     ├── Unauthorized (401)
-    ├── PaymentRequired (402, .quote)
     ├── Forbidden (403)
     ├── NotFound (404)
     ├── Conflict (409)
@@ -79,20 +78,6 @@ class Unauthorized(ApiError):
     default_action = "pass a valid token (--token or COMPUTALOT_TOKEN)"
 
 
-class PaymentRequired(ApiError):
-    """402: the balance cannot cover the hold; ``quote`` says how much is missing."""
-
-    default_code = "payment_required"
-    default_action = "ask an admin for credit, then retry the same request"
-
-    @property
-    def quote(self) -> dict[str, Any] | None:
-        quote = self.body.get("quote")
-        if quote is None and isinstance(self.body.get("error"), dict):
-            quote = self.body["error"].get("quote")
-        return quote if isinstance(quote, dict) else None
-
-
 class Forbidden(ApiError):
     default_code = "forbidden"
     default_action = "ask an admin for an account or role that allows this action"
@@ -146,7 +131,6 @@ class NotReady(ServerError):
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: BadRequest,
     401: Unauthorized,
-    402: PaymentRequired,
     403: Forbidden,
     404: NotFound,
     409: Conflict,
@@ -208,7 +192,6 @@ __all__ = [
     "NotFound",
     "NotReady",
     "PayloadTooLarge",
-    "PaymentRequired",
     "RateLimited",
     "ServerError",
     "Unauthorized",

@@ -28,7 +28,6 @@ from computalot.client_errors import (
     NotFound,
     NotReady,
     PayloadTooLarge,
-    PaymentRequired,
     RateLimited,
     ServerError,
     Unauthorized,
@@ -175,7 +174,6 @@ def test_a_route_the_server_does_not_serve_fails_in_the_mock_too() -> None:
 STATUS_CLASSES = [
     (400, "bad_request", BadRequest),
     (401, "unauthorized", Unauthorized),
-    (402, "payment_required", PaymentRequired),
     (403, "forbidden", Forbidden),
     (404, "not_found", NotFound),
     (409, "conflict", Conflict),
@@ -204,14 +202,6 @@ def test_error_envelope_maps_to_typed_exception(
     assert err.details == [{"loc": ["x"], "msg": "bad"}]
     assert err.body["error"]["code"] == code
     assert isinstance(err, ApiError)
-
-
-def test_payment_required_carries_the_quote() -> None:
-    body = envelope("payment_required", "short by $3", quote={"id": "quote_1", "amount_usd": 3.0})
-    client = client_for(lambda req: httpx.Response(402, json=body))
-    with pytest.raises(PaymentRequired) as info:
-        client.submit_job(project="p")
-    assert info.value.quote == {"id": "quote_1", "amount_usd": 3.0}
 
 
 def test_rate_limited_exposes_retry_after() -> None:
