@@ -1,4 +1,5 @@
-"""Run one task attempt's user command as a child process (SPEC §6; stop semantics §5.6).
+"""Run one task attempt's user command as a child process (docs/llms-full.md, "Runner protocol";
+stop semantics: "Timeouts, retries and cancel").
 
 The command is untrusted user code, so it runs in its own session and process group (timeouts and
 cancels kill everything it spawned with ``os.killpg``), under rlimits (it cannot eat the node),
@@ -105,7 +106,7 @@ def base_env(extra: Mapping[str, str], cwd: Path) -> dict[str, str]:
     """A minimal child environment: PATH, HOME (default ``cwd``), LANG, PYTHONUNBUFFERED + extra.
 
     Nothing else is taken from ``os.environ``, so RAY_*, COMPUTALOT_* and cloud credentials of the
-    worker never reach user code (SPEC §6). PYTHONUNBUFFERED makes progress lines arrive live.
+    worker never reach user code (docs/llms-full.md, "Environment"). PYTHONUNBUFFERED makes progress lines arrive live.
     ``PATH`` is :func:`runtime_path`.
     """
     env = {
@@ -161,11 +162,15 @@ def _resolve_failure(argv0: str, cwd: Path, env: Mapping[str, str]) -> tuple[int
 
 
 def _apply_limits(pid: int, plan: list[tuple[int, int, int]]) -> None:
+    """Set each limit of ``plan`` on ``pid``; one that is refused does not keep the others from
+    being set (it is logged). A process already gone has nothing to limit."""
     for res, soft, hard in plan:
         try:
             resource.prlimit(pid, res, (soft, hard))
-        except (ProcessLookupError, PermissionError):  # already gone: nothing to limit
+        except ProcessLookupError:
             return
+        except PermissionError as exc:
+            log.warning("could not set rlimit %d on runner process %d: %s", res, pid, exc)
 
 
 def _parse_progress(raw: bytes) -> dict[str, Any] | None:
@@ -405,6 +410,64 @@ class _Run:
                 self.next_flush = time.monotonic() + FLUSH_INTERVAL_S
 
 
+def _spawn(
+    argv: list[str], cwd: Path, env: dict[str, str], sandbox: TaskSandbox | None
+) -> subprocess.Popen[bytes]:
+    """Start the command; in a sandbox it waits (launched, not released) until :func:`_watch`."""
+    if sandbox is not None:  # launched ahead (run_task) or now
+        return sandbox.proc or sandbox.launch(argv, cwd, env)
+    # No preexec_fn (it would make CPython fork instead of vfork): the limits are set right
+    # after spawn, and the reaper kills the group if this process dies first.
+    return subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
+def _watch(
+    proc: subprocess.Popen[bytes], plan: list[tuple[int, int, int]], sandbox: TaskSandbox | None
+) -> None:
+    """Limit the spawned command and register its group with the reaper (``engine.reaper``);
+    a sandbox is released only once its processes carry the limits."""
+    if sandbox is None:
+        _apply_limits(proc.pid, plan)
+    else:
+        sandbox.release(lambda pid: _apply_limits(pid, plan))
+    REAPER.watch(proc.pid)
+
+
+def _kill_unwatched(proc: subprocess.Popen[bytes], sandbox: TaskSandbox | None) -> None:
+    """Kill a spawned command whose limits or reaper registration failed, with its group (its
+    whole sandbox), and reap it."""
+    if sandbox is not None:
+        sandbox.abort()
+    else:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    REAPER.release(proc.pid)
+
+
+def _spawn_error(exc: BaseException, argv0: str, cwd: Path, started: float) -> RunOutcome:
+    """The outcome of a command that could not be started (no process exists)."""
+    if isinstance(exc, FileNotFoundError):
+        if exc.filename is not None and str(exc.filename) == str(cwd):
+            return _spawn_failed(None, "working directory of the task is missing", started)
+        return _spawn_failed(127, f"runner command not found: {argv0!r}", started)
+    if isinstance(exc, PermissionError):
+        return _spawn_failed(126, f"runner command not executable: {argv0!r}", started)
+    if isinstance(exc, OSError):  # e.g. ENOEXEC; strerror, not str(exc): no host paths in errors
+        return _spawn_failed(
+            126, f"runner command could not start: {argv0!r}: {exc.strerror}", started
+        )
+    return _spawn_failed(None, f"runner process setup failed: {exc}", started)
+
+
 def _spawn_failed(exit_code: int | None, error: str, started: float) -> RunOutcome:
     duration_s = time.monotonic() - started
     return RunOutcome(exit_code, "spawn_failed", error, "", "", "", duration_s, None)
@@ -469,38 +532,20 @@ def run_command(
         if sandbox is not None:  # launched ahead: it must never run
             sandbox.abort()
         return _spawn_failed(failure[0], failure[1], started)
-    plan = _rlimit_plan(limits or RunLimits())
     try:
-        if sandbox is None:
-            proc = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
-            # No preexec_fn (it would make CPython fork instead of vfork): the limits are set
-            # right after spawn, and the reaper kills the group if this process dies first.
-            _apply_limits(proc.pid, plan)
-            REAPER.watch(proc.pid)
-        else:  # launched ahead (run_task) or now; the limits are set before it is released
-            proc = sandbox.proc or sandbox.launch(argv, cwd, env)
-            sandbox.release(lambda pid: _apply_limits(pid, plan))
-            REAPER.watch(proc.pid)
-    except FileNotFoundError as exc:
-        if exc.filename is not None and str(exc.filename) == str(cwd):
-            return _spawn_failed(None, "working directory of the task is missing", started)
-        return _spawn_failed(127, f"runner command not found: {argv[0]!r}", started)
-    except PermissionError:
-        return _spawn_failed(126, f"runner command not executable: {argv[0]!r}", started)
-    except OSError as exc:  # e.g. ENOEXEC; strerror, not str(exc): no host paths in errors
-        return _spawn_failed(
-            126, f"runner command could not start: {argv[0]!r}: {exc.strerror}", started
-        )
-    except subprocess.SubprocessError as exc:
-        return _spawn_failed(None, f"runner process setup failed: {exc}", started)
+        proc = _spawn(argv, cwd, env, sandbox)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return _spawn_error(exc, argv[0], cwd, started)
+    try:
+        _watch(proc, _rlimit_plan(limits or RunLimits()), sandbox)
+    except BaseException as exc:
+        # The child exists but is not limited or not watched: it must not run on.
+        _kill_unwatched(proc, sandbox)
+        if not isinstance(exc, Exception):
+            raise
+        log.warning("runner process %d: setup after spawn failed; killed", proc.pid, exc_info=True)
+        detail = type(exc).__name__ + (f": {exc.strerror}" if isinstance(exc, OSError) else "")
+        return _spawn_failed(None, f"runner process setup failed: {detail}", started)
     try:
         run = _Run(proc, on_event, sandbox)
     except BaseException:  # e.g. EMFILE for the selector: never leave the child behind

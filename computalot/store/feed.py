@@ -57,13 +57,16 @@ async def events_after(
 
 
 async def terminal_jobs(db: AsyncSession, job_ids: Collection[str]) -> dict[str, str]:
-    """Those of these jobs that have reached a terminal status, with it (one statement per 500
-    ids)."""
+    """Those of these jobs that have ended, with their status (one statement per 500 ids): a
+    terminal status and no attempt still running (a job cancelled while tasks ran ends when
+    its last attempt is recorded: ``computalot.engine.cancelling``)."""
     ids = list(job_ids)
     out: dict[str, str] = {}
     for start in range(0, len(ids), MAX_IN_LIST):
         chunk = ids[start : start + MAX_IN_LIST]
-        query = select(Job.id, Job.status).where(Job.id.in_(chunk), Job.status.in_(TERMINAL_JOB))
+        query = select(Job.id, Job.status).where(
+            Job.id.in_(chunk), Job.status.in_(TERMINAL_JOB), Job.n_running == 0
+        )
         out.update((job_id, status) for job_id, status in await db.execute(query))
     return out
 

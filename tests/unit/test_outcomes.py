@@ -171,3 +171,23 @@ def test_an_outcome_survives_pickling() -> None:
 
     outcome = Outcome(status="ok", exit_code=0, result_text="{}", artifacts=[{"path": "a"}])
     assert pickle.loads(pickle.dumps(outcome)) == outcome
+
+
+def test_failures_are_judged_by_exception_type() -> None:
+    from ray.exceptions import RayTaskError, TaskCancelledError, WorkerCrashedError
+
+    from computalot.engine.failures import judge_failure
+    from computalot.engine.inflight import Inflight
+
+    def info(**flags: bool) -> Inflight:
+        return Inflight("task_1", "job_1", "acct_1", 1, None, 0.0, 0.0, **flags)
+
+    assert judge_failure(info(), TaskCancelledError(), 60).status == "cancelled"
+    interrupted = RayTaskError("run_task", "Traceback …", KeyboardInterrupt())
+    assert judge_failure(info(), interrupted, 60).status == "cancelled"
+    crashed = judge_failure(info(), WorkerCrashedError(), 60)
+    assert crashed.code == "worker_lost" and crashed.infrastructure
+    # A message that merely mentions an interrupt is not a cancel.
+    assert judge_failure(info(), RuntimeError("KeyboardInterrupt"), 60).code == "worker_lost"
+    assert judge_failure(info(backstop=True), WorkerCrashedError(), 60).code == "timeout"
+    assert judge_failure(info(forced=True), WorkerCrashedError(), 60).status == "cancelled"

@@ -8,6 +8,7 @@ no-op. These tests run a real process started that way and call ``interrupt_main
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -76,3 +77,37 @@ def test_make_interruptible_keeps_a_custom_handler() -> None:
         assert signal.getsignal(signal.SIGINT) is custom
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+ATTEMPT = """
+    import _thread, json, threading, time
+    from computalot.engine.run_task import execute_attempt
+
+    spec = {"job_id": "job_1", "account_id": "acct_1", "task_id": "task_1", "index": 0,
+            "attempt": 1, "payload": {}, "runner_command": ["sleep", "30"], "timeout_s": 20,
+            "kill_grace_s": 0.2, "namespace": "none"}
+    threading.Timer(0.5, _thread.interrupt_main).start()  # what ray.cancel does in the worker
+    started = time.monotonic()
+    outcome, text = execute_attempt(spec)
+    print(json.dumps({"status": outcome.status, "error": outcome.error, "text": text,
+                      "seconds": time.monotonic() - started}))
+"""
+
+
+def test_a_cancelled_attempt_returns_a_cancelled_outcome(tmp_path: Path) -> None:
+    """run_task turns its own interruption into an outcome, not an exception for the
+    dispatcher to guess about."""
+    revision = tmp_path / "revision"
+    revision.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(ATTEMPT)],
+        cwd=revision,
+        env={**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["status"] == "cancelled" and result["text"] is None, result
+    assert result["seconds"] < 5, result

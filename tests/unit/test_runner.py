@@ -387,3 +387,52 @@ def test_nul_bytes_in_output_are_replaced(tmp_path: Path) -> None:
     out = _run(tmp_path, body, on_event=lambda k, d: events.append((k, d)))
     assert out.stdout_tail == "bin\ufffdary\n" == out.output_tail
     assert "".join(d["text"] for k, d in events if k == "output") == "bin\ufffdary\n"
+
+
+def test_a_failed_registration_after_spawn_kills_the_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error once the child exists (limits, reaper) never leaves it running unwatched: the
+    group is killed and the attempt says what failed."""
+    from computalot.engine import runner
+
+    spawned: list[int] = []
+
+    def broken_watch(pgid: int) -> None:
+        spawned.append(pgid)
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(runner.REAPER, "watch", broken_watch)
+    pid_file = tmp_path / "pid"
+    out = _run(
+        tmp_path,
+        f"""
+        import os, subprocess, time
+        child = subprocess.Popen(["sleep", "30"])
+        open({str(pid_file)!r}, "w").write(f"{{os.getpid()}} {{child.pid}}")
+        time.sleep(30)
+        """,
+    )
+    assert out.status == "spawn_failed", out
+    assert out.error == "runner process setup failed: BrokenPipeError: Broken pipe"
+    assert len(spawned) == 1
+    pids = [int(p) for p in pid_file.read_text().split()] if pid_file.exists() else []
+    _assert_dead([spawned[0], *pids])
+
+
+def test_a_refused_rlimit_does_not_skip_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource
+
+    from computalot.engine import runner
+
+    calls: list[int] = []
+
+    def prlimit(pid: int, res: int, limits: tuple[int, int]) -> None:
+        calls.append(res)
+        if res == resource.RLIMIT_AS:
+            raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(runner.resource, "prlimit", prlimit)
+    plan = runner._rlimit_plan(RunLimits(memory_mb=64, max_file_mb=1, max_open_files=64))
+    runner._apply_limits(os.getpid(), plan)
+    assert calls == [resource.RLIMIT_AS, resource.RLIMIT_FSIZE, resource.RLIMIT_NOFILE]
