@@ -2,9 +2,9 @@
 
 Decoding a 100,000-element job's results builds hundreds of thousands of small dicts and lists.
 Each 700 of them start a young-generation collection, and every so often a full one walks the
-whole heap of a process that also holds Ray, SQLAlchemy and FastAPI. Measured in the dispatcher
-while a 100,000-element job ran: 531 ms of its 1.27 s of CPU went to the collector, and decoding
-100 stored batch results took 260-370 ms with the collector on against 94 ms with it paused.
+whole heap of a process that also holds Ray, SQLAlchemy and FastAPI: in the dispatcher and in
+result decoding the collector took a large share of the CPU (bench/README.md, "Engine design
+figures").
 
 Results, payloads and rows are trees (no reference cycles): reference counting frees them, and
 the collector has nothing to find in them. So the bulk sections run with it paused; whatever

@@ -2,9 +2,8 @@
 
 Deleting a directory tree on ext4 (unlink and rmdir of the working copy, payload, result and
 artifact directory) blocks in the kernel now and then, and a worker blocked there is a CPU left
-idle between one runner and the next. Measured on 600-task fan-outs of a 30 ms runner on two
-cores: with the removal inline the machine sat idle 1.7-2.5 s against plain Ray's 0.7-1.1 s;
-with it on this thread, 0.8-1.3 s — the same as plain Ray.
+idle between one runner and the next; on a thread, a fan-out leaves CPUs idle no longer than
+plain Ray does (bench/README.md, "Engine design figures").
 
 A worker hands each attempt's directory to one background thread and goes on. When the thread
 falls behind (more than MAX_PENDING directories queued: a slow disk) the worker removes the next

@@ -1,4 +1,4 @@
-"""Ship a project revision to every node as a Ray runtime_env (SPEC §4, DESIGN "projects").
+"""Ship a project revision to every node as a Ray runtime_env (docs/llms-full.md, "Projects").
 
 Ray only accepts local directories in the *job's* runtime_env; per-task envs need a package
 URI. Each revision is zipped once into Ray's GCS package store under a name derived from its

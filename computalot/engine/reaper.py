@@ -9,9 +9,9 @@ SIGKILLs every group still registered — the runner and everything it started i
 exits.
 
 This replaces a parent-death signal on each runner, which needs code between fork and exec: a
-``preexec_fn`` makes CPython fork instead of vfork (~8 ms per spawn from a Ray worker), and a
-``setpriv --pdeathsig`` exec costs ~1 ms of CPU per spawn (measured in a Ray worker: 0.95 ms for
-/bin/true, 1.95 ms through setpriv). Registering a group is one short write.
+``preexec_fn`` makes CPython fork instead of vfork, and a ``setpriv --pdeathsig`` exec adds a
+process per spawn; both cost milliseconds per attempt (bench/README.md, "Engine design
+figures"). Registering a group is one short write.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""A runner's result file → the exact JSON text the store keeps (on the task's worker, SPEC §6).
+"""A runner's result file → the exact JSON text the store keeps (on the task's worker;
+docs/llms-full.md, "Exit status and result").
 
 Every step of reading a result runs where the task ran, in parallel with other tasks, and none
 on the dispatcher: the size cap (checked before the file is read), the depth check

@@ -77,9 +77,9 @@ RATE_HORIZON_S = 2.0
 #: enough that a CPU whose task ends starts the next one at once while the dispatcher gathers
 #: completions into one cycle; little enough that a task arriving later (another account's, a
 #: higher priority) waits behind at most this much already-launched work. Every cycle costs the
-#: dispatcher, the event hub and each open stream a round (10-15 ms of CPU together on a 2-core
-#: host), so the backlog sets how many attempts share that cost: 1 s (about half settled per
-#: cycle) measured 0.7 ms less head CPU per task than 0.5 s on a fan-out of 30 ms tasks.
+#: dispatcher, the event hub and each open stream a round, so the backlog sets how many attempts
+#: share that cost: 1 s (about half settled per cycle) cost less head CPU per task than 0.5 s
+#: (bench/README.md, "Engine design figures").
 BACKLOG_S = 1.0
 
 

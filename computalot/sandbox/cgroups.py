@@ -224,7 +224,7 @@ class WorkerCgroup(_Group):
     A thread of the worker — the *spawner*, moved in once — starts every sandbox, and a child
     is born in the cgroups of the thread that forked it: so the sandbox and all it starts are
     counted from their first instruction, and no attempt pays for a cgroup migration (each one
-    waits for an RCU grace period: about 1.2 ms for the four an attempt would otherwise need).
+    waits for an RCU grace period: bench/README.md, "Engine design figures").
     The worker itself is not charged (v1 charges memory to a process's thread-group leader) nor
     chosen by the memory cgroup's OOM killer (it only considers thread-group leaders). The
     spawner counts as one process; the counters are read against a baseline per attempt.

@@ -1,5 +1,5 @@
 """The event hub on a real SQLite store, outside Ray: its barrier orders a task's live events
-before the status events the dispatcher writes after it (SPEC §5.8 ordering)."""
+before the status events the dispatcher writes after it (docs/llms-full.md, "Streaming")."""
 
 from __future__ import annotations
 
@@ -130,3 +130,28 @@ async def test_ping_says_stuck_while_writes_keep_failing(
     health = await hub.ping()
     assert health["status"].startswith("stuck: no live event stored"), health
     assert "disk full" in health["status"] and health["pending"] == 1
+
+
+async def test_live_events_of_an_ended_job_are_never_stored(hub: EventHub) -> None:
+    """A job's ``end`` is its last event: a live event arriving late (its attempt's barrier
+    timed out) is dropped once the job has ended, but not while a cancelled job's attempt is
+    still being recorded."""
+    from sqlalchemy import update
+
+    from computalot.store.models import Job
+
+    owner = await new_member(hub.store, "hub-ended")
+    row = job_row(owner, status="cancelled", n_running=1)
+    async with hub.store.sessions() as db:
+        db.add(row)
+        await db.commit()
+    hub.task_live(*live(row.id, owner, 1))  # the cancelled job's attempt still runs
+    await asyncio.wait_for(hub.barrier("task-1", 1, 1), 5)
+    async with hub.store.sessions() as db:
+        await db.execute(update(Job).where(Job.id == row.id).values(n_running=0))
+        await db.commit()
+    hub.task_live(*live(row.id, owner, 2))  # after the job ended
+    await asyncio.wait_for(hub.barrier("task-1", 1, 2), 5)
+    async with hub.store.sessions() as db:
+        stored = await stream_events(db, owner, [row.id], after=0, limit=10)
+    assert [r[3]["text"] for r in stored] == ["line 1\n"]
