@@ -78,9 +78,12 @@ class RevisionCache:
             if rid and self.get(rid) is None:
                 revision = await db.get(Revision, rid)
                 if revision is not None:
-                    self.revisions[rid] = await _revision_info(revision)
-                    while len(self.revisions) > self.limit:
-                        self.revisions.popitem(last=False)
+                    self.put(rid, await _revision_info(revision))
+
+    def put(self, revision_id: str, info: RevisionInfo) -> None:
+        self.revisions[revision_id] = info
+        while len(self.revisions) > self.limit:
+            self.revisions.popitem(last=False)
 
     def packages(self, launches: list[Launch]) -> dict[str, tuple[str, int]]:
         """``{content_hash: (path, size)}`` of the revisions these launches run
