@@ -81,9 +81,15 @@ async def get_project_with_revision(
     return row[0], row[1]
 
 
-async def list_projects(db: AsyncSession, account_id: str) -> list[Project]:
-    query = select(Project).where(Project.account_id == account_id).order_by(Project.name)
-    return list((await db.execute(query)).scalars())
+async def list_projects(db: AsyncSession, account_id: str) -> list[tuple[Project, Revision | None]]:
+    """The caller's projects by name, each with its active revision: one query, however many."""
+    query = (
+        select(Project, Revision)
+        .outerjoin(Revision, Revision.id == Project.active_revision_id)
+        .where(Project.account_id == account_id)
+        .order_by(Project.name)
+    )
+    return [(project, revision) for project, revision in (await db.execute(query)).tuples()]
 
 
 async def create_project(

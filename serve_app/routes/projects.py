@@ -1,4 +1,4 @@
-"""Projects: CRUD, the raw-tarball push, and readiness (SPEC §4)."""
+"""Projects: CRUD, the raw-tarball push, and readiness (docs/llms-full.md, "Projects")."""
 
 from __future__ import annotations
 
@@ -42,10 +42,7 @@ async def create_project(body: ProjectCreate, caller: Writer, db: Db) -> dict[st
 @router.get("")
 async def list_projects(caller: Caller, db: Db) -> dict[str, Any]:
     projects = await service.list_projects(db, caller.account_id)
-    out = []
-    for p in projects:
-        out.append(service.project_out(p, await service.get_revision(db, p.active_revision_id)))
-    return {"projects": out}
+    return {"projects": [service.project_out(p, revision) for p, revision in projects]}
 
 
 @router.get("/{name}")

@@ -1,4 +1,4 @@
-"""Server-Sent Events for one job or many (SPEC §5.8).
+"""Server-Sent Events for one job or many (docs/llms-full.md, "Streaming (Server-Sent Events)").
 
 A route checks the caller and the jobs with a session it gives back when it returns; the
 response then follows the replica's shared feed (``serve_app.stream_feed``) without holding a
@@ -72,7 +72,7 @@ async def watch_jobs(
         raise field_error(["ids"], "give at least one job id")
     if len(job_ids) > MAX_WATCH:
         raise field_error(["ids"], f"at most {MAX_WATCH} job ids")
-    jobs = [await store.get_job(db, caller.account_id, j) for j in job_ids]
+    jobs = await store.get_jobs(db, caller.account_id, job_ids)
     after = _last_event_id(last_event_id)
     snapshot = [views.job_out(j) for j in jobs] if after == 0 else []
     return _respond(request, caller, job_ids, after, snapshot)

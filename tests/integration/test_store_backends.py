@@ -184,7 +184,7 @@ async def test_projects_are_scoped_and_names_conflict(store: Store) -> None:
         assert (await projects.get_project(db, bob, "shared-name")).id == theirs.id
         with pytest.raises(NotFound):
             await projects.get_project(db, carol, "shared-name")
-        assert [p.id for p in await projects.list_projects(db, alice)] == [mine.id]
+        assert [p.id for p, _rev in await projects.list_projects(db, alice)] == [mine.id]
         assert await projects.list_projects(db, carol) == []
     async with store.sessions() as db:
         with pytest.raises(ValidationFailed) as bad:
