@@ -495,6 +495,34 @@ def _ended(run: _Run, timeout_s: float) -> tuple[str, str | None]:
     return "killed", f"killed by signal {name}"
 
 
+def _supervise(
+    proc: subprocess.Popen[bytes],
+    on_event: OnEvent | None,
+    sandbox: TaskSandbox | None,
+    timeout_s: float,
+    cancel: threading.Event | None,
+    kill_grace_s: float,
+) -> _Run:
+    """Pump the spawned command's output until it exits or is stopped; the finished run."""
+    try:
+        run = _Run(proc, on_event, sandbox)
+    except BaseException:  # e.g. EMFILE for the selector: never leave the child behind
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        REAPER.release(proc.pid)
+        raise
+    interrupted = True
+    try:
+        run.loop(timeout_s, cancel, kill_grace_s)
+        interrupted = False
+    except BaseException:
+        run.interrupt(min(kill_grace_s, INTERRUPT_GRACE_S))
+        raise
+    finally:
+        run.finish(drain=not interrupted)
+    return run
+
+
 def run_command(
     argv: list[str],
     *,
@@ -546,22 +574,7 @@ def run_command(
         log.warning("runner process %d: setup after spawn failed; killed", proc.pid, exc_info=True)
         detail = type(exc).__name__ + (f": {exc.strerror}" if isinstance(exc, OSError) else "")
         return _spawn_failed(None, f"runner process setup failed: {detail}", started)
-    try:
-        run = _Run(proc, on_event, sandbox)
-    except BaseException:  # e.g. EMFILE for the selector: never leave the child behind
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        REAPER.release(proc.pid)
-        raise
-    interrupted = True
-    try:
-        run.loop(timeout_s, cancel, kill_grace_s)
-        interrupted = False
-    except BaseException:
-        run.interrupt(min(kill_grace_s, INTERRUPT_GRACE_S))
-        raise
-    finally:
-        run.finish(drain=not interrupted)
+    run = _supervise(proc, on_event, sandbox, timeout_s, cancel, kill_grace_s)
     status, error = _ended(run, timeout_s)
     out, err = (s.tail[-TAIL_CHARS:] for s in run.streams)
     duration_s = time.monotonic() - started
