@@ -147,6 +147,7 @@ class Dispatcher:
         """The API cancelled ``job_id`` and committed its events (``cancelling.cancel_job``):
         wake its streams, and stop its running attempts in the next cycle."""
         self.check_cancels = True
+        self.check_deps = self.check_deps or self.may_have_blocked  # its dependents fail now
         self._make_urgent()
         self._tell_hub({job_id: 1}, [])
 
