@@ -8,8 +8,8 @@ before the answer, i.e. the planning time itself):
     has written every row and the job is ``queued``, and the same submit with every row written
     inline (the old path). Also a single-task submit.
 (c) client side, on the platform: POST /api/v1/jobs of the same fan-out (held behind a
-    dependency so nothing runs), the time until GET /api/v1/jobs/:id says ``queued``, and the
-    median single-task POST.
+    dependency so nothing runs; the body encoded beforehand), the time until GET
+    /api/v1/jobs/:id says ``queued`` (medians of 3), and the median single-task POST.
 
 Goal: the 100,000-element answer within 100 ms on both sides.
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from _common import REPO, isolated_env, log, run_on_platform, table, write_resul
 from _dispatch_support import check, tarball
 
 ELEMENTS = 100_000
+ROUNDS = 3  # big submits on the platform (medians)
 GOAL_MS = 100.0
 RUNNER = "import os, time\nwhile not os.path.exists('/nonexistent-gate'):\n    time.sleep(1)\n"
 
@@ -135,21 +137,32 @@ def client_side(url: str, admin_key: str) -> dict[str, float]:
             t0 = time.perf_counter()
             check(client.post("/api/v1/jobs", json=body("submit", 1, [blocker])), 201)
             single.append(time.perf_counter() - t0)
-        big = body("submit", ELEMENTS, [blocker])
-        t0 = time.perf_counter()
-        job = check(client.post("/api/v1/jobs", json=big), 201)
-        answer = time.perf_counter() - t0
-        log(f"answered {job['status']} with task_counts.total {job['task_counts']['total']}")
-        while job["status"] == "planning":
-            time.sleep(0.02)
-            job = check(client.get(f"/api/v1/jobs/{job['id']}"), 200)
-        queued = time.perf_counter() - t0
+        # Encoded once, outside the timing: the client's own JSON encoding is not the server's.
+        big = json.dumps(body("submit", ELEMENTS, [blocker])).encode()
+        answers, queued = [], []
+        for _ in range(ROUNDS):
+            answer, until_queued = big_submit(client, big)
+            answers.append(answer)
+            queued.append(until_queued)
         client.put(f"/api/v1/jobs/{blocker}/cancel")
     return {
-        "answer_ms": answer * 1000,
-        "queued_ms": queued * 1000,
+        "answer_ms": statistics.median(answers) * 1000,
+        "queued_ms": statistics.median(queued) * 1000,
         "single_ms": statistics.median(single[3:]) * 1000,
     }
+
+
+def big_submit(client: httpx.Client, content: bytes) -> tuple[float, float]:
+    """Seconds until the answer, and until GET /jobs/:id says the job left ``planning``."""
+    headers = {"Content-Type": "application/json"}
+    t0 = time.perf_counter()
+    job = check(client.post("/api/v1/jobs", content=content, headers=headers), 201)
+    answer = time.perf_counter() - t0
+    log(f"answered {job['status']} in {answer * 1000:.0f} ms, total {job['task_counts']['total']}")
+    while job["status"] == "planning":
+        time.sleep(0.02)
+        job = check(client.get(f"/api/v1/jobs/{job['id']}"), 200)
+    return answer, time.perf_counter() - t0
 
 
 def report(results: dict[str, dict[str, float]]) -> None:
@@ -193,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="computalot-bench-submit-") as scratch:
             results["server"] = asyncio.run(server_side(Path(scratch)))
     if "c" in args.parts:
-        data_dir = isolated_env()
+        data_dir = isolated_env({"COMPUTALOT_MAX_QUEUED_TASKS_PER_ACCOUNT": str(10**7)})
         done = run_on_platform(
             lambda running, out: out.update(client_side(running.url, running.admin_key)),
             num_cpus=2,
