@@ -115,7 +115,7 @@ async def list_jobs(
     tag: str | None = Query(default=None, max_length=64),
     type: str | None = Query(default=None, max_length=32),
     limit: int = Query(default=50, ge=1, le=500),
-    cursor: str | None = Query(default=None, max_length=512),
+    cursor: str | None = Query(default=None),
 ) -> FastJSONResponse:
     jobs, next_cursor = await store.list_jobs(
         db,
@@ -142,7 +142,7 @@ async def get_tasks(
     db: Db,
     status: str | None = Query(default=None, max_length=200),
     limit: int = Query(default=100, ge=1, le=store.MAX_PAGE),
-    cursor: str | None = Query(default=None, max_length=512),
+    cursor: str | None = Query(default=None),
 ) -> FastJSONResponse:
     job = await store.get_job(db, caller.account_id, job_id)
     tasks, next_cursor = await store.list_tasks(db, job, limit=limit, cursor=cursor, status=status)
@@ -161,7 +161,7 @@ async def get_output(
     caller: Caller,
     db: Db,
     limit: int = Query(default=100, ge=1, le=store.MAX_PAGE),
-    cursor: str | None = Query(default=None, max_length=512),
+    cursor: str | None = Query(default=None),
 ) -> FastJSONResponse:
     job = await store.get_job(db, caller.account_id, job_id)
     tasks, next_cursor = await store.list_tasks(db, job, limit=limit, cursor=cursor)
@@ -210,7 +210,7 @@ async def get_results(
     caller: Caller,
     db: Db,
     limit: int = Query(default=1000, ge=1, le=store.MAX_PAGE),
-    cursor: str | None = Query(default=None, max_length=512),
+    cursor: str | None = Query(default=None),
 ) -> RawJSONResponse:
     """A page of at most ``limit`` elements and about ``results_page_bytes`` of results (at
     least one element); stored results are passed through as their JSON text."""
