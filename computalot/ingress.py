@@ -1,4 +1,5 @@
-"""The ingress's own answers in the API's error envelope (SPEC §2), not HAProxy's HTML pages.
+"""The ingress's own answers in the API's error envelope (``computalot.errors``), not HAProxy's
+HTML pages.
 
 Ray Serve's HAProxy ingress (``RAY_SERVE_ENABLE_HA_PROXY``) answers some requests itself: a
 request head over its buffer (a 60 KB ``Authorization`` header, ``/jobs/watch`` with 5,000 ids)

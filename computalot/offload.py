@@ -2,8 +2,7 @@
 
 Inflating, hashing and zipping a project of hundreds of megabytes, or handing its package to
 Ray's GCS, would hold the GIL of the process doing it for tens to hundreds of milliseconds at a
-time (a 300 MB upload to GCS copies the bytes with the GIL held for ~140 ms) even on a worker
-thread, and each such slice delays every request, stream and scheduling decision of that process.
+time (bench/README.md) even on a worker thread, and each such slice delays every request, stream and scheduling decision of that process.
 A child (``python -m computalot.offload``) at a lower CPU priority does it instead; it answers
 one JSON object on stdout, and a :class:`~computalot.errors.ComputalotError` it raises is raised
 again in the caller.

@@ -10,7 +10,7 @@ def utcnow() -> datetime:
 
 
 def iso(value: datetime | None) -> str | None:
-    """RFC 3339 UTC with a trailing ``Z`` (SPEC: times are RFC 3339 UTC strings)."""
+    """RFC 3339 UTC with a trailing ``Z`` (docs/llms-full.md, "Conventions")."""
     if value is None:
         return None
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

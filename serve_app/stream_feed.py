@@ -1,4 +1,5 @@
-"""One feed of job events per API replica, shared by all of its open SSE streams (SPEC §5.8).
+"""One feed of job events per API replica, shared by all of its open SSE streams (docs/llms-full.md,
+"Streaming (Server-Sent Events)").
 
 Open streams hold no database connection. The feed keeps one wake-up call to the event hub
 outstanding (``EventHub.wait_any``: returns once any job has new events, naming them); when a
@@ -11,8 +12,8 @@ rate of events, not with the number of clients. Besides reading, the feed
 * closes, every REVALIDATE_S, the streams whose API key was revoked or whose wallet session
   expired (one query for all of them), and
 * tells each stream when its heartbeat is due, so a waiting stream holds no timer (a timer per
-  wait, 1,000 streams' worth, kept ~1,000 objects a second alive for 15 s, and the garbage
-  collector's full passes over them held the replica's loop for ~80 ms every few seconds).
+  wait kept about one object per stream a second alive for 15 s, and the garbage collector's
+  full passes over them held the replica's loop; bench/README.md).
 
 Reads, and adding a stream, take the same lock: a stream added while a read is under way could
 otherwise miss events that read skips past (see :meth:`StreamFeed.subscribe`).
@@ -258,9 +259,7 @@ class StreamFeed:
                 if not due:
                     continue
                 try:
-                    job = views.job_out(
-                        await jobs_store.get_job(db, due[0].account_id, job_id)
-                    )
+                    job = views.job_out(await jobs_store.get_job(db, due[0].account_id, job_id))
                 except Exception:  # one job's row must not keep the others' streams open
                     log.exception("stream feed: cannot build an end for job %s", job_id)
                     job = {"id": job_id, "status": terminal[job_id]}

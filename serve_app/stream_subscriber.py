@@ -1,4 +1,4 @@
-"""One open SSE stream (SPEC §5.8): what it has sent, its bounded queue, and its frames.
+"""One open SSE stream (docs/llms-full.md, "Streaming (Server-Sent Events)"): what it has sent, its bounded queue, and its frames.
 
 A stream first catches up from the store (its jobs' events after its cursor: ``Last-Event-ID``
 or 0), in short sessions under the feed's small semaphore, then follows its replica's feed
@@ -49,7 +49,7 @@ def unnumbered(name: str, job: dict[str, Any]) -> str:
 
 
 def error_frame(error: ComputalotError) -> str:
-    """The SPEC §2 envelope as an ``error`` event: the stream closes after it."""
+    """The error envelope (``computalot.errors.envelope``) as an ``error`` event: the stream closes after it."""
     return f"event: error\ndata: {dumps(error.to_dict())}\n\n"
 
 

@@ -22,7 +22,7 @@ from computalot.jsonsafe import MAX_JSON_DEPTH, TooDeep, loads_strict
 from serve_app.errors import EnvelopeHTTPException
 
 #: Bodies larger than this are measured and parsed on a worker thread, not the event loop
-#: (a 16 MiB body takes ~0.3 s).
+#: (a 16 MiB body takes long enough to stall every other request: bench/README.md).
 THREAD_PARSE_BYTES = 1024 * 1024
 
 

@@ -1,4 +1,4 @@
-"""Wallet sign-in: challenge → personal_sign → verify → ``fls_`` session (SPEC §3).
+"""Wallet sign-in: challenge → personal_sign → verify → ``fls_`` session (docs/llms-full.md, "Auth").
 
 A challenge is single-use (consumed with a compare-and-set on ``used_at``), expires, and only
 admin-whitelisted wallets get a session.

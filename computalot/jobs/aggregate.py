@@ -1,4 +1,4 @@
-"""A job's ``aggregate_result`` (SPEC §5.2): kept once, never a second copy of the results.
+"""A job's ``aggregate_result`` (docs/llms-full.md, "Merge strategies"): kept once, never a second copy of the results.
 
 ``collect`` and ``keyed`` aggregates are the results themselves, rearranged: they are not stored
 but built from the task rows when ``GET /results`` answers its first page, as long as the job's
@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.jobs.merge import ElementResult, WeightedAverage, merge_results
+from computalot.states import JobStatus
 from computalot.store.models import Job
 from computalot.store.results import job_elements
 
@@ -30,7 +31,7 @@ def strategy_of(job: Job) -> str:
 
 def has_aggregate(job: Job) -> bool:
     """Only a job that completed (or partly) has an aggregate."""
-    return job.status in ("completed", "partial")
+    return job.status in (JobStatus.COMPLETED, JobStatus.PARTIAL)
 
 
 async def copied_aggregate(

@@ -74,7 +74,7 @@ def is_scalar_key(value: Any) -> bool:
 
 
 def default_merge_key(kind: str, items: list[Any]) -> str:
-    """``"element"`` when every ``by`` element is a string or number (SPEC §5.2), else ``"index"``.
+    """``"element"`` when every ``by`` element is a string or number (docs/llms-full.md, "Fan-out"), else ``"index"``.
 
     Decided once per job so every key of one aggregate has the same meaning.
     """

@@ -1,9 +1,10 @@
-"""Per-element results and the structured_runner aggregate (SPEC §5.2, §5.7).
+"""Per-element results and the structured_runner aggregate (docs/llms-full.md, "Fan-out",
+"Results").
 
 Batched tasks return one result for several elements; :func:`split_batch_result` splits it so
 storage, merging and ``GET /results`` look the same with or without batching.
 :func:`extract_quality` turns the reserved ``_quality``/``_warnings`` keys of a runner's result into
-``result_quality``/``result_warnings`` (SPEC §6). :func:`merge_results` builds
+``result_quality``/``result_warnings`` (docs/llms-full.md, "Runner protocol"). :func:`merge_results` builds
 ``aggregate_result`` in one O(n) pass without copying results, since a job may have 100,000
 elements.
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 from computalot.errors import field_error
 from computalot.jobs.fanout import MISSING, default_merge_key, element_field
+from computalot.states import TaskStatus
 
 STRATEGIES = ("collect", "keyed", "weighted_avg")
 DEFAULT_STRATEGY = "collect"
@@ -35,7 +37,7 @@ class ElementResult:
     """One element's outcome; ``item`` is its fan-out delta (see ``fanout.TaskPlan.items``)."""
 
     index: int
-    status: str  # "completed" | "failed" | "cancelled"
+    status: str  # a TaskStatus: completed, failed or cancelled
     result: Any  # None unless completed
     item: Any
 
@@ -83,7 +85,7 @@ def extract_quality(result: Any) -> tuple[Any, float, list[str]]:
     Returns ``(result without those keys, quality in [0, 1], warnings)``. A bad value never fails
     the task: it becomes a warning and the default (quality clamped or 1.0; bad warnings dropped).
     The input is not mutated; a shallow copy is made only when a reserved key is present. A missing
-    result file (null) is the caller's case (SPEC §6) and raises like any other non-object.
+    result file (null) is the caller's case (docs/llms-full.md, "Runner protocol") and raises like any other non-object.
     """
     if not isinstance(result, dict):
         raise ResultError(f"result must be a JSON object, got {_json_type(result)}")
@@ -152,7 +154,7 @@ def merge_results(
     strategy = validate_merge_options(strategy, merge_key, weight_field)
     ordered = sorted(elements, key=lambda e: e.index)  # already-sorted input: O(n)
     if strategy == "collect":
-        return [e.result if e.status == "completed" else None for e in ordered]
+        return [e.result if e.status == TaskStatus.COMPLETED else None for e in ordered]
     if strategy == "keyed":
         return _keyed(ordered, kind, base_payload, fan_out, merge_key)
     return _weighted_avg(ordered, kind, base_payload, fan_out, weight_field)
@@ -194,7 +196,7 @@ def _keyed(
             key = str(e.index)
         while key in out:
             key = f"{key}#{e.index}"
-        out[key] = e.result if e.status == "completed" else None
+        out[key] = e.result if e.status == TaskStatus.COMPLETED else None
     return out
 
 
@@ -248,7 +250,7 @@ class WeightedAverage:
         self.n = 0
 
     def add(self, e: ElementResult) -> None:
-        if e.status != "completed" or not isinstance(e.result, dict):
+        if e.status != TaskStatus.COMPLETED or not isinstance(e.result, dict):
             return
         w = _weight(e, self.kind, self.base_payload, self.fan_out, self.weight_field)
         self.weight_total += w

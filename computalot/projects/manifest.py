@@ -1,4 +1,4 @@
-"""The ``computalot.project.json`` manifest at a project tarball's root (SPEC §4).
+"""The ``computalot.project.json`` manifest at a project tarball's root (docs/llms-full.md, "Projects").
 
 The manifest is optional; every field has a default, so a tarball without one runs as a plain
 ``python`` runtime. Models forbid unknown keys so a typo (``"requirments"``) is a 422 naming the

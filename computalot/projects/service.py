@@ -1,4 +1,4 @@
-"""Projects and revisions: create/list/update/delete and the tarball push (SPEC §4).
+"""Projects and revisions: create/list/update/delete and the tarball push (docs/llms-full.md, "Projects").
 
 A push streams the body to disk under a byte cap, extracts it safely, and publishes a
 content-addressed revision: the same content always maps to the same revision. Each revision is
@@ -27,13 +27,13 @@ from computalot.private_files import make_private_dirs
 from computalot.projects.tarball import FileEntry, diff_trees
 from computalot.projects.unpack import unpack_off_loop
 from computalot.settings import Settings
+from computalot.states import OPEN_JOB
 from computalot.store.models import Job, Project, Revision
 from computalot.timeutil import iso, utcnow
 
 log = logging.getLogger("computalot.projects")
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-UNFINISHED = ("planning", "queued", "running")
 
 
 def check_name(name: str) -> str:
@@ -122,7 +122,7 @@ async def delete_project(db: AsyncSession, project: Project) -> None:
     unfinished = await db.execute(
         select(func.count())
         .select_from(Job)
-        .where(Job.project_id == project.id, Job.status.in_(UNFINISHED))
+        .where(Job.project_id == project.id, Job.status.in_(OPEN_JOB))
     )
     if unfinished.scalar_one():
         raise Conflict(

@@ -1,4 +1,4 @@
-"""Safe extraction of a user-pushed project tarball (SPEC §4, push rules).
+"""Safe extraction of a user-pushed project tarball (docs/llms-full.md, "Projects").
 
 The body of ``POST /projects/:name/push`` is untrusted. Python's ``tarfile.extractall`` follows
 links, creates devices and trusts header sizes, so this module never calls it. Instead:

@@ -1,5 +1,5 @@
-"""How JSON columns (and the job routes' answers) are written: orjson, about 7x faster than
-``json.dumps`` on results and events, falling back to the standard library for what orjson
+"""How JSON columns (and the job routes' answers) are written: orjson, several times faster than
+``json.dumps`` on results and events (bench/README.md), falling back to the standard library for what orjson
 refuses (integers beyond 64 bits, strings that are not valid UTF-8), so every value the standard
 library can write is written.
 

@@ -3,15 +3,13 @@
 SQLAlchemy's aiosqlite adapter makes three or four round trips to aiosqlite's connection thread
 for every statement (open a cursor, execute, fetch, close), each two thread switches. This
 adapter runs the whole statement as one call on the same connection thread, so transactions,
-locking and errors are exactly aiosqlite's; only the hops go. Measured on a 2-core host: a
-trivial statement 0.77 -> 0.38 ms idle; bench/dispatch.py (a) overhead 59-62 -> 54-57 ms.
+locking and errors are exactly aiosqlite's; only the hops go (what that saves: bench/README.md).
 
 *Inline* engines skip the hop too: a statement runs on the event loop's thread with SQLite's
 busy timeout at zero, so it never sleeps there (an executemany of more than INLINE_MAX_ROWS
 rows still goes to the thread). Reads never wait in WAL mode; a write that finds another
 process holding the write lock fails at once with SQLITE_BUSY and is run again on the
-connection thread with the usual busy timeout, which waits without blocking the loop. Under
-load each hop cost 1-2 ms (a thread switch each way on a busy 2-core host).
+connection thread with the usual busy timeout, which waits without blocking the loop.
 
 It needs two private parts of aiosqlite (``Connection._execute`` and ``Connection._conn``) and
 SQLAlchemy 2.1's adapter layout; where they are missing :func:`sqlite_dbapi` gives the stock

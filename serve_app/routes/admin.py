@@ -1,4 +1,4 @@
-"""Admin routes: accounts, keys, wallet whitelist, credit grants, feedback (SPEC §3)."""
+"""Admin routes: accounts, keys, wallet whitelist, credit grants, feedback (docs/llms-full.md, "Auth")."""
 
 from __future__ import annotations
 

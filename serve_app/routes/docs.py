@@ -1,4 +1,4 @@
-"""Discovery routes (SPEC §10): public, rendered from ``docs/`` by :mod:`computalot.docs_site`."""
+"""Discovery routes (docs/llms.txt): public, rendered from ``docs/`` by :mod:`computalot.docs_site`."""
 
 from __future__ import annotations
 

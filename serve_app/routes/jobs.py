@@ -1,4 +1,5 @@
-"""Jobs: submit, list, read, tasks, output, events, cancel, results, presets (SPEC §5)."""
+"""Jobs: submit, list, read, tasks, output, events, cancel, results, presets (docs/llms-full.md,
+"Jobs")."""
 
 from __future__ import annotations
 
