@@ -73,37 +73,10 @@ async def verify_challenge(
     public_url: str,
     session_ttl_s: int,
 ) -> VerifiedSession:
+    """A wallet session for a signed challenge: the challenge is consumed (single use), then
+    only a whitelisted wallet gets an account (made on its first sign-in) and a session."""
     address = siwe.normalize_address(wallet_address)
-    challenge = await db.get(WalletChallenge, challenge_id)
-    if challenge is None or challenge.wallet_address != address:
-        raise Unauthorized(
-            "unknown challenge for this wallet", recommended_action="request a new challenge"
-        )
-    now = utcnow()
-    if challenge.used_at is not None:
-        raise Unauthorized(
-            "challenge was already used", recommended_action="request a new challenge"
-        )
-    if challenge.expires_at <= now:
-        raise Unauthorized("challenge expired", recommended_action="request a new challenge")
-    siwe.verify_signed_message(
-        message=challenge.message,
-        signature=signature,
-        expected_address=address,
-        expected_domain=siwe_domain(public_url),
-        expected_chain_id=siwe.chain_id(challenge.chain),
-        expected_nonce=challenge.nonce,
-        now=now,
-    )
-    consumed = await db.execute(
-        update(WalletChallenge)
-        .where(WalletChallenge.id == challenge.id, WalletChallenge.used_at.is_(None))
-        .values(used_at=now)
-    )
-    if consumed.rowcount != 1:  # type: ignore[attr-defined]
-        raise Unauthorized(
-            "challenge was already used", recommended_action="request a new challenge"
-        )
+    challenge = await _consume(db, challenge_id, address, signature, public_url)
     entry = await db.get(WalletWhitelist, (challenge.chain, address))
     if entry is None:
         await db.commit()  # the challenge stays consumed
@@ -122,3 +95,41 @@ async def verify_challenge(
         )
     sess, token = await create_wallet_session(db, account.id, session_ttl_s)
     return VerifiedSession(token=token, session=sess, account=account)
+
+
+def _used() -> Unauthorized:
+    return Unauthorized("challenge was already used", recommended_action="request a new challenge")
+
+
+async def _consume(
+    db: AsyncSession, challenge_id: str, address: str, signature: str, public_url: str
+) -> WalletChallenge:
+    """The wallet's challenge, checked (unused, unexpired, signed by ``address`` for this
+    domain) and marked used with a compare-and-set, so two verifies never both succeed."""
+    challenge = await db.get(WalletChallenge, challenge_id)
+    if challenge is None or challenge.wallet_address != address:
+        raise Unauthorized(
+            "unknown challenge for this wallet", recommended_action="request a new challenge"
+        )
+    now = utcnow()
+    if challenge.used_at is not None:
+        raise _used()
+    if challenge.expires_at <= now:
+        raise Unauthorized("challenge expired", recommended_action="request a new challenge")
+    siwe.verify_signed_message(
+        message=challenge.message,
+        signature=signature,
+        expected_address=address,
+        expected_domain=siwe_domain(public_url),
+        expected_chain_id=siwe.chain_id(challenge.chain),
+        expected_nonce=challenge.nonce,
+        now=now,
+    )
+    consumed = await db.execute(
+        update(WalletChallenge)
+        .where(WalletChallenge.id == challenge.id, WalletChallenge.used_at.is_(None))
+        .values(used_at=now)
+    )
+    if consumed.rowcount != 1:  # type: ignore[attr-defined]
+        raise _used()
+    return challenge

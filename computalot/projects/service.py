@@ -25,7 +25,7 @@ from computalot.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, f
 from computalot.ids import new_id
 from computalot.private_files import make_private_dirs
 from computalot.projects.tarball import FileEntry, diff_trees
-from computalot.projects.unpack import unpack_off_loop
+from computalot.projects.unpack import Unpacked, unpack_off_loop
 from computalot.settings import Settings
 from computalot.states import OPEN_JOB
 from computalot.store.models import Job, Project, Revision
@@ -236,39 +236,9 @@ async def push_revision(
         raise
     finally:
         upload.unlink(missing_ok=True)
-    tree = unpacked.tree
-
     previous = await get_revision(db, project.active_revision_id)
-    existing = (
-        await db.execute(
-            select(Revision).where(
-                Revision.project_id == project.id, Revision.content_hash == tree.content_hash
-            )
-        )
-    ).scalar_one_or_none()
-    final = root / tree.content_hash
-    keep = existing is not None and await asyncio.to_thread(Path(existing.path).is_dir)
-    await asyncio.to_thread(_place, staging, final, keep)
-    if existing is not None:
-        if not keep:
-            existing.path = str(final)
-        revision = existing
-    else:
-        revision = Revision(
-            id=new_id("rev"),
-            project_id=project.id,
-            account_id=project.account_id,
-            content_hash=tree.content_hash,
-            size_bytes=tree.total_bytes,
-            files=[asdict(f) for f in tree.files],
-            manifest=unpacked.manifest,
-            runtime_kind=unpacked.runtime_kind,
-            warnings=unpacked.warnings,
-            path=str(final),
-            pushed_at=utcnow(),
-        )
-        db.add(revision)
-    await _package(tree.content_hash, Path(revision.path), tree.total_bytes)
+    revision = await _publish(db, project, unpacked, staging, root / unpacked.tree.content_hash)
+    await _package(unpacked.tree.content_hash, Path(revision.path), unpacked.tree.total_bytes)
     project.active_revision_id = revision.id
     project.updated_at = utcnow()
     await db.flush()
@@ -276,7 +246,43 @@ async def push_revision(
     return {
         "project": project.name,
         "revision": revision_out(revision),
-        "tarball_diff": diff_trees(old_files, tree.files),
+        "tarball_diff": diff_trees(old_files, unpacked.tree.files),
         "warnings": list(revision.warnings),
         "can_accept_new_jobs": True,
     }
+
+
+async def _publish(
+    db: AsyncSession, project: Project, unpacked: Unpacked, staging: Path, final: Path
+) -> Revision:
+    """The revision of this content: the project's existing one (its tree kept, or put back if
+    its directory went), or a new row whose tree moves from ``staging`` to ``final``."""
+    tree = unpacked.tree
+    existing = (
+        await db.execute(
+            select(Revision).where(
+                Revision.project_id == project.id, Revision.content_hash == tree.content_hash
+            )
+        )
+    ).scalar_one_or_none()
+    keep = existing is not None and await asyncio.to_thread(Path(existing.path).is_dir)
+    await asyncio.to_thread(_place, staging, final, keep)
+    if existing is not None:
+        if not keep:
+            existing.path = str(final)
+        return existing
+    revision = Revision(
+        id=new_id("rev"),
+        project_id=project.id,
+        account_id=project.account_id,
+        content_hash=tree.content_hash,
+        size_bytes=tree.total_bytes,
+        files=[asdict(f) for f in tree.files],
+        manifest=unpacked.manifest,
+        runtime_kind=unpacked.runtime_kind,
+        warnings=unpacked.warnings,
+        path=str(final),
+        pushed_at=utcnow(),
+    )
+    db.add(revision)
+    return revision
