@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.engine.counters import (
@@ -42,6 +42,11 @@ CANCEL_JOB = (
     .values(
         status=JobStatus.CANCELLED,
         cancel_requested=True,
+        # A job cancelled while planning keeps the rows its planner wrote: no chunk is written
+        # after this commits (each is a compare-and-set on ``planning``), so its total is those.
+        n_total=case(
+            (JOBS.c.status == JobStatus.PLANNING, JOBS.c.planned_tasks), else_=JOBS.c.n_total
+        ),
         finished_at=bindparam("b_now", type_=JOBS.c.finished_at.type),
         error=JOB_CANCELLED,
         recommended_action=JOB_CANCELLED_ACTION,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -129,6 +129,8 @@ async def fail_job(db: AsyncSession, job: Job, code: str, message: str, action: 
             recommended_action=action,
             n_queued=Job.n_queued - n,
             n_cancelled=Job.n_cancelled + n,
+            # While planning: the rows written so far (no more are written after this).
+            n_total=case((Job.status == JobStatus.PLANNING, Job.planned_tasks), else_=Job.n_total),
             blocked=False,
         )
     )

@@ -89,6 +89,15 @@ def test_a_job_cancelled_while_planning_keeps_no_queued_task(
     assert answer.json()["status"] == "planning"
     cancelled = client.put(f"{API}/jobs/{job_id}/cancel")
     assert cancelled.status_code == 200, cancelled.text
+    # The answer is already consistent: the total is the rows written before the cancel.
+    at_cancel = cancelled.json()
+    assert at_cancel["status"] == "cancelled"
+    counts = at_cancel["task_counts"]
+    assert counts["queued"] == 0 and counts["total"] <= BIG
+    assert (
+        counts["running"] + counts["completed"] + counts["cancelled"] + counts["failed"]
+        == (counts["total"])
+    )
 
     def settled() -> Any:
         job = client.get(f"{API}/jobs/{job_id}").json()
