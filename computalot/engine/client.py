@@ -95,6 +95,20 @@ class EngineClient:
                 "could not kick the dispatcher (%s); it finds new work on its own", _why(exc)
             )
 
+    def announce(self, job_id: str) -> None:
+        """Events of ``job_id`` were committed outside the engine (e.g. its planning ended):
+        wake its streams now rather than at their next idle read (fire-and-forget)."""
+        try:
+            self.hub.written.remote({job_id: 1}, [])
+        except Exception as exc:
+            self._hub = None
+            log.warning(
+                "could not tell the event hub about job %s (%s); its streams see it at their "
+                "next read",
+                job_id,
+                _why(exc),
+            )
+
     def cancel(self, job_id: str) -> None:
         """Job ``job_id`` was cancelled in the store (``engine.cancelling.cancel_job``): the
         dispatcher stops its running attempts (fire-and-forget; its sweep finds them anyway)."""

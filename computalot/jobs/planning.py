@@ -17,7 +17,7 @@ job is still ``planning`` and still this planner's, and extends the planner's le
   old lease, plans again from the stored ``plan_input`` and writes from ``planned_tasks`` on.
 
 The dispatcher never claims tasks of a ``planning`` job: it only reads ``queued`` and
-``running`` jobs (``computalot.engine.records``).
+``running`` jobs (``computalot.engine.rows.CLAIMABLE_JOB``).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from computalot import views
 from computalot.ids import new_id
 from computalot.jobs.fanout import TaskPlan, plan_fanout
 from computalot.states import JobStatus, TaskStatus, job_is_terminal
@@ -56,9 +57,12 @@ SWEEP_S = 5.0
 
 
 class Engine(Protocol):
-    """What a planner needs of the engine client: wake the dispatcher once a job is queued."""
+    """What a planner needs of the engine client: wake the dispatcher and the job's streams
+    once a job is queued."""
 
     def kick(self, blocked: bool = False) -> None: ...
+
+    def announce(self, job_id: str) -> None: ...
 
 
 def task_rows(job_id: str, account_id: str, tasks: Sequence[TaskPlan]) -> list[dict[str, Any]]:
@@ -151,6 +155,7 @@ class Planner:
             queued = await self._write_rows(planning, tasks) and await self._finish(planning, tasks)
             if queued and self.engine is not None:
                 self.engine.kick(blocked=planning.blocked)
+                self.engine.announce(planning.job_id)
         except Exception:
             log.exception("planning job %s failed; another planner resumes it", planning.job_id)
         finally:
@@ -203,8 +208,13 @@ class Planner:
                 await db.rollback()
                 await self._stopped(planning.job_id)
                 return False
-            data = {"id": planning.job_id, "status": JobStatus.QUEUED}
-            await write_events(db, [EventRow(planning.job_id, planning.account_id, "job", data)])
+            job = await db.get(Job, planning.job_id)
+            assert job is not None  # the compare-and-set above just moved it
+            await db.refresh(job)
+            snapshot = views.job_out(job)
+            await write_events(
+                db, [EventRow(planning.job_id, planning.account_id, "job", snapshot)]
+            )
             await db.commit()
         log.info("job %s planned: %d tasks queued", planning.job_id, len(tasks))
         return True

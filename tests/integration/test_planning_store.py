@@ -22,9 +22,13 @@ N = 23
 class Kicks:
     def __init__(self) -> None:
         self.kicked: list[bool] = []
+        self.announced: list[str] = []
 
     def kick(self, blocked: bool = False) -> None:
         self.kicked.append(blocked)
+
+    def announce(self, job_id: str) -> None:
+        self.announced.append(job_id)
 
 
 async def planning_job(store: Store, planner_id: str, lease_s: float = 30.0) -> Planning:
@@ -80,9 +84,12 @@ async def test_rows_are_written_in_chunks_then_the_job_is_queued(store: Store) -
     assert counts == {TaskStatus.QUEUED: N}
     assert indexes == list(range(N))
     assert engine.kicked == [False]
+    assert engine.announced == [planning.job_id]
     async with store.sessions() as db:
         events = await db.execute(select(Event.event, Event.data).where(Event.job_id == job.id))
-        assert [tuple(e) for e in events] == [("job", {"id": job.id, "status": "queued"})]
+        ((name, data),) = [tuple(e) for e in events]
+        assert name == "job" and data["id"] == job.id and data["status"] == "queued"
+        assert data["task_counts"]["total"] == N and data["task_counts"]["queued"] == N
 
 
 async def test_a_job_cancelled_while_planning_keeps_no_queued_task(store: Store) -> None:
