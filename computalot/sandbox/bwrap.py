@@ -33,7 +33,7 @@ from pathlib import Path
 INNER_TASK = "/task"
 SYSTEM_DIRS = ("/usr", "/etc")
 MERGED_USR = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-#: Each mount costs bubblewrap some 50-100 µs per task: only what programs commonly need.
+#: Every mount costs each task's start (bench/README.md): only what programs commonly need.
 DEVICES = ("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")
 CPU_INFO = ("/sys/devices/system/cpu",)  # glibc counts online CPUs here (os.cpu_count)
 GPU_DEVICES = ("/dev/nvidia*", "/dev/dri")

@@ -1,16 +1,16 @@
 """Writing a big result into ``tasks.result`` off the event loop, without a copy in Python.
 
-Storing a 50 MB text with one ``UPDATE`` from Python costs three copies in the writing process
+Storing a big text with one ``UPDATE`` from Python costs three copies in the writing process
 (the ``str``, SQLite's copy of the bound parameter, which its statement cache then keeps until
-the next write, and the row record it builds: 145 MB measured for 50 MB) and runs on the
-caller's thread, which for the dispatcher is its event loop. Here the column is first set to a
-``zeroblob`` of the right size and the bytes are then copied into it a megabyte at a time
-through SQLite's incremental blob I/O, straight from the buffer Ray handed over (a view of its
-object store's shared memory). SQLite still builds the zero-filled record once (``result`` is
-not the table's last column, so the zeros are materialized with it): two transient copies,
-95 MB for 50 MB, none left behind. All of it runs on the connection's own thread, so the event
-loop goes on serving meanwhile, and in the caller's transaction, so the row commits (or rolls
-back) with everything else.
+the next write, and the row record it builds) and runs on the caller's thread, which for the
+dispatcher is its event loop. Here the column is first set to a ``zeroblob`` of the right size
+and the bytes are then copied into it a megabyte at a time through SQLite's incremental blob
+I/O, straight from the buffer Ray handed over (a view of its object store's shared memory).
+SQLite still builds the zero-filled record once (``result`` is not the table's last column):
+two transient copies, none left behind (bench/README.md, "Why the API and store do what they
+do"). All of it runs on the connection's own thread, so the event loop goes on serving
+meanwhile, and in the caller's transaction, so the row commits (or rolls back) with everything
+else.
 
 The value is stored as a BLOB of UTF-8 JSON text; every reader takes it as text
 (``CAST(result AS TEXT)``, or the JSON column's decoder, which reads bytes too).

@@ -1,5 +1,5 @@
 """The API foundation over real HTTP through Ray Serve: auth, roles, admin routes and CLI, the
-error envelope, body limits and account isolation (SPEC §2, §3)."""
+error envelope, body limits and account isolation (docs/llms-full.md: "Errors", "Auth")."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ ENVELOPE_KEYS = {"code", "message", "details", "recommended_action"}
 
 
 def assert_envelope(answer: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """SPEC §2: every non-2xx answer is ``{"error": {code, message, details, recommended_action}}``."""
+    """docs/llms-full.md, "Errors": every non-2xx answer is ``{"error": {code, message, details, recommended_action}}``."""
     assert answer.status_code == status, answer.text
     assert "Traceback" not in answer.text
     assert answer.headers["content-type"].startswith("application/json"), answer.headers
@@ -549,7 +549,7 @@ def test_accounts_never_see_each_other(new_account: Any) -> None:
     project = f"iso-{uuid.uuid4().hex[:8]}"
     assert alice.post("/api/v1/projects", json={"name": project}).status_code == 201
     assert alice.get(f"/api/v1/projects/{project}").status_code == 200
-    # Another account's project is "not found", never "forbidden" (SPEC §2).
+    # Another account's project is "not found", never "forbidden" (docs/llms-full.md, "Errors").
     assert_envelope(bob.get(f"/api/v1/projects/{project}"), 404, "not_found")
     assert project not in bob.get("/api/v1/projects").text
     # The name is per account: Bob may use it too.

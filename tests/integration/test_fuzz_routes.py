@@ -9,7 +9,7 @@ percent-encoded bytes), query values and headers, and bodies nested past the dep
 field, carrying NUL, control characters, lone surrogates, NaN / Infinity, invalid UTF-8,
 truncated, or sent as another content type. Every body field's wrong types, every query and
 header parameter's hostile values and every method a path does not serve are also sent one by
-one. Every answer must be under 500, in SPEC §2's envelope when it is not 2xx, and never a
+one. Every answer must be under 500, in the error envelope (docs/llms-full.md, "Errors") when it is not 2xx, and never a
 traceback; a body no route may accept is never 2xx, and another account's object is never 2xx.
 Afterwards the platform is ready and runs a trivial job. Findings that belong to other modules
 are ``xfail(strict=True)`` tests of their own, so they flip when fixed.

@@ -1,4 +1,4 @@
-"""Fairness across accounts (DESIGN.md, the dispatcher): real local Ray, real HTTP, real runners."""
+"""Fairness across accounts (docs/operating.md, "How it fits together"): real local Ray, real HTTP, real runners."""
 
 from __future__ import annotations
 

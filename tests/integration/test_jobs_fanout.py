@@ -1,6 +1,6 @@
 """Fan-out shapes, batching, merge strategies, result validation and submit-time refusals.
 
-Real local Ray, real HTTP, real runner subprocesses (SPEC §5.2, §5.7, §6). The runner writes
+Real local Ray, real HTTP, real runner subprocesses (docs/llms-full.md: Fan-out, Results, Runner protocol). The runner writes
 the exact payload file it was handed to a shared directory, so the tests check what the
 process saw, not only what the API says it sent.
 """

@@ -1,4 +1,4 @@
-"""Server-Sent Events over real HTTP (SPEC §5.8): liveness, ordering, resume, multi-job watch.
+"""Server-Sent Events over real HTTP (docs/llms-full.md, "Streaming"): liveness, ordering, resume, multi-job watch.
 
 The runner prints a progress line and some output, then blocks until the test creates a file;
 the test creates it only after the stream delivered both events, so passing proves the events

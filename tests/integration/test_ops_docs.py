@@ -1,4 +1,4 @@
-"""Ops routes, feedback and the discovery surface over real HTTP (SPEC §3 metrics, §10)."""
+"""Ops routes, feedback and the discovery surface over real HTTP (docs/llms-full.md: "Metrics access", "Ops")."""
 
 from __future__ import annotations
 

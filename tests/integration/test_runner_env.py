@@ -1,4 +1,4 @@
-"""What a runner process really gets in a real job (SPEC §6): exactly the protocol's variables,
+"""What a runner process really gets in a real job (docs/llms-full.md, "Runner protocol"): exactly the protocol's variables,
 no secret of the platform, and the runtime's Python as ``python3``.
 
 The runner reports its initial environment block (``/proc/self/environ``, so nothing Python adds

@@ -1,4 +1,4 @@
-"""Many SSE streams on one replica, through real HTTP and real Ray (SPEC §5.8).
+"""Many SSE streams on one replica, through real HTTP and real Ray (docs/llms-full.md, "Streaming").
 
 The runners print a progress line every 0.2 s until the test creates their gate file, so the
 jobs are running for as long as a test needs them to.

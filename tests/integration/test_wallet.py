@@ -1,4 +1,4 @@
-"""Wallet sign-in (SPEC §3) over real HTTP with real secp256k1 keys: challenge → personal_sign →
+"""Wallet sign-in (docs/llms-full.md, "Auth") over real HTTP with real secp256k1 keys: challenge → personal_sign →
 verify → ``fls_`` session, and every way it must refuse."""
 
 from __future__ import annotations

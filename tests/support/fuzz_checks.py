@@ -20,7 +20,7 @@ def strict_json(answer: Exchange) -> Any:
 
 
 def assert_envelope(answer: Exchange, what: str) -> dict[str, Any]:
-    """SPEC §2: a JSON body ``{"error": {code, message, details, recommended_action}}``."""
+    """The error envelope: a JSON body ``{"error": {code, message, details, recommended_action}}``."""
     assert answer.content_type == "application/json", f"not JSON: {answer.body[:500]!r}\n{what}"
     error = strict_json(answer)["error"]
     assert set(error) >= ENVELOPE_KEYS, f"{error}\n{what}"

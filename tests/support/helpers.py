@@ -47,7 +47,7 @@ ENVELOPE_KEYS = {"code", "message", "details", "recommended_action"}
 
 
 def assert_envelope(answer: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """The answer is SPEC §2's error envelope with this status and code; its ``error``."""
+    """The answer is the error envelope (docs/llms-full.md, "Errors") with this status and code; its ``error``."""
     assert answer.status_code == status, answer.text
     assert "Traceback" not in answer.text
     err = answer.json()["error"]

@@ -15,7 +15,7 @@ class Answer:
     body: bytes
 
     def envelope(self) -> dict[str, Any]:
-        """The SPEC §2 error envelope this answer must be (asserts its shape)."""
+        """The error envelope this answer must be (asserts its shape)."""
         assert self.headers.get("content-type", "").startswith("application/json"), self
         error = json.loads(self.body)["error"]
         assert set(error) == {"code", "message", "details", "recommended_action"}, error

@@ -1,4 +1,4 @@
-"""Fan-out planning (SPEC §5.2): shapes, batching, chunk boundaries and every 422."""
+"""Fan-out planning (docs/llms-full.md, "Fan-out"): shapes, batching, chunk boundaries and every 422."""
 
 from __future__ import annotations
 

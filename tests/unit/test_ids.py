@@ -29,7 +29,7 @@ def test_new_id_shape(prefix: str) -> None:
 
 
 def test_spec_prefixes_all_known() -> None:
-    # SPEC §1 prefixes plus our own: fb (feedback), wss (wallet session), prj (project)
+    # the documented id prefixes plus our own: fb (feedback), wss (wallet session), prj (project)
     assert set(SPEC_PREFIXES) | {"fb", "wss", "prj"} == ID_PREFIXES
 
 

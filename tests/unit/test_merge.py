@@ -1,4 +1,4 @@
-"""Batch splitting, quality extraction and the merge strategies (SPEC §5.2, §5.7, §6)."""
+"""Batch splitting, quality extraction and the merge strategies (docs/llms-full.md: Fan-out, Results, Runner protocol)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The per-account request budget (SPEC §2: 429 ``rate_limited`` with ``Retry-After``)."""
+"""The per-account request budget (docs/llms-full.md, "Errors": 429 ``rate_limited`` with ``Retry-After``)."""
 
 from __future__ import annotations
 
