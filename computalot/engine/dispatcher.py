@@ -2,18 +2,18 @@
 
 It writes task and job status (a cancel's first step is the API's: ``engine.cancelling``), and
 the events reporting each change in the same transaction (``computalot.store.events``). Each
-cycle it records finished attempts (``settling``), stops cancelled jobs' attempts, releases jobs
-whose dependencies completed (``dependencies``), and claims queued tasks (``claiming``) to launch
-into free slots (``launching``): about BACKLOG_S of work beyond the CPUs (``scheduling.inflight_target``), never more than
-``max_inflight_tasks``, so a 100,000-task job never becomes 100,000 ObjectRefs. On start it
-reconciles the store (``reconciling``): attempts a dead incarnation left ``running`` are requeued
-(infrastructure loss) or failed with ``worker_lost``.
+cycle it records finished attempts (``recording``, ``settling``), stops cancelled jobs'
+attempts, releases jobs whose dependencies completed (``dependencies``), and claims queued tasks
+(``claiming``) to launch into free slots (``launching``): about BACKLOG_S of work beyond the
+CPUs (``scheduling.inflight_target``), never more than ``max_inflight_tasks``, so a
+100,000-task job never becomes 100,000 ObjectRefs. On start it reconciles the store
+(``reconciling``): attempts a dead incarnation left ``running`` are requeued (infrastructure
+loss) or failed with ``worker_lost``. What it knows of the cluster is ``engine.cluster``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 import uuid
@@ -29,18 +29,17 @@ from ray.actor import ActorHandle
 from ray.exceptions import RayError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from computalot.engine import cancelling, claiming, dependencies, reconciling, settling
+from computalot.engine import cancelling, claiming, dependencies, reconciling, recording
 from computalot.engine.attempt import Outcome
 from computalot.engine.claiming import Launch, UnreadableTask
-from computalot.engine.failures import judge_failure
+from computalot.engine.cluster import ClusterView, alive_nodes
 from computalot.engine.inflight import Inflight, stops_due
 from computalot.engine.launching import RevisionCache, launch_spec
 from computalot.engine.names import DISPATCHER_NAME, HUB_NAME
-from computalot.engine.outcomes import Verdict, infrastructure_loss, judge_outcome
 from computalot.engine.packages import PackageCache
 from computalot.engine.quarantine import quarantine_job
 from computalot.engine.record_queue import Ended, RecordQueue
-from computalot.engine.rows import JobCache, JobInfo, load_task_rows
+from computalot.engine.rows import JobCache
 from computalot.engine.run_task import run_task
 from computalot.engine.scheduling import (
     Demand,
@@ -49,7 +48,7 @@ from computalot.engine.scheduling import (
     inflight_target,
     rotate,
 )
-from computalot.engine.settling import Judged, WarmNodes
+from computalot.engine.settling import WarmNodes
 from computalot.gc_pause import gc_paused
 from computalot.settings import Secrets, load_settings_with
 from computalot.states import TERMINAL_TASK
@@ -62,7 +61,6 @@ AttemptRefs = tuple[ObjectRef[Outcome], ObjectRef[NDArray[np.uint8] | None]]
 RunTask = RemoteFunction0[tuple[Outcome, NDArray[np.uint8] | None], dict[str, Any]]
 
 BACKSTOP_SLACK_S = 60.0
-CLUSTER_REFRESH_S = 5.0
 SWEEP_INTERVAL_S = 2.0
 
 
@@ -78,12 +76,7 @@ class Dispatcher:
         self.wakeup = asyncio.Event()
         self.packages = PackageCache()
         self.rotation: list[str] = []
-        self.alive_nodes: list[dict[str, float]] = alive_nodes()
-        self.cluster_cpus = 1
-        #: The hard bound on launched Ray tasks (back-pressure); how many are kept in flight
-        #: below it follows the completion rate (``scheduling.inflight_target``).
-        self.max_inflight = 1
-        self._apply_cluster(self.alive_nodes)
+        self.cluster = ClusterView(self.settings.max_inflight_tasks, alive_nodes())
         self.completions: deque[float] = deque(maxlen=128)
         self.ready = False
         self.check_cancels = True
@@ -106,7 +99,7 @@ class Dispatcher:
         self.last_error: str | None = None  # the last failed cycle's error, until one succeeds
         loop = asyncio.get_running_loop()
         self._main_task = loop.create_task(self._main())
-        self._cluster_task = loop.create_task(self._follow_cluster())
+        self._cluster_task = loop.create_task(self.cluster.follow(self._new_slots))
 
     # ---- public actor methods -------------------------------------------------------------
     async def ping(self) -> dict[str, Any]:
@@ -118,8 +111,8 @@ class Dispatcher:
             "epoch": self.epoch,
             "inflight": len(self.inflight),
             "capacity": self.capacity(),
-            "max_inflight": self.max_inflight,
-            "cluster_cpus": self.cluster_cpus,
+            "max_inflight": self.cluster.max_inflight,
+            "cluster_cpus": self.cluster.cpus,
             "cycle_age_s": round(time.monotonic() - self.last_cycle_at, 3),
             "last_error": self.last_error,
             "quarantined": self.quarantined,
@@ -127,7 +120,7 @@ class Dispatcher:
 
     def capacity(self) -> int:
         return inflight_target(
-            self.cluster_cpus, self.completions, time.monotonic(), self.max_inflight
+            self.cluster.cpus, self.completions, time.monotonic(), self.cluster.max_inflight
         )
 
     def kick(self, blocked: bool = False) -> None:
@@ -153,32 +146,12 @@ class Dispatcher:
 
     def nodes(self) -> list[dict[str, float]]:
         """Total resources of each alive node (for ``unsatisfiable_requirements``), as of the
-        last refresh (at most CLUSTER_REFRESH_S old)."""
-        return self.alive_nodes
+        last refresh (``engine.cluster``)."""
+        return self.cluster.nodes
 
-    def _apply_cluster(self, nodes: list[dict[str, float]]) -> None:
-        """Capacity follows the cluster: nodes that join (``ray up`` starts workers after the
-        head, an autoscaler adds more) raise the in-flight target, nodes that leave lower it."""
-        self.alive_nodes = nodes
-        self.cluster_cpus = max(1, int(sum(n.get("CPU", 0.0) for n in nodes)))
-        self.max_inflight = self.settings.max_inflight_tasks or 4 * self.cluster_cpus + 32
-
-    async def _follow_cluster(self) -> None:
-        """Re-read the alive nodes every CLUSTER_REFRESH_S (on a thread: a GCS round trip)."""
-        while True:
-            await asyncio.sleep(CLUSTER_REFRESH_S)
-            try:
-                nodes = await asyncio.to_thread(alive_nodes)
-            except Exception as exc:
-                log.warning("could not read the cluster's nodes: %s", exc)
-                continue
-            if nodes != self.alive_nodes:
-                before = self.cluster_cpus
-                self._apply_cluster(nodes)
-                if self.cluster_cpus != before:
-                    log.info("cluster CPUs %d -> %d", before, self.cluster_cpus)
-                    self.queue_gen += 1  # new slots: claim again
-                    self.wakeup.set()
+    def _new_slots(self) -> None:
+        self.queue_gen += 1  # the cluster's CPUs changed: claim again
+        self.wakeup.set()
 
     # ---- main loop --------------------------------------------------------------------------
     @property
@@ -255,7 +228,7 @@ class Dispatcher:
                 0.0
                 if self.urgent
                 else batch_window(
-                    len(self.inflight), self.cluster_cpus, self.completions, time.monotonic()
+                    len(self.inflight), self.cluster.cpus, self.completions, time.monotonic()
                 )
             )
             if window > 0:
@@ -364,63 +337,7 @@ class Dispatcher:
 
     # ---- recording outcomes -----------------------------------------------------------------
     async def _record(self, db: AsyncSession, batch: list[tuple[Inflight, Ended]]) -> Events:
-        texts = await self._fetch_texts(batch)  # before the first statement: no open transaction
-        tasks = await load_task_rows(db, [info.task_id for info, _outcome in batch])
-        jobs = await self.jobs.load(db, (info.job_id for info, _outcome in batch))
-        judged = []
-        for info, outcome in batch:
-            task = tasks.get(info.task_id)
-            job = jobs.get(info.job_id)
-            if task is None or job is None:
-                continue
-            text = texts.get(info.task_id)
-            if not isinstance(outcome, Outcome):
-                judged.append(
-                    Judged(job, task, info.attempt, self._judge(info, job, outcome), None)
-                )
-                continue
-            if isinstance(text, BaseException):
-                lost = f"result lost: {type(text).__name__}: {text}"[:300]
-                verdict = infrastructure_loss(lost)
-            else:
-                verdict = judge_outcome(outcome, text)
-            judged.append(Judged(job, task, info.attempt, verdict, outcome))
-        return await settling.apply_verdicts(
-            db,
-            judged,
-            lost_budget=self.settings.worker_lost_retries,
-            max_result_bytes=self.settings.max_result_bytes,
-            max_job_result_bytes=self.settings.max_job_result_bytes,
-            warm=self.warm,
-        )
-
-    def _judge(self, info: Inflight, job: JobInfo, exc: BaseException) -> Verdict:
-        verdict = judge_failure(info, exc, job.timeout_s)
-        log.warning(
-            "task %s of job %s attempt %d ended with %s: %s",
-            info.task_id,
-            info.job_id,
-            info.attempt,
-            type(exc).__name__,
-            verdict.code,
-        )
-        return verdict
-
-    async def _fetch_texts(
-        self, batch: list[tuple[Inflight, Ended]]
-    ) -> dict[str, NDArray[np.uint8] | BaseException | None]:
-        """The big results' texts (each attempt's second return value) by task id, fetched now
-        that their attempts are being recorded (the queue's byte budget bounds them); an
-        exception in place of a text that could not be fetched."""
-        wanted = [
-            (info, info.text_ref)
-            for info, outcome in batch
-            if isinstance(outcome, Outcome) and outcome.result_in_ref and info.text_ref
-        ]
-        if not wanted:
-            return {}
-        texts = await asyncio.gather(*(ref for _info, ref in wanted), return_exceptions=True)
-        return {info.task_id: text for (info, _ref), text in zip(wanted, texts, strict=True)}
+        return await recording.record_batch(db, batch, self.settings, self.jobs, self.warm)
 
     # ---- cancels and timeouts ---------------------------------------------------------------
     async def _apply_cancels(self, db: AsyncSession) -> Events:
@@ -516,7 +433,7 @@ class Dispatcher:
         except (RayError, Exception) as exc:
             outcome = exc
         if isinstance(outcome, Outcome) and outcome.artifacts:
-            outcome = await self._write_artifacts(info, outcome)
+            outcome = await recording.write_artifacts(self.settings.data_dir, info, outcome)
         self.inflight.pop(info.task_id, None)
         if self.inflight:
             self.completions.append(time.monotonic())
@@ -526,35 +443,6 @@ class Dispatcher:
             self.completions.clear()
         self.finished.add(info, outcome)
         self.wakeup.set()
-
-    async def _write_artifacts(self, info: Inflight, outcome: Outcome) -> Outcome:
-        """The attempt's artifact files, written on a thread (never on this event loop) as soon
-        as it ends, so only their rows are left to record and their data is dropped now."""
-        try:
-            written = await asyncio.to_thread(
-                settling.write_artifacts,
-                self.settings.data_dir,
-                info.task_id,
-                info.attempt,
-                outcome.artifacts,
-            )
-        except OSError as exc:
-            log.warning(
-                "could not store the artifacts of task %s of job %s: %s",
-                info.task_id,
-                info.job_id,
-                exc,
-            )
-            warning = f"artifacts not stored: {type(exc).__name__}: {str(exc)[:200]}"
-            return dataclasses.replace(
-                outcome, artifacts=[], artifact_warnings=[*outcome.artifact_warnings, warning]
-            )
-        return dataclasses.replace(outcome, artifacts=written)
-
-
-def alive_nodes() -> list[dict[str, float]]:
-    """Total resources of each alive Ray node (blocking: a GCS call)."""
-    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
 
 
 def dispatcher_actor_options(namespace: str) -> dict[str, Any]:

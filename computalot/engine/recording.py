@@ -1,0 +1,118 @@
+"""Recording a batch of ended attempts: from what Ray returned to settled rows and events.
+
+Each ended attempt is an :class:`~computalot.engine.attempt.Outcome` (run_task returned) or the
+exception Ray raised in its place (judged by type: ``engine.failures``). Big results travel as a
+second object (run_task's second return value) fetched only here, while the attempt is recorded,
+so the queue's byte budget bounds what the dispatcher holds. Settling itself (verdicts, retries,
+counters, events) is ``engine.settling``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from computalot.engine import settling
+from computalot.engine.attempt import Outcome
+from computalot.engine.failures import judge_failure
+from computalot.engine.inflight import Inflight
+from computalot.engine.outcomes import Verdict, infrastructure_loss, judge_outcome
+from computalot.engine.record_queue import Ended
+from computalot.engine.rows import JobCache, JobInfo, load_task_rows
+from computalot.engine.settling import Judged, WarmNodes
+from computalot.settings import Settings
+from computalot.store.events import Events
+
+log = logging.getLogger("computalot.dispatcher")
+
+Batch = list[tuple[Inflight, Ended]]
+Text = NDArray[np.uint8] | BaseException | None
+
+
+async def record_batch(
+    db: AsyncSession, batch: Batch, settings: Settings, jobs: JobCache, warm: WarmNodes
+) -> Events:
+    """Settle ``batch`` in ``db``'s transaction; the events to write with it. Attempts whose task
+    or job is gone (a stale record) are skipped."""
+    texts = await fetch_texts(batch)  # before the first statement: no open transaction
+    tasks = await load_task_rows(db, [info.task_id for info, _outcome in batch])
+    known = await jobs.load(db, (info.job_id for info, _outcome in batch))
+    judged = []
+    for info, ended in batch:
+        task = tasks.get(info.task_id)
+        job = known.get(info.job_id)
+        if task is None or job is None:
+            continue
+        if isinstance(ended, Outcome):
+            verdict = _judge_outcome(ended, texts.get(info.task_id))
+            judged.append(Judged(job, task, info.attempt, verdict, ended))
+        else:
+            judged.append(Judged(job, task, info.attempt, _judge_raised(info, job, ended), None))
+    return await settling.apply_verdicts(
+        db,
+        judged,
+        lost_budget=settings.worker_lost_retries,
+        max_result_bytes=settings.max_result_bytes,
+        max_job_result_bytes=settings.max_job_result_bytes,
+        warm=warm,
+    )
+
+
+def _judge_outcome(outcome: Outcome, text: Text) -> Verdict:
+    if isinstance(text, BaseException):
+        return infrastructure_loss(f"result lost: {type(text).__name__}: {text}"[:300])
+    return judge_outcome(outcome, text)
+
+
+def _judge_raised(info: Inflight, job: JobInfo, exc: BaseException) -> Verdict:
+    verdict = judge_failure(info, exc, job.timeout_s)
+    log.warning(
+        "task %s of job %s attempt %d ended with %s: %s",
+        info.task_id,
+        info.job_id,
+        info.attempt,
+        type(exc).__name__,
+        verdict.code,
+    )
+    return verdict
+
+
+async def fetch_texts(batch: Batch) -> dict[str, Text]:
+    """The big results' texts (each attempt's second return value) by task id; an exception in
+    place of a text that could not be fetched."""
+    wanted = [
+        (info, info.text_ref)
+        for info, outcome in batch
+        if isinstance(outcome, Outcome) and outcome.result_in_ref and info.text_ref
+    ]
+    if not wanted:
+        return {}
+    texts = await asyncio.gather(*(ref for _info, ref in wanted), return_exceptions=True)
+    return {info.task_id: text for (info, _ref), text in zip(wanted, texts, strict=True)}
+
+
+async def write_artifacts(data_dir: Path, info: Inflight, outcome: Outcome) -> Outcome:
+    """The attempt's artifact files, written on a thread (never on the dispatcher's event loop)
+    as soon as it ends, so only their rows are left to record and their data is dropped now."""
+    try:
+        written = await asyncio.to_thread(
+            settling.write_artifacts, data_dir, info.task_id, info.attempt, outcome.artifacts
+        )
+    except OSError as exc:
+        log.warning(
+            "could not store the artifacts of task %s of job %s: %s",
+            info.task_id,
+            info.job_id,
+            exc,
+        )
+        warning = f"artifacts not stored: {type(exc).__name__}: {str(exc)[:200]}"
+        return dataclasses.replace(
+            outcome, artifacts=[], artifact_warnings=[*outcome.artifact_warnings, warning]
+        )
+    return dataclasses.replace(outcome, artifacts=written)
