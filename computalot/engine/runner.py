@@ -6,15 +6,15 @@ cancels kill everything it spawned with ``os.killpg``), under rlimits (it cannot
 watched by the worker's reaper (its group dies with the worker, see ``engine/reaper``) and with
 an explicit, minimal environment (no platform secret leaks). One thread multiplexes both pipes
 and a pidfd with a selector: there are no reader threads to leak when a stray grandchild keeps a
-pipe open, and the exit is seen at once, so a fast command pays no polling latency. ``on_event`` is only ever called from the calling thread.
+pipe open, and the exit is seen at once, so a fast command pays no polling latency. What it
+prints is read by ``engine.runner_output``; ``on_event`` is only ever called from the calling
+thread.
 Linux only; no Ray needed (``run_task`` calls this inside a Ray task).
 """
 
 from __future__ import annotations
 
-import codecs
 import contextlib
-import json
 import logging
 import math
 import os
@@ -26,13 +26,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from computalot.engine.reaper import REAPER
-from computalot.jsonsafe import nesting_exceeds, scrub
+from computalot.engine.runner_output import TAIL_CHARS, OnEvent, Output
 from computalot.states import TaskStatus
 
 if TYPE_CHECKING:
@@ -40,19 +40,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OnEvent = Callable[[str, dict[str, Any]], None]
-
-TAIL_CHARS = 10 * 1024  # kept per tail (stdout, stderr, interleaved)
-MAX_LINE_BYTES = 64 * 1024  # longer lines are cut into pieces of this size
-FLUSH_INTERVAL_S = 0.1  # live output is coalesced into at most one event per stream per interval
-MAX_PENDING_CHARS = 64 * 1024  # live output kept per stream between flushes; the excess is skipped
 POLL_S = 0.05  # upper bound on how late a cancel or timeout is noticed
 LIMIT_CHECK_S = 0.25  # how often a sandbox's limits (memory, disk) are looked at
 CPU_KILL_SLACK_S = 5  # RLIMIT_CPU: SIGXCPU at the limit, SIGKILL this much later
 SIGNAL_EXIT = 128  # a sandbox exits 128 + N when its command was killed by signal N
 DRAIN_TIMEOUT_S = 1.0  # after the group is dead: wait this long for pipe EOF (escaped grandchild)
 INTERRUPT_GRACE_S = 1.0  # SIGTERM grace when run_command itself is interrupted
-PROGRESS_PREFIX = b"COMPUTALOT_PROGRESS:"
 
 
 @dataclass
@@ -173,44 +166,6 @@ def _apply_limits(pid: int, plan: list[tuple[int, int, int]]) -> None:
             log.warning("could not set rlimit %d on runner process %d: %s", res, pid, exc)
 
 
-def _parse_progress(raw: bytes) -> dict[str, Any] | None:
-    """The progress object; NaN / Infinity (Python's ``json`` writes them) read as null, lone
-    surrogates as U+FFFD (see ``computalot.jsonsafe``). A line nested deeper than
-    ``MAX_JSON_DEPTH`` is not progress (it stays plain output)."""
-    if nesting_exceeds(raw):
-        return None
-    try:
-        obj = json.loads(raw, parse_constant=_null)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(obj, dict):
-        return None
-    return scrub(obj)[0] if b"\\u" in raw else obj  # lone surrogates -> U+FFFD
-
-
-def _null(_token: str) -> None:
-    return None
-
-
-class _Stream:
-    def __init__(self, name: str, file: Any) -> None:
-        self.name = name
-        self.file = file
-        self.fd: int = file.fileno()
-        self.buf = bytearray()
-        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self.mid_line = False  # last piece was cut at MAX_LINE_BYTES, not at a newline
-        self.tail = ""
-        self.pending = ""  # live output not yet sent to on_event
-        self.skipped = 0  # chars dropped from pending since the last flush
-        self.open = True
-
-
-def _keep_tail(tail: str, text: str) -> str:
-    tail += text
-    return tail[-TAIL_CHARS:] if len(tail) > 2 * TAIL_CHARS else tail
-
-
 class _Run:
     """State of one running child; every method runs in the thread that called run_command."""
 
@@ -221,33 +176,19 @@ class _Run:
         sandbox: TaskSandbox | None = None,
     ) -> None:
         self.proc = proc
-        self.on_event = on_event
         self.sandbox = sandbox
         self.limit_error: str | None = None  # set with reason = a limit's failure code
         self.next_limit_check = time.monotonic() + LIMIT_CHECK_S
-        self.streams = [_Stream("stdout", proc.stdout), _Stream("stderr", proc.stderr)]
-        self.output_tail = ""
-        self.last_progress: dict[str, Any] | None = None
         #: "timeout" | "cancelled" | a limit's failure code, once we started stopping it
         self.reason: str | None = None
-        self.next_flush = 0.0
         self.sel = selectors.DefaultSelector()
-        for s in self.streams:
-            self.sel.register(s.fd, selectors.EVENT_READ, s)
+        self.out = Output(proc, on_event, self.sel)
         self.pidfd: int | None = None
         try:
             self.pidfd = os.pidfd_open(proc.pid)
             self.sel.register(self.pidfd, selectors.EVENT_READ, None)
         except (OSError, AttributeError):  # pragma: no cover - kernel < 5.3: poll with backoff
             pass
-
-    def emit(self, kind: str, data: dict[str, Any]) -> None:
-        if self.on_event is None:
-            return
-        try:
-            self.on_event(kind, data)
-        except Exception:
-            log.debug("runner on_event(%r) failed; ignored", kind, exc_info=True)
 
     def exited(self) -> bool:
         """True once the child is dead; WNOWAIT keeps it unreaped so its pgid cannot be reused."""
@@ -310,15 +251,15 @@ class _Run:
             wait_s = min(POLL_S, kill_at - now, deadline - now if self.reason is None else POLL_S)
             if self.sandbox is not None and self.reason is None:
                 wait_s = min(wait_s, self.next_limit_check - now)
-            if any(s.pending or s.skipped for s in self.streams):
-                wait_s = min(wait_s, self.next_flush - now)
-            if self.pidfd is None and not any(s.open for s in self.streams):
+            if self.out.any_pending():
+                wait_s = min(wait_s, self.out.next_flush - now)
+            if self.pidfd is None and not self.out.any_open():
                 wait_s, backoff_s = min(wait_s, backoff_s), min(backoff_s * 2, POLL_S)
             for key, _ in self.sel.select(max(wait_s, 0.0)):
                 if key.data is not None:
-                    self.read(key.data)
-            if time.monotonic() >= self.next_flush:
-                self.flush()
+                    self.out.read(key.data)
+            if time.monotonic() >= self.out.next_flush:
+                self.out.flush()
 
     def interrupt(self, grace_s: float) -> None:
         """run_command was interrupted (e.g. Ray cancel): stop the group without pumping output."""
@@ -336,78 +277,15 @@ class _Run:
             self.sel.unregister(self.pidfd)
             os.close(self.pidfd)
         end = time.monotonic() + DRAIN_TIMEOUT_S
-        while drain and any(s.open for s in self.streams) and time.monotonic() < end:
+        while drain and self.out.any_open() and time.monotonic() < end:
             for key, _ in self.sel.select(max(end - time.monotonic(), 0.0)):
-                self.read(key.data)
-        for s in self.streams:
+                self.out.read(key.data)
+        for s in self.out.streams:
             if s.open:
-                self.eof(s, process=drain)
+                self.out.eof(s, process=drain)
         self.sel.close()
         if drain:
-            self.flush()
-
-    def read(self, s: _Stream) -> None:
-        try:
-            data = os.read(s.fd, MAX_LINE_BYTES)
-        except OSError:
-            data = b""
-        if not data:
-            self.eof(s)
-            return
-        s.buf += data
-        start = 0
-        while True:
-            nl = s.buf.find(b"\n", start, start + MAX_LINE_BYTES)
-            if nl >= 0:
-                end = nl + 1
-            elif len(s.buf) - start >= MAX_LINE_BYTES:
-                end = start + MAX_LINE_BYTES
-            else:
-                break
-            self.line(s, bytes(s.buf[start:end]))
-            start = end
-        del s.buf[:start]
-
-    def eof(self, s: _Stream, process: bool = True) -> None:
-        if process:
-            if s.buf:
-                self.line(s, bytes(s.buf))
-            tail = s.decoder.decode(b"", final=True)
-            if tail:
-                self.text(s, tail)
-        s.buf.clear()
-        s.open = False
-        self.sel.unregister(s.fd)
-        s.file.close()
-
-    def line(self, s: _Stream, raw: bytes) -> None:
-        at_start, s.mid_line = not s.mid_line, not raw.endswith(b"\n")
-        if at_start and s.name == "stdout" and raw.startswith(PROGRESS_PREFIX):
-            progress = _parse_progress(raw[len(PROGRESS_PREFIX) :])
-            if progress is not None:
-                self.last_progress = progress
-                self.emit("progress", {"progress": progress})
-                return
-        self.text(s, s.decoder.decode(raw))
-
-    def text(self, s: _Stream, text: str) -> None:
-        if "\x00" in text:  # binary output: PostgreSQL text cannot hold NUL
-            text = text.replace("\x00", "\ufffd")
-        s.tail = _keep_tail(s.tail, text)
-        self.output_tail = _keep_tail(self.output_tail, text)
-        if self.on_event is not None:
-            s.pending += text
-            if len(s.pending) > 2 * MAX_PENDING_CHARS:
-                s.skipped += len(s.pending) - MAX_PENDING_CHARS
-                s.pending = s.pending[-MAX_PENDING_CHARS:]
-
-    def flush(self) -> None:
-        for s in self.streams:
-            if s.pending or s.skipped:
-                note = f"[computalot: {s.skipped} characters skipped]\n" if s.skipped else ""
-                self.emit("output", {"stream": s.name, "text": note + s.pending})
-                s.pending, s.skipped = "", 0
-                self.next_flush = time.monotonic() + FLUSH_INTERVAL_S
+            self.out.flush()
 
 
 def _spawn(
@@ -576,8 +454,8 @@ def run_command(
         return _spawn_failed(None, f"runner process setup failed: {detail}", started)
     run = _supervise(proc, on_event, sandbox, timeout_s, cancel, kill_grace_s)
     status, error = _ended(run, timeout_s)
-    out, err = (s.tail[-TAIL_CHARS:] for s in run.streams)
+    out, err = (s.tail[-TAIL_CHARS:] for s in run.out.streams)
     duration_s = time.monotonic() - started
-    both = run.output_tail[-TAIL_CHARS:]
+    both = run.out.output_tail[-TAIL_CHARS:]
     rc = run.returncode
-    return RunOutcome(rc, status, error, out, err, both, duration_s, run.last_progress)
+    return RunOutcome(rc, status, error, out, err, both, duration_s, run.out.last_progress)
