@@ -21,6 +21,7 @@ process ids mean nothing here.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import queue
 import re
@@ -29,6 +30,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger("computalot.cleanup")
 
 MAX_PENDING = 64
 SWEEP_INTERVAL_S = 60.0
@@ -160,7 +163,7 @@ class DirCleaner:
                 else:
                     shutil.rmtree(item, ignore_errors=True)
             except Exception:  # never let one path stop the thread
-                continue
+                log.exception("could not remove attempt directory %s", item)
 
 
 CLEANER = DirCleaner()
