@@ -424,8 +424,12 @@ def main(argv: list[str] | None = None) -> int:
     args.clients = args.clients or (200 if args.quick else 1000)
     args.jobs = args.jobs or (20 if args.quick else 100)
 
-    data_dir = isolated_env({"COMPUTALOT_SERVE_REPLICAS": "1"})
+    # The runners wait for a gate file in ``scratch``: the one host directory their sandbox
+    # shows them (``COMPUTALOT_SANDBOX_SHARED_DIRS``, docs/sandbox.md), readable by the sandbox's user.
     scratch = Path(tempfile.mkdtemp(prefix="computalot-bench-streams-"))
+    scratch.chmod(0o755)
+    shared = {"COMPUTALOT_SANDBOX_SHARED_DIRS": json.dumps([str(scratch)])}
+    data_dir = isolated_env({"COMPUTALOT_SERVE_REPLICAS": "1", **shared})
     m_start = machine_state()
     done = run_on_platform(
         lambda running, results: results.update(run(args, running.url, running.admin_key, scratch)),
