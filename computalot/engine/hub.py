@@ -223,6 +223,11 @@ class EventHub:
                     await asyncio.sleep(0.5)
                     self.changed.set()
                     continue
+                log.warning(
+                    "the store refused a batch of %d live events (%s); writing them one by one",
+                    len(batch),
+                    self.last_write_error,
+                )
                 await self._write_each(batch, live)
             self.failing_since = None
             async with self.flushed:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from sqlalchemy import Table, and_, bindparam, exists, insert, literal, literal_column, select, text
+from sqlalchemy import Table, and_, bindparam, exists, insert, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.states import TERMINAL_JOB
@@ -56,10 +56,10 @@ INSERT_LIVE = insert(EVENTS).from_select(
             select(literal_column("1")).where(
                 and_(
                     JOBS.c.id == bindparam("job_id"),
-                    JOBS.c.status.in_(
-                        [literal(str(s), literal_execute=True) for s in sorted(TERMINAL_JOB)]
-                    ),
-                    JOBS.c.n_running == literal(0, literal_execute=True),
+                    # Constants in the SQL text itself: the statement runs as an executemany,
+                    # where expanding or literal-execute parameters are refused.
+                    JOBS.c.status.in_([literal_column(f"'{s}'") for s in sorted(TERMINAL_JOB)]),
+                    JOBS.c.n_running == literal_column("0"),
                 )
             )
         )
