@@ -24,6 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from computalot.engine.attempt import AttemptSpec  # noqa: E402
 from computalot.engine.run_task import execute_attempt  # noqa: E402
 from computalot.sandbox.limits import TaskLimits  # noqa: E402
 from computalot.sandbox.policy import SandboxPolicy  # noqa: E402
@@ -33,26 +34,26 @@ LIMITS = TaskLimits(
 )
 
 
-def _spec(argv: list[str], mode: str, n: int) -> dict[str, object]:
+def _spec(argv: list[str], mode: str, n: int) -> AttemptSpec:
     policy = SandboxPolicy(mode, "host", 65534, 65534, LIMITS, (8000,))
-    return {
-        "job_id": "job_bench",
-        "account_id": "acc_bench",
-        "task_id": f"tsk_bench{n}",
-        "index": 0,
-        "attempt": 1,
-        "payload": {"x": n},
-        "runner_command": argv,
-        "timeout_s": 30,
-        "namespace": "bench",
-        "sandbox": policy.to_spec(),
-    }
+    return AttemptSpec(
+        job_id="job_bench",
+        account_id="acc_bench",
+        task_id=f"tsk_bench{n}",
+        index=0,
+        attempt=1,
+        payload={"x": n},
+        runner_command=argv,
+        timeout_s=30,
+        namespace="bench",
+        sandbox=policy,
+    )
 
 
 def attempt(argv: list[str], mode: str, n: int) -> float:
     started = time.perf_counter()
     outcome, _ = execute_attempt(_spec(argv, mode, n))
-    assert outcome["status"] == "ok", outcome
+    assert outcome.status == "ok", outcome
     return time.perf_counter() - started
 
 

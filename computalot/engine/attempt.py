@@ -1,7 +1,8 @@
-"""What one attempt returns to the dispatcher: the :class:`Outcome` of ``run_task``.
+"""One attempt's two seams: the :class:`AttemptSpec` the dispatcher hands ``run_task`` and the
+:class:`Outcome` it returns.
 
-It travels from the task's worker to the dispatcher through Ray (pickled), so it holds plain
-values only and this module imports nothing but the standard library: every worker imports it.
+Both travel through Ray (pickled), so they hold plain values only, and this module imports
+nothing but the standard library and the sandbox's policy: every worker imports it.
 The result fields are those ``engine.result_file`` reads from the runner's result file
 (docs/llms-full.md, "Exit status and result"); ``engine.outcomes.judge_outcome`` turns an
 Outcome into a verdict.
@@ -11,6 +12,41 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from computalot.sandbox.policy import SandboxPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptSpec:
+    """What ``run_task`` needs to run one attempt, as the dispatcher decided it
+    (``engine.launching.launch_spec``).
+
+    ``payload`` is the task's payload (docs/llms-full.md, "Fan-out"); ``env`` and ``workdir``
+    come from the revision's manifest; ``timeout_s`` and ``kill_grace_s`` are seconds;
+    ``memory_mb`` the job's minimum (the limit when there is no sandbox); ``batched``,
+    ``element_count`` and ``max_result_bytes`` say how the result file is read
+    (``engine.result_file``); ``namespace`` is where the event hub lives; ``sandbox`` None runs
+    the command unconfined.
+    """
+
+    job_id: str
+    account_id: str
+    task_id: str
+    index: int
+    attempt: int
+    payload: dict[str, Any]
+    runner_command: list[str]
+    timeout_s: float
+    namespace: str
+    kill_grace_s: float = 5.0
+    memory_mb: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str = "."
+    api_url: str = ""
+    batched: bool = False
+    element_count: int = 1
+    max_result_bytes: int | None = None
+    sandbox: SandboxPolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from ray.exceptions import RayError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.engine import cancelling, claiming, dependencies, reconciling, recording
-from computalot.engine.attempt import Outcome
+from computalot.engine.attempt import AttemptSpec, Outcome
 from computalot.engine.claiming import Launch, UnreadableTask
 from computalot.engine.cluster import ClusterView, alive_nodes
 from computalot.engine.inflight import Inflight, stops_due
@@ -58,7 +58,7 @@ from computalot.store.events import Events, write_events
 log = logging.getLogger("computalot.dispatcher")
 #: ``run_task`` with one job's Ray options.
 AttemptRefs = tuple[ObjectRef[Outcome], ObjectRef[NDArray[np.uint8] | None]]
-RunTask = RemoteFunction0[tuple[Outcome, NDArray[np.uint8] | None], dict[str, Any]]
+RunTask = RemoteFunction0[tuple[Outcome, NDArray[np.uint8] | None], AttemptSpec]
 
 BACKSTOP_SLACK_S = 60.0
 SWEEP_INTERVAL_S = 2.0

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from computalot.engine.attempt import AttemptSpec
 from computalot.engine.claiming import Launch, UnreadableTask
 from computalot.engine.packages import PackageCache, revision_runtime_env
 from computalot.engine.rows import JobInfo, TaskRow
@@ -109,31 +110,30 @@ def launch_spec(
     packages: PackageCache,
     settings: Settings,
     namespace: str,
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[AttemptSpec, dict[str, Any]]:
     """The ``run_task`` argument and its Ray options for one attempt."""
     job, task, attempt = launch
     minimums = job.spec.get("minimums") or {}
-    spec = {
-        "job_id": job.id,
-        "account_id": job.account_id,
-        "task_id": task.id,
-        "index": task.index,
-        "attempt": attempt,
-        "payload": _payload(job, task),
-        "runner_command": job.spec["runner_command"],
-        "timeout_s": job.timeout_s,
-        "kill_grace_s": settings.kill_grace_s,
-        "memory_mb": minimums.get("memory_mb"),
-        "env": revision.env,
-        "workdir": revision.workdir,
-        "namespace": namespace,
-        "api_url": settings.resolved_public_url,
-        # How run_task reads the result file (engine.result_file).
-        "batched": task.batched,
-        "element_count": task.element_count,
-        "max_result_bytes": settings.max_result_bytes,
-        "sandbox": policy_for(settings, minimums, revision.network).to_spec(),
-    }
+    spec = AttemptSpec(
+        job_id=job.id,
+        account_id=job.account_id,
+        task_id=task.id,
+        index=task.index,
+        attempt=attempt,
+        payload=_payload(job, task),
+        runner_command=list(job.spec["runner_command"]),
+        timeout_s=job.timeout_s,
+        namespace=namespace,
+        kill_grace_s=settings.kill_grace_s,
+        memory_mb=minimums.get("memory_mb"),
+        env=revision.env,
+        workdir=revision.workdir,
+        api_url=settings.resolved_public_url,
+        batched=task.batched,
+        element_count=task.element_count,
+        max_result_bytes=settings.max_result_bytes,
+        sandbox=policy_for(settings, minimums, revision.network),
+    )
     options = dict(job.resources)
     uri = packages.uri(revision.content_hash)
     options["runtime_env"] = revision_runtime_env(

@@ -34,7 +34,7 @@ import numpy as np
 import ray
 from numpy.typing import NDArray
 
-from computalot.engine.attempt import Outcome
+from computalot.engine.attempt import AttemptSpec, Outcome
 from computalot.engine.cleanup import CLEANER, owner_tag
 from computalot.engine.names import HUB_NAME
 from computalot.engine.result_file import read_result_file
@@ -120,7 +120,7 @@ def _hub_handle(namespace: str) -> Any:
 class _LiveReporter:
     """Forwards progress/output events to the hub without blocking the runner loop."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: AttemptSpec) -> None:
         self.spec = spec
         self.hub: Any = None  # looked up at the first event: a silent task never needs it
         self.looked_up = False
@@ -136,14 +136,14 @@ class _LiveReporter:
         spec = self.spec
         try:
             ray.get(
-                self.hub.barrier.remote(spec["task_id"], spec["attempt"], self.sent),
+                self.hub.barrier.remote(spec.task_id, spec.attempt, self.sent),
                 timeout=DRAIN_TIMEOUT_S,
             )
         except Exception as exc:
             log.warning(
                 "task %s attempt %s: the event hub did not confirm %d live events: %s: %s",
-                spec["task_id"],
-                spec["attempt"],
+                spec.task_id,
+                spec.attempt,
                 self.sent,
                 type(exc).__name__,
                 str(exc)[:200],
@@ -153,11 +153,11 @@ class _LiveReporter:
         spec = self.spec
         if not self.looked_up:
             self.looked_up = True
-            self.hub = _hub_handle(spec["namespace"])
+            self.hub = _hub_handle(spec.namespace)
         if self.hub is None:
             return
         self.hub.task_live.remote(
-            spec["job_id"], spec["account_id"], spec["task_id"], spec["attempt"], kind, data
+            spec.job_id, spec.account_id, spec.task_id, spec.attempt, kind, data
         )
         self.sent += 1  # counted once handed to Ray: drain() waits for exactly these
 
@@ -187,10 +187,10 @@ def attempt_root() -> Path:
 
 
 def _run_limits(
-    policy: SandboxPolicy | None, sandbox: TaskSandbox | None, spec: dict[str, Any]
+    policy: SandboxPolicy | None, sandbox: TaskSandbox | None, spec: AttemptSpec
 ) -> RunLimits:
-    if policy is None:  # a spec from before sandboxes: only what the job asked for
-        return RunLimits(memory_mb=spec.get("memory_mb"))
+    if policy is None:  # unconfined: only what the job asked for
+        return RunLimits(memory_mb=spec.memory_mb)
     limits = policy.limits
     memory = sandbox.memory_rlimit_mb if sandbox is not None else (limits.memory_mb or None)
     return RunLimits(
@@ -262,40 +262,40 @@ class AttemptFiles:
 
 
 def _task_env(
-    spec: dict[str, Any], files: AttemptFiles, sandbox: TaskSandbox | None
+    spec: AttemptSpec, files: AttemptFiles, sandbox: TaskSandbox | None
 ) -> dict[str, str]:
     """The runner's environment (docs/llms-full.md, "Environment"), paths as the command sees
     them (inside the sandbox when there is one)."""
     where = sandbox.inner if sandbox is not None else str
-    extra = dict(spec.get("env") or {})
+    extra = dict(spec.env)
     extra.update(
         {
             "COMPUTALOT_TASK_PAYLOAD": where(files.payload),
             "COMPUTALOT_TASK_RESULT": where(files.result),
             "COMPUTALOT_ARTIFACT_DIR": where(files.artifacts),
-            "COMPUTALOT_JOB_ID": spec["job_id"],
-            "COMPUTALOT_TASK_ID": spec["task_id"],
-            "COMPUTALOT_TASK_INDEX": str(spec["index"]),
-            "COMPUTALOT_ATTEMPT": str(spec["attempt"]),
-            "COMPUTALOT_API_URL": spec.get("api_url", ""),
+            "COMPUTALOT_JOB_ID": spec.job_id,
+            "COMPUTALOT_TASK_ID": spec.task_id,
+            "COMPUTALOT_TASK_INDEX": str(spec.index),
+            "COMPUTALOT_ATTEMPT": str(spec.attempt),
+            "COMPUTALOT_API_URL": spec.api_url,
             "TMPDIR": where(files.tmp),
         }
     )
-    cwd = files.work / spec.get("workdir", ".")
+    cwd = files.work / spec.workdir
     return base_env(extra, Path(where(cwd)))
 
 
 def _read_result(
-    spec: dict[str, Any], ran: RunOutcome, files: AttemptFiles
+    spec: AttemptSpec, ran: RunOutcome, files: AttemptFiles
 ) -> tuple[dict[str, Any], NDArray[np.uint8] | None]:
     """The result file's fields, and a big result's text apart from them (see the module)."""
     if ran.status != "ok":  # a failed run's result file is never read
         return {}, None
     result = read_result_file(
         files.result,
-        batched=bool(spec.get("batched")),
-        element_count=int(spec.get("element_count") or 1),
-        max_bytes=int(spec.get("max_result_bytes") or DEFAULT_MAX_RESULT_BYTES),
+        batched=spec.batched,
+        element_count=spec.element_count,
+        max_bytes=spec.max_result_bytes or DEFAULT_MAX_RESULT_BYTES,
     )
     if result.get("result_bytes", 0) <= INLINE_RESULT_BYTES:
         return result, None
@@ -305,14 +305,14 @@ def _read_result(
 
 
 def _run(
-    spec: dict[str, Any],
+    spec: AttemptSpec,
     files: AttemptFiles,
     policy: SandboxPolicy | None,
     sandbox: TaskSandbox | None,
 ) -> tuple[Outcome, NDArray[np.uint8] | None]:
     """Fill the attempt's directory, run its command, read what it left."""
-    argv = list(spec["runner_command"])
-    cwd = files.work / spec.get("workdir", ".")
+    argv = list(spec.runner_command)
+    cwd = files.work / spec.workdir
     env = _task_env(spec, files, sandbox)
     if sandbox is not None and argv:
         with contextlib.suppress(OSError):  # run_command tries again and says why
@@ -320,16 +320,16 @@ def _run(
     shutil.copytree(os.getcwd(), files.work, symlinks=True)
     files.artifacts.mkdir()
     files.tmp.mkdir()
-    files.payload.write_text(json.dumps(spec["payload"]))
+    files.payload.write_text(json.dumps(spec.payload))
     reporter = _LiveReporter(spec)
     ran = run_command(
         argv,
         cwd=cwd,
         env=env,
-        timeout_s=float(spec["timeout_s"]),
+        timeout_s=float(spec.timeout_s),
         limits=_run_limits(policy, sandbox, spec),
         on_event=reporter,
-        kill_grace_s=float(spec.get("kill_grace_s", 5.0)),
+        kill_grace_s=spec.kill_grace_s,
         sandbox=sandbox,
     )
     if sandbox is not None:  # nothing of the task runs on while its files are read
@@ -339,7 +339,7 @@ def _run(
     return _outcome(ran, result, _collect_artifacts(files.artifacts)), big_text
 
 
-def execute_attempt(spec: dict[str, Any]) -> tuple[Outcome, NDArray[np.uint8] | None]:
+def execute_attempt(spec: AttemptSpec) -> tuple[Outcome, NDArray[np.uint8] | None]:
     """Run one attempt in the current process: (the outcome the dispatcher records, the result's
     UTF-8 text as bytes when it is too big to travel inside the outcome, else None).
 
@@ -348,9 +348,9 @@ def execute_attempt(spec: dict[str, Any]) -> tuple[Outcome, NDArray[np.uint8] | 
     make_interruptible()
     base = attempt_root()
     CLEANER.sweep(base)  # what killed workers left behind
-    prefix = f"{spec['task_id']}-{spec['attempt']}-{owner_tag()}"
+    prefix = f"{spec.task_id}-{spec.attempt}-{owner_tag()}"
     files = AttemptFiles(Path(tempfile.mkdtemp(prefix=prefix, dir=base)))
-    policy = SandboxPolicy.from_spec(spec["sandbox"]) if spec.get("sandbox") else None
+    policy = spec.sandbox
     sandbox: TaskSandbox | None = None
     try:
         if policy is not None and policy.mode == "bwrap":
@@ -361,7 +361,7 @@ def execute_attempt(spec: dict[str, Any]) -> tuple[Outcome, NDArray[np.uint8] | 
                 return _outcome(refused), None
         return _run(spec, files, policy, sandbox)
     except KeyboardInterrupt:
-        log.info("task %s attempt %s cancelled", spec["task_id"], spec["attempt"])
+        log.info("task %s attempt %s cancelled", spec.task_id, spec.attempt)
         return _cancelled(), None
     finally:
         if sandbox is not None:  # an attempt that ended early (an exception, a Ray cancel)
@@ -370,5 +370,5 @@ def execute_attempt(spec: dict[str, Any]) -> tuple[Outcome, NDArray[np.uint8] | 
 
 
 @ray.remote(max_retries=0, num_returns=2)
-def run_task(spec: dict[str, Any]) -> tuple[Outcome, NDArray[np.uint8] | None]:
+def run_task(spec: AttemptSpec) -> tuple[Outcome, NDArray[np.uint8] | None]:
     return execute_attempt(spec)

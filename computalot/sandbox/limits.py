@@ -12,7 +12,7 @@ ceiling, and the typed failures a task ends with when it crosses one (docs/sandb
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 #: Failure codes a limit gives, with what the user can do about each (engine/outcomes ACTIONS).
@@ -37,13 +37,6 @@ class TaskLimits:
     open_files: int
     cpu_time_s: int
     disk_mb: int
-
-    def to_spec(self) -> dict[str, int]:
-        return asdict(self)
-
-    @classmethod
-    def from_spec(cls, spec: dict[str, Any]) -> TaskLimits:
-        return cls(**{k: int(spec.get(k) or 0) for k in cls.__dataclass_fields__})
 
 
 def task_limits(settings: Any, minimums: dict[str, Any]) -> TaskLimits:

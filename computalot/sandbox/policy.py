@@ -1,4 +1,4 @@
-"""What the dispatcher decides about an attempt's confinement (``spec["sandbox"]``).
+"""What the dispatcher decides about an attempt's confinement (``AttemptSpec.sandbox``).
 
 Made on the head from the operator's settings, the job's requirements and the revision's
 manifest (:func:`policy_for`); read on the worker by :mod:`computalot.sandbox.task`.
@@ -15,7 +15,8 @@ from computalot.sandbox.limits import TaskLimits, task_limits
 
 @dataclass(frozen=True)
 class SandboxPolicy:
-    """What the dispatcher decided for an attempt (``spec["sandbox"]``)."""
+    """What the dispatcher decided for an attempt; it travels to the worker pickled, inside
+    ``engine.attempt.AttemptSpec``."""
 
     mode: str  # "bwrap" | "none"
     network: str  # "host" | "none"
@@ -25,31 +26,6 @@ class SandboxPolicy:
     open_ports: tuple[int, ...]  # this node's ports a host-network task may reach (the API)
     gpu: bool = False
     shared_dirs: tuple[str, ...] = ()  # host directories every task sees read-write
-
-    def to_spec(self) -> dict[str, Any]:
-        return {
-            "mode": self.mode,
-            "network": self.network,
-            "uid": self.uid,
-            "gid": self.gid,
-            "limits": self.limits.to_spec(),
-            "open_ports": list(self.open_ports),
-            "gpu": self.gpu,
-            "shared_dirs": list(self.shared_dirs),
-        }
-
-    @classmethod
-    def from_spec(cls, spec: dict[str, Any]) -> SandboxPolicy:
-        return cls(
-            mode=str(spec.get("mode") or "bwrap"),
-            network=str(spec.get("network") or "host"),
-            uid=int(spec["uid"]),
-            gid=int(spec["gid"]),
-            limits=TaskLimits.from_spec(spec.get("limits") or {}),
-            open_ports=tuple(int(p) for p in spec.get("open_ports") or ()),
-            gpu=bool(spec.get("gpu")),
-            shared_dirs=tuple(str(d) for d in spec.get("shared_dirs") or ()),
-        )
 
 
 def open_ports(api_url: str) -> tuple[int, ...]:

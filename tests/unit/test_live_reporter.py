@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from computalot.engine import run_task
+from computalot.engine.attempt import AttemptSpec
 
-SPEC = {"job_id": "j", "account_id": "a", "task_id": "t", "attempt": 1, "namespace": "ns"}
+SPEC = AttemptSpec("j", "a", "t", 0, 1, {}, ["true"], 5.0, "ns")
 
 
 class _Hub:
@@ -23,7 +24,7 @@ class _Hub:
 def test_silent_task_never_looks_up_the_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     lookups: list[str] = []
     monkeypatch.setattr(run_task, "_hub_handle", lambda ns: lookups.append(ns))
-    reporter = run_task._LiveReporter(dict(SPEC))
+    reporter = run_task._LiveReporter(SPEC)
     reporter.drain()
     assert lookups == []
 
@@ -37,7 +38,7 @@ def test_first_event_looks_up_once_then_forwards(monkeypatch: pytest.MonkeyPatch
         return hub
 
     monkeypatch.setattr(run_task, "_hub_handle", lookup)
-    reporter = run_task._LiveReporter(dict(SPEC))
+    reporter = run_task._LiveReporter(SPEC)
     reporter("output", {"stream": "stdout", "text": "a\n"})
     reporter("progress", {"progress": {"pct": 50}})
     assert lookups == ["ns"]
@@ -48,7 +49,7 @@ def test_first_event_looks_up_once_then_forwards(monkeypatch: pytest.MonkeyPatch
 def test_missing_hub_is_looked_up_once_and_events_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
     lookups: list[str] = []
     monkeypatch.setattr(run_task, "_hub_handle", lambda ns: lookups.append(ns))
-    reporter = run_task._LiveReporter(dict(SPEC))
+    reporter = run_task._LiveReporter(SPEC)
     reporter("output", {"stream": "stdout", "text": "a\n"})
     reporter("output", {"stream": "stdout", "text": "b\n"})
     reporter.drain()

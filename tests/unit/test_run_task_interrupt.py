@@ -81,11 +81,12 @@ def test_make_interruptible_keeps_a_custom_handler() -> None:
 
 ATTEMPT = """
     import _thread, json, threading, time
+    from computalot.engine.attempt import AttemptSpec
     from computalot.engine.run_task import execute_attempt
 
-    spec = {"job_id": "job_1", "account_id": "acct_1", "task_id": "task_1", "index": 0,
-            "attempt": 1, "payload": {}, "runner_command": ["sleep", "30"], "timeout_s": 20,
-            "kill_grace_s": 0.2, "namespace": "none"}
+    spec = AttemptSpec(job_id="job_1", account_id="acct_1", task_id="task_1", index=0,
+                       attempt=1, payload={}, runner_command=["sleep", "30"], timeout_s=20,
+                       kill_grace_s=0.2, namespace="none")
     threading.Timer(0.5, _thread.interrupt_main).start()  # what ray.cancel does in the worker
     started = time.monotonic()
     outcome, text = execute_attempt(spec)

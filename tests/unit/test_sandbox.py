@@ -6,8 +6,10 @@ command could do and how it ended. Skipped loudly where the machine cannot sandb
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import pickle
 import signal
 import socket
 import sys
@@ -18,6 +20,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from computalot.engine.attempt import AttemptSpec
 from computalot.engine.runner import RunLimits, RunOutcome, base_env, run_command
 from computalot.sandbox import bwrap, firewall, seccomp
 from computalot.sandbox.limits import TaskLimits, ceiling_errors, task_limits
@@ -216,9 +219,11 @@ def test_limits_come_from_settings_and_requirements_within_the_ceiling() -> None
     assert [name for name, _ in ceiling_errors(settings, too_much)] == ["memory_mb", "storage_gb"]
 
 
-def test_the_policy_travels_as_plain_data() -> None:
+def test_the_policy_travels_to_the_worker_inside_the_attempt_spec() -> None:
     policy = _policy(shared_dirs=("/srv/shared",), gpu=True, open_ports=(8000,))
-    assert SandboxPolicy.from_spec(policy.to_spec()) == policy
+    spec = AttemptSpec("job_1", "acct_1", "tsk_1", 0, 1, {"x": 1}, ["true"], 5.0, "ns")
+    spec = dataclasses.replace(spec, sandbox=policy)
+    assert pickle.loads(pickle.dumps(spec)) == spec
     assert open_ports("http://127.0.0.1:8000") == (8000,)
     assert open_ports("https://api.example.org") == (443,)
     settings = _settings(resolved_public_url="https://api.example.org")
