@@ -4,6 +4,7 @@ cancelled while planning keeps no queued task; a small job still answers ``queue
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -119,3 +120,45 @@ def test_a_small_job_still_answers_queued(client: httpx.Client, project: str) ->
     assert answer.status_code == 201, answer.text
     assert answer.json()["status"] == "queued"
     assert wait_job(client, answer.json()["id"])["status"] == "completed"
+
+
+def test_a_dead_planners_job_is_taken_over_by_a_replicas_sweep(
+    client: httpx.Client, project: str, platform: Any, task_tmp: Path
+) -> None:
+    """The replica's planner loses its lease mid-job (as if its process died): it stops at its
+    next chunk, and the sweep the Serve replica runs takes the job over and writes the rest,
+    each row once."""
+    db = Path(platform.settings.data_dir) / "computalot.db"
+    blocker = submit_job(client, project, payload={"gate": str(task_tmp / "gate")})
+    steal = (
+        "UPDATE jobs SET planner_id = 'dead-planner', "
+        "planner_lease_until = '2000-01-01 00:00:00.000000' WHERE id = ? AND status = 'planning'"
+    )
+    for _attempt in range(3):
+        answer = client.post(f"{API}/jobs", json=fan_out(project, BIG, depends_on=[blocker]))
+        assert answer.status_code == 201, answer.text
+        job_id = answer.json()["id"]
+        with sqlite3.connect(db, timeout=30) as conn:
+            stolen = conn.execute(steal, (job_id,)).rowcount
+        if stolen:
+            break
+        client.put(f"{API}/jobs/{job_id}/cancel")  # planned before the lease could be taken
+    assert stolen, "every job was planned before its lease could be taken"
+
+    def planned() -> Any:
+        now = client.get(f"{API}/jobs/{job_id}").json()
+        return now if now["status"] != "planning" else None
+
+    job = wait_for(planned, "a replica's sweep to finish the planning", timeout_s=90)
+    assert job["status"] == "queued" and job["task_counts"]["total"] == BIG
+    with sqlite3.connect(db, timeout=30) as conn:
+        rows = conn.execute(
+            'SELECT count(*), count(DISTINCT "index"), min("index"), max("index") '
+            "FROM tasks WHERE job_id = ?",
+            (job_id,),
+        ).fetchone()
+        planner = conn.execute("SELECT planner_id FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    assert tuple(rows) == (BIG, BIG, 0, BIG - 1)
+    assert planner == (None,)
+    for done in (job_id, blocker):
+        assert client.put(f"{API}/jobs/{done}/cancel").status_code == 200
