@@ -34,7 +34,7 @@ from computalot.engine.attempt import AttemptSpec, Outcome
 from computalot.engine.claiming import Launch, UnreadableTask
 from computalot.engine.cluster import ClusterView, alive_nodes
 from computalot.engine.inflight import Inflight, stops_due
-from computalot.engine.launching import RevisionCache, launch_spec
+from computalot.engine.launching import RevisionCache, launch_spec, options_key
 from computalot.engine.names import DISPATCHER_NAME, HUB_NAME
 from computalot.engine.packages import PackageCache
 from computalot.engine.quarantine import quarantine_job
@@ -398,7 +398,8 @@ class Dispatcher:
             spec, options = launch_spec(
                 launch, revision, self.packages, self.settings, self.namespace
             )
-            refs = self._remote_for(job.id, options).remote(spec)  # two returns: see run_task
+            remote = self._remote_for(options_key(job), options)
+            refs = remote.remote(spec)  # two returns: see run_task
             ref, text_ref = cast(AttemptRefs, refs)
         except Exception as exc:
             log.exception("could not launch task %s of job %s", task.id, job.id)
@@ -414,14 +415,15 @@ class Dispatcher:
         self.inflight[task.id] = info
         asyncio.get_running_loop().create_task(self._watch(info))
 
-    def _remote_for(self, job_id: str, options: dict[str, Any]) -> RunTask:
-        """``run_task.options(...)`` once per job (its options never change): Ray re-processes
-        the runtime_env on every ``.options()`` call, which cost more than the launch itself."""
-        fn = self._remotes.get(job_id)
+    def _remote_for(self, key: str, options: dict[str, Any]) -> RunTask:
+        """``run_task.options(...)`` once per revision and resources (``launching.options_key``):
+        Ray re-processes the runtime_env on every ``.options()`` call, which cost more than the
+        launch itself, and each call makes a wrapper class the cyclic collector must free."""
+        fn = self._remotes.get(key)
         if fn is None:
             if len(self._remotes) > 256:
                 self._remotes.clear()
-            fn = self._remotes[job_id] = run_task.options(**options)
+            fn = self._remotes[key] = run_task.options(**options)
         return fn
 
     async def _watch(self, info: Inflight) -> None:

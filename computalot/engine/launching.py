@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,13 @@ def launch_spec(
     options["runtime_env"] = revision_runtime_env(
         uri, requirements=revision.requirements, env_vars={}
     )
-    # Per job, not per task: each distinct .options() re-validates the runtime_env (costly).
-    options["name"] = f"computalot-task:{job.id}"
+    # One name per revision, not per job: a distinct ``.options()`` re-validates the runtime_env
+    # (costly) and makes a wrapper class per call, so jobs that share a revision and resources
+    # share one (``options_key``).
+    options["name"] = f"computalot-task:{job.revision_id}"
     return spec, options
+
+
+def options_key(job: JobInfo) -> str:
+    """Jobs with the same revision and resources launch through the same ``run_task.options``."""
+    return f"{job.revision_id}|{json.dumps(job.resources, sort_keys=True)}"
