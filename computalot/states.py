@@ -50,8 +50,3 @@ TERMINAL_TASK: frozenset[TaskStatus] = frozenset(
 def job_is_terminal(status: str) -> bool:
     """Whether a stored job status (a plain string) is final."""
     return status in TERMINAL_JOB
-
-
-def task_is_terminal(status: str) -> bool:
-    """Whether a stored task status (a plain string) is final."""
-    return status in TERMINAL_TASK
