@@ -11,6 +11,7 @@ FastAPI, so the SDK side and the ingress read the same table.
     ├── BadRequest (400, bad_request)
     │   └── UnsafeTarball (400, bad_request)
     ├── Unauthorized (401, unauthorized)
+    ├── PaymentRequired (402, payment_required)
     ├── Forbidden (403, forbidden)
     ├── NotFound (404, not_found)
     ├── MethodNotAllowed (405, method_not_allowed)
@@ -26,9 +27,16 @@ FastAPI, so the SDK side and the ingress read the same table.
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 _RETRY = "retry: reads are safe to repeat, and so is POST /api/v1/jobs with an Idempotency-Key"
+_TOP_UP = (
+    "top up: pay the quote in this answer with an x402 client (sign one of 'accepts' and resend"
+    " with a PAYMENT-SIGNATURE header, or POST it to /api/v1/account/quotes/{id}/pay/x402),"
+    " or ask an admin for a credit grant; then retry"
+)
 
 #: HTTP status -> (code, recommended_action): what an answer with this status says when its
 #: raise site names nothing more specific. The ingress's own statuses are here too.
@@ -38,6 +46,7 @@ STATUS_ERRORS: dict[int, tuple[str, str]] = {
         "unauthorized",
         "send 'Authorization: Bearer <token>' with a valid, unrevoked API key or wallet session",
     ),
+    402: ("payment_required", _TOP_UP),
     403: ("forbidden", "ask an admin for an account or role that allows this action"),
     404: (
         "not_found",
@@ -152,6 +161,59 @@ class Unauthorized(ComputalotError):
     recommended_action = status_action(401)
 
 
+class PaymentRequired(ComputalotError):
+    """402: the available balance cannot cover the request (docs/llms-full.md, "Billing").
+
+    The envelope adds ``quote`` (``computalot.billing.quotes``) and, beside it, the x402
+    payment requirements the quote carries (``x402Version``, ``resource``, ``accepts``), and
+    the ``PAYMENT-REQUIRED`` header holds the same requirements base64-encoded as x402 v2
+    clients read them, so a stock x402 client can pay the quote and retry the request.
+    ``reason`` names why an offered payment was refused (it becomes the requirements'
+    ``error``)."""
+
+    status = 402
+    code = "payment_required"
+    recommended_action = _TOP_UP
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        quote: dict[str, Any],
+        reason: str | None = None,
+        details: list[dict[str, Any]] | None = None,
+        recommended_action: str | None = None,
+    ) -> None:
+        requirements = dict(quote.get("payment_requirements") or {})
+        if reason:
+            requirements["error"] = reason
+        body_accepts = [
+            {
+                **accept,
+                "maxAmountRequired": accept.get("amount"),
+                "resource": (requirements.get("resource") or {}).get("url"),
+            }
+            for accept in requirements.get("accepts", [])
+        ]
+        extra: dict[str, Any] = {"quote": quote}
+        headers: dict[str, str] = {}
+        if requirements:
+            extra.update(requirements)
+            extra["accepts"] = body_accepts
+            encoded = json.dumps(requirements, separators=(",", ":")).encode()
+            headers["PAYMENT-REQUIRED"] = base64.b64encode(encoded).decode()
+        if recommended_action is None and quote.get("id"):
+            recommended_action = _TOP_UP.replace("{id}", str(quote["id"]))
+        super().__init__(
+            message,
+            details=details,
+            recommended_action=recommended_action,
+            headers=headers,
+            extra=extra,
+        )
+        self.quote = quote
+
+
 class Forbidden(ComputalotError):
     status = 403
     code = status_code(403)
@@ -236,6 +298,7 @@ __all__ = [
     "NotFound",
     "NotReady",
     "PayloadTooLarge",
+    "PaymentRequired",
     "QuotaExceeded",
     "RateLimited",
     "Unauthorized",

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import json
 import os
+import re
+import tomllib
 from collections.abc import MutableMapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +27,62 @@ GiB = 1024 * MiB
 
 class ConfigError(RuntimeError):
     """A ``COMPUTALOT_*`` variable has a value we cannot use."""
+
+
+#: The sections of a price table and the keys each may hold (``COMPUTALOT_PRICES``); preset
+#: names are checked against the presets where the table is read (``computalot.billing``).
+PRICE_RESOURCES = ("cpu_hour", "memory_gib_hour", "gpu_hour")
+
+
+def read_price_table(value: str) -> dict[str, Any]:
+    """``COMPUTALOT_PRICES``: JSON text (starting with ``{``) or the path of a JSON/TOML file."""
+    text = value.strip()
+    if not text.startswith("{"):
+        path = Path(text).expanduser()
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ValueError(f"cannot read the price file {str(path)!r}: {exc.strerror}") from None
+        if path.suffix == ".toml":
+            try:
+                return tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                raise ValueError(f"{str(path)!r} is not valid TOML: {exc}") from None
+    try:
+        table = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
+    if not isinstance(table, dict):
+        raise ValueError("must be a JSON object")
+    return table
+
+
+def check_price_table(table: dict[str, Any]) -> dict[str, dict[str, Decimal]]:
+    """``{"presets": {name: usd_per_hour}, "resources": {cpu_hour|memory_gib_hour|gpu_hour:
+    usd}}``, both optional; every price a non-negative number (USD per hour)."""
+    unknown = set(table) - {"presets", "resources"}
+    if unknown:
+        raise ValueError(f"unknown section(s) {sorted(unknown)}; use presets and resources")
+    out: dict[str, dict[str, Decimal]] = {}
+    for section in ("presets", "resources"):
+        prices = table.get(section, {})
+        if not isinstance(prices, dict):
+            raise ValueError(f"{section} must be an object of name -> USD per hour")
+        if section == "resources" and set(prices) - set(PRICE_RESOURCES):
+            wrong = sorted(set(prices) - set(PRICE_RESOURCES))
+            raise ValueError(f"unknown resource price(s) {wrong}; use {', '.join(PRICE_RESOURCES)}")
+        out[section] = {}
+        for name, price in prices.items():
+            if isinstance(price, bool) or not isinstance(price, int | float | str):
+                raise ValueError(f"{section}.{name} must be a number")
+            try:
+                amount = Decimal(str(price))
+            except ArithmeticError:
+                raise ValueError(f"{section}.{name} must be a number") from None
+            if not amount.is_finite() or amount < 0 or amount >= 10**9:
+                raise ValueError(f"{section}.{name} must be between 0 and 10^9 USD per hour")
+            out[section][str(name)] = amount
+    return out
 
 
 class Settings(BaseSettings):
@@ -114,6 +174,67 @@ class Settings(BaseSettings):
     task_disk_ceiling_mb: int = Field(
         default=0, ge=0, description="most requirements.storage_gb may ask; 0 = no ceiling"
     )
+
+    # Prices and holds (docs/operating.md, "Prices"; computalot.billing.prices).
+    prices: str | None = Field(
+        default=None,
+        description="price table: JSON text, or the path of a .json or .toml file; "
+        "unset = the documented defaults",
+    )
+    billing_exempt_admins: bool = Field(
+        default=False, description="admin accounts' holds never refuse a submit"
+    )
+    admin_starting_credit_usd: Decimal = Field(
+        default=Decimal(1_000_000),
+        ge=0,
+        lt=Decimal(10**12),
+        description="credit granted to the first admin when the platform creates it",
+    )
+
+    @field_validator("prices")
+    @classmethod
+    def _check_prices(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        check_price_table(read_price_table(value))
+        return value
+
+    # x402 top-ups (docs/llms-full.md, "Billing"): USDC on Base Sepolia by default.
+    x402_network: str = Field(
+        default="eip155:84532", description="CAIP-2 chain of payments (Base mainnet: eip155:8453)"
+    )
+    x402_asset: str = Field(
+        default="0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+        description="ERC-20 token with EIP-3009 (USDC on Base Sepolia)",
+    )
+    x402_asset_decimals: int = Field(default=6, ge=0, le=18)
+    x402_asset_name: str = Field(default="USDC", description="the token's EIP-712 domain name")
+    x402_asset_version: str = Field(default="2", description="the token's EIP-712 version")
+    x402_pay_to: str = Field(
+        default="0x000000000000000000000000000000000000dEaD",
+        description="address payments go to; set it to the operator's wallet",
+    )
+    x402_facilitator_url: str | None = Field(
+        default=None, description="remote facilitator (/verify, /settle); unset = built-in"
+    )
+    x402_max_timeout_s: int = Field(
+        default=300, ge=10, le=86400, description="validity a client gives its authorisation"
+    )
+    quote_ttl_s: int = Field(default=900, ge=10, description="how long a quote can be paid")
+
+    @field_validator("x402_asset", "x402_pay_to")
+    @classmethod
+    def _check_evm_address(cls, value: str) -> str:
+        if not re.fullmatch(r"0x[0-9a-fA-F]{40}", value):
+            raise ValueError("must be a 0x-prefixed 20-byte hex address")
+        return value
+
+    @field_validator("x402_network")
+    @classmethod
+    def _check_network(cls, value: str) -> str:
+        if not re.fullmatch(r"eip155:[1-9][0-9]*", value):
+            raise ValueError("must be a CAIP-2 EVM chain such as eip155:84532")
+        return value
 
     @field_validator("database_url")
     @classmethod

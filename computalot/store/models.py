@@ -146,6 +146,8 @@ class Revision(Base):
     runtime_kind: Mapped[str] = mapped_column(String(16))
     warnings: Mapped[list[Any]] = mapped_column(JSON)
     path: Mapped[str] = mapped_column(String(1024))
+    #: The pushed tarball's blob key in the artifact store (null for revisions pushed before).
+    tarball_key: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     pushed_at: Mapped[datetime] = mapped_column(UtcDateTime())
     __table_args__ = (
         UniqueConstraint("project_id", "content_hash", name="uq_revisions_project_hash"),
@@ -242,6 +244,8 @@ class Task(Base):
     result_quality: Mapped[float | None] = mapped_column(Float, nullable=True)
     result_warnings: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     artifacts: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    #: Seconds every attempt of the task ran, added as each attempt ends (what billing charges).
+    billed_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     __table_args__ = (
         Index("ix_tasks_job_index", "job_id", "index"),
         Index("ix_tasks_job_status_index", "job_id", "status", "index"),
@@ -292,3 +296,82 @@ class LedgerEntry(Base):
     job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     memo: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    __table_args__ = (
+        Index("ix_ledger_account_created", "account_id", "created_at", "id"),
+        Index("ix_ledger_account_amount", "account_id", "amount_usd"),
+    )
+
+
+class Hold(Base):
+    """Money set aside for a job's worst case until it ends (``computalot.billing.holds``):
+    ``open`` while the job runs, then ``settled`` to what it used (``settled_usd``, one ledger
+    debit ``ledger_id``), the rest released."""
+
+    __tablename__ = "holds"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(40))
+    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    amount_usd: Mapped[Decimal] = mapped_column(Money)
+    usd_per_hour: Mapped[Decimal] = mapped_column(Money)
+    billed_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    settled_usd: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
+    ledger_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    memo: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    settled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    __table_args__ = (
+        UniqueConstraint("job_id", name="uq_holds_job"),
+        Index("ix_holds_account_status", "account_id", "status", "amount_usd"),
+        Index("ix_holds_account_created", "account_id", "created_at", "id"),
+    )
+
+
+class Quote(Base):
+    """A price to pay (a top-up, a submit's or an init's shortfall), payable once over x402
+    until ``expires_at`` (docs/llms-full.md, "Billing")."""
+
+    __tablename__ = "quotes"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    amount_usd: Mapped[Decimal] = mapped_column(Money)
+    #: The price in the asset's smallest unit (USDC: 6 decimals), as x402 writes amounts.
+    amount_atomic: Mapped[str] = mapped_column(String(80))
+    network: Mapped[str] = mapped_column(String(64))
+    asset: Mapped[str] = mapped_column(String(42))
+    pay_to: Mapped[str] = mapped_column(String(42))
+    memo: Mapped[str | None] = mapped_column(Text, nullable=True)
+    payer: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    ledger_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    paid_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    __table_args__ = (Index("ix_quotes_account_created", "account_id", "created_at", "id"),)
+
+
+class X402Payment(Base):
+    """Every accepted x402 authorisation. The unique keys are what make a replay impossible,
+    even for two requests racing with the same payload: an EIP-3009 nonce is spent once per
+    (chain, token, payer), and a quote is paid once."""
+
+    __tablename__ = "x402_payments"
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    quote_id: Mapped[str] = mapped_column(String(40))
+    account_id: Mapped[str] = mapped_column(String(40))
+    network: Mapped[str] = mapped_column(String(64))
+    asset: Mapped[str] = mapped_column(String(42))
+    payer: Mapped[str] = mapped_column(String(42))
+    pay_to: Mapped[str] = mapped_column(String(42))
+    nonce: Mapped[str] = mapped_column(String(66))
+    value_atomic: Mapped[str] = mapped_column(String(80))
+    valid_before: Mapped[int] = mapped_column(BigInteger)
+    signature: Mapped[str] = mapped_column(Text)
+    transaction: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    ledger_id: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    __table_args__ = (
+        UniqueConstraint("network", "asset", "payer", "nonce", name="uq_x402_payments_nonce"),
+        UniqueConstraint("quote_id", name="uq_x402_payments_quote"),
+    )
