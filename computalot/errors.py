@@ -198,7 +198,11 @@ class PaymentRequired(ComputalotError):
         extra: dict[str, Any] = {"quote": quote}
         headers: dict[str, str] = {}
         if requirements:
-            extra.update(requirements)
+            # The requirements' own "error" (the refusal reason) stays in the header: the
+            # envelope's "error" is the error object.
+            extra.update({k: v for k, v in requirements.items() if k != "error"})
+            if reason:
+                extra["x402Error"] = reason
             extra["accepts"] = body_accepts
             encoded = json.dumps(requirements, separators=(",", ":")).encode()
             headers["PAYMENT-REQUIRED"] = base64.b64encode(encoded).decode()
