@@ -120,6 +120,19 @@ class Settings(BaseSettings):
         default=16 * MiB, ge=1024, description="GET /results pages stop adding elements here"
     )
 
+    # Artifacts (docs/llms-full.md, "Artifacts").
+    artifact_store: str = Field(
+        default="", description="'' = <data_dir>/artifacts; s3://bucket/prefix; or /a/directory"
+    )
+    artifact_s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible server, e.g. http://127.0.0.1:9000"
+    )
+    artifact_s3_region: str | None = None
+    artifact_direct_ttl_s: int = Field(
+        default=3600, ge=10, le=7 * 24 * 3600, description="life of a direct-upload URL"
+    )
+    max_artifact_bytes: int = Field(default=2 * GiB, ge=1024, description="one artifact")
+
     # Quotas (per account; 429 quota_exceeded).
     max_queued_tasks_per_account: int = Field(
         default=200_000, ge=1, description="tasks not yet finished across an account's jobs"
@@ -247,6 +260,16 @@ class Settings(BaseSettings):
             value.startswith("sqlite+aiosqlite://") or value.startswith("postgresql+asyncpg://")
         ):
             raise ValueError("use sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db")
+        return value
+
+    @field_validator("artifact_store")
+    @classmethod
+    def _check_artifact_store(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("s3://", "file:///", "/")):
+            raise ValueError("use s3://bucket/prefix, an absolute directory, or leave it empty")
+        if value.startswith("s3://") and not value[5:].split("/", 1)[0]:
+            raise ValueError("s3:// needs a bucket: s3://bucket/prefix")
         return value
 
     @field_validator("sandbox_shared_dirs")
