@@ -22,6 +22,7 @@ FastAPI, so the SDK side and the ingress read the same table.
     │   └── UnsatisfiableRequirements (422, unsatisfiable_requirements)
     ├── RateLimited (429, rate_limited)
     ├── QuotaExceeded (429, quota_exceeded)
+    ├── Unimplemented (501, not_implemented)
     └── NotReady (503, not_ready)
 """
 
@@ -279,6 +280,14 @@ class UnsupportedMediaType(ComputalotError):
     recommended_action = status_action(415)
 
 
+class Unimplemented(ComputalotError):
+    """501: the route exists and its checks ran, but what it promises is not built yet."""
+
+    status = 501
+    code = "not_implemented"
+    recommended_action = "see docs/llms-full.md for what this route does today"
+
+
 class NotReady(ComputalotError):
     status = 503
     code = status_code(503)
@@ -306,6 +315,7 @@ __all__ = [
     "QuotaExceeded",
     "RateLimited",
     "Unauthorized",
+    "Unimplemented",
     "UnsafeTarball",
     "UnsatisfiableRequirements",
     "UnsupportedMediaType",

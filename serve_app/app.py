@@ -13,7 +13,18 @@ from computalot.store.db import Store
 from serve_app.errors import install_error_handlers
 from serve_app.middleware import BodyLimitMiddleware, BodyLimits, Metrics, ObserveMiddleware
 from serve_app.ratelimit import RateLimiter
-from serve_app.routes import account, admin, auth, docs, feedback, jobs, ops, projects, streams
+from serve_app.routes import (
+    account,
+    admin,
+    auth,
+    docs,
+    feedback,
+    jobs,
+    ops,
+    projects,
+    quotes,
+    streams,
+)
 
 log = logging.getLogger("computalot.api")
 
@@ -25,6 +36,7 @@ ROUTERS = [
     docs.router,
     auth.router,
     account.router,
+    quotes.router,
     admin.router,
     feedback.router,
     projects.router,

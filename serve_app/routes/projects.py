@@ -7,9 +7,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import Field
 
+from computalot.billing.quotes import INIT_MINIMUM_USD, require_available
+from computalot.errors import Unimplemented
 from computalot.projects import service
 from computalot.schemas.accounts import Strict
 from serve_app.deps import AppSettings, Caller, Db, Writer
+from serve_app.routes.quotes import PaidFirst
 from serve_app.strict_json import StrictJSONRoute
 
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"], route_class=StrictJSONRoute)
@@ -80,6 +83,24 @@ async def push_project(
     answer = await service.push_revision(db, project, upload, settings)
     await db.commit()
     return answer
+
+
+@router.post("/{name}/init", status_code=202)
+async def init_project(
+    name: str, caller: Writer, db: Db, settings: AppSettings, _paid: PaidFirst
+) -> dict[str, Any]:
+    """Init's funds rule is real: 402 with a quote while available < $5 (init itself is
+    free). Warming every node ahead of jobs is not built: past the rule the answer is 501."""
+    project = await service.get_project(db, caller.account_id, name)
+    await require_available(
+        db, caller.account_id, INIT_MINIMUM_USD, kind="init", what="init", settings=settings
+    )
+    raise Unimplemented(
+        f"init of project {project.name!r} is not available yet: nodes are prepared by the "
+        "first job that runs on each of them",
+        details=[{"loc": ["name"], "msg": "init is not built; the funds check passed"}],
+        recommended_action="submit a job: its first task on each node prepares the revision",
+    )
 
 
 @router.get("/{name}/status")
