@@ -24,7 +24,7 @@ from computalot import ingress
 from computalot.ingress_pages import INGRESS_BUFSIZE
 from computalot.private_files import make_private_dirs, tighten_tree, write_private
 from computalot.settings import Secrets, Settings, drop_secret_env, is_secret_env, settings_env
-from computalot.store.accounts import create_account, create_key, list_accounts
+from computalot.store.accounts import create_account, create_key, grant_credit, list_accounts
 from computalot.store.db import Store
 from computalot.store.migrate import upgrade
 
@@ -168,7 +168,15 @@ async def prepare_store(settings: Settings) -> str:
             admins = [a for a in await list_accounts(db) if a.role == "admin"]
             if admins and key_file.exists():
                 return key_file.read_text().strip()
-            admin = admins[0] if admins else await create_account(db, name="admin", role="admin")
+            if admins:
+                admin = admins[0]
+            else:
+                admin = await create_account(db, name="admin", role="admin")
+                if settings.admin_starting_credit_usd > 0:
+                    # So the quickstart's jobs are covered out of the box (docs/operating.md).
+                    await grant_credit(
+                        db, admin.id, settings.admin_starting_credit_usd, "starting credit"
+                    )
             _key, token = await create_key(db, admin.id, name="admin (created by computalot up)")
             await db.commit()
     finally:

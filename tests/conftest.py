@@ -124,11 +124,15 @@ def new_account(admin: httpx.Client, platform: Any) -> Callable[..., httpx.Clien
     """Create an account with the given role; return an httpx client holding its key."""
     clients: list[httpx.Client] = []
 
-    def make(role: str = "member", name: str | None = None) -> httpx.Client:
-        answer = admin.post(
-            "/api/v1/admin/accounts",
-            json={"name": name or f"acct-{uuid.uuid4().hex[:8]}", "role": role},
-        )
+    def make(
+        role: str = "member", name: str | None = None, credit_usd: float | None = 1_000_000
+    ) -> httpx.Client:
+        """``credit_usd``: the account's starting grant (ample by default, so every job's hold
+        is covered; billing tests pass a small one, or None for none)."""
+        body: dict[str, Any] = {"name": name or f"acct-{uuid.uuid4().hex[:8]}", "role": role}
+        if credit_usd is not None:
+            body["credit_usd"] = credit_usd
+        answer = admin.post("/api/v1/admin/accounts", json=body)
         assert answer.status_code == 201, answer.text
         token = answer.json()["key"]["token"]
         client = httpx.Client(

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from computalot.engine.counters import (
     JobProgress,
     bump_counters,
-    end_events,
     finish_if_done,
+    job_ended,
 )
 from computalot.engine.rows import JOBS, TASKS, ending_tasks, job_event
 from computalot.states import TERMINAL_JOB, JobStatus, TaskStatus
@@ -94,7 +94,7 @@ async def cancel_job(db: AsyncSession, job: Job) -> Events | None:
     events, _moved = await cancel_queued_tasks(db, job.id, job.account_id, now)
     await db.refresh(job)
     if job.n_running == 0 and job.n_queued == 0:
-        return events + end_events(job)
+        return events + await job_ended(db, job)
     return [*events, job_event(job.id, job.account_id, job_out(job))]
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import ReturningUpdate
 
+from computalot.billing.holds import settle_job
 from computalot.engine.finalize import finalize_job
 from computalot.engine.rows import JOBS, chunked
 from computalot.states import JobStatus, TaskStatus, job_is_terminal
@@ -118,6 +119,13 @@ def end_events(job: Job) -> list[EventRow]:
     ]
 
 
+async def job_ended(db: AsyncSession, job: Job) -> list[EventRow]:
+    """The job ended and nothing of it runs any more: its hold settles to what its attempts ran
+    (``computalot.billing.holds``, once however many paths get here), then its ``end``."""
+    await settle_job(db, job.id)
+    return end_events(job)
+
+
 async def finish_if_done(
     db: AsyncSession, job_ids: set[str], known: dict[str, JobProgress] | None = None
 ) -> Events:
@@ -144,7 +152,7 @@ async def finish_if_done(
         if p.needs_finalizing():
             finished = await finalize_job(db, job)
             if finished is not None:
-                events += end_events(finished)
+                events += await job_ended(db, finished)
         else:
-            events += end_events(job)
+            events += await job_ended(db, job)
     return events

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from computalot.engine.counters import end_events
+from computalot.engine.counters import job_ended
 from computalot.engine.finalize import fail_job
 from computalot.engine.quarantine import quarantine_job
 from computalot.engine.rows import JOBS, chunked, job_event
@@ -58,7 +58,7 @@ async def _fail_waiting(db: AsyncSession, job_id: str, culprit: str, ended: str)
     if not await fail_job(db, job, "dependency_failed", message, DEPENDENCY_ACTION):
         return []
     await db.refresh(job)
-    return end_events(job)
+    return await job_ended(db, job)
 
 
 async def _unblock(db: AsyncSession, ready: Sequence[tuple[str, str, str]]) -> Events:

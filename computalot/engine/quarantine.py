@@ -16,7 +16,7 @@ import logging
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from computalot.engine.counters import COUNTER, end_events
+from computalot.engine.counters import COUNTER, job_ended
 from computalot.jsonsafe import MAX_JSON_DEPTH
 from computalot.states import TERMINAL_JOB, JobStatus, TaskStatus
 from computalot.store.events import Events
@@ -69,4 +69,4 @@ async def quarantine_job(db: AsyncSession, job_id: str, fields: list[str]) -> Ev
     job = await db.get(Job, job_id, populate_existing=True)
     if job is None:
         return []
-    return end_events(job)
+    return await job_ended(db, job)

@@ -83,11 +83,16 @@ def _artifact_rows(db: AsyncSession, task: TaskRow, written: list[dict[str, Any]
     return ids
 
 
-#: One attempt's task row, if that attempt is still the running one (SET from the parameters).
-SETTLE_ATTEMPT = update(TASKS).where(
-    TASKS.c.id == bindparam("b_id"),
-    TASKS.c.attempt == bindparam("b_attempt"),
-    TASKS.c.status == TaskStatus.RUNNING,
+#: One attempt's task row, if that attempt is still the running one (SET from the parameters);
+#: ``billed_s`` adds the attempt's run time to the task's earlier attempts' (billing).
+SETTLE_ATTEMPT = (
+    update(TASKS)
+    .where(
+        TASKS.c.id == bindparam("b_id"),
+        TASKS.c.attempt == bindparam("b_attempt"),
+        TASKS.c.status == TaskStatus.RUNNING,
+    )
+    .values(billed_s=TASKS.c.billed_s + bindparam("b_billed"))
 )
 
 
@@ -270,6 +275,7 @@ class _Settlement:
             "b_attempt": attempt,
             "finished_at": self.now,
             "duration_s": ran.duration_s,
+            "b_billed": float(ran.duration_s or 0.0),
             "exit_code": ran.exit_code,
             "error": verdict.error(),
             "lost_attempts": task.lost_attempts,

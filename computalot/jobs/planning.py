@@ -34,6 +34,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot import views
+from computalot.billing.holds import settle_job
 from computalot.ids import new_id
 from computalot.jobs.fanout import TaskPlan, plan_fanout
 from computalot.states import JobStatus, TaskStatus, job_is_terminal
@@ -301,3 +302,4 @@ async def end_planning(db: AsyncSession, job_id: str) -> None:
             plan_input=None,
         )
     )
+    await settle_job(db, job_id)  # settled already when the job ended; this is a backstop

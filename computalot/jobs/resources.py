@@ -7,6 +7,7 @@ refused at submit time instead of queueing forever.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,9 @@ MiB = 1024 * 1024
 
 @dataclass(frozen=True)
 class Preset:
+    """A named set of minimums; ``usd_per_hour`` is its default price (an operator's
+    ``COMPUTALOT_PRICES`` may change it: ``computalot.billing.prices``)."""
+
     name: str
     requirements: dict[str, Any]
     usd_per_hour: float
@@ -46,13 +50,16 @@ PRESETS_BY_NAME = {p.name: p for p in PRESETS}
 DEFAULT_CPU_PRESET = "cpu-small"
 
 
-def presets_out() -> dict[str, Any]:
+def presets_out(usd_per_hour: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """``GET /presets``; ``usd_per_hour`` holds the deployment's prices by preset name
+    (``computalot.billing.prices``), each preset's default price where it names none."""
+    prices = usd_per_hour or {}
     return {
         "presets": [
             {
                 "name": p.name,
                 "requirements": p.requirements,
-                "usd_per_hour": p.usd_per_hour,
+                "usd_per_hour": prices.get(p.name, p.usd_per_hour),
                 "description": p.description,
             }
             for p in PRESETS
@@ -122,12 +129,3 @@ def check_satisfiable(options: dict[str, Any], nodes: list[dict[str, float]]) ->
         f"no node can satisfy {field}={shown_want:g} (largest node offers {shown_best:g})",
         details=[{"loc": ["requirements", field], "msg": f"largest node offers {shown_best:g}"}],
     )
-
-
-def usd_per_hour(minimums: dict[str, Any], usd_per_cpu_hour: float) -> float:
-    """Price of one task-hour: the cheapest preset covering the request, else per-CPU pricing."""
-    for preset in sorted(PRESETS, key=lambda p: p.usd_per_hour):
-        if all(float(preset.requirements.get(k, 0)) >= float(v) for k, v in minimums.items()):
-            return preset.usd_per_hour
-    gpu = float(minimums.get("gpu_count") or 0)
-    return float(minimums.get("cpu", 1.0)) * usd_per_cpu_hour + gpu * 1.20

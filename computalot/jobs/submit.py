@@ -18,6 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from computalot.artifacts.inputs import check_submit_inputs
+from computalot.billing.holds import hold_job, job_price, worst_case_usd
 from computalot.errors import Conflict, NotFound, field_error
 from computalot.ids import new_id
 from computalot.jobs.fanout import FanoutPlan, plan_fanout, task_count
@@ -114,6 +116,8 @@ async def submit_job(
     n_tasks = task_count(checked.plan)
     planning = n_tasks > limits.inline_tasks
     job = build_job(account_id, body, checked, settings, planning=planning)
+    usd_per_hour = job_price(checked.minimums, settings)
+    job.held_usd = worst_case_usd(n_tasks, job.timeout_s, usd_per_hour)
     if planning:
         job.planner_id = limits.planner_id or "unowned"
         lease = timedelta(seconds=LEASE_S if limits.planner_id else 0)
@@ -123,6 +127,7 @@ async def submit_job(
     if previous is not None:
         return Submitted(previous, created=False)
     await check_quotas(db, account_id, limits.quotas, n_tasks)
+    await hold_job(db, job, usd_per_hour, settings)  # 402 here rolls everything back
     if planning:
         return Submitted(job, True, Planning(job.id, account_id, job.plan_input, 0, job.blocked))
     await write_inline(db, job, replan(plan_input(body.payload, body.fan_out, body.batch_size)))
@@ -150,6 +155,9 @@ async def validate_submit(
             raise field_error(["requirements", name], message)
     options = ray_options(minimums)
     check_satisfiable(options, limits.cluster_nodes)
+    await check_submit_inputs(
+        db, account_id, body.payload, body.fan_out, plan.kind, revision.manifest
+    )
     blocked = await _check_dependencies(db, account_id, body.depends_on)
     return Checked(
         project, revision, runner_command, merge_strategy, plan, minimums, options, blocked

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from computalot import views
+from computalot.billing.prices import price_table
 from computalot.engine import cancelling
 from computalot.errors import ComputalotError, NotReady, ValidationFailed
 from computalot.gc_pause import gc_paused
@@ -236,5 +237,5 @@ async def get_results(
 
 
 @router.get("/presets")
-async def presets(_caller: Caller) -> dict[str, Any]:
-    return presets_out()
+async def presets(request: Request, _caller: Caller) -> dict[str, Any]:
+    return presets_out(price_table(request.app.state.settings).presets_usd())
