@@ -53,6 +53,13 @@ ROUTES: tuple[Route, ...] = (
     Route("account", "GET", f"{API}/account"),
     Route("wallet_challenge", "POST", f"{API}/auth/wallet/challenge"),
     Route("wallet_verify", "POST", f"{API}/auth/wallet/verify"),
+    # balance, holds, ledger, quotes and x402 top-ups ("Billing")
+    Route("balance", "GET", f"{API}/account/balance"),
+    Route("list_holds", "GET", f"{API}/account/holds"),
+    Route("list_ledger", "GET", f"{API}/account/ledger"),
+    Route("list_quotes", "GET", f"{API}/account/quotes"),
+    Route("topup_quote", "POST", f"{API}/account/quotes/topup"),
+    Route("pay_quote_x402", "POST", f"{API}/account/quotes/{{quote_id}}/pay/x402"),
     # admin ("Admin")
     Route("admin_list_accounts", "GET", f"{API}/admin/accounts"),
     Route("admin_create_account", "POST", f"{API}/admin/accounts"),
@@ -69,6 +76,7 @@ ROUTES: tuple[Route, ...] = (
     Route("update_project", "PUT", f"{API}/projects/{{name}}"),
     Route("delete_project", "DELETE", f"{API}/projects/{{name}}"),
     Route("push_project", "POST", f"{API}/projects/{{name}}/push"),
+    Route("init_project", "POST", f"{API}/projects/{{name}}/init"),
     Route("project_status", "GET", f"{API}/projects/{{name}}/status"),
     Route("project_status_details", "GET", f"{API}/projects/{{name}}/status/details"),
     # jobs ("Jobs", "Results", "Streaming")
@@ -166,6 +174,47 @@ class Endpoints(Generic[D, S]):
         }
         return self._call(Req("POST", f"{API}/auth/wallet/verify", json=body))
 
+    # --- balance, holds and ledger --------------------------------------------------------
+    def balance(self) -> D:
+        """``{"ledger_balance_usd", "held_usd", "available_usd"}``."""
+        return self._call(Req("GET", f"{API}/account/balance"))
+
+    def list_holds(
+        self, status: str | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> D:
+        """``{"holds": [...], "next_cursor"}``, newest first; ``status`` open or settled."""
+        params = clean({"status": status, "limit": limit, "cursor": cursor})
+        return self._call(Req("GET", f"{API}/account/holds", params=params))
+
+    def list_ledger(self, limit: int | None = None, cursor: str | None = None) -> D:
+        """``{"entries": [{"id", "kind", "amount_usd", "job_id", "created_at", "memo"}],
+        "next_cursor"}``, newest first; debits are negative."""
+        params = clean({"limit": limit, "cursor": cursor})
+        return self._call(Req("GET", f"{API}/account/ledger", params=params))
+
+    # --- quotes and x402 top-ups ----------------------------------------------------------
+    def list_quotes(self, limit: int | None = None, cursor: str | None = None) -> D:
+        """``{"quotes": [...], "next_cursor"}``, newest first."""
+        params = {"limit": limit, "cursor": cursor}
+        return self._call(Req("GET", f"{API}/account/quotes", params=params))
+
+    def topup_quote(self, amount_usd: float, payment_signature: str | None = None) -> D:
+        """Without ``payment_signature`` the server answers 402: this raises
+        :class:`~computalot.client_errors.PaymentRequired`, whose ``quote`` and
+        ``payment_requirements`` say what to sign (then call :meth:`pay_quote_x402`). With one
+        (a base64 x402 payment of that quote), the receipt."""
+        headers = {"PAYMENT-SIGNATURE": payment_signature} if payment_signature else None
+        body = {"amount_usd": amount_usd}
+        return self._call(Req("POST", f"{API}/account/quotes/topup", json=body, headers=headers))
+
+    def pay_quote_x402(self, quote_id: str, payment_signature: str) -> D:
+        """Pay a quote with an x402 payment payload (base64 JSON, as an x402 client's
+        ``encode_payment_signature_header`` makes it): ``{"quote", "ledger_entry", "payment",
+        "available_usd"}``."""
+        headers = {"PAYMENT-SIGNATURE": payment_signature}
+        path = f"{API}/account/quotes/{seg(quote_id)}/pay/x402"
+        return self._call(Req("POST", path, headers=headers))
+
     # --- admin (admin key only) -------------------------------------------------------------
     def admin_list_accounts(self) -> D:
         return self._call(Req("GET", f"{API}/admin/accounts"))
@@ -223,6 +272,12 @@ class Endpoints(Generic[D, S]):
     def push_project(self, name: str, path_or_tarball: str | os.PathLike[str] | bytes) -> D:
         """Publish a new revision from a directory (packed here), a ``.tar.gz`` file, or bytes."""
         return self._call(push_request(name, tarball_bytes(path_or_tarball)))
+
+    def init_project(self, name: str) -> D:
+        """Checks init's funds rule (402 :class:`~computalot.client_errors.PaymentRequired`
+        with a quote while less than $5 is available); init itself is not built yet, so past
+        the rule the server answers 501."""
+        return self._call(Req("POST", f"{API}/projects/{seg(name)}/init", json={}))
 
     def project_status(self, name: str) -> D:
         return self._call(Req("GET", f"{API}/projects/{seg(name)}/status"))

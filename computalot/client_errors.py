@@ -10,6 +10,7 @@ SDK never imports server code and the names cannot be confused.
     ├── ApiConnectionError (status 0: connection refused, DNS, timeout)
     ├── BadRequest (400)
     ├── Unauthorized (401)
+    ├── PaymentRequired (402, .quote, .payment_requirements)
     ├── Forbidden (403)
     ├── NotFound (404)
     ├── Conflict (409)
@@ -78,6 +79,27 @@ class Unauthorized(ApiError):
     default_action = "pass a valid token (--token or COMPUTALOT_TOKEN)"
 
 
+class PaymentRequired(ApiError):
+    """402: the balance cannot cover it. ``quote`` is the quote to pay (``quote["id"]``,
+    ``quote["amount_usd"]``); ``payment_requirements`` the x402 requirements that pay it
+    (``{"x402Version", "resource", "accepts": [...]}``), as the ``PAYMENT-REQUIRED`` header
+    carries them for an x402 client."""
+
+    default_code = "payment_required"
+    default_action = "top up (pay the quote over x402, or ask an admin for a grant), then retry"
+
+    @property
+    def quote(self) -> dict[str, Any] | None:
+        quote = self.body.get("quote")
+        return quote if isinstance(quote, dict) else None
+
+    @property
+    def payment_requirements(self) -> dict[str, Any] | None:
+        quote = self.quote or {}
+        found = quote.get("payment_requirements")
+        return found if isinstance(found, dict) else None
+
+
 class Forbidden(ApiError):
     default_code = "forbidden"
     default_action = "ask an admin for an account or role that allows this action"
@@ -131,6 +153,7 @@ class NotReady(ServerError):
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: BadRequest,
     401: Unauthorized,
+    402: PaymentRequired,
     403: Forbidden,
     404: NotFound,
     409: Conflict,
@@ -192,6 +215,7 @@ __all__ = [
     "NotFound",
     "NotReady",
     "PayloadTooLarge",
+    "PaymentRequired",
     "RateLimited",
     "ServerError",
     "Unauthorized",
