@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from computalot import views
 from computalot.billing.prices import price_table
+from computalot.billing.x402 import PAYMENT_RESPONSE_HEADER
 from computalot.engine import cancelling
 from computalot.errors import ComputalotError, NotReady, ValidationFailed
 from computalot.gc_pause import gc_paused
@@ -28,6 +29,7 @@ from serve_app.deps import Caller, Db, Writer
 from serve_app.errors import validation_details
 from serve_app.raw_response import RawJSONResponse
 from serve_app.responses import FastJSONResponse
+from serve_app.routes.quotes import PaidFirst
 from serve_app.strict_json import StrictJSONRoute
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"], route_class=StrictJSONRoute)
@@ -76,10 +78,14 @@ async def create_job(
     request: Request,
     caller: Writer,
     db: Db,
+    paid: PaidFirst,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     job, created = await _submit(request, db, caller, body, idempotency_key)
-    return JSONResponse(job, status_code=201 if created else 200)
+    answer = JSONResponse(job, status_code=201 if created else 200)
+    if paid is not None:  # a stock x402 client's paid resend of a 402
+        answer.headers[PAYMENT_RESPONSE_HEADER] = paid.settlement
+    return answer
 
 
 class BatchSubmit(BaseModel):
