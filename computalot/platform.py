@@ -21,9 +21,17 @@ from typing import Any
 import httpx
 
 from computalot import ingress
+from computalot.billing.prices import price_table
 from computalot.ingress_pages import INGRESS_BUFSIZE
 from computalot.private_files import make_private_dirs, tighten_tree, write_private
-from computalot.settings import Secrets, Settings, drop_secret_env, is_secret_env, settings_env
+from computalot.settings import (
+    ConfigError,
+    Secrets,
+    Settings,
+    drop_secret_env,
+    is_secret_env,
+    settings_env,
+)
 from computalot.store.accounts import create_account, create_key, grant_credit, list_accounts
 from computalot.store.db import Store
 from computalot.store.migrate import upgrade
@@ -159,6 +167,10 @@ def secure_data_dir(settings: Settings) -> None:
 
 async def prepare_store(settings: Settings) -> str:
     """Apply migrations; make sure an admin exists; return the admin key (data_dir/admin_key)."""
+    try:
+        price_table(settings)  # an unknown preset in COMPUTALOT_PRICES stops start-up here
+    except ValueError as exc:
+        raise ConfigError(f"invalid settings: COMPUTALOT_PRICES: {exc}") from None
     secure_data_dir(settings)
     store = Store(settings.resolved_database_url)
     key_file = settings.data_dir / "admin_key"

@@ -32,6 +32,7 @@ POST /api/v1/jobs | POST /api/v1/jobs/batch | GET /api/v1/jobs | GET /api/v1/job
 GET /api/v1/jobs/:id | GET /api/v1/jobs/:id/tasks | GET /api/v1/jobs/:id/output
 GET /api/v1/jobs/:id/events | GET /api/v1/jobs/:id/stream | PUT /api/v1/jobs/:id/cancel
 GET /api/v1/presets | GET /api/v1/results/:job_id
+GET /api/v1/account/balance | GET /api/v1/account/holds | GET /api/v1/account/ledger
 GET /api/v1/account/quotes | POST /api/v1/account/quotes/topup
 POST /api/v1/account/quotes/:id/pay/x402 | POST /api/v1/projects/:name/init
 """
