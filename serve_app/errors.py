@@ -65,8 +65,13 @@ def _json_problem(errors: Any) -> str:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ComputalotError)
-    async def _computalot(_req: Request, exc: ComputalotError) -> JSONResponse:
-        return error_response(exc)
+    async def _computalot(req: Request, exc: ComputalotError) -> JSONResponse:
+        response = error_response(exc)
+        # A paid resend (serve_app.routes.quotes.paid_first) that still fails keeps its receipt.
+        settlement = getattr(req.state, "payment_response", None)
+        if settlement:
+            response.headers["PAYMENT-RESPONSE"] = settlement
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(req: Request, exc: RequestValidationError) -> JSONResponse:

@@ -62,6 +62,7 @@ async def paid_first(
     )
     if receipt is not None:
         response.headers[x402.PAYMENT_RESPONSE_HEADER] = receipt.settlement
+        request.state.payment_response = receipt.settlement
     return receipt
 
 
