@@ -15,6 +15,7 @@ This module adds what needs a live connection: polling (``wait``), paging throug
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
@@ -43,6 +44,40 @@ from computalot.client_endpoints import Endpoints
 from computalot.client_errors import ApiError, error_from_response
 
 JsonDict = dict[str, Any]
+
+
+#: Bytes per read when streaming a file up or an answer down.
+TRANSFER_CHUNK = 1024 * 1024
+
+
+def _upload_target(req: Req, path: str | os.PathLike[str]) -> tuple[dict[str, Any], bool]:
+    """``req``'s request arguments with the file's length set, and whether the URL lies
+    outside the API (an S3 presigned URL: sent without the bearer token)."""
+    kwargs = req.kwargs()
+    headers = dict(kwargs.pop("headers", None) or {})
+    headers["Content-Length"] = str(os.path.getsize(path))
+    kwargs["headers"] = headers
+    return kwargs, str(kwargs["url"]).startswith(("http://", "https://"))
+
+
+def _file_chunks(path: str | os.PathLike[str]) -> Iterator[bytes]:
+    with open(path, "rb") as src:
+        while chunk := src.read(TRANSFER_CHUNK):
+            yield chunk
+
+
+def _downloaded(
+    response: httpx.Response, path: str | os.PathLike[str], sha: Any, size: int
+) -> JsonDict:
+    digest = sha.hexdigest()
+    etag = response.headers.get("etag", "").strip('"')
+    if etag and len(etag) == 64 and etag != digest:
+        raise ApiError(
+            f"downloaded bytes have sha256 {digest}, the server promised {etag}",
+            code="bad_download",
+            recommended_action="download again",
+        )
+    return {"path": os.fspath(path), "size": size, "sha256": digest}
 
 
 def _not_a_stream(exc: SSEError) -> ApiError:
@@ -116,6 +151,33 @@ class ComputalotClient(_Common, Endpoints[JsonDict, str]):
 
     def _call_text(self, req: Req) -> str:
         return decode_text(self._send(req))
+
+    def _call_upload(self, req: Req, path: str | os.PathLike[str]) -> JsonDict:
+        kwargs, outside = _upload_target(req, path)
+        try:
+            if outside:
+                with httpx.Client(timeout=self.timeout) as http:
+                    return decode_json(http.request(**kwargs, content=_file_chunks(path)))
+            return decode_json(self._http.request(**kwargs, content=_file_chunks(path)))
+        except httpx.TransportError as exc:
+            raise connection_error(self.controller_url, exc) from exc
+
+    def _call_download(self, req: Req, path: str | os.PathLike[str]) -> JsonDict:
+        sha = hashlib.sha256()
+        size = 0
+        try:
+            with self._http.stream(**req.kwargs()) as response:
+                if not response.is_success:
+                    response.read()
+                    raise error_from_response(response)
+                with open(path, "wb") as out:
+                    for chunk in response.iter_bytes(TRANSFER_CHUNK):
+                        sha.update(chunk)
+                        size += len(chunk)
+                        out.write(chunk)
+        except httpx.TransportError as exc:
+            raise connection_error(self.controller_url, exc) from exc
+        return _downloaded(response, path, sha, size)
 
     def wait(
         self, job_id: str, timeout: float | None = None, poll_interval: float = 0.5
@@ -246,6 +308,45 @@ class AsyncComputalotClient(_Common, Endpoints[Awaitable[JsonDict], Awaitable[st
 
     async def _call_text(self, req: Req) -> str:
         return decode_text(await self._send(req))
+
+    async def _call_upload(self, req: Req, path: str | os.PathLike[str]) -> JsonDict:
+        kwargs, outside = _upload_target(req, path)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            src = await asyncio.to_thread(open, path, "rb")
+            try:
+                while chunk := await asyncio.to_thread(src.read, TRANSFER_CHUNK):
+                    yield chunk
+            finally:
+                src.close()
+
+        try:
+            if outside:
+                async with httpx.AsyncClient(timeout=self.timeout) as http:
+                    return decode_json(await http.request(**kwargs, content=chunks()))
+            return decode_json(await self._http.request(**kwargs, content=chunks()))
+        except httpx.TransportError as exc:
+            raise connection_error(self.controller_url, exc) from exc
+
+    async def _call_download(self, req: Req, path: str | os.PathLike[str]) -> JsonDict:
+        sha = hashlib.sha256()
+        size = 0
+        try:
+            async with self._http.stream(**req.kwargs()) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise error_from_response(response)
+                out = await asyncio.to_thread(open, path, "wb")
+                try:
+                    async for chunk in response.aiter_bytes(TRANSFER_CHUNK):
+                        sha.update(chunk)
+                        size += len(chunk)
+                        await asyncio.to_thread(out.write, chunk)
+                finally:
+                    out.close()
+        except httpx.TransportError as exc:
+            raise connection_error(self.controller_url, exc) from exc
+        return _downloaded(response, path, sha, size)
 
     async def push_project(
         self, name: str, path_or_tarball: str | os.PathLike[str] | bytes

@@ -92,6 +92,19 @@ ROUTES: tuple[Route, ...] = (
     Route("presets", "GET", f"{API}/presets"),
     Route("stream", "GET", f"{API}/jobs/{{job_id}}/stream"),
     Route("watch", "GET", f"{API}/jobs/watch"),
+    # artifacts ("Artifacts")
+    Route("upload_artifact", "POST", f"{API}/artifacts"),
+    Route("create_direct_upload", "POST", f"{API}/artifacts/direct"),
+    Route("put_direct_upload", "PUT", f"{API}/artifacts/direct/{{token}}"),
+    Route("complete_direct_upload", "POST", f"{API}/artifacts/direct/{{artifact_id}}/complete"),
+    Route("start_multipart_upload", "POST", f"{API}/artifacts/multipart"),
+    Route("upload_part", "PUT", f"{API}/artifacts/multipart/{{upload_id}}/parts/{{n}}"),
+    Route("multipart_status", "GET", f"{API}/artifacts/multipart/{{upload_id}}"),
+    Route("complete_multipart_upload", "POST", f"{API}/artifacts/multipart/complete"),
+    Route("list_artifacts", "GET", f"{API}/artifacts"),
+    Route("artifact_meta", "GET", f"{API}/artifacts/{{artifact_id}}/meta"),
+    Route("download_artifact", "GET", f"{API}/artifacts/{{artifact_id}}"),
+    Route("delete_artifact", "DELETE", f"{API}/artifacts/{{artifact_id}}"),
 )
 
 #: Routes the server answers that no SDK method calls, each with why.
@@ -116,6 +129,14 @@ class Endpoints(Generic[D, S]):
         raise NotImplementedError
 
     def _call_text(self, req: Req) -> S:
+        raise NotImplementedError
+
+    def _call_upload(self, req: Req, path: str | os.PathLike[str]) -> D:
+        """``req`` with the file at ``path`` as its body, streamed (never read whole)."""
+        raise NotImplementedError
+
+    def _call_download(self, req: Req, path: str | os.PathLike[str]) -> D:
+        """``req``'s answer body streamed into the file ``path``."""
         raise NotImplementedError
 
     # --- ops and discovery ------------------------------------------------------------------
@@ -358,3 +379,104 @@ class Endpoints(Generic[D, S]):
 
     def presets(self) -> D:
         return self._call(Req("GET", f"{API}/presets"))
+
+    # --- artifacts --------------------------------------------------------------------------
+    def upload_artifact(
+        self,
+        path: str | os.PathLike[str],
+        filename: str | None = None,
+        content_type: str | None = None,
+        sha256: str | None = None,
+    ) -> D:
+        """Stream the file at ``path`` up as a new artifact (at most 2 GiB); ``sha256`` (hex)
+        makes the server check the bytes it got. Returns ``{"id": "art_…", ...}``."""
+        headers = {
+            "X-Artifact-Filename": filename or os.path.basename(os.fspath(path)),
+            "Content-Type": content_type or "application/octet-stream",
+        }
+        if sha256:
+            headers["X-Artifact-Sha256"] = sha256
+        return self._call_upload(Req("POST", f"{API}/artifacts", headers=headers), path)
+
+    def create_direct_upload(
+        self, sha256: str, size: int, filename: str, content_type: str | None = None
+    ) -> D:
+        """A URL to PUT the bytes to (S3 presigned, or signed on the API): ``{"artifact_id",
+        "upload_url", "method", "headers", "expires_at"}``; then :meth:`put_direct_upload`."""
+        body = clean(
+            {"sha256": sha256, "size": size, "filename": filename, "content_type": content_type}
+        )
+        return self._call(Req("POST", f"{API}/artifacts/direct", json=body))
+
+    def put_direct_upload(
+        self,
+        upload_url: str,
+        path: str | os.PathLike[str],
+        headers: Mapping[str, str] | None = None,
+    ) -> D:
+        """PUT the file to ``upload_url`` (a full URL from :meth:`create_direct_upload`, or the
+        token of an API-signed one) with the ``headers`` it came with. The bearer token is never
+        sent to a URL outside the API."""
+        url = upload_url if "/" in upload_url else f"{API}/artifacts/direct/{seg(upload_url)}"
+        return self._call_upload(Req("PUT", url, headers=dict(headers or {})), path)
+
+    def complete_direct_upload(self, artifact_id: str) -> D:
+        """Publish a direct upload once its bytes are at the URL (needed after an S3 PUT;
+        after a PUT to the API the artifact is available already and this returns it)."""
+        return self._call(Req("POST", f"{API}/artifacts/direct/{seg(artifact_id)}/complete"))
+
+    def start_multipart_upload(
+        self,
+        filename: str,
+        size: int,
+        sha256: str | None = None,
+        part_size: int | None = None,
+        content_type: str | None = None,
+    ) -> D:
+        """``{"upload_id", "part_size", "part_count"}``: send parts 1..part_count (any order,
+        again after a dropped connection), then :meth:`complete_multipart_upload`."""
+        body = clean(
+            {
+                "filename": filename,
+                "size": size,
+                "sha256": sha256,
+                "part_size": part_size,
+                "content_type": content_type,
+            }
+        )
+        return self._call(Req("POST", f"{API}/artifacts/multipart", json=body))
+
+    def upload_part(self, upload_id: str, n: int, data: bytes) -> D:
+        return self._call(
+            Req(
+                "PUT",
+                f"{API}/artifacts/multipart/{seg(upload_id)}/parts/{int(n)}",
+                content=data,
+                headers={"Content-Type": "application/octet-stream"},
+            )
+        )
+
+    def multipart_status(self, upload_id: str) -> D:
+        """Which parts have arrived (``parts``) and which not (``missing``): to resume."""
+        return self._call(Req("GET", f"{API}/artifacts/multipart/{seg(upload_id)}"))
+
+    def complete_multipart_upload(self, upload_id: str) -> D:
+        return self._call(
+            Req("POST", f"{API}/artifacts/multipart/complete", json={"upload_id": upload_id})
+        )
+
+    def list_artifacts(self, limit: int | None = None, cursor: str | None = None) -> D:
+        params = {"limit": limit, "cursor": cursor}
+        return self._call(Req("GET", f"{API}/artifacts", params=params))
+
+    def artifact_meta(self, artifact_id: str) -> D:
+        return self._call(Req("GET", f"{API}/artifacts/{seg(artifact_id)}/meta"))
+
+    def download_artifact(self, artifact_id: str, path: str | os.PathLike[str]) -> D:
+        """Stream the artifact's bytes into the file ``path``; returns ``{"path", "size",
+        "sha256"}`` (the sha256 is the answer's ETag)."""
+        req = Req("GET", f"{API}/artifacts/{seg(artifact_id)}", headers={"Accept": "*/*"})
+        return self._call_download(req, path)
+
+    def delete_artifact(self, artifact_id: str) -> D:
+        return self._call(Req("DELETE", f"{API}/artifacts/{seg(artifact_id)}"))

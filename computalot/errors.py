@@ -17,6 +17,7 @@ FastAPI, so the SDK side and the ingress read the same table.
     ├── MethodNotAllowed (405, method_not_allowed)
     ├── Conflict (409, conflict)
     ├── PayloadTooLarge (413, payload_too_large)
+    ├── RangeNotSatisfiable (416, range_not_satisfiable)
     ├── UnsupportedMediaType (415, unsupported_media_type)
     ├── ValidationFailed (422, validation_error)
     │   └── UnsatisfiableRequirements (422, unsatisfiable_requirements)
@@ -59,6 +60,10 @@ STATUS_ERRORS: dict[int, tuple[str, str]] = {
     413: ("payload_too_large", "send a smaller body; see the size limits in /llms-full.txt"),
     414: ("uri_too_long", "send a shorter URL"),
     415: ("unsupported_media_type", "send the body as JSON with 'Content-Type: application/json'"),
+    416: (
+        "range_not_satisfiable",
+        "ask for a Range inside the file; Content-Range: bytes */<size> gives its size",
+    ),
     422: ("validation_error", "fix the field named in details and resubmit"),
     425: ("too_early", "retry the request"),
     429: ("rate_limited", "wait for the number of seconds in Retry-After, then retry"),
@@ -249,6 +254,12 @@ class PayloadTooLarge(ComputalotError):
     recommended_action = status_action(413)
 
 
+class RangeNotSatisfiable(ComputalotError):
+    status = 416
+    code = status_code(416)
+    recommended_action = status_action(416)
+
+
 class ValidationFailed(ComputalotError):
     status = 422
     code = status_code(422)
@@ -313,6 +324,7 @@ __all__ = [
     "PayloadTooLarge",
     "PaymentRequired",
     "QuotaExceeded",
+    "RangeNotSatisfiable",
     "RateLimited",
     "Unauthorized",
     "Unimplemented",

@@ -16,6 +16,7 @@ from serve_app.ratelimit import RateLimiter
 from serve_app.routes import (
     account,
     admin,
+    artifacts,
     auth,
     billing,
     docs,
@@ -29,8 +30,6 @@ from serve_app.routes import (
 
 log = logging.getLogger("computalot.api")
 
-ARTIFACT_MAX_BYTES = 2 * 1024**3
-
 # streams before jobs: /jobs/watch must win over /jobs/{job_id}.
 ROUTERS = [
     ops.router,
@@ -42,6 +41,7 @@ ROUTERS = [
     admin.router,
     feedback.router,
     projects.router,
+    artifacts.router,
     streams.router,
     jobs.router,
 ]
@@ -67,7 +67,7 @@ def create_app(settings: Settings, *, engine: Any = None, store: Store | None = 
     for router in ROUTERS:
         app.include_router(router)
     limits = BodyLimits(
-        settings.max_json_body_bytes, settings.max_tarball_bytes, ARTIFACT_MAX_BYTES
+        settings.max_json_body_bytes, settings.max_tarball_bytes, settings.max_artifact_bytes
     )
     app.add_middleware(BodyLimitMiddleware, limits=limits)
     app.add_middleware(ObserveMiddleware, metrics=app.state.metrics)

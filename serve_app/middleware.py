@@ -28,7 +28,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PUSH_PATH = re.compile(r"^/api/v1/projects/[^/]+/push$")
-ARTIFACT_PATH = re.compile(r"^/api/v1/artifacts(/.*)?$")
+#: Routes whose body is an artifact's raw bytes (an upload, a part, a direct PUT).
+ARTIFACT_PATH = re.compile(r"^/api/v1/artifacts(/multipart/[^/]+/parts/[^/]+|/direct/[^/]+)?$")
 
 
 class BodyLimits:

@@ -285,6 +285,57 @@ class Artifact(Base):
     state: Mapped[str] = mapped_column(String(16))
     storage_key: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    __table_args__ = (
+        Index("ix_artifacts_account_created", "account_id", "created_at", "id"),
+        Index("ix_artifacts_job_id", "job_id"),
+        Index("ix_artifacts_sha256", "sha256"),
+    )
+
+
+class Blob(Base):
+    """Bytes in the artifact store, once per sha256: where they are and how many artifact rows
+    reference them (the bytes go when ``refs`` reaches 0)."""
+
+    __tablename__ = "blobs"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    storage_key: Mapped[str] = mapped_column(String(1024))
+    size: Mapped[int] = mapped_column(BigInteger)
+    refs: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ArtifactUpload(Base):
+    """An upload in progress: ``multipart`` (``upl_`` id, parts in ``artifact_upload_parts``)
+    or ``direct`` (a signed single-use URL for the pending artifact ``artifact_id``)."""
+
+    __tablename__ = "artifact_uploads"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(40), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    artifact_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    filename: Mapped[str] = mapped_column(String(1024))
+    content_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    part_size: Mapped[int] = mapped_column(BigInteger)
+    part_count: Mapped[int] = mapped_column(Integer)
+    storage_key: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    backend_id: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+
+
+class ArtifactUploadPart(Base):
+    __tablename__ = "artifact_upload_parts"
+    upload_id: Mapped[str] = mapped_column(
+        ForeignKey("artifact_uploads.id", ondelete="CASCADE"), primary_key=True
+    )
+    n: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    etag: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class LedgerEntry(Base):

@@ -35,6 +35,11 @@ GET /api/v1/presets | GET /api/v1/results/:job_id
 GET /api/v1/account/balance | GET /api/v1/account/holds | GET /api/v1/account/ledger
 GET /api/v1/account/quotes | POST /api/v1/account/quotes/topup
 POST /api/v1/account/quotes/:id/pay/x402 | POST /api/v1/projects/:name/init
+POST /api/v1/artifacts | POST /api/v1/artifacts/direct | PUT /api/v1/artifacts/direct/:token
+POST /api/v1/artifacts/direct/:id/complete | POST /api/v1/artifacts/multipart
+PUT /api/v1/artifacts/multipart/:id/parts/:n | GET /api/v1/artifacts/multipart/:id
+POST /api/v1/artifacts/multipart/complete | GET /api/v1/artifacts | GET /api/v1/artifacts/:id
+GET /api/v1/artifacts/:id/meta | DELETE /api/v1/artifacts/:id
 """
 
 
