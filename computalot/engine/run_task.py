@@ -26,6 +26,7 @@ import signal
 import stat
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -230,8 +231,11 @@ def _outcome(
 
 
 #: The outcome of an attempt a Ray cancel interrupted (its command's group is already stopped).
-def _cancelled() -> Outcome:
-    return Outcome(status=TaskStatus.CANCELLED, error="cancelled", node_id=_node_id())
+def _cancelled(duration_s: float) -> Outcome:
+    """``duration_s``: how long the attempt ran before the cancel (billed like any other)."""
+    return Outcome(
+        status=TaskStatus.CANCELLED, error="cancelled", node_id=_node_id(), duration_s=duration_s
+    )
 
 
 @dataclass(frozen=True)
@@ -345,6 +349,7 @@ def execute_attempt(spec: AttemptSpec) -> tuple[Outcome, NDArray[np.uint8] | Non
 
     A Ray cancel (``KeyboardInterrupt`` here, once ``run_command`` stopped the command) ends it
     with a ``cancelled`` outcome, not an exception."""
+    started = time.monotonic()
     make_interruptible()
     base = attempt_root()
     CLEANER.sweep(base)  # what killed workers left behind
@@ -362,7 +367,7 @@ def execute_attempt(spec: AttemptSpec) -> tuple[Outcome, NDArray[np.uint8] | Non
         return _run(spec, files, policy, sandbox)
     except KeyboardInterrupt:
         log.info("task %s attempt %s cancelled", spec.task_id, spec.attempt)
-        return _cancelled(), None
+        return _cancelled(time.monotonic() - started), None
     finally:
         if sandbox is not None:  # an attempt that ended early (an exception, a Ray cancel)
             sandbox.close()
