@@ -181,9 +181,13 @@ async def _credit(
         )
         await db.commit()
     except IntegrityError:
+        # Another request won the race: with this very authorisation (a replay), or with
+        # another payment of the same quote (then the quote is paid: 409).
         await db.rollback()
         fresh = await db.get(Quote, quote_id, populate_existing=True)
-        raise _refused(fresh or quote, settings, _replay(), header) from None
+        if fresh is None or await _nonce_used(db, fresh, auth):
+            raise _refused(fresh or quote, settings, _replay(), header) from None
+        raise closed_quote(fresh, quote_status(fresh)) from None
     paid = await db.get(Quote, quote_id, populate_existing=True)
     assert paid is not None
     settlement = {

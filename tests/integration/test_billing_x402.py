@@ -148,6 +148,10 @@ async def test_a_stock_x402_client_pays_a_topup_and_its_replay_is_refused(
     assert replay.json()["x402Error"] == "invalid_exact_evm_nonce_already_used"
     again = member.post(TOPUP, json={"amount_usd": 3.25}, headers={"PAYMENT-SIGNATURE": sent[0]})
     assert_envelope(again, 402, "payment_required")
+    other_quote = topup(member, 3.25).json()["quote"]["id"]
+    elsewhere = pay(member, other_quote, sent[0])
+    err = assert_envelope(elsewhere, 402, "payment_required")
+    assert err["details"][0]["reason"] == "invalid_exact_evm_nonce_already_used"
     assert len(credits(db, account_id)) == 1
 
 
