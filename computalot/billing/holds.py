@@ -126,7 +126,12 @@ BILLED_QUERY = select(func.coalesce(func.sum(Task.billed_s), 0.0))
 
 async def settle_job(db: AsyncSession, job_id: str) -> Charge | None:
     """Settle ``job_id``'s open hold to its tasks' billed seconds: one debit, the rest
-    released. None when it has no open hold (settled already, or never held)."""
+    released. None when it has no open hold (settled already, or never held).
+
+    Locks are taken job row first, then hold, as every path that ends a job takes them (it
+    moves the job row before it settles), so two paths settling at once wait, never
+    deadlock."""
+    await db.execute(select(Job.id).where(Job.id == job_id).with_for_update())
     row = (
         await db.execute(
             select(Hold.id, Hold.account_id, Hold.amount_usd, Hold.usd_per_hour).where(
