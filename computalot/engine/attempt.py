@@ -2,7 +2,8 @@
 :class:`Outcome` it returns.
 
 Both travel through Ray (pickled), so they hold plain values only, and this module imports
-nothing but the standard library and the sandbox's policy: every worker imports it.
+nothing but the standard library and the sandbox's policy (the artifact store's config only
+for type checking): every worker imports it.
 The result fields are those ``engine.result_file`` reads from the runner's result file
 (docs/llms-full.md, "Exit status and result"); ``engine.outcomes.judge_outcome`` turns an
 Outcome into a verdict.
@@ -11,9 +12,12 @@ Outcome into a verdict.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from computalot.sandbox.policy import SandboxPolicy
+
+if TYPE_CHECKING:
+    from computalot.artifacts.store import StoreConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +30,9 @@ class AttemptSpec:
     ``memory_mb`` the job's minimum (the limit when there is no sandbox); ``batched``,
     ``element_count`` and ``max_result_bytes`` say how the result file is read
     (``engine.result_file``); ``namespace`` is where the event hub lives; ``sandbox`` None runs
-    the command unconfined.
+    the command unconfined. ``store`` is the artifact store the worker streams the task's
+    artifacts into and its inputs from; ``downloads`` the inputs, each ``(artifact id, blob key,
+    path under the revision root)`` (``artifacts.inputs``).
     """
 
     job_id: str
@@ -47,6 +53,9 @@ class AttemptSpec:
     element_count: int = 1
     max_result_bytes: int | None = None
     sandbox: SandboxPolicy | None = None
+    store: StoreConfig | None = None
+    downloads: tuple[tuple[str, str, str], ...] = ()
+    max_artifact_bytes: int = 2 * 1024**3  # one artifact file (bytes); a bigger one is skipped
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +65,9 @@ class Outcome:
     ``status``: ok | exit_nonzero | timeout | cancelled | spawn_failed | killed |
     sandbox_unavailable, or the limit a sandboxed task crossed (``sandbox.limits``).
     ``duration_s`` is seconds of the command's run; the tails hold the last characters of each
-    stream. ``artifacts`` holds each file's ``path``, ``size`` and ``data`` as the worker read
-    them; once the dispatcher has written them (``settling.write_artifacts``), their ``path``,
-    ``size``, ``sha256`` and ``storage_key``.
+    stream. ``artifacts`` holds each file the worker stored in the artifact store: its
+    ``path`` (relative to the artifact directory), ``size``, ``sha256`` and blob ``key``
+    (``engine.task_files``); the dispatcher only writes their rows.
     """
 
     status: str

@@ -29,6 +29,7 @@ from ray.actor import ActorHandle
 from ray.exceptions import RayError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from computalot.artifacts.store import store_config
 from computalot.engine import cancelling, claiming, dependencies, reconciling, recording
 from computalot.engine.attempt import AttemptSpec, Outcome
 from computalot.engine.claiming import Launch, UnreadableTask
@@ -92,7 +93,7 @@ class Dispatcher:
         self._hub: ActorHandle | None = None
         self._remotes: dict[str, RunTask] = {}
         self.jobs = JobCache()
-        self.revisions = RevisionCache()
+        self.revisions = RevisionCache(store_config(self.settings))
         self.warm = WarmNodes()
         self.quarantined = 0  # jobs set aside because their stored definition is unreadable
         self.last_cycle_at = time.monotonic()  # when a cycle last completed (or start-up)
@@ -434,8 +435,6 @@ class Dispatcher:
             outcome = await info.ref
         except (RayError, Exception) as exc:
             outcome = exc
-        if isinstance(outcome, Outcome) and outcome.artifacts:
-            outcome = await recording.write_artifacts(self.settings.data_dir, info, outcome)
         self.inflight.pop(info.task_id, None)
         if self.inflight:
             self.completions.append(time.monotonic())

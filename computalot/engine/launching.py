@@ -1,19 +1,35 @@
-"""What launching one attempt needs: its revision, its ``run_task`` spec and Ray options."""
+"""What launching one attempt needs: its revision, its input artifacts, its ``run_task`` spec
+and Ray options.
+
+A task's inputs (its payload's ``_artifacts.download`` and its manifest's ``data_sources``:
+``artifacts.inputs``) reach the worker as (artifact id, blob key, path) triples with the
+artifact store's config, so the worker streams them itself. The keys are read once per batch of
+launches, in one query per account, and cached (an artifact's bytes never change); an input
+no longer available gets an empty key, and its attempt fails as ``input_unavailable``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections import OrderedDict
-from dataclasses import dataclass
+import logging
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from computalot.artifacts.inputs import (
+    ARTIFACTS_FIELD,
+    artifact_keys,
+    manifest_sources,
+    task_inputs,
+)
+from computalot.artifacts.store import StoreConfig
 from computalot.engine.attempt import AttemptSpec
 from computalot.engine.claiming import Launch, UnreadableTask
-from computalot.engine.packages import PackageCache, revision_runtime_env
+from computalot.engine.packages import PackageCache, restore_revision, revision_runtime_env
 from computalot.engine.rows import JobInfo, TaskRow
 from computalot.jobs.fanout import task_payload
 from computalot.sandbox.policy import policy_for
@@ -33,6 +49,39 @@ class RevisionInfo:
     env: dict[str, str]
     workdir: str
     network: str  # the manifest's runtime.network: host | none
+    #: (artifact id, mount) of the manifest's data_sources
+    sources: tuple[tuple[str, str], ...] = ()
+    #: The cache's artifact keys and store, shared by every revision it holds.
+    inputs: InputKeys | None = field(default=None, compare=False)
+
+
+log = logging.getLogger("computalot.dispatcher")
+
+
+class InputKeys:
+    """Blob keys of the input artifacts of recent launches, ``(account, id) -> key`` (an
+    artifact's bytes never change), at most ``limit`` of them; and the store they are in."""
+
+    def __init__(self, store: StoreConfig | None, limit: int = 100_000) -> None:
+        self.store = store
+        self.limit = limit
+        self.keys: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    def get(self, account_id: str, artifact_id: str) -> str:
+        """The key, or "" for an artifact that is not (or no longer) the account's."""
+        return self.keys.get((account_id, artifact_id), "")
+
+    async def load(self, db: AsyncSession, wanted: dict[str, set[str]]) -> None:
+        """Read the keys of ``{account: ids}`` not cached yet."""
+        for account_id, ids in wanted.items():
+            missing = [i for i in ids if (account_id, i) not in self.keys]
+            if not missing:
+                continue
+            found = await artifact_keys(db, account_id, missing)
+            for art_id, key in found.items():
+                self.keys[(account_id, art_id)] = key
+        while len(self.keys) > self.limit:
+            self.keys.popitem(last=False)
 
 
 def _read_requirements(path: Path) -> list[str] | None:
@@ -43,7 +92,18 @@ def _read_requirements(path: Path) -> list[str] | None:
     return [ln for ln in lines if ln and not ln.startswith("#")] or None
 
 
-async def _revision_info(revision: Revision) -> RevisionInfo:
+async def _revision_info(revision: Revision, inputs: InputKeys) -> RevisionInfo:
+    if revision.tarball_key and inputs.store is not None:
+        try:
+            await asyncio.to_thread(
+                restore_revision,
+                revision.path,
+                revision.content_hash,
+                revision.tarball_key,
+                inputs.store,
+            )
+        except Exception as exc:  # packaging then says the directory is missing
+            log.warning("revision %s not restored from the artifact store: %s", revision.id, exc)
     runtime = (revision.manifest or {}).get("runtime") or {}
     req_path = Path(revision.path) / str(runtime.get("requirements") or "requirements.txt")
     return RevisionInfo(
@@ -54,15 +114,22 @@ async def _revision_info(revision: Revision) -> RevisionInfo:
         env=dict(runtime.get("env") or {}),
         workdir=str(runtime.get("workdir") or "."),
         network=str(runtime.get("network") or "host"),
+        sources=tuple((a, m) for _i, a, m in manifest_sources(revision.manifest)),
+        inputs=inputs,
     )
 
 
 class RevisionCache:
-    """The revisions of recent launches by id, least recently used dropped past ``limit``."""
+    """The revisions of recent launches by id, least recently used dropped past ``limit``, and
+    the keys of their tasks' input artifacts in ``store`` (:class:`InputKeys`).
 
-    def __init__(self, limit: int = 1024) -> None:
+    A revision whose directory is missing on this node is restored from its tarball in
+    ``store`` when it is read (``engine.packages.restore_revision``)."""
+
+    def __init__(self, store: StoreConfig | None = None, limit: int = 1024) -> None:
         self.limit = limit
         self.revisions: OrderedDict[str, RevisionInfo] = OrderedDict()
+        self.inputs = InputKeys(store)
 
     def __len__(self) -> int:
         return len(self.revisions)
@@ -74,13 +141,26 @@ class RevisionCache:
         return info
 
     async def load(self, db: AsyncSession, launches: list[Launch]) -> None:
-        """Read the revisions of ``launches`` not cached yet."""
-        for job, _task, _attempt in launches:
+        """Read the revisions of ``launches`` not cached yet, and their input artifacts' keys."""
+        wanted: dict[str, set[str]] = defaultdict(set)
+        for job, task, _attempt in launches:
             rid = job.revision_id
             if rid and self.get(rid) is None:
                 revision = await db.get(Revision, rid)
                 if revision is not None:
-                    self.put(rid, await _revision_info(revision))
+                    self.put(rid, await _revision_info(revision, self.inputs))
+            info = self.get(rid)
+            if info is not None:
+                wanted[job.account_id].update(a for a, _mount in info.sources)
+            if has_inputs(job, task):
+                try:
+                    payload = _payload(job, task)
+                except UnreadableTask:
+                    continue  # its launch says so
+                found = task_inputs(payload, ".")
+                wanted[job.account_id].update(a for a, _path in found)
+        if any(wanted.values()):
+            await self.inputs.load(db, wanted)
 
     def put(self, revision_id: str, info: RevisionInfo) -> None:
         self.revisions[revision_id] = info
@@ -105,6 +185,34 @@ def _payload(job: JobInfo, task: TaskRow) -> dict[str, Any]:
     return payload
 
 
+def has_inputs(job: JobInfo, task: TaskRow) -> bool:
+    """Whether the task's payload may name input artifacts, without building it: the job
+    payload has ``_artifacts`` (also when the job fans out by it), or an ``items`` element
+    of the task does."""
+    if ARTIFACTS_FIELD in job.payload:
+        return True
+    if job.spec.get("kind") != "items" or not isinstance(task.item, list):
+        return False
+    return any(isinstance(it, dict) and ARTIFACTS_FIELD in it for it in task.item)
+
+
+def downloads(
+    job: JobInfo, task: TaskRow, payload: dict[str, Any], revision: RevisionInfo
+) -> tuple[tuple[str, str, str], ...]:
+    """The attempt's inputs: ``(artifact id, blob key, path under the revision root)``, the
+    manifest's data sources first; a key is "" where the artifact is not available."""
+    wanted = list(revision.sources)
+    if has_inputs(job, task):
+        wanted += task_inputs(payload, revision.workdir)
+    if not wanted:
+        return ()
+    keys = revision.inputs
+    return tuple(
+        (art_id, keys.get(job.account_id, art_id) if keys is not None else "", path)
+        for art_id, path in wanted
+    )
+
+
 def launch_spec(
     launch: Launch,
     revision: RevisionInfo,
@@ -115,13 +223,14 @@ def launch_spec(
     """The ``run_task`` argument and its Ray options for one attempt."""
     job, task, attempt = launch
     minimums = job.spec.get("minimums") or {}
+    payload = _payload(job, task)
     spec = AttemptSpec(
         job_id=job.id,
         account_id=job.account_id,
         task_id=task.id,
         index=task.index,
         attempt=attempt,
-        payload=_payload(job, task),
+        payload=payload,
         runner_command=list(job.spec["runner_command"]),
         timeout_s=job.timeout_s,
         namespace=namespace,
@@ -134,6 +243,9 @@ def launch_spec(
         element_count=task.element_count,
         max_result_bytes=settings.max_result_bytes,
         sandbox=policy_for(settings, minimums, revision.network),
+        store=revision.inputs.store if revision.inputs is not None else None,
+        downloads=downloads(job, task, payload, revision),
+        max_artifact_bytes=settings.max_artifact_bytes,
     )
     options = dict(job.resources)
     uri = packages.uri(revision.content_hash)

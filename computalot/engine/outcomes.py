@@ -33,6 +33,9 @@ ACTIONS = {
     "result_too_large": "write big outputs as files in $COMPUTALOT_ARTIFACT_DIR (they become "
     "the task's artifacts) and keep the result file to a summary",
     "worker_lost": "the worker running the task was lost; resubmit the job",
+    "input_unavailable": "check the job's _artifacts.download and the manifest's data_sources: "
+    "each artifact must still exist (GET /api/v1/artifacts/:id/meta) and its path must not "
+    "cross a directory or link of the revision",
     "cancelled": "resubmit the job if it was cancelled by mistake",
     **LIMIT_ACTIONS,
 }

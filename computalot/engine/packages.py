@@ -10,15 +10,22 @@ thread, a large one in a child process (``computalot.offload``) with its own GCS
 even a thread would hold the caller's GIL while Ray copies hundreds of megabytes (a replica's
 requests and streams, the dispatcher's completions, cancels and timeouts would wait). Ray's
 per-node runtime_env cache is then the project's "warm" state.
+
+A revision's tarball is also kept in the artifact store (``revisions.tarball_key``, put there at
+push). Where the revision's directory is missing on the node that packages it (a head restarted
+on a fresh disk, a cluster whose nodes share S3 and no disk), :func:`restore_revision` unpacks
+it again from there, checked against the revision's content hash.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 from ray._private.runtime_env.packaging import (
@@ -30,6 +37,10 @@ from ray._private.runtime_env.packaging import (
 
 from computalot.errors import PayloadTooLarge
 from computalot.offload import CHILD_BYTES, run_in_child
+from computalot.private_files import make_private_dirs
+
+if TYPE_CHECKING:
+    from computalot.artifacts.store import StoreConfig
 
 EXISTS_CHECK_INTERVAL_S = 30.0
 
@@ -130,6 +141,48 @@ class PackageCache:
         if error is not None or content_hash not in self._checked:
             raise PackageUnavailable(f"the revision's package is not available: {error}")
         return package_uri(content_hash)
+
+
+class RevisionUnavailable(RuntimeError):
+    """A revision's directory is missing and cannot be restored from the artifact store."""
+
+
+def restore_revision(path: str, content_hash: str, tarball_key: str, store: StoreConfig) -> bool:
+    """Put the revision's tree back at ``path`` from its tarball in the artifact store when the
+    directory is missing (blocking: a thread's job); True when it restored it.
+
+    The tarball is streamed to a temporary file, extracted with the push's own safe reader
+    into a sibling directory, checked against ``content_hash`` and renamed into place, so a
+    concurrent reader sees either no directory or the whole tree."""
+    target = Path(path)
+    if target.is_dir():
+        return False
+    from computalot.artifacts.store import open_store
+    from computalot.projects.tarball import extract_tarball
+
+    make_private_dirs(target.parent)
+    staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=target.parent))
+    try:
+        fd, name = tempfile.mkstemp(prefix=".tarball-", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in open_store(store).read(tarball_key):
+                    out.write(chunk)
+            shutil.rmtree(staging)
+            tree = extract_tarball(Path(name), staging)
+        finally:
+            Path(name).unlink(missing_ok=True)
+        if tree.content_hash != content_hash:
+            raise RevisionUnavailable(
+                f"the stored tarball unpacks to {tree.content_hash[:12]}…, "
+                f"not the revision's {content_hash[:12]}…"
+            )
+        if target.is_dir():  # restored meanwhile by another process
+            return False
+        staging.rename(target)
+        return True
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def revision_runtime_env(

@@ -3,16 +3,15 @@
 Each ended attempt is an :class:`~computalot.engine.attempt.Outcome` (run_task returned) or the
 exception Ray raised in its place (judged by type: ``engine.failures``). Big results travel as a
 second object (run_task's second return value) fetched only here, while the attempt is recorded,
-so the queue's byte budget bounds what the dispatcher holds. Settling itself (verdicts, retries,
-counters, events) is ``engine.settling``.
+so the queue's byte budget bounds what the dispatcher holds. Artifact files never come here:
+their workers stored them, and only their rows are written. Settling itself (verdicts,
+retries, counters, events, artifact rows) is ``engine.settling``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -44,16 +43,20 @@ async def record_batch(
     tasks = await load_task_rows(db, [info.task_id for info, _outcome in batch])
     known = await jobs.load(db, (info.job_id for info, _outcome in batch))
     judged = []
+    unused: list[str] = []
     for info, ended in batch:
         task = tasks.get(info.task_id)
         job = known.get(info.job_id)
         if task is None or job is None:
+            unused += settling.stored_keys(ended if isinstance(ended, Outcome) else None)
             continue
         if isinstance(ended, Outcome):
             verdict = _judge_outcome(ended, texts.get(info.task_id))
             judged.append(Judged(job, task, info.attempt, verdict, ended))
         else:
             judged.append(Judged(job, task, info.attempt, _judge_raised(info, job, ended), None))
+    if unused:
+        discard_keys(settings, unused)
     return await settling.apply_verdicts(
         db,
         judged,
@@ -61,6 +64,7 @@ async def record_batch(
         max_result_bytes=settings.max_result_bytes,
         max_job_result_bytes=settings.max_job_result_bytes,
         warm=warm,
+        discard=lambda keys: discard_keys(settings, keys),
     )
 
 
@@ -97,22 +101,21 @@ async def fetch_texts(batch: Batch) -> dict[str, Text]:
     return {info.task_id: text for (info, _ref), text in zip(wanted, texts, strict=True)}
 
 
-async def write_artifacts(data_dir: Path, info: Inflight, outcome: Outcome) -> Outcome:
-    """The attempt's artifact files, written on a thread (never on the dispatcher's event loop)
-    as soon as it ends, so only their rows are left to record and their data is dropped now."""
+_DISCARDING: set[asyncio.Task[None]] = set()
+
+
+def discard_keys(settings: Settings, keys: list[str]) -> None:
+    """Delete stored files no artifact row references (a copy of bytes the store already had,
+    the files of an attempt that is not recorded) in the background, off the event loop. Safe
+    before the transaction commits: nothing else ever names these keys."""
+    from computalot.artifacts.service import drop_keys
+    from computalot.artifacts.store import open_store
+
     try:
-        written = await asyncio.to_thread(
-            settling.write_artifacts, data_dir, info.task_id, info.attempt, outcome.artifacts
-        )
-    except OSError as exc:
-        log.warning(
-            "could not store the artifacts of task %s of job %s: %s",
-            info.task_id,
-            info.job_id,
-            exc,
-        )
-        warning = f"artifacts not stored: {type(exc).__name__}: {str(exc)[:200]}"
-        return dataclasses.replace(
-            outcome, artifacts=[], artifact_warnings=[*outcome.artifact_warnings, warning]
-        )
-    return dataclasses.replace(outcome, artifacts=written)
+        store = open_store(settings)
+    except Exception as exc:
+        log.warning("could not open the artifact store to drop %d keys: %s", len(keys), exc)
+        return
+    task = asyncio.get_running_loop().create_task(drop_keys(store, list(keys)))
+    _DISCARDING.add(task)
+    task.add_done_callback(_DISCARDING.discard)

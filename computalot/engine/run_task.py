@@ -4,8 +4,10 @@ The attempt gets a fresh copy of the revision (Ray placed it in the worker's wor
 directory), its payload file, a result path and an artifact directory, and runs
 ``runner_command`` through :func:`computalot.engine.runner.run_command`. Progress and output
 lines go to the event hub while the process runs; the :class:`~computalot.engine.attempt.Outcome`
-(tails, artifacts, the result's JSON text and metadata: ``engine.result_file``) is the task's
-return value, which the dispatcher records.
+(tails, the result's JSON text and metadata: ``engine.result_file``, and the artifacts this
+worker streamed into the artifact store: ``engine.task_files``) is the task's return value,
+which the dispatcher records. Input artifacts are placed in the attempt's directory before the
+command starts (``engine.task_files.place_inputs``).
 
 ``run_task`` has two return values: the outcome, which the dispatcher awaits for every attempt,
 and a big result's UTF-8 text as a numpy byte array (None when the text is small enough to
@@ -40,6 +42,7 @@ from computalot.engine.cleanup import CLEANER, owner_tag
 from computalot.engine.names import HUB_NAME
 from computalot.engine.result_file import read_result_file
 from computalot.engine.runner import RunLimits, RunOutcome, base_env, run_command
+from computalot.engine.task_files import InputUnavailable, place_inputs, upload_artifacts
 from computalot.sandbox.task import SandboxPolicy, SandboxUnavailable, TaskSandbox
 from computalot.states import TaskStatus
 
@@ -48,56 +51,11 @@ DEFAULT_MAX_RESULT_BYTES = 64 * 1024 * 1024
 #: A result text up to this size travels inside the outcome (one object, inlined by Ray in the
 #: task's reply); a bigger one is the task's second return value.
 INLINE_RESULT_BYTES = 64 * 1024
-MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
 ATTEMPT_ROOT = "computalot-attempts"
 #: How long an attempt waits for the hub to confirm its live events (seconds).
 DRAIN_TIMEOUT_S = 10.0
 
 log = logging.getLogger("computalot.run_task")
-
-
-def _plain_files(directory: Path) -> list[Path]:
-    """Regular files under ``directory``; links (to files or directories) are never followed,
-    and a ``directory`` that is itself a link has none (the task may have replaced it)."""
-    if not stat.S_ISDIR(os.lstat(directory).st_mode):
-        return []
-    found = []
-    for parent, _dirs, files in os.walk(directory, followlinks=False):
-        for name in files:
-            path = Path(parent) / name
-            if stat.S_ISREG(os.lstat(path).st_mode):
-                found.append(path)
-    return sorted(found)
-
-
-def _read_plain(path: Path) -> bytes | None:
-    """The file's bytes, or None when it is no longer a plain file (never follows a link)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            return None
-        return fh.read()
-
-
-def _collect_artifacts(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    out: list[dict[str, Any]] = []
-    warnings: list[str] = []
-    total = 0
-    for path in _plain_files(directory):
-        size = path.lstat().st_size
-        rel = path.relative_to(directory).as_posix()
-        if total + size > MAX_ARTIFACT_BYTES:
-            warnings.append(f"artifact {rel} skipped: over {MAX_ARTIFACT_BYTES} bytes in total")
-            continue
-        data = _read_plain(path)
-        if data is None:
-            continue
-        total += len(data)
-        out.append({"path": rel, "size": len(data), "data": data})
-    return out, warnings
 
 
 _HUB: dict[str, Any] = {}
@@ -325,6 +283,11 @@ def _run(
     files.artifacts.mkdir()
     files.tmp.mkdir()
     files.payload.write_text(json.dumps(spec.payload))
+    try:
+        place_inputs(files.work, list(spec.downloads), spec.store)
+    except InputUnavailable as exc:
+        missing = RunOutcome(None, "input_unavailable", str(exc), "", "", "", 0.0, None)
+        return _outcome(missing), None
     reporter = _LiveReporter(spec)
     ran = run_command(
         argv,
@@ -340,7 +303,9 @@ def _run(
         sandbox.close()
     reporter.drain()
     result, big_text = _read_result(spec, ran, files)
-    return _outcome(ran, result, _collect_artifacts(files.artifacts)), big_text
+    return _outcome(
+        ran, result, upload_artifacts(files.artifacts, spec.store, spec.max_artifact_bytes)
+    ), big_text
 
 
 def execute_attempt(spec: AttemptSpec) -> tuple[Outcome, NDArray[np.uint8] | None]:

@@ -1,9 +1,10 @@
 """Recording finished attempts: verdicts, retries, result caps, artifacts, warm nodes.
 
-Nothing here touches the filesystem: an attempt's artifact files are written off the
-dispatcher's event loop as soon as it finishes (:func:`write_artifacts`, on a thread), and
-recording only adds their rows. Results are stored as the JSON text their worker wrote
-(``jsoncodec.RawJSON``), each with its size, and each job's total moves in the same
+Nothing here touches the filesystem nor the artifact store: the worker that ran an attempt
+streamed its artifact files into the store itself (``engine.task_files``) and returned only
+their keys, sizes and digests, so recording only adds their rows. Results are stored as the
+JSON text their worker wrote (``jsoncodec.RawJSON``), each with its size, and each job's
+total moves in the same
 transaction, so a result that would take a job past ``max_job_result_bytes`` fails its task
 (``result_too_large``) instead of being stored.
 """
@@ -11,22 +12,22 @@ transaction, so a result that would take a job past ``max_job_result_bytes`` fai
 from __future__ import annotations
 
 import codecs
-import hashlib
 import mimetypes
 from collections import OrderedDict, defaultdict
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from computalot.artifacts.service import add_reference
+from computalot.artifacts.store import Blob as StoredBlob
 from computalot.engine.attempt import Outcome
 from computalot.engine.cancelling import cancel_requeued
 from computalot.engine.counters import bump_counters, finish_if_done
 from computalot.engine.outcomes import Verdict, result_too_large, should_retry
 from computalot.engine.rows import JOBS, TASKS, JobInfo, TaskRow, chunked, retry_event, task_event
 from computalot.ids import new_id
-from computalot.private_files import make_private_dirs, write_private
 from computalot.states import TaskStatus
 from computalot.store.bigtext import blob_writer
 from computalot.store.events import EventRow, Events
@@ -35,52 +36,40 @@ from computalot.store.models import Artifact, Project
 from computalot.timeutil import iso, utcnow
 
 
-def write_artifacts(
-    data_dir: Path, task_id: str, attempt: int, items: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Write an attempt's artifact files under ``data_dir`` (blocking: run it on a thread);
-    returns what their rows need (``path``, ``size``, ``sha256``, ``storage_key``), the data
-    itself dropped. A path that would leave the attempt's directory is skipped."""
-    root = data_dir.resolve() / "artifacts" / "tasks" / task_id / f"attempt-{attempt}"
-    written: list[dict[str, Any]] = []
-    for item in items:
-        rel = Path(item["path"])
-        if rel.is_absolute() or ".." in rel.parts:
-            continue
-        dest = root / rel
-        make_private_dirs(dest.parent)
-        data = item["data"]
-        write_private(dest, data)
-        written.append(
-            {
-                "path": rel.as_posix(),
-                "size": len(data),
-                "sha256": hashlib.sha256(data).hexdigest(),
-                "storage_key": str(dest.relative_to(data_dir.resolve())),
-            }
+async def _write_artifacts(
+    db: AsyncSession, pending: list[tuple[TaskRow, str, dict[str, Any]]]
+) -> list[str]:
+    """The artifact rows of ``pending`` (task, id, a file its worker stored); each counts one
+    reference to its bytes (``artifacts.service.add_reference``). Answers the keys of copies
+    the store already had under another key: nothing references them (see ``discard``)."""
+    duplicates: list[str] = []
+    for task, art_id, item in pending:
+        stored = StoredBlob(item["sha256"], int(item["size"]), item["key"])
+        key = await add_reference(db, stored)
+        if key != stored.key:
+            duplicates.append(stored.key)
+        db.add(
+            Artifact(
+                id=art_id,
+                account_id=task.account_id,
+                job_id=task.job_id,
+                task_id=task.id,
+                filename=item["path"],
+                size=stored.size,
+                sha256=stored.sha256,
+                content_type=mimetypes.guess_type(item["path"])[0] or "application/octet-stream",
+                state="available",
+                storage_key=key,
+                created_at=utcnow(),
+            )
         )
-    return written
+    return duplicates
 
 
-def _artifact_rows(db: AsyncSession, task: TaskRow, written: list[dict[str, Any]]) -> list[str]:
-    ids: list[str] = []
-    for item in written:
-        art = Artifact(
-            id=new_id("art"),
-            account_id=task.account_id,
-            job_id=task.job_id,
-            task_id=task.id,
-            filename=item["path"],
-            size=item["size"],
-            sha256=item["sha256"],
-            content_type=mimetypes.guess_type(item["path"])[0] or "application/octet-stream",
-            state="available",
-            storage_key=item["storage_key"],
-            created_at=utcnow(),
-        )
-        db.add(art)
-        ids.append(art.id)
-    return ids
+def stored_keys(outcome: Outcome | None) -> list[str]:
+    """The store keys of the files an attempt's worker stored (to discard when the attempt is
+    not recorded)."""
+    return [str(a["key"]) for a in (outcome.artifacts if outcome is not None else []) if "key" in a]
 
 
 #: One attempt's task row, if that attempt is still the running one (SET from the parameters);
@@ -229,6 +218,8 @@ class _Settlement:
         self.accounts: dict[str, str] = {}
         self.warmed: set[WarmKey] = set()
         self.big: list[tuple[str, Any]] = []  # (task id, a big result's bytes)
+        #: (task, artifact id, a file its worker stored in the artifact store)
+        self.artifacts: list[tuple[TaskRow, str, dict[str, Any]]] = []
 
     def add(self, judged: Judged, lost_budget: int) -> None:
         job, task, attempt, verdict, outcome = judged
@@ -288,7 +279,9 @@ class _Settlement:
         if ran.last_progress is not None:
             row["latest_progress"] = ran.last_progress
         if ran.artifacts:
-            row["artifacts"] = (task.artifacts or []) + _artifact_rows(self.db, task, ran.artifacts)
+            ids = [new_id("art") for _item in ran.artifacts]
+            self.artifacts += [(task, i, item) for i, item in zip(ids, ran.artifacts, strict=True)]
+            row["artifacts"] = (task.artifacts or []) + ids
         return row
 
     def _result(self, task: TaskRow, verdict: Verdict, row: dict[str, Any]) -> None:
@@ -311,15 +304,23 @@ async def apply_verdicts(
     max_result_bytes: int | None = None,
     max_job_result_bytes: int | None = None,
     warm: WarmNodes | None = None,
+    discard: Callable[[list[str]], None] | None = None,
 ) -> Events:
     """Settle each judged attempt (stale ones are skipped); the events to write with them.
 
-    An outcome's ``artifacts`` are those :func:`write_artifacts` already wrote. ``warm``: the
-    nodes already known to have run each revision (the caller tells it whether the transaction
-    committed); without it no warm state is recorded."""
-    judged = [
-        j for j in judged if j.task.status == TaskStatus.RUNNING and j.task.attempt == j.attempt
-    ]
+    An outcome's ``artifacts`` are the files its worker already stored; each gets its row.
+    ``discard`` is handed the store keys nothing will reference: copies of bytes the store
+    already had, and the files of stale attempts. ``warm``: the nodes already known to have
+    run each revision (the caller tells it whether the transaction committed); without it no
+    warm state is recorded."""
+    current: list[Judged] = []
+    unused: list[str] = []
+    for j in judged:
+        if j.task.status == TaskStatus.RUNNING and j.task.attempt == j.attempt:
+            current.append(j)
+        else:
+            unused += stored_keys(j.outcome)
+    judged = current
     budget = ResultBudget(max_result_bytes, max_job_result_bytes)
     await budget.load(db, {j.job.id for j in judged if j.verdict.status == TaskStatus.COMPLETED})
     has_big = any(j.verdict.result_data is not None for j in judged)
@@ -328,6 +329,10 @@ async def apply_verdicts(
     for one in judged:
         batch.add(one, lost_budget)
     await _write_task_rows(db, batch.rows)
+    if batch.artifacts:
+        unused += await _write_artifacts(db, batch.artifacts)
+    if unused and discard is not None:
+        discard(unused)
     if batch.big and write_blobs is not None:
         await write_blobs(batch.big)
     await budget.save(db)

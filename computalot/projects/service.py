@@ -2,7 +2,9 @@
 
 A push streams the body to disk under a byte cap, extracts it safely, and publishes a
 content-addressed revision: the same content always maps to the same revision. Each revision is
-a directory under ``<data_dir>/revisions`` that becomes a Ray runtime_env ``working_dir``.
+a directory under ``<data_dir>/revisions`` that becomes a Ray runtime_env ``working_dir``; its
+tarball is also put in the artifact store once (``revisions.tarball_key``), so a node without
+the directory restores it from there (``engine.packages.restore_revision``).
 """
 
 from __future__ import annotations
@@ -228,16 +230,20 @@ async def push_revision(
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
     shutil.rmtree(staging)
     try:
-        unpacked = await unpack_off_loop(
-            upload, staging, settings.max_tarball_members, settings.max_unpacked_bytes
-        )
-    except BaseException:
-        await asyncio.to_thread(shutil.rmtree, staging, True)
-        raise
+        try:
+            unpacked = await unpack_off_loop(
+                upload, staging, settings.max_tarball_members, settings.max_unpacked_bytes
+            )
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+            raise
+        previous = await get_revision(db, project.active_revision_id)
+        final = root / unpacked.tree.content_hash
+        revision = await _publish(db, project, unpacked, staging, final)
+        if revision.tarball_key is None:
+            revision.tarball_key = await _store_tarball(db, upload, revision, settings)
     finally:
         upload.unlink(missing_ok=True)
-    previous = await get_revision(db, project.active_revision_id)
-    revision = await _publish(db, project, unpacked, staging, root / unpacked.tree.content_hash)
     await _package(unpacked.tree.content_hash, Path(revision.path), unpacked.tree.total_bytes)
     project.active_revision_id = revision.id
     project.updated_at = utcnow()
@@ -250,6 +256,32 @@ async def push_revision(
         "warnings": list(revision.warnings),
         "can_accept_new_jobs": True,
     }
+
+
+async def _store_tarball(
+    db: AsyncSession, upload: Path, revision: Revision, settings: Settings
+) -> str | None:
+    """Put the pushed tarball in the artifact store (off the event loop), content-addressed:
+    the same bytes already there are referenced once more instead of kept twice. Its key, or
+    None when the store refuses it now (the revision then lives in its directory only)."""
+    from computalot.artifacts.service import add_reference
+    from computalot.artifacts.store import open_store
+
+    try:
+        store = open_store(settings)
+        blob = await asyncio.to_thread(store.put_file, upload, None)
+    except Exception as exc:
+        log.warning(
+            "the tarball of revision %s was not put in the artifact store: %s: %s",
+            revision.id,
+            type(exc).__name__,
+            str(exc)[:300],
+        )
+        return None
+    key = await add_reference(db, blob)
+    if key != blob.key:  # a copy of bytes the store already had: nothing else names it
+        await asyncio.to_thread(store.delete, blob.key)
+    return key
 
 
 async def _publish(

@@ -43,13 +43,10 @@ def test_paths_stay_inside_the_working_directory(value: object, expected: str | 
     assert safe_relative(value) == expected
 
 
-def test_a_download_list_parses_with_the_loc_of_each_id() -> None:
+def test_a_download_list_parses_into_ids_and_normalised_paths() -> None:
     spec = {"download": [{"id": ART, "path": "in/a"}, {"id": "art_2", "path": "b"}]}
     found = parse_downloads(spec, ["payload", "_artifacts"])
-    assert found == [
-        (["payload", "_artifacts", "download", 0, "id"], ART, "in/a"),
-        (["payload", "_artifacts", "download", 1, "id"], "art_2", "b"),
-    ]
+    assert found == [(0, ART, "in/a"), (1, "art_2", "b")]
 
 
 @pytest.mark.parametrize(
