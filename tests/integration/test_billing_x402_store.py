@@ -5,9 +5,13 @@ write; the migration and the models agree on the two tables."""
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
 from eth_account import Account
 from sqlalchemy import func, inspect, select
 from x402 import x402ClientSync
@@ -15,7 +19,7 @@ from x402.http.utils import encode_payment_signature_header
 from x402.mechanisms.evm.exact.register import register_exact_evm_client
 from x402.schemas import PaymentRequired as X402PaymentRequired
 
-from computalot.billing.facilitator import BuiltinFacilitator, Verdict
+from computalot.billing.facilitator import BuiltinFacilitator, RemoteFacilitator, Verdict
 from computalot.billing.quotes import create_quote, quote_out
 from computalot.billing.x402_pay import Receipt, pay_quote
 from computalot.errors import Conflict, PaymentRequired
@@ -120,3 +124,67 @@ async def test_the_payment_tables_carry_their_unique_keys(store: Store) -> None:
             ("network", "asset", "payer", "nonce"),
             ("quote_id",),
         }
+
+
+class _Facilitator(BaseHTTPRequestHandler):
+    """A remote facilitator over real HTTP; ``settles`` says whether /settle succeeds."""
+
+    settles = True
+    calls: list[str] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.calls.append(self.path)
+        payer = body["paymentPayload"]["payload"]["authorization"]["from"]
+        if self.path == "/verify":
+            answer: dict[str, Any] = {"isValid": True, "payer": payer}
+        elif self.settles:
+            answer = {"success": True, "payer": payer, "transaction": "0x" + "ab" * 32}
+            answer["network"] = body["paymentRequirements"]["network"]
+        else:
+            answer = {"success": False, "errorReason": "transaction_failed", "transaction": ""}
+            answer["network"] = body["paymentRequirements"]["network"]
+        raw = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+async def test_a_remote_facilitator_settles_before_the_credit(store: Store) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Facilitator)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    remote = RemoteFacilitator(f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        _Facilitator.calls, _Facilitator.settles = [], False
+        account_id, quote = await _new_quote(store)
+        async with store.sessions() as db:
+            with pytest.raises(PaymentRequired) as refused:
+                await pay_quote(
+                    db, account_id, quote["id"], "X-PAYMENT", sign(quote),
+                    settings=SETTINGS, facilitator=remote,
+                )  # fmt: skip
+        assert refused.value.details[0]["reason"] == "transaction_failed"
+        assert await _credits(store, account_id) == (0, Decimal(0))
+
+        _Facilitator.calls, _Facilitator.settles = [], True
+        async with store.sessions() as db:
+            receipt = await pay_quote(
+                db, account_id, quote["id"], "X-PAYMENT", sign(quote),
+                settings=SETTINGS, facilitator=remote,
+            )  # fmt: skip
+        assert _Facilitator.calls == ["/verify", "/settle"]
+        assert receipt.body["payment"]["transaction"] == "0x" + "ab" * 32
+        assert await _credits(store, account_id) == (1, Decimal("1.5"))
+        async with store.sessions() as db:
+            row = (
+                await db.execute(select(X402Payment).where(X402Payment.quote_id == quote["id"]))
+            ).scalar_one()
+            assert row.transaction == "0x" + "ab" * 32
+    finally:
+        server.shutdown()
+        server.server_close()
