@@ -29,7 +29,12 @@ from computalot.artifacts.inputs import (
 from computalot.artifacts.store import StoreConfig
 from computalot.engine.attempt import AttemptSpec
 from computalot.engine.claiming import Launch, UnreadableTask
-from computalot.engine.packages import PackageCache, restore_revision, revision_runtime_env
+from computalot.engine.packages import (
+    PackageCache,
+    Source,
+    restore_revision,
+    revision_runtime_env,
+)
 from computalot.engine.rows import JobInfo, TaskRow
 from computalot.jobs.fanout import task_payload
 from computalot.sandbox.policy import policy_for
@@ -49,6 +54,7 @@ class RevisionInfo:
     env: dict[str, str]
     workdir: str
     network: str  # the manifest's runtime.network: host | none
+    tarball_key: str | None = None  # to restore a missing directory from the artifact store
     #: (artifact id, mount) of the manifest's data_sources
     sources: tuple[tuple[str, str], ...] = ()
     #: The cache's artifact keys and store, shared by every revision it holds.
@@ -114,6 +120,7 @@ async def _revision_info(revision: Revision, inputs: InputKeys) -> RevisionInfo:
         env=dict(runtime.get("env") or {}),
         workdir=str(runtime.get("workdir") or "."),
         network=str(runtime.get("network") or "host"),
+        tarball_key=revision.tarball_key,
         sources=tuple((a, m) for _i, a, m in manifest_sources(revision.manifest)),
         inputs=inputs,
     )
@@ -167,14 +174,16 @@ class RevisionCache:
         while len(self.revisions) > self.limit:
             self.revisions.popitem(last=False)
 
-    def packages(self, launches: list[Launch]) -> dict[str, tuple[str, int]]:
-        """``{content_hash: (path, size)}`` of the revisions these launches run
+    def packages(self, launches: list[Launch]) -> dict[str, Source]:
+        """``{content_hash: source}`` of the revisions these launches run
         (``PackageCache.ensure``)."""
-        out: dict[str, tuple[str, int]] = {}
+        out: dict[str, Source] = {}
         for job, _task, _attempt in launches:
             info = self.get(job.revision_id)
             if info is not None:
-                out[info.content_hash] = (info.path, info.size_bytes)
+                store = self.inputs.store
+                source = Source(info.path, info.size_bytes, info.tarball_key, store)
+                out[info.content_hash] = source
         return out
 
 

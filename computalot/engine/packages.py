@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import ray
 from ray._private.runtime_env.packaging import (
@@ -89,12 +89,29 @@ def _too_large(why: str) -> PayloadTooLarge:
     )
 
 
-async def ensure_uploaded(content_hash: str, path: str, size_bytes: int) -> str:
+class Source(NamedTuple):
+    """Where a revision's tree is: its directory (``size`` bytes) and, to restore a missing
+    directory from, its tarball's key in the artifact ``store``."""
+
+    path: str
+    size: int
+    tarball_key: str | None = None
+    store: StoreConfig | None = None
+
+
+async def ensure_uploaded(
+    content_hash: str, path: str, size_bytes: int, source: Source | None = None
+) -> str:
     """The revision's package URI, uploading it first if GCS does not hold it (off the event
-    loop: a thread for a small revision, a child process for a large one)."""
+    loop: a thread for a small revision, a child process for a large one); a directory that is
+    missing then is restored from ``source``'s tarball first."""
     uri = package_uri(content_hash)
     if await asyncio.to_thread(package_exists, uri):
         return uri
+    if source is not None and source.tarball_key and source.store is not None:
+        await asyncio.to_thread(
+            restore_revision, path, content_hash, source.tarball_key, source.store
+        )
     if size_bytes < CHILD_BYTES:
         return await asyncio.to_thread(upload_revision, content_hash, path)
     await run_in_child("package", path, uri, ray.get_runtime_context().gcs_address)
@@ -112,9 +129,10 @@ class PackageCache:
         self._checked: dict[str, float] = {}
         self._errors: dict[str, str] = {}
 
-    async def ensure(self, revisions: dict[str, tuple[str, int]]) -> None:
-        """Check (and upload where missing) the packages of ``{content_hash: (path, size)}``
-        whose check is due, off the event loop; failures are kept for :meth:`uri` to raise."""
+    async def ensure(self, revisions: dict[str, Source]) -> None:
+        """Check (and upload where missing, restoring a missing directory from the artifact
+        store) the packages of ``{content_hash: source}`` whose check is due, off the event
+        loop; failures are kept for :meth:`uri` to raise."""
         now = time.monotonic()
         due = {
             h: p
@@ -124,7 +142,7 @@ class PackageCache:
         if not due:
             return
         answers = await asyncio.gather(
-            *(ensure_uploaded(h, path, size) for h, (path, size) in due.items()),
+            *(ensure_uploaded(h, src.path, src.size, src) for h, src in due.items()),
             return_exceptions=True,
         )
         for content_hash, answer in zip(due, answers, strict=True):

@@ -7,6 +7,7 @@ store, and for S3 a moto server over HTTP, written to by ``run_task`` on a Ray w
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import shutil
@@ -267,7 +268,7 @@ def test_manifest_data_sources_are_checked_and_placed(
 
 
 def test_a_revision_whose_directory_and_package_are_gone_is_restored_from_the_store(
-    client: httpx.Client, make_project: Callable[..., str]
+    platform: Any, client: httpx.Client, make_project: Callable[..., str]
 ) -> None:
     marker = uuid.uuid4().hex
     name = make_project(client, {"runner.py": RUNNER, "requirements.txt": "", "marker.txt": marker})
@@ -279,9 +280,10 @@ def test_a_revision_whose_directory_and_package_are_gone_is_restored_from_the_st
     ((path, content_hash, tarball_key),) = rows
     assert tarball_key
     shutil.rmtree(path)
-    from ray.experimental.internal_kv import _internal_kv_del
+    from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_exists
 
-    from computalot.engine.packages import package_uri
+    from computalot.artifacts.store import store_config
+    from computalot.engine.packages import Source, ensure_uploaded, package_uri
 
     _internal_kv_del(package_uri(content_hash))  # Ray dropped the package meanwhile
     job_id = submit_job(client, name, payload={"mode": "read", "paths": ["marker.txt"]})
@@ -289,6 +291,13 @@ def test_a_revision_whose_directory_and_package_are_gone_is_restored_from_the_st
     assert job["status"] == "completed", only_task(client, job_id)
     found = result_of(client, job_id)["found"]
     assert found == {"marker.txt": hashlib.sha256(marker.encode()).hexdigest()}
+    assert Path(path, "marker.txt").read_text() == marker
+    # Gone again while the dispatcher knows the revision: packaging restores it the same way.
+    shutil.rmtree(path)
+    _internal_kv_del(package_uri(content_hash))
+    source = Source(path, 0, tarball_key, store_config(platform.settings))
+    uri = asyncio.run(ensure_uploaded(content_hash, path, 0, source))
+    assert uri == package_uri(content_hash) and _internal_kv_exists(uri)
     assert Path(path, "marker.txt").read_text() == marker
 
 
