@@ -47,6 +47,10 @@ elif mode == "write":
     with open(os.path.join(out, "sub", payload["name"]), "wb") as fh:
         fh.write(payload["text"].encode())
     result["sha256"] = hashlib.sha256(payload["text"].encode()).hexdigest()
+elif mode == "wait":  # until the test drops a gate file
+    import time
+    while not os.path.exists(payload["gate"]):
+        time.sleep(0.1)
 elif mode == "read":
     found = {}
     for path in payload["paths"]:
@@ -192,6 +196,85 @@ def test_payload_downloads_are_placed_before_the_runner_starts(
     results = client.get(f"{API}/results/{fan}").json()["results"]
     shas = [r["result"]["found"]["x.txt"] for r in results]
     assert shas == [want, hashlib.sha256(b"other").hexdigest()]
+
+
+def test_an_uploaded_artifact_is_an_input_and_a_deleted_one_fails_the_task(
+    client: httpx.Client, project: str, task_tmp: Path
+) -> None:
+    data = os.urandom(3 * MiB)
+    uploaded = client.post(
+        f"{API}/artifacts", content=data, headers={"X-Artifact-Filename": "in.bin"}
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    art_id = uploaded.json()["id"]
+    payload = {"mode": "read", "paths": ["in.bin"], **download(art_id, "in.bin")}
+    job_id = submit_job(client, project, payload=payload)
+    assert wait_job(client, job_id)["status"] == "completed"
+    assert result_of(client, job_id)["found"] == {"in.bin": hashlib.sha256(data).hexdigest()}
+    # Checked at submit, deleted before the task starts: the attempt fails, naming it.
+    gate = task_tmp / "gate"
+    blocker = submit_job(client, project, payload={"mode": "wait", "gate": str(gate)})
+    waiting = submit_job(client, project, payload=payload, depends_on=[blocker])
+    assert client.delete(f"{API}/artifacts/{art_id}").status_code == 200
+    gate.touch()
+    assert wait_job(client, blocker)["status"] == "completed"
+    assert wait_job(client, waiting)["status"] == "failed"
+    error = only_task(client, waiting)["error"]
+    assert error["code"] == "input_unavailable" and art_id in error["message"], error
+    assert "_artifacts.download" in error["recommended_action"]
+
+
+async def test_one_query_checks_every_id_of_a_big_fan_out(store: Any) -> None:
+    from sqlalchemy import event
+
+    from computalot.artifacts.inputs import check_submit_inputs
+    from computalot.errors import ValidationFailed
+    from computalot.store.models import Artifact
+    from computalot.timeutil import utcnow
+
+    async with store.sessions() as db:
+        for i in range(3):
+            for owner in ("acct_mine", "acct_other"):
+                db.add(
+                    Artifact(
+                        id=f"art_{owner[5:]}{i}",
+                        account_id=owner,
+                        filename="f",
+                        size=1,
+                        sha256="0" * 64,
+                        content_type="application/octet-stream",
+                        state="available",
+                        storage_key=f"blobs/{owner}{i}",
+                        created_at=utcnow(),
+                    )
+                )
+        await db.commit()
+    items = [download(f"art_mine{i % 3}", "in") for i in range(100_000)]
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        async with store.sessions() as db:
+            await check_submit_inputs(db, "acct_mine", {}, {"items": items}, "items", None)
+            assert len(statements) == 1, statements
+            items[77_777] = download("art_other1", "in")
+            with pytest.raises(ValidationFailed) as exc:
+                await check_submit_inputs(db, "acct_mine", {}, {"items": items}, "items", None)
+            assert exc.value.details[0]["loc"] == [
+                "fan_out",
+                "items",
+                77_777,
+                "_artifacts",
+                "download",
+                0,
+                "id",
+            ]
+            assert len(statements) == 2
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", count)
 
 
 def job_count(client: httpx.Client) -> int:
