@@ -75,6 +75,10 @@ class Verdict:
 
 
 class Facilitator(Protocol):
+    #: True when ``settle`` moves money (on-chain): the payment is then claimed before it is
+    #: settled, so no second payment of one quote is ever settled.
+    moves_money: bool
+
     async def verify(self, payment: dict[str, Any], requirement: dict[str, Any]) -> Verdict:
         """Is ``payment`` (an x402 payload) a valid payment of ``requirement`` (one of a
         quote's ``accepts``)? ``requirement`` is the server's, never the client's copy."""
@@ -144,6 +148,8 @@ class BuiltinFacilitator:
     operator submits it on-chain (``transferWithAuthorization``) with any relayer; nothing here
     holds a key or talks to a chain. Externally owned accounts only (no ERC-1271/6492 smart
     wallets: use a remote facilitator for those)."""
+
+    moves_money = False
 
     def __init__(self, clock: Any = time.time) -> None:
         self._clock = clock
@@ -217,6 +223,8 @@ class RemoteFacilitator:
     ``{"x402Version": 2, "paymentPayload", "paymentRequirements"}``. An unreachable or
     garbled facilitator refuses the payment (``facilitator_unavailable``): nothing is credited
     on an answer we could not read."""
+
+    moves_money = True
 
     def __init__(self, url: str, *, timeout_s: float = 30.0, transport: Any = None) -> None:
         self.url = url.rstrip("/")

@@ -4,7 +4,8 @@
 Three kinds: ``topup`` (``POST /account/quotes/topup``), ``shortfall`` (a submit whose hold the
 available balance cannot cover) and ``init`` (``POST /projects/:name/init`` below the $5
 floor). A quote is ``open`` until it is paid (``paid``) or its ``expires_at`` passes
-(``expired``, computed when read, so no sweeper is needed). Every 402 the platform answers
+(``expired``, computed when read, so no sweeper is needed); while a remote facilitator settles
+its payment on-chain it is ``settling``. Every 402 the platform answers
 carries one, with the x402 payment requirements that pay it.
 """
 

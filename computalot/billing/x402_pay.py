@@ -9,6 +9,12 @@ requirements again. Then one transaction records the authorisation, marks the qu
 writes the credit; the authorisation's unique keys (nonce per payer, token and chain; one
 payment per quote) make the loser of any race fail there and roll back, so two requests
 carrying one payload credit once.
+
+With a remote facilitator, which moves money on-chain when it settles, the authorisation is
+first committed as ``settling`` (claiming the nonce and the quote, same unique keys), then
+settled, then credited in one transaction; a failed settle deletes the claim and reopens the
+quote. A process that dies between settle and credit leaves the quote ``settling`` and its
+authorisation recorded: the operator reconciles it against the chain.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -68,11 +74,10 @@ def closed_quote(quote: Quote, status: str) -> Conflict:
     return Conflict(
         f"quote {quote.id} is {status}; it cannot be paid",
         details=[{"loc": ["quote_id"], "msg": f"quote is {status}", "status": status}],
-        recommended_action=(
-            "ask for a new quote (POST /api/v1/account/quotes/topup) and pay that one"
-            if status == "expired"
-            else "nothing to pay: the quote is paid (see GET /api/v1/account/ledger)"
-        ),
+        recommended_action={
+            "expired": "ask for a new quote (POST /api/v1/account/quotes/topup) and pay that one",
+            "settling": "another payment of it is being settled: see GET /api/v1/account/quotes",
+        }.get(status, "nothing to pay: the quote is paid (see GET /api/v1/account/ledger)"),
     )
 
 
@@ -113,16 +118,101 @@ async def pay_quote(
     verdict = await facilitator.verify(payment, requirement)
     if not verdict.ok:
         raise _refused(quote, settings, verdict, header)
+    if not facilitator.moves_money:
+        # Built-in: settling is recording, so record, mark and credit in one transaction.
+        settled = await facilitator.settle(payment, requirement)
+        if not settled.ok:
+            raise _refused(quote, settings, settled, header)
+        return await _credit(db, quote, payment, settled, settings=settings, header=header)
+    # A remote facilitator moves money on-chain: claim the quote and the nonce first (so no
+    # second payment of this quote is ever settled), settle, then credit; a failed settle
+    # releases the claim.
+    await _claim(db, quote, payment, settings=settings, header=header)
     settled = await facilitator.settle(payment, requirement)
     if not settled.ok:
+        await _release(db, quote.id)
         raise _refused(quote, settings, settled, header)
-    return await _credit(db, quote, payment, settled, settings=settings, header=header)
+    return await _credit(
+        db, quote, payment, settled, settings=settings, header=header, claimed=True
+    )
 
 
 def _replay() -> Verdict:
     return Verdict.refuse(
         ERR_NONCE_USED, "this authorization (its nonce) was already used for a payment"
     )
+
+
+def _payment_row(
+    quote: Quote, payment: dict[str, Any], *, status: str, ledger_id: str | None
+) -> X402Payment:
+    auth = payment["payload"]["authorization"]
+    return X402Payment(
+        quote_id=quote.id,
+        account_id=quote.account_id,
+        network=quote.network,
+        asset=quote.asset.lower(),
+        payer=str(auth["from"]).lower(),
+        pay_to=str(auth["to"]).lower(),
+        nonce=str(auth["nonce"]).lower(),
+        value_atomic=str(auth["value"]),
+        valid_before=int(auth["validBefore"]),
+        signature=str(payment["payload"]["signature"]),
+        status=status,
+        ledger_id=ledger_id,
+        created_at=utcnow(),
+    )
+
+
+async def _lost_race(
+    db: AsyncSession, quote_id: str, auth: dict[str, Any], settings: Settings, header: str
+) -> Exception:
+    """Another request won: with this very authorisation (a replay: 402), or with another
+    payment of the same quote (the quote is paid or being paid: 409). Takes the id: the
+    rollback expires every row the session held."""
+    await db.rollback()
+    fresh = await db.get(Quote, quote_id, populate_existing=True)
+    assert fresh is not None  # quotes are never deleted
+    if await _nonce_used(db, fresh, auth):
+        return _refused(fresh, settings, _replay(), header)
+    return closed_quote(fresh, quote_status(fresh))
+
+
+async def _move_quote(db: AsyncSession, quote_id: str, before: str, **values: Any) -> bool:
+    moved = await db.execute(
+        update(Quote)
+        .where(Quote.id == quote_id, Quote.status == before)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(moved, "rowcount", 0) == 1)
+
+
+async def _claim(
+    db: AsyncSession, quote: Quote, payment: dict[str, Any], *, settings: Settings, header: str
+) -> None:
+    """Commit the authorisation (status ``settling``) and move the quote to ``settling``."""
+    auth = payment["payload"]["authorization"]
+    quote_id = quote.id
+    try:
+        db.add(_payment_row(quote, payment, status="settling", ledger_id=None))
+        await db.flush()
+        if not await _move_quote(db, quote_id, "open", status="settling"):
+            raise await _lost_race(db, quote_id, auth, settings, header)
+        await db.commit()
+    except IntegrityError:
+        raise await _lost_race(db, quote_id, auth, settings, header) from None
+
+
+async def _release(db: AsyncSession, quote_id: str) -> None:
+    """A settle failed: nothing moved, so the authorisation is forgotten and the quote open."""
+    await db.execute(
+        delete(X402Payment).where(
+            X402Payment.quote_id == quote_id, X402Payment.status == "settling"
+        )
+    )
+    await _move_quote(db, quote_id, "settling", status="open")
+    await db.commit()
 
 
 async def _credit(
@@ -133,7 +223,10 @@ async def _credit(
     *,
     settings: Settings,
     header: str,
+    claimed: bool = False,
 ) -> Receipt:
+    """One transaction: the authorisation recorded (or its claim completed), the quote
+    ``paid``, the ledger credited with what was authorised."""
     auth = payment["payload"]["authorization"]
     payer = str(auth["from"]).lower()
     amount = x402.from_atomic(int(auth["value"]), settings.x402_asset_decimals)
@@ -141,34 +234,26 @@ async def _credit(
     entry_id = new_id("led")
     quote_id = quote.id
     try:
-        db.add(
-            X402Payment(
-                quote_id=quote_id,
-                account_id=quote.account_id,
-                network=quote.network,
-                asset=quote.asset.lower(),
-                payer=payer,
-                pay_to=str(auth["to"]).lower(),
-                nonce=str(auth["nonce"]).lower(),
-                value_atomic=str(auth["value"]),
-                valid_before=int(auth["validBefore"]),
-                signature=str(payment["payload"]["signature"]),
-                transaction=settled.transaction,
-                ledger_id=entry_id,
-                created_at=now,
+        if claimed:
+            await db.execute(
+                update(X402Payment)
+                .where(X402Payment.quote_id == quote_id)
+                .values(status="settled", ledger_id=entry_id, transaction=settled.transaction)
             )
+        else:
+            db.add(_payment_row(quote, payment, status="settled", ledger_id=entry_id))
+            await db.flush()
+        paid_now = await _move_quote(
+            db,
+            quote_id,
+            "settling" if claimed else "open",
+            status="paid",
+            paid_at=now,
+            payer=payer,
+            ledger_id=entry_id,
         )
-        await db.flush()
-        marked = await db.execute(
-            update(Quote)
-            .where(Quote.id == quote_id, Quote.status == "open")
-            .values(status="paid", paid_at=now, payer=payer, ledger_id=entry_id)
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(marked, "rowcount", 0) != 1:
-            await db.rollback()
-            fresh = await db.get(Quote, quote_id, populate_existing=True)
-            raise closed_quote(fresh or quote, quote_status(fresh) if fresh else "paid")
+        if not paid_now:
+            raise await _lost_race(db, quote_id, auth, settings, header)
         db.add(
             LedgerEntry(
                 id=entry_id,
@@ -181,13 +266,7 @@ async def _credit(
         )
         await db.commit()
     except IntegrityError:
-        # Another request won the race: with this very authorisation (a replay), or with
-        # another payment of the same quote (then the quote is paid: 409).
-        await db.rollback()
-        fresh = await db.get(Quote, quote_id, populate_existing=True)
-        if fresh is None or await _nonce_used(db, fresh, auth):
-            raise _refused(fresh or quote, settings, _replay(), header) from None
-        raise closed_quote(fresh, quote_status(fresh)) from None
+        raise await _lost_race(db, quote_id, auth, settings, header) from None
     paid = await db.get(Quote, quote_id, populate_existing=True)
     assert paid is not None
     settlement = {

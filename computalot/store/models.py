@@ -420,7 +420,10 @@ class X402Payment(Base):
     valid_before: Mapped[int] = mapped_column(BigInteger)
     signature: Mapped[str] = mapped_column(Text)
     transaction: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    ledger_id: Mapped[str] = mapped_column(String(40))
+    #: ``settled`` (credited: ``ledger_id`` is the credit) or, while a remote facilitator
+    #: settles it on-chain, ``settling`` (no credit yet).
+    status: Mapped[str] = mapped_column(String(16))
+    ledger_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     __table_args__ = (
         UniqueConstraint("network", "asset", "payer", "nonce", name="uq_x402_payments_nonce"),

@@ -184,7 +184,27 @@ async def test_a_remote_facilitator_settles_before_the_credit(store: Store) -> N
             row = (
                 await db.execute(select(X402Payment).where(X402Payment.quote_id == quote["id"]))
             ).scalar_one()
-            assert row.transaction == "0x" + "ab" * 32
+            assert (row.transaction, row.status) == ("0x" + "ab" * 32, "settled")
+
+        # Two different payments of one quote at once: one is claimed, settled and credited;
+        # the other is never sent to /settle (it would move money for nothing).
+        _Facilitator.calls = []
+        account_id, quote = await _new_quote(store, "2")
+
+        async def remote_pay(value: str) -> Any:
+            async with store.sessions() as db:
+                try:
+                    return await pay_quote(
+                        db, account_id, quote["id"], "X-PAYMENT", value,
+                        settings=SETTINGS, facilitator=remote,
+                    )  # fmt: skip
+                except Conflict as exc:
+                    return exc
+
+        results = await asyncio.gather(remote_pay(sign(quote)), remote_pay(sign(quote)))
+        assert sorted(type(r).__name__ for r in results) == ["Conflict", "Receipt"], results
+        assert _Facilitator.calls.count("/settle") == 1
+        assert await _credits(store, account_id) == (1, Decimal("2"))
     finally:
         server.shutdown()
         server.server_close()
