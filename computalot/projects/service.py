@@ -253,9 +253,26 @@ async def push_revision(
         "project": project.name,
         "revision": revision_out(revision),
         "tarball_diff": diff_trees(old_files, unpacked.tree.files),
-        "warnings": list(revision.warnings),
+        "warnings": list(revision.warnings) + await _missing_sources(db, revision),
         "can_accept_new_jobs": True,
     }
+
+
+async def _missing_sources(db: AsyncSession, revision: Revision) -> list[str]:
+    """A warning per manifest ``data_sources`` artifact the account cannot read now: every
+    job of the revision is refused (422) until it exists."""
+    from computalot.artifacts.inputs import artifact_keys, manifest_refs
+
+    refs = manifest_refs(revision.manifest)
+    if not refs:
+        return []
+    known = await artifact_keys(db, revision.account_id, (r.artifact_id for r in refs))
+    return [
+        f"{'.'.join(str(p) for p in ref.loc[1:])}: artifact {ref.artifact_id} not found; jobs "
+        "of this revision are refused until it is uploaded to this account"
+        for ref in refs
+        if ref.artifact_id not in known
+    ]
 
 
 async def _store_tarball(

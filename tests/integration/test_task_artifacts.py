@@ -22,7 +22,13 @@ import pytest
 import ray
 
 from computalot.engine.names import DISPATCHER_NAME
-from tests.support.helpers import assert_envelope, submit_job, wait_for, wait_job
+from tests.support.helpers import (
+    assert_envelope,
+    make_tarball,
+    submit_job,
+    wait_for,
+    wait_job,
+)
 
 MiB = 1024 * 1024
 API = "/api/v1"
@@ -342,9 +348,13 @@ def test_manifest_data_sources_are_checked_and_placed(
     found = result_of(client, job_id)["found"]
     assert found == {"data/weights.bin": hashlib.sha256(b"weights").hexdigest()}
 
-    bad = make_project(
-        client, {"runner.py": RUNNER, "computalot.project.json": manifest("art_" + "z" * 22)}
-    )
+    missing = "art_" + "z" * 22
+    bad = f"p-{uuid.uuid4().hex[:10]}"
+    assert client.post(f"{API}/projects", json={"name": bad}).status_code == 201
+    files = {"runner.py": RUNNER, "computalot.project.json": manifest(missing)}
+    pushed = client.post(f"{API}/projects/{bad}/push", content=make_tarball(files))
+    assert pushed.status_code == 200, pushed.text
+    assert any(missing in w and "data_sources.0.artifact" in w for w in pushed.json()["warnings"])
     answer = client.post(f"{API}/jobs", json={"project": bad})
     err = assert_envelope(answer, 422, "validation_error")
     assert err["details"][0]["loc"] == ["manifest", "data_sources", 0, "artifact"]
