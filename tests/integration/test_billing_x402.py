@@ -292,3 +292,23 @@ def test_quotes_are_paged_newest_first(member: httpx.Client) -> None:
     assert seen == made[::-1]
     bad = member.get("/api/v1/account/quotes", params={"cursor": "nope"})
     assert_envelope(bad, 400, "bad_request")
+
+
+def test_the_sdk_raises_payment_required_with_the_quote_and_pays_it(
+    platform: Any, member: httpx.Client, db: Engine
+) -> None:
+    from computalot import ComputalotClient
+    from computalot.client_errors import PaymentRequired
+
+    sdk = ComputalotClient(controller_url=platform.url, token=member.token)  # type: ignore[attr-defined]
+    with pytest.raises(PaymentRequired) as raised:
+        sdk.topup_quote(4)
+    quote = raised.value.quote
+    assert quote is not None and quote["amount_usd"] == 4.0
+    requirements = raised.value.payment_requirements
+    assert requirements is not None and requirements["accepts"][0]["amount"] == "4000000"
+    answer = httpx.Response(402, headers=raised.value.headers)
+    receipt = sdk.pay_quote_x402(quote["id"], payment_for(answer))
+    assert receipt["quote"]["status"] == "paid"
+    assert receipt["ledger_entry"]["amount_usd"] == 4.0
+    assert len(credits(db, member.account["id"])) == 1  # type: ignore[attr-defined]
