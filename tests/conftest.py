@@ -38,6 +38,22 @@ def pg_cluster() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def moto_server() -> Iterator[Any]:
+    """A real S3-compatible HTTP server (moto's server mode, a subprocess on a free port);
+    this process gets its credentials in the environment. ``.make_bucket(name)`` per user."""
+    from tests.support.s3 import start_moto, use_credentials
+
+    server, reason = start_moto()
+    if server is None:
+        message = f"moto's S3 server did not start, its S3 tests are SKIPPED: {reason}"
+        print(f"\n{'!' * 20} {message} {'!' * 20}\n", file=sys.stderr)
+        pytest.skip(message)
+    use_credentials()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The whole platform: local Ray, engine actors, Serve app on a free port, SQLite store."""
     from computalot import platform as plat
