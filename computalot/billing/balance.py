@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.store.models import Hold, LedgerEntry
 
 OPEN = "open"
 SETTLED = "settled"
+MICRO = Decimal("0.000001")
 
 
 @dataclass(frozen=True)
@@ -40,22 +41,29 @@ class Balance:
         }
 
 
-async def ledger_usd(db: AsyncSession, account_id: str) -> Decimal:
-    query = select(func.coalesce(func.sum(LedgerEntry.amount_usd), 0)).where(
-        LedgerEntry.account_id == account_id
-    )
-    return Decimal((await db.execute(query)).scalar_one())
-
-
-async def held_usd(db: AsyncSession, account_id: str) -> Decimal:
-    query = select(func.coalesce(func.sum(Hold.amount_usd), 0)).where(
-        Hold.account_id == account_id, Hold.status == OPEN
-    )
-    return Decimal((await db.execute(query)).scalar_one())
+LEDGER_SUM = (
+    select(func.coalesce(func.sum(LedgerEntry.amount_usd), 0))
+    .where(LedgerEntry.account_id == bindparam("account"))
+    .scalar_subquery()
+)
+HELD_SUM = (
+    select(func.coalesce(func.sum(Hold.amount_usd), 0))
+    .where(Hold.account_id == bindparam("account"), Hold.status == OPEN)
+    .scalar_subquery()
+)
+#: Both sums in one statement (a submit reads them on its hot path).
+BALANCE_QUERY = select(LEDGER_SUM, HELD_SUM)
 
 
 async def balance(db: AsyncSession, account_id: str) -> Balance:
-    return Balance(await ledger_usd(db, account_id), await held_usd(db, account_id))
+    ledger, held = (await db.execute(BALANCE_QUERY, {"account": account_id})).one()
+    return Balance(_money(ledger), _money(held))
+
+
+def _money(value: object) -> Decimal:
+    """A sum as the backend returns it (PostgreSQL: Decimal; SQLite: a float or an int),
+    to the ledger's 6 places."""
+    return Decimal(str(value)).quantize(MICRO)
 
 
 async def available_usd(db: AsyncSession, account_id: str) -> Decimal:
