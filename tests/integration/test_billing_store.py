@@ -19,10 +19,12 @@ from computalot.ids import new_id
 from computalot.jobs.quotas import Quotas
 from computalot.jobs.submit import Limits, submit_job
 from computalot.schemas.jobs import JobSubmit
+from computalot.settings import load_settings
 from computalot.states import JobStatus, TaskStatus
 from computalot.store import accounts
 from computalot.store.db import Store
 from computalot.store.models import (
+    Account,
     Hold,
     IdempotencyKey,
     Job,
@@ -191,3 +193,48 @@ async def test_100_concurrent_submits_at_an_account_that_can_afford_10(store: St
     assert grants == Decimal("0.01")
     assert grants - sum(debits) + credits == money.ledger_usd
     assert money.held_usd == 0 and money.available_usd == money.ledger_usd > 0
+
+
+async def test_a_big_fan_out_holds_for_every_task_at_submit(store: Store) -> None:
+    account_id, project = await funded_project(store, "5")
+    big = {"project": project, "runner_command": ["true"], "timeout_s": 72}
+    big |= {"fan_out": {"by": "n"}, "payload": {"n": list(range(2500))}}
+    async with store.sessions() as db:
+        done = await submit_job(
+            db, account_id, JobSubmit.model_validate(big), idempotency_key=None, limits=LIMITS
+        )
+        await db.commit()
+    assert done.planning is not None and done.job.status == JobStatus.PLANNING
+    async with store.sessions() as db:
+        money = await balance(db, account_id)
+        written = await db.scalar(select(func.count()).where(Task.job_id == done.job.id))
+    assert written == 0  # its rows come later; its hold is already all 2,500 tasks'
+    assert money.held_usd == Decimal("2.5") and money.available_usd == Decimal("2.5")
+    big["payload"] = {"n": list(range(2501 + 2500))}  # $5.001 > $2.50 left
+    assert await submit(store, account_id, JobSubmit.model_validate(big)) is None
+
+
+async def test_an_exempt_admin_is_never_refused_and_still_billed(store: Store) -> None:
+    account_id, project = await funded_project(store, "0.000001")
+    async with store.sessions() as db:
+        await db.execute(update(Account).where(Account.id == account_id).values(role="admin"))
+        await db.commit()
+    body = JobSubmit.model_validate(
+        {"project": project, "runner_command": ["true"], "timeout_s": 72}
+    )
+    assert await submit(store, account_id, body) is None  # not exempt by default
+    exempt = load_settings(billing_exempt_admins=True)
+    async with store.sessions() as db:
+        done = await submit_job(
+            db, account_id, body, idempotency_key=None, limits=LIMITS, settings=exempt
+        )
+        await db.commit()
+    async with store.sessions() as db:
+        money = await balance(db, account_id)
+    assert money.held_usd == Decimal("0.001") and money.available_usd < 0
+    await run_to_the_end(store, done.job.id, 36.0)
+    assert await finalise(store, done.job.id)
+    async with store.sessions() as db:
+        money = await balance(db, account_id)
+    assert money.held_usd == 0
+    assert money.ledger_usd == Decimal("0.000001") - usage_usd(36.0, PRICE)
