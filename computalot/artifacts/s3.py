@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import boto3
 from botocore.config import Config
@@ -46,9 +46,9 @@ from computalot.artifacts.store import (
 from computalot.settings import MiB
 
 #: Size of each part of a streamed write (S3 wants at least 5 MiB for every part but the last).
-PART_BYTES = 16 * MiB
+PART_BYTES = 8 * MiB
 #: Parts of one streamed write uploading at once.
-PARTS_IN_FLIGHT = 3
+PARTS_IN_FLIGHT = 2
 
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="s3-parts")
 
@@ -59,22 +59,39 @@ def _missing(exc: ClientError) -> bool:
 
 
 class S3Writer(BlobWriter):
+    """Each part is gathered in an unnamed temporary file (gone with its descriptor, even on a
+    crash) and uploaded from it, so the process's memory does not grow with the parts in
+    flight: buffers of many MiB, freed on other threads, are what the allocator keeps."""
+
     def __init__(self, store: S3Store, max_bytes: int | None) -> None:
         super().__init__(max_bytes)
         self.store = store
         self.key = f"blobs/{new_token()}"
-        self.buf = bytearray()
+        self.spool: IO[bytes] | None = None
+        self.spool_bytes = 0
         self.upload_id: str | None = None
         self.parts: list[Future[dict[str, Any]]] = []
 
     def _write(self, chunk: bytes | bytearray | memoryview) -> None:
-        self.buf += chunk
-        while len(self.buf) >= PART_BYTES:
-            data = bytes(self.buf[:PART_BYTES])
-            del self.buf[:PART_BYTES]
-            self._send(data)
+        view = memoryview(chunk)
+        while view.nbytes:
+            if self.spool is None:
+                self.spool = tempfile.TemporaryFile(prefix="computalot-s3-")  # noqa: SIM115
+                self.spool_bytes = 0
+            take = min(view.nbytes, PART_BYTES - self.spool_bytes)
+            self.spool.write(view[:take])
+            self.spool_bytes += take
+            view = view[take:]
+            if self.spool_bytes == PART_BYTES:
+                self._send(self._take())
 
-    def _send(self, data: bytes) -> None:
+    def _take(self) -> IO[bytes]:
+        spool = self.spool or tempfile.TemporaryFile(prefix="computalot-s3-")  # noqa: SIM115
+        self.spool = None
+        spool.seek(0)
+        return spool
+
+    def _send(self, body: IO[bytes]) -> None:
         store = self.store
         if self.upload_id is None:
             self.upload_id = store.client.create_multipart_upload(
@@ -87,13 +104,14 @@ class S3Writer(BlobWriter):
         upload_id = self.upload_id
 
         def send() -> dict[str, Any]:
-            answer = store.client.upload_part(
-                Bucket=store.bucket,
-                Key=store.full(self.key),
-                UploadId=upload_id,
-                PartNumber=n,
-                Body=data,
-            )
+            with body:
+                answer = store.client.upload_part(
+                    Bucket=store.bucket,
+                    Key=store.full(self.key),
+                    UploadId=upload_id,
+                    PartNumber=n,
+                    Body=body,
+                )
             return {"ETag": answer["ETag"], "PartNumber": n}
 
         self.parts.append(_POOL.submit(send))
@@ -101,13 +119,11 @@ class S3Writer(BlobWriter):
     def _publish(self, sha256: str) -> str:
         store = self.store
         if self.upload_id is None:
-            store.client.put_object(
-                Bucket=store.bucket, Key=store.full(self.key), Body=bytes(self.buf)
-            )
+            with self._take() as body:
+                store.client.put_object(Bucket=store.bucket, Key=store.full(self.key), Body=body)
         else:
-            if self.buf or not self.parts:
-                self._send(bytes(self.buf))
-            self.buf = bytearray()
+            if self.spool is not None or not self.parts:
+                self._send(self._take())
             done = [f.result() for f in self.parts]
             store.client.complete_multipart_upload(
                 Bucket=store.bucket,
@@ -118,7 +134,9 @@ class S3Writer(BlobWriter):
         return self.key
 
     def _discard(self) -> None:
-        self.buf = bytearray()
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
         for f in self.parts:
             f.cancel()
         for f in self.parts:
@@ -148,7 +166,13 @@ class S3Store(ArtifactStore):
         """One boto3 client per thread (clients are thread-safe, sessions are not)."""
         client = getattr(self._local, "client", None)
         if client is None:
-            options: dict[str, Any] = {"max_pool_connections": 32, "signature_version": "s3v4"}
+            options: dict[str, Any] = {
+                "max_pool_connections": 32,
+                "signature_version": "s3v4",
+                # The whole-object sha256 is ours to check; a CRC per part on top costs CPU.
+                "request_checksum_calculation": "when_required",
+                "response_checksum_validation": "when_required",
+            }
             if self.config.endpoint_url:
                 options["s3"] = {"addressing_style": "path"}
             client = boto3.session.Session().client(

@@ -29,6 +29,7 @@ from tests.support.s3 import (
     MiB,
     MotoServer,
     Payload,
+    PeakRss,
     serve_replica_pid,
     start_api,
 )
@@ -567,3 +568,74 @@ def test_a_multipart_upload_resumes_after_the_connection_dropped_mid_part(
     got = hashlib.sha256(member.get(f"{API}/{art['id']}").content).hexdigest()
     assert got == data.sha256()
     no_leftovers(backend, before)
+
+
+# --- 300 MiB round trips: the serving process stays small -----------------------------------
+
+BIG = 300 * MiB
+RSS_BUDGET = 100 * MiB
+
+
+def _send_big(backend: Backend, client: httpx.Client, data: Payload, method: str) -> Any:
+    """Upload ``data`` by ``method`` (streamed from a generator, never held); the artifact."""
+    length = {"Content-Length": str(data.size)}
+    if method == "raw":
+        answer = client.post(
+            API, content=data.chunks(), headers={"X-Artifact-Filename": "big.bin", **length}
+        )
+        assert answer.status_code == 201, answer.text
+        return answer.json()
+    if method == "direct":
+        grant = client.post(
+            f"{API}/direct", json={"sha256": data.sha256(), "size": data.size, "filename": "b"}
+        ).json()
+        with httpx.Client(timeout=300) as anyone:
+            put = anyone.put(
+                grant["upload_url"], content=data.chunks(), headers={**grant["headers"], **length}
+            )
+        assert put.status_code in (200, 201), put.text
+        done = client.post(f"{API}/direct/{grant['artifact_id']}/complete")
+        assert done.status_code == 200, done.text
+        return done.json()
+    started = client.post(
+        f"{API}/multipart",
+        json={"filename": "b", "size": data.size, "sha256": data.sha256(), "part_size": 64 * MiB},
+    ).json()
+    size = started["part_size"]
+    for n in range(1, started["part_count"] + 1):
+        start, end = (n - 1) * size, min(n * size, data.size)
+        part = client.put(
+            f"{API}/multipart/{started['upload_id']}/parts/{n}",
+            content=data.chunks(start, end),
+            headers={"Content-Length": str(end - start)},
+        )
+        assert part.status_code == 200, part.text
+    done = client.post(f"{API}/multipart/complete", json={"upload_id": started["upload_id"]})
+    assert done.status_code == 200, done.text
+    return done.json()
+
+
+@pytest.mark.parametrize("method", ["raw", "direct", "multipart"])
+def test_a_300_mib_round_trip_keeps_the_server_under_100_mib(
+    backend: Backend, member: httpx.Client, method: str
+) -> None:
+    data = Payload({"raw": 11, "direct": 12, "multipart": 13}[method], BIG)
+    with PeakRss(backend.pid) as up:
+        art = _send_big(backend, member, data, method)
+    assert (art["size"], art["sha256"]) == (data.size, data.sha256())
+    digest = hashlib.sha256()
+    size = 0
+    with PeakRss(backend.pid) as down, member.stream("GET", f"{API}/{art['id']}") as answer:
+        assert answer.status_code == 200
+        assert answer.headers["content-length"] == str(BIG)
+        for chunk in answer.iter_bytes():
+            digest.update(chunk)
+            size += len(chunk)
+    assert (size, digest.hexdigest()) == (data.size, data.sha256())
+    print(
+        f"\n{backend.name} {method}: server RSS growth up {up.growth / MiB:.1f} MiB, "
+        f"down {down.growth / MiB:.1f} MiB"
+    )
+    assert up.growth < RSS_BUDGET, f"upload grew the server by {up.growth / MiB:.0f} MiB"
+    assert down.growth < RSS_BUDGET, f"download grew the server by {down.growth / MiB:.0f} MiB"
+    assert member.delete(f"{API}/{art['id']}").status_code == 200
