@@ -17,6 +17,7 @@ import random
 from datetime import timedelta
 from typing import Any
 
+from computalot.artifacts.store import open_store
 from computalot.jobs.planning import Engine, Planner
 from computalot.maintenance.retention import sweep
 from computalot.settings import Settings
@@ -58,7 +59,8 @@ class Maintenance:
     async def retention_once(self) -> None:
         retention = timedelta(days=self.settings.retention_days)
         try:
-            swept = await sweep(self.store, self.settings.data_dir, retention)
+            artifacts = open_store(self.settings)
+            swept = await sweep(self.store, self.settings.data_dir, retention, artifacts)
         except Exception:
             log.exception(
                 "retention sweep failed; next try in %.0f s", self.settings.retention_sweep_s

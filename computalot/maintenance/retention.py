@@ -7,6 +7,12 @@
 * An idempotency key lasts 24 hours (the promise of "Idempotency keys").
 * A wallet challenge goes a day after it expired (until then a late answer still reads
   "challenge expired").
+* A finished job's task artifacts go with the job (their rows; their bytes when no other
+  artifact references the same content). Bytes in the artifact store that no artifact references
+  any more (``blobs`` rows left by an interrupted delete) go an hour later; uploads never
+  completed go when they expire (multipart after 24 hours, direct when their URL does), with
+  their parts and their pending artifact; the local store's partial files of a crashed process
+  a day later.
 * A revision goes when it was pushed before the retention cutoff, its project does not point at
   it and no unfinished job uses it: its row, then its directory under the data dir. A directory
   under ``revisions/`` that no revision row names (its project was deleted) goes once it is older
@@ -31,9 +37,14 @@ from typing import Any
 from sqlalchemy import Table, delete, exists, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from computalot.artifacts import service as artifact_rows
+from computalot.artifacts.store import ArtifactStore, MultipartUpload
 from computalot.states import OPEN_JOB, TERMINAL_JOB
 from computalot.store.db import Store
 from computalot.store.models import (
+    Artifact,
+    ArtifactUpload,
+    Blob,
     Event,
     IdempotencyKey,
     Job,
@@ -52,6 +63,10 @@ CHUNK_ROWS = 1000
 JOBS_PER_PASS = 100
 IDEMPOTENCY_TTL = timedelta(hours=24)
 CHALLENGE_GRACE = timedelta(days=1)
+#: An unreferenced blob is left this long (a create in flight may be about to reference it).
+BLOB_GRACE = timedelta(hours=1)
+#: Partial files of the local store older than this belong to no live upload.
+TEMP_FILE_AGE = timedelta(days=1)
 
 
 @dataclass
@@ -65,17 +80,30 @@ class Swept:
     challenges: int = 0
     revisions: int = 0
     directories: int = 0
+    artifacts: int = 0
+    blobs: int = 0
+    uploads: int = 0
 
     def total(self) -> int:
         return sum(vars(self).values())
 
 
-async def sweep(store: Store, data_dir: Path, retention: timedelta) -> Swept:
-    """One retention pass over everything this module's docstring lists."""
+async def sweep(
+    store: Store,
+    data_dir: Path,
+    retention: timedelta,
+    artifacts: ArtifactStore | None = None,
+) -> Swept:
+    """One retention pass over everything this module's docstring lists (the artifact store's
+    bytes only when ``artifacts`` is given; the rows always)."""
     now = utcnow()
     cutoff = now - retention
     swept = Swept()
-    await _expire_jobs(store, cutoff, swept)
+    await _expire_jobs(store, cutoff, swept, artifacts)
+    swept.uploads = await _expire_uploads(store, now, artifacts)
+    swept.blobs = await _unreferenced_blobs(store, now - BLOB_GRACE, artifacts)
+    if artifacts is not None and artifacts.kind == "local":
+        await asyncio.to_thread(_old_temp_files, artifacts, (now - TEMP_FILE_AGE).timestamp())
     swept.idempotency_keys = await _expire_keys(store, now - IDEMPOTENCY_TTL)
     challenges = WalletChallenge.expires_at < now - CHALLENGE_GRACE
     swept.challenges = await delete_chunks(store, WalletChallenge.id, challenges)
@@ -100,8 +128,11 @@ async def delete_chunks(store: Store, key: Any, *where: Any) -> int:
         await asyncio.sleep(0)
 
 
-async def _expire_jobs(store: Store, cutoff: datetime, swept: Swept) -> None:
-    """Finished jobs older than ``cutoff``: events, tasks, keys, then the job rows."""
+async def _expire_jobs(
+    store: Store, cutoff: datetime, swept: Swept, artifacts: ArtifactStore | None
+) -> None:
+    """Finished jobs older than ``cutoff``: events, tasks, task artifacts, keys, then the job
+    rows."""
     expired = (Job.status.in_(TERMINAL_JOB), Job.finished_at < cutoff)
     while True:
         async with store.sessions() as db:
@@ -111,6 +142,7 @@ async def _expire_jobs(store: Store, cutoff: datetime, swept: Swept) -> None:
             return
         swept.events += await delete_chunks(store, Event.id, Event.job_id.in_(job_ids))
         swept.tasks += await delete_chunks(store, Task.id, Task.job_id.in_(job_ids))
+        swept.artifacts += await _drop_job_artifacts(store, job_ids, artifacts)
         async with store.sessions() as db:
             await db.execute(delete(IdempotencyKey).where(IdempotencyKey.job_id.in_(job_ids)))
             gone = await db.execute(delete(Job).where(Job.id.in_(job_ids), *expired))
@@ -204,3 +236,104 @@ def _old_revision_dirs(root: Path, before: float) -> list[str]:
                 if tree.is_dir() and tree.stat().st_mtime < before:
                     found.append(str(tree))
     return found
+
+
+async def _drop_bytes(artifacts: ArtifactStore | None, keys: list[str]) -> None:
+    if artifacts is not None and keys:
+        await artifact_rows.drop_keys(artifacts, keys)
+
+
+async def _drop_job_artifacts(
+    store: Store, job_ids: list[str], artifacts: ArtifactStore | None
+) -> int:
+    """The task artifacts of these jobs, and the bytes no other artifact references."""
+    total = 0
+    while True:
+        async with store.sessions() as db:
+            query = select(Artifact.id, Artifact.sha256, Artifact.state).where(
+                Artifact.job_id.in_(job_ids)
+            )
+            rows = [tuple(row) for row in (await db.execute(query.limit(CHUNK_ROWS))).tuples()]
+            if not rows:
+                return total
+            await db.execute(delete(Artifact).where(Artifact.id.in_([r[0] for r in rows])))
+            keys = await artifact_rows.release(
+                db, [sha for _id, sha, state in rows if state == artifact_rows.AVAILABLE]
+            )
+            await db.commit()
+        await _drop_bytes(artifacts, keys)
+        total += len(rows)
+
+
+async def _unreferenced_blobs(
+    store: Store, before: datetime, artifacts: ArtifactStore | None
+) -> int:
+    """``blobs`` rows older than ``before`` that no available artifact references."""
+    referenced = exists().where(
+        Artifact.sha256 == Blob.sha256, Artifact.state == artifact_rows.AVAILABLE
+    )
+    unused = (Blob.created_at < before, ~referenced)
+    total = 0
+    while True:
+        async with store.sessions() as db:
+            query = select(Blob.sha256).where(*unused).limit(CHUNK_ROWS)
+            shas = list((await db.execute(query)).scalars())
+            if not shas:
+                return total
+            gone = await db.execute(
+                delete(Blob).where(Blob.sha256.in_(shas), *unused).returning(Blob.storage_key)
+            )
+            keys = [str(k) for k in gone.scalars()]
+            await db.commit()
+        await _drop_bytes(artifacts, keys)
+        total += len(shas)
+
+
+async def _expire_uploads(store: Store, now: datetime, artifacts: ArtifactStore | None) -> int:
+    """Uploads past ``expires_at``: a multipart one's stored parts, a direct one's pending
+    artifact and whatever reached its S3 staging key."""
+    total = 0
+    while True:
+        async with store.sessions() as db:
+            query = select(ArtifactUpload).where(ArtifactUpload.expires_at < now)
+            rows = list((await db.execute(query.limit(CHUNK_ROWS))).scalars())
+            if not rows:
+                return total
+            pending = [r.artifact_id for r in rows if r.kind == "direct" and r.artifact_id]
+            if pending:
+                await db.execute(
+                    delete(Artifact).where(
+                        Artifact.id.in_(pending), Artifact.state == artifact_rows.PENDING
+                    )
+                )
+            await db.execute(
+                delete(ArtifactUpload).where(ArtifactUpload.id.in_([r.id for r in rows]))
+            )
+            await db.commit()
+        if artifacts is not None:
+            await asyncio.to_thread(_forget_uploads, artifacts, rows)
+        total += len(rows)
+
+
+def _forget_uploads(artifacts: ArtifactStore, rows: list[ArtifactUpload]) -> None:
+    """The store's side of expired uploads (blocking: a thread's job); failures are logged."""
+    for row in rows:
+        try:
+            if row.kind == "multipart":
+                handle = MultipartUpload(key=row.storage_key or "", backend_id=row.backend_id or "")
+                artifacts.abort_multipart(handle)
+            elif row.storage_key and row.state != "done":
+                artifacts.delete(row.storage_key)
+        except Exception:
+            log.exception("retention: could not discard upload %s in the artifact store", row.id)
+
+
+def _old_temp_files(artifacts: ArtifactStore, before: float) -> None:
+    """Partial files of the local store last written before ``before`` (a crashed upload)."""
+    root = Path(artifacts.config.root)
+    for path in [*(root / "tmp").glob("*"), *(root / "multipart").rglob("*.tmp")]:
+        try:
+            if path.is_file() and path.stat().st_mtime < before:
+                path.unlink()
+        except OSError:
+            log.warning("retention: could not remove %s", path)
