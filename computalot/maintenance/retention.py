@@ -14,7 +14,8 @@
   their parts and their pending artifact; the local store's partial files of a crashed process
   a day later.
 * A revision goes when it was pushed before the retention cutoff, its project does not point at
-  it and no unfinished job uses it: its row, then its directory under the data dir. A directory
+  it and no unfinished job uses it: its row, then its directory under the data dir, and its
+  tarball in the artifact store when no other revision has the same one. A directory
   under ``revisions/`` that no revision row names (its project was deleted) goes once it is older
   than the cutoff.
 
@@ -108,7 +109,7 @@ async def sweep(
     challenges = WalletChallenge.expires_at < now - CHALLENGE_GRACE
     swept.challenges = await delete_chunks(store, WalletChallenge.id, challenges)
     root = data_dir.resolve() / "revisions"  # as push_revision names revision paths
-    swept.revisions = await _expire_revisions(store, root, cutoff)
+    swept.revisions = await _expire_revisions(store, root, cutoff, artifacts)
     swept.directories = await _orphan_directories(store, root, cutoff)
     return swept
 
@@ -177,7 +178,9 @@ def _unused_revision(cutoff: datetime) -> tuple[Any, ...]:
     return (Revision.pushed_at < cutoff, ~active, ~in_use)
 
 
-async def _expire_revisions(store: Store, root: Path, cutoff: datetime) -> int:
+async def _expire_revisions(
+    store: Store, root: Path, cutoff: datetime, artifacts: ArtifactStore | None
+) -> int:
     unused = _unused_revision(cutoff)
     total = 0
     while True:
@@ -187,17 +190,36 @@ async def _expire_revisions(store: Store, root: Path, cutoff: datetime) -> int:
             if not rows:
                 return total
             gone = await _delete_revisions(db, [rev_id for rev_id, _path in rows], unused)
+            keys = await _release_tarballs(db, list(gone.values()))
             await db.commit()
         paths = [path for rev_id, path in rows if rev_id in gone]
         await asyncio.to_thread(_remove_dirs, root, paths)
+        await _drop_bytes(artifacts, keys)
         total += len(gone)
 
 
-async def _delete_revisions(db: AsyncSession, ids: list[str], unused: Sequence[Any]) -> set[str]:
+async def _delete_revisions(
+    db: AsyncSession, ids: list[str], unused: Sequence[Any]
+) -> dict[str, str | None]:
+    """Delete those of ``ids`` still unused; {revision id: its tarball's store key}."""
     deleted = await db.execute(
-        delete(Revision).where(Revision.id.in_(ids), *unused).returning(Revision.id)
+        delete(Revision)
+        .where(Revision.id.in_(ids), *unused)
+        .returning(Revision.id, Revision.tarball_key)
     )
-    return set(deleted.scalars())
+    return {rev_id: key for rev_id, key in deleted.tuples()}
+
+
+async def _release_tarballs(db: AsyncSession, keys: list[str | None]) -> list[str]:
+    """One reference less to each deleted revision's tarball; the keys whose last one went."""
+    wanted = [key for key in keys if key]
+    if not wanted:
+        return []
+    rows = await db.execute(
+        select(Blob.storage_key, Blob.sha256).where(Blob.storage_key.in_(wanted))
+    )
+    sha_of = dict(list(rows.tuples()))
+    return await artifact_rows.release(db, [sha_of.get(key) for key in wanted])
 
 
 def _remove_dirs(root: Path, paths: list[str]) -> None:
@@ -268,11 +290,13 @@ async def _drop_job_artifacts(
 async def _unreferenced_blobs(
     store: Store, before: datetime, artifacts: ArtifactStore | None
 ) -> int:
-    """``blobs`` rows older than ``before`` that no available artifact references."""
+    """``blobs`` rows older than ``before`` that no available artifact and no revision's
+    tarball references."""
     referenced = exists().where(
         Artifact.sha256 == Blob.sha256, Artifact.state == artifact_rows.AVAILABLE
     )
-    unused = (Blob.created_at < before, ~referenced)
+    a_tarball = exists().where(Revision.tarball_key == Blob.storage_key)
+    unused = (Blob.created_at < before, ~referenced, ~a_tarball)
     total = 0
     while True:
         async with store.sessions() as db:

@@ -15,12 +15,13 @@ from sqlalchemy import select, update
 from computalot.artifacts import service
 from computalot.artifacts.store import ArtifactStore, StoreConfig
 from computalot.artifacts.uploads import begin_direct, begin_multipart, put_part
+from computalot.ids import new_id
 from computalot.maintenance.retention import sweep
 from computalot.settings import load_settings
 from computalot.store.db import Store
-from computalot.store.models import Artifact, ArtifactUpload, Blob
+from computalot.store.models import Artifact, ArtifactUpload, Blob, Project
 from computalot.timeutil import utcnow
-from tests.integration.test_retention import RETENTION, exists, finished_job
+from tests.integration.test_retention import RETENTION, add, exists, finished_job, revision
 from tests.support.store_rows import new_member
 
 
@@ -131,3 +132,35 @@ async def test_expired_uploads_go_with_their_parts_and_pending_artifact(
         assert list((await db.execute(select(ArtifactUpload.id))).scalars()) == []
     assert not await exists(store, Artifact, direct["artifact_id"])
     assert not parts_dirs[0].exists() and not stale.exists()
+
+
+async def test_a_revisions_tarball_is_kept_while_the_revision_is_and_goes_with_it(
+    store: Store, tmp_path: Path
+) -> None:
+    files = local_store(tmp_path)
+    account_id = await new_member(store, "tar-ret")
+    now = utcnow()
+    project = Project(
+        id=new_id("prj"),
+        account_id=account_id,
+        name=f"p-{new_id('prj')[-8:]}".lower(),
+        warm_state={},
+        created_at=now,
+        updated_at=now,
+    )
+    await add(store, project)
+    with files.writer() as out:
+        out.write(b"a gzip'd tarball")
+        blob = out.commit()
+    async with store.sessions() as db:
+        key = await service.add_reference(db, blob)
+        await db.execute(update(Blob).values(created_at=now - timedelta(hours=2)))
+        await db.commit()
+    old = revision(project, tmp_path, timedelta(days=1))
+    old.tarball_key = key
+    await add(store, old)
+
+    assert (await sweep(store, tmp_path, timedelta(days=30), files)).blobs == 0
+    assert await exists(store, Blob, blob.sha256) and files.exists(key)
+    assert (await sweep(store, tmp_path, RETENTION, files)).revisions == 1
+    assert not await exists(store, Blob, blob.sha256) and not files.exists(key)
