@@ -388,7 +388,8 @@ async def receive_direct(
     """The bytes of a local direct upload, PUT to its signed URL by anyone holding it."""
     upload_id, _, rest = token.partition(".")
     stamp, _, sig = rest.partition(".")
-    if not (stamp.isdigit() and hmac.compare_digest(sig, _sign(settings, f"{upload_id}.{stamp}"))):
+    well_formed = stamp.isascii() and stamp.isdigit() and len(stamp) <= 12 and sig.isascii()
+    if not (well_formed and hmac.compare_digest(sig, _sign(settings, f"{upload_id}.{stamp}"))):
         raise _forbidden("this upload URL is not valid")
     if int(stamp) <= utcnow().timestamp():
         raise _forbidden("this upload URL has expired")

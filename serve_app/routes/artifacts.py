@@ -198,16 +198,19 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | bool | None:
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
     first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or last.isdigit()):
+    first, last = first.strip(), last.strip()
+    if not dash or not (first + last).isascii() or len(first + last) > 40:
+        return None
+    if not (first.isdigit() or last.isdigit()):
         return None
     if not first:  # the last N bytes
         n = int(last)
         return (max(0, size - n), size) if n > 0 and size > 0 else False
     start = int(first)
-    if last and not last.isdigit():
-        return None
+    if last and (not last.isdigit() or int(last) < start):
+        return None  # not a valid range: ignored, as RFC 9110 says
     end = min(size, int(last) + 1) if last else size
-    if start >= size or (last and int(last) < start):
+    if start >= size:
         return False
     return start, end
 

@@ -174,3 +174,18 @@ def test_bridge_streams_bounded_and_stops_the_consumer_when_the_body_fails() -> 
 
     assert asyncio.run(run()) == 20 * 256 * 1024
     assert max(seen) <= bridge.BATCH_BYTES
+
+
+def test_range_headers_read_as_rfc_9110_says() -> None:
+    from serve_app.routes.artifacts import parse_range
+
+    size = 100
+    assert parse_range("bytes=0-9", size) == (0, 10)
+    assert parse_range("bytes=90-500", size) == (90, 100)  # clipped to the end
+    assert parse_range("bytes=-5", size) == (95, 100)
+    assert parse_range("bytes=5-", size) == (5, 100)
+    assert parse_range("bytes=100-", size) is False  # outside: 416
+    assert parse_range("bytes=-0", size) is False
+    assert parse_range("bytes=0-0", 0) is False
+    for ignored in (None, "", "bytes=9-2", "bytes=a-b", "bytes=0-1,5-6", "items=0-1", "bytes=²-3"):
+        assert parse_range(ignored, size) is None, ignored  # the whole file: 200
