@@ -13,7 +13,7 @@ import os
 import shutil
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -397,19 +397,8 @@ def test_a_revision_whose_directory_and_package_are_gone_is_restored_from_the_st
 # ---- S3: a Ray worker streams a task's artifacts and inputs itself --------------------------
 
 
-@pytest.fixture(scope="module")
-def moto() -> Iterator[Any]:
-    from tests.support.s3 import start_moto
-
-    server, reason = start_moto()
-    if server is None:
-        pytest.skip(f"moto server unavailable: {reason}")
-    yield server
-    server.stop()
-
-
 def test_run_task_on_a_worker_writes_artifacts_and_reads_inputs_from_s3(
-    platform: Any, moto: Any, tmp_path: Path
+    platform: Any, moto_server: Any, tmp_path: Path
 ) -> None:
     from computalot.artifacts.store import StoreConfig
     from computalot.engine.attempt import AttemptSpec
@@ -417,6 +406,7 @@ def test_run_task_on_a_worker_writes_artifacts_and_reads_inputs_from_s3(
     from computalot.engine.run_task import run_task
     from tests.support.s3 import CREDENTIALS
 
+    moto = moto_server
     bucket = moto.make_bucket(f"task-{uuid.uuid4().hex[:8]}")
     store = StoreConfig("s3", bucket=bucket, prefix="arts", endpoint_url=moto.endpoint_url)
     s3 = moto.client()
