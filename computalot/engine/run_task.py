@@ -52,6 +52,13 @@ DEFAULT_MAX_RESULT_BYTES = 64 * 1024 * 1024
 #: task's reply); a bigger one is the task's second return value.
 INLINE_RESULT_BYTES = 64 * 1024
 ATTEMPT_ROOT = "computalot-attempts"
+#: Seconds after the command's latest possible end (timeout_s + kill grace) by which its
+#: artifacts must be stored: the dispatcher stops waiting for an attempt 60 s after that
+#: (``dispatcher.BACKSTOP_SLACK_S``) and judges it timed out; a file not stored by then is
+#: left out with a warning instead.
+UPLOAD_SLACK_S = 40.0
+#: The shortest run a command gets when placing its inputs used up its timeout (seconds).
+MIN_RUN_S = 0.001
 #: How long an attempt waits for the hub to confirm its live events (seconds).
 DRAIN_TIMEOUT_S = 10.0
 
@@ -283,8 +290,9 @@ def _run(
     files.artifacts.mkdir()
     files.tmp.mkdir()
     files.payload.write_text(json.dumps(spec.payload))
+    begun = time.monotonic()  # timeout_s covers placing the inputs and running the command
     try:
-        place_inputs(files.work, list(spec.downloads), spec.store)
+        place_inputs(files.work, list(spec.downloads), spec.store, begun + spec.timeout_s)
     except InputUnavailable as exc:
         missing = RunOutcome(None, "input_unavailable", str(exc), "", "", "", 0.0, None)
         return _outcome(missing), None
@@ -293,7 +301,7 @@ def _run(
         argv,
         cwd=cwd,
         env=env,
-        timeout_s=float(spec.timeout_s),
+        timeout_s=max(MIN_RUN_S, spec.timeout_s - (time.monotonic() - begun)),
         limits=_run_limits(policy, sandbox, spec),
         on_event=reporter,
         kill_grace_s=spec.kill_grace_s,
@@ -303,9 +311,9 @@ def _run(
         sandbox.close()
     reporter.drain()
     result, big_text = _read_result(spec, ran, files)
-    return _outcome(
-        ran, result, upload_artifacts(files.artifacts, spec.store, spec.max_artifact_bytes)
-    ), big_text
+    until = begun + spec.timeout_s + spec.kill_grace_s + UPLOAD_SLACK_S
+    stored = upload_artifacts(files.artifacts, spec.store, spec.max_artifact_bytes, until)
+    return _outcome(ran, result, stored), big_text
 
 
 def execute_attempt(spec: AttemptSpec) -> tuple[Outcome, NDArray[np.uint8] | None]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,12 +73,27 @@ def _chunks(fd: int) -> Iterator[bytes]:
         yield chunk
 
 
+class OutOfTime(Exception):
+    """A transfer passed its deadline (``time.monotonic()`` seconds)."""
+
+
+def _in_time(chunks: Iterator[bytes], deadline: float | None) -> Iterator[bytes]:
+    for chunk in chunks:
+        if deadline is not None and time.monotonic() > deadline:
+            raise OutOfTime("out of time")
+        yield chunk
+
+
 def upload_artifacts(
-    directory: Path, store: StoreConfig | None, max_bytes: int = MAX_FILE_BYTES
+    directory: Path,
+    store: StoreConfig | None,
+    max_bytes: int = MAX_FILE_BYTES,
+    deadline: float | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Stream each regular file under ``directory`` into the store: (one ``{path, size,
     sha256, key}`` per file stored, warnings naming each file skipped and why; a file over
-    ``max_bytes`` is one of them)."""
+    ``max_bytes`` is one of them, and so is each one not stored by ``deadline``, a
+    ``time.monotonic()`` value)."""
     files = plain_files(directory)
     if not files:
         return [], []
@@ -102,9 +118,12 @@ def upload_artifacts(
                 warnings.append(f"artifact {rel} skipped: {size} bytes, over {max_bytes}")
                 continue
             with opened.writer(max_bytes=max_bytes) as writer:
-                for chunk in _chunks(fd):
+                for chunk in _in_time(_chunks(fd), deadline):
                     writer.write(chunk)
                 blob = writer.commit()
+        except OutOfTime:
+            warnings.append(f"artifact {rel} not stored: the attempt ran out of time to store it")
+            continue
         except Exception as exc:  # one file's failure (a full disk, S3 down) spares the rest
             warnings.append(f"artifact {rel} not stored: {type(exc).__name__}: {str(exc)[:200]}")
             continue
@@ -152,10 +171,14 @@ def _create_below(root: Path, rel: str) -> int:
 
 
 def place_inputs(
-    root: Path, downloads: list[tuple[str, str, str]], store: StoreConfig | None
+    root: Path,
+    downloads: list[tuple[str, str, str]],
+    store: StoreConfig | None,
+    deadline: float | None = None,
 ) -> None:
     """Stream each ``(artifact id, blob key, path)`` from the store to ``root/path``; raise
-    :class:`InputUnavailable` naming the first that cannot be placed."""
+    :class:`InputUnavailable` naming the first that cannot be placed (by ``deadline``, a
+    ``time.monotonic()`` value, too)."""
     if not downloads:
         return
     if store is None:
@@ -175,10 +198,14 @@ def place_inputs(
         fd = _create_below(root, rel)
         try:
             with os.fdopen(fd, "wb", closefd=False) as out:
-                for chunk in opened.read(key):
+                for chunk in _in_time(opened.read(key), deadline):
                     out.write(chunk)
         except InputUnavailable:
             raise
+        except OutOfTime:
+            raise InputUnavailable(
+                f"artifact {art_id} was not placed at {rel!r} within the task's timeout_s"
+            ) from None
         except Exception as exc:
             raise InputUnavailable(
                 f"artifact {art_id} could not be placed at {rel!r}: "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,20 @@ def test_an_unavailable_input_names_the_artifact(tmp_path: Path, store: StoreCon
     key = put(store, b"a")
     with pytest.raises(InputUnavailable, match="both placed"):
         place_inputs(work, [("art_1", key, "y"), ("art_2", key, "y")], store)
+
+
+def test_transfers_past_their_deadline_stop_with_a_reason(
+    tmp_path: Path, store: StoreConfig
+) -> None:
+    art = tmp_path / "artifacts"
+    art.mkdir()
+    (art / "late.bin").write_bytes(b"x" * 100)
+    past = time.monotonic() - 1
+    stored, warnings = upload_artifacts(art, store, deadline=past)
+    assert stored == [] and "late.bin" in warnings[0] and "out of time" in warnings[0]
+    assert upload_artifacts(art, store, deadline=time.monotonic() + 60)[0] != []
+    work = tmp_path / "work"
+    work.mkdir()
+    key = put(store, b"bytes")
+    with pytest.raises(InputUnavailable, match="timeout_s"):
+        place_inputs(work, [("art_a", key, "x")], store, deadline=past)
