@@ -445,3 +445,59 @@ def test_run_task_on_a_worker_writes_artifacts_and_reads_inputs_from_s3(
     assert sorted(moto.keys(bucket, "arts/blobs/")) == sorted(
         ["arts/blobs/input-1", *(f"arts/{a['key']}" for a in outcome.artifacts)]
     )
+
+
+async def test_settling_writes_artifact_rows_counted_once_per_sha256(store: Any) -> None:
+    """The dispatcher's settle on both backends: each stored file gets its row and one blobs
+    reference; a second copy of known bytes and the files of a stale attempt are discarded."""
+    from sqlalchemy import select
+
+    from computalot.engine import claiming, settling
+    from computalot.engine import rows as engine_rows
+    from computalot.engine.attempt import Outcome
+    from computalot.engine.outcomes import judge_outcome
+    from computalot.engine.result_file import prepare_result
+    from computalot.store.models import Artifact, Blob
+    from tests.support.store_rows import items_job
+
+    job = await items_job(store, 3, owner="arts", spec={"merge_strategy": "collect"})
+    cache = engine_rows.JobCache()
+    async with store.sessions() as db:
+        runnable = {j.id: j for j in await claiming.runnable_jobs(db)}
+        launches, _events = await claiming.claim_tasks(
+            db, {job.id: 3}, "epoch-arts", cache, {job.id: runnable[job.id].status}
+        )
+        await db.commit()
+    sha = hashlib.sha256(f"bytes {uuid.uuid4().hex}".encode()).hexdigest()
+
+    def outcome(key: str) -> Outcome:
+        result = prepare_result(b"{}", batched=False, element_count=1, max_bytes=1 << 20)
+        files = [{"path": "out/a.bin", "size": 5, "sha256": sha, "key": key}]
+        return Outcome(status="ok", exit_code=0, artifacts=files, **result)
+
+    ended = [
+        (task, attempt, outcome(f"blobs/k{i}")) for i, (_j, task, attempt) in enumerate(launches)
+    ]
+    ended[2] = (ended[2][0], ended[2][1] + 1, ended[2][2])  # an attempt that is no longer current
+    discarded: list[str] = []
+    async with store.sessions() as db:
+        found = await engine_rows.load_task_rows(db, [t.id for t, _a, _o in ended])
+        jobs = await cache.load(db, [job.id])
+        judged = [
+            settling.Judged(jobs[job.id], found[t.id], a, judge_outcome(o), o) for t, a, o in ended
+        ]
+        await settling.apply_verdicts(db, judged, lost_budget=1, discard=discarded.extend)
+        await db.commit()
+    assert sorted(discarded) == ["blobs/k1", "blobs/k2"]
+    async with store.sessions() as db:
+        arts = (await db.execute(select(Artifact).where(Artifact.job_id == job.id))).scalars()
+        rows = sorted((a.task_id, a.storage_key, a.filename, a.state) for a in arts)
+        blob = await db.get(Blob, sha)
+    first, second = launches[0][1].id, launches[1][1].id
+    assert rows == sorted(
+        [
+            (first, "blobs/k0", "out/a.bin", "available"),
+            (second, "blobs/k0", "out/a.bin", "available"),
+        ]
+    )
+    assert blob is not None and blob.refs == 2 and blob.storage_key == "blobs/k0"
