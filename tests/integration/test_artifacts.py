@@ -639,3 +639,32 @@ def test_a_300_mib_round_trip_keeps_the_server_under_100_mib(
     assert up.growth < RSS_BUDGET, f"upload grew the server by {up.growth / MiB:.0f} MiB"
     assert down.growth < RSS_BUDGET, f"download grew the server by {down.growth / MiB:.0f} MiB"
     assert member.delete(f"{API}/{art['id']}").status_code == 200
+
+
+def test_the_sdk_streams_files_up_and_down_and_uploads_direct(
+    backend: Backend, member: httpx.Client, tmp_path: Path
+) -> None:
+    from computalot.client import ComputalotClient
+
+    source = tmp_path / "in.bin"
+    source.write_bytes(b"".join(Payload(14, 9 * MiB + 1).chunks()))
+    sha = hashlib.sha256(source.read_bytes()).hexdigest()
+    with ComputalotClient(backend.url, token_of(member), timeout=120) as sdk:
+        art = sdk.upload_artifact(source, content_type="application/x-test", sha256=sha)
+        assert (art["filename"], art["sha256"], art["content_type"]) == (
+            "in.bin",
+            sha,
+            "application/x-test",
+        )
+        got = sdk.download_artifact(art["id"], tmp_path / "out.bin")
+        assert got["sha256"] == sha and (tmp_path / "out.bin").read_bytes() == source.read_bytes()
+        grant = sdk.create_direct_upload(sha, source.stat().st_size, "direct.bin")
+        sdk.put_direct_upload(grant["upload_url"], source, grant["headers"])
+        done = sdk.complete_direct_upload(grant["artifact_id"])
+        assert done["state"] == "available" and done["sha256"] == sha
+        assert sdk.artifact_meta(done["id"])["filename"] == "direct.bin"
+        assert {art["id"], done["id"]} <= {
+            a["id"] for a in sdk.list_artifacts(limit=1000)["artifacts"]
+        }
+        sdk.delete_artifact(art["id"])
+        sdk.delete_artifact(done["id"])
