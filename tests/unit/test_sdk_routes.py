@@ -127,12 +127,14 @@ CALLS: list[tuple[str, Callable[[ComputalotClient], Any]]] = [
 ]
 
 
+_SCRATCH = tempfile.TemporaryDirectory(prefix="sdk-routes-")
+
+
 def _scratch_file() -> str:
-    """A small file to upload, or to download over."""
-    fd, name = tempfile.mkstemp(prefix="sdk-routes-")
-    with open(fd, "wb") as out:
-        out.write(b"abc")
-    return name
+    """A small file to upload, or to download over (removed with the test process)."""
+    path = Path(_SCRATCH.name) / "scratch.bin"
+    path.write_bytes(b"abc")
+    return str(path)
 
 
 def test_each_call_reaches_the_route_listed_for_its_method() -> None:
