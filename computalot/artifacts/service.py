@@ -58,7 +58,8 @@ def guess_type(filename: str, given: str | None = None) -> str:
     return mimetypes.guess_type(filename)[0] or "application/octet-stream"
 
 
-def _insert(db: AsyncSession) -> Any:
+def insert_for(db: AsyncSession) -> Any:
+    """The dialect's ``insert`` (with ``on_conflict_do_…``) for ``db``'s backend."""
     return (postgresql if db.get_bind().dialect.name == "postgresql" else sqlite).insert
 
 
@@ -76,7 +77,7 @@ async def add_reference(db: AsyncSession, blob: StoredBlob) -> str:
         if key is not None:
             return str(key)
         added = await db.execute(
-            _insert(db)(Blob)
+            insert_for(db)(Blob)
             .values(
                 sha256=blob.sha256,
                 storage_key=blob.key,

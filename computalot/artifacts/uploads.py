@@ -214,19 +214,33 @@ async def put_part(
     if info.size != expected:
         msg = f"part {n} must be {expected} bytes, got {info.size}"
         raise BadRequest(msg, details=[{"loc": ["body"], "msg": msg}])
-    await db.execute(
-        delete(ArtifactUploadPart).where(
-            ArtifactUploadPart.upload_id == upload_id, ArtifactUploadPart.n == n
-        )
+    still_open = await db.execute(
+        select(ArtifactUpload.id)
+        .where(ArtifactUpload.id == upload_id, ArtifactUpload.state == OPEN)
+        .with_for_update()
     )
-    db.add(
-        ArtifactUploadPart(
-            upload_id=upload_id,
-            n=n,
-            sha256=info.sha256,
-            size=info.size,
-            etag=info.etag or None,
-            created_at=utcnow(),
+    if still_open.scalar_one_or_none() is None:
+        await db.rollback()
+        raise Conflict(
+            f"upload {upload_id} was completed or discarded while part {n} arrived",
+            details=[{"loc": ["upload_id"], "msg": "no longer open"}],
+            recommended_action="GET the upload (404 once it is gone) before sending more parts",
+        )
+    values = {
+        "upload_id": upload_id,
+        "n": n,
+        "sha256": info.sha256,
+        "size": info.size,
+        "etag": info.etag or None,
+        "created_at": utcnow(),
+    }
+    # The same part sent twice at once: the last one stored wins, each row once.
+    await db.execute(
+        service.insert_for(db)(ArtifactUploadPart)
+        .values(**values)
+        .on_conflict_do_update(
+            index_elements=["upload_id", "n"],
+            set_={k: v for k, v in values.items() if k not in ("upload_id", "n")},
         )
     )
     await db.commit()

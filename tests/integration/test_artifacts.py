@@ -16,6 +16,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -471,6 +472,14 @@ def test_multipart_bad_input(backend: Backend, member: httpx.Client) -> None:
         part = member.put(f"{path}/{n}", content=b"".join(data.chunks(start, start + 5 * MiB)))
         assert part.status_code == 200, part.text
         assert part.json()["sha256"] == data.sha256(start, start + 5 * MiB)
+    with ThreadPoolExecutor(4) as pool:  # the same part four times at once: stored once
+        first = b"".join(data.chunks(0, 5 * MiB))
+        answers = list(pool.map(lambda _: member.put(f"{path}/1", content=first), range(4)))
+    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+    assert [p["n"] for p in member.get(f"{API}/multipart/{up['upload_id']}").json()["parts"]] == [
+        1,
+        3,
+    ]
     missing = member.post(f"{API}/multipart/complete", json={"upload_id": up["upload_id"]})
     err = assert_envelope(missing, 409, "conflict")
     assert [d["loc"] for d in err["details"]] == [["parts", 2]] and "2" in err["message"]
