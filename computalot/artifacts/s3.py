@@ -43,6 +43,7 @@ from computalot.artifacts.store import (
     new_token,
     too_large,
 )
+from computalot.errors import Conflict
 from computalot.settings import MiB
 
 #: Size of each part of a streamed write (S3 wants at least 5 MiB for every part but the last).
@@ -303,9 +304,14 @@ class S3Store(ArtifactStore):
                 UploadId=upload.backend_id,
                 MultipartUpload={"Parts": [{"ETag": p.etag, "PartNumber": p.n} for p in parts]},
             )
-        except ClientError:
+        except ClientError as exc:
             self.abort_multipart(upload)
-            raise
+            code = str(exc.response.get("Error", {}).get("Code", "error"))
+            raise Conflict(
+                f"S3 did not join the parts ({code}); the upload is discarded",
+                details=[{"loc": ["upload_id"], "msg": code}],
+                recommended_action="start a new multipart upload and send each part once",
+            ) from None
         try:
             sha, size = self._hash_object(upload.key)
             check_expected(sha, size, expect_sha256, expect_size)
