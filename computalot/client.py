@@ -171,7 +171,7 @@ class ComputalotClient(_Common, Endpoints[JsonDict, str]):
                     response.read()
                     raise error_from_response(response)
                 with open(path, "wb") as out:
-                    for chunk in response.iter_bytes(TRANSFER_CHUNK):
+                    for chunk in response.iter_bytes():  # as they arrive: re-chunking costs a copy
                         sha.update(chunk)
                         size += len(chunk)
                         out.write(chunk)

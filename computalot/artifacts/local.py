@@ -3,7 +3,8 @@
 Layout under the root: ``tmp/`` holds writes in progress (renamed into place on commit, so a
 blob is never seen half-written), ``blobs/<sha256[:2]>/<sha256>.<token>`` the published bytes,
 ``multipart/<upload>/<n>`` the stored parts of multipart uploads. Every directory is 0700 and
-every file 0600 (:mod:`computalot.private_files`).
+every file 0600 (:mod:`computalot.private_files`). A blob is fsynced, then renamed into place,
+then its directory fsynced: an artifact the API has answered for survives a power cut.
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ def _create(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class LocalWriter(BlobWriter):
     def __init__(self, store: LocalStore, max_bytes: int | None) -> None:
         super().__init__(max_bytes)
@@ -48,11 +57,15 @@ class LocalWriter(BlobWriter):
             view = view[n or 0 :]
 
     def _publish(self, sha256: str) -> str:
+        """Durable before it is published: the bytes are on disk before the rename, and the
+        rename is on disk before the caller records the artifact (as S3 acknowledges a PUT)."""
+        os.fsync(self.file.fileno())
         self.file.close()
         key = f"blobs/{sha256[:2]}/{sha256}.{new_token()}"
         dest = self.store.path(key)
         make_private_dirs(dest.parent)
         os.replace(self.tmp, dest)
+        _fsync_dir(dest.parent)
         return key
 
     def _discard(self) -> None:
