@@ -25,6 +25,10 @@ MiB = 1024 * 1024
 GiB = 1024 * MiB
 
 
+#: ``x402_pay_to`` until the operator sets it: a burn address, so /ready warns about it.
+X402_PLACEHOLDER_PAY_TO = "0x000000000000000000000000000000000000dEaD"
+
+
 class ConfigError(RuntimeError):
     """A ``COMPUTALOT_*`` variable has a value we cannot use."""
 
@@ -224,7 +228,7 @@ class Settings(BaseSettings):
     x402_asset_name: str = Field(default="USDC", description="the token's EIP-712 domain name")
     x402_asset_version: str = Field(default="2", description="the token's EIP-712 version")
     x402_pay_to: str = Field(
-        default="0x000000000000000000000000000000000000dEaD",
+        default=X402_PLACEHOLDER_PAY_TO,
         description="address payments go to; set it to the operator's wallet",
     )
     x402_facilitator_url: str | None = Field(

@@ -84,6 +84,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             # Small enough that the quota tests reach them quickly (test_hostile_input).
             "COMPUTALOT_MAX_OPEN_JOBS_PER_ACCOUNT": "300",
             "COMPUTALOT_MAX_QUEUED_TASKS_PER_ACCOUNT": "30000",
+            # An operator's wallet, as /ready asks for (the placeholder is a burn address).
+            "COMPUTALOT_X402_PAY_TO": "0x00000000000000000000000000000000c0ffee01",
         }
     )
     get_settings.cache_clear()

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from computalot.auth.principal import authenticate
 from computalot.errors import ComputalotError, Forbidden, envelope
 from computalot.sandbox.status import sandbox_check
+from computalot.settings import X402_PLACEHOLDER_PAY_TO
 from serve_app.deps import get_settings_dep, get_store
 from serve_app.strict_json import StrictJSONRoute
 
@@ -45,7 +46,14 @@ async def ready(request: Request) -> JSONResponse:
         checks["engine"] = "unavailable: no engine configured"
     else:
         checks.update(await engine.health(READY_TIMEOUT_S))
-    checks["sandbox"], warnings = await asyncio.to_thread(sandbox_check, get_settings_dep(request))
+    settings = get_settings_dep(request)
+    checks["sandbox"], warnings = await asyncio.to_thread(sandbox_check, settings)
+    if settings.x402_pay_to == X402_PLACEHOLDER_PAY_TO:
+        warnings = [
+            *warnings,
+            "x402 top-ups name the placeholder burn address as payTo: set "
+            "COMPUTALOT_X402_PAY_TO to the operator's wallet before taking payments",
+        ]
     if all(v == "ok" for v in checks.values()):
         return JSONResponse({"status": "ready", "checks": checks, "warnings": warnings})
     action = (

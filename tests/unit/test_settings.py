@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from computalot.settings import ConfigError, load_settings
@@ -122,3 +124,24 @@ def test_a_submitted_jobs_runtime_env_loses_the_secrets(monkeypatch) -> None:
     left = json.loads(os.environ[RAY_JOB_CONFIG_ENV])
     assert left["runtime_env"] == {"env_vars": {"FOO": "1"}, "working_dir": "gcs://x.zip"}
     assert left["metadata"] == {"a": "b"}
+
+
+def test_ready_warns_while_x402_pays_the_placeholder_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    monkeypatch.delenv("COMPUTALOT_X402_PAY_TO", raising=False)  # the session platform sets it
+
+    from computalot.settings import X402_PLACEHOLDER_PAY_TO, load_settings
+    from serve_app.app import create_app
+
+    def warnings(**overrides: str) -> list[str]:
+        settings = load_settings(data_dir=tmp_path, sandbox="none", **overrides)
+        with TestClient(create_app(settings)) as client:
+            return list(client.get("/ready").json()["warnings"])
+
+    assert load_settings().x402_pay_to == X402_PLACEHOLDER_PAY_TO
+    assert any("COMPUTALOT_X402_PAY_TO" in w for w in warnings())
+    wallet = "0x00000000000000000000000000000000c0ffee01"
+    assert not any("COMPUTALOT_X402_PAY_TO" in w for w in warnings(x402_pay_to=wallet))
