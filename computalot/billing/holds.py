@@ -121,7 +121,16 @@ async def place_hold(
     return hold
 
 
-BILLED_QUERY = select(func.coalesce(func.sum(Task.billed_s), 0.0))
+#: A job's open hold and the task-seconds its attempts ran, in one read.
+OPEN_HOLD_AND_USAGE = select(
+    Hold.id,
+    Hold.account_id,
+    Hold.amount_usd,
+    Hold.usd_per_hour,
+    select(func.coalesce(func.sum(Task.billed_s), 0.0))
+    .where(Task.job_id == Hold.job_id)
+    .scalar_subquery(),
+).where(Hold.status == OPEN)
 
 
 async def settle_job(db: AsyncSession, job_id: str) -> Charge | None:
@@ -130,20 +139,16 @@ async def settle_job(db: AsyncSession, job_id: str) -> Charge | None:
 
     Locks are taken job row first, then hold, as every path that ends a job takes them (it
     moves the job row before it settles), so two paths settling at once wait, never
-    deadlock."""
-    await db.execute(select(Job.id).where(Job.id == job_id).with_for_update())
-    row = (
-        await db.execute(
-            select(Hold.id, Hold.account_id, Hold.amount_usd, Hold.usd_per_hour).where(
-                Hold.job_id == job_id, Hold.status == OPEN
-            )
-        )
-    ).first()
+    deadlock (PostgreSQL; SQLite has one writer at a time). A job that ran nothing costs one
+    read and one write: it is settled at $0 with no ledger entry."""
+    conn = await db.connection()
+    if conn.dialect.name == "postgresql":
+        await db.execute(select(Job.id).where(Job.id == job_id).with_for_update())
+    row = (await db.execute(OPEN_HOLD_AND_USAGE.where(Hold.job_id == job_id))).first()
     if row is None:
         return None
-    hold_id, account_id, held, price = row
-    held, price = Decimal(held), Decimal(price)
-    billed_s = float((await db.execute(BILLED_QUERY.where(Task.job_id == job_id))).scalar_one())
+    hold_id, account_id, held, price, billed = row
+    held, price, billed_s = Decimal(held), Decimal(price), float(billed)
     charged = min(usage_usd(billed_s, price), held)
     ledger_id = new_id("led") if charged > 0 else None
     now = utcnow()
@@ -172,8 +177,8 @@ async def settle_job(db: AsyncSession, job_id: str) -> Charge | None:
                 created_at=now,
             )
         )
-    await db.execute(update(Job).where(Job.id == job_id).values(charged_usd=charged))
-    await db.flush()
+        await db.execute(update(Job).where(Job.id == job_id).values(charged_usd=charged))
+        await db.flush()
     return Charge(hold_id, billed_s, charged, held - charged, ledger_id)
 
 
