@@ -1,0 +1,24 @@
+"""``lightgbm_train``: LightGBM training on a dataset artifact (docs/llms-full.md, "Recipes").
+
+``schema`` is the payload, ``dataset`` reads and checks the file, ``train`` holds the kernels a
+recipe task calls with a local dataset path: :func:`train` and, one fold per Ray task,
+:func:`cross_validate_fold` joined by :func:`summarise_folds`.
+"""
+
+from recipes.lightgbm_train.schema import LightGBMTrainPayload
+from recipes.lightgbm_train.train import (
+    MODEL_FILE,
+    cross_validate,
+    cross_validate_fold,
+    summarise_folds,
+    train,
+)
+
+__all__ = [
+    "MODEL_FILE",
+    "LightGBMTrainPayload",
+    "cross_validate",
+    "cross_validate_fold",
+    "summarise_folds",
+    "train",
+]

@@ -1,0 +1,307 @@
+"""The ``lightgbm_train`` kernels: one hold-out model, and one cross-validation fold at a time.
+
+The recipe's Ray task calls :func:`train` with a local copy of the dataset and an output
+directory whose ``model.txt`` it stores as the model artifact; ``cross_validate`` runs
+:func:`cross_validate_fold` as one Ray task per fold (each with its share of the job's CPUs as
+``num_threads``) and joins them with :func:`summarise_folds`.
+
+The reported metric is the model's score at its best boosting round on the held-out rows,
+computed here from the predictions of the saved model file, so ``lightgbm.Booster(model_file=…)``
+on the same rows reproduces it exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+from recipes.lightgbm_train.dataset import Dataset, load_dataset
+from recipes.lightgbm_train.schema import METRICS_BY_OBJECTIVE, LightGBMTrainPayload
+
+MODEL_FILE = "model.txt"
+#: Feature names, categorical codes and class labels needed to score new rows with the model.
+PREPROCESSING_FILE = "preprocessing.json"
+HIGHER_IS_BETTER = frozenset({"auc"})
+_EPS = 1e-15  # probabilities are clipped like LightGBM's own log-loss
+
+
+def _payload(payload: LightGBMTrainPayload | Mapping[str, Any]) -> LightGBMTrainPayload:
+    if isinstance(payload, LightGBMTrainPayload):
+        return payload
+    return LightGBMTrainPayload.model_validate(payload)
+
+
+def resolve_metric(payload: LightGBMTrainPayload, objective: str) -> str:
+    """The payload's metric, or the objective's default one."""
+    allowed = METRICS_BY_OBJECTIVE[objective]
+    if payload.metric is None:
+        return allowed[0]
+    if payload.metric not in allowed:
+        raise ValueError(
+            f"metric {payload.metric!r} does not score the {objective} objective inferred from "
+            f"the target; use one of {list(allowed)} or set objective"
+        )
+    return payload.metric
+
+
+def lightgbm_params(
+    payload: LightGBMTrainPayload, ds: Dataset, metric: str, num_threads: int
+) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "objective": ds.objective,
+        "metric": metric,
+        "num_leaves": payload.num_leaves,
+        "learning_rate": payload.learning_rate,
+        "feature_fraction": payload.feature_fraction,
+        "bagging_fraction": payload.bagging_fraction,
+        "bagging_freq": 1 if payload.bagging_fraction < 1 else 0,
+        "seed": payload.seed,
+        "num_threads": max(1, int(num_threads)),
+        "verbosity": -1,
+    }
+    if ds.objective == "multiclass":
+        params["num_class"] = len(ds.classes or ())
+    return params
+
+
+def _stratify(ds: Dataset, payload: LightGBMTrainPayload) -> bool:
+    return payload.stratified and ds.objective != "regression"
+
+
+def split_indices(ds: Dataset, payload: LightGBMTrainPayload) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, valid) row indices: ``test_size`` of the rows held out, of every class
+    alike when stratified. Same payload and data, same split."""
+    rng = np.random.default_rng(payload.seed)
+    groups = (
+        [np.flatnonzero(ds.target == c) for c in range(len(ds.classes or ()))]
+        if _stratify(ds, payload)
+        else [np.arange(ds.rows)]
+    )
+    valid_parts = []
+    for group in groups:
+        shuffled = rng.permutation(group)
+        valid_parts.append(shuffled[: round(len(group) * payload.test_size)])
+    valid = np.sort(np.concatenate(valid_parts))
+    if len(valid) == 0 or len(valid) == ds.rows:
+        raise ValueError(
+            f"{ds.rows} rows cannot be split with test_size {payload.test_size}: "
+            "both the training and the validation part need rows"
+        )
+    mask = np.ones(ds.rows, dtype=bool)
+    mask[valid] = False
+    return np.flatnonzero(mask), valid
+
+
+def fold_of_rows(ds: Dataset, payload: LightGBMTrainPayload, folds: int) -> np.ndarray:
+    """The fold (0..folds-1) of every row; stratified folds deal each class round the folds."""
+    if folds > ds.rows:
+        raise ValueError(f"folds ({folds}) is larger than the dataset's {ds.rows} rows")
+    rng = np.random.default_rng(payload.seed)
+    assignment = np.empty(ds.rows, dtype=np.int64)
+    groups = (
+        [np.flatnonzero(ds.target == c) for c in range(len(ds.classes or ()))]
+        if _stratify(ds, payload)
+        else [np.arange(ds.rows)]
+    )
+    dealt = 0
+    for group in groups:
+        shuffled = rng.permutation(group)
+        assignment[shuffled] = (dealt + np.arange(len(group))) % folds
+        dealt += len(group)
+    return assignment
+
+
+def metric_value(
+    metric: str, y: np.ndarray, pred: np.ndarray, weight: np.ndarray | None = None
+) -> float:
+    """``metric`` of predictions ``pred`` (raw values, or probabilities) for labels ``y``."""
+    w = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=np.float64)
+    if metric == "rmse":
+        return float(np.sqrt(np.sum(w * (y - pred) ** 2) / np.sum(w)))
+    if metric == "mae":
+        return float(np.sum(w * np.abs(y - pred)) / np.sum(w))
+    if metric == "binary_logloss":
+        p = np.clip(pred, _EPS, 1 - _EPS)
+        return float(-np.sum(w * (y * np.log(p) + (1 - y) * np.log(1 - p))) / np.sum(w))
+    if metric == "auc":
+        return _auc(y, pred, w)
+    labels = y.astype(np.int64)
+    if metric == "multi_logloss":
+        p = np.clip(pred[np.arange(len(labels)), labels], _EPS, None)
+        return float(-np.sum(w * np.log(p)) / np.sum(w))
+    if metric == "multi_error":
+        wrong = np.argmax(pred, axis=1) != labels
+        return float(np.sum(w * wrong) / np.sum(w))
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def _auc(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> float:
+    """Weighted ROC AUC, ties counted as half."""
+    order = np.argsort(score, kind="mergesort")
+    s, pos, neg = score[order], (w * y)[order], (w * (1 - y))[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    pos_t, neg_t = np.add.reduceat(pos, starts), np.add.reduceat(neg, starts)
+    neg_below = np.cumsum(neg_t) - neg_t
+    total = pos_t.sum() * neg_t.sum()
+    if total == 0:
+        return 1.0  # one class only: LightGBM reports 1 as well
+    return float(np.sum(pos_t * (neg_below + neg_t / 2)) / total)
+
+
+def _fit(
+    payload: LightGBMTrainPayload,
+    ds: Dataset,
+    train_rows: np.ndarray,
+    valid_rows: np.ndarray,
+    metric: str,
+    num_threads: int,
+) -> tuple[lgb.Booster, int]:
+    """A booster trained on ``train_rows`` and its best round on ``valid_rows`` (1-based)."""
+    names = [_lightgbm_name(i, n) for i, n in enumerate(ds.feature_names)]
+    weight = ds.weight
+    train_set = lgb.Dataset(
+        ds.features[train_rows],
+        label=ds.target[train_rows],
+        weight=None if weight is None else weight[train_rows],
+        feature_name=names,
+        categorical_feature=ds.categorical,
+        free_raw_data=True,
+    )
+    valid_set = lgb.Dataset(
+        ds.features[valid_rows],
+        label=ds.target[valid_rows],
+        weight=None if weight is None else weight[valid_rows],
+        reference=train_set,
+    )
+    history: dict[str, Any] = {}
+    booster = lgb.train(
+        lightgbm_params(payload, ds, metric, num_threads),
+        train_set,
+        num_boost_round=payload.n_estimators,
+        valid_sets=[valid_set],
+        valid_names=["valid"],
+        callbacks=[lgb.record_evaluation(history)],
+    )
+    scores = np.asarray(history["valid"][metric])
+    best = np.argmax(scores) if metric in HIGHER_IS_BETTER else np.argmin(scores)
+    return booster, int(best) + 1
+
+
+def _lightgbm_name(index: int, name: str) -> str:
+    """LightGBM refuses JSON punctuation in feature names; the index keeps them unique."""
+    clean = re.sub(r'[\s",:\[\]{}]', "_", name)
+    return clean if clean == name else f"{clean}__{index}"
+
+
+def _score(
+    booster: lgb.Booster, ds: Dataset, rows: np.ndarray, metric: str, iteration: int
+) -> float:
+    pred = booster.predict(ds.features[rows], num_iteration=iteration)
+    weight = None if ds.weight is None else ds.weight[rows]
+    return metric_value(metric, ds.target[rows], np.asarray(pred), weight)
+
+
+def train(
+    payload: LightGBMTrainPayload | Mapping[str, Any],
+    dataset_path: str | Path,
+    out_dir: str | Path,
+    num_threads: int = 1,
+    filename: str | None = None,
+) -> dict[str, Any]:
+    """Train on a hold-out split; write ``out_dir/model.txt`` (cut at the best round) and
+    ``out_dir/preprocessing.json``; answer the ``train`` result. ``model_artifact`` is None here:
+    the recipe's task sets it once it has stored ``model.txt``."""
+    p = _payload(payload)
+    ds = load_dataset(p, dataset_path, filename)
+    metric = resolve_metric(p, ds.objective)
+    train_rows, valid_rows = split_indices(ds, p)
+    booster, best = _fit(p, ds, train_rows, valid_rows, metric, num_threads)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    booster.save_model(out / MODEL_FILE, num_iteration=best)
+    (out / PREPROCESSING_FILE).write_text(json.dumps(ds.describe(), default=str))
+    saved = lgb.Booster(model_file=out / MODEL_FILE)
+    gains = booster.feature_importance(importance_type="gain", iteration=best)
+    return {
+        "objective": ds.objective,
+        "metric": metric,
+        "metric_value": _score(saved, ds, valid_rows, metric, best),
+        "best_iteration": best,
+        "n_train": len(train_rows),
+        "n_valid": len(valid_rows),
+        "feature_importance": {
+            name: float(gain) for name, gain in zip(ds.feature_names, gains, strict=True)
+        },
+        "model_artifact": None,
+    }
+
+
+def cross_validate_fold(
+    payload: LightGBMTrainPayload | Mapping[str, Any],
+    dataset_path: str | Path,
+    fold: int,
+    folds: int | None = None,
+    num_threads: int = 1,
+    filename: str | None = None,
+) -> dict[str, Any]:
+    """Train on every fold but ``fold`` and score on ``fold``: one Ray task's share of
+    ``cross_validate``. ``folds`` defaults to the payload's."""
+    p = _payload(payload)
+    k = p.folds if folds is None else folds
+    if not 0 <= fold < k:
+        raise ValueError(f"fold {fold} is outside 0..{k - 1}")
+    ds = load_dataset(p, dataset_path, filename)
+    metric = resolve_metric(p, ds.objective)
+    assignment = fold_of_rows(ds, p, k)
+    valid_rows = np.flatnonzero(assignment == fold)
+    train_rows = np.flatnonzero(assignment != fold)
+    booster, best = _fit(p, ds, train_rows, valid_rows, metric, num_threads)
+    return {
+        "fold": fold,
+        "metric": metric,
+        "metric_value": _score(booster, ds, valid_rows, metric, best),
+        "best_iteration": best,
+    }
+
+
+def summarise_folds(results: Iterable[Mapping[str, Any]], metric: str | None = None) -> dict:
+    """The ``cross_validate`` result from the folds' results: their mean and (population)
+    standard deviation, folds in order."""
+    rows = sorted(results, key=lambda r: int(r["fold"]))
+    if not rows:
+        raise ValueError("no fold results to summarise")
+    name = metric or str(rows[0]["metric"])
+    values = np.array([float(r["metric_value"]) for r in rows])
+    return {
+        "metric": name,
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "folds": [
+            {
+                "fold": int(r["fold"]),
+                "metric_value": float(r["metric_value"]),
+                "best_iteration": int(r["best_iteration"]),
+            }
+            for r in rows
+        ],
+    }
+
+
+def cross_validate(
+    payload: LightGBMTrainPayload | Mapping[str, Any],
+    dataset_path: str | Path,
+    num_threads: int = 1,
+    filename: str | None = None,
+) -> dict[str, Any]:
+    """Every fold in this process, one after another (the recipe runs them as Ray tasks)."""
+    p = _payload(payload)
+    return summarise_folds(
+        cross_validate_fold(p, dataset_path, fold, p.folds, num_threads, filename)
+        for fold in range(p.folds)
+    )
