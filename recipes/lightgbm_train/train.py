@@ -28,6 +28,8 @@ MODEL_FILE = "model.txt"
 #: Feature names, categorical codes and class labels needed to score new rows with the model.
 PREPROCESSING_FILE = "preprocessing.json"
 HIGHER_IS_BETTER = frozenset({"auc"})
+#: The name LightGBM records a metric under, where it is not the metric's own.
+_RECORDED_AS = {"mae": "l1"}
 _EPS = 1e-15  # probabilities are clipped like LightGBM's own log-loss
 
 
@@ -188,7 +190,7 @@ def _fit(
         valid_names=["valid"],
         callbacks=[lgb.record_evaluation(history)],
     )
-    scores = np.asarray(history["valid"][metric])
+    scores = np.asarray(history["valid"][_RECORDED_AS.get(metric, metric)])
     best = np.argmax(scores) if metric in HIGHER_IS_BETTER else np.argmin(scores)
     return booster, int(best) + 1
 
