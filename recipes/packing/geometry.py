@@ -173,14 +173,30 @@ def _area_relative(cx: np.ndarray, cy: np.ndarray, ta: np.ndarray, tb: np.ndarra
 
 
 def _behind(
-    cx: np.ndarray, cy: np.ndarray, ux: np.ndarray, uy: np.ndarray, tb: np.ndarray
+    cx: np.ndarray, cy: np.ndarray, ux: np.ndarray, uy: np.ndarray, bx: np.ndarray, by: np.ndarray
 ) -> np.ndarray:
-    """True where half-disk B (centre c, direction tb) lies behind the line through the origin
-    with normal u: its support in direction u is ≤ 0."""
-    bx, by = np.cos(tb), np.sin(tb)
+    """True where half-disk B (centre c, direction (bx, by)) lies behind the line through the
+    origin with normal u: its support in direction u is ≤ 0."""
     facing = ux * bx + uy * by
     support = np.where(facing >= 0.0, 1.0, np.abs(ux * by - uy * bx))
     return cx * ux + cy * uy + support <= 0.0
+
+
+def _areas_1d(
+    xa: np.ndarray, ya: np.ndarray, ta: np.ndarray, xb: np.ndarray, yb: np.ndarray, tb: np.ndarray
+) -> np.ndarray:
+    """Areas of flat arrays of pairs whose disks are less than 2 apart."""
+    out = np.zeros(xa.size)
+    cx, cy = xb - xa, yb - ya
+    uax, uay, ubx, uby = np.cos(ta), np.sin(ta), np.cos(tb), np.sin(tb)
+    keep = ~_behind(cx, cy, uax, uay, ubx, uby) & ~_behind(-cx, -cy, ubx, uby, uax, uay)
+    idx = np.flatnonzero(keep)
+    if idx.size:
+        x1, y1, t1, x2, y2, t2 = xa[idx], ya[idx], ta[idx], xb[idx], yb[idx], tb[idx]
+        swap = (x1 > x2) | ((x1 == x2) & ((y1 > y2) | ((y1 == y2) & (t1 > t2))))
+        cx, cy = np.where(swap, x1 - x2, x2 - x1), np.where(swap, y1 - y2, y2 - y1)
+        out[idx] = _area_relative(cx, cy, np.where(swap, t2, t1), np.where(swap, t1, t2))
+    return out
 
 
 def pair_areas(
@@ -190,29 +206,30 @@ def pair_areas(
 
     Symmetric bit for bit: the pair is ordered canonically before computing.
     """
-    xa, ya, ta, xb, yb, tb = np.broadcast_arrays(
-        *(np.asarray(v, dtype=float) for v in (xa, ya, ta, xb, yb, tb))
-    )
-    swap = (xa > xb) | ((xa == xb) & ((ya > yb) | ((ya == yb) & (ta > tb))))
-    x1, y1, t1 = np.where(swap, xb, xa), np.where(swap, yb, ya), np.where(swap, tb, ta)
-    x2, y2, t2 = np.where(swap, xa, xb), np.where(swap, ya, yb), np.where(swap, ta, tb)
-    cx, cy = x2 - x1, y2 - y1
-    near = cx * cx + cy * cy < 4.0
-    near &= ~_behind(cx, cy, np.cos(t1), np.sin(t1), t2)
-    near &= ~_behind(-cx, -cy, np.cos(t2), np.sin(t2), t1)
-    out = np.zeros(cx.shape)
-    if near.any():
-        out[near] = _area_relative(cx[near], cy[near], t1[near], t2[near])
-    return out
+    arrays = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (xa, ya, ta, xb, yb, tb)))
+    shape = arrays[0].shape
+    xa, ya, ta, xb, yb, tb = (np.ravel(v) for v in arrays)
+    out = np.zeros(xa.size)
+    near = np.flatnonzero((xb - xa) ** 2 + (yb - ya) ** 2 < 4.0)
+    out[near] = _areas_1d(xa[near], ya[near], ta[near], xb[near], yb[near], tb[near])
+    return out.reshape(shape)
 
 
 def pairwise_areas(rounded: np.ndarray) -> np.ndarray:
-    """(n, 105) intersection areas of every pair (PAIR_I, PAIR_J) of rounded (n, 45) candidates."""
+    """(n, 105) intersection areas of every pair (PAIR_I, PAIR_J) of rounded (n, 45) candidates.
+
+    Only pairs whose disks are less than 2 apart are gathered and computed.
+    """
     arr = np.atleast_2d(rounded)
     x, y, t = arr[:, 0::3], arr[:, 1::3], arr[:, 2::3]
-    return pair_areas(
-        x[:, PAIR_I], y[:, PAIR_I], t[:, PAIR_I], x[:, PAIR_J], y[:, PAIR_J], t[:, PAIR_J]
+    dx, dy = x[:, PAIR_J] - x[:, PAIR_I], y[:, PAIR_J] - y[:, PAIR_I]
+    rows, cols = np.nonzero(dx * dx + dy * dy < 4.0)
+    i, j = PAIR_I[cols], PAIR_J[cols]
+    out = np.zeros(dx.shape)
+    out[rows, cols] = _areas_1d(
+        x[rows, i], y[rows, i], t[rows, i], x[rows, j], y[rows, j], t[rows, j]
     )
+    return out
 
 
 def semicircle_area_overlap(
