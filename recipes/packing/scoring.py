@@ -1,9 +1,10 @@
 """Verdicts of the packing recipe: the ``eval`` result of one candidate and of a batch.
 
-A candidate is valid when no pair of semicircles overlaps by more than 1e-6 in area and every
+A candidate is valid when no pair of semicircles overlaps by more than 1e-6 in area (measured
+as the public challenge measures it, see :func:`.geometry.pairwise_overlaps`) and every
 semicircle lies inside the minimum enclosing circle within 1e-9; its score is that circle's
-radius (lower is better). ``penalized_score`` = radius + ``penalty`` × (sum of the overlap
-areas above the threshold): the objective the optimisers minimise, defined for every candidate.
+radius (lower is better). ``penalized_score`` = radius + ``penalty`` × (sum of the exact areas
+of the overlapping pairs): the objective the optimisers minimise, defined for every candidate.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from typing import Any
 import numpy as np
 
 from .geometry import (
-    OVERLAP_TOL,
     PAIR_I,
     PAIR_J,
-    pairwise_areas,
+    pairwise_overlaps,
     round_candidate,
     round_candidates,
 )
@@ -34,12 +34,11 @@ def score_batch(rounded: np.ndarray, penalty: float = DEFAULT_PENALTY) -> dict[s
 
     Returns ``valid`` (n,), ``radius`` (n,), ``mec_x``/``mec_y`` (n,), ``areas`` (n, 105) in
     ``PAIR_I``/``PAIR_J`` order, ``overlap`` (n,) the summed area of overlapping pairs, and
-    ``penalized`` (n,).
+    ``penalized`` (n,), ``overlapping`` (n, 105) the challenge's verdict per pair.
     """
     arr = np.atleast_2d(np.asarray(rounded, dtype=float))
     x, y, t = arr[:, 0::3], arr[:, 1::3], arr[:, 2::3]
-    areas = pairwise_areas(arr)
-    overlapping = areas > OVERLAP_TOL
+    areas, overlapping = pairwise_overlaps(arr)
     overlap = np.where(overlapping, areas, 0.0).sum(axis=1)
     mx, my, mr = mec_batch(x, y, t)
     reach, _, _, _ = farthest(x, y, np.cos(t), np.sin(t), mx[:, None], my[:, None])
@@ -52,13 +51,14 @@ def score_batch(rounded: np.ndarray, penalty: float = DEFAULT_PENALTY) -> dict[s
         "mec_y": my,
         "areas": areas,
         "overlap": overlap,
+        "overlapping": overlapping,
         "penalized": mr + penalty * overlap,
     }
 
 
 def _result(scored: dict[str, np.ndarray], row: int) -> dict[str, Any]:
     areas = scored["areas"][row]
-    hits = np.flatnonzero(areas > OVERLAP_TOL)
+    hits = np.flatnonzero(scored["overlapping"][row])
     valid = bool(scored["valid"][row])
     return {
         "valid": valid,

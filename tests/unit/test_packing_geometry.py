@@ -22,6 +22,7 @@ from recipes.packing import (
     score_batch,
     semicircle_area_overlap,
 )
+from recipes.packing.geometry import CHORD_DEFICIT, _areas_1d
 from recipes.packing.mec import farthest
 
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "packing" / "vectors.json"
@@ -210,6 +211,37 @@ def test_back_to_back_pair_turned_by_a_few_microradians(theta: str, overlaps: bo
     assert result["valid"] is not overlaps
     if overlaps:
         assert result["overlaps"][0][2] == pytest.approx(abs(eps) / 2, rel=1e-6)
+
+
+# Head-on-ish pairs on the 6-decimal grid whose exact area lies within 0.3 % of 1e-6: A at the
+# origin with direction θa, B as (x, y, θb); the public scorer's verdict and its polygon area
+# (4096 points per arc), recorded from benedictbrady/shape-packing-challenge.
+PUBLIC_NEAR_THRESHOLD = [
+    (1.126521, (0.859572, 1.80577, 4.268114), True, 1.0004843903e-06),
+    (2.250154, (-1.915584, 0.574637, 6.591747), False, 9.9854531449e-07),
+    (4.512942, (-0.957842, -1.755622, 7.054534), False, 9.9781522351e-07),
+    (3.979634, (-0.26472, -1.98232, 8.321227), True, 1.0007344697e-06),
+    (4.810425, (-1.569028, -1.240089, 5.952017), False, 9.9920355594e-07),
+    (0.521082, (1.951241, 0.438552, 3.062674), True, 1.0005717887e-06),
+    (7.256796, (1.999221, -0.05277, 8.398389), True, 1.0006254912e-06),
+    (1.548856, (-1.092754, 1.67498, 5.890448), True, 1.0005340637e-06),
+    (4.834944, (-1.538154, -1.278183, 5.976536), False, 9.9958286354e-07),
+    (0.047104, (1.997699, 0.09417, 3.188697), True, 1.0006324094e-06),
+]
+
+
+@pytest.mark.parametrize(("theta_a", "b", "public_overlap", "public_area"), PUBLIC_NEAR_THRESHOLD)
+def test_verdicts_within_a_fraction_of_a_percent_of_the_threshold_match_the_public_scorer(
+    theta_a: float, b: tuple[float, float, float], public_overlap: bool, public_area: float
+) -> None:
+    exact = semicircle_area_overlap((0.0, 0.0, theta_a), b)
+    assert abs(exact - 1e-6) < 3e-9  # close enough that the polygons' chords decide it
+    area, arcs = _areas_1d(*(np.array([v]) for v in (0.0, 0.0, theta_a, *b)))
+    assert area[0] == exact
+    assert area[0] - CHORD_DEFICIT * arcs[0] == pytest.approx(public_area, abs=5e-11)
+    result = evaluate(_spread({4: (0.0, 30.0, theta_a), 11: (b[0], 30.0 + b[1], b[2])}))
+    assert result["valid"] is not public_overlap
+    assert [[i, j] for i, j, _ in result["overlaps"]] == ([[4, 11]] if public_overlap else [])
 
 
 def test_rounding_happens_before_the_verdict() -> None:
