@@ -34,6 +34,8 @@ FORMATS: dict[str, str] = {
 _COMPRESSED = (".gz", ".bz2", ".zst")
 #: An integral numeric target with at most this many distinct values is taken as classes.
 MAX_INFERRED_CLASSES = 10
+#: More classes than this is almost surely an id column given as the target.
+MAX_CLASSES = 1000
 
 
 @dataclass
@@ -180,6 +182,11 @@ def _target(
         raise ValueError(
             f"target_column {name!r} has {len(classes)} classes: binary needs exactly two "
             "(use objective multiclass)"
+        )
+    if len(classes) > MAX_CLASSES:
+        raise ValueError(
+            f"target_column {name!r} has {len(classes)} classes: multiclass supports at most "
+            f"{MAX_CLASSES} (is it an id column?)"
         )
     return codes, classes
 

@@ -192,6 +192,15 @@ def test_bad_data_is_a_value_error_naming_the_problem(
     assert "Traceback" not in str(caught.value)
 
 
+def test_a_boolean_target_is_binary_and_too_many_classes_are_refused(tmp_path: Path) -> None:
+    table = pa.table({"a": [1.0, 2.0, 3.0, 4.0], "y": [True, False, True, None]})
+    ds = load_dataset(payload(), write(table, tmp_path / "b.parquet"))
+    assert (ds.objective, ds.classes, ds.target.tolist()) == ("binary", [False, True], [1, 0, 1])
+    ids = pa.table({"a": np.arange(1200.0), "y": [f"id{i}" for i in range(1200)]})
+    with pytest.raises(ValueError, match="1200 classes: multiclass supports at most 1000"):
+        load_dataset(payload(), write(ids, tmp_path / "ids.parquet"))
+
+
 def test_an_empty_parquet_file_is_refused(tmp_path: Path) -> None:
     path = write(sample_table().slice(0, 0), tmp_path / "d.parquet")
     with pytest.raises(ValueError, match="empty"):
