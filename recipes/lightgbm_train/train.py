@@ -246,19 +246,24 @@ def train(
 
 def cross_validate_fold(
     payload: LightGBMTrainPayload | Mapping[str, Any],
-    dataset_path: str | Path,
+    dataset_path: str | Path | Dataset,
     fold: int,
     folds: int | None = None,
     num_threads: int = 1,
     filename: str | None = None,
 ) -> dict[str, Any]:
     """Train on every fold but ``fold`` and score on ``fold``: one Ray task's share of
-    ``cross_validate``. ``folds`` defaults to the payload's."""
+    ``cross_validate``. ``folds`` defaults to the payload's. ``dataset_path`` may be a
+    :class:`Dataset` already loaded with the same payload (read once, shared by the folds
+    through Ray's object store instead of parsed by each)."""
     p = _payload(payload)
     k = p.folds if folds is None else folds
     if not 0 <= fold < k:
         raise ValueError(f"fold {fold} is outside 0..{k - 1}")
-    ds = load_dataset(p, dataset_path, filename)
+    if isinstance(dataset_path, Dataset):
+        ds = dataset_path
+    else:
+        ds = load_dataset(p, dataset_path, filename)
     metric = resolve_metric(p, ds.objective)
     assignment = fold_of_rows(ds, p, k)
     valid_rows = np.flatnonzero(assignment == fold)
@@ -303,7 +308,7 @@ def cross_validate(
 ) -> dict[str, Any]:
     """Every fold in this process, one after another (the recipe runs them as Ray tasks)."""
     p = _payload(payload)
+    ds = load_dataset(p, dataset_path, filename)
     return summarise_folds(
-        cross_validate_fold(p, dataset_path, fold, p.folds, num_threads, filename)
-        for fold in range(p.folds)
+        cross_validate_fold(p, ds, fold, p.folds, num_threads) for fold in range(p.folds)
     )

@@ -220,6 +220,8 @@ def test_cross_validation_folds_and_summary(data_file: Path) -> None:
     assert 0 < result["mean"] < 10  # the target's noise is 3, its spread about 25
     one = cross_validate_fold(body, data_file, 1, 3, 2)
     assert one == {**result["folds"][1], "metric": "rmse"}
+    loaded = load_dataset(LightGBMTrainPayload.model_validate(body), data_file)
+    assert cross_validate_fold(body, loaded, 1, 3, 2) == one
     shuffled = [cross_validate_fold(body, data_file, k, 3, 1) for k in (2, 0, 1)]
     assert summarise_folds(shuffled) == result
 
