@@ -7,8 +7,10 @@ disks, counted only while q is behind their flat edge), and it is fixed by at mo
 them. The batch solver is the pivot method of LP-type problems: keep a basis of ≤ 3 atoms and
 its circle; add the atom of the semicircle reaching farthest outside; the new circle is the
 smallest one through the new atom and a subset of the old basis that encloses all of them
-(circles through points and tangent to unit disks in closed form). The radius grows at every
-step and the loop ends when every semicircle is inside within 1e-12. A candidate whose final
+(circles through points and tangent to unit disks in closed form); where none does (an arc of
+the old basis is now touched at a flat-edge endpoint) the four shapes are solved again with each
+arc also offered as its two endpoints. The radius grows at every step and the loop ends when
+every semicircle is inside within 1e-12. A candidate whose final
 basis fails the optimality test (the centre inside the hull of its touching directions) or that
 does not settle goes to :func:`mec_exhaustive`, which tries every basis of ≤ 3 atoms.
 """
