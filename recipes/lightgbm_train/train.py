@@ -163,27 +163,34 @@ def _fit(
     valid_rows: np.ndarray,
     metric: str,
     num_threads: int,
+    binned: lgb.Dataset | None = None,
 ) -> tuple[lgb.Booster, int]:
-    """A booster trained on ``train_rows`` and its best round on ``valid_rows`` (1-based)."""
-    names = [_lightgbm_name(i, n) for i, n in enumerate(ds.feature_names)]
-    weight = ds.weight
-    train_set = lgb.Dataset(
-        ds.features[train_rows],
-        label=ds.target[train_rows],
-        weight=None if weight is None else weight[train_rows],
-        feature_name=names,
-        categorical_feature=ds.categorical,
-        free_raw_data=True,
-    )
-    valid_set = lgb.Dataset(
-        ds.features[valid_rows],
-        label=ds.target[valid_rows],
-        weight=None if weight is None else weight[valid_rows],
-        reference=train_set,
-    )
+    """A booster trained on ``train_rows`` and its best round on ``valid_rows`` (1-based);
+    from subsets of ``binned`` (see :func:`bin_rows`) when given, else binned from the
+    training rows."""
+    params = lightgbm_params(payload, ds, metric, num_threads)
+    if binned is not None:
+        train_set = binned.subset(train_rows.tolist(), params=params)
+        valid_set = binned.subset(valid_rows.tolist(), params=params)
+    else:
+        weight = ds.weight
+        train_set = lgb.Dataset(
+            ds.features[train_rows],
+            label=ds.target[train_rows],
+            weight=None if weight is None else weight[train_rows],
+            feature_name=_lightgbm_names(ds),
+            categorical_feature=ds.categorical,
+            free_raw_data=True,
+        )
+        valid_set = lgb.Dataset(
+            ds.features[valid_rows],
+            label=ds.target[valid_rows],
+            weight=None if weight is None else weight[valid_rows],
+            reference=train_set,
+        )
     history: dict[str, Any] = {}
     booster = lgb.train(
-        lightgbm_params(payload, ds, metric, num_threads),
+        params,
         train_set,
         num_boost_round=payload.n_estimators,
         valid_sets=[valid_set],
@@ -193,6 +200,26 @@ def _fit(
     scores = np.asarray(history["valid"][_RECORDED_AS.get(metric, metric)])
     best = np.argmax(scores) if metric in HIGHER_IS_BETTER else np.argmin(scores)
     return booster, int(best) + 1
+
+
+def bin_rows(payload: LightGBMTrainPayload, ds: Dataset, num_threads: int = 1) -> lgb.Dataset:
+    """Every row binned once, for the folds to train on subsets of (as ``lightgbm.cv`` does):
+    binning costs about a second per 200,000 x 50 rows, paid once instead of once a fold."""
+    metric = resolve_metric(payload, ds.objective)
+    params = lightgbm_params(payload, ds, metric, num_threads)
+    return lgb.Dataset(
+        ds.features,
+        label=ds.target,
+        weight=ds.weight,
+        feature_name=_lightgbm_names(ds),
+        categorical_feature=ds.categorical,
+        free_raw_data=False,
+        params=params,
+    ).construct()
+
+
+def _lightgbm_names(ds: Dataset) -> list[str]:
+    return [_lightgbm_name(i, n) for i, n in enumerate(ds.feature_names)]
 
 
 def _lightgbm_name(index: int, name: str) -> str:
@@ -251,11 +278,14 @@ def cross_validate_fold(
     folds: int | None = None,
     num_threads: int = 1,
     filename: str | None = None,
+    binned: lgb.Dataset | None = None,
 ) -> dict[str, Any]:
     """Train on every fold but ``fold`` and score on ``fold``: one Ray task's share of
     ``cross_validate``. ``folds`` defaults to the payload's. ``dataset_path`` may be a
     :class:`Dataset` already loaded with the same payload (read once, shared by the folds
-    through Ray's object store instead of parsed by each)."""
+    through Ray's object store instead of parsed by each), and ``binned`` its
+    :func:`bin_rows` (in one process; across processes, ``save_binary`` it to a file and pass
+    ``lightgbm.Dataset(that_file)``)."""
     p = _payload(payload)
     k = p.folds if folds is None else folds
     if not 0 <= fold < k:
@@ -268,7 +298,7 @@ def cross_validate_fold(
     assignment = fold_of_rows(ds, p, k)
     valid_rows = np.flatnonzero(assignment == fold)
     train_rows = np.flatnonzero(assignment != fold)
-    booster, best = _fit(p, ds, train_rows, valid_rows, metric, num_threads)
+    booster, best = _fit(p, ds, train_rows, valid_rows, metric, num_threads, binned)
     return {
         "fold": fold,
         "metric": metric,
@@ -309,6 +339,8 @@ def cross_validate(
     """Every fold in this process, one after another (the recipe runs them as Ray tasks)."""
     p = _payload(payload)
     ds = load_dataset(p, dataset_path, filename)
+    binned = bin_rows(p, ds, num_threads)
     return summarise_folds(
-        cross_validate_fold(p, ds, fold, p.folds, num_threads) for fold in range(p.folds)
+        cross_validate_fold(p, ds, fold, p.folds, num_threads, binned=binned)
+        for fold in range(p.folds)
     )

@@ -16,7 +16,13 @@ import pytest
 from recipes.lightgbm_train import cross_validate, cross_validate_fold, summarise_folds, train
 from recipes.lightgbm_train.dataset import load_dataset
 from recipes.lightgbm_train.schema import LightGBMTrainPayload
-from recipes.lightgbm_train.train import fold_of_rows, metric_value, split_indices
+from recipes.lightgbm_train.train import (
+    bin_rows,
+    fold_of_rows,
+    lightgbm_params,
+    metric_value,
+    split_indices,
+)
 
 ROWS = 2000
 RESULT_KEYS = {
@@ -218,12 +224,34 @@ def test_cross_validation_folds_and_summary(data_file: Path) -> None:
     assert result["mean"] == pytest.approx(values.mean())
     assert result["std"] == pytest.approx(values.std())
     assert 0 < result["mean"] < 10  # the target's noise is 3, its spread about 25
-    one = cross_validate_fold(body, data_file, 1, 3, 2)
+    p = LightGBMTrainPayload.model_validate(body)
+    loaded = load_dataset(p, data_file)
+    binned = bin_rows(p, loaded, 2)
+    one = cross_validate_fold(body, loaded, 1, 3, 2, binned=binned)
     assert one == {**result["folds"][1], "metric": "rmse"}
-    loaded = load_dataset(LightGBMTrainPayload.model_validate(body), data_file)
-    assert cross_validate_fold(body, loaded, 1, 3, 2) == one
-    shuffled = [cross_validate_fold(body, data_file, k, 3, 1) for k in (2, 0, 1)]
+    shuffled = [cross_validate_fold(body, loaded, k, 3, 1, binned=binned) for k in (2, 0, 1)]
     assert summarise_folds(shuffled) == result
+
+    # Binned from its own training rows (a fold task alone with the file), the fold differs a
+    # little (other bin edges) and is the same whether it reads the file or the loaded rows.
+    alone = cross_validate_fold(body, data_file, 1, 3, 2)
+    assert alone == cross_validate_fold(body, loaded, 1, 3, 2)
+    assert alone["metric_value"] == pytest.approx(one["metric_value"], rel=0.1)
+
+
+def test_a_fold_is_what_lightgbm_cv_reports_for_it(data_file: Path) -> None:
+    body = payload_for("churn", folds=4, n_estimators=12, metric="auc")
+    p = LightGBMTrainPayload.model_validate(body)
+    ds = load_dataset(p, data_file)
+    binned = bin_rows(p, ds, 1)
+    ours = cross_validate_fold(p, ds, 2, 4, 1, binned=binned)
+    assignment = fold_of_rows(ds, p, 4)
+    rows = (np.flatnonzero(assignment != 2), np.flatnonzero(assignment == 2))
+    params = lightgbm_params(p, ds, "auc", 1)
+    theirs = lgb.cv(params, bin_rows(p, ds, 1), num_boost_round=12, folds=[rows])
+    curve = np.asarray(theirs["valid auc-mean"])
+    assert ours["best_iteration"] == int(np.argmax(curve)) + 1
+    assert ours["metric_value"] == pytest.approx(curve.max(), rel=1e-9)
 
 
 def test_more_folds_than_rows_is_refused(tmp_path: Path) -> None:
