@@ -1,4 +1,4 @@
-"""``lightgbm_train``: LightGBM training on a dataset artifact (docs/llms-full.md, "Recipes").
+"""``lightgbm_train``: LightGBM on a dataset artifact (docs/recipes.md, "lightgbm_train").
 
 ``schema`` is the payload, ``dataset`` reads and checks the file, ``train`` holds the kernels a
 recipe task calls with a local dataset path: :func:`train` and, one fold per Ray task,

@@ -1,4 +1,4 @@
-"""The ``lightgbm_train`` payload (docs/llms-full.md, "Recipes": lightgbm_train).
+"""The ``lightgbm_train`` payload (docs/recipes.md, "lightgbm_train").
 
 Every field and default of the contract, checked before a job is created: a payload that breaks
 a rule here is a 422 naming the field, so only what depends on the dataset's contents (a missing
