@@ -15,17 +15,17 @@ import mimetypes
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.artifacts import bridge
 from computalot.artifacts.store import ArtifactStore
 from computalot.artifacts.store import Blob as StoredBlob
-from computalot.cursors import decode_time_and_id, encode_cursor
 from computalot.errors import Conflict, NotFound
 from computalot.ids import new_id
 from computalot.store.models import Artifact, Blob
+from computalot.store.paging import newest_first
 from computalot.timeutil import iso, utcnow
 
 log = logging.getLogger("computalot.artifacts")
@@ -176,18 +176,7 @@ async def list_artifacts(
     """Newest first, ``limit`` per page, and the cursor of the next page (None at the end)."""
     limit = max(1, min(limit, MAX_PAGE))
     query = select(Artifact).where(Artifact.account_id == account_id)
-    if cursor:
-        at, last_id = decode_time_and_id(cursor)
-        query = query.where(
-            or_(Artifact.created_at < at, and_(Artifact.created_at == at, Artifact.id < last_id))
-        )
-    query = query.order_by(Artifact.created_at.desc(), Artifact.id.desc()).limit(limit + 1)
-    rows = list((await db.execute(query)).scalars())
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor([rows[-1].created_at.isoformat(), rows[-1].id])
-    return rows, next_cursor
+    return await newest_first(db, Artifact, query, limit=limit, cursor=cursor)
 
 
 async def release(db: AsyncSession, shas: Iterable[str | None]) -> list[str]:

@@ -8,43 +8,25 @@ codec (``computalot.cursors``) on (created_at, id).
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.billing.balance import OPEN, SETTLED
-from computalot.cursors import decode_time_and_id, encode_cursor
 from computalot.errors import field_error
 from computalot.store.models import Hold, LedgerEntry
+from computalot.store.paging import newest_first
 from computalot.timeutil import iso
 
-Row = TypeVar("Row", Hold, LedgerEntry)
 HOLD_STATUSES = (OPEN, SETTLED)
-
-
-async def _page(
-    db: AsyncSession, model: type[Row], query: Any, *, limit: int, cursor: str | None
-) -> tuple[list[Row], str | None]:
-    if cursor:
-        at, last_id = decode_time_and_id(cursor)
-        query = query.where(
-            or_(model.created_at < at, and_(model.created_at == at, model.id < last_id))
-        )
-    query = query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)
-    rows = list((await db.execute(query)).scalars())
-    page = rows[:limit]
-    following = None
-    if len(rows) > limit and page:
-        following = encode_cursor([iso(page[-1].created_at), page[-1].id])
-    return page, following
 
 
 async def list_ledger(
     db: AsyncSession, account_id: str, *, limit: int, cursor: str | None
 ) -> tuple[list[LedgerEntry], str | None]:
     query = select(LedgerEntry).where(LedgerEntry.account_id == account_id)
-    return await _page(db, LedgerEntry, query, limit=limit, cursor=cursor)
+    return await newest_first(db, LedgerEntry, query, limit=limit, cursor=cursor)
 
 
 async def list_holds(
@@ -55,7 +37,7 @@ async def list_holds(
         if status not in HOLD_STATUSES:
             raise field_error(["status"], f"must be one of {', '.join(HOLD_STATUSES)}")
         query = query.where(Hold.status == status)
-    return await _page(db, Hold, query, limit=limit, cursor=cursor)
+    return await newest_first(db, Hold, query, limit=limit, cursor=cursor)
 
 
 def entry_out(entry: LedgerEntry) -> dict[str, Any]:

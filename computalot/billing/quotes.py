@@ -15,15 +15,15 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.billing import x402
-from computalot.cursors import decode_time_and_id, encode_cursor
 from computalot.errors import NotFound, PaymentRequired
 from computalot.ids import new_id
 from computalot.settings import Settings, get_settings
 from computalot.store.models import LedgerEntry, Quote
+from computalot.store.paging import newest_first
 from computalot.timeutil import iso, utcnow
 
 KINDS = ("topup", "shortfall", "init")
@@ -197,16 +197,4 @@ async def list_quotes(
 ) -> tuple[list[Quote], str | None]:
     """Newest first, ``limit`` a page; the cursor is the last row's (created_at, id)."""
     query = select(Quote).where(Quote.account_id == account_id)
-    if cursor:
-        at, last_id = decode_time_and_id(cursor)
-        query = query.where(
-            or_(Quote.created_at < at, and_(Quote.created_at == at, Quote.id < last_id))
-        )
-    query = query.order_by(Quote.created_at.desc(), Quote.id.desc()).limit(limit + 1)
-    rows = list((await db.execute(query)).scalars())
-    page = rows[:limit]
-    following = None
-    if len(rows) > limit and page:
-        last = page[-1]
-        following = encode_cursor([iso(last.created_at), last.id])
-    return page, following
+    return await newest_first(db, Quote, query, limit=limit, cursor=cursor)

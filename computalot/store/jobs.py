@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, cast, exists, func, literal, literal_column, or_, select
+from sqlalchemy import cast, exists, func, literal, literal_column, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from computalot.cursors import decode_cursor, decode_time_and_id, encode_cursor
+from computalot.cursors import decode_cursor, encode_cursor
 from computalot.errors import NotFound, ValidationFailed
 from computalot.states import TERMINAL_JOB, JobStatus, TaskStatus
 from computalot.store.models import Event, Job, Task
+from computalot.store.paging import newest_first
 
 MAX_PAGE = 1000
 
@@ -75,19 +76,9 @@ async def list_jobs(
         query = query.where(Job.project_name == project)
     if type:
         query = query.where(Job.type == type)
-    if cursor:
-        at, last_id = decode_time_and_id(cursor)
-        query = query.where(or_(Job.created_at < at, and_(Job.created_at == at, Job.id < last_id)))
     if tag:
         query = query.where(_has_tag(db.get_bind().dialect.name, tag))
-    query = query.order_by(Job.created_at.desc(), Job.id.desc())
-    jobs = list((await db.execute(query.limit(limit + 1))).scalars())
-    next_cursor = None
-    if len(jobs) > limit:
-        jobs = jobs[:limit]
-        last = jobs[-1]
-        next_cursor = encode_cursor([last.created_at.isoformat(), last.id])
-    return jobs, next_cursor
+    return await newest_first(db, Job, query, limit=limit, cursor=cursor)
 
 
 def _has_tag(dialect: str, tag: str) -> Any:
