@@ -15,14 +15,13 @@ from sqlalchemy import select, update
 from computalot.artifacts import service
 from computalot.artifacts.store import ArtifactStore, StoreConfig
 from computalot.artifacts.uploads import begin_direct, begin_multipart, put_part
-from computalot.ids import new_id
 from computalot.maintenance.retention import sweep
 from computalot.settings import load_settings
 from computalot.store.db import Store
-from computalot.store.models import Artifact, ArtifactUpload, Blob, Project
+from computalot.store.models import Artifact, ArtifactUpload, Blob
 from computalot.timeutil import utcnow
 from tests.integration.test_retention import RETENTION, add, exists, finished_job, revision
-from tests.support.store_rows import new_member
+from tests.support.store_rows import new_member, project_row
 
 
 def local_store(tmp_path: Path) -> ArtifactStore:
@@ -140,14 +139,7 @@ async def test_a_revisions_tarball_is_kept_while_the_revision_is_and_goes_with_i
     files = local_store(tmp_path)
     account_id = await new_member(store, "tar-ret")
     now = utcnow()
-    project = Project(
-        id=new_id("prj"),
-        account_id=account_id,
-        name=f"p-{new_id('prj')[-8:]}".lower(),
-        warm_state={},
-        created_at=now,
-        updated_at=now,
-    )
+    project = project_row(account_id)
     await add(store, project)
     with files.writer() as out:
         out.write(b"a gzip'd tarball")

@@ -29,12 +29,12 @@ from computalot.store.models import (
     IdempotencyKey,
     Job,
     LedgerEntry,
-    Project,
     Quote,
     Revision,
     Task,
 )
 from computalot.timeutil import utcnow
+from tests.support.store_rows import project_row
 
 LIMITS = Limits(cluster_nodes=[], max_elements=100_000, quotas=Quotas(10**6, 10**6))
 PRICE = Decimal("0.05")  # cpu-small per task-hour: 72 s hold = $0.001
@@ -46,14 +46,7 @@ async def funded_project(store: Store, credit: str) -> tuple[str, str]:
         account = await accounts.create_account(db, name=f"bill-{uuid.uuid4().hex[:6]}")
         await accounts.grant_credit(db, account.id, Decimal(credit), "test credit")
         now = utcnow()
-        project = Project(
-            id=new_id("prj"),
-            account_id=account.id,
-            name="billed",
-            warm_state={},
-            created_at=now,
-            updated_at=now,
-        )
+        project = project_row(account.id, name="billed")
         db.add(project)
         await db.flush()
         revision = Revision(

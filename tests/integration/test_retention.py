@@ -24,7 +24,7 @@ from computalot.store.models import (
     WalletChallenge,
 )
 from computalot.timeutil import utcnow
-from tests.support.store_rows import job_row, new_member, task_row
+from tests.support.store_rows import job_row, new_member, project_row, task_row
 
 RETENTION = timedelta(seconds=5)
 
@@ -126,15 +126,7 @@ async def test_keys_and_challenges_expire(store: Store) -> None:
 
 async def test_unused_revisions_go_with_their_directories(store: Store, tmp_path: Path) -> None:
     account_id = await new_member(store, "revs")
-    now = utcnow()
-    project = Project(
-        id=new_id("prj"),
-        account_id=account_id,
-        name=f"p-{new_id('prj')[-8:]}".lower(),
-        warm_state={},
-        created_at=now,
-        updated_at=now,
-    )
+    project = project_row(account_id)
     await add(store, project)
     old = timedelta(days=1)
     active, unused, in_use, recent = (

@@ -1,4 +1,4 @@
-"""Rows for store-level tests (both backends): an account, a job, a task."""
+"""Rows for store-level tests (both backends): an account, a project, a job, a task."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from computalot.ids import new_id
 from computalot.store import accounts
 from computalot.store.db import Store
-from computalot.store.models import Job, Task
+from computalot.store.models import Job, Project, Task
 from computalot.timeutil import utcnow
 
 
@@ -17,6 +17,21 @@ async def new_member(store: Store, name: str = "m") -> str:
         account = await accounts.create_account(db, name=f"{name}-{uuid.uuid4().hex[:6]}")
         await db.commit()
         return account.id
+
+
+def project_row(account_id: str, **extra: Any) -> Project:
+    """A project of ``account_id`` with a unique name and no revision yet."""
+    now = utcnow()
+    values: dict[str, Any] = {
+        "id": new_id("prj"),
+        "account_id": account_id,
+        "name": f"p-{uuid.uuid4().hex[:8]}",
+        "warm_state": {},
+        "created_at": now,
+        "updated_at": now,
+    }
+    values.update(extra)
+    return Project(**values)
 
 
 def job_row(account_id: str, **extra: Any) -> Job:
