@@ -16,6 +16,7 @@ FastAPI, so the SDK side and the ingress read the same table.
     ├── NotFound (404, not_found)
     ├── MethodNotAllowed (405, method_not_allowed)
     ├── Conflict (409, conflict)
+    │   └── NotAvailable (409, not_available)
     ├── PayloadTooLarge (413, payload_too_large)
     ├── RangeNotSatisfiable (416, range_not_satisfiable)
     ├── UnsupportedMediaType (415, unsupported_media_type)
@@ -248,6 +249,14 @@ class Conflict(ComputalotError):
     recommended_action = status_action(409)
 
 
+class NotAvailable(Conflict):
+    """409: the request is valid, but what it needs (a recipe operation, a worker capability)
+    is not available on this deployment now; ``details`` name it."""
+
+    code = "not_available"
+    recommended_action = "see GET /api/v1/recipes/:name for what runs on this deployment now"
+
+
 class PayloadTooLarge(ComputalotError):
     status = 413
     code = status_code(413)
@@ -319,6 +328,7 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "MethodNotAllowed",
+    "NotAvailable",
     "NotFound",
     "NotReady",
     "PayloadTooLarge",

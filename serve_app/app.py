@@ -25,6 +25,7 @@ from serve_app.routes import (
     ops,
     projects,
     quotes,
+    recipes,
     streams,
 )
 
@@ -42,6 +43,7 @@ ROUTERS = [
     feedback.router,
     projects.router,
     artifacts.router,
+    recipes.router,
     streams.router,
     jobs.router,
 ]

@@ -56,6 +56,9 @@ class AttemptSpec:
     store: StoreConfig | None = None
     downloads: tuple[tuple[str, str, str], ...] = ()
     max_artifact_bytes: int = 2 * 1024**3  # one artifact file (bytes); a bigger one is skipped
+    #: A recipe task (``engine.run_recipe``): ``{"recipe", "operation", "cpus", "inputs":
+    #: {field: [path under the attempt root, filename]}}``; None for a project task.
+    recipe: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,12 +35,18 @@ from computalot.engine.attempt import AttemptSpec, Outcome
 from computalot.engine.claiming import Launch, UnreadableTask
 from computalot.engine.cluster import ClusterView, alive_nodes
 from computalot.engine.inflight import Inflight, stops_due
-from computalot.engine.launching import RevisionCache, launch_spec, options_key
+from computalot.engine.launching import (
+    RevisionCache,
+    launch_spec,
+    options_key,
+    recipe_launch_spec,
+)
 from computalot.engine.names import DISPATCHER_NAME, HUB_NAME
 from computalot.engine.packages import PackageCache
 from computalot.engine.quarantine import quarantine_job
 from computalot.engine.record_queue import Ended, RecordQueue
 from computalot.engine.rows import JobCache
+from computalot.engine.run_recipe import run_recipe
 from computalot.engine.run_task import run_task
 from computalot.engine.scheduling import (
     Demand,
@@ -393,13 +399,19 @@ class Dispatcher:
     def _launch(self, launch: Launch) -> None:
         job, task, attempt = launch
         try:
-            revision = self.revisions.get(job.revision_id)
-            if revision is None:
-                raise RuntimeError(f"revision {job.revision_id} of job {job.id} not found")
-            spec, options = launch_spec(
-                launch, revision, self.packages, self.settings, self.namespace
-            )
-            remote = self._remote_for(options_key(job), options)
+            if job.spec.get("recipe"):
+                spec, options = recipe_launch_spec(
+                    launch, self.revisions.inputs, self.settings, self.namespace
+                )
+                remote = self._remote_for(options_key(job), options, run_recipe)
+            else:
+                revision = self.revisions.get(job.revision_id)
+                if revision is None:
+                    raise RuntimeError(f"revision {job.revision_id} of job {job.id} not found")
+                spec, options = launch_spec(
+                    launch, revision, self.packages, self.settings, self.namespace
+                )
+                remote = self._remote_for(options_key(job), options)
             refs = remote.remote(spec)  # two returns: see run_task
             ref, text_ref = cast(AttemptRefs, refs)
         except Exception as exc:
@@ -416,16 +428,16 @@ class Dispatcher:
         self.inflight[task.id] = info
         asyncio.get_running_loop().create_task(self._watch(info))
 
-    def _remote_for(self, key: str, options: dict[str, Any]) -> RunTask:
+    def _remote_for(self, key: str, options: dict[str, Any], fn: Any = run_task) -> RunTask:
         """``run_task.options(...)`` once per revision and resources (``launching.options_key``):
         Ray re-processes the runtime_env on every ``.options()`` call, which cost more than the
         launch itself, and each call makes a wrapper class the cyclic collector must free."""
-        fn = self._remotes.get(key)
-        if fn is None:
+        found = self._remotes.get(key)
+        if found is None:
             if len(self._remotes) > 256:
                 self._remotes.clear()
-            fn = self._remotes[key] = run_task.options(**options)
-        return fn
+            found = self._remotes[key] = fn.options(**options)
+        return found
 
     async def _watch(self, info: Inflight) -> None:
         outcome: Ended

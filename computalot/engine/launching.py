@@ -159,6 +159,9 @@ class RevisionCache:
             info = self.get(rid)
             if info is not None:
                 wanted[job.account_id].update(a for a, _mount in info.sources)
+            if job.spec.get("recipe"):
+                wanted[job.account_id].update(a for a, _name in recipe_inputs(job).values())
+                continue
             if has_inputs(job, task):
                 try:
                     payload = _payload(job, task)
@@ -268,6 +271,59 @@ def launch_spec(
     return spec, options
 
 
+def recipe_inputs(job: JobInfo) -> dict[str, tuple[str, str]]:
+    """A recipe job's ``{field: (artifact id, filename)}`` (``jobs.recipe_submit``)."""
+    inputs = job.spec.get("inputs") or {}
+    return {field: (str(pair[0]), str(pair[1])) for field, pair in inputs.items()}
+
+
+def _input_path(field: str, filename: str) -> str:
+    """Where a recipe input is placed under the attempt root: its field, the upload's suffix
+    (formats are told apart by it)."""
+    suffix = "".join(Path(filename).suffixes[-2:]) if filename else ""
+    safe = "".join(ch for ch in suffix if ch.isalnum() or ch == ".")[:16]
+    return f"inputs/{field}{safe}"
+
+
+def recipe_launch_spec(
+    launch: Launch, inputs: InputKeys, settings: Settings, namespace: str
+) -> tuple[AttemptSpec, dict[str, Any]]:
+    """The ``run_recipe`` argument and Ray options for one attempt of a recipe task."""
+    job, task, attempt = launch
+    payload = _payload(job, task)
+    placed = {f: (art, _input_path(f, name), name) for f, (art, name) in recipe_inputs(job).items()}
+    spec = AttemptSpec(
+        job_id=job.id,
+        account_id=job.account_id,
+        task_id=task.id,
+        index=task.index,
+        attempt=attempt,
+        payload=payload,
+        runner_command=[],
+        timeout_s=job.timeout_s,
+        namespace=namespace,
+        kill_grace_s=settings.kill_grace_s,
+        api_url=settings.resolved_public_url,
+        max_result_bytes=settings.max_result_bytes,
+        store=inputs.store,
+        downloads=tuple(
+            (art, inputs.get(job.account_id, art), rel) for art, rel, _n in placed.values()
+        ),
+        max_artifact_bytes=settings.max_artifact_bytes,
+        recipe={
+            "recipe": job.spec["recipe"],
+            "operation": job.spec.get("operation"),
+            "cpus": max(1, int(job.resources.get("num_cpus") or 1)),
+            "inputs": {f: [rel, name] for f, (_art, rel, name) in placed.items()},
+        },
+    )
+    options = dict(job.resources)
+    options["name"] = f"computalot-recipe:{job.spec['recipe']}"
+    return spec, options
+
+
 def options_key(job: JobInfo) -> str:
-    """Jobs with the same revision and resources launch through the same ``run_task.options``."""
-    return f"{job.revision_id}|{json.dumps(job.resources, sort_keys=True)}"
+    """Jobs with the same revision (or recipe) and resources launch through the same
+    ``run_task.options`` (``run_recipe.options``)."""
+    owner = f"recipe:{job.spec['recipe']}" if job.spec.get("recipe") else job.revision_id
+    return f"{owner}|{json.dumps(job.resources, sort_keys=True)}"

@@ -279,7 +279,8 @@ class _Settlement:
         if ran.last_progress is not None:
             row["latest_progress"] = ran.last_progress
         if ran.artifacts:
-            ids = [new_id("art") for _item in ran.artifacts]
+            # a recipe's worker names the files its result quotes (``engine.run_recipe``)
+            ids = [str(item.get("id") or new_id("art")) for item in ran.artifacts]
             self.artifacts += [(task, i, item) for i, item in zip(ids, ran.artifacts, strict=True)]
             row["artifacts"] = (task.artifacts or []) + ids
         return row

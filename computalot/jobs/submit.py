@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.artifacts.inputs import check_submit_inputs
 from computalot.billing.holds import hold_job, job_price, worst_case_usd
-from computalot.errors import Conflict, NotFound, field_error
+from computalot.errors import Conflict, field_error
 from computalot.ids import new_id
 from computalot.jobs.fanout import FanoutPlan, plan_fanout, task_count
 from computalot.jobs.merge import validate_merge_options
@@ -33,6 +33,7 @@ from computalot.jobs.planning import (
     write_inline,
 )
 from computalot.jobs.quotas import Quotas, check_quotas, lock_account
+from computalot.jobs.recipe_submit import check_recipe_submit
 from computalot.jobs.resources import check_satisfiable, ray_options, resolve_requirements
 from computalot.projects.service import get_project_with_revision
 from computalot.sandbox.limits import ceiling_errors
@@ -61,14 +62,16 @@ class Submitted:
 class Checked:
     """What validating a submit found: everything the job row and its tasks are built from."""
 
-    project: Project
-    revision: Revision
+    project: Project | None  # None for a recipe job
+    revision: Revision | None
     runner_command: list[str]
     merge_strategy: str
     plan: FanoutPlan
     minimums: dict[str, Any]
     options: dict[str, Any]
     blocked: bool
+    #: A recipe job's ``{"recipe", "operation", "inputs"}`` (``jobs.recipe_submit``).
+    recipe: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,8 @@ async def validate_submit(
     settings: Settings | None,
 ) -> Checked:
     """Every check that can refuse the submit (422, 404, 409), and the plan it validated."""
+    if body.recipe is not None:
+        return await _validate_recipe(db, account_id, body, limits, settings)
     project, revision, runner_command = await _project_command(db, account_id, body)
     merge_strategy = validate_merge_options(body.merge_strategy, body.merge_key, body.weight_field)
     if body.batch_size is not None and body.fan_out is None:
@@ -149,12 +154,7 @@ async def validate_submit(
     plan = plan_fanout(body.payload, body.fan_out, body.batch_size, tasks=False)
     if plan.element_count > limits.max_elements:
         raise field_error(["fan_out"], f"at most {limits.max_elements} elements per job")
-    minimums = resolve_requirements(body.requirements)
-    if settings is not None:
-        for name, message in ceiling_errors(settings, minimums):
-            raise field_error(["requirements", name], message)
-    options = ray_options(minimums)
-    check_satisfiable(options, limits.cluster_nodes)
+    minimums, options = _resources(body, limits, settings)
     await check_submit_inputs(
         db, account_id, body.payload, body.fan_out, plan.kind, revision.manifest
     )
@@ -164,15 +164,34 @@ async def validate_submit(
     )
 
 
+def _resources(
+    body: JobSubmit, limits: Limits, settings: Settings | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The job's minimums and Ray options, checked against the ceilings and the cluster."""
+    minimums = resolve_requirements(body.requirements)
+    if settings is not None:
+        for name, message in ceiling_errors(settings, minimums):
+            raise field_error(["requirements", name], message)
+    options = ray_options(minimums)
+    check_satisfiable(options, limits.cluster_nodes)
+    return minimums, options
+
+
+async def _validate_recipe(
+    db: AsyncSession, account_id: str, body: JobSubmit, limits: Limits, settings: Settings | None
+) -> Checked:
+    """A recipe job: one task running the recipe's operation (``jobs.recipe_submit``)."""
+    recipe = await check_recipe_submit(db, account_id, body)
+    plan = plan_fanout(body.payload, None, None, tasks=False)
+    minimums, options = _resources(body, limits, settings)
+    blocked = await _check_dependencies(db, account_id, body.depends_on)
+    return Checked(None, None, [], "collect", plan, minimums, options, blocked, recipe)
+
+
 async def _project_command(
     db: AsyncSession, account_id: str, body: JobSubmit
 ) -> tuple[Project, Revision, list[str]]:
     """The job's project, its active revision and the command to run."""
-    if body.recipe is not None:
-        raise NotFound(
-            f"recipe {body.recipe!r} is not available on this deployment yet",
-            recommended_action="use a project job (project + runner_command) for now",
-        )
     job_type = body.type or "structured_runner"
     if job_type != "structured_runner":
         raise field_error(
@@ -224,18 +243,18 @@ def build_job(
         # The list lives on in the tasks' element deltas; keeping it in the job row too would
         # make every dispatcher read of the job parse up to 100,000 elements again.
         payload = {**body.payload, plan.spec["by"]: None}
-    warnings = list(checked.revision.warnings)
-    if settings is not None and settings.sandbox == "none":
+    warnings = list(checked.revision.warnings) if checked.revision is not None else []
+    if settings is not None and settings.sandbox == "none" and checked.recipe is None:
         warnings.append(UNCONFINED)
     n_tasks = task_count(plan)
     return Job(
         id=new_id("job"),
         account_id=account_id,
-        type=body.type or "structured_runner",
-        recipe=None,
-        project_id=checked.project.id,
-        project_name=checked.project.name,
-        revision_id=checked.revision.id,
+        type=None if checked.recipe is not None else body.type or "structured_runner",
+        recipe=checked.recipe["recipe"] if checked.recipe is not None else None,
+        project_id=checked.project.id if checked.project is not None else None,
+        project_name=checked.project.name if checked.project is not None else None,
+        revision_id=checked.revision.id if checked.revision is not None else None,
         status=JobStatus.PLANNING if planning else JobStatus.QUEUED,
         priority=body.priority,
         tags=body.tags,
@@ -271,6 +290,7 @@ def _job_spec(body: JobSubmit, checked: Checked) -> dict[str, Any]:
         "weight_field": body.weight_field,
         "runner_command": checked.runner_command,
         "minimums": checked.minimums,
+        **(checked.recipe or {}),
     }
 
 
