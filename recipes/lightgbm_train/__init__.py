@@ -1,27 +1,9 @@
 """``lightgbm_train``: LightGBM on a dataset artifact (docs/recipes.md, "lightgbm_train").
 
-``schema`` is the payload, ``dataset`` reads and checks the file, ``train`` holds the kernels a
-recipe task calls with a local dataset path: :func:`train` and, one fold per Ray task,
-:func:`cross_validate_fold` (on subsets of the rows :func:`bin_rows` binned once) joined by
-:func:`summarise_folds`.
+Light on purpose (the API process imports :mod:`recipe` and :mod:`schema`, which need only
+pydantic): ``recipe`` registers the recipe, ``schema`` is the payload, ``operations`` the two
+operations a recipe task runs. The kernels load LightGBM, NumPy and pyarrow when imported:
+``formats`` and ``dataset`` read and check the file, ``train`` holds :func:`train.train` and
+the one-fold :func:`train.cross_validate_fold`, ``folds`` runs the folds as parallel tasks on
+rows binned once, ``metrics`` scores as LightGBM does, ``problems`` is how bad input is refused.
 """
-
-from recipes.lightgbm_train.schema import LightGBMTrainPayload
-from recipes.lightgbm_train.train import (
-    MODEL_FILE,
-    bin_rows,
-    cross_validate,
-    cross_validate_fold,
-    summarise_folds,
-    train,
-)
-
-__all__ = [
-    "MODEL_FILE",
-    "LightGBMTrainPayload",
-    "bin_rows",
-    "cross_validate",
-    "cross_validate_fold",
-    "summarise_folds",
-    "train",
-]

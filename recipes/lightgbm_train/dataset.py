@@ -1,10 +1,10 @@
-"""Reading a ``lightgbm_train`` dataset into arrays LightGBM trains on.
+"""A ``lightgbm_train`` dataset as arrays LightGBM trains on (docs/recipes.md, "lightgbm_train").
 
-pyarrow reads CSV, TSV, JSONL and Parquet (CSV, TSV and JSONL may be gzip/bz2/zstd compressed);
-the columns become one float64 feature matrix (column-major, so LightGBM reads it without a
-copy). Everything the payload cannot show at submit time is checked here and refused with a
-``ValueError`` that names the problem: the recipe's task turns it into a failed task whose error
-is that message.
+:mod:`~recipes.lightgbm_train.formats` reads the file (CSV, TSV, JSONL or Parquet); the columns
+become one float64 feature matrix (column-major, so LightGBM reads it without a copy).
+Everything the payload cannot show at submit time is checked here and refused with an
+:class:`~recipes.lightgbm_train.problems.InputProblem` naming the field and the problem: the
+job fails with that message.
 """
 
 from __future__ import annotations
@@ -16,22 +16,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
-import pyarrow.json as pa_json
-import pyarrow.parquet as pq
 
+from recipes.lightgbm_train.formats import detect_format, read_table
+from recipes.lightgbm_train.problems import InputProblem
 from recipes.lightgbm_train.schema import LightGBMTrainPayload
 
-FORMATS: dict[str, str] = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".tab": "tsv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
-_COMPRESSED = (".gz", ".bz2", ".zst")
 #: An integral numeric target with at most this many distinct values is taken as classes.
 MAX_INFERRED_CLASSES = 10
 #: More classes than this is almost surely an id column given as the target.
@@ -66,47 +55,6 @@ class Dataset:
         }
 
 
-def detect_format(path: str | Path, filename: str | None = None) -> str:
-    """``csv``, ``tsv``, ``jsonl`` or ``parquet`` from the file name's suffix (the artifact's
-    filename when given); a name without a known suffix is refused."""
-    name = Path(filename or path).name.lower()
-    suffixes = Path(name).suffixes
-    if suffixes and suffixes[-1] in _COMPRESSED:
-        suffixes = suffixes[:-1]
-    fmt = FORMATS.get(suffixes[-1]) if suffixes else None
-    if fmt is None or (fmt == "parquet" and name.endswith(_COMPRESSED)):
-        known = ", ".join(sorted(FORMATS))
-        raise ValueError(f"unsupported dataset file type {name!r}: use one of {known}")
-    return fmt
-
-
-def read_table(path: str | Path, fmt: str, row_limit: int | None = None) -> pa.Table:
-    """The file as an Arrow table, cut to its first ``row_limit`` rows."""
-    try:
-        if fmt == "parquet":
-            table = pq.read_table(path)
-        elif fmt == "jsonl":
-            with pa.input_stream(str(path), compression="detect") as stream:
-                table = pa_json.read_json(stream)
-        else:
-            delimiter = "\t" if fmt == "tsv" else ","
-            with pa.input_stream(str(path), compression="detect") as stream:
-                table = pa_csv.read_csv(
-                    stream,
-                    parse_options=pa_csv.ParseOptions(delimiter=delimiter),
-                    # An empty cell is missing in a text column too, not a category "".
-                    convert_options=pa_csv.ConvertOptions(strings_can_be_null=True),
-                )
-    except (pa.ArrowException, OSError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "empty" in message.lower():
-            raise ValueError(f"the dataset is empty ({fmt}): it has no rows") from None
-        raise ValueError(f"the dataset could not be read as {fmt}: {message}") from None
-    if row_limit is not None:
-        table = table.slice(0, row_limit)
-    return table
-
-
 def _numeric(column: pa.ChunkedArray) -> bool:
     t = column.type
     return (
@@ -134,13 +82,13 @@ def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[Any]]:
     return _floats(pa.chunked_array([codes.combine_chunks()])), values.to_pylist()
 
 
-def _require(table: pa.Table, names: list[str], role: str) -> None:
+def _require(table: pa.Table, names: list[str], field: str) -> None:
     missing = [name for name in names if name not in table.column_names]
     if missing:
         shown = table.column_names[:20]
         more = " …" if table.num_columns > 20 else ""
-        raise ValueError(
-            f"{role} {missing[0]!r} is not a column of the dataset (columns: {shown}{more})"
+        raise InputProblem(
+            field, f"{missing[0]!r} is not a column of the dataset (columns: {shown}{more})"
         )
 
 
@@ -164,29 +112,33 @@ def _target(
 ) -> tuple[np.ndarray, list[Any] | None]:
     if objective == "regression":
         if not _numeric(target) or pa.types.is_null(target.type):
-            raise ValueError(
-                f"target_column {name!r} holds {target.type} values: regression needs a numeric "
-                "target (or set objective to binary/multiclass)"
+            raise InputProblem(
+                "target_column",
+                f"{name!r} holds {target.type} values: regression needs a numeric target "
+                "(or set objective to binary/multiclass)",
             )
         values = _floats(target)
         if not np.all(np.isfinite(values)):
-            raise ValueError(f"target_column {name!r} has infinite values")
+            raise InputProblem("target_column", f"{name!r} has infinite values")
         return values, None
     codes, classes = _codes(target)
     if len(classes) < 2:
         shown = f" ({classes[0]!r})" if classes else ""
-        raise ValueError(
-            f"target_column {name!r} has a single class{shown}: {objective} needs at least two"
+        raise InputProblem(
+            "target_column",
+            f"{name!r} has a single class{shown}: {objective} needs at least two",
         )
     if objective == "binary" and len(classes) > 2:
-        raise ValueError(
-            f"target_column {name!r} has {len(classes)} classes: binary needs exactly two "
-            "(use objective multiclass)"
+        raise InputProblem(
+            "target_column",
+            f"{name!r} has {len(classes)} classes: binary needs exactly two "
+            "(use objective multiclass)",
         )
     if len(classes) > MAX_CLASSES:
-        raise ValueError(
-            f"target_column {name!r} has {len(classes)} classes: multiclass supports at most "
-            f"{MAX_CLASSES} (is it an id column?)"
+        raise InputProblem(
+            "target_column",
+            f"{name!r} has {len(classes)} classes: multiclass supports at most "
+            f"{MAX_CLASSES} (is it an id column?)",
         )
     return codes, classes
 
@@ -194,12 +146,16 @@ def _target(
 def _weights(table: pa.Table, name: str) -> np.ndarray:
     column = table.column(name)
     if not _numeric(column):
-        raise ValueError(f"weight_column {name!r} holds {column.type} values: weights are numbers")
+        raise InputProblem(
+            "weight_column", f"{name!r} holds {column.type} values: weights are numbers"
+        )
     weight = _floats(column)
     if not np.all(np.isfinite(weight)) or np.any(weight < 0):
-        raise ValueError(f"weight_column {name!r} must be finite, non-negative and never missing")
+        raise InputProblem(
+            "weight_column", f"{name!r} must be finite, non-negative and never missing"
+        )
     if not np.any(weight > 0):
-        raise ValueError(f"weight_column {name!r} is zero on every row")
+        raise InputProblem("weight_column", f"{name!r} is zero on every row")
     return weight
 
 
@@ -208,18 +164,21 @@ def prepare(table: pa.Table, payload: LightGBMTrainPayload) -> Dataset:
     names = table.column_names
     if len(set(names)) != len(names):
         twice = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f"the dataset has duplicate column names: {twice}")
+        raise InputProblem("dataset_ref", f"the dataset has duplicate column names: {twice}")
     _require(table, [payload.target_column], "target_column")
     if payload.weight_column is not None:
         _require(table, [payload.weight_column], "weight_column")
-    _require(table, payload.categorical_columns, "categorical column")
-    _require(table, payload.drop_columns, "drop column")
+    _require(table, payload.categorical_columns, "categorical_columns")
+    _require(table, payload.drop_columns, "drop_columns")
     # Rows without a target cannot teach anything.
     target_column = table.column(payload.target_column)
     if target_column.null_count:
         table = table.filter(pc.is_valid(target_column))
     if table.num_rows == 0:
-        raise ValueError("the dataset is empty: it has no rows with a target value")
+        raise InputProblem(
+            "target_column",
+            f"the dataset is empty: it has no rows with a {payload.target_column!r} value",
+        )
     target_column = table.column(payload.target_column)
     objective = _objective(target_column, payload.resolved_objective_hint())
     target, classes = _target(target_column, payload.target_column, objective)
@@ -228,7 +187,10 @@ def prepare(table: pa.Table, payload: LightGBMTrainPayload) -> Dataset:
     skip = {payload.target_column, payload.weight_column, *payload.drop_columns}
     feature_names = [n for n in names if n not in skip]
     if not feature_names:
-        raise ValueError("no feature columns are left after the target, weight and drop columns")
+        raise InputProblem(
+            "drop_columns",
+            "no feature columns are left after the target, weight and drop columns",
+        )
     features = np.empty((table.num_rows, len(feature_names)), dtype=np.float64, order="F")
     categorical: list[int] = []
     categories: dict[str, list[Any]] = {}
@@ -241,9 +203,10 @@ def prepare(table: pa.Table, payload: LightGBMTrainPayload) -> Dataset:
         elif _numeric(column):
             features[:, i] = _floats(column)
         else:
-            raise ValueError(
+            raise InputProblem(
+                "categorical_columns",
                 f"feature column {name!r} holds {column.type} values: list it in "
-                "categorical_columns or drop_columns"
+                "categorical_columns or drop_columns",
             )
     return Dataset(
         features=features,
@@ -263,6 +226,4 @@ def load_dataset(
     """Read the file at ``path`` (its type from ``filename`` or the path) and prepare it."""
     fmt = detect_format(path, filename)
     table = read_table(path, fmt, payload.row_limit)
-    if table.num_rows == 0:
-        raise ValueError("the dataset is empty: it has no rows")
     return prepare(table, payload)

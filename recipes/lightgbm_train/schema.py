@@ -53,15 +53,28 @@ class LightGBMTrainPayload(BaseModel):
     )
     seed: int = Field(42, ge=0, le=2**31 - 1, description="Seeds the split, folds and LightGBM.")
     n_estimators: int = Field(200, ge=1, le=100_000, description="Boosting rounds.")
-    num_leaves: int = Field(31, ge=2, le=131_072)
-    learning_rate: float = Field(0.05, gt=0, le=1)
-    feature_fraction: float = Field(1.0, gt=0, le=1)
-    bagging_fraction: float = Field(1.0, gt=0, le=1)
+    num_leaves: int = Field(31, ge=2, le=131_072, description="Most leaves of one tree.")
+    learning_rate: float = Field(0.05, gt=0, le=1, description="Shrinkage of each round.")
+    feature_fraction: float = Field(
+        1.0, gt=0, le=1, description="Share of the features each tree is grown on."
+    )
+    bagging_fraction: float = Field(
+        1.0, gt=0, le=1, description="Share of the rows each round trains on (below 1: bagging)."
+    )
     test_size: float = Field(0.2, gt=0, lt=1, description="Share of rows held out by `train`.")
     folds: int = Field(5, ge=2, le=100, description="Folds of `cross_validate`.")
-    weight_column: str | None = Field(None, min_length=1, max_length=256)
-    categorical_columns: list[str] = Field(default_factory=list, max_length=10_000)
-    drop_columns: list[str] = Field(default_factory=list, max_length=10_000)
+    weight_column: str | None = Field(
+        None, min_length=1, max_length=256, description="Column of non-negative row weights."
+    )
+    categorical_columns: list[str] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="Feature columns whose values are categories (text columns must be listed "
+        "here or in drop_columns).",
+    )
+    drop_columns: list[str] = Field(
+        default_factory=list, max_length=10_000, description="Columns that are not features."
+    )
     row_limit: int | None = Field(None, ge=1, description="Use only the first rows of the file.")
     stratified: bool = Field(True, description="Keep class shares in every split (classification).")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +22,13 @@ import lightgbm as lgb
 import numpy as np
 
 from recipes.lightgbm_train.dataset import Dataset, load_dataset
+from recipes.lightgbm_train.metrics import best_round, metric_value
+from recipes.lightgbm_train.problems import InputProblem
 from recipes.lightgbm_train.schema import METRICS_BY_OBJECTIVE, LightGBMTrainPayload
 
 MODEL_FILE = "model.txt"
 #: Feature names, categorical codes and class labels needed to score new rows with the model.
 PREPROCESSING_FILE = "preprocessing.json"
-HIGHER_IS_BETTER = frozenset({"auc"})
-#: The name LightGBM records a metric under, where it is not the metric's own.
-_RECORDED_AS = {"mae": "l1"}
-_EPS = 1e-15  # probabilities are clipped like LightGBM's own log-loss
 
 
 def _payload(payload: LightGBMTrainPayload | Mapping[str, Any]) -> LightGBMTrainPayload:
@@ -45,9 +43,10 @@ def resolve_metric(payload: LightGBMTrainPayload, objective: str) -> str:
     if payload.metric is None:
         return allowed[0]
     if payload.metric not in allowed:
-        raise ValueError(
-            f"metric {payload.metric!r} does not score the {objective} objective inferred from "
-            f"the target; use one of {list(allowed)} or set objective"
+        raise InputProblem(
+            "metric",
+            f"{payload.metric!r} does not score the {objective} objective inferred from "
+            f"the target; use one of {list(allowed)} or set objective",
         )
     return payload.metric
 
@@ -91,9 +90,10 @@ def split_indices(ds: Dataset, payload: LightGBMTrainPayload) -> tuple[np.ndarra
         valid_parts.append(shuffled[: round(len(group) * payload.test_size)])
     valid = np.sort(np.concatenate(valid_parts))
     if len(valid) == 0 or len(valid) == ds.rows:
-        raise ValueError(
+        raise InputProblem(
+            "test_size",
             f"{ds.rows} rows cannot be split with test_size {payload.test_size}: "
-            "both the training and the validation part need rows"
+            "both the training and the validation part need rows",
         )
     mask = np.ones(ds.rows, dtype=bool)
     mask[valid] = False
@@ -103,7 +103,7 @@ def split_indices(ds: Dataset, payload: LightGBMTrainPayload) -> tuple[np.ndarra
 def fold_of_rows(ds: Dataset, payload: LightGBMTrainPayload, folds: int) -> np.ndarray:
     """The fold (0..folds-1) of every row; stratified folds deal each class round the folds."""
     if folds > ds.rows:
-        raise ValueError(f"folds ({folds}) is larger than the dataset's {ds.rows} rows")
+        raise InputProblem("folds", f"{folds} is larger than the dataset's {ds.rows} rows")
     rng = np.random.default_rng(payload.seed)
     assignment = np.empty(ds.rows, dtype=np.int64)
     groups = (
@@ -119,43 +119,6 @@ def fold_of_rows(ds: Dataset, payload: LightGBMTrainPayload, folds: int) -> np.n
     return assignment
 
 
-def metric_value(
-    metric: str, y: np.ndarray, pred: np.ndarray, weight: np.ndarray | None = None
-) -> float:
-    """``metric`` of predictions ``pred`` (raw values, or probabilities) for labels ``y``."""
-    w = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=np.float64)
-    if metric == "rmse":
-        return float(np.sqrt(np.sum(w * (y - pred) ** 2) / np.sum(w)))
-    if metric == "mae":
-        return float(np.sum(w * np.abs(y - pred)) / np.sum(w))
-    if metric == "binary_logloss":
-        p = np.clip(pred, _EPS, 1 - _EPS)
-        return float(-np.sum(w * (y * np.log(p) + (1 - y) * np.log(1 - p))) / np.sum(w))
-    if metric == "auc":
-        return _auc(y, pred, w)
-    labels = y.astype(np.int64)
-    if metric == "multi_logloss":
-        p = np.clip(pred[np.arange(len(labels)), labels], _EPS, None)
-        return float(-np.sum(w * np.log(p)) / np.sum(w))
-    if metric == "multi_error":
-        wrong = np.argmax(pred, axis=1) != labels
-        return float(np.sum(w * wrong) / np.sum(w))
-    raise ValueError(f"unknown metric {metric!r}")
-
-
-def _auc(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> float:
-    """Weighted ROC AUC, ties counted as half."""
-    order = np.argsort(score, kind="mergesort")
-    s, pos, neg = score[order], (w * y)[order], (w * (1 - y))[order]
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-    pos_t, neg_t = np.add.reduceat(pos, starts), np.add.reduceat(neg, starts)
-    neg_below = np.cumsum(neg_t) - neg_t
-    total = pos_t.sum() * neg_t.sum()
-    if total == 0:
-        return 1.0  # one class only: LightGBM reports 1 as well
-    return float(np.sum(pos_t * (neg_below + neg_t / 2)) / total)
-
-
 def _fit(
     payload: LightGBMTrainPayload,
     ds: Dataset,
@@ -164,10 +127,12 @@ def _fit(
     metric: str,
     num_threads: int,
     binned: lgb.Dataset | None = None,
+    callbacks: Sequence[Callable[..., None]] = (),
 ) -> tuple[lgb.Booster, int]:
     """A booster trained on ``train_rows`` and its best round on ``valid_rows`` (1-based);
     from subsets of ``binned`` (see :func:`bin_rows`) when given, else binned from the
-    training rows."""
+    training rows. ``callbacks`` see every round after it is recorded (one may stop the
+    training early with ``lightgbm.EarlyStopException``: the best round so far counts)."""
     params = lightgbm_params(payload, ds, metric, num_threads)
     if binned is not None:
         train_set = binned.subset(train_rows.tolist(), params=params)
@@ -195,11 +160,9 @@ def _fit(
         num_boost_round=payload.n_estimators,
         valid_sets=[valid_set],
         valid_names=["valid"],
-        callbacks=[lgb.record_evaluation(history)],
+        callbacks=[lgb.record_evaluation(history), *callbacks],
     )
-    scores = np.asarray(history["valid"][_RECORDED_AS.get(metric, metric)])
-    best = np.argmax(scores) if metric in HIGHER_IS_BETTER else np.argmin(scores)
-    return booster, int(best) + 1
+    return booster, best_round(metric, history["valid"])
 
 
 def bin_rows(payload: LightGBMTrainPayload, ds: Dataset, num_threads: int = 1) -> lgb.Dataset:
@@ -242,15 +205,17 @@ def train(
     out_dir: str | Path,
     num_threads: int = 1,
     filename: str | None = None,
+    callbacks: Sequence[Callable[..., None]] = (),
 ) -> dict[str, Any]:
     """Train on a hold-out split; write ``out_dir/model.txt`` (cut at the best round) and
     ``out_dir/preprocessing.json``; answer the ``train`` result. ``model_artifact`` is None here:
-    the recipe's task sets it once it has stored ``model.txt``."""
+    the recipe's operation sets it once it has published ``model.txt``. ``callbacks`` are
+    LightGBM callbacks run after each round is recorded (progress, the job's deadline)."""
     p = _payload(payload)
     ds = load_dataset(p, dataset_path, filename)
     metric = resolve_metric(p, ds.objective)
     train_rows, valid_rows = split_indices(ds, p)
-    booster, best = _fit(p, ds, train_rows, valid_rows, metric, num_threads)
+    booster, best = _fit(p, ds, train_rows, valid_rows, metric, num_threads, callbacks=callbacks)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     booster.save_model(out / MODEL_FILE, num_iteration=best)
@@ -279,6 +244,7 @@ def cross_validate_fold(
     num_threads: int = 1,
     filename: str | None = None,
     binned: lgb.Dataset | None = None,
+    callbacks: Sequence[Callable[..., None]] = (),
 ) -> dict[str, Any]:
     """Train on every fold but ``fold`` and score on ``fold``: one Ray task's share of
     ``cross_validate``. ``folds`` defaults to the payload's. ``dataset_path`` may be a
@@ -298,7 +264,7 @@ def cross_validate_fold(
     assignment = fold_of_rows(ds, p, k)
     valid_rows = np.flatnonzero(assignment == fold)
     train_rows = np.flatnonzero(assignment != fold)
-    booster, best = _fit(p, ds, train_rows, valid_rows, metric, num_threads, binned)
+    booster, best = _fit(p, ds, train_rows, valid_rows, metric, num_threads, binned, callbacks)
     return {
         "fold": fold,
         "metric": metric,

@@ -1,5 +1,5 @@
 """Reading lightgbm_train datasets: the four formats alike, the payload's column options, and a
-ValueError naming every problem the payload could not show."""
+refusal naming the field and the problem for everything the payload could not show."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
-from recipes.lightgbm_train.dataset import detect_format, load_dataset
+from recipes.context import RecipeFailure
+from recipes.lightgbm_train.dataset import load_dataset
+from recipes.lightgbm_train.formats import detect_format
 from recipes.lightgbm_train.schema import LightGBMTrainPayload
 
 ROWS = 300
@@ -153,43 +155,124 @@ def test_missing_feature_values_are_nan(tmp_path: Path) -> None:
     assert ds.features[2, 1] == 1.0
 
 
+XLSX_HEAD = b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00"
+
+
 @pytest.mark.parametrize(
     ("name", "content", "fields", "words"),
     [
-        ("d.csv", "a,b\n1,2\n", {}, "target_column 'y' is not a column"),
+        ("d.csv", "a,b\n1,2\n", {}, "target_column: 'y' is not a column"),
         ("d.csv", "a,y\n1,x\n2,z\n", {"objective": "regression"}, "regression needs a numeric"),
         ("d.csv", "a,y\n1,x\n2,z\n3,x\n", {"metric": "mae"}, "regression needs a numeric"),
-        ("d.csv", "a,y\n1,1\n2,1\n", {"objective": "binary"}, "single class (1)"),
-        ("d.csv", "a,y\n1,s\n2,s\n", {}, "single class ('s')"),
-        ("d.csv", "a,y\n1,0\n2,1\n3,2\n", {"objective": "binary"}, "3 classes: binary"),
-        ("d.xlsx", "a,y\n1,2\n", {}, "unsupported dataset file type 'd.xlsx'"),
-        ("data", "a,y\n1,2\n", {}, "unsupported dataset file type 'data'"),
-        ("d.csv", "", {}, "empty"),
-        ("d.csv", "a,y\n", {}, "empty"),
-        ("d.jsonl", "", {}, "empty"),
-        ("d.csv", "a,y\n1,\n2,\n", {}, "no rows with a target value"),
-        ("d.csv", "a,y\nfoo,1\nbar,2\n", {}, "feature column 'a' holds string"),
-        ("d.csv", "a,y\n1,2\n", {"drop_columns": ["zz"]}, "drop column 'zz'"),
-        ("d.csv", "a,y\n1,2\n", {"categorical_columns": ["c"]}, "categorical column 'c'"),
-        ("d.csv", "a,y\n1,2\n", {"weight_column": "w"}, "weight_column 'w' is not"),
-        ("d.csv", "a,w,y\n1,-1,2.5\n2,1,3.5\n", {"weight_column": "w"}, "non-negative"),
-        ("d.csv", "a,w,y\n1,0,2.5\n2,0,3.5\n", {"weight_column": "w"}, "zero on every row"),
-        ("d.csv", "a,w,y\n1,x,2.5\n2,z,3.5\n", {"weight_column": "w"}, "weights are numbers"),
-        ("d.csv", "a,y\n1,2.5\n", {"drop_columns": ["a"]}, "no feature columns"),
-        ("d.csv", "a,a,y\n1,2,3\n", {}, "duplicate column names: ['a']"),
-        ("d.parquet", "not parquet at all", {}, "could not be read as parquet"),
-        ("d.jsonl", '{"a": 1, "y": 2}\n{"a": \n', {}, "could not be read as jsonl"),
+        (
+            "d.csv",
+            "a,y\n1,1\n2,1\n",
+            {"objective": "binary"},
+            "target_column: 'y' has a single class (1)",
+        ),
+        ("d.csv", "a,y\n1,s\n2,s\n", {}, "target_column: 'y' has a single class ('s')"),
+        (
+            "d.csv",
+            "a,y\n1,0\n2,1\n3,2\n",
+            {"objective": "binary"},
+            "target_column: 'y' has 3 classes: binary",
+        ),
+        ("d.xlsx", XLSX_HEAD, {}, "dataset_ref: unsupported dataset file type 'd.xlsx'"),
+        ("data", "a;y\n1;2\n", {}, "dataset_ref: unsupported dataset file type 'data'"),
+        ("d.csv", "", {}, "dataset_ref: the dataset is empty"),
+        ("d.csv", "a,y\n", {}, "dataset_ref: the dataset is empty"),
+        ("d.jsonl", "", {}, "dataset_ref: the dataset is empty"),
+        (
+            "d.csv",
+            "a,y\n1,\n2,\n",
+            {},
+            "target_column: the dataset is empty: it has no rows with a 'y' value",
+        ),
+        (
+            "d.csv",
+            "a,y\nfoo,1\nbar,2\n",
+            {},
+            "categorical_columns: feature column 'a' holds string",
+        ),
+        ("d.csv", "a,y\n1,2\n", {"drop_columns": ["zz"]}, "drop_columns: 'zz' is not a column"),
+        (
+            "d.csv",
+            "a,y\n1,2\n",
+            {"categorical_columns": ["c"]},
+            "categorical_columns: 'c' is not a column",
+        ),
+        ("d.csv", "a,y\n1,2\n", {"weight_column": "w"}, "weight_column: 'w' is not a column"),
+        (
+            "d.csv",
+            "a,w,y\n1,-1,2.5\n2,1,3.5\n",
+            {"weight_column": "w"},
+            "weight_column: 'w' must be finite, non-negative",
+        ),
+        (
+            "d.csv",
+            "a,w,y\n1,0,2.5\n2,0,3.5\n",
+            {"weight_column": "w"},
+            "weight_column: 'w' is zero on every row",
+        ),
+        (
+            "d.csv",
+            "a,w,y\n1,x,2.5\n2,z,3.5\n",
+            {"weight_column": "w"},
+            "weight_column: 'w' holds string values: weights are numbers",
+        ),
+        ("d.csv", "a,y\n1,2.5\n", {"drop_columns": ["a"]}, "drop_columns: no feature columns"),
+        (
+            "d.csv",
+            "a,a,y\n1,2,3\n",
+            {},
+            "dataset_ref: the dataset has duplicate column names: ['a']",
+        ),
+        (
+            "d.parquet",
+            "not parquet at all",
+            {},
+            "dataset_ref: the dataset could not be read as parquet",
+        ),
+        (
+            "d.jsonl",
+            '{"a": 1, "y": 2}\n{"a": \n',
+            {},
+            "dataset_ref: the dataset could not be read as jsonl",
+        ),
     ],
 )
-def test_bad_data_is_a_value_error_naming_the_problem(
-    tmp_path: Path, name: str, content: str, fields: dict[str, Any], words: str
+def test_bad_data_is_refused_naming_the_field(
+    tmp_path: Path, name: str, content: str | bytes, fields: dict[str, Any], words: str
 ) -> None:
     path = tmp_path / name
-    path.write_text(content)
-    with pytest.raises(ValueError) as caught:
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    with pytest.raises(RecipeFailure) as caught:
         load_dataset(payload(**fields), path)
-    assert words in str(caught.value)
-    assert "Traceback" not in str(caught.value)
+    assert isinstance(caught.value, ValueError)  # for callers using the kernels as a library
+    assert caught.value.code == "invalid_input"
+    assert words in caught.value.message
+    assert "Traceback" not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("blob", "fmt"),
+    [
+        ("d.csv", "csv"),
+        ("d.tsv", "tsv"),
+        ("d.jsonl", "jsonl"),
+        ("d.parquet", "parquet"),
+        ("d.csv.gz", "csv"),
+        ("d.jsonl.gz", "jsonl"),
+    ],
+)
+def test_a_name_without_a_known_suffix_is_read_by_its_content(
+    tmp_path: Path, blob: str, fmt: str
+) -> None:
+    path = write(sample_table(), tmp_path / blob).rename(tmp_path / "upload.bin")
+    assert detect_format(path) == fmt
+    assert detect_format(path, "dataset") == fmt
+    ds = load_dataset(payload(drop_columns=["colour", "label"]), path, filename="dataset")
+    assert ds.rows == ROWS
 
 
 def test_a_boolean_target_is_binary_and_too_many_classes_are_refused(tmp_path: Path) -> None:

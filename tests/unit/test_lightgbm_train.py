@@ -13,15 +13,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recipes.lightgbm_train import cross_validate, cross_validate_fold, summarise_folds, train
 from recipes.lightgbm_train.dataset import load_dataset
+from recipes.lightgbm_train.metrics import metric_value
 from recipes.lightgbm_train.schema import LightGBMTrainPayload
 from recipes.lightgbm_train.train import (
     bin_rows,
+    cross_validate,
+    cross_validate_fold,
     fold_of_rows,
     lightgbm_params,
-    metric_value,
     split_indices,
+    summarise_folds,
+    train,
 )
 
 ROWS = 2000
@@ -258,7 +261,7 @@ def test_more_folds_than_rows_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "small.csv"
     path.write_text("a,y\n" + "".join(f"{i},{i * 0.5}\n" for i in range(4)))
     body = {"dataset_ref": "art_test", "target_column": "y", "folds": 5}
-    with pytest.raises(ValueError, match=r"folds \(5\) is larger than the dataset's 4 rows"):
+    with pytest.raises(ValueError, match=r"folds: 5 is larger than the dataset's 4 rows"):
         cross_validate_fold(body, path, 0, 5, 1)
     with pytest.raises(ValueError, match=r"fold 5 is outside 0\.\.4"):
         cross_validate_fold(body, path, 5, 5, 1)
@@ -270,7 +273,9 @@ def test_the_metric_fixes_the_objective(tmp_path: Path) -> None:
     path = tmp_path / "d.csv"
     path.write_text("a,y\n" + "".join(f"{i},{i % 3}\n" for i in range(30)))
     # auc scores binary models only: three classes cannot be one.
-    with pytest.raises(ValueError, match="3 classes: binary needs exactly two"):
+    with pytest.raises(
+        ValueError, match="target_column: 'y' has 3 classes: binary needs exactly two"
+    ):
         train({"dataset_ref": "art_t", "target_column": "y", "metric": "auc"}, path, tmp_path)
     # rmse makes the same integral target a regression one.
     body = {"dataset_ref": "art_t", "target_column": "y", "metric": "rmse", "n_estimators": 3}
@@ -280,5 +285,5 @@ def test_the_metric_fixes_the_objective(tmp_path: Path) -> None:
 def test_too_few_rows_to_split(tmp_path: Path) -> None:
     path = tmp_path / "d.csv"
     path.write_text("a,y\n1,0.5\n2,1.5\n")
-    with pytest.raises(ValueError, match=r"cannot be split with test_size 0\.2"):
+    with pytest.raises(ValueError, match=r"test_size: 2 rows cannot be split with test_size 0\.2"):
         train({"dataset_ref": "art_t", "target_column": "y"}, path, tmp_path)
