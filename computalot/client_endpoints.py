@@ -92,6 +92,10 @@ ROUTES: tuple[Route, ...] = (
     Route("presets", "GET", f"{API}/presets"),
     Route("stream", "GET", f"{API}/jobs/{{job_id}}/stream"),
     Route("watch", "GET", f"{API}/jobs/watch"),
+    # recipes ("Recipes")
+    Route("list_recipes", "GET", f"{API}/recipes"),
+    Route("get_recipe", "GET", f"{API}/recipes/{{name}}"),
+    Route("submit_recipe_job", "POST", f"{API}/recipes/{{name}}/jobs"),
     # artifacts ("Artifacts")
     Route("upload_artifact", "POST", f"{API}/artifacts"),
     Route("create_direct_upload", "POST", f"{API}/artifacts/direct"),
@@ -321,6 +325,30 @@ class Endpoints(Generic[D, S]):
         """
         body = _job_body(job, fields)
         return self._call(Req("POST", f"{API}/jobs", json=body, headers=_idem(idempotency_key)))
+
+    # --- recipes ----------------------------------------------------------------------------
+    def list_recipes(self) -> D:
+        """``{"recipes": [{"name", "description", "operations", "placement", "available"}]}``."""
+        return self._call(Req("GET", f"{API}/recipes"))
+
+    def get_recipe(self, name: str) -> D:
+        """One recipe: operations, ``payload_schema``, ``artifact_inputs``, ``result_schema``,
+        ``examples``."""
+        return self._call(Req("GET", f"{API}/recipes/{seg(name)}"))
+
+    def submit_recipe_job(
+        self,
+        name: str,
+        payload: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        **fields: Any,
+    ) -> D:
+        """Submit a recipe job: ``payload`` plus the common job fields as keywords
+        (``timeout_s``, ``priority``, ``tags``, ``requirements`` …)."""
+        body = _job_body({"payload": dict(payload)}, fields)
+        path = f"{API}/recipes/{seg(name)}/jobs"
+        return self._call(Req("POST", path, json=body, headers=_idem(idempotency_key)))
 
     def submit_jobs_batch(self, jobs: Iterable[Mapping[str, Any]]) -> D:
         """``{"jobs": [job | {"error": …}]}``, in order; each job is validated on its own."""

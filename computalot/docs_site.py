@@ -72,7 +72,7 @@ PAGES: dict[str, Page] = {
             "/api/v1/docs/recipes",
             "markdown",
             "Recipes",
-            "Sealed recipe catalog (recipe routes are not served yet)",
+            "Sealed recipes: catalog, payloads, operations and results",
         ),
         Page(
             "python-sdk",

@@ -78,16 +78,28 @@ class Recipe:
 
 
 _LOADED: dict[str, Recipe] = {}
+_CATALOG: dict[str, Recipe] = {}
 
 
 def recipes() -> dict[str, Recipe]:
-    """Every registered recipe by name, in catalog order (imported once)."""
-    if not _LOADED:
+    """Every registered recipe by name, in catalog order (imported once), then any
+    :func:`register`-ed one."""
+    if not _CATALOG:
         for module in RECIPE_MODULES:
             recipe: Recipe = importlib.import_module(module).RECIPE
-            _LOADED[recipe.name] = recipe
-    return _LOADED
+            _CATALOG[recipe.name] = recipe
+        _CATALOG.update(_LOADED)
+    return _CATALOG
+
+
+def register(recipe: Recipe) -> None:
+    """Add a recipe in this process only (tests register probes this way)."""
+    _LOADED[recipe.name] = recipe
+    if _CATALOG:
+        _CATALOG[recipe.name] = recipe
 
 
 def get_recipe(name: str) -> Recipe | None:
+    if name in _LOADED:
+        return _LOADED[name]
     return recipes().get(name)

@@ -164,7 +164,7 @@ def test_answers_decode_to_dicts() -> None:
 def test_a_route_the_server_does_not_serve_fails_in_the_mock_too() -> None:
     client = client_for(Recorder())
     with pytest.raises(NotFound):
-        client._call(Req("GET", "/api/v1/recipes"))
+        client._call(Req("GET", "/api/v1/workflows"))
     with pytest.raises(ValueError):
         client.docs_guide("nope")  # type: ignore[arg-type]
 
