@@ -27,7 +27,6 @@ class RoundWatch:
     ``best_score`` so far, all on the first validation set), and a stop once ``time_up()`` says
     so. ``stopped_at`` is the round it stopped after (None when training ran to the end)."""
 
-    order = 30  # after record_evaluation (20): the round is in the history when it stops
     before_iteration = False
 
     def __init__(
@@ -36,6 +35,9 @@ class RoundWatch:
         report: Callable[[dict[str, Any]], None] | None = None,
         time_up: Callable[[], bool] | None = None,
     ) -> None:
+        # After record_evaluation (order 20): the round is in its history when this stops it.
+        # An instance attribute: lightgbm.train sets one on callbacks whose __dict__ lacks it.
+        self.order = 30
         self.rounds = rounds
         self.every = max(1, rounds // REPORTS_PER_TRAINING)
         self.report = report
