@@ -1,45 +1,44 @@
-"""The ``packing`` recipe's kernel: exact scoring of 15 unit semicircles in a circle.
+"""The ``packing`` recipe (docs/recipes.md, "packing"): 15 unit semicircles in a circle.
 
-Compatible with the public semicircle-packing challenge (``docs/llms-full.md``, recipe
-``packing``): round to 6 decimals, exact pairwise overlap areas (threshold 1e-6), exact minimum
-enclosing circle, valid when nothing overlaps and everything is inside within 1e-9. Pure NumPy,
-no Ray: ``eval``, ``eval_batch`` and the optimisers call :func:`evaluate`,
-:func:`evaluate_batch` and :func:`score_batch` directly.
+The kernel scores exactly as the public semicircle-packing challenge does: round to 6 decimals,
+exact pairwise overlap areas (threshold 1e-6), exact minimum enclosing circle, valid when
+nothing overlaps and everything is inside within 1e-9 (:mod:`.geometry`, :mod:`.mec`,
+:mod:`.scoring`). :mod:`.recipe` registers the recipe, :mod:`.schema` is its payload,
+:mod:`.operations` its operations and :mod:`.optimizers` the searches.
+
+Importing the package stays light (the API process reads :mod:`.recipe`): the kernel's names
+below are loaded from their modules, with NumPy, on first use.
 """
 
-from .geometry import (
-    CANDIDATE_LENGTH,
-    N_SEMICIRCLES,
-    OVERLAP_TOL,
-    pair_areas,
-    pairwise_areas,
-    round_candidate,
-    round_candidates,
-    semicircle_area_overlap,
-)
-from .mec import mec_batch, mec_exhaustive
-from .scoring import (
-    CONTAINMENT_TOL,
-    DEFAULT_PENALTY,
-    evaluate,
-    evaluate_batch,
-    score_batch,
-)
+from __future__ import annotations
 
-__all__ = [
-    "CANDIDATE_LENGTH",
-    "CONTAINMENT_TOL",
-    "DEFAULT_PENALTY",
-    "N_SEMICIRCLES",
-    "OVERLAP_TOL",
-    "evaluate",
-    "evaluate_batch",
-    "mec_batch",
-    "mec_exhaustive",
-    "pair_areas",
-    "pairwise_areas",
-    "round_candidate",
-    "round_candidates",
-    "score_batch",
-    "semicircle_area_overlap",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "CANDIDATE_LENGTH": "geometry",
+    "N_SEMICIRCLES": "geometry",
+    "OVERLAP_TOL": "geometry",
+    "pair_areas": "geometry",
+    "pairwise_areas": "geometry",
+    "round_candidate": "geometry",
+    "round_candidates": "geometry",
+    "semicircle_area_overlap": "geometry",
+    "mec_batch": "mec",
+    "mec_exhaustive": "mec",
+    "CONTAINMENT_TOL": "scoring",
+    "DEFAULT_PENALTY": "scoring",
+    "evaluate": "scoring",
+    "evaluate_batch": "scoring",
+    "score_batch": "scoring",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """The kernel's public names, imported from their module on first use."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -1,0 +1,185 @@
+"""One island's work between two gathers, for each packing optimiser (docs/recipes.md,
+"packing").
+
+An :class:`Island` carries its current point, its best candidate and its counters from epoch to
+epoch; :func:`island_epoch` (a module-level function: each call is a Ray task of
+``ctx.parallel``) advances it by a given list of iterations. Every iteration draws its randomness
+from ``(seed, island, iteration)`` alone, so the same seed and iteration count give the same
+packing however the iterations are grouped into epochs or scheduled.
+
+- ``feasible_optimize``: iteration r is restart r (the start itself, then random starts or, when
+  a start was given, hops around it): local minimisation, then repair.
+- ``basin_hopping``: iteration = one hop from the island's current point (``perturb`` with
+  ``hop_scale``), local minimisation, repair, Metropolis acceptance at ``temperature``.
+- ``differential_evolution``: iteration = one DE/current-to-best/1/bin generation of the
+  island's population on the penalised score; the best member is polished (local minimisation
+  and repair) when the population is made and every ``polish_every`` generations.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..geometry import round_candidates
+from ..scoring import score_batch
+from .objective import Counter, local_minimize, repair
+from .starts import perturb, random_start
+
+
+@dataclass
+class Island:
+    """The state one island carries between epochs. Scores rank a valid candidate by its
+    radius and an invalid one after every valid one, by its penalised score."""
+
+    index: int
+    current: np.ndarray
+    current_key: tuple[int, float] = (2, math.inf)
+    best: np.ndarray | None = None
+    best_key: tuple[int, float] = (2, math.inf)
+    best_radius: float = math.inf
+    evaluations: int = 0
+    iterations: int = 0
+    cut_short: bool = False
+    population: np.ndarray | None = None
+    fitness: np.ndarray | None = None
+    accepted: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def offer(self, cand: np.ndarray, key: tuple[int, float], radius: float) -> None:
+        """Keep ``cand`` as the island's best when it ranks better."""
+        if key < self.best_key:
+            self.best, self.best_key, self.best_radius = cand.copy(), key, radius
+
+
+def rank_key(valid: bool, radius: float, penalized: float) -> tuple[int, float]:
+    """Valid candidates by radius, then invalid ones by penalised score."""
+    return (0, radius) if valid else (1, penalized)
+
+
+def _polish(
+    cand: np.ndarray, params: dict[str, Any], counter: Counter
+) -> tuple[np.ndarray, tuple[int, float], float]:
+    """Local minimisation and repair; answers (rounded candidate, rank key, radius)."""
+    local = local_minimize(cand, iters_per_stage=params["local_iters"], counter=counter)
+    rounded, valid, radius = repair(local, counter)
+    penalized = radius
+    if not valid:
+        scored = score_batch(rounded[None, :], params["penalty"])
+        penalized = float(scored["penalized"][0])
+    return rounded, rank_key(valid, radius, penalized), radius
+
+
+def _rng(params: dict[str, Any], island: int, iteration: int) -> np.random.Generator:
+    return np.random.default_rng([params["seed"], island, iteration])
+
+
+def _feasible_step(state: Island, params: dict[str, Any], it: int, counter: Counter) -> None:
+    rng = _rng(params, 0, it)  # restarts are numbered globally: islands share one sequence
+    start: np.ndarray = params["start"]
+    if it == 0:
+        cand = start
+    elif params["start_given"]:
+        cand = perturb(start, rng, params["hop_scale"])
+    else:
+        cand = random_start(rng)
+    rounded, key, radius = _polish(cand, params, counter)
+    state.offer(rounded, key, radius)
+
+
+def _hopping_step(state: Island, params: dict[str, Any], it: int, counter: Counter) -> None:
+    rng = _rng(params, state.index, it)
+    if state.current_key[0] == 2:  # first visit: polish the start itself
+        trial = state.current
+    else:
+        trial = perturb(state.current, rng, params["hop_scale"])
+    rounded, key, radius = _polish(trial, params, counter)
+    state.offer(rounded, key, radius)
+    threshold = rng.uniform()
+    if key <= state.current_key:
+        accept = True
+    elif key[0] == state.current_key[0] and params["temperature"] > 0:
+        accept = threshold < math.exp(-(key[1] - state.current_key[1]) / params["temperature"])
+    else:
+        accept = False
+    if accept:
+        state.current, state.current_key = rounded, key
+        state.accepted += 1
+
+
+def _penalized(pop: np.ndarray, penalty: float, counter: Counter) -> np.ndarray:
+    counter.evaluations += pop.shape[0]
+    scored = score_batch(round_candidates(pop), penalty)
+    return np.where(scored["valid"], scored["radius"], scored["penalized"])
+
+
+def _de_polish(state: Island, params: dict[str, Any], counter: Counter) -> None:
+    assert state.population is not None and state.fitness is not None
+    best = int(np.argmin(state.fitness))
+    rounded, key, radius = _polish(state.population[best], params, counter)
+    state.offer(rounded, key, radius)
+    state.population[best] = rounded
+    state.fitness[best] = _penalized(rounded[None, :], params["penalty"], counter)[0]
+
+
+def _evolution_step(state: Island, params: dict[str, Any], it: int, counter: Counter) -> None:
+    rng = _rng(params, state.index, it)
+    size = params["population_size"]
+    if state.population is None:
+        pop = np.repeat(state.current[None, :], size, axis=0)
+        pop[1:] = np.array(
+            [perturb(state.current, rng, params["hop_scale"]) for _ in range(size - 1)]
+        )
+        state.population = pop
+        state.fitness = _penalized(pop, params["penalty"], counter)
+        _de_polish(state, params, counter)
+    pop, fit = state.population, state.fitness
+    assert fit is not None
+    best = pop[int(np.argmin(fit))]
+    a, b = np.empty(size, dtype=np.intp), np.empty(size, dtype=np.intp)
+    for n in range(size):
+        a[n], b[n] = rng.choice([m for m in range(size) if m != n], size=2, replace=False)
+    f_scale = rng.uniform(0.4, 0.9, size)[:, None]
+    mutant = pop + f_scale * (best[None, :] - pop) + f_scale * (pop[a] - pop[b])
+    cross = rng.uniform(size=pop.shape) < params["crossover"]
+    cross[np.arange(size), rng.integers(0, 45, size)] = True
+    trial = np.where(cross, mutant, pop)
+    trial_fit = _penalized(trial, params["penalty"], counter)
+    better = trial_fit <= fit
+    pop[better], fit[better] = trial[better], trial_fit[better]
+    if (it + 1) % params["polish_every"] == 0:
+        _de_polish(state, params, counter)
+
+
+_STEPS = {
+    "feasible_optimize": _feasible_step,
+    "basin_hopping": _hopping_step,
+    "differential_evolution": _evolution_step,
+}
+
+
+def island_epoch(
+    operation: str,
+    params: dict[str, Any],
+    state: Island,
+    iterations: list[int],
+    time_cap_s: float,
+) -> Island:
+    """Advance ``state`` by ``iterations`` of ``operation`` (stopping early, ``cut_short``, once
+    ``time_cap_s`` seconds have passed) and answer it."""
+    started = time.monotonic()
+    counter = Counter()
+    step = _STEPS[operation]
+    state.cut_short = False
+    for it in iterations:
+        if time.monotonic() - started > time_cap_s:
+            state.cut_short = True
+            break
+        step(state, params, it, counter)
+        state.iterations += 1
+    state.evaluations += counter.evaluations
+    return state
