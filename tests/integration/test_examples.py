@@ -54,3 +54,34 @@ def test_the_curl_quickstart_prints_its_results(platform: Any) -> None:
         "bb": {"score": 16, "model": "bb"},
         "ccc": {"score": 17, "model": "ccc"},
     }
+
+
+def _run_example(platform: Any, name: str, *args: str, timeout: float = 400) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        env=_env(platform),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()
+
+
+def test_the_packing_example_optimises_checks_and_continues_from_its_artifact(
+    platform: Any,
+) -> None:
+    lines = _run_example(platform, "packing_optimize.py", "8")
+    assert any(line.startswith("progress ") for line in lines)
+    summary = json.loads(lines[-1].replace("'", '"'))
+    assert summary["eval"] == pytest.approx(summary["first"], abs=1e-9)
+    assert summary["second"] <= summary["first"] + 1e-9  # started from the first run's best
+    assert summary["first"] < 4.0
+
+
+def test_the_lightgbm_example_trains_cross_validates_and_loads_its_model(platform: Any) -> None:
+    lines = _run_example(platform, "lightgbm_train.py")
+    summary = json.loads(lines[-1].replace("'", '"'))
+    assert 0.8 < summary["train_auc"] <= 1.0
+    assert summary["cv_mean"] > 0
+    assert summary["trees"] >= 1
