@@ -23,9 +23,9 @@ from ..mec import farthest
 from ..scoring import score_batch
 
 N = 15
-_STEP = 1e-6
+_STEP = 1e-7
 #: Penalty weights of one local minimisation, applied one after another.
-MU_SCHEDULE = (10.0, 100.0, 1_000.0, 10_000.0, 100_000.0)
+MU_SCHEDULE = (1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0)
 
 # For each of the 45 numbers (semicircle i = k // 3): the 14 pairs it takes part in.
 _PAIR_INDEX = np.full((N, N), -1, dtype=np.intp)
@@ -42,6 +42,16 @@ class Counter:
     """Candidate evaluations spent (a gradient counts as the 90 candidates it moves)."""
 
     evaluations: int = 0
+
+
+#: Scale (square units) below which an overlap area is penalised quadratically, not linearly.
+SMOOTH_AREA = 1e-3
+
+
+def _soft(area: np.ndarray) -> np.ndarray:
+    """``a²/(a + ε)``: the area where it is large, quadratic near 0, so the objective stays
+    smooth where an area has a kink at 0 (two flat edges on one line)."""
+    return area * area / (area + SMOOTH_AREA)
 
 
 def _areas(z: np.ndarray) -> np.ndarray:
@@ -63,7 +73,7 @@ def value_and_grad(
     areas = _areas(cand)
     reach = _reach(x, y, t)
     excess = np.maximum(reach - radius, 0.0)
-    value = radius + mu * (areas.sum() + (excess * excess).sum())
+    value = radius + mu * (_soft(areas).sum() + (excess * excess).sum())
 
     # Central differences: 45 numbers × ±h, each recomputing 14 pairs and one reach.
     grad = np.empty(46)
@@ -77,7 +87,7 @@ def value_and_grad(
     new_areas = pair_areas(mx[..., None], my[..., None], mt[..., None], ox, oy, ot)  # (2, 45, 14)
     new_reach = _reach(mx, my, mt)  # (2, 45)
     new_excess = np.maximum(new_reach - radius, 0.0)
-    d_area = (new_areas[0] - new_areas[1]).sum(axis=1)
+    d_area = (_soft(new_areas[0]) - _soft(new_areas[1])).sum(axis=1)
     d_cont = new_excess[0] ** 2 - new_excess[1] ** 2
     grad[:45] = mu * (d_area + d_cont) / (2.0 * _STEP)
     grad[45] = 1.0 - 2.0 * mu * excess.sum()
@@ -99,7 +109,7 @@ def reach_radius(cand: np.ndarray) -> float:
 def local_minimize(
     cand: np.ndarray,
     *,
-    iters_per_stage: int = 150,
+    iters_per_stage: int = 300,
     schedule: tuple[float, ...] = MU_SCHEDULE,
     counter: Counter | None = None,
 ) -> np.ndarray:
