@@ -40,6 +40,7 @@ POST /api/v1/artifacts/direct/:id/complete | POST /api/v1/artifacts/multipart
 PUT /api/v1/artifacts/multipart/:id/parts/:n | GET /api/v1/artifacts/multipart/:id
 POST /api/v1/artifacts/multipart/complete | GET /api/v1/artifacts | GET /api/v1/artifacts/:id
 GET /api/v1/artifacts/:id/meta | DELETE /api/v1/artifacts/:id
+GET /api/v1/recipes | GET /api/v1/recipes/:name | POST /api/v1/recipes/:name/jobs
 """
 
 
