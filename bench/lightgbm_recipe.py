@@ -1,0 +1,362 @@
+"""lightgbm_train through the platform against plain LightGBM on the same file.
+
+A seeded binary-classification dataset (``--rows`` x 50 features, default 200,000) is written
+as a CSV file. Each figure is the best of ``--runs`` (default 2), wall time in seconds:
+
+(a) ``train``: the recipe job with ``requirements.cpu`` 2 (``POST
+    /api/v1/recipes/lightgbm_train/jobs``, timed from the submit until ``GET /api/v1/jobs/:id``
+    says it ended) against ``lightgbm.train`` in this process with ``num_threads`` 2 on the same
+    file: pyarrow reads the CSV, the same 20 % hold-out scored every round, the same
+    parameters, the model saved. Goal: ≤ 1.15x.
+(b) ``cross_validate``, 5 folds: the recipe job (the folds in parallel tasks on the job's 2
+    CPUs) against ``lightgbm.cv`` with ``num_threads`` 2 on the same file (reading it
+    included). Goal: ≤ 0.8x.
+
+LightGBM's OpenMP threads wait passively on both sides: the recipe's package sets
+``OMP_WAIT_POLICY=PASSIVE`` (see ``recipes/lightgbm_train/__init__.py``) and this process,
+whose anchors import LightGBM after it and whose platform workers inherit its environment,
+imports that package first. The dataset is uploaded once as an artifact with the SDK; one small job of each operation warms
+the platform's workers first (a running platform has LightGBM imported), and the first
+measured runs are kept in the JSON too. ``--local`` measures no platform: the operations in
+this process through ``LocalContext`` (folds one after another), and the folds as Ray tasks
+through the engine's own context on a local 2-CPU Ray, with where the time goes.
+
+    .venv/bin/python bench/lightgbm_recipe.py                  # 200,000 x 50 through the platform
+    .venv/bin/python bench/lightgbm_recipe.py --rows 50000 --runs 1
+    .venv/bin/python bench/lightgbm_recipe.py --local --rows 50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+from _common import (
+    REPO,
+    fmt,
+    isolated_env,
+    log,
+    machine_line,
+    machine_state,
+    run_on_platform,
+    table,
+    verdict,
+    write_results,
+)
+
+from recipes.lightgbm_train.schema import LightGBMTrainPayload
+
+FEATURES = 50
+THREADS = 2
+FOLDS = 5
+GOALS = {"train": 1.15, "cross_validate": 0.8}
+TERMINAL = {"completed", "failed", "cancelled", "timed_out"}
+
+
+def make_dataset(path: Path, rows: int, seed: int = 7) -> None:
+    """``rows`` x 50 features (six decimals) and a binary ``y`` from a noisy non-linear score."""
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.normal(size=(rows, FEATURES)), 6)
+    score = x[:, 0] + 0.7 * x[:, 1] * x[:, 2] - 0.5 * x[:, 3] ** 2 + 0.3 * x[:, 4:10].sum(axis=1)
+    y = (score + rng.normal(scale=1.0, size=rows) > 0).astype(np.int64)
+    columns = {f"f{i}": x[:, i] for i in range(FEATURES)}
+    columns["y"] = y
+    pa_csv.write_csv(pa.table(columns), path)
+
+
+def payload(operation: str, dataset_ref: str = "art_bench") -> dict[str, Any]:
+    return {
+        "operation": operation,
+        "dataset_ref": dataset_ref,
+        "target_column": "y",
+        "objective": "binary",
+        "folds": FOLDS,
+    }
+
+
+def params() -> dict[str, Any]:
+    """What the recipe gives LightGBM for :func:`payload` (its defaults), on 2 threads."""
+    p = LightGBMTrainPayload.model_validate(payload("train"))
+    return {
+        "objective": "binary",
+        "metric": "binary_logloss",
+        "num_leaves": p.num_leaves,
+        "learning_rate": p.learning_rate,
+        "feature_fraction": p.feature_fraction,
+        "bagging_fraction": p.bagging_fraction,
+        "bagging_freq": 0,
+        "seed": p.seed,
+        "num_threads": THREADS,
+        "verbosity": -1,
+    }
+
+
+def read_plain(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    table_ = pa_csv.read_csv(path)
+    y = table_.column("y").to_numpy().astype(np.float64)
+    x = np.column_stack([table_.column(f"f{i}").to_numpy() for i in range(FEATURES)])
+    return x, y
+
+
+def plain_train(path: Path, out: Path) -> float:
+    """Read, hold 20 % out, train 200 rounds scored on it every round, save the model."""
+    import lightgbm as lgb
+
+    rounds = LightGBMTrainPayload.model_validate(payload("train")).n_estimators
+    t0 = time.perf_counter()
+    x, y = read_plain(path)
+    valid = np.random.default_rng(42).random(len(y)) < 0.2
+    train_set = lgb.Dataset(x[~valid], label=y[~valid])
+    valid_set = lgb.Dataset(x[valid], label=y[valid], reference=train_set)
+    booster = lgb.train(params(), train_set, rounds, valid_sets=[valid_set])
+    booster.save_model(str(out / "plain-model.txt"))
+    return time.perf_counter() - t0
+
+
+def plain_cv(path: Path) -> float:
+    """Read, then ``lightgbm.cv`` of 5 stratified folds, 200 rounds (the folds in lockstep)."""
+    import lightgbm as lgb
+
+    rounds = LightGBMTrainPayload.model_validate(payload("train")).n_estimators
+    t0 = time.perf_counter()
+    x, y = read_plain(path)
+    lgb.cv(params(), lgb.Dataset(x, label=y), rounds, folds=stratified_folds(y))
+    return time.perf_counter() - t0
+
+
+def stratified_folds(y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """5 folds keeping the class shares (``lightgbm.cv``'s own needs scikit-learn)."""
+    rng = np.random.default_rng(42)
+    fold = np.empty(len(y), dtype=np.int64)
+    for label in np.unique(y):
+        rows = rng.permutation(np.flatnonzero(y == label))
+        fold[rows] = np.arange(len(rows)) % FOLDS
+    return [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(FOLDS)]
+
+
+def best_of(runs: int, fn: Callable[[], float]) -> tuple[float, list[float]]:
+    times = [fn() for _ in range(runs)]
+    return min(times), times
+
+
+# ---- through the platform ------------------------------------------------------------------
+def run_recipe_job(client: httpx.Client, body: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """Submit, poll the job until it ends; (seconds from submit to the end, its result)."""
+    t0 = time.perf_counter()
+    answer = client.post(
+        "/api/v1/recipes/lightgbm_train/jobs",
+        json={"payload": body, "requirements": {"cpu": THREADS}, "timeout_s": 1800},
+    )
+    if answer.status_code not in (200, 201):
+        raise RuntimeError(f"submit: {answer.status_code} {answer.text[:500]}")
+    job_id = answer.json()["id"]
+    while True:
+        job = client.get(f"/api/v1/jobs/{job_id}").json()
+        if job.get("status") in TERMINAL:
+            break
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - t0
+    if job["status"] != "completed":
+        raise RuntimeError(f"job {job_id} ended {job['status']}: {job.get('error')}")
+    results = client.get(f"/api/v1/results/{job_id}").json()
+    return elapsed, results
+
+
+def platform_figures(
+    url: str, admin_key: str, data: Path, small: Path, runs: int, out: dict[str, Any]
+) -> None:
+    from computalot.client import ComputalotClient
+
+    with ComputalotClient(url, admin_key, timeout=600) as sdk:
+        small_id = sdk.upload_artifact(small)["id"]
+        t0 = time.perf_counter()
+        data_id = sdk.upload_artifact(data)["id"]
+        out["upload_s"] = time.perf_counter() - t0
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=600) as client:
+        for operation in ("train", "cross_validate"):
+            log(f"warm-up: {operation} on 2,000 rows")
+            run_recipe_job(client, payload(operation, small_id))
+        for operation in ("train", "cross_validate"):
+            times = []
+            for run in range(runs):
+                log(f"{operation} through the platform, run {run + 1} of {runs}")
+                elapsed, results = run_recipe_job(client, payload(operation, data_id))
+                times.append(elapsed)
+                out[f"{operation}_result"] = results
+            out[f"{operation}_s"] = min(times)
+            out[f"{operation}_runs_s"] = times
+
+
+# ---- in this process -------------------------------------------------------------------------
+def local_figures(data: Path, work: Path, runs: int) -> dict[str, Any]:
+    """The operations through LocalContext, then the folds as Ray tasks on a local 2-CPU Ray,
+    with the parent's own steps timed apart."""
+    import ray
+
+    from computalot.engine.recipe_context import RayRecipeContext
+    from recipes.context import LocalContext
+    from recipes.lightgbm_train.dataset import load_dataset
+    from recipes.lightgbm_train.folds import binned_rows
+    from recipes.lightgbm_train.operations import run_cross_validate, run_train
+
+    out: dict[str, Any] = {}
+    train_p = LightGBMTrainPayload.model_validate(payload("train"))
+    cv_p = LightGBMTrainPayload.model_validate(payload("cross_validate"))
+    inputs = {"dataset_ref": data}
+
+    def timed(fn: Callable[[], Any]) -> float:
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    out["load_s"] = timed(lambda: load_dataset(cv_p, data))
+    ds = load_dataset(cv_p, data)
+    out["bin_s"] = timed(lambda: binned_rows(cv_p, ds, THREADS))
+    out["train_s"], _ = best_of(
+        runs,
+        lambda: timed(
+            lambda: run_train(LocalContext(work / "t", cpus=THREADS, inputs=inputs), train_p)
+        ),
+    )
+    out["cv_sequential_s"], _ = best_of(
+        runs,
+        lambda: timed(
+            lambda: run_cross_validate(LocalContext(work / "c", cpus=THREADS, inputs=inputs), cv_p)
+        ),
+    )
+    ray.init(address="local", num_cpus=THREADS, include_dashboard=False, log_to_driver=False)
+    try:
+
+        def ray_context() -> RayRecipeContext:
+            return RayRecipeContext(
+                out_dir=work / "r",
+                cpus=THREADS,
+                deadline=time.monotonic() + 3600,
+                inputs={"dataset_ref": (data, data.name)},
+                report=lambda _fields: None,
+            )
+
+        (work / "r").mkdir(exist_ok=True)
+        out["cv_ray_first_s"] = timed(lambda: run_cross_validate(ray_context(), cv_p))
+        out["cv_ray_s"], _ = best_of(
+            runs, lambda: timed(lambda: run_cross_validate(ray_context(), cv_p))
+        )
+    finally:
+        ray.shutdown()
+    return out
+
+
+def report(args: argparse.Namespace, anchors: dict[str, float], ours: dict[str, Any]) -> dict:
+    rows, ratios = [], {}
+    label = "local Ray" if args.local else "platform"
+    pairs = (
+        ("train", ours.get("train_s"), anchors["train_s"], "lightgbm.train"),
+        (
+            "cross_validate",
+            ours.get("cv_ray_s" if args.local else "cross_validate_s"),
+            anchors["cv_s"],
+            "lightgbm.cv",
+        ),
+    )
+    for operation, figure, anchor, anchor_name in pairs:
+        ratio = figure / anchor if figure is not None else None
+        ratios[operation] = ratio
+        rows.append(
+            [
+                operation,
+                fmt(figure, 2),
+                f"{anchor_name} {fmt(anchor, 2)}",
+                "-" if ratio is None else f"{ratio:.2f}x",
+                verdict(None if ratio is None else ratio <= GOALS[operation]),
+                f"<= {GOALS[operation]}x",
+            ]
+        )
+    print(
+        table(
+            f"lightgbm_train: {args.rows:,} x {FEATURES} CSV, {THREADS} CPUs, best of {args.runs}"
+            + (" (in this process: operations, no API)" if args.local else ""),
+            ["operation", f"{label} s", "anchor s", "ratio", "verdict", "goal"],
+            rows,
+        )
+    )
+    if args.local:
+        print(
+            f"in this process: read+prepare {fmt(ours['load_s'], 2)} s, bin once "
+            f"{fmt(ours['bin_s'], 2)} s; cross_validate with folds one after another "
+            f"{fmt(ours['cv_sequential_s'], 2)} s; as Ray tasks {fmt(ours['cv_ray_s'], 2)} s "
+            f"(first {fmt(ours['cv_ray_first_s'], 2)} s)"
+        )
+    return ratios
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--local", action="store_true", help="no platform (see the docstring)")
+    parser.add_argument("--max-seconds", type=float, default=1800.0)
+    args = parser.parse_args(argv)
+    data_dir = isolated_env()
+    work = Path(tempfile.mkdtemp(prefix="computalot-bench-lightgbm-"))
+    start = machine_state()
+    status = 0
+    try:
+        data, small = work / "data.csv", work / "small.csv"
+        log(f"writing {args.rows:,} x {FEATURES} rows")
+        make_dataset(data, args.rows)
+        make_dataset(small, 2_000, seed=8)
+        log("anchors: lightgbm.train and lightgbm.cv in this process")
+        anchors: dict[str, Any] = {}
+        anchors["train_s"], anchors["train_runs_s"] = best_of(
+            args.runs, lambda: plain_train(data, work)
+        )
+        anchors["cv_s"], anchors["cv_runs_s"] = best_of(args.runs, lambda: plain_cv(data))
+        if args.local:
+            ours = local_figures(data, work, args.runs)
+            end = machine_state()
+        else:
+            done = run_on_platform(
+                lambda running, out: platform_figures(
+                    running.url, running.admin_key, data, small, args.runs, out
+                ),
+                num_cpus=THREADS,
+                max_seconds=args.max_seconds,
+                cleanup=[data_dir],
+            )
+            ours, status, end = done.results, done.status, done.machine_end
+        size_mb = data.stat().st_size / 1e6
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(machine_line(start, end))
+    ratios = report(args, anchors, ours)
+    name = "lightgbm_local" if args.local else "lightgbm"
+    path = write_results(
+        name,
+        {
+            "rows": args.rows,
+            "features": FEATURES,
+            "csv_mb": size_mb,
+            "runs": args.runs,
+            "goals": GOALS,
+            "anchors": anchors,
+            "figures": ours,
+            "ratios": ratios,
+        },
+    )
+    print(f"results: {path.relative_to(REPO)}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
