@@ -165,3 +165,17 @@ def test_a_candidate_file_with_nan_fails_the_task_naming_it(member: httpx.Client
     assert job["status"] == "failed", job
     error = member.get(f"{API}/jobs/{job['id']}/tasks").json()["tasks"][0]["error"]
     assert error["code"] == "invalid_input" and "candidate_ref" in error["message"], error
+
+
+def test_the_job_timeout_ends_an_optimiser_with_its_best_so_far_not_a_failure(
+    member: httpx.Client,
+) -> None:
+    """No time budget and far more hops than fit: the job's timeout_s is the budget, with a
+    margin to answer and store the best candidate."""
+    job, result = run(
+        member, {"operation": "basin_hopping", "max_iters": 100_000, "seed": 4}, timeout_s=10
+    )
+    assert job["status"] == "completed", job
+    assert result["valid"] is True
+    task = member.get(f"{API}/jobs/{job['id']}/tasks").json()["tasks"][0]
+    assert task["duration_s"] <= 10
