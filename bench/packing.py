@@ -160,7 +160,9 @@ def optimise_local(args: argparse.Namespace, op: str, work: Path) -> dict[str, A
     from recipes.packing import operations
     from recipes.packing.schema import PackingPayload
 
-    payload = PackingPayload(operation=op, time_budget_s=args.budget_s, seed=args.seed)
+    payload = PackingPayload.model_validate(
+        {"operation": op, "time_budget_s": args.budget_s, "seed": args.seed}
+    )
     with ProcessPoolExecutor(args.cpus) as pool:
         ctx = PoolContext(work / op, pool, args.cpus, args.budget_s + 120)
         started = time.monotonic()
