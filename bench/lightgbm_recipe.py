@@ -193,9 +193,15 @@ def platform_figures(
                 log(f"{operation} through the platform, run {run + 1} of {runs}")
                 elapsed, results = run_recipe_job(client, payload(operation, data_id))
                 times.append(elapsed)
-                out[f"{operation}_result"] = results
+                out[f"{operation}_result"] = _brief(results.get("aggregate_result") or {})
             out[f"{operation}_s"] = min(times)
             out[f"{operation}_runs_s"] = times
+
+
+def _brief(result: dict[str, Any]) -> dict[str, Any]:
+    """What the JSON keeps of a job's result (not the feature importances)."""
+    keep = ("metric", "metric_value", "best_iteration", "n_train", "model_artifact", "mean", "std")
+    return {k: result[k] for k in keep if k in result}
 
 
 # ---- in this process -------------------------------------------------------------------------

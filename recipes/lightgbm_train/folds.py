@@ -3,10 +3,11 @@
 
 The operation reads the file once and bins every row once (:func:`binned_rows`: LightGBM's
 ``save_binary`` of the whole binned dataset, about a tenth of the float matrix); each fold task
-gets the loaded :class:`~recipes.lightgbm_train.dataset.Dataset` and those bytes through the
-context's ``share`` (Ray's object store, NumPy arrays without a copy), writes the bytes to a
-temporary file, loads them and trains on its subset of the rows, as ``lightgbm.cv`` does in one
-process. A fold's result is exactly what :func:`~recipes.lightgbm_train.train.cross_validate_fold`
+gets those bytes and the :class:`~recipes.lightgbm_train.dataset.Dataset` less its features
+(:func:`without_features`: the target says which rows are in which fold) through the context's
+``share`` (Ray's object store, NumPy arrays without a copy), writes the bytes to a temporary
+file, loads them and trains on its subset of the rows, as ``lightgbm.cv`` does in one process.
+A fold's result is exactly what :func:`~recipes.lightgbm_train.train.cross_validate_fold`
 answers on the same binned rows in one process.
 
 :func:`plan_waves` shares the job's CPUs between the folds: as many single-thread folds at a
@@ -16,11 +17,13 @@ CPUs split between them, so the last wave does not leave CPUs idle.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
+import numpy as np
 
 from recipes.lightgbm_train.callbacks import RoundWatch, wall_clock_deadline
 from recipes.lightgbm_train.dataset import Dataset
@@ -60,6 +63,12 @@ def binned_rows(payload: LightGBMTrainPayload, ds: Dataset, num_threads: int) ->
         return path.read_bytes()
 
 
+def without_features(ds: Dataset) -> Dataset:
+    """``ds`` with no feature rows (the names and categories kept): what a fold task needs
+    beside the binned rows."""
+    return dataclasses.replace(ds, features=np.empty((0, len(ds.feature_names))))
+
+
 def run_fold(
     payload: LightGBMTrainPayload,
     ds: Dataset,
@@ -70,7 +79,7 @@ def run_fold(
     stop_at: float | None = None,
 ) -> dict[str, Any]:
     """One fold task: train on every fold but ``fold`` of the rows ``binned`` holds (from
-    :func:`binned_rows`), score on ``fold``. ``stop_at`` (wall-clock seconds): stop boosting
+    :func:`binned_rows`), score on ``fold``; ``ds`` may be :func:`without_features`. ``stop_at`` (wall-clock seconds): stop boosting
     then and answer with the best round so far."""
     metric = resolve_metric(payload, ds.objective)
     params = lightgbm_params(payload, ds, metric, num_threads)

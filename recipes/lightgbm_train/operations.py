@@ -24,7 +24,7 @@ import pyarrow as pa
 from recipes.context import RecipeContext, RecipeFailure
 from recipes.lightgbm_train.callbacks import RoundWatch
 from recipes.lightgbm_train.dataset import load_dataset
-from recipes.lightgbm_train.folds import binned_rows, plan_waves, run_fold
+from recipes.lightgbm_train.folds import binned_rows, plan_waves, run_fold, without_features
 from recipes.lightgbm_train.schema import LightGBMTrainPayload
 from recipes.lightgbm_train.train import (
     MODEL_FILE,
@@ -114,7 +114,7 @@ def run_cross_validate(ctx: RecipeContext, payload: LightGBMTrainPayload) -> dic
         fold_of_rows(ds, payload, k)  # more folds than rows: refused here, not in k tasks
         ctx.progress(final=True, fraction=0.02, message=f"binning {ds.rows} rows once")
         binned = binned_rows(payload, ds, ctx.cpus)
-    shared_ds, shared_binned = ctx.share(ds), ctx.share(binned)
+    shared_ds, shared_binned = ctx.share(without_features(ds)), ctx.share(binned)
     stop_at = time.time() + ctx.time_left() - margin
     results: list[dict[str, Any]] = []
     for wave, threads in plan_waves(k, ctx.cpus):

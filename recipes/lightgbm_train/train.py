@@ -5,9 +5,10 @@ directory whose ``model.txt`` it stores as the model artifact; ``cross_validate`
 :func:`cross_validate_fold` as one Ray task per fold (each with its share of the job's CPUs as
 ``num_threads``) and joins them with :func:`summarise_folds`.
 
-The reported metric is the model's score at its best boosting round on the held-out rows,
+``train``'s metric is the model's score at its best boosting round on the held-out rows,
 computed here from the predictions of the saved model file, so ``lightgbm.Booster(model_file=…)``
-on the same rows reproduces it exactly.
+on the same rows reproduces it exactly; a fold's is LightGBM's record of its best round, as
+``lightgbm.cv`` reports it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import lightgbm as lgb
 import numpy as np
 
 from recipes.lightgbm_train.dataset import Dataset, load_dataset
-from recipes.lightgbm_train.metrics import best_round, metric_value
+from recipes.lightgbm_train.metrics import best_round, metric_value, recorded_name
 from recipes.lightgbm_train.problems import InputProblem
 from recipes.lightgbm_train.schema import METRICS_BY_OBJECTIVE, LightGBMTrainPayload
 
@@ -128,8 +129,9 @@ def _fit(
     num_threads: int,
     binned: lgb.Dataset | None = None,
     callbacks: Sequence[Callable[..., None]] = (),
-) -> tuple[lgb.Booster, int]:
-    """A booster trained on ``train_rows`` and its best round on ``valid_rows`` (1-based);
+) -> tuple[lgb.Booster, int, float]:
+    """A booster trained on ``train_rows``, its best round on ``valid_rows`` (1-based) and
+    LightGBM's own score of that round;
     from subsets of ``binned`` (see :func:`bin_rows`) when given, else binned from the
     training rows. ``callbacks`` see every round after it is recorded (one may stop the
     training early with ``lightgbm.EarlyStopException``: the best round so far counts)."""
@@ -162,7 +164,8 @@ def _fit(
         valid_names=["valid"],
         callbacks=[lgb.record_evaluation(history), *callbacks],
     )
-    return booster, best_round(metric, history["valid"])
+    best = best_round(metric, history["valid"])
+    return booster, best, float(history["valid"][recorded_name(metric)][best - 1])
 
 
 def bin_rows(payload: LightGBMTrainPayload, ds: Dataset, num_threads: int = 1) -> lgb.Dataset:
@@ -215,7 +218,7 @@ def train(
     ds = load_dataset(p, dataset_path, filename)
     metric = resolve_metric(p, ds.objective)
     train_rows, valid_rows = split_indices(ds, p)
-    booster, best = _fit(p, ds, train_rows, valid_rows, metric, num_threads, callbacks=callbacks)
+    booster, best, _ = _fit(p, ds, train_rows, valid_rows, metric, num_threads, callbacks=callbacks)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     booster.save_model(out / MODEL_FILE, num_iteration=best)
@@ -251,7 +254,10 @@ def cross_validate_fold(
     :class:`Dataset` already loaded with the same payload (read once, shared by the folds
     through Ray's object store instead of parsed by each), and ``binned`` its
     :func:`bin_rows` (in one process; across processes, ``save_binary`` it to a file and pass
-    ``lightgbm.Dataset(that_file)``)."""
+    ``lightgbm.Dataset(that_file)``): then the features are not read at all, only the target
+    (which rows are in which fold) and the objective. The fold's metric is LightGBM's own
+    record of its best round, as ``lightgbm.cv`` reports it (no model is saved to
+    reproduce)."""
     p = _payload(payload)
     k = p.folds if folds is None else folds
     if not 0 <= fold < k:
@@ -264,11 +270,11 @@ def cross_validate_fold(
     assignment = fold_of_rows(ds, p, k)
     valid_rows = np.flatnonzero(assignment == fold)
     train_rows = np.flatnonzero(assignment != fold)
-    booster, best = _fit(p, ds, train_rows, valid_rows, metric, num_threads, binned, callbacks)
+    _, best, score = _fit(p, ds, train_rows, valid_rows, metric, num_threads, binned, callbacks)
     return {
         "fold": fold,
         "metric": metric,
-        "metric_value": _score(booster, ds, valid_rows, metric, best),
+        "metric_value": score,
         "best_iteration": best,
     }
 

@@ -232,7 +232,7 @@ def test_cross_validation_folds_and_summary(data_file: Path) -> None:
     binned = bin_rows(p, loaded, 2)
     one = cross_validate_fold(body, loaded, 1, 3, 2, binned=binned)
     assert one == {**result["folds"][1], "metric": "rmse"}
-    shuffled = [cross_validate_fold(body, loaded, k, 3, 1, binned=binned) for k in (2, 0, 1)]
+    shuffled = [cross_validate_fold(body, loaded, k, 3, 2, binned=binned) for k in (2, 0, 1)]
     assert summarise_folds(shuffled) == result
 
     # Binned from its own training rows (a fold task alone with the file), the fold differs a
