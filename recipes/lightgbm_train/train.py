@@ -163,6 +163,9 @@ def _fit(
         valid_sets=[valid_set],
         valid_names=["valid"],
         callbacks=[lgb.record_evaluation(history), *callbacks],
+        # Keeps the validation set's predictions (see _predicted), and saves a model text
+        # round trip at the end.
+        keep_training_booster=True,
     )
     best = best_round(metric, history["valid"])
     return booster, best, float(history["valid"][recorded_name(metric)][best - 1])
@@ -194,12 +197,32 @@ def _lightgbm_name(index: int, name: str) -> str:
     return clean if clean == name else f"{clean}__{index}"
 
 
+def _predicted(
+    booster: lgb.Booster, best: int, saved: Path, ds: Dataset, rows: np.ndarray
+) -> np.ndarray:
+    """What the model saved at ``saved`` (cut at round ``best``) predicts for the validation
+    ``rows``. When ``best`` is the booster's last round, these are the predictions LightGBM kept for the validation
+    set while training (bit for bit what predicting again answers, without the pass over the
+    rows: about 5 % of a 200-round training); else the saved model predicts them."""
+    if best == booster.current_iteration():
+        kept: list[np.ndarray] = []
+
+        def grab(predictions: np.ndarray, _data: lgb.Dataset) -> tuple[str, float, bool]:
+            kept.append(np.array(predictions, copy=True))
+            return "kept", 0.0, False
+
+        booster.eval_valid(feval=grab)
+        if kept:
+            return kept[0]
+    return np.asarray(lgb.Booster(model_file=saved).predict(ds.features[rows]))
+
+
 def _score(
-    booster: lgb.Booster, ds: Dataset, rows: np.ndarray, metric: str, iteration: int
+    booster: lgb.Booster, best: int, saved: Path, ds: Dataset, rows: np.ndarray, metric: str
 ) -> float:
-    pred = booster.predict(ds.features[rows], num_iteration=iteration)
     weight = None if ds.weight is None else ds.weight[rows]
-    return metric_value(metric, ds.target[rows], np.asarray(pred), weight)
+    predicted = _predicted(booster, best, saved, ds, rows)
+    return metric_value(metric, ds.target[rows], predicted, weight)
 
 
 def train(
@@ -223,12 +246,13 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     booster.save_model(out / MODEL_FILE, num_iteration=best)
     (out / PREPROCESSING_FILE).write_text(json.dumps(ds.describe(), default=str))
-    saved = lgb.Booster(model_file=out / MODEL_FILE)
     gains = booster.feature_importance(importance_type="gain", iteration=best)
+    score = _score(booster, best, out / MODEL_FILE, ds, valid_rows, metric)
+    booster.free_dataset()
     return {
         "objective": ds.objective,
         "metric": metric,
-        "metric_value": _score(saved, ds, valid_rows, metric, best),
+        "metric_value": score,
         "best_iteration": best,
         "n_train": len(train_rows),
         "n_valid": len(valid_rows),

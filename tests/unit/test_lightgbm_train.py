@@ -148,6 +148,30 @@ def test_the_saved_model_reproduces_the_reported_metric(
     assert described["categorical_features"] == ["colour"]
 
 
+def test_a_model_cut_before_its_last_round_reproduces_its_metric(
+    data_file: Path, tmp_path: Path
+) -> None:
+    """Overfitting on purpose: the best round is not the last, so the saved model (cut there)
+    predicts the validation rows again; at the last round LightGBM's kept predictions count."""
+    for fields, cut in (
+        ({"learning_rate": 1.0, "num_leaves": 200, "n_estimators": 40}, True),
+        ({}, False),
+    ):
+        body = payload_for("churn", **fields)
+        result = train(body, data_file, tmp_path / str(cut), num_threads=2)
+        rounds = LightGBMTrainPayload.model_validate(body).n_estimators
+        assert (result["best_iteration"] < rounds) is cut
+        p = LightGBMTrainPayload.model_validate(body)
+        ds = load_dataset(p, data_file)
+        _, valid = split_indices(ds, p)
+        model = lgb.Booster(model_file=str(tmp_path / str(cut) / "model.txt"))
+        predicted = np.asarray(model.predict(ds.features[valid]))
+        expected = reference_metric(
+            "binary_logloss", ds.target[valid], predicted, np.ones(len(valid))
+        )
+        assert abs(result["metric_value"] - expected) <= 1e-9
+
+
 @pytest.mark.parametrize(
     "metric", ["rmse", "mae", "binary_logloss", "auc", "multi_logloss", "multi_error"]
 )
