@@ -13,8 +13,13 @@ import pytest
 
 from recipes.context import LocalContext
 from recipes.packing import operations
-from recipes.packing.optimizers.objective import local_minimize, repair, value_and_grad
-from recipes.packing.optimizers.starts import default_start
+from recipes.packing.optimizers.objective import (
+    local_minimize,
+    repair,
+    value_and_grad,
+    value_and_grad_numeric,
+)
+from recipes.packing.optimizers.starts import default_start, perturb
 from recipes.packing.schema import PackingPayload
 from recipes.packing.scoring import evaluate
 
@@ -108,15 +113,27 @@ def test_time_budget_stops_between_epochs(tmp_path: Path) -> None:
     assert result["valid"] and result["elapsed_s"] < 15
 
 
-def test_gradient_matches_differences_of_the_objective() -> None:
+def test_exact_gradient_matches_differences_of_the_objective() -> None:
     rng = np.random.default_rng(0)
-    z = np.append(default_start() + rng.normal(0.0, 0.05, 45), 3.0)
-    _, grad = value_and_grad(z, 10.0)
-    for k in (0, 4, 44, 45):
-        step = np.zeros(46)
-        step[k] = 1e-5
-        numeric = (value_and_grad(z + step, 10.0)[0] - value_and_grad(z - step, 10.0)[0]) / 2e-5
-        assert math.isclose(grad[k], numeric, rel_tol=1e-3, abs_tol=1e-4)
+    start = default_start()
+    pressed = start.copy()  # each disk's second half pushed 0.01 into its first half
+    for i in range(1, 14, 2):
+        pressed[3 * i] -= 0.01 * math.cos(pressed[3 * i + 2])
+        pressed[3 * i + 1] -= 0.01 * math.sin(pressed[3 * i + 2])
+    for z in (
+        np.append(start + rng.normal(0.0, 0.05, 45), 3.0),
+        np.append(perturb(start, rng, 0.2), 3.2),
+        np.append(pressed, 2.9),
+    ):
+        value, grad = value_and_grad(z, 10.0)
+        numeric_value, numeric = value_and_grad_numeric(z, 10.0)
+        assert math.isclose(value, numeric_value, rel_tol=1e-12)
+        np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-5)
+        for k in (0, 4, 44, 45):
+            step = np.zeros(46)
+            step[k] = 1e-6
+            diff = (value_and_grad(z + step, 10.0)[0] - value_and_grad(z - step, 10.0)[0]) / 2e-6
+            assert math.isclose(grad[k], diff, rel_tol=1e-4, abs_tol=1e-5)
 
 
 def test_repair_makes_an_overlapping_packing_valid() -> None:
