@@ -12,7 +12,8 @@ answers on the same binned rows in one process.
 
 :func:`plan_waves` shares the job's CPUs between the folds: as many single-thread folds at a
 time as there are CPUs, and the folds left over (when the CPUs do not divide them) with the
-CPUs split between them, so the last wave does not leave CPUs idle.
+CPUs split between them, so the last wave does not leave CPUs idle. A wave is one call of
+``parallel``, so the folds never hold more CPUs than the job.
 """
 
 from __future__ import annotations
@@ -40,16 +41,14 @@ _BINNED_FILE = "rows.bin"
 
 def plan_waves(folds: int, cpus: int) -> list[tuple[list[int], int]]:
     """``[(fold indices, threads of each), …]``, one entry per call of the context's
-    ``parallel``: together the folds of an entry never use more than ``cpus`` threads at a
-    time (a task holds as many CPUs as it runs threads)."""
+    ``parallel``: the folds of an entry together never run more than ``cpus`` threads (a task
+    holds as many CPUs as it runs threads), so a job never uses more CPUs than it holds, even
+    where the cluster has more free."""
     cpus = max(1, cpus)
-    if folds <= cpus:
-        return [(list(range(folds)), cpus // folds)]
-    rest = folds % cpus
-    whole = folds - rest
-    waves = [(list(range(whole)), 1)]
+    waves = [(list(range(start, start + cpus)), 1) for start in range(0, folds - cpus + 1, cpus)]
+    rest = folds % cpus if folds >= cpus else folds
     if rest:
-        waves.append((list(range(whole, folds)), cpus // rest))
+        waves.append((list(range(folds - rest, folds)), cpus // rest))
     return waves
 
 

@@ -165,7 +165,7 @@ def test_cross_validate_in_parallel_equals_the_folds_one_after_another(
     ctx = PicklingContext(tmp_path / "out", cpus=2, inputs={"dataset_ref": data_file})
     result = run_cross_validate(ctx, p)
     # Two CPUs: four single-thread folds two at a time, then the fifth with both CPUs.
-    assert ctx.waves == [([0, 1, 2, 3], 1), ([4], 2)]
+    assert ctx.waves == [([0, 1], 1), ([2, 3], 1), ([4], 2)]
     json.dumps(result, allow_nan=False)
     # The same folds one after another, each on as many threads as in its wave: the same.
     ds = load_dataset(p, data_file)
@@ -198,18 +198,20 @@ def test_a_fold_past_its_deadline_answers_its_best_round_so_far(data_file: Path)
 @pytest.mark.parametrize(
     ("folds", "cpus", "waves"),
     [
-        (5, 2, [([0, 1, 2, 3], 1), ([4], 2)]),
-        (5, 1, [([0, 1, 2, 3, 4], 1)]),
+        (5, 2, [([0, 1], 1), ([2, 3], 1), ([4], 2)]),
+        (5, 1, [([0], 1), ([1], 1), ([2], 1), ([3], 1), ([4], 1)]),
         (5, 4, [([0, 1, 2, 3], 1), ([4], 4)]),
+        (5, 5, [([0, 1, 2, 3, 4], 1)]),
         (3, 8, [([0, 1, 2], 2)]),
-        (10, 4, [([0, 1, 2, 3, 4, 5, 6, 7], 1), ([8, 9], 2)]),
-        (4, 2, [([0, 1, 2, 3], 1)]),
+        (10, 4, [([0, 1, 2, 3], 1), ([4, 5, 6, 7], 1), ([8, 9], 2)]),
+        (4, 2, [([0, 1], 1), ([2, 3], 1)]),
     ],
 )
 def test_the_folds_share_the_jobs_cpus(
     folds: int, cpus: int, waves: list[tuple[list[int], int]]
 ) -> None:
     assert plan_waves(folds, cpus) == waves
+    assert all(len(wave) * threads <= cpus for wave, threads in waves)
 
 
 def _csv(tmp_path: Path, name: str, text: str | bytes) -> Path:
