@@ -164,6 +164,14 @@ def best_of(runs: int, fn: Callable[[], float]) -> tuple[float, list[float]]:
 # ---- through the platform ------------------------------------------------------------------
 def run_recipe_job(client: httpx.Client, body: dict[str, Any]) -> tuple[float, dict[str, Any]]:
     """Submit, poll the job until it ends; (seconds from submit to the end, its result)."""
+    elapsed, job = finish_job(client, body)
+    if job["status"] != "completed":
+        raise RuntimeError(f"job {job['id']} ended {job['status']}: {job.get('error')}")
+    return elapsed, client.get(f"/api/v1/results/{job['id']}").json()
+
+
+def finish_job(client: httpx.Client, body: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """Submit, poll the job until it ends; (seconds from submit to the end, the job)."""
     t0 = time.perf_counter()
     answer = client.post(
         "/api/v1/recipes/lightgbm_train/jobs",
@@ -177,11 +185,7 @@ def run_recipe_job(client: httpx.Client, body: dict[str, Any]) -> tuple[float, d
         if job.get("status") in TERMINAL:
             break
         time.sleep(0.05)
-    elapsed = time.perf_counter() - t0
-    if job["status"] != "completed":
-        raise RuntimeError(f"job {job_id} ended {job['status']}: {job.get('error')}")
-    results = client.get(f"/api/v1/results/{job_id}").json()
-    return elapsed, results
+    return time.perf_counter() - t0, job
 
 
 def platform_figures(
@@ -199,6 +203,11 @@ def platform_figures(
         for operation in ("train", "cross_validate"):
             log(f"warm-up: {operation} on 2,000 rows")
             run_recipe_job(client, payload(operation, small_id))
+        # A dataset without the target column: the job fails naming the field.
+        _, refused = finish_job(client, {**payload("train", small_id), "target_column": "nope"})
+        out["refused"] = {"status": refused["status"], "error": refused.get("error")}
+        if refused["status"] != "failed" or "target_column" not in str(refused.get("error")):
+            raise RuntimeError(f"a missing target column ended as {out['refused']}")
         # The fixed cost of a job (submit, dispatch, inputs, result, polling): one round on
         # 2,000 rows, next to the same in this process.
         tiny = {**payload("train", small_id), "n_estimators": 1}
@@ -213,6 +222,8 @@ def platform_figures(
                 out[f"{operation}_result"] = _brief(results.get("aggregate_result") or {})
             out[f"{operation}_s"] = min(times)
             out[f"{operation}_runs_s"] = times
+    # The anchor again while the platform is up and idle: what its background costs LightGBM.
+    out["plain_train_platform_up_s"] = min(plain_train(data, data.parent) for _ in range(runs))
 
 
 def _brief(result: dict[str, Any]) -> dict[str, Any]:
@@ -318,6 +329,10 @@ def report(args: argparse.Namespace, anchors: dict[str, float], ours: dict[str, 
             f"fixed cost of a job: train 1 round on 2,000 rows {fmt(ours['tiny_train_s'], 2)} s "
             f"submit to end, {fmt(ours['tiny_train_plain_s'], 2)} s plain; upload of the "
             f"{args.rows:,}-row CSV {fmt(ours.get('upload_s'), 2)} s (not in the figures)"
+        )
+        print(
+            f"lightgbm.train in this process while the platform is up and idle: "
+            f"{fmt(ours.get('plain_train_platform_up_s'), 2)} s"
         )
     if args.local:
         print(
