@@ -25,13 +25,13 @@ from recipes.packing.scoring import evaluate
 
 #: Small budgets: a few short local minimisations each.
 SMALL: dict[str, dict[str, Any]] = {
-    "feasible_optimize": {"n_restarts": 2, "max_iters": 20},
-    "basin_hopping": {"max_iters": 2, "local_iters": 20},
+    "feasible_optimize": {"n_restarts": 2, "max_iters": 15},
+    "basin_hopping": {"max_iters": 2, "local_iters": 15},
     "differential_evolution": {
         "max_iters": 2,
         "population_size": 6,
         "polish_every": 2,
-        "local_iters": 20,
+        "local_iters": 15,
     },
 }
 
@@ -99,7 +99,7 @@ def test_a_start_from_a_best_candidate_artifact(tmp_path: Path) -> None:
     ref = tmp_path / "a" / "best_candidate.json"
     ctx = LocalContext(tmp_path / "b", cpus=1, inputs={"candidate_ref": ref})
     payload = PackingPayload(
-        operation="basin_hopping", candidate_ref="art_prev", max_iters=1, local_iters=20
+        operation="basin_hopping", candidate_ref="art_prev", max_iters=1, local_iters=15
     )
     result = operations.run_basin_hopping(ctx, payload)
     assert result["valid"] and result["best_score"] <= first["best_score"] + 1e-3
@@ -107,7 +107,7 @@ def test_a_start_from_a_best_candidate_artifact(tmp_path: Path) -> None:
 
 def test_time_budget_stops_between_epochs(tmp_path: Path) -> None:
     ctx = LocalContext(tmp_path, cpus=1)
-    payload = PackingPayload(operation="basin_hopping", time_budget_s=0.5, local_iters=20)
+    payload = PackingPayload(operation="basin_hopping", time_budget_s=0.5, local_iters=15)
     result = operations.run_basin_hopping(ctx, payload)
     assert result["stopped"] == "time_budget"
     assert result["valid"] and result["elapsed_s"] < 15

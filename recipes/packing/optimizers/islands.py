@@ -10,10 +10,14 @@ packing however the iterations are grouped into epochs or scheduled.
 - ``feasible_optimize``: iteration r is restart r (the start itself, then random starts or, when
   a start was given, hops around it): local minimisation, then repair.
 - ``basin_hopping``: iteration = one hop from the island's current point (``perturb`` with
-  ``hop_scale``), local minimisation, repair, Metropolis acceptance at ``temperature``.
+  ``hop_scale``), local minimisation, repair, Metropolis acceptance at ``temperature``; an
+  island whose best has not improved in :data:`RESTART_AFTER` hops goes on from a random start.
 - ``differential_evolution``: iteration = one DE/current-to-best/1/bin generation of the
   island's population on the penalised score; the best member is polished (local minimisation
   and repair) when the population is made and every ``polish_every`` generations.
+
+Island 0 begins at the start itself, minimised with :data:`START_EFFORT` times the iterations;
+the other islands begin with a hop from it, so no two islands repeat the same work.
 """
 
 from __future__ import annotations
@@ -61,11 +65,20 @@ def rank_key(valid: bool, radius: float, penalized: float) -> tuple[int, float]:
     return (0, radius) if valid else (1, penalized)
 
 
+#: The start itself is minimised with this many times the iterations of a hop (it is squeezed
+#: the most: from radius ≈ 3.57 for the default start).
+START_EFFORT = 3
+#: A basin-hopping island whose best has not improved in this many hops goes on from a random
+#: start.
+RESTART_AFTER = 12
+
+
 def _polish(
-    cand: np.ndarray, params: dict[str, Any], counter: Counter
+    cand: np.ndarray, params: dict[str, Any], counter: Counter, effort: int = 1
 ) -> tuple[np.ndarray, tuple[int, float], float]:
     """Local minimisation and repair; answers (rounded candidate, rank key, radius)."""
-    local = local_minimize(cand, iters_per_stage=params["local_iters"], counter=counter)
+    iters = params["local_iters"] * effort
+    local = local_minimize(cand, iters_per_stage=iters, counter=counter)
     rounded, valid, radius = repair(local, counter)
     penalized = radius
     if not valid:
@@ -82,23 +95,30 @@ def _feasible_step(state: Island, params: dict[str, Any], it: int, counter: Coun
     rng = _rng(params, 0, it)  # restarts are numbered globally: islands share one sequence
     start: np.ndarray = params["start"]
     if it == 0:
-        cand = start
-    elif params["start_given"]:
-        cand = perturb(start, rng, params["hop_scale"])
+        rounded, key, radius = _polish(start, params, counter, START_EFFORT)
     else:
-        cand = random_start(rng)
-    rounded, key, radius = _polish(cand, params, counter)
+        given = params["start_given"]
+        cand = perturb(start, rng, params["hop_scale"]) if given else random_start(rng)
+        rounded, key, radius = _polish(cand, params, counter)
     state.offer(rounded, key, radius)
 
 
 def _hopping_step(state: Island, params: dict[str, Any], it: int, counter: Counter) -> None:
     rng = _rng(params, state.index, it)
-    if state.current_key[0] == 2:  # first visit: polish the start itself
-        trial = state.current
-    else:
+    effort = 1
+    if state.current_key[0] == 2 and state.index == 0:  # island 0 polishes the start itself
+        trial, effort = state.current, START_EFFORT
+    elif state.extra.get("stale", 0) >= RESTART_AFTER:  # stuck: go on from a random start
+        trial = random_start(rng)
+        state.current_key = (2, math.inf)
+        state.extra["stale"] = 0
+        state.extra["restarts"] = state.extra.get("restarts", 0) + 1
+    else:  # a hop (the other islands' first one from the start)
         trial = perturb(state.current, rng, params["hop_scale"])
-    rounded, key, radius = _polish(trial, params, counter)
+    rounded, key, radius = _polish(trial, params, counter, effort)
+    previous = state.best_key
     state.offer(rounded, key, radius)
+    state.extra["stale"] = 0 if state.best_key < previous else state.extra.get("stale", 0) + 1
     threshold = rng.uniform()
     if key <= state.current_key:
         accept = True
@@ -117,10 +137,10 @@ def _penalized(pop: np.ndarray, penalty: float, counter: Counter) -> np.ndarray:
     return np.where(scored["valid"], scored["radius"], scored["penalized"])
 
 
-def _de_polish(state: Island, params: dict[str, Any], counter: Counter) -> None:
+def _de_polish(state: Island, params: dict[str, Any], counter: Counter, effort: int = 1) -> None:
     assert state.population is not None and state.fitness is not None
     best = int(np.argmin(state.fitness))
-    rounded, key, radius = _polish(state.population[best], params, counter)
+    rounded, key, radius = _polish(state.population[best], params, counter, effort)
     state.offer(rounded, key, radius)
     state.population[best] = rounded
     state.fitness[best] = _penalized(rounded[None, :], params["penalty"], counter)[0]
@@ -129,14 +149,14 @@ def _de_polish(state: Island, params: dict[str, Any], counter: Counter) -> None:
 def _evolution_step(state: Island, params: dict[str, Any], it: int, counter: Counter) -> None:
     rng = _rng(params, state.index, it)
     size = params["population_size"]
-    if state.population is None:
-        pop = np.repeat(state.current[None, :], size, axis=0)
-        pop[1:] = np.array(
-            [perturb(state.current, rng, params["hop_scale"]) for _ in range(size - 1)]
-        )
+    if state.population is None:  # around the start (island 0) or a hop from it
+        centre = state.current if state.index == 0 else perturb(state.current, rng, 0.1)
+        pop = np.repeat(centre[None, :], size, axis=0)
+        pop[1:] = np.array([perturb(centre, rng, params["hop_scale"]) for _ in range(size - 1)])
         state.population = pop
         state.fitness = _penalized(pop, params["penalty"], counter)
-        _de_polish(state, params, counter)
+        state.fitness[0] = -math.inf  # the centre is polished first
+        _de_polish(state, params, counter, START_EFFORT if state.index == 0 else 1)
     pop, fit = state.population, state.fitness
     assert fit is not None
     best = pop[int(np.argmin(fit))]
