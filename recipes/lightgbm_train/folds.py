@@ -78,8 +78,9 @@ def run_fold(
     stop_at: float | None = None,
 ) -> dict[str, Any]:
     """One fold task: train on every fold but ``fold`` of the rows ``binned`` holds (from
-    :func:`binned_rows`), score on ``fold``; ``ds`` may be :func:`without_features`. ``stop_at`` (wall-clock seconds): stop boosting
-    then and answer with the best round so far."""
+    :func:`binned_rows`), score on ``fold``; ``ds`` may be :func:`without_features`.
+    ``stop_at`` (wall-clock seconds): stop boosting then and answer with the best round so
+    far (``stopped_at`` in the answer: the round it stopped after, else None)."""
     metric = resolve_metric(payload, ds.objective)
     params = lightgbm_params(payload, ds, metric, num_threads)
     watch = RoundWatch(payload.n_estimators, time_up=wall_clock_deadline(stop_at))

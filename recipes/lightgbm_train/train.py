@@ -201,9 +201,10 @@ def _predicted(
     booster: lgb.Booster, best: int, saved: Path, ds: Dataset, rows: np.ndarray
 ) -> np.ndarray:
     """What the model saved at ``saved`` (cut at round ``best``) predicts for the validation
-    ``rows``. When ``best`` is the booster's last round, these are the predictions LightGBM kept for the validation
-    set while training (bit for bit what predicting again answers, without the pass over the
-    rows: about 5 % of a 200-round training); else the saved model predicts them."""
+    ``rows``. When ``best`` is the booster's last round, these are the predictions LightGBM
+    kept for the validation set while training (bit for bit what predicting again answers,
+    without the pass over the rows: about 5 % of a 200-round training); else the saved model
+    predicts them."""
     if best == booster.current_iteration():
         kept: list[np.ndarray] = []
 
