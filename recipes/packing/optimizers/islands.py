@@ -17,14 +17,16 @@ packing however the iterations are grouped into epochs or scheduled.
   and repair) when the population is made and every ``polish_every`` generations.
 
 Island 0 begins at the start itself, minimised with :data:`START_EFFORT` times the iterations;
-the other islands begin with a hop from it, so no two islands repeat the same work.
+the other islands begin at random starts, so no two islands repeat the same work.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,7 +72,7 @@ def rank_key(valid: bool, radius: float, penalized: float) -> tuple[int, float]:
 START_EFFORT = 3
 #: A basin-hopping island whose best has not improved in this many hops goes on from a random
 #: start.
-RESTART_AFTER = 12
+RESTART_AFTER = 4
 
 
 def _polish(
@@ -108,12 +110,13 @@ def _hopping_step(state: Island, params: dict[str, Any], it: int, counter: Count
     effort = 1
     if state.current_key[0] == 2 and state.index == 0:  # island 0 polishes the start itself
         trial, effort = state.current, START_EFFORT
-    elif state.extra.get("stale", 0) >= RESTART_AFTER:  # stuck: go on from a random start
+    elif state.current_key[0] == 2 or state.extra.get("stale", 0) >= RESTART_AFTER:
+        # the other islands' first visit, or stuck: go on from a random start
         trial = random_start(rng)
         state.current_key = (2, math.inf)
         state.extra["stale"] = 0
         state.extra["restarts"] = state.extra.get("restarts", 0) + 1
-    else:  # a hop (the other islands' first one from the start)
+    else:
         trial = perturb(state.current, rng, params["hop_scale"])
     rounded, key, radius = _polish(trial, params, counter, effort)
     previous = state.best_key
@@ -149,8 +152,8 @@ def _de_polish(state: Island, params: dict[str, Any], counter: Counter, effort: 
 def _evolution_step(state: Island, params: dict[str, Any], it: int, counter: Counter) -> None:
     rng = _rng(params, state.index, it)
     size = params["population_size"]
-    if state.population is None:  # around the start (island 0) or a hop from it
-        centre = state.current if state.index == 0 else perturb(state.current, rng, 0.1)
+    if state.population is None:  # around the start (island 0) or a random one
+        centre = state.current if state.index == 0 else random_start(rng)
         pop = np.repeat(centre[None, :], size, axis=0)
         pop[1:] = np.array([perturb(centre, rng, params["hop_scale"]) for _ in range(size - 1)])
         state.population = pop
@@ -182,6 +185,35 @@ _STEPS = {
 }
 
 
+_BLAS_SETTERS = (
+    "scipy_openblas_set_num_threads64_",
+    "scipy_openblas_set_num_threads",
+    "openblas_set_num_threads64_",
+    "openblas_set_num_threads",
+)
+
+
+def one_blas_thread() -> None:
+    """Keep every loaded OpenBLAS to one thread in this process: an island is one CPU's work,
+    and L-BFGS-B's small BLAS calls spinning threads of two islands on two cores ran each
+    local minimisation 5.5x slower. Ray sets ``OMP_NUM_THREADS`` in its workers; a process
+    pool or a worker started otherwise may not have."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return
+    libs = {line.split()[-1] for line in maps.splitlines() if "openblas" in line.lower()}
+    for lib in libs:
+        try:
+            handle = ctypes.CDLL(lib)
+        except OSError:
+            continue
+        for name in _BLAS_SETTERS:
+            setter = getattr(handle, name, None)
+            if setter is not None:
+                setter(1)
+
+
 def island_epoch(
     operation: str,
     params: dict[str, Any],
@@ -191,6 +223,7 @@ def island_epoch(
 ) -> Island:
     """Advance ``state`` by ``iterations`` of ``operation`` (stopping early, ``cut_short``, once
     ``time_cap_s`` seconds have passed) and answer it."""
+    one_blas_thread()
     started = time.monotonic()
     counter = Counter()
     step = _STEPS[operation]
