@@ -181,8 +181,9 @@ def run_recipe_job(client: httpx.Client, body: dict[str, Any]) -> tuple[float, d
 
 def finish_job(client: httpx.Client, body: dict[str, Any]) -> tuple[float, dict[str, Any]]:
     """Submit, wait for the job's end on its event stream; (seconds from submit to the end,
-    the job). Not polling ``GET /api/v1/jobs/:id``: every 50 ms, its requests (ingress, API,
-    database) took CPU from the training on these 2 cores."""
+    the job). Not polling ``GET /api/v1/jobs/:id``: at 20 requests a second (for a 50 ms
+    resolution) the ingress, the API and the database would share the job's 2 cores (the
+    effect was not isolated from the other load on the machine)."""
     t0 = time.perf_counter()
     answer = client.post(
         "/api/v1/recipes/lightgbm_train/jobs",
