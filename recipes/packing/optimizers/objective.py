@@ -27,7 +27,7 @@ from .gradients import pair_area_gradients, reach_gradients
 N = 15
 _STEP = 1e-7
 #: Penalty weights of one local minimisation, applied one after another.
-MU_SCHEDULE = (1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0)
+MU_SCHEDULE = (1.0, 10.0, 1_000.0, 100_000.0)
 
 # For each of the 45 numbers (semicircle i = k // 3): the 14 other semicircles.
 _OWNER = np.repeat(np.arange(N), 3)  # (45,) semicircle of each number
