@@ -86,6 +86,7 @@ def run_islands(
     history: list[dict[str, Any]] = []
     stopped = "max_iters"
     epoch_times: list[float] = []
+    step_s = 0.0  # the longest an iteration took so far (an island stops one short of the end)
     epoch = 0
     while True:
         calls = _next_iterations(plan, epoch, done)
@@ -100,13 +101,14 @@ def run_islands(
         active = [k for k in range(plan.islands) if calls[k]]
         results = ctx.parallel(
             island_epoch,
-            [(plan.operation, shared, states[k], calls[k], left) for k in active],
+            [(plan.operation, shared, states[k], calls[k], left - step_s) for k in active],
             num_cpus=1,
         )
         for k, state in zip(active, results, strict=True):
             states[k] = state
             done[k] += len(calls[k]) if not state.cut_short else 0
         epoch_times.append(time.monotonic() - began)
+        step_s = max(step_s, epoch_times[-1] / max(len(calls[k]) for k in active))
         epoch += 1
         best = _best(states)
         evaluations = sum(s.evaluations for s in states)
