@@ -246,6 +246,28 @@ def platform_figures(
             out[f"{operation}_pair_ratios"] = [
                 ours / theirs for ours, theirs in zip(times, anchor_times, strict=True)
             ]
+            out[f"{operation}_timeline"] = timeline(client, str(results.get("job_id")))
+
+
+def timeline(client: httpx.Client, job_id: str) -> list[list[Any]]:
+    """The job's events as ``[seconds after the first, event, what it says]``: where the time
+    of a job goes (queued, dispatched, reading, boosting, stored)."""
+    from datetime import datetime
+
+    events = client.get(f"/api/v1/jobs/{job_id}/events", params={"limit": 1000}).json()["events"]
+    if not events:
+        return []
+    start = datetime.fromisoformat(events[0]["created_at"])
+    rows = []
+    for event in events:
+        data = event.get("data") or {}
+        shown = data.get("progress", data) if isinstance(data, dict) else data
+        if isinstance(shown, dict):
+            keep = ("status", "fraction", "message")
+            shown = {k: shown[k] for k in keep if k in shown}
+        at = (datetime.fromisoformat(event["created_at"]) - start).total_seconds()
+        rows.append([round(at, 3), event["event"], shown])
+    return rows
 
 
 def _brief(result: dict[str, Any]) -> dict[str, Any]:
@@ -360,6 +382,17 @@ def report(args: argparse.Namespace, anchors: dict[str, Any], ours: dict[str, An
             f"{fmt(anchors.get('train_no_platform_s'), 2)} s (with the platform up: "
             f"{fmt(anchors.get('train_s'), 2)} s)"
         )
+    for operation in ("train", "cross_validate"):
+        steps = ours.get(f"{operation}_timeline") or []
+        if steps:
+            shown = [row for row in steps if row[1] != "progress"]
+            progress = [row for row in steps if row[1] == "progress"]
+            if progress:
+                shown += [progress[0], progress[-1]]
+            shown.sort(key=lambda row: row[0])
+            print(f"last {operation} job's events (s after the first): ")
+            for at, event, data in shown:
+                print(f"  {at:7.3f}  {event}  {data}")
     if args.local:
         print(
             f"in this process: read+prepare {fmt(ours['load_s'], 2)} s, bin once "
