@@ -10,7 +10,7 @@ must agree. Goal ≥ 1,000×, bar ≥ 100×.
 
 (b) each optimiser's best valid radius within ``--budget-s`` (default 600) on 2 cores from its
 default start, seed 0: through the platform (``POST /api/v1/recipes/packing/jobs`` with
-``{"operation", "time_budget_s", "seed"}`` and ``requirements.cpu_count`` 2), or with
+``{"operation", "time_budget_s", "seed"}`` and ``requirements.cpu`` 2), or with
 ``--local`` in this process (islands in a pool of 2 worker processes). Each best candidate is
 re-scored by the public scorer. Anchor: the best published radius, 2.948689; bar R ≤ 3.00.
 
@@ -197,8 +197,8 @@ def optimise_platform(
     headers = {"Authorization": f"Bearer {admin_key}"}
     body = {
         "payload": {"operation": op, "time_budget_s": args.budget_s, "seed": args.seed},
-        "requirements": {"cpu_count": args.cpus},
-        "timeout_s": args.budget_s + 120,
+        "requirements": {"cpu": float(args.cpus)},
+        "timeout_s": int(args.budget_s) + 120,
     }
     with httpx.Client(base_url=f"{url}/api/v1", headers=headers, timeout=60) as client:
         started = time.monotonic()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ SMALL: dict[str, dict[str, Any]] = {
     "feasible_optimize": {"n_restarts": 2, "max_iters": 15},
     "basin_hopping": {"max_iters": 2, "local_iters": 15},
     "differential_evolution": {
-        "max_iters": 2,
+        "max_iters": 4,  # two epochs: the population travels to a second task
         "population_size": 6,
         "polish_every": 2,
         "local_iters": 15,
@@ -36,8 +37,24 @@ SMALL: dict[str, dict[str, Any]] = {
 }
 
 
+def _as_ray_passes(value: Any) -> Any:
+    """``value`` as a Ray task receives it: a copy whose NumPy arrays are read-only."""
+    if isinstance(value, np.ndarray):
+        value.flags.writeable = False
+    elif isinstance(value, dict):
+        for item in value.values():
+            _as_ray_passes(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _as_ray_passes(item)
+    elif hasattr(value, "__dict__"):
+        _as_ray_passes(vars(value))
+    return value
+
+
 class Recording(LocalContext):
-    """LocalContext that records the width of each parallel fan-out."""
+    """LocalContext that records the width of each parallel fan-out and hands each call its
+    arguments as Ray does (copied, arrays read-only)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -45,7 +62,8 @@ class Recording(LocalContext):
 
     def parallel(self, fn: Any, calls: Any, *, num_cpus: float = 1) -> list[Any]:
         self.fanouts.append(len(calls))
-        return super().parallel(fn, calls, num_cpus=num_cpus)
+        passed = [_as_ray_passes(pickle.loads(pickle.dumps(args))) for args in calls]
+        return super().parallel(fn, passed, num_cpus=num_cpus)
 
 
 def _run(op: str, out: Path, cpus: int = 2, **extra: Any) -> tuple[dict[str, Any], Recording]:

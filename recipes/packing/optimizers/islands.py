@@ -185,6 +185,16 @@ _STEPS = {
 }
 
 
+def _own_arrays(state: Island) -> None:
+    """Writable copies of the state's arrays (Ray hands a task's NumPy arguments over
+    read-only)."""
+    state.current = np.array(state.current)
+    if state.best is not None:
+        state.best = np.array(state.best)
+    if state.population is not None and state.fitness is not None:
+        state.population, state.fitness = np.array(state.population), np.array(state.fitness)
+
+
 _BLAS_SETTERS = (
     "scipy_openblas_set_num_threads64_",
     "scipy_openblas_set_num_threads",
@@ -224,6 +234,7 @@ def island_epoch(
     """Advance ``state`` by ``iterations`` of ``operation`` (stopping early, ``cut_short``, once
     ``time_cap_s`` seconds have passed) and answer it."""
     one_blas_thread()
+    _own_arrays(state)
     started = time.monotonic()
     counter = Counter()
     step = _STEPS[operation]
