@@ -13,8 +13,9 @@ packing however the iterations are grouped into epochs or scheduled.
   ``hop_scale``), local minimisation, repair, Metropolis acceptance at ``temperature``; an
   island whose best has not improved in :data:`RESTART_AFTER` hops goes on from a random start.
 - ``differential_evolution``: iteration = one DE/current-to-best/1/bin generation of the
-  island's population on the penalised score; the best member is polished (local minimisation
-  and repair) when the population is made and every ``polish_every`` generations.
+  island's population on the penalised score; the fittest member not yet polished is polished
+  (local minimisation and repair) when the population is made and every ``polish_every``
+  generations.
 
 Island 0 begins at the start itself, minimised with :data:`START_EFFORT` times the iterations;
 the other islands begin at random starts, so no two islands repeat the same work.
@@ -141,12 +142,17 @@ def _penalized(pop: np.ndarray, penalty: float, counter: Counter) -> np.ndarray:
 
 
 def _de_polish(state: Island, params: dict[str, Any], counter: Counter, effort: int = 1) -> None:
+    """Polish the fittest member not polished yet (members polished already are local minima:
+    polishing them again finds nothing new)."""
     assert state.population is not None and state.fitness is not None
-    best = int(np.argmin(state.fitness))
-    rounded, key, radius = _polish(state.population[best], params, counter, effort)
+    polished = state.extra.setdefault("polished", np.zeros(len(state.fitness), dtype=bool))
+    fresh = np.where(polished, np.inf, state.fitness)
+    pick = int(np.argmin(fresh if np.isfinite(fresh).any() else state.fitness))
+    rounded, key, radius = _polish(state.population[pick], params, counter, effort)
     state.offer(rounded, key, radius)
-    state.population[best] = rounded
-    state.fitness[best] = _penalized(rounded[None, :], params["penalty"], counter)[0]
+    state.population[pick] = rounded
+    state.fitness[pick] = _penalized(rounded[None, :], params["penalty"], counter)[0]
+    polished[pick] = True
 
 
 def _evolution_step(state: Island, params: dict[str, Any], it: int, counter: Counter) -> None:
@@ -174,6 +180,7 @@ def _evolution_step(state: Island, params: dict[str, Any], it: int, counter: Cou
     trial_fit = _penalized(trial, params["penalty"], counter)
     better = trial_fit <= fit
     pop[better], fit[better] = trial[better], trial_fit[better]
+    state.extra["polished"][better] = False
     if (it + 1) % params["polish_every"] == 0:
         _de_polish(state, params, counter)
 
@@ -193,6 +200,7 @@ def _own_arrays(state: Island) -> None:
         state.best = np.array(state.best)
     if state.population is not None and state.fitness is not None:
         state.population, state.fitness = np.array(state.population), np.array(state.fitness)
+        state.extra["polished"] = np.array(state.extra["polished"])
 
 
 _BLAS_SETTERS = (
