@@ -172,7 +172,14 @@ def optimise_local(args: argparse.Namespace, op: str, work: Path) -> dict[str, A
 
 
 def _find_result(value: Any) -> dict[str, Any] | None:
-    """The optimiser's result inside whatever ``GET /results/:id`` wraps it in."""
+    """The optimiser's result in ``GET /results/:id``: ``results[0].result`` (the job's one
+    task), else wherever a dict with ``best_candidate`` is."""
+    if isinstance(value, dict) and isinstance(value.get("results"), list) and value["results"]:
+        first = value["results"][0]
+        if isinstance(first, dict) and isinstance(first.get("result"), dict):
+            inner = first["result"]
+            if "best_candidate" in inner:
+                return inner
     if isinstance(value, dict):
         if "best_candidate" in value:
             return value
