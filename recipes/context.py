@@ -80,7 +80,8 @@ class RecipeContext(ABC):
         ``num_cpus`` on the cluster), answers in the order of ``calls``. ``fn`` must be a
         module-level function (it is imported by name on the worker). An exception in one call
         is raised here after the others are stopped. A cancel or timeout of the job stops them
-        all."""
+        all. NumPy arrays reach a call read-only (Ray hands them over from its object store
+        without a copy): copy one before writing to it."""
 
     @abstractmethod
     def share(self, value: Any) -> Any:
