@@ -23,12 +23,14 @@ import logging
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import ray
 from numpy.typing import NDArray
+from pydantic import BaseModel
 
 from computalot.engine.attempt import AttemptSpec, Outcome
 from computalot.engine.cleanup import CLEANER, owner_tag
@@ -44,7 +46,7 @@ from computalot.engine.run_task import (
 )
 from computalot.engine.task_files import InputUnavailable, place_inputs, upload_artifacts
 from recipes.context import RecipeFailure
-from recipes.registry import get_recipe
+from recipes.registry import Recipe, get_recipe
 
 log = logging.getLogger("computalot.run_recipe")
 
@@ -98,8 +100,9 @@ def _result_text(result: Any, limit: int) -> tuple[str | None, str | None]:
         text = json.dumps(result, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         return None, f"the operation's result is not plain JSON: {exc}"
-    if text_bytes(text) > limit:
-        return None, f"the result is {text_bytes(text)} bytes; the limit is {limit}"
+    size = text_bytes(text)
+    if size > limit:
+        return None, f"the result is {size} bytes; the limit is {limit}"
     return text, None
 
 
@@ -108,15 +111,27 @@ def _inputs(spec: AttemptSpec, root: Path) -> dict[str, tuple[Path, str]]:
     return {field: (root / rel, filename) for field, (rel, filename) in inputs.items()}
 
 
-def _run(spec: AttemptSpec, root: Path, started: float) -> tuple[Outcome, NDArray[np.uint8] | None]:
+def _operation(spec: AttemptSpec) -> tuple[Recipe, Callable[..., Any], BaseModel]:
+    """The recipe, its operation's function and the payload as its model; ``LookupError``
+    naming what is missing (a deployment without the recipe or operation the job names)."""
     recipe_spec = spec.recipe or {}
     recipe = get_recipe(str(recipe_spec.get("recipe")))
     if recipe is None:
-        return _failed(
-            "recipe_error", f"recipe {recipe_spec.get('recipe')!r} not found", started
-        ), None
-    run = recipe.operation(str(recipe_spec.get("operation"))).load()
-    payload = recipe.payload_model.model_validate(spec.payload)
+        raise LookupError(f"recipe {recipe_spec.get('recipe')!r} is not on this worker")
+    try:
+        run = recipe.operation(str(recipe_spec.get("operation"))).load()
+        payload = recipe.payload_model.model_validate(spec.payload)
+    except (KeyError, LookupError, ImportError, ValueError) as exc:
+        raise LookupError(f"recipe {recipe.name!r}: {type(exc).__name__}: {exc}") from None
+    return recipe, run, payload
+
+
+def _run(spec: AttemptSpec, root: Path, started: float) -> tuple[Outcome, NDArray[np.uint8] | None]:
+    recipe_spec = spec.recipe or {}
+    try:
+        recipe, run, payload = _operation(spec)
+    except LookupError as exc:
+        return _failed("recipe_error", str(exc), started), None
     deadline = started + spec.timeout_s
     try:
         place_inputs(root, list(spec.downloads), spec.store, deadline)

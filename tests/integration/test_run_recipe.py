@@ -125,3 +125,17 @@ def test_published_files_carry_the_ids_the_result_quotes() -> None:
     assert by_path["best.json"]["id"] == result["best_artifact"]
     assert result["best_artifact"].startswith("art_")
     assert "id" not in by_path["scratch.txt"]  # the dispatcher names it when it records it
+
+
+def test_a_task_naming_what_this_worker_lacks_fails_as_a_recipe_error() -> None:
+    """A job written by a deployment with another recipe, operation or payload model."""
+    unknown = spec_for("fan")
+    unknown = AttemptSpec(**{**_fields(unknown), "recipe": {**unknown.recipe, "operation": "warp"}})
+    outcome, _ = execute_recipe(unknown)
+    assert outcome.status == "recipe_error" and "warp" in str(outcome.error), outcome
+    outcome, _ = execute_recipe(spec_for("fan", colour="red"))
+    assert outcome.status == "recipe_error" and "colour" in str(outcome.error), outcome
+
+
+def _fields(spec: AttemptSpec) -> dict[str, Any]:
+    return {name: getattr(spec, name) for name in AttemptSpec.__dataclass_fields__}
