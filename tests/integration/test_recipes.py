@@ -158,8 +158,12 @@ def test_a_recipe_job_is_held_and_billed_like_any_job(member: httpx.Client) -> N
     assert float(job["cost"]["held_usd"]) > 0
     done = wait_job(member, job["id"])
     assert done["status"] == "completed"
+    settled = member.get(f"{API}/jobs/{job['id']}").json()
+    charged = float(settled["cost"]["charged_usd"])
+    assert charged > 0, settled["cost"]
     after = member.get(f"{API}/account/balance").json()
-    assert float(after["ledger_balance_usd"]) <= float(before["ledger_balance_usd"])
+    spent = float(before["ledger_balance_usd"]) - float(after["ledger_balance_usd"])
+    assert spent == pytest.approx(charged, abs=1e-6)
     assert float(after["held_usd"]) == pytest.approx(float(before["held_usd"]), abs=1e-9)
 
 
