@@ -187,3 +187,15 @@ def test_cancelling_an_optimiser_stops_its_sub_tasks(member: httpx.Client) -> No
     ended = wait_job(member, job["id"])
     assert ended["status"] == "cancelled"
     wait_for(lambda: float(ray.available_resources().get("CPU", 0)) == total, "every CPU free", 30)
+
+
+def test_batch_submit_takes_recipe_jobs_each_checked_on_its_own(member: httpx.Client) -> None:
+    good = {"recipe": "packing", "payload": {"candidate": CANDIDATE}}
+    bad = {"recipe": "packing", "payload": {"candidate": CANDIDATE[:3]}}
+    answer = member.post(f"{API}/jobs/batch", json={"jobs": [good, bad]})
+    assert answer.status_code == 201, answer.text
+    first, second = answer.json()["jobs"]
+    assert first["recipe"] == "packing"
+    assert second["error"]["code"] == "validation_error"
+    assert second["error"]["details"][0]["loc"][:2] == ["payload", "candidate"]
+    assert wait_job(member, first["id"])["status"] == "completed"
