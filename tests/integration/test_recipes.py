@@ -151,10 +151,10 @@ def test_eval_through_both_submit_routes_with_an_idempotency_key(member: httpx.C
 
 
 def test_a_recipe_job_is_held_and_billed_like_any_job(member: httpx.Client) -> None:
+    """A few seconds of work (a millisecond eval rounds to $0 at a micro-dollar)."""
     before = member.get(f"{API}/account/balance").json()
-    job = member.post(
-        f"{API}/recipes/packing/jobs", json={"payload": {"candidate": CANDIDATE}}
-    ).json()
+    payload = {"operation": "basin_hopping", "time_budget_s": 2, "islands": 1}
+    job = member.post(f"{API}/recipes/packing/jobs", json={"payload": payload}).json()
     assert float(job["cost"]["held_usd"]) > 0
     done = wait_job(member, job["id"])
     assert done["status"] == "completed"
