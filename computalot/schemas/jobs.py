@@ -9,15 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from computalot.schemas.text import reject_control, reject_nul
 
-#: The job type this server runs; the others are named in the schema and refused (see
-#: :data:`NOT_YET`) until the release that builds them.
-RUNNABLE_TYPE = "structured_runner"
-JOB_TYPES = (RUNNABLE_TYPE, "sweep", "map_reduce", "benchmark")
+JOB_TYPES = ("structured_runner", "sweep", "map_reduce", "benchmark")
 PRIORITY_RANK = {"high": 0, "normal": 1, "low": 2}
 #: Fan-out elements (and batch size) per job.
 MAX_ELEMENTS = 100_000
@@ -46,47 +42,8 @@ class Checkpointing(BaseModel):
     resume_from_latest: bool = True
 
 
-_SWEEP = "sweep jobs are not available yet; express the grid as fan_out.items (one per point)"
-_MAP_REDUCE = (
-    "map_reduce jobs are not available yet; use fan_out (by or chunks) with merge_strategy "
-    "collect or weighted_avg"
-)
-_BENCHMARK = (
-    "benchmark jobs are not available yet; use fan_out.items (one per candidate and replica) "
-    "with merge_strategy keyed"
-)
-#: Fields the schema names (``docs/llms-full.md``, "Coming in later releases") but this server
-#: does not act on yet. A request carrying one (not null) is refused naming it, rather than
-#: accepted and silently ignored.
-NOT_YET: dict[str, str] = {
-    "callback_url": (
-        "callbacks are not delivered yet; follow the job with GET /api/v1/jobs/watch or "
-        "GET /api/v1/jobs/:id/stream instead"
-    ),
-    "checkpointing": (
-        "checkpointing is not available yet; a retried task starts over, so keep attempts "
-        "short (fan_out) or save progress in your own store"
-    ),
-    "parameters": _SWEEP,
-    "fixed_payload": _SWEEP,
-    "rank_by": _SWEEP,
-    "split": _MAP_REDUCE,
-    "reduce": _MAP_REDUCE,
-    "candidates": _BENCHMARK,
-    "shared_payload": _BENCHMARK,
-    "replicas": _BENCHMARK,
-}
-_NOT_YET_TYPES = {"sweep": _SWEEP, "map_reduce": _MAP_REDUCE, "benchmark": _BENCHMARK}
-
-
-def not_available(message: str) -> PydanticCustomError:
-    """A 422 whose message is ``message`` as written (no "Value error, " prefix)."""
-    return PydanticCustomError("not_available", message)
-
-
 class JobSubmit(BaseModel):
-    """``POST /api/v1/jobs``. Unknown fields are refused so a typo never silently does nothing,
-    and so are the fields of :data:`NOT_YET` (422 naming the field) until they are built."""
+    """``POST /api/v1/jobs``. Unknown fields are refused so a typo never silently does nothing."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -110,7 +67,9 @@ class JobSubmit(BaseModel):
     checkpointing: Checkpointing | None = None
     meta: Any = None
     variant: Any = None
-    # Sweep, map_reduce and benchmark fields: refused until those job types land (NOT_YET).
+    # sweep (parameters, fixed_payload, rank_by), map_reduce (split, reduce) and benchmark
+    # (candidates, shared_payload, replicas, rank_by): checked with the job type
+    # (``computalot.jobs.workflows``).
     parameters: dict[str, Any] | None = None
     fixed_payload: dict[str, Any] | None = None
     rank_by: Any = None
@@ -119,20 +78,6 @@ class JobSubmit(BaseModel):
     candidates: Any = None
     shared_payload: dict[str, Any] | None = None
     replicas: int | None = Field(default=None, ge=1, le=1000)
-
-    @field_validator("type")
-    @classmethod
-    def _runnable_type(cls, value: str | None) -> str | None:
-        if value is not None and value in _NOT_YET_TYPES:
-            raise not_available(_NOT_YET_TYPES[value])
-        return value
-
-    @field_validator(*NOT_YET, mode="before")
-    @classmethod
-    def _not_yet(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is not None and info.field_name is not None:
-            raise not_available(NOT_YET[info.field_name])
-        return value
 
     @field_validator("runner_command")
     @classmethod

@@ -193,6 +193,12 @@ class Job(Base):
     meta: Mapped[Any] = mapped_column(JSON, nullable=True)
     variant: Mapped[Any] = mapped_column(JSON, nullable=True)
     callback_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    #: Callback delivery (``computalot.callbacks``): ``pending`` from submit (a job with a
+    #: ``callback_url``) until ``delivered`` or ``failed`` (tries used up); the sender claims a
+    #: terminal pending job by moving ``callback_next_at`` forward (compare-and-set).
+    callback_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    callback_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    callback_next_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     #: While ``planning``: task rows written so far (rows 0..planned_tasks-1 exist), which
     #: planner writes the rest and until when its lease holds (``computalot.jobs.planning``).
@@ -210,6 +216,7 @@ class Job(Base):
         Index("ix_jobs_account_status", "account_id", "status"),
         Index("ix_jobs_status", "status"),
         Index("ix_jobs_finished_at", "finished_at"),
+        Index("ix_jobs_callback", "callback_state", "callback_next_at"),
     )
 
 
@@ -246,6 +253,9 @@ class Task(Base):
     artifacts: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     #: Seconds every attempt of the task ran, added as each attempt ends (what billing charges).
     billed_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    #: The latest saved ``COMPUTALOT_CHECKPOINT_DIR`` of the task (``engine.checkpoints``):
+    #: ``{"key", "size", "sha256", "attempt", "saved_at"}`` in the artifact store, or null.
+    checkpoint: Mapped[Any] = mapped_column(JSON, nullable=True)
     __table_args__ = (
         Index("ix_tasks_job_index", "job_id", "index"),
         Index("ix_tasks_job_status_index", "job_id", "status", "index"),
@@ -262,6 +272,58 @@ class Event(Base):
     data: Mapped[Any] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     __table_args__ = (Index("ix_events_job_id", "job_id", "id"),)
+
+
+class ProjectEvent(Base):
+    """One event of a project's stream (``GET /projects/:name/stream``): push, init, node,
+    status, kv. ``id`` orders them and is the SSE ``id:`` (resume with ``Last-Event-ID``)."""
+
+    __tablename__ = "project_events"
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(String(40))
+    account_id: Mapped[str] = mapped_column(String(40))
+    event: Mapped[str] = mapped_column(String(16))
+    data: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    __table_args__ = (Index("ix_project_events_project_id", "project_id", "id"),)
+
+
+class ProjectKV(Base):
+    """A project's key-value entry: a JSON value with a version bumped by every write."""
+
+    __tablename__ = "project_kv"
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(40))
+    value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ProjectNode(Base):
+    """How far one node prepared one revision of a project (``POST /projects/:name/init``, or
+    the first job there). ``node_id`` is Ray's (internal, never shown); ``node`` the public
+    name (``node-1``…)."""
+
+    __tablename__ = "project_nodes"
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    revision_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(40))
+    node: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))  # initializing | ready | failed
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    warmed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    validation: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class IdempotencyKey(Base):

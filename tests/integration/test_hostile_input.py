@@ -96,21 +96,6 @@ def test_meta_nested_5000_levels_is_refused(admin: httpx.Client, project: str) -
     assert_envelope(post_raw(admin, f"{API}/jobs", body), 400, "bad_request")
 
 
-#: A well-formed value of each field the server does not act on yet (callbacks, checkpoints,
-#: sweep, map_reduce and benchmark jobs).
-_NOT_YET_VALUES: dict[str, Any] = {
-    "callback_url": "https://example.com/hook",
-    "checkpointing": {"enabled": True, "resume_from_latest": True},
-    "parameters": {"lr": [0.1, 0.01]},
-    "fixed_payload": {"dataset": "v3"},
-    "rank_by": "val_loss",
-    "split": {"field": "seeds"},
-    "reduce": {"hits": "sum"},
-    "candidates": {"a": {}},
-    "shared_payload": {"n": 1},
-    "replicas": 3,
-}
-
 MISTYPED = [
     pytest.param({"timeout_s": "10"}, ["timeout_s"], id="timeout-string"),
     pytest.param({"timeout_s": True}, ["timeout_s"], id="timeout-bool"),
@@ -161,29 +146,6 @@ def test_mistyped_fields_are_422_naming_the_field(
     err = assert_envelope(admin.post(f"{API}/jobs", json=body), 422, "validation_error")
     assert err["details"][0]["loc"][: len(loc)] == loc, err
     assert err["recommended_action"]
-
-
-NOT_YET_BODIES = [
-    *[pytest.param({name: value}, name, id=name) for name, value in _NOT_YET_VALUES.items()],
-    *[
-        pytest.param({"type": t}, "type", id=f"type-{t}")
-        for t in ("sweep", "map_reduce", "benchmark")
-    ],
-]
-
-
-@pytest.mark.parametrize(("fields", "name"), NOT_YET_BODIES)
-def test_fields_not_built_yet_are_422_naming_them(
-    admin: httpx.Client, project: str, fields: dict[str, Any], name: str
-) -> None:
-    """A field the server would not act on is refused, never accepted and ignored."""
-    body = {"project": project, "runner_command": ["python3", "runner.py"], **fields}
-    err = assert_envelope(admin.post(f"{API}/jobs", json=body), 422, "validation_error")
-    assert err["details"][0]["loc"] == [name], err
-    assert err["message"].startswith(f"{name}: ") and "not " in err["message"], err
-    batch = admin.post(f"{API}/jobs/batch", json={"jobs": [body]})
-    assert batch.status_code == 201, batch.text
-    assert batch.json()["jobs"][0]["error"]["details"][0]["loc"] == [name]
 
 
 def _cursor(value: Any) -> str:

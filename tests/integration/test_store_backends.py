@@ -44,6 +44,9 @@ EXPECTED_TABLES = {
     "tasks",
     "events",
     "ledger",
+    "project_events",
+    "project_kv",
+    "project_nodes",
 }
 
 
