@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.jobs.merge import ElementResult, WeightedAverage, merge_results
+from computalot.jobs.workflows import WORKFLOW_TYPES
+from computalot.jobs.workflows.aggregate import workflow_aggregate
 from computalot.states import JobStatus
 from computalot.store.models import Job
 from computalot.store.results import job_elements
@@ -84,6 +86,8 @@ async def computed_aggregate(db: AsyncSession, job: Job) -> tuple[Any, list[str]
     warnings for the job; raises on data the strategy cannot use (the caller fails the job)."""
     spec = job.spec
     strategy = strategy_of(job)
+    if strategy in WORKFLOW_TYPES:  # sweep, map_reduce, benchmark: the job type's aggregate
+        return await workflow_aggregate(db, job)
     if strategy != "weighted_avg":
         raise ValueError(f"unknown merge strategy {strategy!r}")
     average = WeightedAverage(

@@ -37,6 +37,7 @@ from computalot import views
 from computalot.billing.holds import settle_job
 from computalot.ids import new_id
 from computalot.jobs.fanout import TaskPlan, plan_fanout
+from computalot.jobs.workflows import workflow_tasks
 from computalot.states import JobStatus, TaskStatus, job_is_terminal
 from computalot.store.db import Store
 from computalot.store.events import EventRow, write_events
@@ -99,7 +100,10 @@ def plan_input(payload: dict[str, Any], fan_out: Any, batch_size: int | None) ->
 
 
 def replan(stored: Any) -> list[TaskPlan]:
-    """The tasks of a job from its stored ``plan_input`` (planning is deterministic)."""
+    """The tasks of a job from its stored ``plan_input`` (planning is deterministic). A sweep or
+    benchmark stores its request, not its items: its tasks are generated again from it."""
+    if stored.get("workflow") is not None:
+        return workflow_tasks(stored)
     return plan_fanout(stored["payload"], stored["fan_out"], stored["batch_size"]).tasks
 
 

@@ -31,6 +31,15 @@ PROJECT_ONLY = (
     "merge_strategy",
     "merge_key",
     "weight_field",
+    # the sweep / map_reduce / benchmark fields (``jobs.workflows``)
+    "parameters",
+    "fixed_payload",
+    "rank_by",
+    "split",
+    "reduce",
+    "candidates",
+    "shared_payload",
+    "replicas",
 )
 
 

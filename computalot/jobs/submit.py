@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.artifacts.inputs import check_submit_inputs
 from computalot.billing.holds import hold_job, job_price, worst_case_usd
+from computalot.callbacks.urls import callback_policy, check_callback_url
 from computalot.errors import Conflict, field_error
 from computalot.ids import new_id
 from computalot.jobs.fanout import FanoutPlan, plan_fanout, task_count
@@ -35,6 +36,7 @@ from computalot.jobs.planning import (
 from computalot.jobs.quotas import Quotas, check_quotas, lock_account
 from computalot.jobs.recipe_submit import check_recipe_submit
 from computalot.jobs.resources import check_satisfiable, ray_options, resolve_requirements
+from computalot.jobs.workflows import Workflow, check_workflow
 from computalot.projects.service import get_project_with_revision
 from computalot.sandbox.limits import ceiling_errors
 from computalot.sandbox.status import UNCONFINED
@@ -72,6 +74,8 @@ class Checked:
     blocked: bool
     #: A recipe job's ``{"recipe", "operation", "inputs"}`` (``jobs.recipe_submit``).
     recipe: dict[str, Any] | None = None
+    #: A sweep, map_reduce or benchmark job's translation into a fan-out (``jobs.workflows``).
+    workflow: Workflow | None = None
 
 
 @dataclass(frozen=True)
@@ -133,8 +137,15 @@ async def submit_job(
     await hold_job(db, job, usd_per_hour, settings)  # 402 here rolls everything back
     if planning:
         return Submitted(job, True, Planning(job.id, account_id, job.plan_input, 0, job.blocked))
-    await write_inline(db, job, replan(plan_input(body.payload, body.fan_out, body.batch_size)))
+    await write_inline(db, job, replan(_plan_input(body, checked)))
     return Submitted(job, created=True)
+
+
+def _plan_input(body: JobSubmit, checked: Checked) -> dict[str, Any]:
+    """What planning builds the job's tasks from (a workflow's own, else the fan-out's)."""
+    if checked.workflow is not None:
+        return checked.workflow.stored
+    return plan_input(body.payload, body.fan_out, body.batch_size)
 
 
 async def validate_submit(
@@ -145,22 +156,38 @@ async def validate_submit(
     settings: Settings | None,
 ) -> Checked:
     """Every check that can refuse the submit (422, 404, 409), and the plan it validated."""
+    check_callback_url(body.callback_url, callback_policy(settings))
     if body.recipe is not None:
         return await _validate_recipe(db, account_id, body, limits, settings)
+    # A grid is counted here, before any lookup: a 1000 x 1000 sweep is refused unbuilt.
+    workflow = check_workflow(body, limits.max_elements)
     project, revision, runner_command = await _project_command(db, account_id, body)
-    merge_strategy = validate_merge_options(body.merge_strategy, body.merge_key, body.weight_field)
-    if body.batch_size is not None and body.fan_out is None:
-        raise field_error(["batch_size"], "batch_size needs a fan_out (by or items)")
-    plan = plan_fanout(body.payload, body.fan_out, body.batch_size, tasks=False)
-    if plan.element_count > limits.max_elements:
-        raise field_error(["fan_out"], f"at most {limits.max_elements} elements per job")
+    if workflow is not None:
+        merge_strategy, plan = workflow.type, workflow.plan
+    else:
+        merge_strategy = validate_merge_options(
+            body.merge_strategy, body.merge_key, body.weight_field
+        )
+        if body.batch_size is not None and body.fan_out is None:
+            raise field_error(["batch_size"], "batch_size needs a fan_out (by or items)")
+        plan = plan_fanout(body.payload, body.fan_out, body.batch_size, tasks=False)
+        if plan.element_count > limits.max_elements:
+            raise field_error(["fan_out"], f"at most {limits.max_elements} elements per job")
     minimums, options = _resources(body, limits, settings)
-    await check_submit_inputs(
-        db, account_id, body.payload, body.fan_out, plan.kind, revision.manifest
-    )
+    payload = workflow.payload if workflow is not None else body.payload
+    fan_out = workflow.stored["fan_out"] if workflow is not None else body.fan_out
+    await check_submit_inputs(db, account_id, payload, fan_out, plan.kind, revision.manifest)
     blocked = await _check_dependencies(db, account_id, body.depends_on)
     return Checked(
-        project, revision, runner_command, merge_strategy, plan, minimums, options, blocked
+        project,
+        revision,
+        runner_command,
+        merge_strategy,
+        plan,
+        minimums,
+        options,
+        blocked,
+        workflow=workflow,
     )
 
 
@@ -192,11 +219,6 @@ async def _project_command(
     db: AsyncSession, account_id: str, body: JobSubmit
 ) -> tuple[Project, Revision, list[str]]:
     """The job's project, its active revision and the command to run."""
-    job_type = body.type or "structured_runner"
-    if job_type != "structured_runner":
-        raise field_error(
-            ["type"], f"job type {job_type!r} is not available yet; use structured_runner"
-        )
     if not body.project:
         raise field_error(["project"], "required for project jobs")
     project, revision = await get_project_with_revision(db, account_id, body.project)
@@ -238,11 +260,11 @@ def build_job(
 ) -> Job:
     """The job row; a ``planning`` one carries what another planner needs to resume it."""
     plan = checked.plan
-    payload = body.payload
+    payload = checked.workflow.payload if checked.workflow is not None else body.payload
     if plan.kind == "by":
         # The list lives on in the tasks' element deltas; keeping it in the job row too would
         # make every dispatcher read of the job parse up to 100,000 elements again.
-        payload = {**body.payload, plan.spec["by"]: None}
+        payload = {**payload, plan.spec["by"]: None}
     warnings = list(checked.revision.warnings) if checked.revision is not None else []
     if settings is not None and settings.sandbox == "none" and checked.recipe is None:
         warnings.append(UNCONFINED)
@@ -269,11 +291,12 @@ def build_job(
         n_total=n_tasks,
         n_queued=0 if planning else n_tasks,
         planned_tasks=0 if planning else n_tasks,
-        plan_input=plan_input(body.payload, body.fan_out, body.batch_size) if planning else None,
+        plan_input=_plan_input(body, checked) if planning else None,
         warnings=warnings,
         meta=body.meta,
         variant=body.variant,
         callback_url=body.callback_url,
+        callback_state="pending" if body.callback_url else None,
         created_at=utcnow(),
     )
 
@@ -291,6 +314,7 @@ def _job_spec(body: JobSubmit, checked: Checked) -> dict[str, Any]:
         "runner_command": checked.runner_command,
         "minimums": checked.minimums,
         **(checked.recipe or {}),
+        **({"workflow": checked.workflow.spec} if checked.workflow is not None else {}),
     }
 
 
