@@ -10,13 +10,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from computalot.callbacks.verify import verify_callback_signature
     from computalot.client import AsyncComputalotClient, ComputalotClient
 
-__all__ = ["AsyncComputalotClient", "ComputalotClient"]
+__all__ = ["AsyncComputalotClient", "ComputalotClient", "verify_callback_signature"]
 __version__ = "0.2.0"
 
 
 def __getattr__(name: str) -> Any:
+    if name == "verify_callback_signature":  # for receivers: the standard library only
+        from computalot.callbacks import verify
+
+        return verify.verify_callback_signature
     if name in __all__:
         from computalot import client
 

@@ -51,6 +51,7 @@ ROUTES: tuple[Route, ...] = (
     Route("send_feedback", "POST", f"{API}/feedback"),
     # account and auth ("Auth")
     Route("account", "GET", f"{API}/account"),
+    Route("rotate_callback_secret", "POST", f"{API}/account/callback_secret/rotate"),
     Route("wallet_challenge", "POST", f"{API}/auth/wallet/challenge"),
     Route("wallet_verify", "POST", f"{API}/auth/wallet/verify"),
     # balance, holds, ledger, quotes and x402 top-ups ("Billing")
@@ -185,6 +186,11 @@ class Endpoints(Generic[D, S]):
     # --- account and auth -------------------------------------------------------------------
     def account(self) -> D:
         return self._call(Req("GET", f"{API}/account"))
+
+    def rotate_callback_secret(self) -> D:
+        """A new ``callback_secret`` (the account object); callbacks sent from now on are signed
+        with it only. Check them with ``computalot.verify_callback_signature``."""
+        return self._call(Req("POST", f"{API}/account/callback_secret/rotate"))
 
     def wallet_challenge(self, wallet_address: str, chain: str = "base") -> D:
         body = {"wallet_address": wallet_address, "chain": chain}

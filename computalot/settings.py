@@ -156,6 +156,49 @@ class Settings(BaseSettings):
         default=3600.0, ge=1, description="how often each API replica runs the retention sweep"
     )
 
+    # Job callbacks (docs/llms-full.md, "Callbacks"; computalot.callbacks).
+    callback_allow_private: bool = Field(
+        default=False, description="allow loopback and private callback targets (never link-local)"
+    )
+    callback_allow_networks: list[str] = Field(
+        default_factory=list,
+        description="JSON list of CIDRs allowed as callback targets although private",
+    )
+    callback_retry_s: str = Field(
+        default="10,30,90,180,300",
+        description="seconds before each retry of a failed callback (commas); tries = n + 1",
+    )
+    callback_timeout_s: float = Field(default=10.0, gt=0, le=60, description="per attempt")
+    callback_poll_s: float = Field(
+        default=2.0, gt=0, le=60, description="how often each API replica looks for due callbacks"
+    )
+
+    @field_validator("callback_allow_networks")
+    @classmethod
+    def _check_callback_networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{net!r} is not a CIDR network: {exc}") from None
+        return value
+
+    @field_validator("callback_retry_s")
+    @classmethod
+    def _check_callback_retry(cls, value: str) -> str:
+        try:
+            delays = [float(part) for part in value.split(",")]
+        except ValueError:
+            raise ValueError("must be seconds separated by commas, e.g. 10,30,90") from None
+        if not delays or len(delays) > 20 or any(not 0 < d <= 86400 for d in delays):
+            raise ValueError("1 to 20 delays, each between 0 and 86400 seconds (exclusive of 0)")
+        return value
+
+    @property
+    def callback_retry_delays(self) -> tuple[float, ...]:
+        """Seconds to wait before each retry of a failed callback (``callback_retry_s``)."""
+        return tuple(float(part) for part in self.callback_retry_s.split(","))
+
     # Auth.
     session_ttl_s: int = Field(default=24 * 3600, ge=60)
     challenge_ttl_s: int = Field(default=300, ge=10)

@@ -86,6 +86,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             "COMPUTALOT_MAX_QUEUED_TASKS_PER_ACCOUNT": "30000",
             # An operator's wallet, as /ready asks for (the placeholder is a burn address).
             "COMPUTALOT_X402_PAY_TO": "0x00000000000000000000000000000000c0ffee01",
+            # Callback receivers of the tests listen on 127.0.0.2, the one private address
+            # allowed: 127.0.0.1, [::1], 10/8 stay refused as in production
+            # (tests/integration/test_callbacks.py). Retries come quickly.
+            "COMPUTALOT_CALLBACK_ALLOW_NETWORKS": '["127.0.0.2/32"]',
+            "COMPUTALOT_CALLBACK_RETRY_S": "1,1,1,1",
+            "COMPUTALOT_CALLBACK_POLL_S": "0.3",
         }
     )
     get_settings.cache_clear()

@@ -3,10 +3,12 @@
 Each API replica runs them (started and stopped with the app's lifespan, ``serve_app.deployment``):
 the planner writes the big jobs this replica accepted; every :data:`~computalot.jobs.planning.
 SWEEP_S` it resumes planning jobs whose planner died; every ``COMPUTALOT_RETENTION_SWEEP_S`` it
-runs the retention sweep. The replicas sit next to the store and are already several, so no
-extra process is needed and a dead replica's work is taken over by another; the dispatcher keeps
-its event loop for dispatching. Replicas sweep independently (every delete is idempotent), each
-starting at a random point of the interval so they rarely sweep at once.
+runs the retention sweep; every ``COMPUTALOT_CALLBACK_POLL_S`` it sends the job callbacks that
+are due (``computalot.callbacks.delivery``). The replicas sit next to the store and are already
+several, so no extra process is needed and a dead replica's work is taken over by another; the
+dispatcher keeps its event loop for dispatching. Replicas sweep independently (every delete is
+idempotent; a callback is claimed before it is sent), each starting at a random point of the
+interval so they rarely sweep at once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from computalot.artifacts.store import open_store
+from computalot.callbacks.delivery import CallbackSender
 from computalot.jobs.planning import Engine, Planner
 from computalot.maintenance.retention import sweep
 from computalot.settings import Settings
@@ -31,6 +34,7 @@ class Maintenance:
         self.store = store
         self.settings = settings
         self.planner = Planner(store, engine)
+        self.callbacks = CallbackSender(store, settings)
         self.tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -41,6 +45,7 @@ class Maintenance:
         self.tasks = [
             loop.create_task(self.planner.sweep_forever()),
             loop.create_task(self.retention_forever()),
+            loop.create_task(self.callbacks.run_forever()),
         ]
 
     async def stop(self) -> None:

@@ -21,7 +21,8 @@ GET /health | GET /live | GET /ready | GET /metrics | GET /skill.md | GET /llms.
 GET /llms-full.txt | GET /docs | GET /openapi.json | GET /api/v1/docs | GET /api/v1/docs/recipes
 GET /api/v1/docs/python-sdk | GET /api/v1/docs/workflows | POST /api/v1/feedback
 POST /api/v1/auth/wallet/challenge | POST /api/v1/auth/wallet/verify | POST /api/v1/auth/register
-GET /api/v1/account | GET /api/v1/admin/accounts | POST /api/v1/admin/accounts
+GET /api/v1/account | POST /api/v1/account/callback_secret/rotate
+GET /api/v1/admin/accounts | POST /api/v1/admin/accounts
 GET /api/v1/admin/accounts/:id/keys | POST /api/v1/admin/accounts/:id/keys
 POST /api/v1/admin/keys/:id/revoke | POST /api/v1/admin/wallets
 POST /api/v1/admin/accounts/:id/grants | GET /api/v1/admin/feedback

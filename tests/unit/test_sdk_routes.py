@@ -75,6 +75,7 @@ CALLS: list[tuple[str, Callable[[ComputalotClient], Any]]] = [
     ("docs_guide", lambda c: c.docs_guide("workflows")),
     ("send_feedback", lambda c: c.send_feedback("bug", "t", "d")),
     ("account", lambda c: c.account()),
+    ("rotate_callback_secret", lambda c: c.rotate_callback_secret()),
     ("wallet_challenge", lambda c: c.wallet_challenge("0xabc")),
     ("wallet_verify", lambda c: c.wallet_verify("wch_1", "0xabc", "0xsig")),
     ("balance", lambda c: c.balance()),
