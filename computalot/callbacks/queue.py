@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.states import TERMINAL_JOB
@@ -39,7 +39,7 @@ class Due:
     attempts: int
 
 
-def _due_clause(now: datetime):  # type: ignore[no-untyped-def]
+def _due_clause(now: datetime) -> ColumnElement[bool]:
     return (
         (Job.callback_state == PENDING)
         & or_(Job.callback_next_at.is_(None), Job.callback_next_at <= now)

@@ -194,7 +194,7 @@ def _hosts_names_for_loopback() -> list[str]:
             infos = socket.getaddrinfo(name, 80, type=socket.SOCK_STREAM)
         except OSError:
             continue
-        if any(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback for i in infos):
+        if any(ipaddress.ip_address(str(i[4][0]).split("%")[0]).is_loopback for i in infos):
             found.append(name)
     return found
 
