@@ -7,6 +7,7 @@ integration tests (one cluster and one API per test session).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 
 from computalot import ingress
+from computalot.auth.task_tokens import load_or_create_secret
 from computalot.billing.prices import price_table
 from computalot.ingress_pages import INGRESS_BUFSIZE
 from computalot.private_files import make_private_dirs, tighten_tree, write_private
@@ -216,6 +218,10 @@ def start(
         shutil.rmtree(haproxy_dir(settings), ignore_errors=True)
     env = cluster_env(settings)
     secrets = Secrets.of(settings)
+    if secrets.task_token_secret is None:  # kept in data_dir: adopted tasks keep theirs
+        secrets = dataclasses.replace(
+            secrets, task_token_secret=load_or_create_secret(settings.data_dir)
+        )
     os.environ.update({k: v for k, v in env.items() if k.startswith("RAY_SERVE_")})
     init_kwargs: dict[str, Any] = {
         "namespace": settings.ray_namespace,

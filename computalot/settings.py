@@ -97,6 +97,8 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy async URL; default SQLite in data_dir"
     )
     metrics_token: SecretStr | None = None
+    #: Signs task tokens (``auth.task_tokens``); default: generated once in data_dir.
+    task_token_secret: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     public_url: str | None = Field(default=None, description="URL users reach the API at")
@@ -384,7 +386,7 @@ def get_settings() -> Settings:
 #: to another process as environment variables, where anything that can read
 #: ``/proc/<pid>/environ`` sees them: the platform hands them to its actors and API replicas as
 #: a constructor argument (:class:`Secrets`). Every ``SecretStr`` field belongs here.
-SECRET_SETTINGS = ("database_url", "metrics_token")
+SECRET_SETTINGS = ("database_url", "metrics_token", "task_token_secret")
 SECRET_ENV = tuple(f"COMPUTALOT_{name.upper()}" for name in SECRET_SETTINGS)
 
 
@@ -400,17 +402,24 @@ class Secrets:
 
     database_url: str
     metrics_token: str | None = None
+    task_token_secret: str | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> Secrets:
         token = settings.metrics_token
+        task_secret = settings.task_token_secret
         return cls(
             database_url=settings.resolved_database_url,
             metrics_token=token.get_secret_value() if token is not None else None,
+            task_token_secret=task_secret.get_secret_value() if task_secret is not None else None,
         )
 
     def overrides(self) -> dict[str, Any]:
-        return {"database_url": self.database_url, "metrics_token": self.metrics_token}
+        return {
+            "database_url": self.database_url,
+            "metrics_token": self.metrics_token,
+            "task_token_secret": self.task_token_secret,
+        }
 
     def __repr__(self) -> str:
         return "Secrets(<hidden>)"

@@ -77,7 +77,16 @@ def task_out(job: Job, task: Task) -> dict[str, Any]:
         "result_quality": task.result_quality,
         "result_warnings": redact_value(task.result_warnings or []),
         "artifacts": task.artifacts or [],
+        "checkpoint": checkpoint_out(task.checkpoint),
     }
+
+
+def checkpoint_out(value: Any) -> dict[str, Any] | None:
+    """The task's latest saved checkpoint (``engine.checkpoints``): size, attempt, saved_at;
+    never its blob key."""
+    if not isinstance(value, dict) or "key" not in value:
+        return None
+    return {name: value.get(name) for name in ("size", "attempt", "saved_at")}
 
 
 def output_out(task: Task) -> dict[str, Any]:

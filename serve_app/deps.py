@@ -55,6 +55,29 @@ async def get_caller(request: Request, db: Db) -> Principal:
     return principal
 
 
+async def get_task_or_caller(request: Request, db: Db) -> Principal:
+    """Like :func:`get_caller`, and a running task's token (``flt_``) is accepted too: only
+    the routes a task token may use (its project's KV, artifact uploads) depend on this; every
+    other route refuses task tokens through :func:`get_caller`."""
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthorized("missing bearer token")
+    secret = get_settings_dep(request).task_token_secret
+    task_secret = secret.get_secret_value() if secret is not None else ""
+    principal = await authenticate(db, token, task_tokens=task_secret)
+    request.state.principal = principal
+    request.app.state.rate_limiter.check(principal.account_id)
+    return principal
+
+
+async def get_task_or_writer(
+    caller: Annotated[Principal, Depends(get_task_or_caller)],
+) -> Principal:
+    if not caller.can_write:
+        raise Forbidden(f"role '{caller.role}' is read-only")
+    return caller
+
+
 async def get_writer(caller: Annotated[Principal, Depends(get_caller)]) -> Principal:
     if not caller.can_write:
         raise Forbidden(f"role '{caller.role}' is read-only")
@@ -70,3 +93,6 @@ async def get_admin(caller: Annotated[Principal, Depends(get_caller)]) -> Princi
 Caller = Annotated[Principal, Depends(get_caller)]
 Writer = Annotated[Principal, Depends(get_writer)]
 Admin = Annotated[Principal, Depends(get_admin)]
+#: Opt-ins for a task token (``flt_``): a project's KV and artifact uploads only.
+TaskOrCaller = Annotated[Principal, Depends(get_task_or_caller)]
+TaskOrWriter = Annotated[Principal, Depends(get_task_or_writer)]

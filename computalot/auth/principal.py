@@ -9,13 +9,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from computalot.auth.task_tokens import BadTaskToken, is_task_token, verify_task_token
 from computalot.errors import Unauthorized
 from computalot.ids import hash_token, token_kind
+from computalot.states import TaskStatus
 from computalot.store.accounts import find_credential
-from computalot.store.models import ApiKey, WalletSession
+from computalot.store.models import Account, ApiKey, Job, Task, WalletSession
 from computalot.timeutil import utcnow
+
+#: What a task token may do (docs/llms-full.md, "Environment"); every other route refuses it.
+TASK_TOKEN_ROUTES = "its project's KV and artifact uploads"
+
+
+@dataclass(frozen=True)
+class TaskScope:
+    """The one running attempt a task token (``flt_``) speaks for, and its project."""
+
+    project_id: str
+    job_id: str
+    task_id: str
+    attempt: int
 
 
 @dataclass(frozen=True)
@@ -27,6 +43,8 @@ class Principal:
     name: str
     credential: str  # "flk" | "fls" | "flt"
     credential_id: str
+    #: Set for a task token only: it acts as the job's account, for that project alone.
+    task_scope: TaskScope | None = None
 
     @property
     def can_write(self) -> bool:
@@ -37,8 +55,17 @@ class Principal:
         return self.role == "admin"
 
 
-async def authenticate(session: AsyncSession, token: str) -> Principal:
-    """Resolve a bearer token to a :class:`Principal` or raise 401 (one query)."""
+async def authenticate(
+    session: AsyncSession, token: str, *, task_tokens: str | None = None
+) -> Principal:
+    """Resolve a bearer token to a :class:`Principal` or raise 401 (one query).
+
+    A task token (``flt_``) is refused unless the route opted in: ``task_tokens`` is then the
+    platform's task token secret (``serve_app.deps``), so no route takes one by accident."""
+    if is_task_token(token):
+        if task_tokens is None:
+            raise _task_token_refused()
+        return await authenticate_task(session, token, task_tokens)
     kind = token_kind(token)
     if kind is None:
         raise Unauthorized("malformed token")
@@ -63,4 +90,38 @@ async def authenticate(session: AsyncSession, token: str) -> Principal:
                 "wallet session expired", recommended_action="sign a new wallet challenge"
             )
         return Principal(account.id, account.role, account.name, "fls", sess.id)
-    raise Unauthorized("task tokens are only valid for a running task's KV and artifact routes")
+    raise _task_token_refused()
+
+
+def _task_token_refused() -> Unauthorized:
+    return Unauthorized(
+        f"a task token (flt_) is only accepted for {TASK_TOKEN_ROUTES}",
+        recommended_action="call this route with an API key (flk_) or a wallet session (fls_)",
+    )
+
+
+async def authenticate_task(session: AsyncSession, token: str, secret: str) -> Principal:
+    """A task token whose attempt is running now, as a :class:`Principal` of the job's
+    account scoped to the job's project; 401 otherwise (also once the task has ended)."""
+    try:
+        claim = verify_task_token(secret, token)
+    except BadTaskToken as exc:
+        raise Unauthorized(str(exc)) from None
+    query = (
+        select(Task.status, Task.attempt, Job.id, Job.project_id, Account)
+        .join(Job, Job.id == Task.job_id)
+        .join(Account, Account.id == Task.account_id)
+        .where(Task.id == claim.task_id)
+    )
+    row = (await session.execute(query)).first()
+    if row is None or row[3] is None:
+        raise Unauthorized("task token names no task of a project job")
+    status, attempt, job_id, project_id, account = row
+    assert project_id is not None
+    if status != TaskStatus.RUNNING or attempt != claim.attempt:
+        raise Unauthorized(
+            "task token expired: its task attempt is no longer running",
+            recommended_action="a task token is only good while its task runs",
+        )
+    scope = TaskScope(project_id, job_id, claim.task_id, claim.attempt)
+    return Principal(account.id, account.role, account.name, "flt", claim.task_id, scope)

@@ -59,6 +59,12 @@ class AttemptSpec:
     #: A recipe task (``engine.run_recipe``): ``{"recipe", "operation", "cpus", "inputs":
     #: {field: [path under the attempt root, filename]}}``; None for a project task.
     recipe: dict[str, Any] | None = None
+    #: ``COMPUTALOT_TASK_TOKEN`` (``auth.task_tokens``): "" for a recipe task. Never shown.
+    task_token: str = field(default="", repr=False)
+    #: ``COMPUTALOT_CHECKPOINT_DIR`` is set and saved (``engine.checkpoints``); the blob key of
+    #: the checkpoint to restore first ("" = start empty).
+    checkpointing: bool = False
+    checkpoint_key: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +100,8 @@ class Outcome:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     artifact_warnings: list[str] = field(default_factory=list)
     node_id: str | None = None  # the Ray node that ran it (warm-node tracking)
+    #: The attempt's saved checkpoint directory ``{key, size, sha256}`` (``engine.checkpoints``).
+    checkpoint: dict[str, Any] | None = None
 
     @property
     def has_output(self) -> bool:

@@ -27,6 +27,8 @@ from computalot.artifacts.inputs import (
     task_inputs,
 )
 from computalot.artifacts.store import StoreConfig
+from computalot.auth.task_tokens import mint_task_token
+from computalot.engine import checkpoints
 from computalot.engine.attempt import AttemptSpec
 from computalot.engine.claiming import Launch, UnreadableTask
 from computalot.engine.packages import (
@@ -72,6 +74,9 @@ class InputKeys:
         self.store = store
         self.limit = limit
         self.keys: OrderedDict[tuple[str, str], str] = OrderedDict()
+        #: ``{task id: blob key}`` of the checkpoints the next launches restore (read by
+        #: ``RevisionCache.load``, taken by ``launch_spec``).
+        self.checkpoints: dict[str, str] = {}
 
     def get(self, account_id: str, artifact_id: str) -> str:
         """The key, or "" for an artifact that is not (or no longer) the account's."""
@@ -171,6 +176,8 @@ class RevisionCache:
                 wanted[job.account_id].update(a for a, _path in found)
         if any(wanted.values()):
             await self.inputs.load(db, wanted)
+        resuming = [t.id for j, t, a in launches if a > 1 and checkpoints.wants_resume(j.spec)]
+        self.inputs.checkpoints = await checkpoints.load_resume_keys(db, resuming)
 
     def put(self, revision_id: str, info: RevisionInfo) -> None:
         self.revisions[revision_id] = info
@@ -258,6 +265,11 @@ def launch_spec(
         store=revision.inputs.store if revision.inputs is not None else None,
         downloads=downloads(job, task, payload, revision),
         max_artifact_bytes=settings.max_artifact_bytes,
+        task_token=_task_token(settings, job, task.id, attempt),
+        checkpointing=checkpoints.enabled(job.spec),
+        checkpoint_key=(
+            revision.inputs.checkpoints.pop(task.id, "") if revision.inputs is not None else ""
+        ),
     )
     options = dict(job.resources)
     uri = packages.uri(revision.content_hash)
@@ -269,6 +281,14 @@ def launch_spec(
     # share one (``options_key``).
     options["name"] = f"computalot-task:{job.revision_id}"
     return spec, options
+
+
+def _task_token(settings: Settings, job: JobInfo, task_id: str, attempt: int) -> str:
+    """The attempt's ``COMPUTALOT_TASK_TOKEN`` (``auth.task_tokens``); "" without a secret."""
+    secret = settings.task_token_secret
+    if secret is None or not job.project_id:
+        return ""
+    return mint_task_token(secret.get_secret_value(), task_id, attempt, job.timeout_s)
 
 
 def recipe_inputs(job: JobInfo) -> dict[str, tuple[str, str]]:

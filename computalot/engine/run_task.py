@@ -29,7 +29,7 @@ import stat
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ import numpy as np
 import ray
 from numpy.typing import NDArray
 
+from computalot.engine import checkpoints
 from computalot.engine.attempt import AttemptSpec, Outcome
 from computalot.engine.cleanup import CLEANER, owner_tag
 from computalot.engine.names import HUB_NAME
@@ -229,6 +230,10 @@ class AttemptFiles:
     def tmp(self) -> Path:
         return self.root / "tmp"
 
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / checkpoints.DIR_NAME
+
 
 def _task_env(
     spec: AttemptSpec, files: AttemptFiles, sandbox: TaskSandbox | None
@@ -250,6 +255,10 @@ def _task_env(
             "TMPDIR": where(files.tmp),
         }
     )
+    if spec.checkpointing:
+        extra["COMPUTALOT_CHECKPOINT_DIR"] = where(files.checkpoint)
+    if spec.task_token:
+        extra["COMPUTALOT_TASK_TOKEN"] = spec.task_token
     cwd = files.work / spec.workdir
     return base_env(extra, Path(where(cwd)))
 
@@ -296,6 +305,7 @@ def _run(
     except InputUnavailable as exc:
         missing = RunOutcome(None, "input_unavailable", str(exc), "", "", "", 0.0, None)
         return _outcome(missing), None
+    restored = _restore_checkpoint(spec, files, begun + spec.timeout_s)
     reporter = _LiveReporter(spec)
     ran = run_command(
         argv,
@@ -313,7 +323,23 @@ def _run(
     result, big_text = _read_result(spec, ran, files)
     until = begun + spec.timeout_s + spec.kill_grace_s + UPLOAD_SLACK_S
     stored = upload_artifacts(files.artifacts, spec.store, spec.max_artifact_bytes, until)
-    return _outcome(ran, result, stored), big_text
+    outcome = _outcome(ran, result, stored)
+    if spec.checkpointing:  # also after a failure or a timeout (its group is already killed)
+        saved, warnings = checkpoints.save_checkpoint(files.checkpoint, spec.store, until)
+        warned = [*restored, *warnings, *outcome.artifact_warnings]
+        outcome = replace(outcome, checkpoint=saved, artifact_warnings=warned)
+    return outcome, big_text
+
+
+def _restore_checkpoint(spec: AttemptSpec, files: AttemptFiles, deadline: float) -> list[str]:
+    """Create the checkpoint directory and restore the task's latest checkpoint into it
+    (``engine.checkpoints``); warnings for the result when it could not be restored."""
+    if not spec.checkpointing:
+        return []
+    files.checkpoint.mkdir()
+    return checkpoints.restore_checkpoint(
+        files.checkpoint, spec.checkpoint_key, spec.store, deadline
+    )
 
 
 def execute_attempt(spec: AttemptSpec) -> tuple[Outcome, NDArray[np.uint8] | None]:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.artifacts.service import add_reference
 from computalot.artifacts.store import Blob as StoredBlob
+from computalot.engine import checkpoints
 from computalot.engine.attempt import Outcome
 from computalot.engine.cancelling import cancel_requeued
 from computalot.engine.counters import bump_counters, finish_if_done
@@ -69,7 +70,10 @@ async def _write_artifacts(
 def stored_keys(outcome: Outcome | None) -> list[str]:
     """The store keys of the files an attempt's worker stored (to discard when the attempt is
     not recorded)."""
-    return [str(a["key"]) for a in (outcome.artifacts if outcome is not None else []) if "key" in a]
+    if outcome is None:
+        return []
+    keys = [str(a["key"]) for a in outcome.artifacts if "key" in a]
+    return keys + ([str(outcome.checkpoint["key"])] if outcome.checkpoint else [])
 
 
 #: One attempt's task row, if that attempt is still the running one (SET from the parameters);
@@ -218,6 +222,7 @@ class _Settlement:
         self.accounts: dict[str, str] = {}
         self.warmed: set[WarmKey] = set()
         self.big: list[tuple[str, Any]] = []  # (task id, a big result's bytes)
+        self.checkpointed: list[str] = []  # tasks whose attempt saved a checkpoint
         #: (task, artifact id, a file its worker stored in the artifact store)
         self.artifacts: list[tuple[TaskRow, str, dict[str, Any]]] = []
 
@@ -278,6 +283,9 @@ class _Settlement:
             row["output_attempt"] = attempt
         if ran.last_progress is not None:
             row["latest_progress"] = ran.last_progress
+        if ran.checkpoint:  # replaces the task's previous one (its blob is deleted)
+            row["checkpoint"] = checkpoints.checkpoint_row(ran.checkpoint, attempt, self.now)
+            self.checkpointed.append(task.id)
         if ran.artifacts:
             # a recipe's worker names the files its result quotes (``engine.run_recipe``)
             ids = [str(item.get("id") or new_id("art")) for item in ran.artifacts]
@@ -329,6 +337,8 @@ async def apply_verdicts(
     batch = _Settlement(db, budget, blobs=write_blobs is not None)
     for one in judged:
         batch.add(one, lost_budget)
+    if batch.checkpointed:
+        unused += list((await checkpoints.replaced_keys(db, batch.checkpointed)).values())
     await _write_task_rows(db, batch.rows)
     if batch.artifacts:
         unused += await _write_artifacts(db, batch.artifacts)

@@ -31,6 +31,7 @@ PROJECT_ONLY = (
     "merge_strategy",
     "merge_key",
     "weight_field",
+    "checkpointing",  # a recipe runs no command that could write COMPUTALOT_CHECKPOINT_DIR
     # the sweep / map_reduce / benchmark fields (``jobs.workflows``)
     "parameters",
     "fixed_payload",

@@ -313,6 +313,7 @@ def _job_spec(body: JobSubmit, checked: Checked) -> dict[str, Any]:
         "weight_field": body.weight_field,
         "runner_command": checked.runner_command,
         "minimums": checked.minimums,
+        "checkpointing": body.checkpointing.model_dump() if body.checkpointing else None,
         **(checked.recipe or {}),
         **({"workflow": checked.workflow.spec} if checked.workflow is not None else {}),
     }

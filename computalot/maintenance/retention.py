@@ -8,8 +8,9 @@
 * A wallet challenge goes a day after it expired (until then a late answer still reads
   "challenge expired").
 * A finished job's task artifacts go with the job (their rows; their bytes when no other
-  artifact references the same content). Bytes in the artifact store that no artifact references
-  any more (``blobs`` rows left by an interrupted delete) go an hour later; uploads never
+  artifact references the same content), and so do its tasks' saved checkpoints
+  (``engine.checkpoints``; a live task's checkpoint is never touched). Bytes in the artifact
+  store that no artifact references any more (``blobs`` rows left by an interrupted delete) go an hour later; uploads never
   completed go when they expire (multipart after 24 hours, direct when their URL does), with
   their parts and their pending artifact; the local store's partial files of a crashed process
   a day later.
@@ -40,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.artifacts import service as artifact_rows
 from computalot.artifacts.store import ArtifactStore, MultipartUpload
+from computalot.engine.checkpoints import job_checkpoint_keys
 from computalot.states import OPEN_JOB, TERMINAL_JOB
 from computalot.store.db import Store
 from computalot.store.models import (
@@ -142,7 +144,10 @@ async def _expire_jobs(
         if not job_ids:
             return
         swept.events += await delete_chunks(store, Event.id, Event.job_id.in_(job_ids))
+        async with store.sessions() as db:  # a task's checkpoint goes with it
+            checkpoint_keys = await job_checkpoint_keys(db, job_ids)
         swept.tasks += await delete_chunks(store, Task.id, Task.job_id.in_(job_ids))
+        await _drop_bytes(artifacts, checkpoint_keys)
         swept.artifacts += await _drop_job_artifacts(store, job_ids, artifacts)
         async with store.sessions() as db:
             await db.execute(delete(IdempotencyKey).where(IdempotencyKey.job_id.in_(job_ids)))

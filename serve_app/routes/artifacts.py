@@ -19,7 +19,7 @@ from computalot.artifacts import bridge, service, uploads
 from computalot.artifacts.store import ArtifactStore, open_store
 from computalot.errors import NotFound, RangeNotSatisfiable, field_error
 from computalot.schemas.accounts import Strict
-from serve_app.deps import AppSettings, Caller, Db, Writer
+from serve_app.deps import AppSettings, Caller, Db, TaskOrCaller, TaskOrWriter, Writer
 from serve_app.routes.docs import base_url
 from serve_app.strict_json import StrictJSONRoute
 
@@ -71,7 +71,7 @@ class CompleteBody(Strict):
 @router.post("", status_code=201)
 async def upload_artifact(
     request: Request,
-    caller: Writer,
+    caller: TaskOrWriter,
     db: Db,
     settings: AppSettings,
     x_artifact_filename: Annotated[str | None, Header()] = None,
@@ -103,7 +103,7 @@ async def upload_artifact(
 
 @router.post("/direct", status_code=201)
 async def begin_direct(
-    body: DirectBody, request: Request, caller: Writer, db: Db, settings: AppSettings
+    body: DirectBody, request: Request, caller: TaskOrWriter, db: Db, settings: AppSettings
 ) -> dict[str, Any]:
     return await uploads.begin_direct(
         db,
@@ -127,14 +127,14 @@ async def put_direct(token: str, request: Request, db: Db, settings: AppSettings
 
 @router.post("/direct/{artifact_id}/complete")
 async def complete_direct(
-    artifact_id: str, request: Request, caller: Writer, db: Db
+    artifact_id: str, request: Request, caller: TaskOrWriter, db: Db
 ) -> dict[str, Any]:
     return await uploads.complete_direct(db, _store(request), caller.account_id, artifact_id)
 
 
 @router.post("/multipart", status_code=201)
 async def begin_multipart(
-    body: MultipartBody, request: Request, caller: Writer, db: Db, settings: AppSettings
+    body: MultipartBody, request: Request, caller: TaskOrWriter, db: Db, settings: AppSettings
 ) -> dict[str, Any]:
     return await uploads.begin_multipart(
         db,
@@ -151,14 +151,14 @@ async def begin_multipart(
 
 @router.post("/multipart/complete")
 async def complete_multipart(
-    body: CompleteBody, request: Request, caller: Writer, db: Db
+    body: CompleteBody, request: Request, caller: TaskOrWriter, db: Db
 ) -> dict[str, Any]:
     return await uploads.complete_multipart(db, _store(request), caller.account_id, body.upload_id)
 
 
 @router.put("/multipart/{upload_id}/parts/{n}")
 async def put_part(
-    upload_id: str, n: int, request: Request, caller: Writer, db: Db
+    upload_id: str, n: int, request: Request, caller: TaskOrWriter, db: Db
 ) -> dict[str, Any]:
     return await uploads.put_part(
         db, _store(request), caller.account_id, upload_id, n, request.stream()
@@ -166,7 +166,7 @@ async def put_part(
 
 
 @router.get("/multipart/{upload_id}")
-async def multipart_status(upload_id: str, caller: Caller, db: Db) -> dict[str, Any]:
+async def multipart_status(upload_id: str, caller: TaskOrCaller, db: Db) -> dict[str, Any]:
     return await uploads.multipart_status(db, caller.account_id, upload_id)
 
 
