@@ -18,6 +18,7 @@ from computalot.sandbox.policy import SandboxPolicy
 
 if TYPE_CHECKING:
     from computalot.artifacts.store import StoreConfig
+    from computalot.engine.project_init import WarmPlan
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,9 @@ class AttemptSpec:
     #: the checkpoint to restore first ("" = start empty).
     checkpointing: bool = False
     checkpoint_key: str = field(default="", repr=False)
+    #: A project task's init commands, validation and cache mounts (``engine.project_init``):
+    #: run once per node before its first task there; None for a recipe task.
+    warm: WarmPlan | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,9 @@ class Outcome:
     node_id: str | None = None  # the Ray node that ran it (warm-node tracking)
     #: The attempt's saved checkpoint directory ``{key, size, sha256}`` (``engine.checkpoints``).
     checkpoint: dict[str, Any] | None = None
+    #: The init report when this attempt warmed its node (``engine.project_init.run_plan``):
+    #: ``{"state", "duration_s", "validation", "error", "generation"}``; None when it did not.
+    warmed: dict[str, Any] | None = None
 
     @property
     def has_output(self) -> bool:

@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,10 @@ from computalot.engine.packages import (
     restore_revision,
     revision_runtime_env,
 )
+from computalot.engine.project_init import WarmPlan, plan_from_manifest
 from computalot.engine.rows import JobInfo, TaskRow
 from computalot.jobs.fanout import task_payload
+from computalot.projects.warm_state import warm_generations
 from computalot.sandbox.policy import policy_for
 from computalot.settings import Settings
 from computalot.store.jsoncodec import Unreadable
@@ -61,6 +63,9 @@ class RevisionInfo:
     sources: tuple[tuple[str, str], ...] = ()
     #: The cache's artifact keys and store, shared by every revision it holds.
     inputs: InputKeys | None = field(default=None, compare=False)
+    #: Init commands, validation and cache mounts (``engine.project_init``), with the
+    #: project's current generation (re-read every batch: an invalidate bumps it).
+    warm: WarmPlan | None = None
 
 
 log = logging.getLogger("computalot.dispatcher")
@@ -128,6 +133,13 @@ async def _revision_info(revision: Revision, inputs: InputKeys) -> RevisionInfo:
         tarball_key=revision.tarball_key,
         sources=tuple((a, m) for _i, a, m in manifest_sources(revision.manifest)),
         inputs=inputs,
+        warm=plan_from_manifest(
+            revision.manifest,
+            project_id=revision.project_id,
+            account_id=revision.account_id,
+            revision_id=revision.id,
+            generation=0,
+        ),
     )
 
 
@@ -178,6 +190,26 @@ class RevisionCache:
             await self.inputs.load(db, wanted)
         resuming = [t.id for j, t, a in launches if a > 1 and checkpoints.wants_resume(j.spec)]
         self.inputs.checkpoints = await checkpoints.load_resume_keys(db, resuming)
+        await self._refresh_generations(db, launches)
+
+    async def _refresh_generations(self, db: AsyncSession, launches: list[Launch]) -> None:
+        """Give the batch's revisions their project's current warm generation (one query per
+        batch: ``POST /projects/:name/invalidate`` bumps it, and the next task warms again)."""
+        by_project: dict[str, set[str]] = defaultdict(set)
+        for job, _task, _attempt in launches:
+            info = self.get(job.revision_id)
+            if info is not None and info.warm is not None and job.revision_id:
+                by_project[info.warm.project_id].add(job.revision_id)
+        if not by_project:
+            return
+        found = await warm_generations(db, sorted(by_project))
+        for project_id, revision_ids in by_project.items():
+            generation = found.get(project_id, 0)
+            for rid in revision_ids:
+                info = self.revisions[rid]
+                if info.warm is not None and info.warm.generation != generation:
+                    warm = replace(info.warm, generation=generation)
+                    self.revisions[rid] = replace(info, warm=warm)
 
     def put(self, revision_id: str, info: RevisionInfo) -> None:
         self.revisions[revision_id] = info
@@ -265,6 +297,7 @@ def launch_spec(
         store=revision.inputs.store if revision.inputs is not None else None,
         downloads=downloads(job, task, payload, revision),
         max_artifact_bytes=settings.max_artifact_bytes,
+        warm=revision.warm,
         task_token=_task_token(settings, job, task.id, attempt),
         checkpointing=checkpoints.enabled(job.spec),
         checkpoint_key=(

@@ -37,6 +37,8 @@ ACTIONS = {
     "each artifact must still exist (GET /api/v1/artifacts/:id/meta) and its path must not "
     "cross a directory or link of the revision",
     "cancelled": "resubmit the job if it was cancelled by mistake",
+    "init_failed": "fix the project's runtime.init.commands or validation check the message "
+    "names (GET /api/v1/projects/:name/status/details shows its output), push, resubmit",
     "invalid_input": "fix the payload field or input artifact the message names (GET "
     "/api/v1/recipes/:name has the schema), then resubmit",
     "recipe_error": "the recipe failed on this input: report it with POST /api/v1/feedback "

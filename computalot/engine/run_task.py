@@ -41,6 +41,7 @@ from computalot.engine import checkpoints
 from computalot.engine.attempt import AttemptSpec, Outcome
 from computalot.engine.cleanup import CLEANER, owner_tag
 from computalot.engine.names import HUB_NAME
+from computalot.engine.project_init import cache_env, ensure_warm, place_cache_mounts
 from computalot.engine.result_file import read_result_file
 from computalot.engine.runner import RunLimits, RunOutcome, base_env, run_command
 from computalot.engine.task_files import InputUnavailable, place_inputs, upload_artifacts
@@ -287,15 +288,24 @@ def _run(
     files: AttemptFiles,
     policy: SandboxPolicy | None,
     sandbox: TaskSandbox | None,
+    warmed: dict[str, Any] | None = None,
 ) -> tuple[Outcome, NDArray[np.uint8] | None]:
-    """Fill the attempt's directory, run its command, read what it left."""
+    """Fill the attempt's directory, run its command, read what it left; ``warmed`` (see
+    :func:`_warm`) goes into the outcome."""
     argv = list(spec.runner_command)
     cwd = files.work / spec.workdir
     env = _task_env(spec, files, sandbox)
-    if sandbox is not None and argv:
+    plan = spec.warm
+    if plan is not None and plan.cache_mounts:  # bound over the copy: launched once it exists
+        env.update(cache_env(plan, sandbox.inner(files.work) if sandbox else str(files.work)))
+    elif sandbox is not None and argv:
         with contextlib.suppress(OSError):  # run_command tries again and says why
             sandbox.launch(argv, cwd, env)  # sets up while the directory is filled
     shutil.copytree(os.getcwd(), files.work, symlinks=True)
+    if plan is not None and plan.cache_mounts:
+        placed = place_cache_mounts(plan, files.work, policy)
+        if sandbox is not None:
+            sandbox.binds = tuple((str(host), sandbox.inner(point)) for host, point in placed)
     files.artifacts.mkdir()
     files.tmp.mkdir()
     files.payload.write_text(json.dumps(spec.payload))
@@ -328,7 +338,7 @@ def _run(
         saved, warnings = checkpoints.save_checkpoint(files.checkpoint, spec.store, until)
         warned = [*restored, *warnings, *outcome.artifact_warnings]
         outcome = replace(outcome, checkpoint=saved, artifact_warnings=warned)
-    return outcome, big_text
+    return (replace(outcome, warmed=warmed) if warmed else outcome), big_text
 
 
 def _restore_checkpoint(spec: AttemptSpec, files: AttemptFiles, deadline: float) -> list[str]:
@@ -339,6 +349,37 @@ def _restore_checkpoint(spec: AttemptSpec, files: AttemptFiles, deadline: float)
     files.checkpoint.mkdir()
     return checkpoints.restore_checkpoint(
         files.checkpoint, spec.checkpoint_key, spec.store, deadline
+    )
+
+
+def _warm(spec: AttemptSpec) -> dict[str, Any] | None:
+    """Warm this node for the task's revision first if it never was (``engine.project_init``:
+    once per node, however many tasks start together), before the task's own sandbox exists
+    (on cgroup v1 a worker's sandboxes take turns) and before its time limit starts. The
+    report, or ``{"generation"}`` when the node was warm already: settling records the node
+    under the generation the attempt ran with; None for a task without a project plan."""
+    plan = spec.warm
+    if plan is None:
+        return None
+    ran = ensure_warm(plan, spec.sandbox, Path(os.getcwd())) if plan.has_init else None
+    return ran or {"generation": plan.generation}
+
+
+def _init_failed(report: dict[str, Any]) -> Outcome:
+    """The outcome of an attempt whose node could not be warmed (``engine.project_init``):
+    the task fails as ``init_failed`` naming the check and its output; its command never ran."""
+    error = report.get("error") or {}
+    output = str(error.get("output") or "")
+    message = f"{error.get('message') or 'project init failed'} on this node"
+    if output:
+        message += f": {output[-500:]}"
+    return Outcome(
+        status="init_failed",
+        error=message,
+        output_tail=output,
+        duration_s=0.0,
+        node_id=_node_id(),
+        warmed=report,
     )
 
 
@@ -357,13 +398,16 @@ def execute_attempt(spec: AttemptSpec) -> tuple[Outcome, NDArray[np.uint8] | Non
     policy = spec.sandbox
     sandbox: TaskSandbox | None = None
     try:
+        warmed = _warm(spec)
+        if warmed is not None and warmed.get("state", "ready") != "ready":
+            return _init_failed(warmed), None
         if policy is not None and policy.mode == "bwrap":
             try:
                 sandbox = TaskSandbox(policy, files.root, name=files.root.name)
             except SandboxUnavailable as exc:
                 refused = RunOutcome(None, "sandbox_unavailable", str(exc), "", "", "", 0.0, None)
                 return _outcome(refused), None
-        return _run(spec, files, policy, sandbox)
+        return _run(spec, files, policy, sandbox, warmed)
     except KeyboardInterrupt:
         log.info("task %s attempt %s cancelled", spec.task_id, spec.attempt)
         return _cancelled(time.monotonic() - started), None

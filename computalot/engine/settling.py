@@ -11,6 +11,7 @@ transaction, so a result that would take a job past ``max_job_result_bytes`` fai
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import mimetypes
 from collections import OrderedDict, defaultdict
@@ -25,16 +26,18 @@ from computalot.artifacts.store import Blob as StoredBlob
 from computalot.engine import checkpoints
 from computalot.engine.attempt import Outcome
 from computalot.engine.cancelling import cancel_requeued
+from computalot.engine.cluster import alive_nodes
 from computalot.engine.counters import bump_counters, finish_if_done
 from computalot.engine.outcomes import Verdict, result_too_large, should_retry
 from computalot.engine.rows import JOBS, TASKS, JobInfo, TaskRow, chunked, retry_event, task_event
 from computalot.ids import new_id
+from computalot.projects.warm_state import NodeKey, record_reports
 from computalot.states import TaskStatus
 from computalot.store.bigtext import blob_writer
 from computalot.store.events import EventRow, Events
 from computalot.store.jsoncodec import RawJSON
-from computalot.store.models import Artifact, Project
-from computalot.timeutil import iso, utcnow
+from computalot.store.models import Artifact
+from computalot.timeutil import utcnow
 
 
 async def _write_artifacts(
@@ -157,8 +160,9 @@ class Judged(NamedTuple):
     outcome: Outcome | None
 
 
-#: (project id, revision id, node id): a node that has run a revision of a project.
-WarmKey = tuple[str, str, str]
+#: (project id, revision id, node id, warm generation): a node that has run a revision of a
+#: project (``projects.warm_state``).
+WarmKey = NodeKey
 
 
 class WarmNodes:
@@ -193,18 +197,20 @@ class WarmNodes:
         self.pending.clear()
 
 
-async def _mark_warm(db: AsyncSession, keys: set[WarmKey]) -> None:
-    """Record on each project which nodes have run its active revision."""
-    for project_id, revision_id, node_id in sorted(keys):
-        project = await db.get(Project, project_id)
-        if project is None or project.active_revision_id != revision_id:
-            continue
-        state = dict(project.warm_state or {})
-        nodes = dict(state.get(revision_id) or {})
-        if node_id in nodes:
-            continue
-        nodes[node_id] = iso(utcnow())
-        project.warm_state = {revision_id: nodes}
+async def _mark_warm(
+    db: AsyncSession, keys: set[WarmKey], reports: dict[WarmKey, dict[str, Any]]
+) -> None:
+    """Record the nodes that ran (``keys``) or warmed (``reports``) a project's revision as
+    ``ProjectNode`` rows with their stream events (``projects.warm_state``). Only batches with
+    such news get here (``WarmNodes`` drops what is already recorded), so the alive nodes are
+    counted (a GCS call, on a thread) only then."""
+    if not keys and not reports:
+        return
+    try:
+        total = len(await asyncio.to_thread(alive_nodes))
+    except Exception:  # the count only shapes the status snapshot
+        total = 0
+    await record_reports(db, keys, reports, total)
 
 
 class _Settlement:
@@ -221,6 +227,7 @@ class _Settlement:
         self.touched: set[str] = set()
         self.accounts: dict[str, str] = {}
         self.warmed: set[WarmKey] = set()
+        self.reports: dict[WarmKey, dict[str, Any]] = {}
         self.big: list[tuple[str, Any]] = []  # (task id, a big result's bytes)
         self.checkpointed: list[str] = []  # tasks whose attempt saved a checkpoint
         #: (task, artifact id, a file its worker stored in the artifact store)
@@ -240,6 +247,7 @@ class _Settlement:
             lost=task.lost_attempts if verdict.infrastructure else lost_before,
             lost_budget=lost_budget,
         )
+        self._note_node(job, verdict, outcome)
         row = self._attempt_row(task, attempt, verdict, outcome)
         self.rows.append(row)
         self.accounts[job.id] = job.account_id
@@ -252,14 +260,23 @@ class _Settlement:
         task.status = row["status"] = verdict.status
         self.deltas[job.id][verdict.status] += 1
         self.touched.add(job.id)
-        if outcome is not None and outcome.node_id and job.project_id and job.revision_id:
-            self.warmed.add((job.project_id, job.revision_id, outcome.node_id))
         if verdict.status == TaskStatus.COMPLETED:
             self._result(task, verdict, row)
         self.events.append(task_event(task, exit_code=row["exit_code"], error=row["error"]))
         if verdict.status == TaskStatus.COMPLETED:
             result = {"task_id": task.id, "index": task.index, "result_quality": verdict.quality}
             self.events.append(EventRow(task.job_id, task.account_id, "result", result))
+
+    def _note_node(self, job: JobInfo, verdict: Verdict, outcome: Outcome | None) -> None:
+        """What the attempt tells of its node: an init report, or (completed) that it ran."""
+        if outcome is None or not outcome.node_id or not job.project_id or not job.revision_id:
+            return
+        warmed = outcome.warmed or {}
+        key = (job.project_id, job.revision_id, outcome.node_id, int(warmed.get("generation", 0)))
+        if "state" in warmed:
+            self.reports[key] = warmed
+        elif verdict.status == TaskStatus.COMPLETED:
+            self.warmed.add(key)
 
     def _attempt_row(
         self, task: TaskRow, attempt: int, verdict: Verdict, outcome: Outcome | None
@@ -349,6 +366,6 @@ async def apply_verdicts(
     await budget.save(db)
     progress = await bump_counters(db, batch.deltas)
     if warm is not None:
-        await _mark_warm(db, warm.new(batch.warmed))
+        await _mark_warm(db, warm.new(batch.warmed - set(batch.reports)), batch.reports)
     events = batch.events + await cancel_requeued(db, progress, batch.accounts)
     return events + await finish_if_done(db, batch.touched | set(progress), known=progress)

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from computalot.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, field_error
 from computalot.ids import new_id
 from computalot.private_files import make_private_dirs
+from computalot.projects.events import write_project_event
 from computalot.projects.tarball import FileEntry, diff_trees
 from computalot.projects.unpack import Unpacked, unpack_off_loop
 from computalot.settings import Settings
@@ -249,10 +250,27 @@ async def push_revision(
     project.updated_at = utcnow()
     await db.flush()
     old_files = [FileEntry(**f) for f in previous.files] if previous is not None else None
+    diff = diff_trees(old_files, unpacked.tree.files)
+    await write_project_event(
+        db,
+        project.id,
+        project.account_id,
+        "push",
+        {
+            "revision_id": revision.id,
+            "content_hash": revision.content_hash,
+            "tarball_diff": {
+                "added": len(diff["added"]),
+                "removed": len(diff["removed"]),
+                "modified": len(diff["modified"]),
+                "unchanged": diff["unchanged"],
+            },
+        },
+    )
     return {
         "project": project.name,
         "revision": revision_out(revision),
-        "tarball_diff": diff_trees(old_files, unpacked.tree.files),
+        "tarball_diff": diff,
         "warnings": list(revision.warnings) + await _missing_sources(db, revision),
         "can_accept_new_jobs": True,
     }

@@ -184,11 +184,13 @@ def bwrap_args(
     privileged: bool,
     gpu: bool = False,
     shared: tuple[str, ...] = (),
+    binds: tuple[tuple[str, str], ...] = (),
 ) -> list[str]:
     """bwrap's options (without the program and the command).
 
     ``task_dir`` (the attempt directory) is mounted writable at :data:`INNER_TASK`, the
-    operator's ``shared`` directories writable at their host paths. ``privileged``: bwrap runs
+    operator's ``shared`` directories writable at their host paths, and each ``binds`` pair
+    ``(host, inner)`` writable at ``inner`` under it (a project's cache mounts). ``privileged``: bwrap runs
     as root, so it can mount what only root can reach (an interpreter under ``/root``); the
     command then drops to the task's uid itself (:func:`drop_privileges`). Otherwise bwrap runs
     as the worker's own unprivileged user, in a user namespace of its own.
@@ -208,7 +210,10 @@ def bwrap_args(
     args += _runtime_args(shared)
     for path in shared:
         args += ["--bind", path, path]
-    args += ["--bind", task_dir, INNER_TASK, "--chdir", inner_cwd]
+    args += ["--bind", task_dir, INNER_TASK]
+    for host, inner in binds:  # over the task directory: a project's cache mounts
+        args += ["--bind", host, inner]
+    args += ["--chdir", inner_cwd]
     return args
 
 

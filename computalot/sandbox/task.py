@@ -91,9 +91,18 @@ def hand_over(directory: Path, uid: int, gid: int) -> None:
 class TaskSandbox:
     """A prepared sandbox for one attempt directory; see the module doc."""
 
-    def __init__(self, policy: SandboxPolicy, attempt_dir: Path, name: str) -> None:
+    def __init__(
+        self,
+        policy: SandboxPolicy,
+        attempt_dir: Path,
+        name: str,
+        binds: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """``binds``: ``(host directory, path inside)`` pairs bound writable over the attempt
+        directory (a project's cache mounts, ``engine.project_init``)."""
         self.policy = policy
         self.attempt_dir = attempt_dir
+        self.binds = binds
         self.limits = policy.limits
         self.bwrap = bwrap.bwrap_path()
         if self.bwrap is None:
@@ -158,6 +167,7 @@ class TaskSandbox:
             privileged=self.root,
             gpu=self.policy.gpu,
             shared=self.policy.shared_dirs,
+            binds=self.binds,
         )
         drop = []
         if self.setpriv is not None:

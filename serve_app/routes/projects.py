@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 
 from computalot.billing.quotes import INIT_MINIMUM_USD, require_available
-from computalot.errors import Unimplemented
-from computalot.projects import service
+from computalot.errors import field_error
+from computalot.projects import readiness, service, warm_state
 from computalot.schemas.accounts import Strict
 from serve_app.deps import AppSettings, Caller, Db, Writer
 from serve_app.routes.quotes import PaidFirst
@@ -81,32 +81,48 @@ async def push_project(
         request.stream(), settings.data_dir.resolve() / "uploads", settings.max_tarball_bytes
     )
     answer = await service.push_revision(db, project, upload, settings)
+    revision = await service.get_revision(db, project.active_revision_id)
+    await warm_state.write_status_event(db, project, revision, await _nodes_total(request))
     await db.commit()
     return answer
 
 
 @router.post("/{name}/init", status_code=202)
 async def init_project(
-    name: str, caller: Writer, db: Db, settings: AppSettings, _paid: PaidFirst
+    name: str, request: Request, caller: Writer, db: Db, settings: AppSettings, _paid: PaidFirst
 ) -> dict[str, Any]:
-    """Init's funds rule is real: 402 with a quote while available < $5 (init itself is
-    free). Warming every node ahead of jobs is not built: past the rule the answer is 501."""
-    project = await service.get_project(db, caller.account_id, name)
+    """Warm the active revision on every alive node (``projects.readiness``); 402 with a quote
+    while available < $5 (init itself is free). Follow it with ``status`` or ``stream``."""
+    project, revision = await service.get_project_with_revision(db, caller.account_id, name)
     await require_available(
         db, caller.account_id, INIT_MINIMUM_USD, kind="init", what="init", settings=settings
     )
-    raise Unimplemented(
-        f"init of project {project.name!r} is not available yet: nodes are prepared by the "
-        "first job that runs on each of them",
-        details=[{"loc": ["name"], "msg": "init is not built; the funds check passed"}],
-        recommended_action="submit a job: its first task on each node prepares the revision",
-    )
+    if revision is None:
+        raise field_error(["name"], "the project has no revision yet: push code first")
+    answer = await readiness.start_init(request.app.state.store, db, project, revision, settings)
+    await db.commit()
+    return answer
+
+
+@router.post("/{name}/invalidate")
+async def invalidate_project(
+    name: str, caller: Writer, db: Db, request: Request
+) -> dict[str, Any]:
+    """Forget the active revision's warm state: its node rows, and (a new generation) every
+    node's marker; the next init or job prepares it again."""
+    project, revision = await service.get_project_with_revision(db, caller.account_id, name)
+    await warm_state.forget(db, project)
+    total = await _nodes_total(request)
+    status = await warm_state.write_status_event(db, project, revision, total)
+    await db.commit()
+    return status
 
 
 @router.get("/{name}/status")
 async def project_status(name: str, caller: Caller, db: Db, request: Request) -> dict[str, Any]:
     project, revision = await service.get_project_with_revision(db, caller.account_id, name)
-    return await _status(request, project, revision)
+    status, _rows = await warm_state.status_of(db, project, revision, await _nodes_total(request))
+    return status
 
 
 @router.get("/{name}/status/details")
@@ -114,43 +130,10 @@ async def project_status_details(
     name: str, caller: Caller, db: Db, request: Request
 ) -> dict[str, Any]:
     project, revision = await service.get_project_with_revision(db, caller.account_id, name)
-    status = await _status(request, project, revision)
-    warm = (project.warm_state or {}).get(revision.id, {}) if revision else {}
-    status["nodes"] = [
-        {
-            "node": f"node-{i + 1}",
-            "state": "ready",
-            "warmed_at": at,
-            "duration_s": None,
-            "error": None,
-        }
-        for i, at in enumerate(sorted(warm.values()))
-    ]
-    status["validation"] = []
-    status["warnings"] = list(revision.warnings) if revision else []
-    status["recommended_action"] = (
-        "push code with POST /api/v1/projects/:name/push"
-        if revision is None
-        else "submit a job; the first job on a node prepares the runtime"
-        if not warm
-        else "none: the project is ready"
-    )
-    return status
+    return await readiness.details(db, project, revision, await _nodes_total(request))
 
 
-async def _status(request: Request, project: Any, revision: Any) -> dict[str, Any]:
+async def _nodes_total(request: Request) -> int:
+    """The cluster's alive nodes (the engine's cached view); 0 without an engine."""
     engine = request.app.state.engine
-    nodes = await engine.nodes() if engine is not None else []
-    warm = (project.warm_state or {}).get(revision.id, {}) if revision else {}
-    state = "ready" if warm else "published" if revision else "empty"
-    return {
-        "project": project.name,
-        "revision_id": revision.id if revision else None,
-        "content_hash": revision.content_hash if revision else None,
-        "can_accept_new_jobs": revision is not None,
-        "ready_for_jobs": bool(warm),
-        "state": state,
-        "nodes_ready": len(warm),
-        "nodes_total": len(nodes),
-        "warnings": list(revision.warnings) if revision else [],
-    }
+    return len(await engine.nodes()) if engine is not None else 0

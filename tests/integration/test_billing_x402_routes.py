@@ -59,15 +59,16 @@ def test_init_below_five_dollars_is_402_with_a_quote_for_the_difference(
     assert_envelope(poor.post("/api/v1/projects/nope/init", json={}), 404, "not_found")
 
 
-def test_init_with_five_dollars_is_501_not_a_fake_success(
+def test_init_with_five_dollars_passes_the_funds_rule_and_costs_nothing(
     new_account: Callable[..., httpx.Client], make_project: Any
 ) -> None:
     rich = new_account(credit_usd=5)
     name = make_project(rich, {"runner.py": RUNNER})
     answer = rich.post(f"/api/v1/projects/{name}/init", json={})
-    err = assert_envelope(answer, 501, "not_implemented")
-    assert "submit a job" in err["recommended_action"]
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["status"] in ("initializing", "ready")
     assert rich.get("/api/v1/account/quotes").json()["quotes"] == []
+    assert balance_of(rich) == 5.0
 
 
 async def test_a_stock_client_pays_inits_402_and_the_resend_passes_the_funds_rule(
@@ -77,7 +78,7 @@ async def test_a_stock_client_pays_inits_402_and_the_resend_passes_the_funds_rul
     name = make_project(poor, {"runner.py": RUNNER})
     async with paying_client(platform, poor.token) as paying:  # type: ignore[attr-defined]
         answer = await paying.post(f"/api/v1/projects/{name}/init", json={})
-    assert_envelope(answer, 501, "not_implemented")
+    assert answer.status_code == 202, answer.text
     assert "PAYMENT-RESPONSE" in answer.headers
     assert balance_of(poor) == 5.0
     quotes = poor.get("/api/v1/account/quotes").json()["quotes"]
