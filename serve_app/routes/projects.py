@@ -105,9 +105,7 @@ async def init_project(
 
 
 @router.post("/{name}/invalidate")
-async def invalidate_project(
-    name: str, caller: Writer, db: Db, request: Request
-) -> dict[str, Any]:
+async def invalidate_project(name: str, caller: Writer, db: Db, request: Request) -> dict[str, Any]:
     """Forget the active revision's warm state: its node rows, and (a new generation) every
     node's marker; the next init or job prepares it again."""
     project, revision = await service.get_project_with_revision(db, caller.account_id, name)
