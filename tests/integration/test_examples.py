@@ -85,3 +85,35 @@ def test_the_lightgbm_example_trains_cross_validates_and_loads_its_model(platfor
     assert 0.8 < summary["train_auc"] <= 1.0
     assert summary["cv_mean"] > 0
     assert summary["trees"] >= 1
+
+
+def _example_aggregate(platform: Any, name: str) -> tuple[str, dict[str, Any]]:
+    """(the example's first line, the aggregate it printed as JSON after it)."""
+    lines = _run_example(platform, name)
+    print("\n".join(lines))  # shown with -rP: the output docs/workflows.md quotes
+    return lines[0], json.loads("\n".join(lines[1:]))
+
+
+def test_the_sweep_example_ranks_its_grid_best_first(platform: Any) -> None:
+    first, aggregate = _example_aggregate(platform, "sweep.py")
+    assert first.endswith("completed: 15 points ranked")
+    assert aggregate["best"]["params"] == {"lr": 0.01, "depth": 5}
+    assert aggregate["best"]["value"] == pytest.approx(0.01)
+    values = [row["value"] for row in aggregate["ranking"]]
+    assert values == sorted(values) and aggregate["failed"] == 0
+
+
+def test_the_map_reduce_example_reduces_its_chunks_to_pi(platform: Any) -> None:
+    first, aggregate = _example_aggregate(platform, "map_reduce.py")
+    assert "completed: pi ~ 3.1" in first
+    assert aggregate["samples"] == 400_000 and aggregate["_n"] == 8
+    assert aggregate["pi"] == pytest.approx(4 * aggregate["inside"] / 400_000)
+    assert sum(aggregate["spread"]["counts"]) == 8
+
+
+def test_the_benchmark_example_ranks_three_sorts_over_three_replicas(platform: Any) -> None:
+    first, aggregate = _example_aggregate(platform, "benchmark.py")
+    assert "completed: fastest is builtin" in first
+    assert [row["n"] for row in aggregate["ranking"]] == [3, 3, 3]
+    assert aggregate["ranking"][-1]["name"] == "insertion"
+    assert set(aggregate["per_replica"]) == {"builtin", "merge", "insertion"}
