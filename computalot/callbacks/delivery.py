@@ -113,14 +113,17 @@ class CallbackSender:
             job = await db.get(Job, due.job_id, populate_existing=True)
             account = await db.get(Account, job.account_id) if job is not None else None
             await db.commit()
-        if job is None or account is None or not job.callback_url:
+        if job is None:  # deleted meanwhile (retention)
             return False
         attempt = due.attempts + 1
-        body = callback_body(job)
-        headers = callback_headers(job, account.callback_secret, body, attempt)
-        outcome = await post_once(
-            job.callback_url, self.policy, body, headers, self.settings.callback_timeout_s
-        )
+        if account is None or not job.callback_url:
+            outcome = Outcome(False, error="refused: the job has no callback target", refused=True)
+        else:
+            body = callback_body(job)
+            headers = callback_headers(job, account.callback_secret, body, attempt)
+            outcome = await post_once(
+                job.callback_url, self.policy, body, headers, self.settings.callback_timeout_s
+            )
         state = queue.next_state(attempt, outcome.delivered, outcome.refused, self.delays)
         next_at = None
         if state == queue.PENDING:
