@@ -29,6 +29,7 @@ POST /api/v1/admin/accounts/:id/grants | GET /api/v1/admin/feedback
 POST /api/v1/projects | GET /api/v1/projects | GET /api/v1/projects/:name
 PUT /api/v1/projects/:name | DELETE /api/v1/projects/:name | POST /api/v1/projects/:name/push
 GET /api/v1/projects/:name/status | GET /api/v1/projects/:name/status/details
+POST /api/v1/projects/:name/invalidate | GET /api/v1/projects/:name/stream
 POST /api/v1/jobs | POST /api/v1/jobs/batch | GET /api/v1/jobs | GET /api/v1/jobs/watch
 GET /api/v1/jobs/:id | GET /api/v1/jobs/:id/tasks | GET /api/v1/jobs/:id/output
 GET /api/v1/jobs/:id/events | GET /api/v1/jobs/:id/stream | PUT /api/v1/jobs/:id/cancel
