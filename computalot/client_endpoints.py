@@ -12,10 +12,12 @@ against it, so the SDK has a method for every route and none for a route that do
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
+from urllib.parse import quote
 
 from computalot.client_base import API, Req, clean, push_request, seg, tarball_bytes
 
@@ -24,6 +26,11 @@ S = TypeVar("S")  # what a text call returns: str, or an awaitable str
 
 #: The guides served under ``/api/v1/docs/<name>`` (``docs_guide(name)``).
 GUIDES = ("recipes", "python-sdk", "workflows")
+
+
+def _kv_path(name: str, key: str) -> str:
+    """A KV key keeps its ``/`` (keys may have them); everything else is quoted."""
+    return f"{API}/projects/{seg(name)}/kv/{quote(key, safe='/')}"
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,11 @@ ROUTES: tuple[Route, ...] = (
     Route("init_project", "POST", f"{API}/projects/{{name}}/init"),
     Route("project_status", "GET", f"{API}/projects/{{name}}/status"),
     Route("project_status_details", "GET", f"{API}/projects/{{name}}/status/details"),
+    # project KV ("Project KV")
+    Route("kv_put", "PUT", f"{API}/projects/{{name}}/kv/{{key}}"),
+    Route("kv_get", "GET", f"{API}/projects/{{name}}/kv/{{key}}"),
+    Route("kv_delete", "DELETE", f"{API}/projects/{{name}}/kv/{{key}}"),
+    Route("kv_list", "GET", f"{API}/projects/{{name}}/kv"),
     # jobs ("Jobs", "Results", "Streaming")
     Route("submit_job", "POST", f"{API}/jobs"),
     Route("submit_jobs_batch", "POST", f"{API}/jobs/batch"),
@@ -315,6 +327,37 @@ class Endpoints(Generic[D, S]):
 
     def project_status_details(self, name: str) -> D:
         return self._call(Req("GET", f"{API}/projects/{seg(name)}/status/details"))
+
+    # --- project KV -------------------------------------------------------------------------
+    def kv_put(self, name: str, key: str, value: Any, *, if_match: int | str | None = None) -> D:
+        """Write a JSON value; ``if_match``: the version it must be at (0 = must not exist,
+        ``"*"`` = must exist), else 409 :class:`~computalot.client_errors.Conflict`."""
+        headers = {"Content-Type": "application/json"}
+        if if_match is not None:
+            headers["If-Match"] = str(if_match)
+        body = json.dumps(value).encode()
+        return self._call(Req("PUT", _kv_path(name, key), content=body, headers=headers))
+
+    def kv_get(self, name: str, key: str) -> D:
+        return self._call(Req("GET", _kv_path(name, key)))
+
+    def kv_delete(self, name: str, key: str, *, if_match: int | str | None = None) -> D:
+        headers = {"If-Match": str(if_match)} if if_match is not None else None
+        return self._call(Req("DELETE", _kv_path(name, key), headers=headers))
+
+    def kv_list(
+        self,
+        name: str,
+        *,
+        prefix: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        values: bool | None = None,
+    ) -> D:
+        params = {"prefix": prefix, "limit": limit, "cursor": cursor}
+        if values is not None:
+            params["values"] = "true" if values else "false"
+        return self._call(Req("GET", f"{API}/projects/{seg(name)}/kv", params=params))
 
     # --- jobs -------------------------------------------------------------------------------
     def submit_job(

@@ -358,3 +358,18 @@ def test_concurrent_creates_with_if_match_zero_have_one_winner(
         return len((await db.execute(query)).all())
 
     assert run(_with_db(platform, rows)) == 1
+
+
+def test_sdk_kv_methods(member: httpx.Client, project: str, platform: Any) -> None:
+    from computalot import ComputalotClient
+    from computalot.client_errors import Conflict
+
+    with ComputalotClient(controller_url=str(platform.url), token=member.token) as sdk:
+        assert sdk.kv_put(project, "sdk/a b", None)["version"] == 1
+        assert sdk.kv_get(project, "sdk/a b")["value"] is None
+        assert sdk.kv_put(project, "sdk/a b", {"x": 1}, if_match=1)["version"] == 2
+        with pytest.raises(Conflict):
+            sdk.kv_put(project, "sdk/a b", {"x": 2}, if_match=1)
+        listed = sdk.kv_list(project, prefix="sdk/", values=True)
+        assert [(k["key"], k["value"]) for k in listed["keys"]] == [("sdk/a b", {"x": 1})]
+        assert sdk.kv_delete(project, "sdk/a b", if_match=2)["deleted"] is True

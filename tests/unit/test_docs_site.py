@@ -30,6 +30,8 @@ POST /api/v1/projects | GET /api/v1/projects | GET /api/v1/projects/:name
 PUT /api/v1/projects/:name | DELETE /api/v1/projects/:name | POST /api/v1/projects/:name/push
 GET /api/v1/projects/:name/status | GET /api/v1/projects/:name/status/details
 POST /api/v1/projects/:name/invalidate | GET /api/v1/projects/:name/stream
+PUT /api/v1/projects/:name/kv/:key | GET /api/v1/projects/:name/kv/:key
+DELETE /api/v1/projects/:name/kv/:key | GET /api/v1/projects/:name/kv
 POST /api/v1/jobs | POST /api/v1/jobs/batch | GET /api/v1/jobs | GET /api/v1/jobs/watch
 GET /api/v1/jobs/:id | GET /api/v1/jobs/:id/tasks | GET /api/v1/jobs/:id/output
 GET /api/v1/jobs/:id/events | GET /api/v1/jobs/:id/stream | PUT /api/v1/jobs/:id/cancel
