@@ -51,7 +51,7 @@ def test_every_secret_setting_is_kept_out_of_the_environment() -> None:
         return annotation is SecretStr or any(secret(a) for a in typing.get_args(annotation))
 
     secret_fields = {n for n, field in Settings.model_fields.items() if secret(field.annotation)}
-    assert secret_fields == {"metrics_token"}
+    assert secret_fields == {"metrics_token", "task_token_secret"}
     assert secret_fields <= set(SECRET_SETTINGS)
     assert "database_url" in SECRET_SETTINGS  # a PostgreSQL URL may carry a password
 
