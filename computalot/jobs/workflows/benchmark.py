@@ -30,7 +30,7 @@ RESERVED = ("replica", "seed")
 
 def parse_candidates(candidates: Any) -> list[tuple[str, dict[str, Any]]]:
     """``[(name, overrides)]`` from ``{"name": {...}}`` or ``[{"name", "payload"}]``."""
-    pairs: list[tuple[str, Any, list[str | int]]] = []
+    pairs: list[tuple[Any, Any, list[str | int]]] = []
     if isinstance(candidates, dict):
         pairs = [(n, o, ["candidates", n]) for n, o in candidates.items()]
     elif isinstance(candidates, list):

@@ -57,7 +57,9 @@ def split_fan_out(
     size = _batch_size(split, top_batch, most)
     if by_range:
         if size is not None:
-            loc = ["split", "batch_size"] if "batch_size" in split else ["batch_size"]
+            loc: list[str | int] = (
+                ["split", "batch_size"] if "batch_size" in split else ["batch_size"]
+            )
             raise field_error(loc, "applies only to a field split, not a range split")
         name = split.get("range_field")
         if not isinstance(name, str) or not name or len(name) > 256 or name == "chunk":
@@ -125,7 +127,7 @@ class MapReduceFold:
             reducer.add(row, weight)
 
     def result(self) -> tuple[dict[str, Any], list[str]]:
-        aggregate: dict[str, Any] = {r.field: r.result() for r in self.reducers}
+        aggregate: dict[str, Any] = {r.result_field: r.result() for r in self.reducers}
         warnings = [w for r in self.reducers for w in r.warnings(self.completed)]
         aggregate["_n"] = self.completed
         aggregate["_failed"] = self.failed

@@ -34,6 +34,7 @@ def parse_rank_by(value: Any) -> RankBy:
     """The validated ``rank_by`` (422 naming ``rank_by`` or its member)."""
     if value is None:
         raise field_error(["rank_by"], 'required: a result field, or {"field", "order"}')
+    field: Any
     if isinstance(value, str):
         field, order = value, "max"
     elif isinstance(value, dict):

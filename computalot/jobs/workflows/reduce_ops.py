@@ -76,7 +76,7 @@ def op_text(op: Op) -> str:
 class Reducer:
     """One field's fold. ``skipped`` counts results whose value it could not use."""
 
-    field: str
+    result_field: str
     op: Op
     total: float = 0
     weight: float = 0.0
@@ -89,10 +89,10 @@ class Reducer:
 
     def add(self, result: dict[str, Any], weight: Any = None) -> None:
         """Fold one completed result; ``weight`` is the weighted_mean weight found for it."""
-        if self.field not in result:
+        if self.result_field not in result:
             self.skipped += 1
             return
-        value = result[self.field]
+        value = result[self.result_field]
         name = self.op.name
         if name == "count":
             self.n += 1
@@ -143,17 +143,17 @@ class Reducer:
         if self.skipped:
             wanted = "present" if self.op.name in ("count", "concat") else "a finite number"
             out.append(
-                f"reduce {self.field!r} ({op_text(self.op)}): {self.skipped} of {completed} "
-                f"completed results have no {self.field!r} that is {wanted}; left out"
+                f"reduce {self.result_field!r} ({op_text(self.op)}): {self.skipped} of {completed} "
+                f"completed results have no {self.result_field!r} that is {wanted}; left out"
             )
         if self.bad_weight:
             out.append(
-                f"reduce {self.field!r} ({op_text(self.op)}): {self.bad_weight} of {completed} "
+                f"reduce {self.result_field!r} ({op_text(self.op)}): {self.bad_weight} of {completed} "
                 f"completed results have no weight {self.op.weight_field!r} >= 0 in the result "
                 "or the task payload; left out"
             )
         if completed and self.n == 0 and self.op.name not in ("count", "sum", "concat"):
-            out.append(f"reduce {self.field!r}: no usable value; its entry is null")
+            out.append(f"reduce {self.result_field!r}: no usable value; its entry is null")
         return out
 
 
