@@ -54,7 +54,7 @@ else:
 
 @pytest.fixture(scope="module")
 def client(new_account: Any) -> httpx.Client:
-    return new_account()  # type: ignore[no-any-return]
+    return new_account()
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ MOST = 100_000
 
 
 def loc_of(exc: pytest.ExceptionInfo[ValidationFailed]) -> list[Any]:
-    return list(exc.value.details[0]["loc"])  # type: ignore[index]
+    return list(exc.value.details[0]["loc"])
 
 
 def row(task: Any) -> SimpleNamespace:
@@ -169,7 +169,11 @@ def test_the_benchmark_fold_computes_mean_sample_std_min_max_per_candidate() -> 
 
 # --- reduce --------------------------------------------------------------------------------
 def test_reduce_operators_fold_values() -> None:
-    rows = [{"v": 1, "w": 1, "xs": [1]}, {"v": 2, "w": 3, "xs": [2, 3]}, {"v": 6, "w": 0, "xs": 4}]
+    rows: list[dict[str, Any]] = [
+        {"v": 1, "w": 1, "xs": [1]},
+        {"v": 2, "w": 3, "xs": [2, 3]},
+        {"v": 6, "w": 0, "xs": 4},
+    ]
     expect = {
         "sum": 9,
         "mean": 3.0,
