@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from computalot.artifacts.store import StoreConfig
 from computalot.errors import Conflict
+from computalot.maintenance.retention import sweep
 from computalot.projects import kv
 from computalot.projects.events import project_events_after
 from computalot.store.db import Store
-from computalot.store.models import Project
-from tests.support.store_rows import new_member, project_row
+from computalot.store.models import Project, Task
+from tests.integration.test_retention import RETENTION, add, finished_job
+from tests.support.store_rows import job_row, new_member, project_row, task_row
 
 WRITERS = 12
 
@@ -120,3 +124,30 @@ async def test_refused_writes_change_nothing_and_listing_pages(store: Store) -> 
         assert versions == [("a/1", 1)]
         stored = await db.execute(select(Project.id).where(Project.id == project.id))
         assert stored.scalar_one() == project.id
+
+
+async def test_retention_deletes_a_finished_jobs_checkpoints_and_keeps_live_ones(
+    store: Store, tmp_path: Any
+) -> None:
+    """A finished job's checkpoint blobs go with its tasks; a running job's stay."""
+
+    files = StoreConfig("local", root=str(tmp_path / "artifacts")).open()
+
+    def blob(data: bytes) -> dict[str, Any]:
+        with files.writer() as out:
+            out.write(data)
+            stored = out.commit()
+        return {"key": stored.key, "size": stored.size, "sha256": stored.sha256, "attempt": 1}
+
+    account_id = await new_member(store, "ckpt-ret")
+    old = await finished_job(store, account_id, timedelta(seconds=60))
+    live = job_row(account_id, status="running", created_at=old.created_at)
+    old_ckpt, live_ckpt = blob(b"old job's state"), blob(b"live job's state")
+    await add(store, live, task_row(live, 0, status="running", checkpoint=live_ckpt))
+    async with store.sessions() as db:
+        await db.execute(update(Task).where(Task.job_id == old.id).values(checkpoint=old_ckpt))
+        await db.commit()
+    assert files.exists(old_ckpt["key"]) and files.exists(live_ckpt["key"])
+    await sweep(store, tmp_path, RETENTION, files)
+    assert not files.exists(old_ckpt["key"])
+    assert files.exists(live_ckpt["key"])
