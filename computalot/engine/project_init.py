@@ -157,11 +157,14 @@ class _Scratch:
     """A scratch copy of the revision where the plan's commands run, with its cache mounts."""
 
     def __init__(self, plan: WarmPlan, policy: SandboxPolicy | None, source: Path) -> None:
+        from computalot.engine.cleanup import owner_tag
         from computalot.engine.run_task import attempt_root
 
         self.plan = plan
         self.policy = policy if policy is not None and policy.mode == "bwrap" else None
-        self.root = Path(tempfile.mkdtemp(prefix=f"warm-{plan.revision_id}-", dir=attempt_root()))
+        # named like an attempt directory: swept if this worker dies before removing it
+        prefix = f"warm-{plan.revision_id}-{owner_tag()}"
+        self.root = Path(tempfile.mkdtemp(prefix=prefix, dir=attempt_root()))
         self.work = self.root / "work"
         shutil.copytree(source, self.work, symlinks=True)
         (self.root / "tmp").mkdir()

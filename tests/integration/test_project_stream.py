@@ -1,5 +1,5 @@
 """``GET /projects/:name/stream`` through real HTTP and real Ray (docs/llms-full.md, "Projects"):
-push, init, node and status events in order, resumed with ``Last-Event-ID`` after a dropped
+push, init, node, status and kv events in order, resumed with ``Last-Event-ID`` after a dropped
 connection without loss or repeat, and another account's project is 404."""
 
 from __future__ import annotations
@@ -142,6 +142,8 @@ def test_stream_carries_push_init_node_status_and_resumes_without_loss(
 
     # While nobody listens: invalidate, push again, init again.
     assert client.post(f"{API}/projects/{name}/invalidate").status_code == 200
+    wrote = client.put(f"{API}/projects/{name}/kv/best", json={"loss": 0.25})
+    assert wrote.status_code in (200, 201), wrote.text
     again = client.post(
         f"{API}/projects/{name}/push", content=make_tarball({"runner.py": RUNNER + "\n# v3\n"})
     )
@@ -156,8 +158,9 @@ def test_stream_carries_push_init_node_status_and_resumes_without_loss(
         headers={"Last-Event-ID": str(last_seen)},
     ).join()
     assert all("id" in e for e in resumed), "a resumed stream sends no snapshot"
-    assert [e["event"] for e in resumed] == ["status", *PUSH_THEN_INIT], resumed
+    assert [e["event"] for e in resumed] == ["status", "kv", *PUSH_THEN_INIT], resumed
     assert resumed[0]["data"]["state"] == "published", "the invalidate's status"
+    assert resumed[1]["data"]["key"] == "best"
     assert resumed[0]["id"] > last_seen
 
     # Replayed from before the first push, the store holds exactly what the two streams saw.
