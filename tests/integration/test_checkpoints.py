@@ -7,12 +7,14 @@ timeout); the retry finds the directory restored and goes on from there.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.support.helpers import assert_envelope, wait_job
+from tests.support.helpers import wait_for as poll
 
 API = "/api/v1"
 
@@ -85,7 +87,16 @@ def only_task(client: httpx.Client, job_id: str) -> dict[str, Any]:
 ON = {"enabled": True, "resume_from_latest": True}
 
 
-def test_a_crashed_attempt_resumes_from_its_checkpoint(member: httpx.Client, project: str) -> None:
+def blob_files(platform: Any) -> set[Path]:
+    """Every stored blob of the platform's (local) artifact store."""
+    root = Path(platform.settings.data_dir) / "artifacts" / "blobs"
+    return {p for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_crashed_attempt_resumes_from_its_checkpoint(
+    member: httpx.Client, project: str, platform: Any
+) -> None:
+    before = blob_files(platform)
     done, result = run_job(
         member, project, payload={"mode": "crash"}, max_retries=1, checkpointing=ON
     )
@@ -100,6 +111,8 @@ def test_a_crashed_attempt_resumes_from_its_checkpoint(member: httpx.Client, pro
     assert set(ckpt) == {"size", "attempt", "saved_at"}  # never the blob key
     assert ckpt["attempt"] == 2 and ckpt["size"] > 0 and ckpt["saved_at"].endswith("Z")
     assert result["result_warnings"] == []
+    # two attempts saved a checkpoint each; the first one's blob went when the second replaced it
+    poll(lambda: len(blob_files(platform) - before) == 1, "the replaced checkpoint deleted", 30)
 
 
 def test_a_timed_out_attempt_is_saved_too(member: httpx.Client, project: str) -> None:
