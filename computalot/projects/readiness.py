@@ -28,7 +28,6 @@ from computalot.projects.warm_state import (
 from computalot.settings import Settings
 from computalot.store.db import Store
 from computalot.store.models import Project, Revision
-from computalot.timeutil import iso
 
 log = logging.getLogger("computalot.api")
 
@@ -217,34 +216,27 @@ async def details(
 ) -> dict[str, Any]:
     """``GET /projects/:name/status/details``."""
     status, rows = await status_of(db, project, revision, nodes_total)
-    status["nodes"] = [
-        {
-            "node": r.node,
-            "state": r.state,
-            "warmed_at": iso(r.warmed_at) if r.warmed_at else None,
-            "duration_s": r.duration_s,
-            "error": r.error,
-        }
-        for r in rows
-    ]
+    status["nodes"] = [{k: v for k, v in r.items() if k != "validation"} for r in rows]
     validation: list[dict[str, Any]] = []
     for r in rows:
-        for check in r.validation or []:
-            validation.append({"node": r.node, **check})
+        for check in r["validation"]:
+            validation.append({"node": r["node"], **check})
     status["validation"] = validation
     status["recommended_action"] = _action(status, rows)
     return status
 
 
-def _action(status: dict[str, Any], rows: list[Any]) -> str:
+def _action(status: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     state = status["state"]
     if state == "empty":
         return "push code with POST /api/v1/projects/:name/push"
     if state == "failed":
-        failed = next(r for r in rows if r.state == "failed")
-        error = failed.error or {}
+        failed = next(r for r in rows if r["state"] == "failed")
+        error = failed["error"] or {}
+        if error.get("code") == "init_lost":
+            return f"POST /api/v1/projects/:name/init again: {failed['node']} never reported"
         return (
-            f"fix {error.get('check') or 'the failing step'!s} (it failed on {failed.node}; "
+            f"fix {error.get('check') or 'the failing step'!s} (it failed on {failed['node']}; "
             "its output is in nodes[].error.output), push the fix, then POST "
             "/api/v1/projects/:name/init again"
         )

@@ -26,6 +26,9 @@ from computalot.timeutil import iso, utcnow
 
 #: (project id, revision id, Ray node id, generation)
 NodeKey = tuple[str, str, str, int]
+#: Seconds after which a node still ``initializing`` is shown failed: longer than any init
+#: may take (``projects.readiness.NODE_REPORT_TIMEOUT_S``).
+STALE_INIT_S = 3900.0
 
 
 def generation_of(project: Project) -> int:
@@ -129,19 +132,38 @@ async def set_node(
     return row
 
 
+def node_view(row: ProjectNode, now: datetime) -> dict[str, Any]:
+    """A node's row as shown (``node_out`` plus its checks). A row still ``initializing`` long
+    after any init could have reported (its replica stopped meanwhile) shows as failed
+    (``init_lost``): POST init again prepares that node anew."""
+    view = {**node_out(row), "validation": list(row.validation or [])}
+    started = row.started_at or row.updated_at
+    if row.state == "initializing" and (now - started).total_seconds() > STALE_INIT_S:
+        view["state"] = "failed"
+        view["error"] = {
+            "code": "init_lost",
+            "message": "the init of this node never reported (the API replica running it stopped)",
+            "check": None,
+            "output": "",
+        }
+    return view
+
+
 async def status_of(
     db: AsyncSession, project: Project, revision: Revision | None, nodes_total: int
-) -> tuple[dict[str, Any], list[ProjectNode]]:
-    """``GET /projects/:name/status`` and the rows it was built from. ``nodes_total``: the
-    cluster's alive nodes (0 when unknown: the rows count instead)."""
-    rows = await node_rows(db, project.id, revision.id) if revision is not None else []
-    ready = sum(1 for r in rows if r.state == "ready")
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``GET /projects/:name/status`` and the node views it was built from (``node_view``).
+    ``nodes_total``: the cluster's alive nodes (0 when unknown: the rows count instead)."""
+    now = utcnow()
+    found = await node_rows(db, project.id, revision.id) if revision is not None else []
+    rows = [node_view(r, now) for r in found]
+    ready = sum(1 for r in rows if r["state"] == "ready")
     total = nodes_total or len(rows)
     if revision is None:
         state = "empty"
-    elif any(r.state == "failed" for r in rows):
+    elif any(r["state"] == "failed" for r in rows):
         state = "failed"
-    elif any(r.state == "initializing" for r in rows):
+    elif any(r["state"] == "initializing" for r in rows):
         state = "initializing"
     elif total and ready >= total:
         state = "ready"
