@@ -38,6 +38,8 @@ def job_out(job: Job) -> dict[str, Any]:
         "requirements": job.requirements,
         "runner_command": job.spec.get("runner_command"),
         "fan_out": {"kind": job.spec.get("kind"), "elements": job.spec.get("element_count")},
+        # sweep / map_reduce / benchmark: what the aggregate is built from (``jobs.workflows``).
+        "workflow": job.spec.get("workflow"),
         "task_counts": {
             "total": job.n_total,
             "queued": job.n_queued,

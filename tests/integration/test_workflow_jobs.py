@@ -115,6 +115,11 @@ def test_a_sweep_ranks_every_point_and_counts_a_failed_one(
     assert agg["best"]["params"] == {"x": 3, "y": 0.5} and agg["best"]["value"] == 0
     assert agg["failed"] == 5 and agg["completed"] == 15 and agg["points"] == 20
     assert agg["rank_by"] == {"field": "score", "order": "max"}
+    assert ended["workflow"] == {
+        "type": "sweep",
+        "rank_by": {"field": "score", "order": "max"},
+        "parameters": ["x", "y"],
+    }
     tasks = client.get(f"{API}/jobs/{ended['id']}/tasks", params={"limit": 100}).json()["tasks"]
     by_id = {t["id"]: t for t in tasks}
     best_task = by_id[agg["best"]["task_id"]]
@@ -200,6 +205,7 @@ def test_map_reduce_over_a_list_with_batches_reduces_every_operator(
     )
     ended, results = run(client, body)
     assert ended["type"] == "map_reduce" and ended["status"] == "completed"
+    assert ended["workflow"]["reduce"] == {**body["reduce"]}
     assert ended["task_counts"]["total"] == 3  # 8 seeds in batches of 3
     assert results["summary"]["total"] == 8
     agg = results["aggregate_result"]
@@ -263,6 +269,8 @@ def test_a_benchmark_runs_replicas_with_their_seeds_and_ranks_candidates(
     )
     ended, results = run(client, body)
     assert ended["status"] == "completed" and ended["task_counts"]["total"] == 12
+    assert ended["workflow"]["names"] == ["slow", "fast", "mid"]
+    assert ended["workflow"]["replicas"] == 4
     agg = results["aggregate_result"]
     seen = [(r["result"]["replica"], r["result"]["seed"]) for r in results["results"]]
     assert seen == [(i, 100 + i) for i in range(4)] * 3
