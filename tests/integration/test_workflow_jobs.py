@@ -411,3 +411,11 @@ def _bad_input_account(new_account: Any, make_project: Any) -> tuple[httpx.Clien
         client = new_account()
         _ACCOUNT.append((client, str(make_project(client, {"runner.py": RUNNER}))))
     return _ACCOUNT[0]
+
+
+def test_a_recipe_job_refuses_workflow_fields(client: httpx.Client) -> None:
+    before = client.get(f"{API}/jobs").json()["jobs"]
+    answer = client.post(f"{API}/jobs", json={"recipe": "packing", "payload": {}, "rank_by": "x"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["details"][0]["loc"] == ["rank_by"]
+    assert client.get(f"{API}/jobs").json()["jobs"] == before
