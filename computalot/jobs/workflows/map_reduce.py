@@ -113,7 +113,10 @@ class MapReduceFold:
         name = op.weight_field or ""
         if name in result:
             return result[name]
-        value = element_field(self.kind, self.payload, self.fan_out, item, name)
+        try:
+            value = element_field(self.kind, self.payload, self.fan_out, item, name)
+        except (TypeError, KeyError):  # an element stored unreadably: no weight, counted
+            return None
         return None if value is MISSING else value
 
     def add(self, index: int, status: str, result: Any, item: Any) -> None:
