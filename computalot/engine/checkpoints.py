@@ -7,8 +7,13 @@ the task's latest checkpoint into the attempt's checkpoint directory; after the 
 :func:`save_checkpoint` packs whatever the task left there into one tar and streams it into the
 artifact store (local directory or S3, so any node can restore it). Only ``{key, size,
 sha256}`` travels back in the outcome; settling writes ``Task.checkpoint``
-(:func:`checkpoint_row`) and deletes the blob it replaces. A cancelled attempt, or one whose
-worker died, saves nothing: the previous checkpoint stays.
+(:func:`checkpoint_row`) and deletes the blob it replaces (in the background, like the
+dispatcher's other unused keys: should that transaction roll back, the row names a deleted
+blob, and the next attempt starts empty with a warning, which is the documented fallback). A
+cancelled attempt, or one whose worker died, saves nothing: the previous checkpoint stays.
+Every checkpoint blob has a key of its own (the artifact store never shares one between
+writes), so deleting one never touches another task's; a finished job's go with it
+(``maintenance.retention``).
 
 The directory was written by an untrusted task, so packing never follows a link (only regular
 files and directories are packed, files opened with ``O_NOFOLLOW``), and unpacking uses

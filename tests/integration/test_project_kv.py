@@ -160,6 +160,16 @@ def test_crud_versions_and_events(member: httpx.Client, project: str, platform: 
     assert all("value" not in e for e in events)
 
 
+def test_deleting_a_project_deletes_its_keys(member: httpx.Client, make_project: Any) -> None:
+    name = make_project(member, {"runner.py": RUNNER})
+    assert member.put(url(name, "left/behind"), json=1).status_code == 200
+    assert member.delete(f"{API}/projects/{name}").status_code == 200
+    assert_envelope(member.get(url(name, "left/behind")), 404, "not_found")
+    assert member.post(f"{API}/projects", json={"name": name}).status_code == 201
+    assert_envelope(member.get(url(name, "left/behind")), 404, "not_found")
+    assert member.get(f"{API}/projects/{name}/kv").json()["keys"] == []
+
+
 def test_if_match_compare_and_set(member: httpx.Client, project: str, platform: Any) -> None:
     k = url(project, "counter")
     assert member.put(k, json=1, headers={"If-Match": "0"}).json()["version"] == 1
