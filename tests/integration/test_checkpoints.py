@@ -170,3 +170,28 @@ def test_checkpointing_on_a_recipe_job_is_422(member: httpx.Client) -> None:
     assert err["details"][0]["loc"] == ["checkpointing"]
     jobs = member.get(f"{API}/jobs", params={"limit": 50}).json()["jobs"]
     assert all(j.get("recipe") != "packing" for j in jobs)  # nothing was created
+
+
+def test_a_checkpoint_round_trips_through_s3(moto_server: Any, tmp_path: Path) -> None:
+    """Across nodes the store is S3: a checkpoint saved by one attempt is read back by another
+    (a real S3-compatible server), and deleting it is what a replacement does."""
+    import uuid
+
+    from computalot.artifacts.store import StoreConfig
+    from computalot.engine.checkpoints import restore_checkpoint, save_checkpoint
+
+    bucket = moto_server.make_bucket(f"ckpt-{uuid.uuid4().hex[:8]}")
+    store = StoreConfig("s3", bucket=bucket, prefix="arts", endpoint_url=moto_server.endpoint_url)
+    source = tmp_path / "one" / "checkpoint"
+    (source / "sub").mkdir(parents=True)
+    (source / "sub" / "state.json").write_text('{"step": 42}')
+    saved, warnings = save_checkpoint(source, store)
+    assert warnings == [] and saved is not None
+    target = tmp_path / "two" / "checkpoint"
+    target.mkdir(parents=True)
+    assert restore_checkpoint(target, saved["key"], store) == []
+    assert (target / "sub" / "state.json").read_text() == '{"step": 42}'
+    store.open().delete(saved["key"])
+    again = tmp_path / "three" / "checkpoint"
+    again.mkdir(parents=True)
+    assert "started empty" in restore_checkpoint(again, saved["key"], store)[0]
