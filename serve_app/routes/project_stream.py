@@ -86,9 +86,14 @@ class ProjectFeed:
         self.cursor: int | None = None
         self.task: asyncio.Task[None] | None = None
         self.reads = asyncio.Semaphore(4)  # catch-up reads at once
+        #: Held by each poll and by adding a watcher: a poll that began without a watcher's
+        #: project ends before that watcher's catch-up read begins, so what it skipped past
+        #: was committed before that read (and is in it).
+        self.lock = asyncio.Lock()
 
-    def subscribe(self, watcher: _Watcher) -> None:
-        self.watchers.setdefault(watcher.project_id, set()).add(watcher)
+    async def subscribe(self, watcher: _Watcher) -> None:
+        async with self.lock:
+            self.watchers.setdefault(watcher.project_id, set()).add(watcher)
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._run())
 
@@ -107,15 +112,22 @@ class ProjectFeed:
                 log.warning("project stream poll failed: %s: %s", type(exc).__name__, exc)
             await asyncio.sleep(POLL_S)
         self.task = None
+        self.cursor = None  # the next poller starts from its first watchers
 
     async def _poll(self) -> None:
+        async with self.lock:
+            await self._read()
+
+    async def _read(self) -> None:
         """Hand out the watched projects' events after the cursor. The newest id is read
-        first: everything up to it is committed, so the cursor may move past it safely."""
+        first: everything up to it is committed, so the cursor may move past it safely. The
+        cursor starts at its first watchers' oldest position."""
+        if not self.watchers:
+            return
+        if self.cursor is None:
+            self.cursor = min(w.last_id for group in self.watchers.values() for w in group)
         async with self.store.sessions() as db:
             newest = int((await db.execute(select(func.max(ProjectEvent.id)))).scalar() or 0)
-            if self.cursor is None:
-                self.cursor = newest
-                return
             ids = sorted(self.watchers)
             rows = (
                 await db.execute(
@@ -163,7 +175,7 @@ async def _catch_up(feed: ProjectFeed, watcher: _Watcher) -> AsyncIterator[str]:
 
 
 async def _body(feed: ProjectFeed, watcher: _Watcher, opening: str) -> AsyncIterator[str]:
-    feed.subscribe(watcher)
+    await feed.subscribe(watcher)
     try:
         if opening:
             yield opening

@@ -184,3 +184,25 @@ def test_stream_of_another_accounts_project_is_404_and_a_bad_cursor_is_422(
     bad = owner.get(f"{API}/projects/{name}/stream", headers={"Last-Event-ID": "soon"})
     err = assert_envelope(bad, 422, "validation_error")
     assert err["details"][0]["loc"] == ["Last-Event-ID"]
+
+
+def test_thirty_watchers_of_one_project_all_get_its_events(
+    new_account: Callable[..., httpx.Client], make_project: Any, base_url: str
+) -> None:
+    client = new_account()
+    name = make_project(client, {"runner.py": RUNNER})
+    token = client.token  # type: ignore[attr-defined]
+
+    def got_push(events: list[Event]) -> bool:
+        return any(e.get("event") == "push" for e in events)
+
+    readers = [Reader(base_url, token, name, got_push) for _ in range(30)]
+    pushed = client.post(
+        f"{API}/projects/{name}/push", content=make_tarball({"runner.py": RUNNER + "\n# v2\n"})
+    )
+    assert pushed.status_code == 200, pushed.text
+    assert client.get(f"{API}/projects/{name}/status").status_code == 200, "the API still answers"
+    revision = pushed.json()["revision"]["id"]
+    for reader in readers:
+        pushes = [e for e in reader.join(60) if e.get("event") == "push"]
+        assert [p["data"]["revision_id"] for p in pushes] == [revision]
