@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from computalot.engine.project_init import plan_from_manifest
+from computalot.errors import NotReady
 from computalot.projects.events import write_project_event
 from computalot.projects.warm_state import (
     generation_of,
@@ -38,9 +39,12 @@ _RUNNING: set[asyncio.Task[None]] = set()
 
 
 def alive_node_ids() -> list[str]:
-    """Ray ids of the alive nodes, sorted (blocking: a GCS call)."""
+    """Ray ids of the alive nodes, sorted (blocking: a GCS call); 503 without a cluster (the
+    API served outside Ray)."""
     import ray
 
+    if not ray.is_initialized():
+        raise NotReady("init needs the compute cluster, and this API process is not connected")
     return sorted(str(n["NodeID"]) for n in ray.nodes() if n.get("Alive"))
 
 
