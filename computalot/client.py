@@ -226,6 +226,18 @@ class ComputalotClient(_Common, Endpoints[JsonDict, str]):
         )
         return self._sse(f"{API}/jobs/{seg(job_id)}/stream", None, state)
 
+    def stream_project(
+        self, name: str, last_event_id: int | str | None = None
+    ) -> Iterator[JsonDict]:
+        """Events ``{"id", "event", "data"}`` of a project (``push``, ``init``, ``node``,
+        ``status``, ``kv``) for as long as the caller reads: the stream has no end. A dropped
+        connection resumes with ``Last-Event-ID``."""
+        state = StreamState(
+            last_id=str(last_event_id) if last_event_id is not None else None,
+            max_retries=self.stream_retries,
+        )
+        return self._sse(f"{API}/projects/{seg(name)}/stream", None, state)
+
     def watch(
         self, ids: Iterable[str], last_event_id: int | str | None = None
     ) -> Iterator[JsonDict]:
@@ -397,6 +409,15 @@ class AsyncComputalotClient(_Common, Endpoints[Awaitable[JsonDict], Awaitable[st
             max_retries=self.stream_retries,
         )
         return self._sse(f"{API}/jobs/{seg(job_id)}/stream", None, state)
+
+    def stream_project(
+        self, name: str, last_event_id: int | str | None = None
+    ) -> AsyncIterator[JsonDict]:
+        state = StreamState(
+            last_id=str(last_event_id) if last_event_id is not None else None,
+            max_retries=self.stream_retries,
+        )
+        return self._sse(f"{API}/projects/{seg(name)}/stream", None, state)
 
     def watch(
         self, ids: Iterable[str], last_event_id: int | str | None = None

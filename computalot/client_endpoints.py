@@ -87,6 +87,8 @@ ROUTES: tuple[Route, ...] = (
     Route("init_project", "POST", f"{API}/projects/{{name}}/init"),
     Route("project_status", "GET", f"{API}/projects/{{name}}/status"),
     Route("project_status_details", "GET", f"{API}/projects/{{name}}/status/details"),
+    Route("invalidate_project", "POST", f"{API}/projects/{{name}}/invalidate"),
+    Route("stream_project", "GET", f"{API}/projects/{{name}}/stream"),
     # project KV ("Project KV")
     Route("kv_put", "PUT", f"{API}/projects/{{name}}/kv/{{key}}"),
     Route("kv_get", "GET", f"{API}/projects/{{name}}/kv/{{key}}"),
@@ -317,10 +319,15 @@ class Endpoints(Generic[D, S]):
         return self._call(push_request(name, tarball_bytes(path_or_tarball)))
 
     def init_project(self, name: str) -> D:
-        """Checks init's funds rule (402 :class:`~computalot.client_errors.PaymentRequired`
-        with a quote while less than $5 is available); init itself is not built yet, so past
-        the rule the server answers 501."""
+        """Warm the active revision on every node (202 ``initializing``; follow it with
+        :meth:`project_status` or ``stream_project``). 402
+        :class:`~computalot.client_errors.PaymentRequired` with a quote while less than $5 is
+        available."""
         return self._call(Req("POST", f"{API}/projects/{seg(name)}/init", json={}))
+
+    def invalidate_project(self, name: str) -> D:
+        """Forget the active revision's warm state; the next init or job prepares it again."""
+        return self._call(Req("POST", f"{API}/projects/{seg(name)}/invalidate", json={}))
 
     def project_status(self, name: str) -> D:
         return self._call(Req("GET", f"{API}/projects/{seg(name)}/status"))

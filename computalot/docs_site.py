@@ -88,7 +88,8 @@ PAGES: dict[str, Page] = {
             "/api/v1/docs/workflows",
             "markdown",
             "Workflows",
-            "Patterns: fan-out and merge, chaining, retries, watching, idempotent submits",
+            "sweep, map_reduce and benchmark jobs, fan-out and merge, chaining, callbacks, "
+            "retries, watching, idempotent submits",
         ),
     )
 }

@@ -101,6 +101,12 @@ CALLS: list[tuple[str, Callable[[ComputalotClient], Any]]] = [
     ("init_project", lambda c: c.init_project("demo")),
     ("project_status", lambda c: c.project_status("demo")),
     ("project_status_details", lambda c: c.project_status_details("demo")),
+    ("invalidate_project", lambda c: c.invalidate_project("demo")),
+    ("stream_project", lambda c: next(iter(c.stream_project("demo")))),
+    ("kv_put", lambda c: c.kv_put("demo", "best", {"loss": 0.1}, if_match=3)),
+    ("kv_get", lambda c: c.kv_get("demo", "best")),
+    ("kv_delete", lambda c: c.kv_delete("demo", "best")),
+    ("kv_list", lambda c: c.kv_list("demo", prefix="runs/")),
     ("submit_job", lambda c: c.submit_job(project="demo")),
     ("submit_jobs_batch", lambda c: c.submit_jobs_batch([{"project": "demo"}])),
     ("list_jobs", lambda c: c.list_jobs()),
@@ -145,7 +151,11 @@ def test_each_call_reaches_the_route_listed_for_its_method() -> None:
     reached: set[tuple[str, str, str]] = set()
     for name, call in CALLS:
         routes = KnownRoutes()
-        call(client_for(Recorder(_answer(routes, streams=name in ("stream", "watch")))))
+        call(
+            client_for(
+                Recorder(_answer(routes, streams=name in ("stream", "watch", "stream_project")))
+            )
+        )
         assert len(routes.matched) == 1, (name, routes.matched)
         reached.add((name, *routes.matched[0]))
     assert reached == {(r.sdk_method, r.http_method, r.path) for r in ROUTES}
