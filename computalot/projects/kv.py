@@ -27,7 +27,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.artifacts.service import insert_for
-from computalot.cursors import bad_cursor
+from computalot.cursors import bad_cursor, encode_cursor
 from computalot.errors import Conflict, NotFound, field_error
 from computalot.projects.events import write_project_event
 from computalot.store.models import Project, ProjectKV
@@ -216,17 +216,23 @@ async def delete_value(
 
 
 def _encode_cursor(key: str) -> str:
-    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+    """The list's cursor: ``[last key]`` in the one cursor shape (``computalot.cursors``)."""
+    return encode_cursor([key])
 
 
 def _decode_cursor(cursor: str) -> str:
+    """The last key of a cursor made by :func:`_encode_cursor`; anything else is 400. (Not
+    ``cursors.decode_cursor``: a key may be longer than the ids and times it allows.)"""
     if len(cursor) > _MAX_CURSOR_CHARS:
         raise bad_cursor()
     try:
-        key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except ValueError:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, RecursionError):
         raise bad_cursor() from None
-    if not key or len(key) > MAX_KEY_CHARS:
+    if not isinstance(values, list) or len(values) != 1:
+        raise bad_cursor()
+    key = values[0]
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_CHARS:
         raise bad_cursor()
     return key
 

@@ -46,6 +46,9 @@ PROTOCOL_KEYS = {
     "COMPUTALOT_TASK_INDEX",
     "COMPUTALOT_ATTEMPT",
     "COMPUTALOT_API_URL",
+    # Scoped to this task's project KV and artifact uploads, dead once the task ends
+    # (tests/integration/test_project_kv.py).
+    "COMPUTALOT_TASK_TOKEN",
 }
 
 
@@ -63,6 +66,7 @@ def test_runner_sees_only_the_protocol_and_the_runtime_python(
     env = seen["env"]
     assert set(env) == PROTOCOL_KEYS, sorted(set(env) ^ PROTOCOL_KEYS)
     assert env["HOME"].endswith("/work")
+    assert env["COMPUTALOT_TASK_TOKEN"].startswith("flt_")
     # No token of the platform or of Ray, under any name.
     for value in env.values():
         assert platform.admin_key not in value
