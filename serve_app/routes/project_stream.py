@@ -34,7 +34,7 @@ from computalot.store.db import Store
 from computalot.store.jsoncodec import dumps
 from computalot.store.models import ProjectEvent
 from serve_app.deps import Caller, Db
-from serve_app.routes.streams import MAX_EVENT_ID, SSE_HEADERS
+from serve_app.routes.streams import MAX_EVENT_ID, SSE_HEADERS, resume_after
 from serve_app.strict_json import StrictJSONRoute
 
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"], route_class=StrictJSONRoute)
@@ -201,13 +201,7 @@ async def _body(feed: ProjectFeed, watcher: _Watcher, opening: str) -> AsyncIter
 
 def _cursor(header: str | None, after: int | None) -> int:
     if header:
-        try:
-            value = int(header)
-        except ValueError:
-            raise field_error(["Last-Event-ID"], "must be an event id (integer)") from None
-        if value > MAX_EVENT_ID:
-            raise field_error(["Last-Event-ID"], "is not an event id this server sent")
-        return max(0, value)
+        return resume_after(header)
     if after is not None:
         if not 0 <= after <= MAX_EVENT_ID:
             raise field_error(["after"], "must be an event id (a non-negative integer)")

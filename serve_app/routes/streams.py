@@ -35,7 +35,9 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 MAX_EVENT_ID = 2**62
 
 
-def _last_event_id(header: str | None) -> int:
+def resume_after(header: str | None) -> int:
+    """The ``Last-Event-ID`` a stream resumes after (0 without one); 422 naming it otherwise
+    (job streams and the project stream alike)."""
     if not header:
         return 0
     try:
@@ -73,7 +75,7 @@ async def watch_jobs(
     if len(job_ids) > MAX_WATCH:
         raise field_error(["ids"], f"at most {MAX_WATCH} job ids")
     jobs = await store.get_jobs(db, caller.account_id, job_ids)
-    after = _last_event_id(last_event_id)
+    after = resume_after(last_event_id)
     snapshot = [views.job_out(j) for j in jobs] if after == 0 else []
     return _respond(request, caller, job_ids, after, snapshot)
 
@@ -87,6 +89,6 @@ async def stream_job(
     last_event_id: str | None = Header(default=None),
 ) -> StreamingResponse:
     job = await store.get_job(db, caller.account_id, job_id)
-    after = _last_event_id(last_event_id)
+    after = resume_after(last_event_id)
     snapshot = [views.job_out(job)] if after == 0 and job.status not in TERMINAL_JOB else []
     return _respond(request, caller, [job.id], after, snapshot)
