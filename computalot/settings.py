@@ -219,6 +219,11 @@ class Settings(BaseSettings):
     sandbox: Literal["bwrap", "none"] = Field(
         default="bwrap", description="bwrap: every runner confined; none: unconfined (warned)"
     )
+    warm_python: bool = Field(
+        default=False,
+        description="start python3 script/-m runners forked from a warm interpreter "
+        "(unconfined tasks only so far; manifest runtime.warm_python opts a revision out)",
+    )
     sandbox_uid: int = Field(default=65534, ge=1, description="host uid tasks run as (root only)")
     sandbox_gid: int = Field(default=65534, ge=1)
     sandbox_shared_dirs: list[Path] = Field(

@@ -69,6 +69,9 @@ class AttemptSpec:
     #: A project task's init commands, validation and cache mounts (``engine.project_init``):
     #: run once per node before its first task there; None for a recipe task.
     warm: WarmPlan | None = None
+    #: The revision's ``runtime.preload`` when the command may start forked from a warm
+    #: interpreter (``engine.warm_python``); None: a fresh process, as always.
+    warm_python: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

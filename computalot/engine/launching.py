@@ -66,6 +66,8 @@ class RevisionInfo:
     #: Init commands, validation and cache mounts (``engine.project_init``), with the
     #: project's current generation (re-read every batch: an invalidate bumps it).
     warm: WarmPlan | None = None
+    #: ``runtime.preload`` (``engine.warm_python``); None where ``runtime.warm_python`` is false.
+    preload: tuple[str, ...] | None = ()
 
 
 log = logging.getLogger("computalot.dispatcher")
@@ -130,6 +132,11 @@ async def _revision_info(revision: Revision, inputs: InputKeys) -> RevisionInfo:
         env=dict(runtime.get("env") or {}),
         workdir=str(runtime.get("workdir") or "."),
         network=str(runtime.get("network") or "host"),
+        preload=(
+            None
+            if runtime.get("warm_python") is False
+            else tuple(str(m) for m in runtime.get("preload") or ())
+        ),
         tarball_key=revision.tarball_key,
         sources=tuple((a, m) for _i, a, m in manifest_sources(revision.manifest)),
         inputs=inputs,
@@ -298,6 +305,7 @@ def launch_spec(
         downloads=downloads(job, task, payload, revision),
         max_artifact_bytes=settings.max_artifact_bytes,
         warm=revision.warm,
+        warm_python=revision.preload if settings.warm_python else None,
         task_token=_task_token(settings, job, task.id, attempt),
         checkpointing=checkpoints.enabled(job.spec),
         checkpoint_key=(

@@ -326,6 +326,7 @@ def _run(
         on_event=reporter,
         kill_grace_s=spec.kill_grace_s,
         sandbox=sandbox,
+        warm=spec.warm_python,
     )
     if sandbox is not None:  # nothing of the task runs on while its files are read
         sandbox.close()

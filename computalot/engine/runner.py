@@ -33,12 +33,16 @@ from typing import TYPE_CHECKING, Any
 
 from computalot.engine.reaper import REAPER
 from computalot.engine.runner_output import TAIL_CHARS, OnEvent, Output
+from computalot.engine.warm_python import ForkedProcess, start_forked, warm_command
 from computalot.states import TaskStatus
 
 if TYPE_CHECKING:
     from computalot.sandbox.task import TaskSandbox
 
 log = logging.getLogger(__name__)
+
+#: A started runner: a fresh process, or one forked from a warm interpreter (``warm_python``).
+Proc = subprocess.Popen[bytes] | ForkedProcess
 
 POLL_S = 0.05  # upper bound on how late a cancel or timeout is noticed
 LIMIT_CHECK_S = 0.25  # how often a sandbox's limits (memory, disk) are looked at
@@ -171,7 +175,7 @@ class _Run:
 
     def __init__(
         self,
-        proc: subprocess.Popen[bytes],
+        proc: Proc,
         on_event: OnEvent | None,
         sandbox: TaskSandbox | None = None,
     ) -> None:
@@ -191,7 +195,11 @@ class _Run:
             pass
 
     def exited(self) -> bool:
-        """True once the child is dead; WNOWAIT keeps it unreaped so its pgid cannot be reused."""
+        """True once the child is dead; WNOWAIT keeps it unreaped so its pgid cannot be reused
+        (a forked one is the zygote's child: the zygote says when it ended and keeps it unreaped
+        until ``wait``)."""
+        if isinstance(self.proc, ForkedProcess):
+            return self.proc.poll() is not None
         try:
             flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
             return os.waitid(os.P_PID, self.proc.pid, flags) is not None
@@ -214,7 +222,8 @@ class _Run:
         In a sandbox the command is bubblewrap's child, and bubblewrap exits ``128 + N`` when
         its child was killed by signal N: that is turned back into ``-N``.
         """
-        rc = int(self.proc.returncode)
+        rc = self.proc.returncode
+        assert rc is not None  # only read once the process ended
         if self.sandbox is not None and SIGNAL_EXIT < rc < SIGNAL_EXIT + signal.NSIG:
             return SIGNAL_EXIT - rc
         return rc
@@ -307,9 +316,7 @@ def _spawn(
     )
 
 
-def _watch(
-    proc: subprocess.Popen[bytes], plan: list[tuple[int, int, int]], sandbox: TaskSandbox | None
-) -> None:
+def _watch(proc: Proc, plan: list[tuple[int, int, int]], sandbox: TaskSandbox | None) -> None:
     """Limit the spawned command and register its group with the reaper (``engine.reaper``);
     a sandbox is released only once its processes carry the limits."""
     if sandbox is None:
@@ -319,7 +326,7 @@ def _watch(
     REAPER.watch(proc.pid)
 
 
-def _kill_unwatched(proc: subprocess.Popen[bytes], sandbox: TaskSandbox | None) -> None:
+def _kill_unwatched(proc: Proc, sandbox: TaskSandbox | None) -> None:
     """Kill a spawned command whose limits or reaper registration failed, with its group (its
     whole sandbox), and reap it."""
     if sandbox is not None:
@@ -374,7 +381,7 @@ def _ended(run: _Run, timeout_s: float) -> tuple[str, str | None]:
 
 
 def _supervise(
-    proc: subprocess.Popen[bytes],
+    proc: Proc,
     on_event: OnEvent | None,
     sandbox: TaskSandbox | None,
     timeout_s: float,
@@ -412,6 +419,7 @@ def run_command(
     cancel: threading.Event | None = None,
     kill_grace_s: float = 5.0,
     sandbox: TaskSandbox | None = None,
+    warm: tuple[str, ...] | None = None,
 ) -> RunOutcome:
     """Run ``argv`` in ``cwd`` with exactly ``env``; never raises for the child's own failures.
 
@@ -425,6 +433,11 @@ def run_command(
     wraps ``argv``, the spawn happens inside the task's cgroup, and a limit the task crosses
     ends it with that limit's status. ``cwd`` and ``argv[0]`` are checked on the host side;
     the caller owns the sandbox (and closes it).
+
+    ``warm`` (the revision's ``runtime.preload``; None: off) starts an unconfined
+    ``python3 script.py …`` / ``python3 -m module …`` as a child of a warm interpreter that
+    imported those modules (``engine.warm_python``); any other command, or a busy or broken
+    warm interpreter, falls back to a fresh process.
     """
     started = time.monotonic()
     failure: tuple[int | None, str] | None
@@ -438,12 +451,18 @@ def run_command(
         if sandbox is not None:  # launched ahead: it must never run
             sandbox.abort()
         return _spawn_failed(failure[0], failure[1], started)
+    plan = _rlimit_plan(limits or RunLimits())
+    proc: Proc | None = None
+    if warm is not None and sandbox is None:
+        command = warm_command(argv, env.get("PATH", os.defpath))
+        if command is not None:
+            proc = start_forked(command, warm, cwd, env, plan)
     try:
-        proc = _spawn(argv, cwd, env, sandbox)
+        proc = proc or _spawn(argv, cwd, env, sandbox)
     except (OSError, subprocess.SubprocessError) as exc:
         return _spawn_error(exc, argv[0], cwd, started)
     try:
-        _watch(proc, _rlimit_plan(limits or RunLimits()), sandbox)
+        _watch(proc, plan, sandbox)
     except BaseException as exc:
         # The child exists but is not limited or not watched: it must not run on.
         _kill_unwatched(proc, sandbox)

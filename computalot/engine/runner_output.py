@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import selectors
-import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -76,7 +75,7 @@ class Output:
     live events. Every method runs in the thread that called ``run_command``."""
 
     def __init__(
-        self, proc: subprocess.Popen[bytes], on_event: OnEvent | None, sel: selectors.BaseSelector
+        self, proc: Any, on_event: OnEvent | None, sel: selectors.BaseSelector
     ) -> None:
         self.on_event = on_event
         self.sel = sel

@@ -28,6 +28,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     field_validator,
     model_validator,
 )
@@ -46,6 +47,8 @@ OCI_NOT_BUILT_WARNING = (
     "runtime_env; imports the Dockerfile would install may be missing"
 )
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+MODULE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+MAX_PRELOAD = 64
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
 
@@ -106,6 +109,14 @@ class Runtime(_Model):
     #: ``host``: the node's network (the platform's own ports closed, docs/sandbox.md);
     #: ``none``: no network at all, loopback only.
     network: Literal["host", "none"] = "host"
+    #: Modules a warm interpreter imports before it forks the revision's tasks
+    #: (``engine.warm_python``); installed or standard-library packages, never project files.
+    preload: list[Annotated[str, Field(pattern=MODULE_PATTERN, max_length=200)]] = Field(
+        default_factory=list, max_length=MAX_PRELOAD
+    )
+    #: False: every task of the revision starts a fresh interpreter even where the platform's
+    #: ``warm_python`` setting is on; None/True: follow the platform.
+    warm_python: StrictBool | None = None
 
 
 class Entrypoint(_Model):
