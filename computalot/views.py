@@ -80,6 +80,8 @@ def task_out(job: Job, task: Task) -> dict[str, Any]:
         "result_warnings": redact_value(task.result_warnings or []),
         "artifacts": task.artifacts or [],
         "checkpoint": checkpoint_out(task.checkpoint),
+        "cached": task.cached_from is not None,
+        "cached_from": task.cached_from,
     }
 
 

@@ -37,11 +37,19 @@ from computalot import views
 from computalot.billing.holds import settle_job
 from computalot.ids import new_id
 from computalot.jobs.fanout import TaskPlan, plan_fanout
+from computalot.jobs.result_cache import (
+    CacheContext,
+    Written,
+    context_for,
+    end_if_answered,
+    settle_hits,
+    write_tasks,
+)
 from computalot.jobs.workflows import workflow_tasks
 from computalot.states import JobStatus, TaskStatus, job_is_terminal
 from computalot.store.db import Store
 from computalot.store.events import EventRow, write_events
-from computalot.store.models import Job, Task
+from computalot.store.models import Job, Revision, Task
 from computalot.timeutil import utcnow
 
 log = logging.getLogger("computalot.planning")
@@ -87,11 +95,26 @@ def task_rows(job_id: str, account_id: str, tasks: Sequence[TaskPlan]) -> list[d
     ]
 
 
-async def write_inline(db: AsyncSession, job: Job, tasks: Sequence[TaskPlan]) -> None:
-    """Every task row of a small job, in the caller's transaction (the submit's)."""
+async def write_inline(
+    db: AsyncSession, job: Job, tasks: Sequence[TaskPlan], cache: CacheContext | None = None
+) -> bool:
+    """Every task row of a small job, in the caller's transaction (the submit's). With a
+    ``cache`` context, tasks with an entry are written completed (``jobs.result_cache``); True
+    when that answered every task and the job has ended."""
+    written = Written()
     for start in range(0, len(tasks), 5 * CHUNK_ROWS):
         chunk = tasks[start : start + 5 * CHUNK_ROWS]
-        await db.execute(insert(Task), task_rows(job.id, job.account_id, chunk))
+        rows = task_rows(job.id, job.account_id, chunk)
+        if cache is None:
+            await db.execute(insert(Task), rows)
+            continue
+        done = await write_tasks(db, job.id, rows, chunk, cache)
+        written.hits += done.hits
+        written.result_bytes += done.result_bytes
+        written.events += done.events
+    if cache is None:
+        return False
+    return await settle_hits(db, job, written)
 
 
 def plan_input(payload: dict[str, Any], fan_out: Any, batch_size: int | None) -> dict[str, Any]:
@@ -117,6 +140,16 @@ class Planning:
     stored: dict[str, Any]
     done: int
     blocked: bool
+
+
+def _hit_counters(written: Written) -> dict[str, Any]:
+    """The job counters a chunk's cached tasks move (none without hits)."""
+    if not written.hits:
+        return {}
+    return {
+        "n_completed": Job.n_completed + written.hits,
+        "result_bytes": Job.result_bytes + written.result_bytes,
+    }
 
 
 def _mine(job_id: str, planner_id: str) -> Any:
@@ -157,7 +190,10 @@ class Planner:
         try:
             # Planning 100,000 elements is CPU work: on a thread, the loop keeps answering.
             tasks = await asyncio.to_thread(replan, planning.stored)
-            queued = await self._write_rows(planning, tasks) and await self._finish(planning, tasks)
+            cache = await self._cache_context(planning)
+            queued = await self._write_rows(planning, tasks, cache) and await self._finish(
+                planning, tasks, cache
+            )
             if queued and self.engine is not None:
                 self.engine.kick(blocked=planning.blocked)
                 self.engine.announce(planning.job_id)
@@ -166,37 +202,77 @@ class Planner:
         finally:
             self.jobs.discard(planning.job_id)
 
-    async def _write_rows(self, planning: Planning, tasks: Sequence[TaskPlan]) -> bool:
+    async def _cache_context(self, planning: Planning) -> CacheContext | None:
+        """The job's result-cache key context (``jobs.result_cache``), None without ``cache``."""
+        async with self.store.sessions() as db:
+            query = select(Job.spec, Job.payload, Job.revision_id).where(
+                Job.id == planning.job_id
+            )
+            row = (await db.execute(query)).first()
+            if row is None or not isinstance(row.spec, dict) or "cache" not in row.spec:
+                return None
+            revision = None
+            if row.revision_id is not None:
+                found = (
+                    await db.execute(
+                        select(Revision.content_hash, Revision.manifest).where(
+                            Revision.id == row.revision_id
+                        )
+                    )
+                ).first()
+                revision = (found[0], found[1]) if found is not None else ("", {})
+        return context_for(
+            planning.account_id, row.spec, row.payload, revision, blocked=planning.blocked
+        )
+
+    async def _write_rows(
+        self, planning: Planning, tasks: Sequence[TaskPlan], cache: CacheContext | None = None
+    ) -> bool:
         """Chunk after chunk; False when the job is no longer this planner's to write."""
         done = planning.done
         while done < len(tasks):
             chunk = tasks[done : done + self.chunk_rows]
-            if not await self._write_chunk(planning, done, chunk):
+            if not await self._write_chunk(planning, done, chunk, cache):
                 await self._stopped(planning.job_id)
                 return False
             done += len(chunk)
             await asyncio.sleep(0)  # let the replica answer requests between chunks
         return True
 
-    async def _write_chunk(self, planning: Planning, done: int, chunk: Sequence[TaskPlan]) -> bool:
+    async def _write_chunk(
+        self,
+        planning: Planning,
+        done: int,
+        chunk: Sequence[TaskPlan],
+        cache: CacheContext | None = None,
+    ) -> bool:
         rows = task_rows(planning.job_id, planning.account_id, chunk)
         async with self.store.sessions() as db:
+            written = Written(queued=len(rows))
+            if cache is not None:  # rows first: how many are queued is known after the lookup
+                written = await write_tasks(db, planning.job_id, rows, chunk, cache)
             moved = await db.execute(
                 update(Job)
                 .where(*_mine(planning.job_id, self.id), Job.planned_tasks == done)
                 .values(
                     planned_tasks=done + len(rows),
-                    n_queued=Job.n_queued + len(rows),
+                    n_queued=Job.n_queued + written.queued,
                     planner_lease_until=self.lease_until(),
+                    **_hit_counters(written),
                 )
             )
             if moved.rowcount != 1:  # type: ignore[attr-defined]
-                return False
-            await db.execute(insert(Task), rows)
+                return False  # the session closes without a commit: nothing was written
+            if cache is None:
+                await db.execute(insert(Task), rows)
+            else:
+                await write_events(db, written.events)
             await db.commit()
         return True
 
-    async def _finish(self, planning: Planning, tasks: Sequence[TaskPlan]) -> bool:
+    async def _finish(
+        self, planning: Planning, tasks: Sequence[TaskPlan], cache: CacheContext | None = None
+    ) -> bool:
         """Every row is written: the job becomes ``queued``, with its ``job`` event."""
         async with self.store.sessions() as db:
             moved = await db.execute(
@@ -220,6 +296,8 @@ class Planner:
             await write_events(
                 db, [EventRow(planning.job_id, planning.account_id, "job", snapshot)]
             )
+            if cache is not None:
+                await end_if_answered(db, planning.job_id)
             await db.commit()
         log.info("job %s planned: %d tasks queued", planning.job_id, len(tasks))
         return True

@@ -36,6 +36,7 @@ from computalot.jobs.planning import (
 from computalot.jobs.quotas import Quotas, check_quotas, lock_account
 from computalot.jobs.recipe_submit import check_recipe_submit
 from computalot.jobs.resources import check_satisfiable, ray_options, resolve_requirements
+from computalot.jobs.result_cache import CacheContext, context_for, policy_from_request
 from computalot.jobs.workflows import Workflow, check_workflow
 from computalot.projects.service import get_project_with_revision
 from computalot.sandbox.limits import ceiling_errors
@@ -58,6 +59,8 @@ class Submitted:
     job: Job
     created: bool
     planning: Planning | None = None
+    #: Every task was answered from the result cache: the job has ended already.
+    ended: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,8 +140,16 @@ async def submit_job(
     await hold_job(db, job, usd_per_hour, settings)  # 402 here rolls everything back
     if planning:
         return Submitted(job, True, Planning(job.id, account_id, job.plan_input, 0, job.blocked))
-    await write_inline(db, job, replan(_plan_input(body, checked)))
-    return Submitted(job, created=True)
+    cache = _cache_context(job, checked)
+    ended = await write_inline(db, job, replan(_plan_input(body, checked)), cache)
+    return Submitted(job, created=True, ended=ended)
+
+
+def _cache_context(job: Job, checked: Checked) -> CacheContext | None:
+    """The result-cache key context of a job with ``cache`` (``jobs.result_cache``)."""
+    revision = checked.revision
+    identity = (revision.content_hash, revision.manifest) if revision is not None else None
+    return context_for(job.account_id, job.spec, job.payload, identity, blocked=job.blocked)
 
 
 def _plan_input(body: JobSubmit, checked: Checked) -> dict[str, Any]:
@@ -314,9 +325,16 @@ def _job_spec(body: JobSubmit, checked: Checked) -> dict[str, Any]:
         "runner_command": checked.runner_command,
         "minimums": checked.minimums,
         "checkpointing": body.checkpointing.model_dump() if body.checkpointing else None,
+        **_cache_spec(body),
         **(checked.recipe or {}),
         **({"workflow": checked.workflow.spec} if checked.workflow is not None else {}),
     }
+
+
+def _cache_spec(body: JobSubmit) -> dict[str, Any]:
+    """``{"cache": policy}`` for a job that uses the result cache, else nothing."""
+    policy = policy_from_request(body.cache)
+    return {"cache": policy.stored()} if policy is not None else {}
 
 
 async def insert_job(db: AsyncSession, job: Job, idempotency_key: str | None) -> Job | None:

@@ -42,6 +42,13 @@ class Checkpointing(BaseModel):
     resume_from_latest: bool = True
 
 
+class CacheOptions(BaseModel):
+    """``"cache": {"max_age_s": N}``: reuse only results at most N seconds old."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    max_age_s: int = Field(ge=1, le=10 * 365 * 86400)
+
+
 class JobSubmit(BaseModel):
     """``POST /api/v1/jobs``. Unknown fields are refused so a typo never silently does nothing."""
 
@@ -65,6 +72,9 @@ class JobSubmit(BaseModel):
     callback_url: str | None = Field(default=None, max_length=2048)
     requirements: Requirements | None = None
     checkpointing: Checkpointing | None = None
+    #: The result cache (``computalot.jobs.result_cache``): ``true``, ``{"max_age_s": N}`` or
+    #: ``"refresh"``; ``false``/absent runs every task as before.
+    cache: bool | Literal["refresh"] | CacheOptions | None = None
     meta: Any = None
     variant: Any = None
     # sweep (parameters, fixed_payload, rank_by), map_reduce (split, reduce) and benchmark

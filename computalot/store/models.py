@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -256,10 +257,22 @@ class Task(Base):
     #: The latest saved ``COMPUTALOT_CHECKPOINT_DIR`` of the task (``engine.checkpoints``):
     #: ``{"key", "size", "sha256", "attempt", "saved_at"}`` in the artifact store, or null.
     checkpoint: Mapped[Any] = mapped_column(JSON, nullable=True)
+    #: sha256 of what the task runs, on tasks of jobs with ``cache`` that run: a completed one
+    #: is the result cache's entry for it (``computalot.jobs.result_cache``).
+    cache_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: The task whose result this one was answered from (``cache``), or null.
+    cached_from: Mapped[str | None] = mapped_column(String(40), nullable=True)
     __table_args__ = (
         Index("ix_tasks_job_index", "job_id", "index"),
         Index("ix_tasks_job_status_index", "job_id", "status", "index"),
         Index("ix_tasks_status", "status"),
+        Index(
+            "ix_tasks_cache",
+            "account_id",
+            "cache_key",
+            sqlite_where=text("cache_key IS NOT NULL"),
+            postgresql_where=text("cache_key IS NOT NULL"),
+        ),
     )
 
 

@@ -41,6 +41,7 @@ RESULT_COLUMNS = (
     _T.result_quality,
     _T.result_warnings,
     _T.artifacts,
+    _T.cached_from,
 )
 #: Bytes of results one chunk of :func:`job_elements` reads at most (unless one task has more).
 CHUNK_BYTES = 16 * 1024 * 1024
@@ -141,6 +142,7 @@ def element_results(task: Any, lo: int = 0, hi: int | None = None) -> list[dict[
             if piece.warning
             else task_warnings,
             "artifacts": artifacts,
+            "cached": getattr(task, "cached_from", None) is not None,
         }
         for piece in pieces
     ]

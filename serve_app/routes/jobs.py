@@ -67,6 +67,8 @@ async def _submit(
     await db.commit()
     if submitted.planning is not None:
         planner.start(submitted.planning)
+    elif submitted.ended:  # answered from the result cache: only its streams need waking
+        engine.announce(submitted.job.id)
     elif submitted.created:
         engine.kick(blocked=submitted.job.blocked)
     return views.job_out(submitted.job), submitted.created
