@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -174,6 +175,19 @@ def test_timeout_stops_the_whole_group_both_ways(task_dir: Path) -> None:
         assert outcome.duration_s < 10
 
 
+def test_cancel_stops_it_both_ways(task_dir: Path) -> None:
+    write(task_dir, "wait.py", "import time\nprint('waiting', flush=True)\ntime.sleep(60)\n")
+    for way, warm in WAYS.items():
+        cancel = threading.Event()
+        timer = threading.Timer(0.5, cancel.set)
+        timer.start()
+        outcome = run(task_dir, ["python3", "wait.py"], warm, cancel=cancel)
+        timer.join()
+        assert outcome.status == "cancelled", way
+        assert outcome.exit_code == -signal.SIGTERM, way
+        assert outcome.stdout_tail == "waiting\n", way
+
+
 def test_random_state_differs_between_forked_tasks(task_dir: Path) -> None:
     pytest.importorskip("numpy")
     write(
@@ -211,6 +225,19 @@ def test_a_dead_zygote_is_replaced(task_dir: Path) -> None:
     assert second.status == "ok"
     assert int(second.stdout_tail) != first
     assert int(second.stdout_tail) in [z.proc.pid for z in warm_client.ZYGOTES.by_key.values()]
+
+
+def test_an_idle_zygote_exits_and_the_next_task_starts_another(
+    task_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(warm_client, "IDLE_S", 0.5)
+    write(task_dir, "who.py", "import os\nprint(os.getppid())\n")
+    preload = ("json", "base64")  # a zygote of its own
+    first = int(run(task_dir, ["python3", "who.py"], preload).stdout_tail)
+    zygote = next(z for z in warm_client.ZYGOTES.by_key.values() if z.proc.pid == first)
+    assert zygote.proc.wait(timeout=20) == 0
+    second = int(run(task_dir, ["python3", "who.py"], preload).stdout_tail)
+    assert second != first and second != os.getpid()
 
 
 def test_commands_it_cannot_run_start_fresh(task_dir: Path) -> None:

@@ -35,6 +35,8 @@ SOURCE = (Path(__file__).parent / "zygote_source.py").read_text()
 STARTUP_ENV = ("PATH", "LANG", "PYTHONUNBUFFERED")
 START_TIMEOUT_S = 120.0  # a zygote's first answer (its preloads) must come within this
 MAX_ZYGOTES = 4  # per worker process; the least recently used beyond it is stopped
+#: A zygote with no task for this long exits (the next task of its revision starts another).
+IDLE_S = 300.0
 
 
 def startup_env(env: dict[str, str]) -> dict[str, str]:
@@ -87,7 +89,15 @@ class Zygote:
         home = tempfile.gettempdir()  # no import root of any project
         try:
             self.proc = subprocess.Popen(
-                [interpreter, "-c", SOURCE, str(theirs.fileno()), json.dumps(list(preload))],
+                [
+                    interpreter,
+                    "-c",
+                    SOURCE,
+                    str(theirs.fileno()),
+                    json.dumps(list(preload)),
+                    str(os.getpid()),
+                    str(IDLE_S),
+                ],
                 cwd=home,
                 env={"HOME": home, **env},
                 stdin=subprocess.DEVNULL,
@@ -122,9 +132,12 @@ class Zygote:
             socket.send_fds(self.control, [json.dumps(request).encode()], [out_w, err_w])
             self.control.settimeout(START_TIMEOUT_S)
             answer = json.loads(self.control.recv(4096) or b"{}")
-        except (OSError, ValueError) as exc:
+        except BaseException as exc:  # also an interrupt (a Ray cancel) half-way through
             os.close(out_r)
             os.close(err_r)
+            self.stop()  # its state is unknown now; a forked child dies with it
+            if not isinstance(exc, Exception):
+                raise
             raise OSError(f"warm interpreter unavailable: {exc}") from exc
         finally:
             os.close(out_w)
@@ -178,7 +191,8 @@ class Zygotes:
         with self.lock:
             zygote = self.by_key.pop(key, None)
             if zygote is not None and not zygote.alive():
-                log.warning("warm interpreter %s died; starting a new one", command.interpreter)
+                if zygote.proc.returncode != 0:  # 0: it exited after IDLE_S without a task
+                    log.warning("warm interpreter %s died; starting another", command.interpreter)
                 zygote.stop()
                 zygote = None
             if zygote is None:

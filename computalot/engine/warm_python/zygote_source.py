@@ -22,6 +22,19 @@ import sys
 MAX_MESSAGE = 1 << 20
 
 
+def _die_with_parent(parent):
+    """SIGKILL this process when its parent dies (``PR_SET_PDEATHSIG``): a zygote dies with
+    its worker, a task with its zygote (which the worker's reaper already covers)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the call
+        os._exit(1)
+
+
 def _preload(names):
     """Import each module; one that fails is skipped (said on the zygote's stderr)."""
     import importlib
@@ -72,7 +85,7 @@ def _run_script(script):
     exec(compile(source, script, "exec", dont_inherit=True), main.__dict__)
 
 
-def _become(request, out_fd, err_fd, control):
+def _become(request, out_fd, err_fd, control, zygote):
     """In the forked child: become the task's ``python3`` process, run it, never return."""
     import random
     import resource
@@ -80,6 +93,7 @@ def _become(request, out_fd, err_fd, control):
 
     code = 1
     try:
+        _die_with_parent(zygote)
         os.setsid()
         for res, soft, hard in request["rlimits"]:
             try:
@@ -167,11 +181,15 @@ def _status(pid):
     return -info.si_status
 
 
-def serve(control):
+def serve(control, idle_s):
+    """Answer requests until the worker's end closes or none came for ``idle_s`` seconds (a
+    revision nobody runs any more gives its memory back)."""
     while True:
         try:
+            control.settimeout(idle_s)
             data, fds, _flags, _addr = socket.recv_fds(control, MAX_MESSAGE, 2)
-        except OSError:
+            control.settimeout(None)
+        except OSError:  # also the idle timeout
             return
         if not data:
             return
@@ -183,9 +201,10 @@ def serve(control):
             continue
         sys.stdout.flush()
         sys.stderr.flush()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _become(request, fds[0], fds[1], control)
+            _become(request, fds[0], fds[1], control, parent)
         for fd in fds:
             os.close(fd)
         control.send(json.dumps({"pid": pid}).encode())
@@ -200,15 +219,17 @@ def serve(control):
 
 
 def main():
+    _die_with_parent(int(sys.argv[3]))
     control = socket.socket(fileno=int(sys.argv[1]))
     if sys.path and sys.path[0] in ("", os.getcwd()):
         del sys.path[0]  # the zygote's cwd is no import root: the child adds its own
     _preload(json.loads(sys.argv[2]))
+    idle_s = float(sys.argv[4])
     del sys.argv[1:]
     import gc
 
     gc.collect()
-    serve(control)
+    serve(control, idle_s)
 
 
 if __name__ == "__main__":
