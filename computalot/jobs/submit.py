@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from computalot.artifacts.inputs import check_submit_inputs
 from computalot.billing.holds import hold_job, job_price, worst_case_usd
 from computalot.callbacks.urls import callback_policy, check_callback_url
+from computalot.engine.warm_python.command import job_warning
 from computalot.errors import Conflict, field_error
 from computalot.ids import new_id
 from computalot.jobs.fanout import FanoutPlan, plan_fanout, task_count
@@ -279,6 +280,14 @@ def build_job(
     warnings = list(checked.revision.warnings) if checked.revision is not None else []
     if settings is not None and settings.sandbox == "none" and checked.recipe is None:
         warnings.append(UNCONFINED)
+    if settings is not None and checked.revision is not None:
+        cold = job_warning(
+            settings.warm_python,
+            settings.sandbox,
+            checked.revision.manifest,
+            checked.runner_command,
+        )
+        warnings += [cold] if cold else []
     n_tasks = task_count(plan)
     return Job(
         id=new_id("job"),
