@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from computalot.auth.principal import Principal, authenticate
+from computalot.auth.task_tokens import is_task_token
 from computalot.errors import Forbidden, Unauthorized
+from computalot.ids import hash_token
 from computalot.settings import Settings
 from computalot.store.db import Store
+from serve_app.auth_cache import AuthCache
 
 
 def get_store(request: Request) -> Store:
@@ -35,6 +39,13 @@ Db = Annotated[AsyncSession, Depends(get_db, scope="function")]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 
 
+def reading(request: Request) -> AsyncContextManager[AsyncConnection]:
+    """A bare pooled connection for the hot reads (``computalot.store.hot_reads``), as
+    ``async with reading(request) as db``: no ORM session, and no dependency with ``yield``
+    (FastAPI's exit-stack machinery for one costs about as much as the read itself)."""
+    return get_store(request).engine.connect()
+
+
 def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization")
     if not header:
@@ -45,29 +56,41 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-async def get_caller(request: Request, db: Db) -> Principal:
+async def _principal(request: Request, task_tokens: str | None) -> Principal:
+    """The caller, from this replica's cache (``serve_app.auth_cache``: at most half a second
+    old, so a revocation is seen everywhere within a second) or the store; rate limited. A
+    task token (``flt_``) is checked against the store each time (only a few routes take
+    one, none of them the hot reads)."""
     token = bearer_token(request)
     if token is None:
         raise Unauthorized("missing bearer token")
-    principal = await authenticate(db, token)
+    if is_task_token(token):  # not cached: its task's end must be seen at once
+        async with get_store(request).sessions() as db:
+            principal = await authenticate(db, token, task_tokens=task_tokens)
+    else:
+        cache: AuthCache = request.app.state.auth_cache
+        digest = hash_token(token)
+        cached = cache.get(digest)
+        if cached is None:
+            async with get_store(request).sessions() as db:
+                cached = await authenticate(db, token, task_tokens=task_tokens)
+            cache.put(digest, cached, expires_at=cached.expires_at)
+        principal = cached
     request.state.principal = principal
     request.app.state.rate_limiter.check(principal.account_id)
     return principal
 
 
-async def get_task_or_caller(request: Request, db: Db) -> Principal:
+async def get_caller(request: Request) -> Principal:
+    return await _principal(request, None)
+
+
+async def get_task_or_caller(request: Request) -> Principal:
     """Like :func:`get_caller`, and a running task's token (``flt_``) is accepted too: only
     the routes a task token may use (its project's KV, artifact uploads) depend on this; every
     other route refuses task tokens through :func:`get_caller`."""
-    token = bearer_token(request)
-    if token is None:
-        raise Unauthorized("missing bearer token")
     secret = get_settings_dep(request).task_token_secret
-    task_secret = secret.get_secret_value() if secret is not None else ""
-    principal = await authenticate(db, token, task_tokens=task_secret)
-    request.state.principal = principal
-    request.app.state.rate_limiter.check(principal.account_id)
-    return principal
+    return await _principal(request, secret.get_secret_value() if secret is not None else "")
 
 
 async def get_task_or_writer(

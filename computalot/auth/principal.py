@@ -7,7 +7,8 @@ module's job (docs/llms-full.md, "Auth").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,6 +46,8 @@ class Principal:
     credential_id: str
     #: Set for a task token only: it acts as the job's account, for that project alone.
     task_scope: TaskScope | None = None
+    #: A wallet session's end: a per-replica cache (``serve_app.auth_cache``) keeps it no longer.
+    expires_at: datetime | None = field(default=None, compare=False, repr=False)
 
     @property
     def can_write(self) -> bool:
@@ -89,7 +92,9 @@ async def authenticate(
             raise Unauthorized(
                 "wallet session expired", recommended_action="sign a new wallet challenge"
             )
-        return Principal(account.id, account.role, account.name, "fls", sess.id)
+        return Principal(
+            account.id, account.role, account.name, "fls", sess.id, expires_at=sess.expires_at
+        )
     raise _task_token_refused()
 
 

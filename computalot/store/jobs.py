@@ -37,11 +37,11 @@ def status_filter(value: str, allowed: frozenset[str]) -> list[str]:
 async def get_job(db: AsyncSession, account_id: str, job_id: str) -> Job:
     job = await db.get(Job, job_id)
     if job is None or job.account_id != account_id:
-        raise _job_not_found(job_id)
+        raise job_not_found(job_id)
     return job
 
 
-def _job_not_found(job_id: str) -> NotFound:
+def job_not_found(job_id: str) -> NotFound:
     return NotFound(
         f"job {job_id} not found", recommended_action="list your jobs with GET /api/v1/jobs"
     )
@@ -54,7 +54,7 @@ async def get_jobs(db: AsyncSession, account_id: str, job_ids: list[str]) -> lis
     found = {job.id: job for job in (await db.execute(query)).scalars()}
     for job_id in job_ids:
         if job_id not in found:
-            raise _job_not_found(job_id)
+            raise job_not_found(job_id)
     return [found[job_id] for job_id in job_ids]
 
 
@@ -70,6 +70,22 @@ async def list_jobs(
     cursor: str | None,
 ) -> tuple[list[Job], str | None]:
     query = select(Job).where(Job.account_id == account_id)
+    query = job_filters(
+        query, db.get_bind().dialect.name, status=status, project=project, tag=tag, type=type
+    )
+    return await newest_first(db, Job, query, limit=limit, cursor=cursor)
+
+
+def job_filters(
+    query: Any,
+    dialect: str,
+    *,
+    status: str | None,
+    project: str | None,
+    tag: str | None,
+    type: str | None,
+) -> Any:
+    """``query`` narrowed by the ``/jobs`` list's filters (422 naming a bad ``status``)."""
     if status:
         query = query.where(Job.status.in_(status_filter(status, frozenset(JobStatus))))
     if project:
@@ -77,8 +93,8 @@ async def list_jobs(
     if type:
         query = query.where(Job.type == type)
     if tag:
-        query = query.where(_has_tag(db.get_bind().dialect.name, tag))
-    return await newest_first(db, Job, query, limit=limit, cursor=cursor)
+        query = query.where(_has_tag(dialect, tag))
+    return query
 
 
 def _has_tag(dialect: str, tag: str) -> Any:

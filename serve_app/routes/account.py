@@ -5,19 +5,27 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
+from computalot.errors import NotFound
 from computalot.schemas.accounts import account_out
+from computalot.store import hot_reads
 from computalot.store.accounts import get_account
-from serve_app.deps import Caller, Db, Writer
+from serve_app.deps import Caller, Db, Writer, reading
+from serve_app.responses import FastJSONResponse
 from serve_app.strict_json import StrictJSONRoute
 
 router = APIRouter(prefix="/api/v1", tags=["account"], route_class=StrictJSONRoute)
 
 
 @router.get("/account")
-async def read_account(caller: Caller, db: Db) -> dict[str, Any]:
-    return account_out(await get_account(db, caller.account_id))
+async def read_account(caller: Caller, request: Request) -> FastJSONResponse:
+    """One Core read of the account's columns (``store.hot_reads``), no ORM object."""
+    async with reading(request) as db:
+        account = await hot_reads.account(db, caller.account_id)
+    if account is None:
+        raise NotFound(f"account {caller.account_id} not found")
+    return FastJSONResponse(account_out(account))  # type: ignore[arg-type]
 
 
 @router.post("/account/callback_secret/rotate")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from computalot.auth.siwe import chain_id, normalize_address
 from computalot.schemas.accounts import (
@@ -55,9 +55,11 @@ async def admin_create_key(
 
 
 @router.post("/keys/{key_id}/revoke")
-async def admin_revoke_key(key_id: str, _admin: Admin, db: Db) -> dict[str, Any]:
+async def admin_revoke_key(key_id: str, request: Request, _admin: Admin, db: Db) -> dict[str, Any]:
     key = await store.revoke_key(db, key_id)
     await db.commit()
+    # This replica refuses it at once; the others within a second (serve_app.auth_cache).
+    request.app.state.auth_cache.forget_credential(key.id)
     return {"key": key_out(key)}
 
 

@@ -22,10 +22,11 @@ from computalot.jobs.submit import Limits, submit_job
 from computalot.maintenance.loop import maintenance_of
 from computalot.schemas.jobs import JobSubmit
 from computalot.states import TERMINAL_JOB
+from computalot.store import hot_reads
 from computalot.store import jobs as store
 from computalot.store import results as results_store
 from computalot.store.events import write_events
-from serve_app.deps import Caller, Db, Writer
+from serve_app.deps import Caller, Db, Writer, reading
 from serve_app.errors import validation_details
 from serve_app.raw_response import RawJSONResponse
 from serve_app.responses import FastJSONResponse
@@ -119,7 +120,7 @@ async def create_jobs_batch(
 @router.get("/jobs")
 async def list_jobs(
     caller: Caller,
-    db: Db,
+    request: Request,
     status: str | None = Query(default=None, max_length=200),
     project: str | None = Query(default=None, max_length=63),
     tag: str | None = Query(default=None, max_length=64),
@@ -127,39 +128,46 @@ async def list_jobs(
     limit: int = Query(default=50, ge=1, le=500),
     cursor: str | None = Query(default=None),
 ) -> FastJSONResponse:
-    jobs, next_cursor = await store.list_jobs(
-        db,
-        caller.account_id,
-        status=status,
-        project=project,
-        tag=tag,
-        type=type,
-        limit=limit,
-        cursor=cursor,
-    )
-    return FastJSONResponse({"jobs": [views.job_out(j) for j in jobs], "next_cursor": next_cursor})
+    async with reading(request) as db:
+        jobs, next_cursor = await hot_reads.list_jobs(
+            db,
+            caller.account_id,
+            status=status,
+            project=project,
+            tag=tag,
+            type=type,
+            limit=limit,
+            cursor=cursor,
+        )
+    out = [views.job_out(j) for j in jobs]  # type: ignore[arg-type]
+    return FastJSONResponse({"jobs": out, "next_cursor": next_cursor})
 
 
 @router.get("/jobs/{job_id}")
-async def get_job(job_id: str, caller: Caller, db: Db) -> FastJSONResponse:
-    return FastJSONResponse(views.job_out(await store.get_job(db, caller.account_id, job_id)))
+async def get_job(job_id: str, caller: Caller, request: Request) -> FastJSONResponse:
+    async with reading(request) as db:
+        job = await hot_reads.job(db, caller.account_id, job_id)
+    return FastJSONResponse(views.job_out(job))  # type: ignore[arg-type]
 
 
 @router.get("/jobs/{job_id}/tasks")
 async def get_tasks(
     job_id: str,
     caller: Caller,
-    db: Db,
+    request: Request,
     status: str | None = Query(default=None, max_length=200),
     limit: int = Query(default=100, ge=1, le=store.MAX_PAGE),
     cursor: str | None = Query(default=None),
 ) -> FastJSONResponse:
-    job = await store.get_job(db, caller.account_id, job_id)
-    tasks, next_cursor = await store.list_tasks(db, job, limit=limit, cursor=cursor, status=status)
+    async with reading(request) as db:
+        job = await hot_reads.job(db, caller.account_id, job_id, with_payload=True)
+        tasks, next_cursor = await hot_reads.list_tasks(
+            db, job, limit=limit, cursor=cursor, status=status
+        )
     return FastJSONResponse(
         {
             "job_id": job.id,
-            "tasks": [views.task_out(job, t) for t in tasks],
+            "tasks": [views.task_out(job, t) for t in tasks],  # type: ignore[arg-type]
             "next_cursor": next_cursor,
         }
     )
@@ -224,7 +232,7 @@ async def get_results(
 ) -> RawJSONResponse:
     """A page of at most ``limit`` elements and about ``results_page_bytes`` of results (at
     least one element); stored results are passed through as their JSON text."""
-    job = await store.get_job(db, caller.account_id, job_id)
+    job: Any = await hot_reads.job(db, caller.account_id, job_id, with_payload=True)
     page_bytes = request.app.state.settings.results_page_bytes
     with gc_paused():  # batched results are decoded to split them, then encoded again
         counts = await results_store.element_counts(db, job)

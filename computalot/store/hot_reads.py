@@ -1,0 +1,142 @@
+"""The API's hot reads without the ORM: one Core ``SELECT`` of the columns an answer needs,
+rows handed on as plain objects (issue #18 §3, bench/api_throughput.py).
+
+``GET /account``, ``/jobs/:id``, ``/jobs/:id/tasks``, ``/results/:id`` and the ``/jobs`` list
+are read far more often than anything is written. Through the ORM each read builds an identity
+map, instruments every object and loads every column (a job's whole ``payload``, a task's
+``stdout``, ``stderr`` and ``result``) that the answer never shows. Here each read selects the
+mapped columns minus the heavy ones a view does not use, and each row becomes a :class:`Row`:
+attribute access like the model's, so ``computalot.views`` answers from it unchanged. A column
+added to a model later is selected by itself (only the heavy ones are named), so a view that
+starts using it keeps working.
+
+Like ``store.jobs``, every read here is scoped by the caller's ``account_id``.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import and_, bindparam, inspect, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.elements import Label
+
+from computalot.cursors import decode_cursor, decode_time_and_id, encode_cursor
+from computalot.states import TaskStatus
+from computalot.store import jobs as jobs_store
+from computalot.store.models import Account, Job, Task
+
+#: These reads run on a bare pooled connection (``Store.engine.connect()``): no session, no
+#: identity map; the connection's transaction ends (and its SQLite snapshot with it) on return.
+#: A route that reads more through the store's other modules passes its session instead.
+Reader = AsyncConnection | AsyncSession
+
+
+class Row(SimpleNamespace):
+    """One row read here, its columns as attributes (what ``views`` reads of a model)."""
+
+
+def _columns(model: Any, *, skip: frozenset[str] = frozenset()) -> list[Label[Any]]:
+    """The model's mapped columns (labelled with their attribute names), minus ``skip``."""
+    return [
+        attr.columns[0].label(attr.key)
+        for attr in inspect(model).column_attrs
+        if attr.key not in skip
+    ]
+
+
+#: A job's columns no answer of these routes shows: its element payloads (``payload``, needed
+#: only to build a task's payload), the planner's input, the stored aggregate (read on its own
+#: by ``GET /results``) and the engine's bookkeeping.
+_JOB_HEAVY = frozenset({"payload", "plan_input", "aggregate_result", "resources"})
+#: A task's output and result: ``GET /tasks`` shows the live tail, not the full texts.
+_TASK_HEAVY = frozenset({"stdout", "stderr", "result"})
+
+JOB_COLUMNS = _columns(Job, skip=_JOB_HEAVY)
+JOB_COLUMNS_WITH_PAYLOAD = _columns(Job, skip=_JOB_HEAVY - {"payload"})
+TASK_COLUMNS = _columns(Task, skip=_TASK_HEAVY)
+ACCOUNT_COLUMNS = _columns(Account)
+
+
+def _dialect(db: Reader) -> str:
+    return db.dialect.name if isinstance(db, AsyncConnection) else db.get_bind().dialect.name
+
+
+def _row(mapping: Any) -> Row:
+    return Row(**mapping)
+
+
+# Built once: a statement's construction and cache key cost more than running it on SQLite.
+_ACCOUNT = select(*ACCOUNT_COLUMNS).where(Account.id == bindparam("account_id"))
+_JOB_WHERE = (Job.id == bindparam("job_id"), Job.account_id == bindparam("account_id"))
+_JOB = select(*JOB_COLUMNS).where(*_JOB_WHERE)
+_JOB_WITH_PAYLOAD = select(*JOB_COLUMNS_WITH_PAYLOAD).where(*_JOB_WHERE)
+
+
+async def account(db: Reader, account_id: str) -> Row | None:
+    found = (await db.execute(_ACCOUNT, {"account_id": account_id})).first()
+    return None if found is None else _row(found._mapping)
+
+
+async def job(db: Reader, account_id: str, job_id: str, *, with_payload: bool = False) -> Row:
+    """The caller's job ``job_id``, 404 when it is not theirs or does not exist (as
+    ``store.jobs.get_job``); ``with_payload`` for the routes that build task payloads."""
+    query = _JOB_WITH_PAYLOAD if with_payload else _JOB
+    found = (await db.execute(query, {"job_id": job_id, "account_id": account_id})).first()
+    if found is None:
+        raise jobs_store.job_not_found(job_id)
+    return _row(found._mapping)
+
+
+async def list_jobs(
+    db: Reader,
+    account_id: str,
+    *,
+    status: str | None,
+    project: str | None,
+    tag: str | None,
+    type: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Row], str | None]:
+    """A newest-first page of the caller's jobs (``store.paging.newest_first``'s order and
+    cursor), filtered as ``store.jobs.list_jobs`` filters."""
+    query = select(*JOB_COLUMNS).where(Job.account_id == account_id)
+    query = jobs_store.job_filters(
+        query, _dialect(db), status=status, project=project, tag=tag, type=type
+    )
+    if cursor:
+        at, last_id = decode_time_and_id(cursor)
+        query = query.where(or_(Job.created_at < at, and_(Job.created_at == at, Job.id < last_id)))
+    query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    found = await rows(db, query)
+    if len(found) <= limit:
+        return found, None
+    found = found[:limit]
+    return found, encode_cursor([found[-1].created_at.isoformat(), found[-1].id])
+
+
+async def list_tasks(
+    db: Reader, job: Any, *, limit: int, cursor: str | None, status: str | None = None
+) -> tuple[list[Row], str | None]:
+    """A page of the job's tasks in index order (``store.jobs.list_tasks``'s order, filter
+    and cursor), without their full output and result."""
+    query = select(*TASK_COLUMNS).where(Task.job_id == job.id, Task.account_id == job.account_id)
+    if status:
+        query = query.where(
+            Task.status.in_(jobs_store.status_filter(status, frozenset(TaskStatus)))
+        )
+    if cursor:
+        (after,) = decode_cursor(cursor, int)
+        query = query.where(Task.index > after)
+    found = await rows(db, query.order_by(Task.index).limit(limit + 1))
+    next_cursor = None
+    if len(found) > limit:
+        found = found[:limit]
+        next_cursor = encode_cursor([found[-1].index])
+    return found, next_cursor
+
+
+async def rows(db: Reader, query: Any) -> list[Row]:
+    return [_row(found) for found in (await db.execute(query)).mappings()]
