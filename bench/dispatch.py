@@ -21,6 +21,9 @@ for the Ray Jobs anchor) serves every part:
     (``depends_on``). Goal: < 1 MB per job. Also: a trivial job's latency while they wait, and
     how far one-by-one cancels get in ``--cancel-budget`` s; then the blocker is cancelled and
     the rest end as dependency_failed. Runs right after (a) so its baseline is clean.
+(f) a 10,000-task job submitted twice with ``"cache": true`` (``bench/_dispatch_cache.py``):
+    the first's wall time, the second's POST -> ``end`` (goal < 1 s) and the processes the
+    second ran (goal 0).
 
 Ours and the bare spawn in (a) alternate run by run, and (b)/(c) print the CPU seconds each
 process used, so a busy neighbour on the machine (the header line reports the load average and
@@ -54,6 +57,7 @@ from _common import (
     run_on_platform,
     write_results,
 )
+from _dispatch_cache import part_f, report_f
 from _dispatch_report import (
     report,
 )
@@ -364,10 +368,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=None, help="(c) elements (100,000)")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--queued", type=int, default=None, help="(d) queued jobs (1,000)")
+    parser.add_argument("--cached", type=int, default=None, help="(f) cached tasks (10,000)")
     parser.add_argument(
         "--cancel-budget", type=float, default=60.0, help="(d) seconds for one-by-one cancels"
     )
-    parser.add_argument("--parts", default="abcd", help="which parts to run, e.g. 'ad'")
+    parser.add_argument("--parts", default="abcdf", help="which parts to run, e.g. 'ad'")
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count() or 2)
     parser.add_argument(
         "--sandbox",
@@ -384,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     args.fanout_rounds = args.fanout_rounds or (1 if q else 2)
     args.items = args.items or (20_000 if q else 100_000)
     args.queued = args.queued or (200 if q else 1000)
+    args.cached = args.cached or (2000 if q else 10_000)
     args.max_seconds = args.max_seconds or (600.0 if q else 1800.0)
 
     data_dir = isolated_env({"COMPUTALOT_SANDBOX": args.sandbox})
@@ -429,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             if "c" in args.parts:
                 results["c"] = part_c(client, "bench", project_dir, scratch, args)
+            if "f" in args.parts:
+                results["f"] = part_f(client, "bench", args.cached)
 
     done = run_on_platform(
         work,
@@ -442,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"dispatch benchmark (num_cpus={args.num_cpus}, quick={q}, sandbox={args.sandbox})")
     print(machine_line(m_start, m_end))
     ok = report(results)
+    if results.get("f"):
+        ok = report_f(results["f"]) and ok
     path = write_results(
         "dispatch",
         {

@@ -111,7 +111,6 @@ async def write_inline(
         done = await write_tasks(db, job.id, rows, chunk, cache)
         written.hits += done.hits
         written.result_bytes += done.result_bytes
-        written.events += done.events
     if cache is None:
         return False
     return await settle_hits(db, job, written)
@@ -205,9 +204,7 @@ class Planner:
     async def _cache_context(self, planning: Planning) -> CacheContext | None:
         """The job's result-cache key context (``jobs.result_cache``), None without ``cache``."""
         async with self.store.sessions() as db:
-            query = select(Job.spec, Job.payload, Job.revision_id).where(
-                Job.id == planning.job_id
-            )
+            query = select(Job.spec, Job.payload, Job.revision_id).where(Job.id == planning.job_id)
             row = (await db.execute(query)).first()
             if row is None or not isinstance(row.spec, dict) or "cache" not in row.spec:
                 return None
@@ -265,8 +262,6 @@ class Planner:
                 return False  # the session closes without a commit: nothing was written
             if cache is None:
                 await db.execute(insert(Task), rows)
-            else:
-                await write_events(db, written.events)
             await db.commit()
         return True
 
