@@ -39,9 +39,9 @@ log = logging.getLogger("computalot.api")
 # operators' probes; no path of theirs overlaps a later router's.
 ROUTERS = [
     ops.router,
+    account.router,
     streams.router,
     jobs.router,
-    account.router,
     docs.router,
     auth.router,
     billing.router,

@@ -67,11 +67,39 @@ def _row(mapping: Any) -> Row:
     return Row(**mapping)
 
 
+def _rows(result: Any) -> list[Row]:
+    """Every row of ``result`` as a :class:`Row` (the keys read once, not per row)."""
+    keys = tuple(result.keys())
+    out = []
+    for values in result.all():
+        found = Row()
+        found.__dict__.update(zip(keys, values, strict=True))
+        out.append(found)
+    return out
+
+
 # Built once: a statement's construction and cache key cost more than running it on SQLite.
 _ACCOUNT = select(*ACCOUNT_COLUMNS).where(Account.id == bindparam("account_id"))
 _JOB_WHERE = (Job.id == bindparam("job_id"), Job.account_id == bindparam("account_id"))
 _JOB = select(*JOB_COLUMNS).where(*_JOB_WHERE)
 _JOB_WITH_PAYLOAD = select(*JOB_COLUMNS_WITH_PAYLOAD).where(*_JOB_WHERE)
+_JOBS = select(*JOB_COLUMNS).where(Job.account_id == bindparam("account_id"))
+_JOBS_AFTER = or_(
+    Job.created_at < bindparam("at", type_=Job.created_at.type),
+    and_(Job.created_at == bindparam("at", type_=Job.created_at.type), Job.id < bindparam("id")),
+)
+_NEWEST_FIRST = (Job.created_at.desc(), Job.id.desc())
+#: The ``/jobs`` list without filters (the common read), first page and later pages.
+_JOBS_PAGE = _JOBS.order_by(*_NEWEST_FIRST).limit(bindparam("limit"))
+_JOBS_PAGE_AFTER = _JOBS.where(_JOBS_AFTER).order_by(*_NEWEST_FIRST).limit(bindparam("limit"))
+_TASKS = select(*TASK_COLUMNS).where(
+    Task.job_id == bindparam("job_id"), Task.account_id == bindparam("account_id")
+)
+#: A ``/jobs/:id/tasks`` page without a status filter, from the start or after a cursor.
+_TASKS_PAGE = _TASKS.order_by(Task.index).limit(bindparam("limit"))
+_TASKS_PAGE_AFTER = (
+    _TASKS.where(Task.index > bindparam("after")).order_by(Task.index).limit(bindparam("limit"))
+)
 
 
 async def account(db: Reader, account_id: str) -> Row | None:
@@ -102,15 +130,19 @@ async def list_jobs(
 ) -> tuple[list[Row], str | None]:
     """A newest-first page of the caller's jobs (``store.paging.newest_first``'s order and
     cursor), filtered as ``store.jobs.list_jobs`` filters."""
-    query = select(*JOB_COLUMNS).where(Job.account_id == account_id)
-    query = jobs_store.job_filters(
-        query, _dialect(db), status=status, project=project, tag=tag, type=type
-    )
+    params: dict[str, Any] = {"account_id": account_id, "limit": limit + 1}
+    if status or project or tag or type:
+        query = jobs_store.job_filters(
+            _JOBS, _dialect(db), status=status, project=project, tag=tag, type=type
+        )
+        if cursor:
+            query = query.where(_JOBS_AFTER)
+        query = query.order_by(*_NEWEST_FIRST).limit(bindparam("limit"))
+    else:
+        query = _JOBS_PAGE_AFTER if cursor else _JOBS_PAGE
     if cursor:
-        at, last_id = decode_time_and_id(cursor)
-        query = query.where(or_(Job.created_at < at, and_(Job.created_at == at, Job.id < last_id)))
-    query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
-    found = await rows(db, query)
+        params["at"], params["id"] = decode_time_and_id(cursor)
+    found = _rows(await db.execute(query, params))
     if len(found) <= limit:
         return found, None
     found = found[:limit]
@@ -122,21 +154,20 @@ async def list_tasks(
 ) -> tuple[list[Row], str | None]:
     """A page of the job's tasks in index order (``store.jobs.list_tasks``'s order, filter
     and cursor), without their full output and result."""
-    query = select(*TASK_COLUMNS).where(Task.job_id == job.id, Task.account_id == job.account_id)
+    params: dict[str, Any] = {"job_id": job.id, "account_id": job.account_id, "limit": limit + 1}
     if status:
-        query = query.where(
-            Task.status.in_(jobs_store.status_filter(status, frozenset(TaskStatus)))
-        )
+        wanted = jobs_store.status_filter(status, frozenset(TaskStatus))
+        query = _TASKS.where(Task.status.in_(wanted))
+        if cursor:
+            query = query.where(Task.index > bindparam("after"))
+        query = query.order_by(Task.index).limit(bindparam("limit"))
+    else:
+        query = _TASKS_PAGE_AFTER if cursor else _TASKS_PAGE
     if cursor:
-        (after,) = decode_cursor(cursor, int)
-        query = query.where(Task.index > after)
-    found = await rows(db, query.order_by(Task.index).limit(limit + 1))
+        (params["after"],) = decode_cursor(cursor, int)
+    found = _rows(await db.execute(query, params))
     next_cursor = None
     if len(found) > limit:
         found = found[:limit]
         next_cursor = encode_cursor([found[-1].index])
     return found, next_cursor
-
-
-async def rows(db: Reader, query: Any) -> list[Row]:
-    return [_row(found) for found in (await db.execute(query)).mappings()]

@@ -226,30 +226,34 @@ async def get_results(
     job_id: str,
     request: Request,
     caller: Caller,
-    db: Db,
     limit: int = Query(default=1000, ge=1, le=store.MAX_PAGE),
     cursor: str | None = Query(default=None),
 ) -> RawJSONResponse:
     """A page of at most ``limit`` elements and about ``results_page_bytes`` of results (at
     least one element); stored results are passed through as their JSON text."""
-    job: Any = await hot_reads.job(db, caller.account_id, job_id, with_payload=True)
     page_bytes = request.app.state.settings.results_page_bytes
-    with gc_paused():  # batched results are decoded to split them, then encoded again
-        counts = await results_store.element_counts(db, job)
-        results, next_cursor = await results_store.results_page(
-            db, job, limit=limit, cursor=cursor, total=sum(counts.values()), max_bytes=page_bytes
-        )
-        # The aggregate is the job's, not the page's: it comes with the first page only (a
-        # 100,000-element collect would otherwise travel again with each of its 100 pages).
-        aggregate, omitted = None, None
-        if cursor is None and aggregate_rules.strategy_of(job) in aggregate_rules.COPY_STRATEGIES:
-            aggregate, omitted = await aggregate_rules.copied_aggregate(
-                db, job, max_bytes=page_bytes
+    async with reading(request) as conn:
+        # Every read below is a Core select: a bare connection runs them without a session.
+        db: Any = conn
+        job: Any = await hot_reads.job(db, caller.account_id, job_id, with_payload=True)
+        with gc_paused():  # batched results are decoded to split them, then encoded again
+            counts = await results_store.element_counts(db, job)
+            total = sum(counts.values())
+            results, next_cursor = await results_store.results_page(
+                db, job, limit=limit, cursor=cursor, total=total, max_bytes=page_bytes
             )
-        elif cursor is None:
-            aggregate = await results_store.stored_aggregate(db, job)
-        out = views.results_out(job, results, next_cursor, counts, aggregate, omitted)
-        return RawJSONResponse(out)
+            # The aggregate is the job's, not the page's: it comes with the first page only (a
+            # 100,000-element collect would otherwise travel again with each of its 100 pages).
+            aggregate, omitted = None, None
+            strategy = aggregate_rules.strategy_of(job)
+            if cursor is None and strategy in aggregate_rules.COPY_STRATEGIES:
+                aggregate, omitted = await aggregate_rules.copied_aggregate(
+                    db, job, max_bytes=page_bytes
+                )
+            elif cursor is None:
+                aggregate = await results_store.stored_aggregate(db, job)
+            out = views.results_out(job, results, next_cursor, counts, aggregate, omitted)
+            return RawJSONResponse(out)
 
 
 @router.get("/presets")
