@@ -21,6 +21,12 @@ for the Ray Jobs anchor) serves every part:
     (``depends_on``). Goal: < 1 MB per job. Also: a trivial job's latency while they wait, and
     how far one-by-one cancels get in ``--cancel-budget`` s; then the blocker is cancelled and
     the rest end as dependency_failed. Runs right after (a) so its baseline is clean.
+(e) a 2,000-task fan-out of a runner that imports numpy: ours with warm Python runners
+    (``runtime.preload: ["numpy"]``) and with ``warm_python: false`` versus plain
+    ``ray.remote`` + subprocess (goal plain/warm >= 5x, bar 3x), and the trivial job's
+    submit -> ``end`` with warm runners (goal <= 25 ms median); ``bench/_dispatch_warm.py``.
+    Turns ``COMPUTALOT_WARM_PYTHON`` on for this run (the project of (a)-(d) opts out); warm
+    runners serve unconfined tasks only so far: run it with ``--sandbox none``.
 (f) a 10,000-task job submitted twice with ``"cache": true`` (``bench/_dispatch_cache.py``):
     the first's wall time, the second's POST -> ``end`` (goal < 1 s) and the processes the
     second ran (goal 0).
@@ -32,6 +38,7 @@ other local Ray clusters) is visible rather than silently folded into a ratio.
     .venv/bin/python bench/dispatch.py                # full run (~20 min on 2 cores)
     .venv/bin/python bench/dispatch.py --quick        # smaller sizes (~4 min)
     .venv/bin/python bench/dispatch.py --parts ac     # only some parts
+    .venv/bin/python bench/dispatch.py --parts e --sandbox none   # warm Python runners
 """
 
 from __future__ import annotations
@@ -86,6 +93,7 @@ from _dispatch_support import (
     tarball,
     wait_status,
 )
+from _dispatch_warm import OPT_OUT, part_e, report_e
 
 
 def part_a(
@@ -392,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     args.cached = args.cached or (2000 if q else 10_000)
     args.max_seconds = args.max_seconds or (600.0 if q else 1800.0)
 
-    data_dir = isolated_env({"COMPUTALOT_SANDBOX": args.sandbox})
+    warm_env = {"COMPUTALOT_WARM_PYTHON": "true"} if "e" in args.parts else {}
+    data_dir = isolated_env({"COMPUTALOT_SANDBOX": args.sandbox, **warm_env})
     m_start = machine_state()
     scratch = Path(tempfile.mkdtemp(prefix="computalot-bench-scratch-"))
     project_dir = scratch / "project"
@@ -407,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
             timeout=120,
         ) as client:
             check(client.post("/api/v1/projects", json={"name": "bench"}), 201)
-            files = {"script.py": RUNNER}
+            files = {"script.py": RUNNER, **(OPT_OUT if warm_env else {})}
             check(client.post("/api/v1/projects/bench/push", content=tarball(files)), 200)
             # (d) runs second: its RSS baseline must not include what (b)/(c) leave in the
             # head processes' heaps. The report keeps the a-b-c-d order.
@@ -435,6 +444,16 @@ def main(argv: list[str] | None = None) -> int:
                 )
             if "c" in args.parts:
                 results["c"] = part_c(client, "bench", project_dir, scratch, args)
+            if "e" in args.parts:
+                results["e"] = part_e(
+                    client,
+                    scratch,
+                    args.fanout,
+                    args.num_cpus,
+                    args.fanout_rounds,
+                    args.runs,
+                    args.sandbox,
+                )
             if "f" in args.parts:
                 results["f"] = part_f(client, "bench", args.cached)
 
@@ -450,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"dispatch benchmark (num_cpus={args.num_cpus}, quick={q}, sandbox={args.sandbox})")
     print(machine_line(m_start, m_end))
     ok = report(results)
+    if results.get("e"):
+        ok = report_e(results["e"]) and ok
     if results.get("f"):
         ok = report_f(results["f"]) and ok
     path = write_results(
