@@ -285,3 +285,33 @@ def test_manifest_preload_is_validated(tmp_path: Path) -> None:
         with pytest.raises(ValidationFailed) as err:
             load_manifest(tmp_path, [name])
         assert err.value.details[0]["loc"] == loc
+
+
+@pytest.mark.parametrize(
+    ("runtime", "preload"),
+    [
+        ({}, ()),
+        ({"preload": ["numpy", "json"]}, ("numpy", "json")),
+        ({"preload": ["numpy"], "warm_python": True}, ("numpy",)),
+        ({"preload": ["numpy"], "warm_python": False}, None),
+    ],
+)
+def test_a_revision_carries_its_preload_unless_it_opted_out(
+    tmp_path: Path, runtime: dict[str, object], preload: tuple[str, ...] | None
+) -> None:
+    import asyncio
+
+    from computalot.engine.launching import InputKeys, _revision_info
+    from computalot.store.models import Revision
+
+    revision = Revision(
+        id="rev_1",
+        project_id="prj_1",
+        account_id="acc_1",
+        content_hash="h",
+        path=str(tmp_path),
+        size_bytes=1,
+        manifest={"runtime": runtime},
+    )
+    info = asyncio.run(_revision_info(revision, InputKeys(None)))
+    assert info.preload == preload
