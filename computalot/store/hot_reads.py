@@ -10,27 +10,32 @@ attribute access like the model's, so ``computalot.views`` answers from it uncha
 added to a model later is selected by itself (only the heavy ones are named), so a view that
 starts using it keeps working.
 
+Each read runs as one plain (synchronous) function on a pooled connection, the whole of it in
+a single hop into SQLAlchemy's async bridge (:func:`run`): checking a connection out, the
+statement and giving the connection back through ``AsyncConnection`` cost three hops, and on
+SQLite those hops cost more than the statement (bench/README.md, "API throughput"). The
+statements are built once, with bound parameters, for the same reason.
+
 Like ``store.jobs``, every read here is scoped by the caller's ``account_id``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, bindparam, inspect, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import Connection, and_, bindparam, inspect, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import Label
+from sqlalchemy.util import greenlet_spawn
 
 from computalot.cursors import decode_cursor, decode_time_and_id, encode_cursor
 from computalot.states import TaskStatus
 from computalot.store import jobs as jobs_store
 from computalot.store.models import Account, Job, Task
 
-#: These reads run on a bare pooled connection (``Store.engine.connect()``): no session, no
-#: identity map; the connection's transaction ends (and its SQLite snapshot with it) on return.
-#: A route that reads more through the store's other modules passes its session instead.
-Reader = AsyncConnection | AsyncSession
+T = TypeVar("T")
 
 
 class Row(SimpleNamespace):
@@ -57,10 +62,6 @@ JOB_COLUMNS = _columns(Job, skip=_JOB_HEAVY)
 JOB_COLUMNS_WITH_PAYLOAD = _columns(Job, skip=_JOB_HEAVY - {"payload"})
 TASK_COLUMNS = _columns(Task, skip=_TASK_HEAVY)
 ACCOUNT_COLUMNS = _columns(Account)
-
-
-def _dialect(db: Reader) -> str:
-    return db.dialect.name if isinstance(db, AsyncConnection) else db.get_bind().dialect.name
 
 
 def _row(mapping: Any) -> Row:
@@ -102,23 +103,39 @@ _TASKS_PAGE_AFTER = (
 )
 
 
-async def account(db: Reader, account_id: str) -> Row | None:
-    found = (await db.execute(_ACCOUNT, {"account_id": account_id})).first()
+async def run(engine: AsyncEngine, read: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``read(conn, *args, **kwargs)`` on a pooled connection, given back (its transaction and
+    any SQLite snapshot ended) before this returns: one hop into the async bridge in all."""
+
+    def go() -> T:
+        with engine.sync_engine.connect() as conn:
+            return read(conn, *args, **kwargs)
+
+    return await greenlet_spawn(go)
+
+
+async def run_on(conn: AsyncConnection, read: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``read`` on a connection the caller holds (a route that reads more beside it)."""
+    return await conn.run_sync(read, *args, **kwargs)
+
+
+def account(conn: Connection, account_id: str) -> Row | None:
+    found = conn.execute(_ACCOUNT, {"account_id": account_id}).first()
     return None if found is None else _row(found._mapping)
 
 
-async def job(db: Reader, account_id: str, job_id: str, *, with_payload: bool = False) -> Row:
+def job(conn: Connection, account_id: str, job_id: str, *, with_payload: bool = False) -> Row:
     """The caller's job ``job_id``, 404 when it is not theirs or does not exist (as
     ``store.jobs.get_job``); ``with_payload`` for the routes that build task payloads."""
     query = _JOB_WITH_PAYLOAD if with_payload else _JOB
-    found = (await db.execute(query, {"job_id": job_id, "account_id": account_id})).first()
+    found = conn.execute(query, {"job_id": job_id, "account_id": account_id}).first()
     if found is None:
         raise jobs_store.job_not_found(job_id)
     return _row(found._mapping)
 
 
-async def list_jobs(
-    db: Reader,
+def list_jobs(
+    conn: Connection,
     account_id: str,
     *,
     status: str | None,
@@ -133,7 +150,7 @@ async def list_jobs(
     params: dict[str, Any] = {"account_id": account_id, "limit": limit + 1}
     if status or project or tag or type:
         query = jobs_store.job_filters(
-            _JOBS, _dialect(db), status=status, project=project, tag=tag, type=type
+            _JOBS, conn.dialect.name, status=status, project=project, tag=tag, type=type
         )
         if cursor:
             query = query.where(_JOBS_AFTER)
@@ -142,19 +159,27 @@ async def list_jobs(
         query = _JOBS_PAGE_AFTER if cursor else _JOBS_PAGE
     if cursor:
         params["at"], params["id"] = decode_time_and_id(cursor)
-    found = _rows(await db.execute(query, params))
+    found = _rows(conn.execute(query, params))
     if len(found) <= limit:
         return found, None
     found = found[:limit]
     return found, encode_cursor([found[-1].created_at.isoformat(), found[-1].id])
 
 
-async def list_tasks(
-    db: Reader, job: Any, *, limit: int, cursor: str | None, status: str | None = None
-) -> tuple[list[Row], str | None]:
-    """A page of the job's tasks in index order (``store.jobs.list_tasks``'s order, filter
-    and cursor), without their full output and result."""
-    params: dict[str, Any] = {"job_id": job.id, "account_id": job.account_id, "limit": limit + 1}
+def job_and_tasks(
+    conn: Connection,
+    account_id: str,
+    job_id: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    status: str | None = None,
+) -> tuple[Row, list[Row], str | None]:
+    """The caller's job (with its payload: a task's payload is built from it) and a page of
+    its tasks in index order (``store.jobs.list_tasks``'s order, filter and cursor), without
+    their full output and result."""
+    found_job = job(conn, account_id, job_id, with_payload=True)
+    params: dict[str, Any] = {"job_id": job_id, "account_id": account_id, "limit": limit + 1}
     if status:
         wanted = jobs_store.status_filter(status, frozenset(TaskStatus))
         query = _TASKS.where(Task.status.in_(wanted))
@@ -165,9 +190,9 @@ async def list_tasks(
         query = _TASKS_PAGE_AFTER if cursor else _TASKS_PAGE
     if cursor:
         (params["after"],) = decode_cursor(cursor, int)
-    found = _rows(await db.execute(query, params))
+    found = _rows(conn.execute(query, params))
     next_cursor = None
     if len(found) > limit:
         found = found[:limit]
         next_cursor = encode_cursor([found[-1].index])
-    return found, next_cursor
+    return found_job, found, next_cursor

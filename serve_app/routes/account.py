@@ -11,7 +11,7 @@ from computalot.errors import NotFound
 from computalot.schemas.accounts import account_out
 from computalot.store import hot_reads
 from computalot.store.accounts import get_account
-from serve_app.deps import Caller, Db, Writer, reading
+from serve_app.deps import Caller, Db, Writer, get_store
 from serve_app.responses import FastJSONResponse
 from serve_app.strict_json import StrictJSONRoute
 
@@ -21,8 +21,7 @@ router = APIRouter(prefix="/api/v1", tags=["account"], route_class=StrictJSONRou
 @router.get("/account")
 async def read_account(caller: Caller, request: Request) -> FastJSONResponse:
     """One Core read of the account's columns (``store.hot_reads``), no ORM object."""
-    async with reading(request) as db:
-        account = await hot_reads.account(db, caller.account_id)
+    account = await hot_reads.run(get_store(request).engine, hot_reads.account, caller.account_id)
     if account is None:
         raise NotFound(f"account {caller.account_id} not found")
     return FastJSONResponse(account_out(account))  # type: ignore[arg-type]

@@ -26,7 +26,7 @@ from computalot.store import hot_reads
 from computalot.store import jobs as store
 from computalot.store import results as results_store
 from computalot.store.events import write_events
-from serve_app.deps import Caller, Db, Writer, reading
+from serve_app.deps import Caller, Db, Writer, get_store, reading
 from serve_app.errors import validation_details
 from serve_app.raw_response import RawJSONResponse
 from serve_app.responses import FastJSONResponse
@@ -128,25 +128,24 @@ async def list_jobs(
     limit: int = Query(default=50, ge=1, le=500),
     cursor: str | None = Query(default=None),
 ) -> FastJSONResponse:
-    async with reading(request) as db:
-        jobs, next_cursor = await hot_reads.list_jobs(
-            db,
-            caller.account_id,
-            status=status,
-            project=project,
-            tag=tag,
-            type=type,
-            limit=limit,
-            cursor=cursor,
-        )
+    jobs, next_cursor = await hot_reads.run(
+        get_store(request).engine,
+        hot_reads.list_jobs,
+        caller.account_id,
+        status=status,
+        project=project,
+        tag=tag,
+        type=type,
+        limit=limit,
+        cursor=cursor,
+    )
     out = [views.job_out(j) for j in jobs]  # type: ignore[arg-type]
     return FastJSONResponse({"jobs": out, "next_cursor": next_cursor})
 
 
 @router.get("/jobs/{job_id}")
 async def get_job(job_id: str, caller: Caller, request: Request) -> FastJSONResponse:
-    async with reading(request) as db:
-        job = await hot_reads.job(db, caller.account_id, job_id)
+    job = await hot_reads.run(get_store(request).engine, hot_reads.job, caller.account_id, job_id)
     return FastJSONResponse(views.job_out(job))  # type: ignore[arg-type]
 
 
@@ -159,11 +158,15 @@ async def get_tasks(
     limit: int = Query(default=100, ge=1, le=store.MAX_PAGE),
     cursor: str | None = Query(default=None),
 ) -> FastJSONResponse:
-    async with reading(request) as db:
-        job = await hot_reads.job(db, caller.account_id, job_id, with_payload=True)
-        tasks, next_cursor = await hot_reads.list_tasks(
-            db, job, limit=limit, cursor=cursor, status=status
-        )
+    job, tasks, next_cursor = await hot_reads.run(
+        get_store(request).engine,
+        hot_reads.job_and_tasks,
+        caller.account_id,
+        job_id,
+        limit=limit,
+        cursor=cursor,
+        status=status,
+    )
     return FastJSONResponse(
         {
             "job_id": job.id,
@@ -235,7 +238,9 @@ async def get_results(
     async with reading(request) as conn:
         # Every read below is a Core select: a bare connection runs them without a session.
         db: Any = conn
-        job: Any = await hot_reads.job(db, caller.account_id, job_id, with_payload=True)
+        job: Any = await hot_reads.run_on(
+            conn, hot_reads.job, caller.account_id, job_id, with_payload=True
+        )
         with gc_paused():  # batched results are decoded to split them, then encoded again
             counts = await results_store.element_counts(db, job)
             total = sum(counts.values())
