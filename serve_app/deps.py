@@ -40,9 +40,10 @@ AppSettings = Annotated[Settings, Depends(get_settings_dep)]
 
 
 def reading(request: Request) -> AsyncContextManager[AsyncConnection]:
-    """A bare pooled connection for the hot reads (``computalot.store.hot_reads``), as
-    ``async with reading(request) as db``: no ORM session, and no dependency with ``yield``
-    (FastAPI's exit-stack machinery for one costs about as much as the read itself)."""
+    """A bare pooled connection for a read made of several Core selects (``GET /results``),
+    as ``async with reading(request) as db``: no ORM session, and no dependency with ``yield``
+    (FastAPI's exit-stack machinery for one costs about as much as a read). The single-query
+    hot reads go through ``computalot.store.hot_reads.run`` instead."""
     return get_store(request).engine.connect()
 
 
