@@ -74,9 +74,7 @@ class Output:
     """The output of one child: its two pipes (registered with ``sel``), tails, progress and
     live events. Every method runs in the thread that called ``run_command``."""
 
-    def __init__(
-        self, proc: Any, on_event: OnEvent | None, sel: selectors.BaseSelector
-    ) -> None:
+    def __init__(self, proc: Any, on_event: OnEvent | None, sel: selectors.BaseSelector) -> None:
         self.on_event = on_event
         self.sel = sel
         self.streams = [_Stream("stdout", proc.stdout), _Stream("stderr", proc.stderr)]
