@@ -222,7 +222,7 @@ class Settings(BaseSettings):
     warm_python: bool = Field(
         default=False,
         description="start python3 script/-m runners forked from a warm interpreter "
-        "(unconfined tasks only so far; manifest runtime.warm_python opts a revision out)",
+        "(in the task's sandbox too; manifest runtime.warm_python: false opts a revision out)",
     )
     sandbox_uid: int = Field(default=65534, ge=1, description="host uid tasks run as (root only)")
     sandbox_gid: int = Field(default=65534, ge=1)

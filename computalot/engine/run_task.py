@@ -20,6 +20,7 @@ be recorded. (Objects a task returns are owned by the caller, so the text outliv
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -45,6 +46,9 @@ from computalot.engine.project_init import cache_env, ensure_warm, place_cache_m
 from computalot.engine.result_file import read_result_file
 from computalot.engine.runner import RunLimits, RunOutcome, base_env, run_command
 from computalot.engine.task_files import InputUnavailable, place_inputs, upload_artifacts
+from computalot.engine.warm_python import warm_command
+from computalot.engine.warm_python.client import SandboxClaim, claim_sandboxed
+from computalot.sandbox.bwrap import INNER_TASK
 from computalot.sandbox.task import SandboxPolicy, SandboxUnavailable, TaskSandbox
 from computalot.states import TaskStatus
 
@@ -394,15 +398,21 @@ def execute_attempt(spec: AttemptSpec) -> tuple[Outcome, NDArray[np.uint8] | Non
     make_interruptible()
     base = attempt_root()
     CLEANER.sweep(base)  # what killed workers left behind
-    prefix = f"{spec.task_id}-{spec.attempt}-{owner_tag()}"
-    files = AttemptFiles(Path(tempfile.mkdtemp(prefix=prefix, dir=base)))
     policy = spec.sandbox
+    claim = _claim_warm_sandbox(spec, base)
+    if claim is not None:  # its warm sandbox's slot is this attempt's directory
+        files = AttemptFiles(claim.directory)
+    else:
+        prefix = f"{spec.task_id}-{spec.attempt}-{owner_tag()}"
+        files = AttemptFiles(Path(tempfile.mkdtemp(prefix=prefix, dir=base)))
     sandbox: TaskSandbox | None = None
     try:
         warmed = _warm(spec)
         if warmed is not None and warmed.get("state", "ready") != "ready":
             return _init_failed(warmed), None
-        if policy is not None and policy.mode == "bwrap":
+        if claim is not None:
+            sandbox = claim.lease
+        elif policy is not None and policy.mode == "bwrap":
             try:
                 sandbox = TaskSandbox(policy, files.root, name=files.root.name)
             except SandboxUnavailable as exc:
@@ -415,7 +425,33 @@ def execute_attempt(spec: AttemptSpec) -> tuple[Outcome, NDArray[np.uint8] | Non
     finally:
         if sandbox is not None:  # an attempt that ended early (an exception, a Ray cancel)
             sandbox.close()
-        CLEANER.remove(files.root)  # off the critical path (see cleanup)
+        if claim is not None:  # the slot is emptied (off the critical path) for the next one
+            claim.finish(base, CLEANER.remove)
+        else:
+            CLEANER.remove(files.root)  # off the critical path (see cleanup)
+
+
+_SLOTS = itertools.count()
+
+
+def _claim_warm_sandbox(spec: AttemptSpec, base: Path) -> SandboxClaim | None:
+    """This worker's warm sandbox for the attempt (``sandbox.warm``), when its command runs
+    warm (``engine.warm_python``) and sandboxed; None: a fresh sandbox or process, as always.
+    A project with cache mounts binds them per attempt: it runs in a fresh sandbox."""
+    policy = spec.sandbox
+    if spec.warm_python is None or policy is None or policy.mode != "bwrap":
+        return None
+    if spec.warm is not None and spec.warm.cache_mounts:
+        return None
+    env = base_env(dict(spec.env), Path(INNER_TASK))
+    command = warm_command(list(spec.runner_command), env["PATH"])
+    if command is None:
+        return None
+
+    def new_slot() -> Path:
+        return base / f"warm-{owner_tag()}{next(_SLOTS)}"
+
+    return claim_sandboxed(command, spec.warm_python, env, policy, new_slot)
 
 
 @ray.remote(max_retries=0, num_returns=2)

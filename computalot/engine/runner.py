@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 from computalot.engine.reaper import REAPER
 from computalot.engine.runner_output import TAIL_CHARS, OnEvent, Output
 from computalot.engine.warm_python import ForkedProcess, start_forked, warm_command
+from computalot.sandbox.task import SandboxUnavailable
+from computalot.sandbox.warm import WarmLease
 from computalot.states import TaskStatus
 
 if TYPE_CHECKING:
@@ -224,7 +226,8 @@ class _Run:
         """
         rc = self.proc.returncode
         assert rc is not None  # only read once the process ended
-        if self.sandbox is not None and SIGNAL_EXIT < rc < SIGNAL_EXIT + signal.NSIG:
+        forked = isinstance(self.proc, ForkedProcess)  # no bubblewrap between: the real status
+        if self.sandbox is not None and not forked and SIGNAL_EXIT < rc < SIGNAL_EXIT + signal.NSIG:
             return SIGNAL_EXIT - rc
         return rc
 
@@ -437,7 +440,9 @@ def run_command(
     ``warm`` (the revision's ``runtime.preload``; None: off) starts an unconfined
     ``python3 script.py …`` / ``python3 -m module …`` as a child of a warm interpreter that
     imported those modules (``engine.warm_python``); any other command, or a busy or broken
-    warm interpreter, falls back to a fresh process.
+    warm interpreter, falls back to a fresh process. A sandboxed one is warm when ``sandbox``
+    is a :class:`~computalot.sandbox.warm.WarmLease` (its warm interpreter lives in the
+    sandbox); if it cannot fork the command, a fresh sandbox over the same directory runs it.
     """
     started = time.monotonic()
     failure: tuple[int | None, str] | None
@@ -453,7 +458,16 @@ def run_command(
         return _spawn_failed(failure[0], failure[1], started)
     plan = _rlimit_plan(limits or RunLimits())
     proc: Proc | None = None
-    if warm is not None and sandbox is None:
+    if isinstance(sandbox, WarmLease):  # forked inside its warm sandbox, else a fresh one
+        command = warm_command(argv, env.get("PATH", os.defpath))
+        if command is not None and sandbox.start is not None:
+            proc = sandbox.start(command, sandbox.inner(cwd), env, plan)
+        if proc is None:
+            try:
+                sandbox = sandbox.fallback()
+            except (SandboxUnavailable, OSError) as exc:
+                return RunOutcome(None, "sandbox_unavailable", str(exc), "", "", "", 0.0, None)
+    elif warm is not None and sandbox is None:
         command = warm_command(argv, env.get("PATH", os.defpath))
         if command is not None:
             proc = start_forked(command, warm, cwd, env, plan)

@@ -286,6 +286,49 @@ class WorkerLease:
                 self.group.lock.release()
 
 
+class WarmCgroup(_Group):
+    """The cgroup (v1 pair or v2 directory) of one warm sandbox (``sandbox.warm``): its
+    bubblewrap and warm interpreter join it once, at start (:meth:`join_prefix`), and every task
+    the interpreter forks is born in it, so no attempt pays for a migration. Each attempt sets
+    its limits and takes its baseline (:meth:`lease`); ``sandbox.warm`` kills what a task left
+    and spares the sandbox's own processes. :meth:`remove` gives it up with the sandbox."""
+
+    #: The sandbox's own processes counted by ``pids.max``: bubblewrap, its init, the zygote.
+    OWN_PROCESSES = 3
+
+    def __init__(self, layout: Layout, name: str) -> None:
+        super().__init__(layout, name)
+        for path in self.dirs.values():
+            path.mkdir()
+
+    def join_prefix(self) -> list[str]:
+        """argv that moves itself into every directory of the cgroup, then execs the rest."""
+        import shlex
+
+        moves = " && ".join(
+            f"echo $$ > {shlex.quote(str(d / 'cgroup.procs'))}" for d in self.dirs.values()
+        )
+        return ["/bin/sh", "-c", f'{moves} && exec "$@"', "sh"]
+
+    def spawn(self, start: Callable[[], _T]) -> _T:
+        return start()
+
+    def lease(self, memory_mb: int, processes: int) -> WarmCgroup:
+        """Set one attempt's limits (its processes on top of the sandbox's own) and take the
+        baseline its counters are read against."""
+        self.limit(memory_mb, processes + self.OWN_PROCESSES if processes else 0)
+        return self
+
+    def close(self, timeout_s: float = 0.0) -> None:
+        """An attempt's end: nothing here (``sandbox.warm`` kills what the task left)."""
+
+    def remove(self, timeout_s: float = 2.0) -> None:
+        self.kill_all(timeout_s)
+        for path in self.dirs.values():
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
 _WORKER: list[WorkerCgroup] = []
 
 

@@ -67,7 +67,7 @@ def disk_usage(root: Path, max_entries: int = MAX_DISK_ENTRIES) -> int:
     return total
 
 
-def _process_tree(pid: int) -> list[int]:
+def process_tree(pid: int) -> list[int]:
     """``pid`` and its descendants (``/proc/<pid>/task/<pid>/children``)."""
     out, stack = [], [pid]
     while stack:
@@ -88,6 +88,37 @@ def hand_over(directory: Path, uid: int, gid: int) -> None:
             os.lchown(os.path.join(parent, name), uid, gid)
 
 
+def check_node(policy: SandboxPolicy) -> tuple[str, str | None]:
+    """(bubblewrap, setpriv or None when the worker is not root) once this node can confine a
+    task as ``policy`` says; else :class:`SandboxUnavailable` saying what the operator does."""
+    found = bwrap.bwrap_path()
+    if found is None:
+        raise SandboxUnavailable(
+            "bubblewrap (bwrap) is not installed on this node; the operator installs it "
+            "(apt-get install bubblewrap) or sets COMPUTALOT_SANDBOX=none"
+        )
+    root = os.geteuid() == 0
+    setpriv = bwrap.setpriv_path() if root else None
+    if root and setpriv is None:
+        raise SandboxUnavailable("setpriv (util-linux) is missing: tasks would run as root")
+    exposed = bwrap.exposed_by_runtime() or bwrap.exposed(policy.shared_dirs)
+    if exposed:
+        raise SandboxUnavailable(
+            f"the directory {exposed[0]} that tasks would see holds {exposed[1]}; the "
+            "operator moves one of them (the virtual environment, a shared directory)"
+        )
+    if policy.network == "host":
+        uid = policy.uid if root else os.geteuid()
+        why = firewall.ensure(uid, policy.open_ports, cluster_addresses())
+        if why is not None:
+            raise SandboxUnavailable(
+                f"the platform's ports cannot be closed to host-network tasks: {why}; "
+                'set "runtime": {"network": "none"} in the manifest, or the operator '
+                "installs nftables and runs the workers as root"
+            )
+    return found, setpriv
+
+
 class TaskSandbox:
     """A prepared sandbox for one attempt directory; see the module doc."""
 
@@ -104,34 +135,12 @@ class TaskSandbox:
         self.attempt_dir = attempt_dir
         self.binds = binds
         self.limits = policy.limits
-        self.bwrap = bwrap.bwrap_path()
-        if self.bwrap is None:
-            raise SandboxUnavailable(
-                "bubblewrap (bwrap) is not installed on this node; the operator installs it "
-                "(apt-get install bubblewrap) or sets COMPUTALOT_SANDBOX=none"
-            )
+        self.bwrap, self.setpriv = check_node(policy)
         self.root = os.geteuid() == 0
-        self.setpriv = bwrap.setpriv_path() if self.root else None
-        if self.root and self.setpriv is None:
-            raise SandboxUnavailable("setpriv (util-linux) is missing: tasks would run as root")
-        exposed = bwrap.exposed_by_runtime() or bwrap.exposed(policy.shared_dirs)
-        if exposed:
-            raise SandboxUnavailable(
-                f"the directory {exposed[0]} that tasks would see holds {exposed[1]}; the "
-                "operator moves one of them (the virtual environment, a shared directory)"
-            )
-        if policy.network == "host":
-            why = firewall.ensure(self.uid, policy.open_ports, cluster_addresses())
-            if why is not None:
-                raise SandboxUnavailable(
-                    f"the platform's ports cannot be closed to host-network tasks: {why}; "
-                    'set "runtime": {"network": "none"} in the manifest, or the operator '
-                    "installs nftables and runs the workers as root"
-                )
         layout = cgroups.layout()
         if layout is not None:
             cgroups.sweep(layout)
-        self.cgroup = (
+        self.cgroup: cgroups.TaskCgroup | cgroups.WorkerLease | cgroups.WarmCgroup | None = (
             cgroups.attempt_cgroup(
                 layout, name, memory_mb=self.limits.memory_mb, processes=self.limits.processes
             )
@@ -215,7 +224,7 @@ class TaskSandbox:
         the sandbox (its command inherits them), the attempt directory handed to the task's
         uid, then the command runs."""
         assert self.proc is not None and self.block_fd >= 0
-        for pid in _process_tree(self.proc.pid):
+        for pid in process_tree(self.proc.pid):
             limit(pid)
         hand_over(self.attempt_dir, self.uid, self.policy.gid if self.root else os.getegid())
         os.write(self.block_fd, b"x")

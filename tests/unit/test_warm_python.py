@@ -19,7 +19,7 @@ from computalot.engine.runner import RunLimits, RunOutcome, base_env, run_comman
 from computalot.engine.warm_python import client as warm_client
 from computalot.engine.warm_python.command import (
     NOT_WARM,
-    WARM_SANDBOXED,
+    WARM_CACHE_MOUNTS,
     job_warning,
     warm_command,
     why_not,
@@ -263,7 +263,11 @@ def test_which_commands_qualify() -> None:
 
 def test_job_warnings() -> None:
     assert job_warning(False, "bwrap", {}, ["sh"]) is None
-    assert job_warning(True, "bwrap", {}, ["python3", "s.py"]) == WARM_SANDBOXED
+    assert job_warning(True, "bwrap", {}, ["python3", "s.py"]) is None
+    mounts = {"cache_mounts": [{"path": "cache"}]}
+    assert job_warning(True, "bwrap", mounts, ["python3", "s.py"]) == WARM_CACHE_MOUNTS
+    assert job_warning(True, "none", mounts, ["python3", "s.py"]) is None
+    assert job_warning(True, "bwrap", mounts, ["sh", "x"]) == NOT_WARM
     assert job_warning(True, "none", {}, ["python3", "s.py"]) is None
     assert job_warning(True, "none", {}, ["sh", "x"]) == NOT_WARM
     off = {"runtime": {"warm_python": False}}

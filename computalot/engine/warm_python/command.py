@@ -61,9 +61,9 @@ def warm_command(argv: list[str], path: str) -> WarmCommand | None:
     return WarmCommand(found, first, argv[1], None, tuple(argv[1:]))
 
 
-WARM_SANDBOXED = (
-    "warm Python runners are not used for sandboxed tasks yet (COMPUTALOT_SANDBOX=bwrap): every "
-    "task starts a fresh interpreter"
+WARM_CACHE_MOUNTS = (
+    "warm Python runners are not used for sandboxed tasks of a project with cache_mounts (each "
+    "attempt binds them into a fresh sandbox): every task starts a fresh interpreter"
 )
 
 
@@ -76,6 +76,7 @@ def job_warning(
     runtime = (manifest or {}).get("runtime") or {}
     if not enabled or runtime.get("warm_python") is False:
         return None
-    if sandbox == "bwrap":
-        return WARM_SANDBOXED
-    return why_not(argv)
+    cold = why_not(argv)
+    if cold is None and sandbox == "bwrap" and (manifest or {}).get("cache_mounts"):
+        return WARM_CACHE_MOUNTS
+    return cold

@@ -10,6 +10,12 @@ for the child to end without reaping it (``WNOWAIT``: its pid, which is also its
 cannot be reused while the worker may still signal it), answers ``{"status"}`` and reaps it
 when the worker says ``reap``. It exits when the worker's end closes.
 
+Inside a sandbox (``computalot.sandbox.warm``) the zygote is the sandbox's long-lived command:
+after each task the worker kills what the task left and says ``clean``; the zygote then empties
+the sandbox's private ``/tmp`` and ``/dev/shm`` (the next task must find them as a fresh sandbox
+would) and answers ``clean``. It is not dumpable, so a task (same uid) can neither trace it nor
+read or write its memory; the forked child is made dumpable again, as a fresh process is.
+
 Between requests it holds no thread of its own and no connection but the control socket (the
 child closes that one first).
 """
@@ -22,17 +28,60 @@ import sys
 MAX_MESSAGE = 1 << 20
 
 
-def _die_with_parent(parent):
-    """SIGKILL this process when its parent dies (``PR_SET_PDEATHSIG``): a zygote dies with
-    its worker, a task with its zygote (which the worker's reaper already covers)."""
+def _prctl(option, value):
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+        ctypes.CDLL(None, use_errno=True).prctl(option, value)
     except (OSError, AttributeError):
+        return False
+    return True
+
+
+def _die_with_parent(parent):
+    """SIGKILL this process when its parent dies (``PR_SET_PDEATHSIG``): a zygote dies with
+    its worker, a task with its zygote (which the worker's reaper already covers). ``parent``
+    0: not checked (a sandboxed zygote's parent is the sandbox's init, in another pid view)."""
+    if not _prctl(1, 9):  # PR_SET_PDEATHSIG, SIGKILL
         return
-    if os.getppid() != parent:  # it died before the call
+    if parent and os.getppid() != parent:  # it died before the call
         os._exit(1)
+
+
+def _empty(directory):
+    """Remove everything in ``directory`` (not the directory): what a task left in the
+    sandbox's ``/tmp`` or ``/dev/shm``. Directories it made unreadable are opened up first;
+    no recursion (a task may nest directories deeper than any stack), no link followed."""
+    import stat
+
+    try:
+        stack = [(os.path.join(directory, name), False) for name in os.listdir(directory)]
+    except OSError:
+        return
+    while stack:
+        path, listed = stack.pop()
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            continue
+        if not stat.S_ISDIR(mode):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        elif listed:
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+        else:
+            try:
+                os.chmod(path, stat.S_IRWXU)
+                names = os.listdir(path)
+            except OSError:
+                names = []
+            stack.append((path, True))
+            stack += [(os.path.join(path, name), False) for name in names]
 
 
 def _preload(names):
@@ -94,6 +143,7 @@ def _become(request, out_fd, err_fd, control, zygote):
     code = 1
     try:
         _die_with_parent(zygote)
+        _prctl(4, 1)  # PR_SET_DUMPABLE: a fresh process is
         os.setsid()
         for res, soft, hard in request["rlimits"]:
             try:
@@ -172,6 +222,17 @@ def _become(request, out_fd, err_fd, control, zygote):
         os._exit(code)
 
 
+def _reap_orphans():
+    """As the sandbox's pid 1, reap what a task's killed leftovers became (zombies)."""
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
 def _status(pid):
     """The child's end as ``Popen.returncode`` says it (``-N``: killed by signal N)."""
     info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
@@ -193,6 +254,12 @@ def serve(control, idle_s):
             return
         if not data:
             return
+        if data == b"clean" and not fds:
+            _reap_orphans()
+            for directory in ("/tmp", "/dev/shm"):
+                _empty(directory)
+            control.send(b"clean")
+            continue
         request = json.loads(data)
         if len(fds) != 2:
             for fd in fds:
@@ -220,6 +287,7 @@ def serve(control, idle_s):
 
 def main():
     _die_with_parent(int(sys.argv[3]))
+    _prctl(4, 0)  # PR_SET_DUMPABLE: no task may trace it or touch its memory
     control = socket.socket(fileno=int(sys.argv[1]))
     if sys.path and sys.path[0] in ("", os.getcwd()):
         del sys.path[0]  # the zygote's cwd is no import root: the child adds its own
