@@ -25,8 +25,8 @@ for the Ray Jobs anchor) serves every part:
     (``runtime.preload: ["numpy"]``) and with ``warm_python: false`` versus plain
     ``ray.remote`` + subprocess (goal plain/warm >= 5x, bar 3x), and the trivial job's
     submit -> ``end`` with warm runners (goal <= 25 ms median); ``bench/_dispatch_warm.py``.
-    Turns ``COMPUTALOT_WARM_PYTHON`` on for this run (the project of (a)-(d) opts out); warm
-    runners serve unconfined tasks only so far: run it with ``--sandbox none``.
+    Turns ``COMPUTALOT_WARM_PYTHON`` on for this run (the project of (a)-(d) opts out); with
+    ``--sandbox bwrap`` (the default) warm tasks are forked inside their warm sandbox.
 (f) a 10,000-task job submitted twice with ``"cache": true`` (``bench/_dispatch_cache.py``):
     the first's wall time, the second's POST -> ``end`` (goal < 1 s) and the processes the
     second ran (goal 0).
@@ -38,7 +38,7 @@ other local Ray clusters) is visible rather than silently folded into a ratio.
     .venv/bin/python bench/dispatch.py                # full run (~20 min on 2 cores)
     .venv/bin/python bench/dispatch.py --quick        # smaller sizes (~4 min)
     .venv/bin/python bench/dispatch.py --parts ac     # only some parts
-    .venv/bin/python bench/dispatch.py --parts e --sandbox none   # warm Python runners
+    .venv/bin/python bench/dispatch.py --parts e      # warm Python runners (sandboxed)
 """
 
 from __future__ import annotations
