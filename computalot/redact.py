@@ -111,6 +111,12 @@ def register_data_dir(data_dir: Path) -> None:
         _rules.append(rule)
 
 
+def rules_version() -> int:
+    """Changes when a rule is added: an answer redacted before is stale after
+    (``serve_app.answer_cache``)."""
+    return len(_rules)
+
+
 def redact_output(text: str) -> str:
     """``text`` with every host path, private address and image digest replaced: what a
     runner's process can see (its output tails)."""

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from computalot.redact import register_data_dir
 from computalot.settings import Settings
 from computalot.store.db import Store
+from serve_app.answer_cache import AnswerCache
 from serve_app.auth_cache import AuthCache
 from serve_app.errors import install_error_handlers
 from serve_app.middleware import BodyLimitMiddleware, BodyLimits, Metrics, ObserveMiddleware
@@ -74,6 +75,7 @@ def create_app(settings: Settings, *, engine: Any = None, store: Store | None = 
     app.state.metrics.watch_store(app.state.store)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     app.state.auth_cache = AuthCache()  # token -> Principal, <= 0.5 s (serve_app.auth_cache)
+    app.state.answers = AnswerCache()  # raw job row -> encoded answer (serve_app.answer_cache)
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

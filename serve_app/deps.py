@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.auth.principal import Principal, authenticate
 from computalot.auth.task_tokens import is_task_token
@@ -37,14 +36,6 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
 #: not when its response has been sent, so a streamed response (SSE) holds none.
 Db = Annotated[AsyncSession, Depends(get_db, scope="function")]
 AppSettings = Annotated[Settings, Depends(get_settings_dep)]
-
-
-def reading(request: Request) -> AsyncContextManager[AsyncConnection]:
-    """A bare pooled connection for a read made of several Core selects (``GET /results``),
-    as ``async with reading(request) as db``: no ORM session, and no dependency with ``yield``
-    (FastAPI's exit-stack machinery for one costs about as much as a read). The single-query
-    hot reads go through ``computalot.store.hot_reads.run`` instead."""
-    return get_store(request).engine.connect()
 
 
 def bearer_token(request: Request) -> str | None:

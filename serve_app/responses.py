@@ -17,3 +17,13 @@ from computalot.store.jsoncodec import dumps_bytes
 class FastJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         return dumps_bytes(content)
+
+
+class EncodedJSONResponse(JSONResponse):
+    """An answer already encoded (``serve_app.answer_cache``): its bytes are sent as they are,
+    with the headers a :class:`FastJSONResponse` of the same content gets."""
+
+    def render(self, content: Any) -> bytes:
+        if isinstance(content, bytes):
+            return content
+        return dumps_bytes(content)

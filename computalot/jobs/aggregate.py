@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import Session
 
 from computalot.jobs.merge import ElementResult, WeightedAverage, merge_results
 from computalot.jobs.workflows import WORKFLOW_TYPES
 from computalot.jobs.workflows.aggregate import workflow_aggregate
 from computalot.states import JobStatus
 from computalot.store.models import Job
-from computalot.store.results import job_elements
+from computalot.store.results import job_elements, read_job_elements
 
 #: Strategies whose aggregate is a copy of the results (built on read, never stored).
 COPY_STRATEGIES = frozenset({"collect", "keyed"})
@@ -37,7 +39,14 @@ def has_aggregate(job: Job) -> bool:
 
 
 async def copied_aggregate(
-    db: AsyncSession, job: Job, *, max_bytes: int
+    db: AsyncSession | AsyncConnection, job: Job, *, max_bytes: int
+) -> tuple[Any, dict[str, Any] | None]:
+    """:func:`read_copied_aggregate` in one hop."""
+    return await db.run_sync(read_copied_aggregate, job, max_bytes=max_bytes)
+
+
+def read_copied_aggregate(
+    db: Session | Connection, job: Any, *, max_bytes: int
 ) -> tuple[Any, dict[str, Any] | None]:
     """(``aggregate_result``, ``aggregate_omitted``) of a ``collect`` / ``keyed`` job.
 
@@ -59,7 +68,7 @@ async def copied_aggregate(
     strategy = strategy_of(job)
     elements = [
         ElementResult(e.index, e.status, e.result, e.item)
-        async for e in job_elements(db, job, items=strategy == "keyed", decode=False)
+        for e in read_job_elements(db, job, items=strategy == "keyed", decode=False)
     ]
     try:
         aggregate = merge_results(

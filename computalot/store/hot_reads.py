@@ -8,7 +8,8 @@ map, instruments every object and loads every column (a job's whole ``payload``,
 mapped columns minus the heavy ones a view does not use, and each row becomes a :class:`Row`:
 attribute access like the model's, so ``computalot.views`` answers from it unchanged. A column
 added to a model later is selected by itself (only the heavy ones are named), so a view that
-starts using it keeps working.
+starts using it keeps working. A job's row is read raw (``store.raw_rows``) and typed only
+when this replica has not already encoded the answer for that exact row (``serve_app.answers``).
 
 Each read runs as one plain (synchronous) function on a pooled connection, the whole of it in
 a single hop into SQLAlchemy's async bridge (:func:`run`): checking a connection out, the
@@ -23,10 +24,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, and_, bindparam, inspect, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import Label
 from sqlalchemy.util import greenlet_spawn
 
@@ -34,6 +35,7 @@ from computalot.cursors import decode_cursor, decode_time_and_id, encode_cursor
 from computalot.states import TaskStatus
 from computalot.store import jobs as jobs_store
 from computalot.store.models import Account, Job, Task
+from computalot.store.raw_rows import Processor, RawColumns
 
 T = TypeVar("T")
 
@@ -79,12 +81,16 @@ def _rows(result: Any) -> list[Row]:
     return out
 
 
+#: A job's answer columns selected untyped: the raw row keys its encoded answer
+#: (``serve_app.answer_cache``); ``RAW_JOB.values`` types it when the answer must be built.
+RAW_JOB = RawColumns(JOB_COLUMNS)
+
 # Built once: a statement's construction and cache key cost more than running it on SQLite.
 _ACCOUNT = select(*ACCOUNT_COLUMNS).where(Account.id == bindparam("account_id"))
 _JOB_WHERE = (Job.id == bindparam("job_id"), Job.account_id == bindparam("account_id"))
-_JOB = select(*JOB_COLUMNS).where(*_JOB_WHERE)
+_JOB = select(*RAW_JOB.raw).where(*_JOB_WHERE)
 _JOB_WITH_PAYLOAD = select(*JOB_COLUMNS_WITH_PAYLOAD).where(*_JOB_WHERE)
-_JOBS = select(*JOB_COLUMNS).where(Job.account_id == bindparam("account_id"))
+_JOBS = select(*RAW_JOB.raw).where(Job.account_id == bindparam("account_id"))
 _JOBS_AFTER = or_(
     Job.created_at < bindparam("at", type_=Job.created_at.type),
     and_(Job.created_at == bindparam("at", type_=Job.created_at.type), Job.id < bindparam("id")),
@@ -114,24 +120,46 @@ async def run(engine: AsyncEngine, read: Callable[..., T], *args: Any, **kwargs:
     return await greenlet_spawn(go)
 
 
-async def run_on(conn: AsyncConnection, read: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``read`` on a connection the caller holds (a route that reads more beside it)."""
-    return await conn.run_sync(read, *args, **kwargs)
-
-
 def account(conn: Connection, account_id: str) -> Row | None:
     found = conn.execute(_ACCOUNT, {"account_id": account_id}).first()
     return None if found is None else _row(found._mapping)
 
 
+class RawJobs(NamedTuple):
+    """Raw job rows (:data:`RAW_JOB`'s columns) and the processors that type them."""
+
+    rows: list[tuple[Any, ...]]
+    processors: list[Processor]
+
+    def values(self, raw: tuple[Any, ...]) -> Row:
+        return Row(**RAW_JOB.values(raw, self.processors).__dict__)
+
+
+def _raw(result: Any, conn: Connection) -> RawJobs:
+    processors = RAW_JOB.processors(conn.dialect, result.cursor.description)
+    return RawJobs([tuple(found) for found in result.all()], processors)
+
+
+def job_raw(conn: Connection, account_id: str, job_id: str) -> RawJobs:
+    """The caller's job ``job_id`` as one raw row, 404 when it is not theirs or does not
+    exist (as ``store.jobs.get_job``)."""
+    found = _raw(conn.execute(_JOB, {"job_id": job_id, "account_id": account_id}), conn)
+    if not found.rows:
+        raise jobs_store.job_not_found(job_id)
+    return found
+
+
 def job(conn: Connection, account_id: str, job_id: str, *, with_payload: bool = False) -> Row:
     """The caller's job ``job_id``, 404 when it is not theirs or does not exist (as
     ``store.jobs.get_job``); ``with_payload`` for the routes that build task payloads."""
-    query = _JOB_WITH_PAYLOAD if with_payload else _JOB
-    found = conn.execute(query, {"job_id": job_id, "account_id": account_id}).first()
-    if found is None:
+    if not with_payload:
+        found = job_raw(conn, account_id, job_id)
+        return found.values(found.rows[0])
+    params = {"job_id": job_id, "account_id": account_id}
+    row = conn.execute(_JOB_WITH_PAYLOAD, params).first()
+    if row is None:
         raise jobs_store.job_not_found(job_id)
-    return _row(found._mapping)
+    return _row(row._mapping)
 
 
 def list_jobs(
@@ -145,8 +173,37 @@ def list_jobs(
     limit: int,
     cursor: str | None,
 ) -> tuple[list[Row], str | None]:
+    """:func:`list_jobs_raw` with each row typed."""
+    found, next_cursor = list_jobs_raw(
+        conn,
+        account_id,
+        status=status,
+        project=project,
+        tag=tag,
+        type=type,
+        limit=limit,
+        cursor=cursor,
+    )
+    return [found.values(raw) for raw in found.rows], next_cursor
+
+
+_CREATED_AT = RAW_JOB.index("created_at")
+_ID = RAW_JOB.index("id")
+
+
+def list_jobs_raw(
+    conn: Connection,
+    account_id: str,
+    *,
+    status: str | None,
+    project: str | None,
+    tag: str | None,
+    type: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[RawJobs, str | None]:
     """A newest-first page of the caller's jobs (``store.paging.newest_first``'s order and
-    cursor), filtered as ``store.jobs.list_jobs`` filters."""
+    cursor), filtered as ``store.jobs.list_jobs`` filters, as raw rows."""
     params: dict[str, Any] = {"account_id": account_id, "limit": limit + 1}
     if status or project or tag or type:
         query = jobs_store.job_filters(
@@ -159,11 +216,14 @@ def list_jobs(
         query = _JOBS_PAGE_AFTER if cursor else _JOBS_PAGE
     if cursor:
         params["at"], params["id"] = decode_time_and_id(cursor)
-    found = _rows(conn.execute(query, params))
-    if len(found) <= limit:
+    found = _raw(conn.execute(query, params), conn)
+    if len(found.rows) <= limit:
         return found, None
-    found = found[:limit]
-    return found, encode_cursor([found[-1].created_at.isoformat(), found[-1].id])
+    del found.rows[limit:]
+    last = found.rows[-1]
+    created_at = found.processors[_CREATED_AT]
+    at = last[_CREATED_AT] if created_at is None else created_at(last[_CREATED_AT])
+    return found, encode_cursor([at.isoformat(), last[_ID]])
 
 
 def job_and_tasks(

@@ -118,6 +118,15 @@ def dumps(value: Any) -> str:
             return json.dumps(clip_depth(value))
 
 
+def dumps_fast(value: Any) -> bytes | None:
+    """What :func:`dumps_bytes` writes when orjson can write it, else None: answers joined from
+    parts encoded apart stay byte-for-byte what one :func:`dumps_bytes` of the whole writes."""
+    try:
+        return orjson.dumps(value, option=_OPTIONS)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+
+
 def dumps_bytes(value: Any) -> bytes:
     """UTF-8 JSON for an HTTP answer. What orjson refuses is written by the standard library
     after ``clip_depth`` and ``scrub`` (lone surrogates -> U+FFFD, NaN -> null) with ``str`` for

@@ -11,12 +11,13 @@ null result with a warning, never an error.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Text, cast, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection, Text, bindparam, cast, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import Session
 
 from computalot.cursors import decode_positions, encode_cursor
 from computalot.states import TaskStatus
@@ -193,8 +194,62 @@ def plan_page(
     return plan
 
 
+# Built once, with bound parameters: building a select and its cache key cost more than running
+# it on SQLite (bench/README.md, "API throughput").
+_SCOPE = (_T.job_id == bindparam("job_id"), _T.account_id == bindparam("account_id"))
+_SIZES = (
+    select(_T.index, _T.element_start, _T.element_count, STORED_SIZE)
+    .where(*_SCOPE, _T.index >= bindparam("first"))
+    .order_by(_T.index)
+    .limit(bindparam("limit"))
+)
+_RESULTS = (
+    select(*RESULT_COLUMNS)
+    .where(*_SCOPE, _T.index >= bindparam("lo"), _T.index <= bindparam("hi"))
+    .order_by(_T.index)
+)
+_COUNTS = select(_T.status, func.sum(_T.element_count)).where(*_SCOPE).group_by(_T.status)
+_AGGREGATE = select(Job.aggregate_result).where(Job.id == bindparam("job_id"))
+_ELEMENT_COLUMNS = (_T.index, _T.status, _T.batched, _T.element_start, _T.element_count)
+_ELEMENTS = select(*_ELEMENT_COLUMNS, STORED_SIZE).where(*_SCOPE).order_by(_T.index)
+_ELEMENTS_WITH_ITEMS = (
+    select(*_ELEMENT_COLUMNS, STORED_SIZE, _T.item).where(*_SCOPE).order_by(_T.index)
+)
+_TEXTS = select(_T.index, RESULT_TEXT, _T.result_bytes).where(
+    *_SCOPE,
+    _T.status == TaskStatus.COMPLETED,
+    _T.index >= bindparam("lo"),
+    _T.index <= bindparam("hi"),
+)
+
+
+def _scope(job: Any) -> dict[str, Any]:
+    return {"job_id": job.id, "account_id": job.account_id}
+
+
 async def results_page(
-    db: AsyncSession, job: Job, *, limit: int, cursor: str | None, total: int, max_bytes: int
+    db: AsyncSession | AsyncConnection,
+    job: Job,
+    *,
+    limit: int,
+    cursor: str | None,
+    total: int,
+    max_bytes: int,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """:func:`read_results_page` in one hop."""
+    return await db.run_sync(
+        read_results_page, job, limit=limit, cursor=cursor, total=total, max_bytes=max_bytes
+    )
+
+
+def read_results_page(
+    db: Session | Connection,
+    job: Any,
+    *,
+    limit: int,
+    cursor: str | None,
+    total: int,
+    max_bytes: int,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Per-element results from the cursor's element on: at most ``limit`` elements and about
     ``max_bytes`` of results (at least one element); ``total`` is the job's element count.
@@ -213,18 +268,14 @@ async def results_page(
     per_task = batch_size if isinstance(batch_size, int) and batch_size > 0 else 1
     # Batches are cut in order, ``per_task`` elements each: element e is in task e // per_task.
     wanted = max(1, (end - 1) // per_task - first_task + 1)
-    scope = (_T.job_id == job.id, _T.account_id == job.account_id)
-    sizes = select(_T.index, _T.element_start, _T.element_count, STORED_SIZE).where(
-        *scope, _T.index >= first_task
-    )
-    metas = [tuple(r) for r in (await db.execute(sizes.order_by(_T.index).limit(wanted))).all()]
+    scope = _scope(job)
+    sizes = db.execute(_SIZES, {**scope, "first": first_task, "limit": wanted})
+    metas = [tuple(r) for r in sizes.all()]
     plan = plan_page(metas, start, end, max_bytes)
     if not plan:
         return [], None
-    query = select(*RESULT_COLUMNS).where(
-        *scope, _T.index >= plan[0].index, _T.index <= plan[-1].index
-    )
-    rows = {row.task_index: row for row in (await db.execute(query.order_by(_T.index))).all()}
+    found = db.execute(_RESULTS, {**scope, "lo": plan[0].index, "hi": plan[-1].index})
+    rows = {row.task_index: row for row in found.all()}
     out: list[dict[str, Any]] = []
     for part in plan:
         row = rows.get(part.index)
@@ -239,19 +290,22 @@ async def results_page(
     return out, encode_cursor([position, cursor_task])
 
 
-async def element_counts(db: AsyncSession, job: Job) -> dict[str, int]:
+async def element_counts(db: AsyncSession | AsyncConnection, job: Job) -> dict[str, int]:
+    return await db.run_sync(read_element_counts, job)
+
+
+def read_element_counts(db: Session | Connection, job: Any) -> dict[str, int]:
     """Elements (not tasks) per task status: a batched task counts once per element."""
-    query = (
-        select(_T.status, func.sum(_T.element_count))
-        .where(_T.job_id == job.id, _T.account_id == job.account_id)
-        .group_by(_T.status)
-    )
-    return {status: int(n or 0) for status, n in (await db.execute(query)).tuples()}
+    return {status: int(n or 0) for status, n in db.execute(_COUNTS, _scope(job)).all()}
 
 
-async def stored_aggregate(db: AsyncSession, job: Job) -> Any:
+async def stored_aggregate(db: AsyncSession | AsyncConnection, job: Job) -> Any:
+    return await db.run_sync(read_stored_aggregate, job)
+
+
+def read_stored_aggregate(db: Session | Connection, job: Any) -> Any:
     """The job's stored ``aggregate_result`` (a deferred column: job reads skip it)."""
-    return await db.scalar(select(Job.aggregate_result).where(Job.id == job.id))
+    return db.execute(_AGGREGATE, {"job_id": job.id}).scalar()
 
 
 @dataclass(slots=True)
@@ -273,24 +327,40 @@ async def job_elements(
     ``chunk_bytes`` each), so a big job's results are never all in memory at once.
     ``decode``: every result decoded (to compute with it), else non-batched ones stay RawJSON
     (to pass on)."""
-    scope = (_T.job_id == job.id, _T.account_id == job.account_id)
-    columns = [_T.index, _T.status, _T.batched, _T.element_start, _T.element_count, STORED_SIZE]
-    if items:
-        columns.append(_T.item)
-    tasks = (await db.execute(select(*columns).where(*scope).order_by(_T.index))).all()
+    scope = _scope(job)
+    tasks = (await db.execute(_ELEMENTS_WITH_ITEMS if items else _ELEMENTS, scope)).all()
     for chunk in _chunks(tasks, chunk_bytes):
-        texts: dict[int, tuple[str | None, bool]] = {}
         done = [t.index for t in chunk if t.status == TaskStatus.COMPLETED]
-        if done:
-            query = select(_T.index, RESULT_TEXT, _T.result_bytes).where(
-                *scope, _T.status == TaskStatus.COMPLETED, _T.index >= done[0], _T.index <= done[-1]
-            )
-            for index, text, measured in (await db.execute(query)).tuples():
-                texts[index] = (text, measured is not None)
+        texts = _texts((await db.execute(_TEXTS, _span(scope, done))).all()) if done else {}
         for task in chunk:
             for element in _task_elements(task, texts.get(task.index), items, decode):
                 yield element
-        texts.clear()
+
+
+def read_job_elements(
+    db: Session | Connection,
+    job: Any,
+    *,
+    items: bool,
+    decode: bool,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Iterator[StoredElement]:
+    """:func:`job_elements` on a synchronous connection (a read that runs in one hop)."""
+    scope = _scope(job)
+    tasks = db.execute(_ELEMENTS_WITH_ITEMS if items else _ELEMENTS, scope).all()
+    for chunk in _chunks(tasks, chunk_bytes):
+        done = [t.index for t in chunk if t.status == TaskStatus.COMPLETED]
+        texts = _texts(db.execute(_TEXTS, _span(scope, done)).all()) if done else {}
+        for task in chunk:
+            yield from _task_elements(task, texts.get(task.index), items, decode)
+
+
+def _span(scope: dict[str, Any], indexes: list[int]) -> dict[str, Any]:
+    return {**scope, "lo": indexes[0], "hi": indexes[-1]}
+
+
+def _texts(rows: Sequence[Any]) -> dict[int, tuple[str | None, bool]]:
+    return {index: (text, measured is not None) for index, text, measured in rows}
 
 
 def _chunks(tasks: Sequence[Any], chunk_bytes: int) -> list[list[Any]]:

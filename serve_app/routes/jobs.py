@@ -14,8 +14,6 @@ from computalot.billing.prices import price_table
 from computalot.billing.x402 import PAYMENT_RESPONSE_HEADER
 from computalot.engine import cancelling
 from computalot.errors import ComputalotError, NotReady, ValidationFailed
-from computalot.gc_pause import gc_paused
-from computalot.jobs import aggregate as aggregate_rules
 from computalot.jobs.quotas import Quotas
 from computalot.jobs.resources import presets_out
 from computalot.jobs.submit import Limits, submit_job
@@ -24,12 +22,11 @@ from computalot.schemas.jobs import JobSubmit
 from computalot.states import TERMINAL_JOB
 from computalot.store import hot_reads
 from computalot.store import jobs as store
-from computalot.store import results as results_store
 from computalot.store.events import write_events
-from serve_app.deps import Caller, Db, Writer, get_store, reading
+from serve_app.answers import job_answer, jobs_answer, results_answer
+from serve_app.deps import Caller, Db, Writer, get_store
 from serve_app.errors import validation_details
-from serve_app.raw_response import RawJSONResponse
-from serve_app.responses import FastJSONResponse
+from serve_app.responses import EncodedJSONResponse, FastJSONResponse
 from serve_app.routes.quotes import PaidFirst
 from serve_app.strict_json import StrictJSONRoute
 
@@ -127,10 +124,10 @@ async def list_jobs(
     type: str | None = Query(default=None, max_length=32),
     limit: int = Query(default=50, ge=1, le=500),
     cursor: str | None = Query(default=None),
-) -> FastJSONResponse:
-    jobs, next_cursor = await hot_reads.run(
+) -> EncodedJSONResponse:
+    found, next_cursor = await hot_reads.run(
         get_store(request).engine,
-        hot_reads.list_jobs,
+        hot_reads.list_jobs_raw,
         caller.account_id,
         status=status,
         project=project,
@@ -139,14 +136,14 @@ async def list_jobs(
         limit=limit,
         cursor=cursor,
     )
-    out = [views.job_out(j) for j in jobs]  # type: ignore[arg-type]
-    return FastJSONResponse({"jobs": out, "next_cursor": next_cursor})
+    return EncodedJSONResponse(jobs_answer(request.app.state.answers, found, next_cursor))
 
 
 @router.get("/jobs/{job_id}")
-async def get_job(job_id: str, caller: Caller, request: Request) -> FastJSONResponse:
-    job = await hot_reads.run(get_store(request).engine, hot_reads.job, caller.account_id, job_id)
-    return FastJSONResponse(views.job_out(job))  # type: ignore[arg-type]
+async def get_job(job_id: str, caller: Caller, request: Request) -> EncodedJSONResponse:
+    engine = get_store(request).engine
+    found = await hot_reads.run(engine, hot_reads.job_raw, caller.account_id, job_id)
+    return EncodedJSONResponse(job_answer(request.app.state.answers, found))
 
 
 @router.get("/jobs/{job_id}/tasks")
@@ -231,34 +228,22 @@ async def get_results(
     caller: Caller,
     limit: int = Query(default=1000, ge=1, le=store.MAX_PAGE),
     cursor: str | None = Query(default=None),
-) -> RawJSONResponse:
+) -> EncodedJSONResponse:
     """A page of at most ``limit`` elements and about ``results_page_bytes`` of results (at
-    least one element); stored results are passed through as their JSON text."""
-    page_bytes = request.app.state.settings.results_page_bytes
-    async with reading(request) as conn:
-        # Every read below is a Core select: a bare connection runs them without a session.
-        db: Any = conn
-        job: Any = await hot_reads.run_on(
-            conn, hot_reads.job, caller.account_id, job_id, with_payload=True
-        )
-        with gc_paused():  # batched results are decoded to split them, then encoded again
-            counts = await results_store.element_counts(db, job)
-            total = sum(counts.values())
-            results, next_cursor = await results_store.results_page(
-                db, job, limit=limit, cursor=cursor, total=total, max_bytes=page_bytes
-            )
-            # The aggregate is the job's, not the page's: it comes with the first page only (a
-            # 100,000-element collect would otherwise travel again with each of its 100 pages).
-            aggregate, omitted = None, None
-            strategy = aggregate_rules.strategy_of(job)
-            if cursor is None and strategy in aggregate_rules.COPY_STRATEGIES:
-                aggregate, omitted = await aggregate_rules.copied_aggregate(
-                    db, job, max_bytes=page_bytes
-                )
-            elif cursor is None:
-                aggregate = await results_store.stored_aggregate(db, job)
-            out = views.results_out(job, results, next_cursor, counts, aggregate, omitted)
-            return RawJSONResponse(out)
+    least one element); stored results are passed through as their JSON text. Every read of
+    the page runs in one hop; a settled job's pages are answered from this replica's cache of
+    encoded answers while its row is unchanged (``serve_app.answers``)."""
+    body = await hot_reads.run(
+        get_store(request).engine,
+        results_answer,
+        caller.account_id,
+        job_id,
+        limit=limit,
+        cursor=cursor,
+        page_bytes=request.app.state.settings.results_page_bytes,
+        cache=request.app.state.answers,
+    )
+    return EncodedJSONResponse(body)
 
 
 @router.get("/presets")
