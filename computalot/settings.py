@@ -220,7 +220,7 @@ class Settings(BaseSettings):
         default="bwrap", description="bwrap: every runner confined; none: unconfined (warned)"
     )
     warm_python: bool = Field(
-        default=False,
+        default=True,
         description="start python3 script/-m runners forked from a warm interpreter "
         "(in the task's sandbox too; manifest runtime.warm_python: false opts a revision out)",
     )

@@ -211,14 +211,16 @@ class WarmLease(TaskSandbox):
     task left is killed there). If the zygote cannot take the command, a fresh sandbox over the
     same slot runs it instead (:meth:`fallback`)."""
 
-    def __init__(self, sandbox: WarmSandbox) -> None:  # no TaskSandbox.__init__: nothing to make
+    def __init__(self, sandbox: WarmSandbox, policy: SandboxPolicy) -> None:
+        """``policy``: the attempt's (its limits; what it confines as is the sandbox's)."""
+        # No TaskSandbox.__init__: the sandbox exists, nothing is made per attempt.
         self.warm = sandbox
         self.start: Callable[..., Any] | None = None
         self.closing: Callable[[], None] | None = None
-        self.policy = sandbox.policy
+        self.policy = policy
         self.attempt_dir = sandbox.slot
         self.binds = ()
-        self.limits = sandbox.policy.limits
+        self.limits = policy.limits
         self.bwrap, self.setpriv, self.root = sandbox.bwrap, sandbox.setpriv, sandbox.root
         self.cgroup = (
             sandbox.cgroup.lease(self.limits.memory_mb, self.limits.processes)

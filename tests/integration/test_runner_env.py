@@ -1,8 +1,10 @@
 """What a runner process really gets in a real job (docs/llms-full.md, "Runner protocol"): exactly the protocol's variables,
 no secret of the platform, and the runtime's Python as ``python3``.
 
-The runner reports its initial environment block (``/proc/self/environ``, so nothing Python adds
-at start-up hides a leak) and the interpreter that ``python3`` resolved to.
+The runner reports its environment (``os.environ``) and its initial environment block
+(``/proc/self/environ``, so nothing Python adds at start-up hides a leak; a task forked from a
+warm interpreter shows that interpreter's start-up block there, a subset), and the interpreter
+that ``python3`` resolved to.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ API = "/api/v1"
 RUNNER = r"""
 import json, os, sys
 raw = open("/proc/self/environ", "rb").read().decode().split("\0")
-env = dict(kv.split("=", 1) for kv in raw if kv)
+initial = dict(kv.split("=", 1) for kv in raw if kv)
 import numpy
 with open(os.environ["COMPUTALOT_TASK_RESULT"], "w") as fh:
-    json.dump({"env": env, "prefix": sys.prefix, "executable": sys.executable,
-               "numpy": numpy.__version__}, fh)
+    json.dump({"env": dict(os.environ), "initial": initial, "prefix": sys.prefix,
+               "executable": sys.executable, "numpy": numpy.__version__}, fh)
 """
 
 PROTOCOL_KEYS = {
@@ -63,14 +65,15 @@ def test_runner_sees_only_the_protocol_and_the_runtime_python(
     admin: httpx.Client, make_project: Any, platform: Any
 ) -> None:
     seen = _result(admin, make_project(admin, {"runner.py": RUNNER}))
-    env = seen["env"]
+    env, initial = seen["env"], seen["initial"]
     assert set(env) == PROTOCOL_KEYS, sorted(set(env) ^ PROTOCOL_KEYS)
+    assert set(initial) <= PROTOCOL_KEYS, sorted(set(initial) - PROTOCOL_KEYS)
     assert env["HOME"].endswith("/work")
     assert env["COMPUTALOT_TASK_TOKEN"].startswith("flt_")
     # No token of the platform or of Ray, under any name.
-    for value in env.values():
+    for value in [*env.values(), *initial.values()]:
         assert platform.admin_key not in value
-    assert not [key for key in env if key.startswith("RAY_")]
+    assert not [key for key in [*env, *initial] if key.startswith("RAY_")]
     # `python3` is the interpreter the Ray worker runs (this test session's environment), with
     # its packages — not whatever the operator's PATH happened to list first.
     assert seen["prefix"] == sys.prefix
@@ -81,6 +84,7 @@ def test_runner_sees_only_the_protocol_and_the_runtime_python(
 
 CLUTTER = r"""
 import json, os
+open("task_id", "w").write(os.environ["COMPUTALOT_TASK_ID"])
 for place in (".", os.environ["TMPDIR"], os.environ["COMPUTALOT_ARTIFACT_DIR"]):
     os.makedirs(os.path.join(place, "deep", "er"), exist_ok=True)
     with open(os.path.join(place, "deep", "er", "junk.bin"), "wb") as fh:
@@ -91,9 +95,19 @@ with open(os.environ["COMPUTALOT_TASK_RESULT"], "w") as fh:
 
 
 def _attempt_dirs(task_ids: list[str]) -> list[Path]:
-    """The host's attempt directories of these tasks (``<task>-<attempt>-<owner>…``)."""
-    root = attempt_root()
-    return [p for p in root.iterdir() if any(p.name.startswith(f"{t}-") for t in task_ids)]
+    """The host's attempt directories of these tasks: ``<task>-<attempt>-<owner>…``, or a
+    warm sandbox's slot (or the slot's emptied entries) holding the ``task_id`` file that the
+    runners here write in their working directory."""
+
+    def holds(place: Path) -> bool:
+        if any(place.name.startswith(f"{t}-") for t in task_ids):
+            return True
+        try:
+            return (place / "work" / "task_id").read_text() in task_ids
+        except OSError:
+            return False
+
+    return [p for p in attempt_root().iterdir() if holds(p)]
 
 
 def _task_ids(client: httpx.Client, job_id: str) -> list[str]:
@@ -121,6 +135,7 @@ def test_every_attempt_directory_is_removed_after_the_job(
 
 KILLED = r"""
 import json, os, subprocess, sys, time
+open("task_id", "w").write(os.environ["COMPUTALOT_TASK_ID"])
 if int(os.environ["COMPUTALOT_ATTEMPT"]) == 1:
     shared = json.load(open(os.environ["COMPUTALOT_TASK_PAYLOAD"]))["dir"]
     marker = "computalot-killed-%s" % os.urandom(6).hex()

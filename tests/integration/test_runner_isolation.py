@@ -56,10 +56,18 @@ def _session_dir() -> str:
     return str(ray._private.worker.global_worker.node.get_session_dir_path())
 
 
-def _attempt_dir_of(client: httpx.Client, job_id: str) -> Path:
-    (task,) = client.get(f"{API}/jobs/{job_id}/tasks").json()["tasks"]
-    (found,) = [p for p in attempt_root().iterdir() if p.name.startswith(f"{task['id']}-")]
-    return found
+def _attempt_dir_of(secret: str) -> Path:
+    """The running attempt's directory whose payload holds ``secret``: named after its task,
+    or the slot of a warm sandbox (``sandbox.warm``), which holds one attempt at a time."""
+    found = []
+    for place in attempt_root().iterdir():
+        try:
+            if secret in (place / "payload.json").read_text():
+                found.append(place)
+        except OSError:
+            continue
+    (only,) = found
+    return only
 
 
 def test_a_hostile_task_is_refused_everything_and_leaves_nothing(
@@ -73,7 +81,7 @@ def test_a_hostile_task_is_refused_everything_and_leaves_nothing(
         payload={"dir": str(task_tmp), "secret": secret},
     )
     wait_for((task_tmp / "victim-started").exists, "the other tenant's task to run")
-    victim_dir = _attempt_dir_of(victim, victim_job)
+    victim_dir = _attempt_dir_of(secret)
 
     ports = {**_ray_ports(), "a loopback service": listener}
     for address in ports.values():  # every target is really there, for the test itself

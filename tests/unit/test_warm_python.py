@@ -17,6 +17,7 @@ import pytest
 
 from computalot.engine.runner import RunLimits, RunOutcome, base_env, run_command
 from computalot.engine.warm_python import client as warm_client
+from computalot.engine.warm_python import learned as warm_learned
 from computalot.engine.warm_python.command import (
     NOT_WARM,
     WARM_CACHE_MOUNTS,
@@ -267,11 +268,13 @@ def test_job_warnings() -> None:
     mounts = {"cache_mounts": [{"path": "cache"}]}
     assert job_warning(True, "bwrap", mounts, ["python3", "s.py"]) == WARM_CACHE_MOUNTS
     assert job_warning(True, "none", mounts, ["python3", "s.py"]) is None
-    assert job_warning(True, "bwrap", mounts, ["sh", "x"]) == NOT_WARM
+    assert job_warning(True, "bwrap", mounts, ["sh", "x"]) is None
     assert job_warning(True, "none", {}, ["python3", "s.py"]) is None
-    assert job_warning(True, "none", {}, ["sh", "x"]) == NOT_WARM
+    assert job_warning(True, "none", {}, ["sh", "x"]) is None  # no interpreter to keep warm
+    assert job_warning(True, "none", {}, ["python3", "-u", "x.py"]) == NOT_WARM
+    assert job_warning(True, "bwrap", {}, ["/usr/bin/python3.11", "-c", "x"]) == NOT_WARM
     off = {"runtime": {"warm_python": False}}
-    assert job_warning(True, "none", off, ["sh", "x"]) is None
+    assert job_warning(True, "none", off, ["python3", "-u", "x.py"]) is None
 
 
 def test_manifest_preload_is_validated(tmp_path: Path) -> None:
@@ -319,3 +322,80 @@ def test_a_revision_carries_its_preload_unless_it_opted_out(
     )
     info = asyncio.run(_revision_info(revision, InputKeys(None)))
     assert info.preload == preload
+
+
+@pytest.fixture(autouse=True)
+def learned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> warm_learned.Learned:
+    """A node's learned-module store of each test's own (not the machine's)."""
+    store = warm_learned.Learned(tmp_path / "learned")
+    monkeypatch.setattr(warm_client, "LEARNED", store)
+    return store
+
+
+def test_what_a_task_imported_is_preloaded_for_the_next(
+    task_dir: Path, learned: warm_learned.Learned
+) -> None:
+    write(task_dir, "helper_of_the_project.py", "VALUE = 1\n")
+    write(
+        task_dir,
+        "uses.py",
+        "import os, sys\n"
+        "had = 'xml.dom.minidom' in sys.modules\n"
+        "import xml.dom.minidom, helper_of_the_project\n"
+        "print(os.getppid(), had)\n",
+    )
+    preload = ("json", "uuid")  # a zygote of this test's own
+    first = run(task_dir, ["python3", "uses.py"], preload).stdout_tail.split()
+    assert first[1] == "False"
+    command = warm_command(["python3", "uses.py"], base_env({}, task_dir)["PATH"])
+    assert command is not None
+    key = warm_learned.Learned.key(command.interpreter, preload)
+    names = learned.names(key)
+    assert "xml.dom.minidom" in names and "xml" in names
+    assert "helper_of_the_project" not in names  # the project's own files are never learned
+    second = run(task_dir, ["python3", "uses.py"], preload).stdout_tail.split()
+    assert second[1] == "True" and second[0] != first[0]  # a new zygote imported it first
+    third = run(task_dir, ["python3", "uses.py"], preload).stdout_tail.split()
+    assert third == second  # nothing new learned: the same zygote goes on
+    # Another worker of the revision on this node starts with them (the node's file).
+    assert warm_learned.Learned(learned.directory).names(key) == names
+
+
+def test_a_learned_module_that_starts_a_thread_is_never_preloaded(
+    task_dir: Path, tmp_path: Path, learned: warm_learned.Learned
+) -> None:
+    """The zygote tries learned modules in a forked trial first: one that starts a Python
+    thread at import (or a socket, or passes the memory cap) is left out, the rest kept."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "calm_module.py").write_text("X = 1\n")
+    (lib / "busy_module.py").write_text(
+        "import threading, time\nthreading.Thread(target=time.sleep, args=(60,), daemon=True)"
+        ".start()\n"
+    )
+    env = base_env({"PYTHONPATH": str(lib), "TMPDIR": str(task_dir.parent / "tmp")}, task_dir)
+    command = warm_command(["python3", "probe.py"], env["PATH"])
+    assert command is not None
+    zygote = warm_client.Zygote(
+        command.interpreter,
+        ("json",),
+        warm_client.startup_env(env),
+        learned=("busy_module", "calm_module"),
+    )
+    try:
+        write(
+            task_dir,
+            "seen.py",
+            "import sys, threading\n"
+            "print(sorted(m for m in sys.modules if m.endswith('_module')), "
+            "threading.active_count())\n",
+        )
+        zygote.lock.acquire()
+        seen = warm_command(["python3", "seen.py"], env["PATH"])
+        assert seen is not None
+        forked = zygote.start(seen, task_dir, env, [])
+        out = forked.stdout.read().decode()
+        assert forked.wait() == 0
+        assert out == "['calm_module'] 1\n"
+    finally:
+        zygote.stop()

@@ -23,6 +23,7 @@ import pytest
 from computalot.engine.cleanup import CLEANER
 from computalot.engine.runner import RunLimits, RunOutcome, base_env, run_command
 from computalot.engine.warm_python import client as warm_client
+from computalot.engine.warm_python import learned as warm_learned
 from computalot.engine.warm_python import warm_command
 from computalot.sandbox import bwrap
 from computalot.sandbox.limits import TaskLimits
@@ -65,9 +66,14 @@ print(json.dumps({
 
 
 @pytest.fixture
-def base(tmp_path: Path) -> Iterator[Path]:
+def base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Each test's directory; its warm sandboxes go with it. Learned preloads are this test's
+    own, and no zygote restarts to take them (these tests follow one sandbox) but where a test
+    says so."""
+    monkeypatch.setattr(warm_client, "LEARNED", warm_learned.Learned(tmp_path / "learned"))
+    monkeypatch.setattr(warm_client, "MAX_RESTARTS", 0)
     yield tmp_path
-    warm_client.ZYGOTES.stop_all()  # each test's warm sandboxes go with its directory
+    warm_client.ZYGOTES.stop_all()
 
 
 def _env() -> dict[str, str]:
@@ -291,3 +297,19 @@ def test_warm_tasks_in_the_sandbox_start_faster_than_fresh_sandboxes(base: Path)
     assert [r.stdout_tail for r in runs] == ["1 True\n"] * 3
     fresh = run_fresh(base, code)
     assert fresh.stdout_tail == "1 False\n"
+
+
+def test_a_warm_sandbox_learns_what_its_tasks_import(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(warm_client, "MAX_RESTARTS", 2)
+    code = (
+        "import os, sys\n"
+        "had = 'xml.dom.minidom' in sys.modules\n"
+        "import xml.dom.minidom\n"
+        "print(had, sorted(os.listdir('/task')))\n"
+    )
+    assert run_warm(base, code).stdout_tail == "False ['work']\n"
+    first = _zygote()
+    assert run_warm(base, code).stdout_tail == "True ['work']\n"
+    assert _zygote() is not first  # a new warm sandbox that imported it before the task

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from computalot.engine.warm_python.command import WarmCommand
+from computalot.engine.warm_python.learned import LEARNED, MAX_RESTARTS, MAX_RSS_MB, Learned
 from computalot.sandbox.policy import SandboxPolicy
 from computalot.sandbox.task import SandboxUnavailable
 from computalot.sandbox.warm import WarmLease, WarmSandbox, confinement_key
@@ -77,6 +78,8 @@ class ForkedProcess:
         if not self.reaped:
             self.reaped = True
             self.zygote.reap()
+            if self.zygote.imported:  # what the task imported beyond the zygote's modules
+                LEARNED.add(self.zygote.learn_key, self.zygote.imported)
             if self.zygote.sandbox is None:  # a sandbox's claim gives it back once cleaned
                 self.zygote.lock.release()  # taken by start_forked: the next task may use it
         return self.returncode
@@ -97,9 +100,14 @@ class Zygote:
         preload: tuple[str, ...],
         env: dict[str, str],
         sandbox: WarmSandbox | None = None,
+        learned: tuple[str, ...] = (),
     ) -> None:
         self.interpreter = interpreter
         self.sandbox = sandbox
+        self.learned = learned  # the learned modules it was started with (``learned``)
+        self.learn_key = Learned.key(interpreter, preload)
+        self.imported: list[str] = []  # what its last task reported having imported
+        self.restarts = 0
         self.lock = threading.Lock()
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.control = mine
@@ -112,6 +120,8 @@ class Zygote:
             json.dumps(list(preload)),
             "0" if sandbox is not None else str(os.getpid()),  # its parent, when it is us
             str(IDLE_S),
+            json.dumps(list(learned)),
+            str(MAX_RSS_MB),
         ]
         try:
             if sandbox is not None:
@@ -188,7 +198,7 @@ class Zygote:
         """The running child's exit status, when the zygote sent it."""
         try:
             self.control.settimeout(None if block else 0.0)
-            data = self.control.recv(4096)
+            data = self.control.recv(1 << 16)
         except (BlockingIOError, TimeoutError):
             return None
         except OSError:
@@ -196,7 +206,10 @@ class Zygote:
         if not data:  # the zygote died; its child died with it or is killed by its group
             self.pending = False
             return -9
-        return int(json.loads(data)["status"])
+        answer = json.loads(data)
+        imported = answer.get("imported")
+        self.imported = imported if isinstance(imported, list) else []
+        return int(answer["status"])
 
     def reap(self) -> None:
         self.pending = False
@@ -250,18 +263,30 @@ class Zygotes:
         wanted = startup_env(env)
         confined = confinement_key(sandbox[0]) if sandbox is not None else None
         key = (command.interpreter, preload, tuple(sorted(wanted.items())), confined)
+        learned = LEARNED.names(Learned.key(command.interpreter, preload))
         with self.lock:
             zygote = self.by_key.pop(key, None)
+            restarts = 0
             if zygote is not None and not zygote.alive() and zygote.lock.acquire(blocking=False):
                 if zygote.proc.returncode != 0:  # 0: it exited after IDLE_S without a task
                     log.warning("warm interpreter %s died; starting another", command.interpreter)
+                zygote.stop()
+                zygote = None
+            elif (
+                zygote is not None
+                and zygote.restarts < MAX_RESTARTS
+                and not set(learned) <= set(zygote.learned)
+                and zygote.lock.acquire(blocking=False)
+            ):  # the revision's tasks import more than it did: a new one imports it too
+                restarts = zygote.restarts + 1
                 zygote.stop()
                 zygote = None
             if zygote is None:
                 warm = None
                 if sandbox is not None:
                     warm = WarmSandbox(sandbox[0], sandbox[1]())
-                zygote = Zygote(command.interpreter, preload, wanted, warm)
+                zygote = Zygote(command.interpreter, preload, wanted, warm, learned)
+                zygote.restarts = restarts
             self.by_key[key] = zygote  # most recently used last
             for old_key in list(self.by_key)[:-1]:
                 if len(self.by_key) <= MAX_ZYGOTES:
@@ -393,7 +418,7 @@ def claim_sandboxed(
         return None
     assert zygote.sandbox is not None
     try:
-        lease = WarmLease(zygote.sandbox)
+        lease = WarmLease(zygote.sandbox, policy)
     except OSError as exc:  # e.g. cgroup v1 refusing a memory limit below what it holds
         log.warning("warm sandbox cannot take this task's limits: %s", exc)
         zygote.lock.release()

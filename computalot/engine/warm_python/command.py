@@ -70,13 +70,16 @@ WARM_CACHE_MOUNTS = (
 def job_warning(
     enabled: bool, sandbox: str, manifest: dict[str, Any] | None, argv: list[str]
 ) -> str | None:
-    """The warning a project job gets when the platform's ``warm_python`` is on but its tasks
-    will start fresh interpreters all the same; None when they start warm, or when the
-    revision opted out (``runtime.warm_python: false``: what it asked for, no warning)."""
+    """The warning a project job gets when the platform's ``warm_python`` is on but its Python
+    tasks will start fresh interpreters all the same (interpreter flags, cache mounts); None
+    when they start warm, when the command is another program, or when the revision opted out
+    (``runtime.warm_python: false``: what it asked for, no warning)."""
     runtime = (manifest or {}).get("runtime") or {}
     if not enabled or runtime.get("warm_python") is False:
         return None
     cold = why_not(argv)
     if cold is None and sandbox == "bwrap" and (manifest or {}).get("cache_mounts"):
         return WARM_CACHE_MOUNTS
+    if cold is not None and not (argv and INTERPRETER_NAME.match(os.path.basename(argv[0]))):
+        return None  # another program: there is no interpreter to keep warm, nothing to say
     return cold

@@ -18,14 +18,29 @@ read or write its memory; the forked child is made dumpable again, as a fresh pr
 
 Between requests it holds no thread of its own and no connection but the control socket (the
 child closes that one first).
+
+Learning: at its end a forked task writes which installed or standard-library modules it
+imported (not the project's own files: their paths are checked against the interpreter's
+install directories) into a shared memory page the zygote mapped before forking — no file
+descriptor, so nothing of it is visible among the task's fds — and the zygote sends them with
+the exit status. The worker remembers them per revision (``client.Learned``) and the next
+zygote imports them too, after a forked *trial* showed that importing them starts no Python
+thread, opens no socket and stays under the memory cap; a module that does is left out.
 """
 
 import json
+import mmap
 import os
 import socket
 import sys
 
 MAX_MESSAGE = 1 << 20
+REPORT_BYTES = 1 << 16  # the shared page a task's imports are written to
+REPORT_MAX = 256  # module names per report
+LEARN_MAX = 64  # learned modules a zygote imports itself (those they import come free)
+TRIALS = 3  # forked trials of the learned modules (each may rule one out)
+REPORT = mmap.mmap(-1, REPORT_BYTES)  # anonymous and shared: the forked child writes here
+ROOTS = ()  # the interpreter's install directories (set by main)
 
 
 def _prctl(option, value):
@@ -95,6 +110,149 @@ def _preload(names):
             print(f"warm python: preload {name!r} failed: {exc!r}", file=sys.stderr)
 
 
+def _install_roots():
+    """Directories an installed or standard-library module's file lies under (``/`` ended)."""
+    import site
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    found = {paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    try:
+        found.update(site.getsitepackages())
+    except AttributeError:
+        pass
+    roots = set()
+    for path in found:
+        if path:
+            roots.update({path.rstrip("/") + "/", os.path.realpath(path).rstrip("/") + "/"})
+    return tuple(sorted(roots))
+
+
+def _report(before):
+    """Write the modules this task imported that the zygote had not (installed or standard
+    library ones, three levels deep at most, no private ones) into the shared page."""
+    names = []
+    for name, module in list(sys.modules.items()):
+        if name in before or len(name) > 100:
+            continue
+        parts = name.split(".")
+        if len(parts) > 3 or any(part.startswith("_") for part in parts):
+            continue
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and path.startswith(ROOTS):
+            names.append(name)
+            if len(names) >= REPORT_MAX:
+                break
+    data = json.dumps(names).encode()
+    if len(data) <= REPORT_BYTES - 4:
+        REPORT[4 : 4 + len(data)] = data
+        REPORT[:4] = len(data).to_bytes(4, "little")
+
+
+def _reported():
+    """What the last task wrote into the shared page (a list of names, else [])."""
+    size = int.from_bytes(REPORT[:4], "little")
+    if not 0 < size <= REPORT_BYTES - 4:
+        return []
+    try:
+        names = json.loads(REPORT[4 : 4 + size])
+    except ValueError:
+        return []
+    if not isinstance(names, list):
+        return []
+    return [n for n in names[:REPORT_MAX] if isinstance(n, str) and len(n) <= 100]
+
+
+def _sockets():
+    count = 0
+    try:
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return count
+
+
+def _rss_mb():
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") >> 20
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _trial(names, max_rss_mb):
+    """In a forked child, import ``names`` in order (at most :data:`LEARN_MAX` that an earlier
+    one did not import already) until one starts a Python thread, opens a socket or passes
+    ``max_rss_mb``: (the names imported before it, that name or None)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            import importlib
+            import threading
+
+            os.close(read_end)
+            sockets, kept, bad = _sockets(), [], None
+            for name in names:
+                if name in sys.modules:
+                    continue
+                if len(kept) >= LEARN_MAX:
+                    break
+                try:
+                    importlib.import_module(name)
+                except BaseException:
+                    continue
+                if threading.active_count() > 1 or _sockets() > sockets or _rss_mb() > max_rss_mb:
+                    bad = name
+                    break
+                kept.append(name)
+            os.write(write_end, json.dumps([kept, bad]).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    chunks = []
+    while True:
+        data = os.read(read_end, 65536)
+        if not data:
+            break
+        chunks.append(data)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    try:
+        kept, bad = json.loads(b"".join(chunks))
+    except ValueError:
+        return [], None
+    return kept, bad
+
+
+def _learn(names, max_rss_mb):
+    """Import the learned modules that a trial showed harmless (see the module doc)."""
+    import importlib
+
+    todo = list(names)
+    for _ in range(TRIALS):
+        todo = [n for n in todo if n not in sys.modules]
+        if not todo:
+            return
+        kept, bad = _trial(todo, max_rss_mb)
+        for name in kept:
+            try:
+                importlib.import_module(name)
+            except BaseException:
+                pass
+        if bad is None:
+            return
+        print(
+            f"warm python: not preloading {bad!r} (it starts a thread or a socket, or is too big)",
+            file=sys.stderr,
+        )
+        todo = todo[todo.index(bad) + 1 :]
+
+
 def _trim(tb, own):
     """The traceback from the script's first frame on (no runpy or zygote frames)."""
     while tb is not None and tb.tb_frame.f_code.co_filename in own:
@@ -134,8 +292,9 @@ def _run_script(script):
     exec(compile(source, script, "exec", dont_inherit=True), main.__dict__)
 
 
-def _become(request, out_fd, err_fd, control, zygote):
-    """In the forked child: become the task's ``python3`` process, run it, never return."""
+def _become(request, out_fd, err_fd, control, zygote, before):
+    """In the forked child: become the task's ``python3`` process, run it, never return.
+    ``before``: the zygote's modules (what the task imports beyond them is reported)."""
     import random
     import resource
     import signal
@@ -215,6 +374,10 @@ def _become(request, out_fd, err_fd, control, zygote):
                 stream.flush()
             except BaseException:
                 code = 120 if code == 0 else code
+        try:
+            _report(before)
+        except BaseException:
+            pass
         if interrupted:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGINT)
@@ -269,15 +432,18 @@ def serve(control, idle_s):
         sys.stdout.flush()
         sys.stderr.flush()
         parent = os.getpid()
+        REPORT[:4] = bytes(4)
+        before = frozenset(sys.modules)
         pid = os.fork()
         if pid == 0:
-            _become(request, fds[0], fds[1], control, parent)
+            _become(request, fds[0], fds[1], control, parent, before)
         for fd in fds:
             os.close(fd)
         control.send(json.dumps({"pid": pid}).encode())
         status = _status(pid)
         try:
-            control.send(json.dumps({"status": status}).encode())
+            answer = {"status": status, "imported": _reported()}
+            control.send(json.dumps(answer).encode())
             answer = control.recv(64)
         finally:
             os.waitpid(pid, 0)
@@ -293,6 +459,9 @@ def main():
         del sys.path[0]  # the zygote's cwd is no import root: the child adds its own
     _preload(json.loads(sys.argv[2]))
     idle_s = float(sys.argv[4])
+    global ROOTS
+    ROOTS = _install_roots()
+    _learn(json.loads(sys.argv[5]), int(sys.argv[6]))
     del sys.argv[1:]
     import gc
 
