@@ -196,7 +196,8 @@ def _trial(names, max_rss_mb):
             import threading
 
             os.close(read_end)
-            sockets, kept, bad = _sockets(), [], None
+            sockets, bad = _sockets(), None
+            kept = []  # type: list[str]
             for name in names:
                 if name in sys.modules:
                     continue
