@@ -3,7 +3,10 @@ the same Serve deployment (the framework's ceiling: no auth, no store), plus the
 
 Issue #18 §3: ``GET /api/v1/account`` and ``GET /api/v1/jobs/:id`` (a finished job) through
 Serve should reach at least 0.5x the ceiling's requests/s (bar 0.25x); ``/jobs/:id/tasks``,
-``/results/:id`` and the ``/jobs`` list are measured beside them. The anchor is the *same*
+``/results/:id`` and the ``/jobs`` list are measured beside them. Then, in the same run, wrk
+reads ``/jobs/:id`` again while client threads submit small jobs (some keys twice at once)
+and cancel some (``bench/_api_writes.py``); the read-back check's verdict is printed with the
+figures. The anchor is the *same*
 FastAPI app (``serve_app.app.create_app``) served by plain uvicorn (one worker, its own
 process) against the same store. Load: ``wrk -t2 -c32 -d10s --latency`` with the admin key,
 after a warm-up of each target; ``--rounds N`` alternates the targets and takes medians.
@@ -21,10 +24,12 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from _api_writes import check, run_writes, summary
 from _common import (
     REPO,
     DeadlineExceeded,
@@ -146,8 +151,9 @@ def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
 
 
 RUNNER = """
-import json, os
+import json, os, time
 p = json.load(open(os.environ["COMPUTALOT_TASK_PAYLOAD"]))
+time.sleep(p.get("sleep", 0))
 with open(os.environ["COMPUTALOT_TASK_RESULT"], "w") as fh:
     json.dump({"echo": p}, fh)
 """
@@ -193,7 +199,41 @@ def targets(serve: str, uvicorn: str, job_id: str) -> dict[str, str]:
     }
 
 
+def writes_under_load(
+    wrk: str, serve: str, job_id: str, token: str, args: argparse.Namespace, seconds: float
+) -> tuple[dict[str, Any], str, list[str]]:
+    """wrk on ``GET /jobs/:id`` while client threads submit and cancel small jobs
+    (``bench/_api_writes.py``); the reads' figures, what was written, and every problem the
+    read-back found (none: the writes were correct)."""
+    reads: dict[str, Any] = {}
+
+    def hammer() -> None:
+        reads.update(
+            run_wrk(
+                wrk,
+                f"{serve}/api/v1/jobs/{job_id}",
+                token,
+                threads=args.threads,
+                conns=args.connections,
+                seconds=seconds,
+            )
+        )
+
+    reader = threading.Thread(target=hammer, name="wrk")
+    reader.start()
+    time.sleep(0.5)  # wrk's connections are open before the first submit
+    # Each job runs ~0.3 s, so most cancels land while it is queued or running.
+    body = {"project": "apibench", "runner_command": ["python3", "r.py"], "payload": {"sleep": 0.3}}
+    load = run_writes(serve, token, body, n_jobs=args.write_jobs, threads=args.write_threads)
+    reader.join()
+    if load.seconds > seconds:
+        log(f"the writes took {load.seconds:.1f} s, longer than the {seconds:.0f} s of reads")
+    problems = check(serve, token, load)
+    return reads, summary(load), problems
+
+
 CEILING = "serve /live (ceiling)"
+UNDER_WRITES = "serve GET /jobs/:id under writes"
 #: The routes the goal is judged on (issue #18 §3): each as a ratio to the ceiling.
 JUDGED = ("serve GET /account", "serve GET /jobs/:id")
 
@@ -207,13 +247,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--jobs", type=int, default=20, help="finished jobs in the store")
+    parser.add_argument("--write-jobs", type=int, default=None, help="jobs submitted (100)")
+    parser.add_argument("--write-threads", type=int, default=4, help="submitting threads")
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--max-seconds", type=float, default=None, help="hard runtime budget")
     args = parser.parse_args(argv)
     duration = args.duration or (3.0 if args.quick else 10.0)
     warmup = args.warmup or (1.0 if args.quick else 3.0)
+    args.write_jobs = args.write_jobs or (20 if args.quick else 100)
     n_targets = 7
-    budget = args.max_seconds or 300.0 + n_targets * (warmup + args.rounds * duration + 10)
+    budget = args.max_seconds or 500.0 + n_targets * (warmup + args.rounds * duration + 10)
 
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -274,6 +317,14 @@ def main(argv: list[str] | None = None) -> int:
                         )
                     )
             measured = {name: median_run(r) for name, r in runs.items()}
+            log(
+                f"writes under load: {args.write_jobs} jobs submitted and some cancelled while "
+                f"wrk reads GET /jobs/:id for {duration:.0f} s"
+            )
+            reads, written, problems = writes_under_load(
+                wrk, running.url, job_id, running.admin_key, args, duration
+            )
+            measured[UNDER_WRITES] = median_run([reads])
             m_end = machine_state()
     except DeadlineExceeded as exc:
         log(str(exc))
@@ -320,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
         else 0.0
     )
     print(f"Serve/uvicorn on GET /account: {serve_over_uvicorn:.2f}x")
+    writes_ok = not problems
+    print(f"writes under load: {written}; read back: {verdict(writes_ok)}")
+    for problem in problems[:20]:
+        print(f"  - {problem}")
     errors = sum(m["non_2xx"] + m["socket_errors"] for m in measured.values())
     if errors:
         print(f"WARNING: {errors} non-2xx responses or socket errors; figures are suspect")
@@ -335,11 +390,12 @@ def main(argv: list[str] | None = None) -> int:
             "bar_ratio": BAR_RATIO,
             "pass": ok,
             "bar_pass": bar,
+            "writes_under_load": {"written": written, "pass": writes_ok, "problems": problems},
             "machine": {"start": m_start, "end": m_end},
         },
     )
     print(f"results: {path.relative_to(REPO)}")
-    return 0 if errors == 0 else 1
+    return 0 if errors == 0 and writes_ok else 1
 
 
 if __name__ == "__main__":
