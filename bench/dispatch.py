@@ -388,6 +388,11 @@ def main(argv: list[str] | None = None) -> int:
         default="bwrap",
         help="COMPUTALOT_SANDBOX for our tasks (none: the engine alone, docs/sandbox.md)",
     )
+    parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="(a)-(d), (f) with warm Python runners too (their history is without: fresh runners)",
+    )
     parser.add_argument("--max-seconds", type=float, default=None, help="hard runtime budget")
     args = parser.parse_args(argv)
     q = args.quick
@@ -417,8 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         ) as client:
             check(client.post("/api/v1/projects", json={"name": "bench"}), 201)
             # (a)-(d) and (f) measure fresh runner processes, as their history does; warm
-            # runners (on by default) are part (e)'s.
-            files = {"script.py": RUNNER, **OPT_OUT}
+            # runners (on by default) are part (e)'s, or theirs too with --warm.
+            files = {"script.py": RUNNER, **({} if args.warm else OPT_OUT)}
             check(client.post("/api/v1/projects/bench/push", content=tarball(files)), 200)
             # (d) runs second: its RSS baseline must not include what (b)/(c) leave in the
             # head processes' heaps. The report keeps the a-b-c-d order.
@@ -468,7 +473,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     results, status, m_end = done.results, done.status, done.machine_end
 
-    print(f"dispatch benchmark (num_cpus={args.num_cpus}, quick={q}, sandbox={args.sandbox})")
+    print(
+        f"dispatch benchmark (num_cpus={args.num_cpus}, quick={q}, sandbox={args.sandbox}"
+        f"{', warm runners in (a)-(d)' if args.warm else ''})"
+    )
     print(machine_line(m_start, m_end))
     ok = report(results)
     if results.get("e"):
