@@ -118,6 +118,22 @@ def _counter(text: str, name: str) -> int:
     return 0
 
 
+def kill_until_gone(find: Callable[[], list[int]], timeout_s: float) -> bool:
+    """SIGKILL the processes ``find`` lists until it lists none (a process may fork while it is
+    killed); False if some were still there after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = find()
+        if not left:
+            return True
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.0005)
+
+
 class _Group:
     """Cgroup directories (one per v1 controller, or one v2 directory) and what a task did in
     them since ``baseline`` was taken."""
@@ -176,17 +192,7 @@ class _Group:
     def kill_all(self, timeout_s: float) -> bool:
         """SIGKILL what is left (nothing of it runs user code again); with ``timeout_s`` wait
         until it is gone too. False if something outlived the wait."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            left = self.pids()
-            if not left:
-                return True
-            for pid in left:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.0005)
+        return kill_until_gone(self.pids, timeout_s)
 
 
 class TaskCgroup(_Group):

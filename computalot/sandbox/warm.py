@@ -156,17 +156,7 @@ class WarmSandbox:
         :data:`KILL_WAIT_S` (the caller then stops the whole sandbox)."""
         if not self.own:  # no task ever forked: nothing of one can be here
             return True
-        deadline = time.monotonic() + KILL_WAIT_S
-        while True:
-            left = self.task_processes()
-            if not left:
-                return True
-            for pid in left:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.0005)
+        return cgroups.kill_until_gone(self.task_processes, KILL_WAIT_S)
 
     def empty_slot(self, trash_parent: Path, remove: Callable[[Path], None]) -> None:
         """Move the slot's entries (the last attempt's files) into a new directory under
