@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from computalot.errors import ComputalotError
 from computalot.private_files import make_private_dirs
@@ -68,7 +69,23 @@ def _announce(running: Any) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    from computalot.ray_dashboard import dashboard_line
+
+    dashboard = dashboard_line()
+    if dashboard is not None:
+        console.print(dashboard, highlight=False, soft_wrap=True, markup=False)
     sys.stdout.flush()
+
+
+def _refuse_taken_port(settings: Settings) -> None:
+    """One line and exit 2 when the API port is taken (often a Serve HAProxy a killed run left
+    behind), before Ray starts: Serve would otherwise die with a long traceback."""
+    from computalot.ports import port_in_use, port_in_use_line
+
+    if port_in_use(settings.host, settings.port):
+        line = port_in_use_line(settings.host, settings.port, "the API")
+        err.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
 
 
 def _check_sandbox(settings: Settings) -> None:
@@ -105,6 +122,8 @@ def up(
     from computalot import platform
 
     settings = _settings(data_dir, port, host)
+    if address is None:
+        _refuse_taken_port(settings)
     _check_sandbox(settings)
     with console.status("starting Ray, the engine and the API …"):
         running = platform.start(settings, address=address, num_cpus=num_cpus)
