@@ -85,5 +85,6 @@ def test_head_starts_the_platform_with_store_and_s3_from_env(config: dict[str, A
     serve = next(i for i, c in enumerate(start) if "computalot serve" in c)
     assert ray_start < serve
     assert "--detach" in start[serve] and "--host 0.0.0.0" in start[serve]
-    for variable in ("COMPUTALOT_DATABASE_URL", "COMPUTALOT_ARTIFACT_STORE"):
+    assert ". ~/computalot.env" in start[serve]
+    for variable in ("COMPUTALOT_DATA_DIR", "COMPUTALOT_DATABASE_URL", "COMPUTALOT_ARTIFACT_STORE"):
         assert "${" + variable + ":?" in start[serve]
