@@ -103,12 +103,23 @@ def test_a_timeout_stops_the_sub_tasks(tmp_path: Path) -> None:
 def test_a_cancel_stops_the_sub_tasks_and_answers_cancelled(tmp_path: Path) -> None:
     """A Ray cancel reaches the recipe's thread as KeyboardInterrupt, as the dispatcher's does."""
     total = float(ray.cluster_resources()["CPU"])
-    timer = threading.Timer(2.0, _thread.interrupt_main)
-    timer.start()
+    stop = threading.Event()
+
+    def cancel_once_both_run() -> None:  # not a fixed delay: workers start slowly under load
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < deadline:
+            if len(list(tmp_path.glob("*.pid"))) >= 2:
+                break
+            time.sleep(0.05)
+        if not stop.is_set():
+            _thread.interrupt_main()
+
+    canceller = threading.Thread(target=cancel_once_both_run, daemon=True)
+    canceller.start()
     try:
         outcome, _ = execute_recipe(spec_for("fan", n=2, seconds=60, pid_dir=str(tmp_path)))
     finally:
-        timer.cancel()
+        stop.set()
     assert outcome.status == "cancelled"
     pids = [int(p.stem) for p in tmp_path.glob("*.pid")]
     assert len(pids) == 2

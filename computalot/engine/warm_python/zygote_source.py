@@ -64,22 +64,27 @@ def _die_with_parent(parent):
 
 
 def _empty(directory):
-    """Remove everything in ``directory`` (not the directory): what a task left in the
-    sandbox's ``/tmp`` or ``/dev/shm``. Directories it made unreadable are opened up first;
-    no recursion (a task may nest directories deeper than any stack), no link followed."""
+    """Remove everything a task left in ``directory`` (the sandbox's ``/tmp`` or ``/dev/shm``),
+    not the directory. Only what lies on the directory's own file system: a mount below it
+    (the interpreter bound under ``/tmp/...`` when the node keeps it there) is neither entered
+    nor touched, as a fresh sandbox has it too. Directories the task made unreadable are opened
+    up first; no recursion (a task may nest deeper than any stack), no link followed."""
     import stat
 
     try:
+        device = os.lstat(directory).st_dev
         stack = [(os.path.join(directory, name), False) for name in os.listdir(directory)]
     except OSError:
         return
     while stack:
         path, listed = stack.pop()
         try:
-            mode = os.lstat(path).st_mode
+            st = os.lstat(path)
         except OSError:
             continue
-        if not stat.S_ISDIR(mode):
+        if st.st_dev != device:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
             try:
                 os.unlink(path)
             except OSError:
@@ -91,7 +96,8 @@ def _empty(directory):
                 pass
         else:
             try:
-                os.chmod(path, stat.S_IRWXU)
+                if st.st_uid == os.getuid():
+                    os.chmod(path, stat.S_IRWXU)
                 names = os.listdir(path)
             except OSError:
                 names = []
