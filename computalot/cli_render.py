@@ -60,8 +60,26 @@ def _grid() -> Table:
     return grid
 
 
+def _table(*headers: str, whole: dict[str, list[str]]) -> Table:
+    """A table whose ``whole`` columns (ids, names: what a user copies into the next command)
+    are never cut or wrapped, however narrow the terminal or pipe (80 columns): they keep the
+    width of their longest value and the other columns give way."""
+    table = Table()
+    for header in headers:
+        values = whole.get(header)
+        if values is None:
+            table.add_column(header)
+        else:
+            width = max([len(header), *(len(v) for v in values)])
+            table.add_column(header, no_wrap=True, min_width=width, overflow="fold")
+    return table
+
+
 def jobs_table(jobs: list[dict[str, Any]]) -> Table:
-    table = Table("ID", "STATUS", "KIND", "PROJECT", "TASKS", "PROGRESS", "CREATED")
+    ids = [str(job.get("id")) for job in jobs]
+    table = _table(
+        "ID", "STATUS", "KIND", "PROJECT", "TASKS", "PROGRESS", "CREATED", whole={"ID": ids}
+    )
     for job in jobs:
         counts = task_counts(job)
         table.add_row(
@@ -143,7 +161,16 @@ def push_summary(answer: dict[str, Any]) -> Group:
 
 
 def projects_table(projects: list[dict[str, Any]]) -> Table:
-    table = Table("NAME", "DESCRIPTION", "REVISION", "FILES", "PUSHED")
+    names = [str(proj.get("name")) for proj in projects]
+    revisions = [str((proj.get("active_revision") or {}).get("id") or "-") for proj in projects]
+    table = _table(
+        "NAME",
+        "DESCRIPTION",
+        "REVISION",
+        "FILES",
+        "PUSHED",
+        whole={"NAME": names, "REVISION": revisions},
+    )
     for proj in projects:
         rev = proj.get("active_revision") or {}
         files = rev.get("files")
