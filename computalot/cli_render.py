@@ -206,6 +206,74 @@ def presets_table(presets: list[dict[str, Any]]) -> Table:
     return table
 
 
+def recipes_table(recipes: list[dict[str, Any]]) -> Table:
+    names = [str(r.get("name")) for r in recipes]
+    table = _table("NAME", "AVAILABLE", "OPERATIONS", "DESCRIPTION", whole={"NAME": names})
+    for recipe in recipes:
+        available = bool(recipe.get("available"))
+        table.add_row(
+            str(recipe.get("name")),
+            Text("yes", style="green") if available else Text("no", style="dim"),
+            ", ".join(str(op) for op in recipe.get("operations") or []),
+            str(recipe.get("description") or recipe.get("unavailable_reason") or ""),
+        )
+    return table
+
+
+def recipe_panel(recipe: dict[str, Any]) -> Group:
+    """One recipe: what it does, its operations (and whether this cluster runs them now) and
+    the payload fields it takes; the full schemas are left to ``--json``."""
+    grid = _grid()
+    grid.add_row("description", Text(str(recipe.get("description") or "")))
+    if recipe.get("unavailable_reason"):
+        grid.add_row("unavailable", Text(str(recipe["unavailable_reason"]), style="yellow"))
+    fields = ((recipe.get("payload_schema") or {}).get("properties") or {}).keys()
+    if fields:
+        grid.add_row("payload", Text(", ".join(sorted(fields))))
+    if recipe.get("artifact_inputs"):
+        grid.add_row("artifact inputs", Text(", ".join(map(str, recipe["artifact_inputs"]))))
+    entries = [
+        op if isinstance(op, dict) else {"name": op} for op in recipe.get("operations") or []
+    ]
+    names = [str(entry.get("name")) for entry in entries]
+    ops = _table("OPERATION", "AVAILABLE", "DESCRIPTION", whole={"OPERATION": names})
+    for entry in entries:
+        ops.add_row(
+            str(entry.get("name")),
+            "yes" if entry.get("available") else "no",
+            str(entry.get("description") or ""),
+        )
+    return Group(Panel(grid, title=str(recipe.get("name")), expand=False), ops)
+
+
+def balance_panel(balance: dict[str, Any]) -> Panel:
+    grid = _grid()
+    for key, label in (
+        ("available_usd", "available"),
+        ("held_usd", "held"),
+        ("ledger_balance_usd", "ledger"),
+    ):
+        grid.add_row(label, f"${float(balance.get(key) or 0):,.6f}")
+    return Panel(grid, title="balance (USD)", expand=False)
+
+
+def ledger_table(entries: list[dict[str, Any]]) -> Table:
+    ids = [str(e.get("id")) for e in entries]
+    jobs = [str(e.get("job_id") or "") for e in entries]
+    table = _table("ID", "KIND", "USD", "JOB", "CREATED", "MEMO", whole={"ID": ids, "JOB": jobs})
+    for entry in entries:
+        amount = float(entry.get("amount_usd") or 0)
+        table.add_row(
+            str(entry.get("id")),
+            str(entry.get("kind") or ""),
+            Text(f"{amount:+,.6f}", style="green" if amount >= 0 else "red"),
+            str(entry.get("job_id") or ""),
+            str(entry.get("created_at") or ""),
+            str(entry.get("memo") or ""),
+        )
+    return table
+
+
 class Tracker:
     """Task progress for ``watch``, fed by stream events.
 

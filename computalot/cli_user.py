@@ -354,6 +354,60 @@ def presets(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False
         console.print(render.presets_table(data.get("presets") or []))
 
 
+@user_app.command()
+def recipes(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False) -> None:
+    """The sealed recipes, their operations and whether this cluster can run them now."""
+    with _client(url, token) as client:
+        data = client.list_recipes()
+    if as_json:
+        _print_json(data)
+    else:
+        console.print(render.recipes_table(data.get("recipes") or []))
+
+
+@user_app.command()
+def recipe(
+    name: Annotated[str, typer.Argument(help="Recipe name, e.g. packing.")],
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """One recipe: its operations, payload fields and inputs (--json: the full schemas)."""
+    with _client(url, token) as client:
+        data = client.get_recipe(name)
+    if as_json:
+        _print_json(data)
+    else:
+        console.print(render.recipe_panel(data))
+
+
+@user_app.command()
+def balance(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False) -> None:
+    """Your credit: available, held by running jobs, and the ledger's sum (USD)."""
+    with _client(url, token) as client:
+        data = client.balance()
+    if as_json:
+        _print_json(data)
+    else:
+        console.print(render.balance_panel(data))
+
+
+@user_app.command()
+def ledger(
+    limit: Annotated[int, typer.Option("--limit", min=1, max=500, help="Entries.")] = 50,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Your ledger, newest first: grants, top-ups and job charges."""
+    with _client(url, token) as client:
+        data = client.list_ledger(limit=limit)
+    if as_json:
+        _print_json(data)
+    else:
+        console.print(render.ledger_table(data.get("entries") or []))
+
+
 def register(app: typer.Typer) -> None:
     """Add every command of :data:`user_app` to ``app`` at its top level."""
     app.registered_commands.extend(user_app.registered_commands)
