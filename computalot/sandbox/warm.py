@@ -58,21 +58,24 @@ def _ns_pid(pid: int) -> int | None:
     return None
 
 
-def _zombie(pid: int) -> bool:
-    """A process that ended and waits to be reaped (by the zygote, at ``clean``)."""
+def _stat(pid: int) -> list[str]:
+    """``/proc/<pid>/stat``'s fields after the command name (state, parent, …); [] if gone."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+            return fh.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return True  # gone
+        return []
+
+
+def _zombie(pid: int) -> bool:
+    """A process that ended and waits to be reaped (by the zygote, at ``clean``), or is gone."""
+    fields = _stat(pid)
+    return not fields or fields[0] == "Z"
 
 
 def _parent(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
+    fields = _stat(pid)
+    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
 
 
 class WarmSandbox:
@@ -91,7 +94,9 @@ class WarmSandbox:
         self.proc: subprocess.Popen[bytes] | None = None
         self.own: frozenset[int] = frozenset()  # bubblewrap, its init and the zygote (host pids)
 
-    def popen(self, argv: list[str], env: dict[str, str], pass_fds: tuple[int, ...]) -> Any:
+    def popen(
+        self, argv: list[str], env: dict[str, str], pass_fds: tuple[int, ...]
+    ) -> subprocess.Popen[bytes]:
         """Start ``argv`` (the zygote) as the sandbox's command, in the slot at ``/task``."""
         self.slot.mkdir(mode=0o700, exist_ok=True)
         hand_over(self.slot, self.uid, self.gid)

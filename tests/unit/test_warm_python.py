@@ -399,3 +399,17 @@ def test_a_learned_module_that_starts_a_thread_is_never_preloaded(
         assert out == "['calm_module'] 1\n"
     finally:
         zygote.stop()
+
+
+def test_a_hostile_import_report_is_ignored_not_fatal() -> None:
+    """The shared page a task reports its imports in is the task's to scribble on: garbage,
+    a non-list, or nesting deep enough to exhaust the parser's stack reads as no report (the
+    zygote must not die of it)."""
+    zygote: dict[str, object] = {"__name__": "zygote_under_test"}
+    exec(compile(warm_client.SOURCE, "zygote_source", "exec"), zygote)
+    page, reported = zygote["REPORT"], zygote["_reported"]
+    for data in (b"[" * 60_000, b"{not json", b'{"a": 1}', b'["json", 7, "' + b"x" * 200 + b'"]'):
+        page[4 : 4 + len(data)] = data  # type: ignore[index]
+        page[:4] = len(data).to_bytes(4, "little")  # type: ignore[index]
+        got = reported()  # type: ignore[operator]
+        assert got == (["json"] if data.startswith(b'["json"') else []), data[:20]

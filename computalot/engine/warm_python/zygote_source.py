@@ -156,13 +156,14 @@ def _report(before):
 
 
 def _reported():
-    """What the last task wrote into the shared page (a list of names, else [])."""
+    """What the last task wrote into the shared page (a list of names, else []). The task
+    could write anything there: nesting deep enough to exhaust the parser's stack included."""
     size = int.from_bytes(REPORT[:4], "little")
     if not 0 < size <= REPORT_BYTES - 4:
         return []
     try:
         names = json.loads(REPORT[4 : 4 + size])
-    except ValueError:
+    except (ValueError, RecursionError):
         return []
     if not isinstance(names, list):
         return []
