@@ -255,7 +255,7 @@ class Zygotes:
         command: WarmCommand,
         preload: tuple[str, ...],
         env: dict[str, str],
-        sandbox: tuple[SandboxPolicy, Callable[[], Any]] | None = None,
+        sandbox: tuple[SandboxPolicy, Callable[[], Path]] | None = None,
     ) -> Zygote:
         """The zygote for ``command``'s interpreter, ``preload`` and start-up environment,
         started if there is none (or it died). ``sandbox``: (the task's policy, a function
@@ -353,7 +353,7 @@ class SandboxClaim:
         lease.closing = self.close
 
     @property
-    def directory(self) -> Any:
+    def directory(self) -> Path:
         return self.lease.attempt_dir
 
     def start(
@@ -385,7 +385,7 @@ class SandboxClaim:
             self.broken = True
             self.zygote.kill()
 
-    def finish(self, trash_parent: Any, remove: Callable[[Any], None]) -> None:
+    def finish(self, trash_parent: Path, remove: Callable[[Path], None]) -> None:
         """After the attempt's files were read: empty the slot (or give up a broken sandbox)
         and let the next attempt have the zygote."""
         try:
@@ -404,7 +404,7 @@ def claim_sandboxed(
     preload: tuple[str, ...],
     env: dict[str, str],
     policy: SandboxPolicy,
-    new_slot: Callable[[], Any],
+    new_slot: Callable[[], Path],
 ) -> SandboxClaim | None:
     """This worker's warm sandbox for ``command`` (made with a slot from ``new_slot`` if there
     is none), taken for one attempt; None when it is busy, or when the node cannot make one
