@@ -126,7 +126,7 @@ def stop_platform(proc: subprocess.Popen[bytes]) -> None:
 
 
 def member_client(url: str, admin_key: str) -> Any:
-    from computalot.client import ComputalotClient
+    from computalot.sdk.client import ComputalotClient
 
     with ComputalotClient(url, admin_key) as admin:
         made = admin.admin_create_account("bench-artifacts")

@@ -203,7 +203,7 @@ def finish_job(client: httpx.Client, body: dict[str, Any]) -> tuple[float, dict[
 def platform_figures(
     url: str, admin_key: str, data: Path, small: Path, runs: int, out: dict[str, Any]
 ) -> None:
-    from computalot.client import ComputalotClient
+    from computalot.sdk.client import ComputalotClient
 
     with ComputalotClient(url, admin_key, timeout=600) as sdk:
         small_id = sdk.upload_artifact(small)["id"]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from computalot.callbacks.verify import verify_callback_signature
-    from computalot.client import AsyncComputalotClient, ComputalotClient
+    from computalot.sdk.client import AsyncComputalotClient, ComputalotClient
 
 __all__ = ["AsyncComputalotClient", "ComputalotClient", "verify_callback_signature"]
 __version__ = "0.2.0"
@@ -23,7 +23,7 @@ def __getattr__(name: str) -> Any:
 
         return verify.verify_callback_signature
     if name in __all__:
-        from computalot import client
+        from computalot.sdk import client
 
         return getattr(client, name)
     raise AttributeError(f"module 'computalot' has no attribute {name!r}")

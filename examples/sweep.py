@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from computalot import ComputalotClient
-from computalot.client_errors import Conflict
+from computalot.sdk.errors import Conflict
 
 RUNNER = """
 import json, math, os

@@ -1,4 +1,4 @@
-"""Discovery routes (docs/llms.txt): public, rendered from ``docs/`` by :mod:`computalot.docs_site`."""
+"""Discovery routes (docs/llms.txt): public, rendered from ``docs/`` by :mod:`computalot.discovery.site`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
-from computalot import docs_site
+from computalot.discovery import site as docs_site
 from serve_app.strict_json import StrictJSONRoute
 
 router = APIRouter(tags=["docs"], route_class=StrictJSONRoute)

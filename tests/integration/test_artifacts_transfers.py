@@ -190,7 +190,7 @@ def test_a_300_mib_round_trip_keeps_the_server_under_100_mib(
 def test_the_sdk_streams_files_up_and_down_and_uploads_direct(
     backend: Backend, member: httpx.Client, tmp_path: Path
 ) -> None:
-    from computalot.client import ComputalotClient
+    from computalot.sdk.client import ComputalotClient
 
     source = tmp_path / "in.bin"
     source.write_bytes(b"".join(Payload(14, 9 * MiB + 1).chunks()))

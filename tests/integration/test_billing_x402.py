@@ -298,7 +298,7 @@ def test_the_sdk_raises_payment_required_with_the_quote_and_pays_it(
     platform: Any, member: httpx.Client, db: Engine
 ) -> None:
     from computalot import ComputalotClient
-    from computalot.client_errors import PaymentRequired
+    from computalot.sdk.errors import PaymentRequired
 
     sdk = ComputalotClient(controller_url=platform.url, token=member.token)  # type: ignore[attr-defined]
     with pytest.raises(PaymentRequired) as raised:

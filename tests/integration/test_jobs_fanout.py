@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from computalot.client import ComputalotClient
+from computalot.sdk.client import ComputalotClient
 from tests.support.helpers import wait_job
 
 API = "/api/v1"

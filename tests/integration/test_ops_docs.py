@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from computalot import docs_site
+from computalot.discovery import site as docs_site
 from computalot.settings import load_settings
 from serve_app.app import create_app
 from tests.support.helpers import assert_envelope

@@ -372,7 +372,7 @@ def test_concurrent_creates_with_if_match_zero_have_one_winner(
 
 def test_sdk_kv_methods(member: httpx.Client, project: str, platform: Any) -> None:
     from computalot import ComputalotClient
-    from computalot.client_errors import Conflict
+    from computalot.sdk.errors import Conflict
 
     with ComputalotClient(controller_url=str(platform.url), token=member.token) as sdk:
         assert sdk.kv_put(project, "sdk/a b", None)["version"] == 1

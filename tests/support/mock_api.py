@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from computalot.client import ComputalotClient
-from computalot.client_endpoints import NOT_IN_SDK, ROUTES
+from computalot.sdk.client import ComputalotClient
+from computalot.sdk.endpoints import NOT_IN_SDK, ROUTES
 
 BASE = "http://api.test"
 Handler = Callable[[httpx.Request], httpx.Response]

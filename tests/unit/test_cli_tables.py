@@ -7,7 +7,7 @@ import io
 
 from rich.console import Console
 
-from computalot.cli_render import jobs_table, projects_table
+from computalot.cli.render import jobs_table, projects_table
 
 JOB = {
     "id": "job_g620jXq8Rk2Lh7zPqY5wTA",

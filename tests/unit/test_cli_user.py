@@ -18,8 +18,8 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from computalot import cli_user
-from computalot.client import ComputalotClient
+from computalot.cli import user as cli_user
+from computalot.sdk.client import ComputalotClient
 from tests.support.mock_api import (
     Handler,
     Recorder,
@@ -229,7 +229,7 @@ def test_register_mounts_the_commands_on_another_app() -> None:
     names = {c.callback.__name__ for c in app.registered_commands if c.callback}
     assert {"docs", "jobs", "job", "submit", "watch", "results", "cancel", "push"} <= names
     assert {"projects", "account", "presets"} <= names
-    assert os.path.basename(cli_user.__file__) == "cli_user.py"
+    assert cli_user.__name__ == "computalot.cli.user"
 
 
 def test_cli_results_all_reads_every_page(use_handler: Any) -> None:

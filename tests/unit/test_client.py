@@ -17,9 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from computalot.client import AsyncComputalotClient, ComputalotClient
-from computalot.client_base import Req, build_tarball
-from computalot.client_errors import (
+from computalot.projects.tarball import extract_tarball
+from computalot.sdk.base import Req, build_tarball
+from computalot.sdk.client import AsyncComputalotClient, ComputalotClient
+from computalot.sdk.errors import (
     ApiConnectionError,
     ApiError,
     BadRequest,
@@ -33,7 +34,6 @@ from computalot.client_errors import (
     Unauthorized,
     ValidationError,
 )
-from computalot.projects.tarball import extract_tarball
 from tests.support.mock_api import (
     BASE,
     Handler,

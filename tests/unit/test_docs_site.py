@@ -10,7 +10,8 @@ import pytest
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.testclient import TestClient
 
-from computalot import docs_render, docs_site
+from computalot.discovery import render as docs_render
+from computalot.discovery import site as docs_site
 from serve_app.routes import account, admin, auth, docs, feedback, ops
 
 BASE = "https://compute.example.org"

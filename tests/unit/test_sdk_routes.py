@@ -3,7 +3,7 @@
 The app's route table is walked as the docs test walks it (``docs_site.app_routes`` over the app
 ``create_app`` builds: no server, no Ray), paths compared with ``{}`` for parameters. Each SDK
 method is called against a mock that answers only the routes of that table, so a method that
-spells its path differently from :data:`computalot.client_endpoints.ROUTES` fails here.
+spells its path differently from :data:`computalot.sdk.endpoints.ROUTES` fails here.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from computalot import docs_site
-from computalot.client import AsyncComputalotClient, ComputalotClient
-from computalot.client_endpoints import NOT_IN_SDK, ROUTES
+from computalot.discovery import site as docs_site
+from computalot.sdk.client import AsyncComputalotClient, ComputalotClient
+from computalot.sdk.endpoints import NOT_IN_SDK, ROUTES
 from computalot.settings import Settings
 from tests.support.mock_api import KnownRoutes, Recorder, client_for, event_stream, sse
 

@@ -1,9 +1,9 @@
 """The user-facing ``computalot`` commands: docs, jobs, job, submit, watch, results, cancel,
 push, projects, account, presets.
 
-They are thin over :class:`computalot.client.ComputalotClient`: every command builds one client
+They are thin over :class:`computalot.sdk.client.ComputalotClient`: every command builds one client
 through :data:`client_factory` (tests swap it for one with an ``httpx.MockTransport``), shows
-the answer with :mod:`computalot.cli_render` (or raw JSON with ``--json``), and turns any
+the answer with :mod:`computalot.cli.render` (or raw JSON with ``--json``), and turns any
 :class:`ApiError` into ``error: <code>: <message>`` plus a hint, exit 1 — never a traceback.
 The main CLI mounts them with :func:`register`.
 """
@@ -29,11 +29,11 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from computalot import cli_render as render
-from computalot.client import ComputalotClient
-from computalot.client_base import DEFAULT_URL, tarball_bytes
-from computalot.client_errors import ApiError, Conflict
+from computalot.cli import render
 from computalot.jsonsafe import loads_strict
+from computalot.sdk.base import DEFAULT_URL, tarball_bytes
+from computalot.sdk.client import ComputalotClient
+from computalot.sdk.errors import ApiError, Conflict
 from computalot.states import JobStatus
 
 user_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Computalot user commands.")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
-from computalot.client_base import API, Req, clean, push_request, seg, tarball_bytes
+from computalot.sdk.base import API, Req, clean, push_request, seg, tarball_bytes
 
 D = TypeVar("D")  # what a JSON call returns: dict, or an awaitable dict
 S = TypeVar("S")  # what a text call returns: str, or an awaitable str
@@ -245,7 +245,7 @@ class Endpoints(Generic[D, S]):
 
     def topup_quote(self, amount_usd: float, payment_signature: str | None = None) -> D:
         """Without ``payment_signature`` the server answers 402: this raises
-        :class:`~computalot.client_errors.PaymentRequired`, whose ``quote`` and
+        :class:`~computalot.sdk.errors.PaymentRequired`, whose ``quote`` and
         ``payment_requirements`` say what to sign (then call :meth:`pay_quote_x402`). With one
         (a base64 x402 payment of that quote), the receipt."""
         headers = {"PAYMENT-SIGNATURE": payment_signature} if payment_signature else None
@@ -321,7 +321,7 @@ class Endpoints(Generic[D, S]):
     def init_project(self, name: str) -> D:
         """Warm the active revision on every node (202 ``initializing``; follow it with
         :meth:`project_status` or ``stream_project``). 402
-        :class:`~computalot.client_errors.PaymentRequired` with a quote while less than $5 is
+        :class:`~computalot.sdk.errors.PaymentRequired` with a quote while less than $5 is
         available."""
         return self._call(Req("POST", f"{API}/projects/{seg(name)}/init", json={}))
 
@@ -338,7 +338,7 @@ class Endpoints(Generic[D, S]):
     # --- project KV -------------------------------------------------------------------------
     def kv_put(self, name: str, key: str, value: Any, *, if_match: int | str | None = None) -> D:
         """Write a JSON value; ``if_match``: the version it must be at (0 = must not exist,
-        ``"*"`` = must exist), else 409 :class:`~computalot.client_errors.Conflict`."""
+        ``"*"`` = must exist), else 409 :class:`~computalot.sdk.errors.Conflict`."""
         headers = {"Content-Type": "application/json"}
         if if_match is not None:
             headers["If-Match"] = str(if_match)

@@ -1,6 +1,6 @@
 """``computalot`` command line: run the platform (``up``, ``serve``) and administer it.
 
-User-facing commands (jobs, submit, watch, push …) live in :mod:`computalot.cli_user`.
+User-facing commands (jobs, submit, watch, push …) live in :mod:`computalot.cli.user`.
 """
 
 from __future__ import annotations
@@ -298,7 +298,7 @@ def grant_cmd(
 
 def _register_user_commands() -> None:
     try:
-        from computalot.cli_user import register
+        from computalot.cli.user import register
     except ImportError:  # pragma: no cover - user commands are optional at import time
         return
     register(app)

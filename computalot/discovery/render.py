@@ -1,6 +1,6 @@
 """Markdown to one self-contained HTML page: inline CSS, a nav bar, a table of contents.
 
-Kept apart from :mod:`computalot.docs_site` (which decides *what* is served) so the page design
+Kept apart from :mod:`computalot.discovery.site` (which decides *what* is served) so the page design
 can change without touching loading, caching or the route tables. Raw HTML in the Markdown is
 disabled: the docs need none, and text substituted into them (the base URL) stays inert.
 """

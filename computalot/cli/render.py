@@ -1,4 +1,4 @@
-"""Rich renderings of API answers for the user CLI (:mod:`computalot.cli_user`).
+"""Rich renderings of API answers for the user CLI (:mod:`computalot.cli.user`).
 
 Pure functions from plain dicts to rich renderables, kept apart from the commands so that the
 commands read as "call, then show" and the layouts can be tested without a server. They are

@@ -23,7 +23,7 @@ from urllib.parse import quote
 import httpx
 from httpx_sse import ServerSentEvent
 
-from computalot.client_errors import ApiConnectionError, error_from_response
+from computalot.sdk.errors import ApiConnectionError, error_from_response
 from computalot.states import TERMINAL_JOB
 
 DEFAULT_URL = "http://127.0.0.1:8000"

@@ -1,13 +1,13 @@
 """Python SDK: :class:`ComputalotClient` (blocking) and :class:`AsyncComputalotClient` (asyncio).
 
-    from computalot.client import ComputalotClient
+    from computalot.sdk.client import ComputalotClient
     client = ComputalotClient(controller_url="http://127.0.0.1:8000", token="flk_…")
     job = client.submit_job(project="demo", runner_command=["python3", "job.py"])
     for event in client.stream(job["id"]):
         print(event["event"], event["data"])
 
-Every route method (see :class:`computalot.client_endpoints.Endpoints`) returns the answer as a
-plain dict and raises a typed :class:`computalot.client_errors.ApiError` subclass otherwise.
+Every route method (see :class:`computalot.sdk.endpoints.Endpoints`) returns the answer as a
+plain dict and raises a typed :class:`computalot.sdk.errors.ApiError` subclass otherwise.
 This module adds what needs a live connection: polling (``wait``), paging through results
 (``iter_results``) and resumable SSE streams (``stream``, ``watch``).
 """
@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 from httpx_sse import SSEError, aconnect_sse, connect_sse
 
-from computalot.client_base import (
+from computalot.sdk.base import (
     API,
     STREAM_READ_TIMEOUT_S,
     TERMINAL_STATUSES,
@@ -40,8 +40,8 @@ from computalot.client_base import (
     seg,
     tarball_bytes,
 )
-from computalot.client_endpoints import Endpoints
-from computalot.client_errors import ApiError, error_from_response
+from computalot.sdk.endpoints import Endpoints
+from computalot.sdk.errors import ApiError, error_from_response
 
 JsonDict = dict[str, Any]
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from computalot.docs_render import render_page
+from computalot.discovery.render import render_page
 from computalot.errors import ComputalotError
 
 DOCS_DIR_ENV = "COMPUTALOT_DOCS_DIR"
@@ -104,7 +104,7 @@ _BRACE_PARAM = re.compile(r"\{[^}/]+\}")
 def docs_dir() -> Path:
     """``$COMPUTALOT_DOCS_DIR`` or the ``docs/`` folder next to the package (a source checkout)."""
     override = os.environ.get(DOCS_DIR_ENV)
-    return Path(override) if override else Path(__file__).resolve().parents[1] / "docs"
+    return Path(override) if override else Path(__file__).resolve().parents[2] / "docs"
 
 
 @functools.lru_cache(maxsize=32)

@@ -1,0 +1,5 @@
+"""``python -m computalot.cli``: the same as the ``computalot`` command."""
+
+from computalot.cli.main import main
+
+main()

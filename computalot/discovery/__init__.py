@@ -1,0 +1,1 @@
+"""The discovery documents (docs/llms.txt): what is served from ``docs/`` and how it is rendered."""

@@ -1,0 +1,6 @@
+"""The Python SDK (docs/python-sdk.md): :class:`ComputalotClient`, :class:`AsyncComputalotClient`
+and the typed errors of :mod:`computalot.sdk.errors`."""
+
+from computalot.sdk.client import AsyncComputalotClient, ComputalotClient
+
+__all__ = ["AsyncComputalotClient", "ComputalotClient"]
