@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     serve_replicas: int = Field(default=1, ge=1, le=64)
     #: Every open SSE stream counts as one for its whole life; a request past the limit waits.
     serve_max_ongoing_requests: int = Field(default=4096, ge=1)
+    #: Seconds between pushes of each process's figures to the metrics board, and between
+    #: re-reads of terminal jobs' counts for ``computalot_jobs`` (docs/metrics.md).
+    metrics_push_interval_s: float = Field(default=1.0, gt=0, le=60)
+    metrics_jobs_refresh_s: float = Field(default=30.0, gt=0)
 
     # Limits.
     max_json_body_bytes: int = Field(default=16 * MiB, ge=1024)

@@ -57,6 +57,7 @@ from computalot.engine.scheduling import (
 )
 from computalot.engine.settling import WarmNodes
 from computalot.gc_pause import gc_paused
+from computalot.metrics.engine import EngineMetrics
 from computalot.settings import Secrets, load_settings_with
 from computalot.states import TERMINAL_TASK
 from computalot.store.db import Store
@@ -104,6 +105,10 @@ class Dispatcher:
         self.quarantined = 0  # jobs set aside because their stored definition is unreadable
         self.last_cycle_at = time.monotonic()  # when a cycle last completed (or start-up)
         self.last_error: str | None = None  # the last failed cycle's error, until one succeeds
+        self.metrics = EngineMetrics(
+            self.store, self.namespace, self.epoch, self.settings.metrics_push_interval_s
+        )
+        self.metrics.reporter.start()  # docs/metrics.md
         loop = asyncio.get_running_loop()
         self._main_task = loop.create_task(self._main())
         self._cluster_task = loop.create_task(self.cluster.follow(self._new_slots))
@@ -393,6 +398,7 @@ class Dispatcher:
         )
         statuses = {job.id: job.status for job in runnable}
         launches, events = await claiming.claim_tasks(db, grants, self.epoch, self.jobs, statuses)
+        self.metrics.claimed(launches, {job.id: job for job in runnable})
         await self.revisions.load(db, launches)
         return launches, events
 
@@ -448,6 +454,7 @@ class Dispatcher:
         except (RayError, Exception) as exc:
             outcome = exc
         self.inflight.pop(info.task_id, None)
+        self.metrics.ended(info.started)
         if self.inflight:
             self.completions.append(time.monotonic())
         else:
