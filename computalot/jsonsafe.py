@@ -19,12 +19,12 @@ whether a value needs it, ``scrub`` replaces them (non-finite → null, lone sur
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import math
 import re
 from typing import IO, Any
-
-import numpy as np
 
 # A JSON string (skipped) or a bare non-finite token, so one inside a string never matches.
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)')
@@ -39,9 +39,31 @@ MAX_JSON_DEPTH = 100
 # A complete JSON string (escapes included), removed before brackets are counted.
 _STRING_BYTES = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
-_STEP = np.zeros(256, dtype=np.int8)  # byte -> +1 (opens), -1 (closes)
-_STEP[list(b"[{")] = 1
-_STEP[list(b"]}")] = -1
+
+
+@functools.cache
+def _step_table() -> Any:
+    """byte -> +1 (opens), -1 (closes), in numpy: imported on first use, since the SDK-only
+    install (``pip install computalot``, README) has no numpy and its CLI reads JSON here."""
+    import numpy as np
+
+    step = np.zeros(256, dtype=np.int8)
+    step[list(b"[{")] = 1
+    step[list(b"]}")] = -1
+    return step
+
+
+def _bracket_depth(brackets: bytes) -> int:
+    """The deepest running sum of ``brackets`` (only ``[]{}`` bytes): numpy's C loop, or plain
+    Python where numpy is not installed."""
+    try:
+        step = _step_table()
+    except ImportError:
+        return max(0, *itertools.accumulate(1 if b in b"[{" else -1 for b in brackets))
+    import numpy as np
+
+    steps = step[np.frombuffer(brackets, dtype=np.uint8)]
+    return max(0, int(np.cumsum(steps, dtype=np.int32).max()))
 
 
 def nesting_depth(data: bytes | str) -> int:
@@ -55,8 +77,7 @@ def nesting_depth(data: bytes | str) -> int:
     brackets = unquoted.translate(None, _NOT_BRACKET)
     if not brackets:
         return 0
-    steps = _STEP[np.frombuffer(brackets, dtype=np.uint8)]
-    return max(0, int(np.cumsum(steps, dtype=np.int32).max()))
+    return _bracket_depth(brackets)
 
 
 def nesting_exceeds(data: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:

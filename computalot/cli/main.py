@@ -13,18 +13,24 @@ import sys
 import threading
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from computalot.cli.extras import require_server_extra
 from computalot.errors import ComputalotError
 from computalot.private_files import make_private_dirs
-from computalot.settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:  # the settings need pydantic: the server extra, not the plain install
+    from computalot.settings import Settings
 
 app = typer.Typer(help="Computalot: Ray-powered compute platform.", no_args_is_help=True)
-admin_app = typer.Typer(help="Administer accounts, keys, wallets and credit (direct store access).")
+admin_app = typer.Typer(
+    help="Administer accounts, keys, wallets and credit (direct store access).",
+    callback=require_server_extra,
+)
 app.add_typer(admin_app, name="admin")
 console = Console()
 err = Console(stderr=True)
@@ -40,6 +46,8 @@ AsJson = Annotated[bool, typer.Option("--json", help="print JSON")]
 def _settings(
     data_dir: Path | None = None, port: int | None = None, host: str | None = None
 ) -> Settings:
+    from computalot.settings import ConfigError, load_settings
+
     overrides: dict[str, Any] = {}
     if data_dir is not None:
         overrides["data_dir"] = data_dir
@@ -119,6 +127,7 @@ def up(
     num_cpus: Annotated[int | None, typer.Option(help="CPUs for the local Ray instance")] = None,
 ) -> None:
     """Start Ray (local unless --address), the engine and the API; Ctrl-C stops everything."""
+    require_server_extra()
     from computalot import platform
 
     settings = _settings(data_dir, port, host)
@@ -144,6 +153,7 @@ def serve(
     detach: Annotated[bool, typer.Option(help="return once the API is ready")] = False,
 ) -> None:
     """Deploy the engine and API onto a running Ray cluster (``ray job submit -- computalot serve``)."""
+    require_server_extra()
     from computalot import platform
 
     settings = _settings(data_dir, port, host)
