@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install sandbox lint typecheck unit integration services bench clean
+.PHONY: run test install sandbox lint typecheck unit integration services bench chaos clean
 
 run: install sandbox
 	$(VENV)/bin/computalot up
@@ -63,6 +63,12 @@ unit: install
 
 integration: install services
 	$(PY) -m pytest tests/integration
+
+# The long chaos and fuzz suites (docs/chaos.md): 50 SIGKILLs in a 500-task workload, the whole
+# platform SIGKILLed and restarted with 100 jobs in flight, 2,000+ schemathesis requests. Their
+# short versions run in `make test`; -s prints the figures.
+chaos: install sandbox services
+	CHAOS=long $(PY) -m pytest tests/chaos -s -q
 
 bench: install
 	$(PY) bench/api_throughput.py

@@ -1,0 +1,101 @@
+"""The host's process tree through ``/proc``: who descends from whom, who is still alive.
+
+The chaos suites (docs/chaos.md) find the platform's processes as descendants of the process
+that started it, so other Ray clusters on the same host are never touched. A process is named by
+``(pid, start time)``: a pid the kernel hands out again is another process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+Proc = tuple[int, int]  # (pid, start time in clock ticks since boot)
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/pid/stat`` after the command name (state first), or None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
+def parents() -> dict[int, int]:
+    """Every live (not zombie) process's parent pid."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat(int(entry))
+            if fields is not None and fields[0] != "Z":
+                found[int(entry)] = int(fields[1])
+    return found
+
+
+def descendants(root: int, table: dict[int, int] | None = None) -> set[int]:
+    """The live pids below ``root`` (not ``root`` itself)."""
+    table = parents() if table is None else table
+    children: dict[int, list[int]] = {}
+    for pid, ppid in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found: set[int] = set()
+    stack = [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def identity(pid: int) -> Proc | None:
+    """``(pid, start time)`` of a live process, else None."""
+    fields = _stat(pid)
+    if fields is None or fields[0] == "Z":
+        return None
+    return (pid, int(fields[19]))
+
+
+def alive(proc: Proc) -> bool:
+    return identity(proc[0]) == proc
+
+
+def cmdline(pid: int) -> str:
+    """The command line, NULs as spaces ('' when gone)."""
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline")
+            .read_bytes()
+            .replace(b"\0", b" ")
+            .decode("utf-8", "replace")
+        )
+    except OSError:
+        return ""
+
+
+def parent_of(pid: int) -> int | None:
+    fields = _stat(pid)
+    return None if fields is None else int(fields[1])
+
+
+def ancestors(pid: int) -> list[int]:
+    """``pid``'s parent, its parent, … up to init."""
+    chain = []
+    current = parent_of(pid)
+    while current and current not in chain:
+        chain.append(current)
+        current = parent_of(current)
+    return chain
+
+
+def kill_proc(proc: Proc) -> bool:
+    """SIGKILL the process if it is still the same one; True when the signal was sent."""
+    if not alive(proc):
+        return False
+    try:
+        os.kill(proc[0], signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    return True
