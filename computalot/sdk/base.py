@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import os
+import random
 import tarfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +24,15 @@ from urllib.parse import quote
 import httpx
 from httpx_sse import ServerSentEvent
 
-from computalot.sdk.errors import ApiConnectionError, error_from_response
+from computalot.sdk.errors import (
+    ApiConnectionError,
+    ApiError,
+    NotReady,
+    QuotaExceeded,
+    RateLimited,
+    error_from_response,
+)
+from computalot.sdk.ignore import Rule, ignored, parse_rules, read_rules
 from computalot.states import TERMINAL_JOB
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -78,6 +87,17 @@ class Req:
     content: bytes | None = None
     headers: Mapping[str, str] | None = None
     expect: Literal["json", "text"] = "json"
+    #: False: never sent twice (a compare-and-set PUT whose first try may have landed).
+    retry: bool = True
+
+    @property
+    def idempotent(self) -> bool:
+        """Safe to send again: an idempotent HTTP method, or a POST carrying an
+        ``Idempotency-Key`` (the server answers a repeat with the first result)."""
+        if not self.retry:
+            return False
+        keyed = any(k.lower() == "idempotency-key" for k in (self.headers or {}))
+        return self.method.upper() in IDEMPOTENT_METHODS or keyed
 
     def kwargs(self) -> dict[str, Any]:
         out: dict[str, Any] = {"method": self.method, "url": self.path}
@@ -93,6 +113,44 @@ class Req:
         if headers:
             out["headers"] = headers
         return out
+
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how long to wait before sending an idempotent call again.
+
+    Retried: no answer at all (connection refused or reset, timeout), 429 ``rate_limited``
+    (after the server's ``Retry-After``), 503 ``not_ready``. Never retried: a call that is not
+    idempotent (a POST without an ``Idempotency-Key``), 429 ``quota_exceeded`` (waiting
+    seconds does not free a quota), any other error. Backoff doubles from ``backoff_s``
+    (seconds) up to ``max_backoff_s``, with jitter so that many clients do not retry in step.
+    """
+
+    max_retries: int = 3
+    backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+
+    def again(self, req: Req, attempt: int, error: ApiError) -> bool:
+        """Whether the call that failed with ``error`` on try ``attempt`` (0-based) is sent again."""
+        if attempt >= self.max_retries or not req.idempotent:
+            return False
+        if isinstance(error, QuotaExceeded):
+            return False
+        return isinstance(error, ApiConnectionError | RateLimited | NotReady)
+
+    def delay(self, attempt: int, error: ApiError) -> float:
+        """Seconds to wait before try ``attempt + 1``."""
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            return min(max(error.retry_after, 0.0), self.max_backoff_s)
+        base = min(self.backoff_s * 2**attempt, self.max_backoff_s)
+        return base * (0.5 + random.random() / 2)
+
+
+#: The statuses worth decoding to ask :class:`RetryPolicy` about.
+RETRY_STATUSES = frozenset({429, 503})
 
 
 def _raise_for(response: httpx.Response) -> None:
@@ -127,31 +185,51 @@ def _excluded(name: str, exclude: Iterable[str]) -> bool:
     return name in exclude or name.endswith(EXCLUDED_SUFFIXES)
 
 
-def _walk(root: Path, exclude: frozenset[str]) -> Iterator[tuple[str, Path]]:
+def _walk(root: Path, exclude: frozenset[str], rules: list[Rule]) -> Iterator[tuple[str, Path]]:
     """(archive name, real file) for every regular file under ``root``, sorted.
 
-    The server refuses links, so a symlink is shipped as the file it points to when that file
-    is inside ``root``, and left out otherwise (it would not exist on the cluster anyway).
+    ``rules`` (the caller's patterns) are extended by each directory's ignore files as the
+    walk enters it (:mod:`computalot.sdk.ignore`). The server refuses links, so a symlink is
+    shipped as the file it points to when that file is inside ``root``, and left out otherwise
+    (it would not exist on the cluster anyway).
     """
+    scoped: dict[str, list[Rule]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
+        rel = here.relative_to(root).as_posix()
+        base = "" if rel == "." else rel
+        parent = scoped.get(base.rpartition("/")[0] if base else "", rules)
+        active = parent + read_rules(here, base)
+        scoped[base] = active
+
+        def arc(name: str, base: str = base) -> str:
+            return f"{base}/{name}" if base else name
+
         dirnames[:] = sorted(
-            d for d in dirnames if not _excluded(d, exclude) and not (here / d).is_symlink()
+            d
+            for d in dirnames
+            if not _excluded(d, exclude)
+            and not (here / d).is_symlink()
+            and not ignored(active, arc(d), is_dir=True)
         )
         for name in sorted(filenames):
-            if _excluded(name, exclude):
+            if _excluded(name, exclude) or ignored(active, arc(name), is_dir=False):
                 continue
             path = here / name
             real = path.resolve()
             if not real.is_file() or (path.is_symlink() and not real.is_relative_to(root)):
                 continue
-            yield path.relative_to(root).as_posix(), real
+            yield arc(name), real
 
 
 def build_tarball(
-    directory: str | os.PathLike[str], exclude: Iterable[str] = DEFAULT_EXCLUDES
+    directory: str | os.PathLike[str],
+    exclude: Iterable[str] = DEFAULT_EXCLUDES,
+    patterns: Iterable[str] = (),
 ) -> bytes:
-    """A gzip'd tar of ``directory``'s files, skipping ``.git``, ``__pycache__``, ``.venv`` ….
+    """A gzip'd tar of ``directory``'s files, skipping ``.git``, ``__pycache__``, ``.venv`` …,
+    whatever the tree's ``.gitignore`` / ``.computalotignore`` files leave out, and what the
+    ``.gitignore``-style ``patterns`` match.
 
     Deterministic (sorted names, zero gzip mtime, no owner names), so pushing the same tree
     twice sends the same bytes; the server's revision hash ignores mtimes anyway.
@@ -165,7 +243,7 @@ def build_tarball(
         gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz,
         tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
     ):
-        for arcname, real in _walk(root, skip):
+        for arcname, real in _walk(root, skip, parse_rules(patterns)):
             st = real.stat()
             info = tarfile.TarInfo(arcname)
             info.size = st.st_size
@@ -176,13 +254,14 @@ def build_tarball(
     return buf.getvalue()
 
 
-def tarball_bytes(source: str | os.PathLike[str] | bytes) -> bytes:
-    """The push body: raw bytes as given, a directory packed, a ``.tar.gz`` file read as is."""
+def tarball_bytes(source: str | os.PathLike[str] | bytes, exclude: Iterable[str] = ()) -> bytes:
+    """The push body: raw bytes as given, a directory packed (``exclude``: extra
+    ``.gitignore``-style patterns), a ``.tar.gz`` file read as is."""
     if isinstance(source, bytes | bytearray):
         return bytes(source)
     path = Path(source)
     if path.is_dir():
-        return build_tarball(path)
+        return build_tarball(path, patterns=exclude)
     return path.read_bytes()
 
 

@@ -26,9 +26,11 @@ from httpx_sse import SSEError, aconnect_sse, connect_sse
 
 from computalot.sdk.base import (
     API,
+    RETRY_STATUSES,
     STREAM_READ_TIMEOUT_S,
     TERMINAL_STATUSES,
     Req,
+    RetryPolicy,
     StreamState,
     connection_error,
     decode_json,
@@ -40,8 +42,10 @@ from computalot.sdk.base import (
     seg,
     tarball_bytes,
 )
-from computalot.sdk.endpoints import Endpoints
-from computalot.sdk.errors import ApiError, error_from_response
+from computalot.sdk.endpoints import Endpoints, Progress
+from computalot.sdk.errors import ApiError, PaymentRequired, error_from_response
+from computalot.sdk.transfers import MultipartPlan, file_sha256, read_part, with_upload_id
+from computalot.sdk.x402_pay import payment_signature, quote_id, unexpected_answer
 
 JsonDict = dict[str, Any]
 
@@ -60,9 +64,11 @@ def _upload_target(req: Req, path: str | os.PathLike[str]) -> tuple[dict[str, An
     return kwargs, str(kwargs["url"]).startswith(("http://", "https://"))
 
 
-def _file_chunks(path: str | os.PathLike[str]) -> Iterator[bytes]:
+def _file_chunks(path: str | os.PathLike[str], progress: Progress | None) -> Iterator[bytes]:
     with open(path, "rb") as src:
         while chunk := src.read(TRANSFER_CHUNK):
+            if progress is not None:
+                progress(len(chunk))
             yield chunk
 
 
@@ -96,11 +102,28 @@ class _Common:
         token: str | None = None,
         *,
         timeout: float = 30.0,
+        max_retries: int = 3,
+        retry_backoff: float = 0.5,
     ) -> None:
         self.controller_url = resolve_url(controller_url)
         self.token = resolve_token(token)
         self.timeout = timeout
+        self.retry = RetryPolicy(max_retries=max_retries, backoff_s=retry_backoff)
         self._stream_timeout = httpx.Timeout(timeout, read=max(timeout, STREAM_READ_TIMEOUT_S))
+
+    def _retry_after(self, req: Req, attempt: int, response: httpx.Response) -> float | None:
+        """Seconds to wait before sending ``req`` again, or None to keep this answer."""
+        if response.status_code not in RETRY_STATUSES:
+            return None
+        error = error_from_response(response)
+        return self.retry.delay(attempt, error) if self.retry.again(req, attempt, error) else None
+
+    def _retry_lost(self, req: Req, attempt: int, exc: httpx.TransportError) -> float:
+        """Seconds to wait before sending ``req`` again after no answer; raises if it is not."""
+        error = connection_error(self.controller_url, exc)
+        if not self.retry.again(req, attempt, error):
+            raise error from exc
+        return self.retry.delay(attempt, error)
 
     def _watch_args(self, ids: Iterable[str]) -> tuple[str, dict[str, str], frozenset[str]]:
         wanted = [str(i) for i in ids]
@@ -121,9 +144,17 @@ class ComputalotClient(_Common, Endpoints[JsonDict, str]):
         token: str | None = None,
         *,
         timeout: float = 30.0,
+        max_retries: int = 3,
+        retry_backoff: float = 0.5,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        super().__init__(controller_url, token, timeout=timeout)
+        super().__init__(
+            controller_url,
+            token,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_backoff=retry_backoff,
+        )
         self._http = httpx.Client(
             base_url=self.controller_url,
             headers=default_headers(self.token),
@@ -141,10 +172,21 @@ class ComputalotClient(_Common, Endpoints[JsonDict, str]):
         self.close()
 
     def _send(self, req: Req) -> httpx.Response:
-        try:
-            return self._http.request(**req.kwargs())
-        except httpx.TransportError as exc:
-            raise connection_error(self.controller_url, exc) from exc
+        """Send ``req``; an idempotent one again after no answer, a 429 or a 503
+        (:class:`~computalot.sdk.base.RetryPolicy`)."""
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(**req.kwargs())
+            except httpx.TransportError as exc:
+                wait = self._retry_lost(req, attempt, exc)
+            else:
+                found = self._retry_after(req, attempt, response)
+                if found is None:
+                    return response
+                wait = found
+            time.sleep(wait)
+            attempt += 1
 
     def _call(self, req: Req) -> JsonDict:
         return decode_json(self._send(req))
@@ -152,17 +194,22 @@ class ComputalotClient(_Common, Endpoints[JsonDict, str]):
     def _call_text(self, req: Req) -> str:
         return decode_text(self._send(req))
 
-    def _call_upload(self, req: Req, path: str | os.PathLike[str]) -> JsonDict:
+    def _call_upload(
+        self, req: Req, path: str | os.PathLike[str], progress: Progress | None = None
+    ) -> JsonDict:
         kwargs, outside = _upload_target(req, path)
+        body = _file_chunks(path, progress)
         try:
             if outside:
                 with httpx.Client(timeout=self.timeout) as http:
-                    return decode_json(http.request(**kwargs, content=_file_chunks(path)))
-            return decode_json(self._http.request(**kwargs, content=_file_chunks(path)))
+                    return decode_json(http.request(**kwargs, content=body))
+            return decode_json(self._http.request(**kwargs, content=body))
         except httpx.TransportError as exc:
             raise connection_error(self.controller_url, exc) from exc
 
-    def _call_download(self, req: Req, path: str | os.PathLike[str]) -> JsonDict:
+    def _call_download(
+        self, req: Req, path: str | os.PathLike[str], progress: Progress | None = None
+    ) -> JsonDict:
         sha = hashlib.sha256()
         size = 0
         try:
@@ -175,6 +222,8 @@ class ComputalotClient(_Common, Endpoints[JsonDict, str]):
                         sha.update(chunk)
                         size += len(chunk)
                         out.write(chunk)
+                        if progress is not None:
+                            progress(len(chunk))
         except httpx.TransportError as exc:
             raise connection_error(self.controller_url, exc) from exc
         return _downloaded(response, path, sha, size)
@@ -195,6 +244,55 @@ class ComputalotClient(_Common, Endpoints[JsonDict, str]):
                 time.sleep(min(poll_interval, left))
             else:
                 time.sleep(poll_interval)
+
+    def topup(self, amount_usd: float, account: Any) -> JsonDict:
+        """Add ``amount_usd`` of credit paid over x402 by ``account`` (an eth-account
+        ``LocalAccount`` or its private key): a top-up quote, an EIP-3009 authorisation signed
+        for exactly that quote, the payment. Returns the receipt ``{"quote", "ledger_entry",
+        "payment", "available_usd"}``. Needs the ``x402`` package."""
+        try:
+            answer = self.topup_quote(amount_usd)
+        except PaymentRequired as refusal:
+            signature = payment_signature(refusal, account)
+            return self.pay_quote_x402(quote_id(refusal), signature)
+        raise unexpected_answer(answer)
+
+    def upload_artifact_resumable(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        upload_id: str | None = None,
+        filename: str | None = None,
+        part_size: int | None = None,
+        content_type: str | None = None,
+        progress: Progress | None = None,
+    ) -> JsonDict:
+        """Upload a file of any size as a multipart upload, or finish the one ``upload_id``
+        names (only its missing parts are sent). A failure raises with ``exc.upload_id`` set:
+        call again with it to resume. Returns the artifact."""
+        size = os.path.getsize(path)
+        if upload_id is None:
+            started = self.start_multipart_upload(
+                filename or os.path.basename(os.fspath(path)),
+                size,
+                sha256=file_sha256(path),
+                part_size=part_size,
+                content_type=content_type,
+            )
+            plan = MultipartPlan.from_start(started)
+        else:
+            plan = MultipartPlan.from_status(self.multipart_status(upload_id), size)
+        if progress is not None and plan.sent_bytes:
+            progress(plan.sent_bytes)
+        try:
+            for n in plan.missing:
+                data = read_part(path, n, plan.part_size)
+                self.upload_part(plan.upload_id, n, data)
+                if progress is not None:
+                    progress(len(data))
+            return self.complete_multipart_upload(plan.upload_id)
+        except ApiError as exc:
+            raise with_upload_id(exc, plan.upload_id) from None
 
     def iter_result_pages(self, job_id: str, page_size: int = 1000) -> Iterator[JsonDict]:
         """Each ``GET /results`` page in turn (the first carries ``aggregate_result``)."""
@@ -290,9 +388,17 @@ class AsyncComputalotClient(_Common, Endpoints[Awaitable[JsonDict], Awaitable[st
         token: str | None = None,
         *,
         timeout: float = 30.0,
+        max_retries: int = 3,
+        retry_backoff: float = 0.5,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        super().__init__(controller_url, token, timeout=timeout)
+        super().__init__(
+            controller_url,
+            token,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_backoff=retry_backoff,
+        )
         self._http = httpx.AsyncClient(
             base_url=self.controller_url,
             headers=default_headers(self.token),
@@ -310,10 +416,19 @@ class AsyncComputalotClient(_Common, Endpoints[Awaitable[JsonDict], Awaitable[st
         await self.aclose()
 
     async def _send(self, req: Req) -> httpx.Response:
-        try:
-            return await self._http.request(**req.kwargs())
-        except httpx.TransportError as exc:
-            raise connection_error(self.controller_url, exc) from exc
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(**req.kwargs())
+            except httpx.TransportError as exc:
+                wait = self._retry_lost(req, attempt, exc)
+            else:
+                found = self._retry_after(req, attempt, response)
+                if found is None:
+                    return response
+                wait = found
+            await asyncio.sleep(wait)
+            attempt += 1
 
     async def _call(self, req: Req) -> JsonDict:
         return decode_json(await self._send(req))
@@ -321,13 +436,17 @@ class AsyncComputalotClient(_Common, Endpoints[Awaitable[JsonDict], Awaitable[st
     async def _call_text(self, req: Req) -> str:
         return decode_text(await self._send(req))
 
-    async def _call_upload(self, req: Req, path: str | os.PathLike[str]) -> JsonDict:
+    async def _call_upload(
+        self, req: Req, path: str | os.PathLike[str], progress: Progress | None = None
+    ) -> JsonDict:
         kwargs, outside = _upload_target(req, path)
 
         async def chunks() -> AsyncIterator[bytes]:
             src = await asyncio.to_thread(open, path, "rb")
             try:
                 while chunk := await asyncio.to_thread(src.read, TRANSFER_CHUNK):
+                    if progress is not None:
+                        progress(len(chunk))
                     yield chunk
             finally:
                 src.close()
@@ -340,7 +459,9 @@ class AsyncComputalotClient(_Common, Endpoints[Awaitable[JsonDict], Awaitable[st
         except httpx.TransportError as exc:
             raise connection_error(self.controller_url, exc) from exc
 
-    async def _call_download(self, req: Req, path: str | os.PathLike[str]) -> JsonDict:
+    async def _call_download(
+        self, req: Req, path: str | os.PathLike[str], progress: Progress | None = None
+    ) -> JsonDict:
         sha = hashlib.sha256()
         size = 0
         try:
@@ -354,6 +475,8 @@ class AsyncComputalotClient(_Common, Endpoints[Awaitable[JsonDict], Awaitable[st
                         sha.update(chunk)
                         size += len(chunk)
                         await asyncio.to_thread(out.write, chunk)
+                        if progress is not None:
+                            progress(len(chunk))
                 finally:
                     out.close()
         except httpx.TransportError as exc:
@@ -361,11 +484,58 @@ class AsyncComputalotClient(_Common, Endpoints[Awaitable[JsonDict], Awaitable[st
         return _downloaded(response, path, sha, size)
 
     async def push_project(
-        self, name: str, path_or_tarball: str | os.PathLike[str] | bytes
+        self,
+        name: str,
+        path_or_tarball: str | os.PathLike[str] | bytes,
+        exclude: Iterable[str] = (),
     ) -> JsonDict:
         """As the sync method; the directory is packed in a thread so the loop keeps running."""
-        content = await asyncio.to_thread(tarball_bytes, path_or_tarball)
+        content = await asyncio.to_thread(tarball_bytes, path_or_tarball, exclude)
         return await self._call(push_request(name, content))
+
+    async def topup(self, amount_usd: float, account: Any) -> JsonDict:
+        """As the sync method: quote, sign over x402 with ``account``, pay; the receipt."""
+        try:
+            answer = await self.topup_quote(amount_usd)
+        except PaymentRequired as refusal:
+            signature = await asyncio.to_thread(payment_signature, refusal, account)
+            return await self.pay_quote_x402(quote_id(refusal), signature)
+        raise unexpected_answer(answer)
+
+    async def upload_artifact_resumable(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        upload_id: str | None = None,
+        filename: str | None = None,
+        part_size: int | None = None,
+        content_type: str | None = None,
+        progress: Progress | None = None,
+    ) -> JsonDict:
+        """As the sync method (files are read in a thread)."""
+        size = os.path.getsize(path)
+        if upload_id is None:
+            started = await self.start_multipart_upload(
+                filename or os.path.basename(os.fspath(path)),
+                size,
+                sha256=await asyncio.to_thread(file_sha256, path),
+                part_size=part_size,
+                content_type=content_type,
+            )
+            plan = MultipartPlan.from_start(started)
+        else:
+            plan = MultipartPlan.from_status(await self.multipart_status(upload_id), size)
+        if progress is not None and plan.sent_bytes:
+            progress(plan.sent_bytes)
+        try:
+            for n in plan.missing:
+                data = await asyncio.to_thread(read_part, path, n, plan.part_size)
+                await self.upload_part(plan.upload_id, n, data)
+                if progress is not None:
+                    progress(len(data))
+            return await self.complete_multipart_upload(plan.upload_id)
+        except ApiError as exc:
+            raise with_upload_id(exc, plan.upload_id) from None
 
     async def iter_result_pages(
         self, job_id: str, page_size: int = 1000

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 from computalot.sdk.base import API, Req, clean, push_request, seg, tarball_bytes
+
+#: A transfer progress callback: called with the size in bytes of each chunk moved.
+Progress = Callable[[int], object]
 
 D = TypeVar("D")  # what a JSON call returns: dict, or an awaitable dict
 S = TypeVar("S")  # what a text call returns: str, or an awaitable str
@@ -137,8 +141,10 @@ def _job_body(job: Mapping[str, Any] | None, fields: Mapping[str, Any]) -> dict[
     return {**(job or {}), **clean(fields)}
 
 
-def _idem(key: str | None) -> dict[str, str] | None:
-    return {"Idempotency-Key": key} if key else None
+def _idem(key: str | None) -> dict[str, str]:
+    """The ``Idempotency-Key`` header: the caller's key, else a fresh one for this call, so the
+    client's own retries of a submit (a dropped connection, a 503) never create a second job."""
+    return {"Idempotency-Key": key or f"sdk-{uuid.uuid4().hex}"}
 
 
 class Endpoints(Generic[D, S]):
@@ -150,12 +156,17 @@ class Endpoints(Generic[D, S]):
     def _call_text(self, req: Req) -> S:
         raise NotImplementedError
 
-    def _call_upload(self, req: Req, path: str | os.PathLike[str]) -> D:
-        """``req`` with the file at ``path`` as its body, streamed (never read whole)."""
+    def _call_upload(
+        self, req: Req, path: str | os.PathLike[str], progress: Progress | None = None
+    ) -> D:
+        """``req`` with the file at ``path`` as its body, streamed (never read whole);
+        ``progress(n)`` is called with each chunk's size as it is read."""
         raise NotImplementedError
 
-    def _call_download(self, req: Req, path: str | os.PathLike[str]) -> D:
-        """``req``'s answer body streamed into the file ``path``."""
+    def _call_download(
+        self, req: Req, path: str | os.PathLike[str], progress: Progress | None = None
+    ) -> D:
+        """``req``'s answer body streamed into the file ``path``; ``progress(n)`` per chunk."""
         raise NotImplementedError
 
     # --- ops and discovery ------------------------------------------------------------------
@@ -314,9 +325,16 @@ class Endpoints(Generic[D, S]):
     def delete_project(self, name: str) -> D:
         return self._call(Req("DELETE", f"{API}/projects/{seg(name)}"))
 
-    def push_project(self, name: str, path_or_tarball: str | os.PathLike[str] | bytes) -> D:
-        """Publish a new revision from a directory (packed here), a ``.tar.gz`` file, or bytes."""
-        return self._call(push_request(name, tarball_bytes(path_or_tarball)))
+    def push_project(
+        self,
+        name: str,
+        path_or_tarball: str | os.PathLike[str] | bytes,
+        exclude: Iterable[str] = (),
+    ) -> D:
+        """Publish a new revision from a directory (packed here, without what its
+        ``.gitignore`` / ``.computalotignore`` files and the ``.gitignore``-style ``exclude``
+        patterns leave out), a ``.tar.gz`` file, or bytes."""
+        return self._call(push_request(name, tarball_bytes(path_or_tarball, exclude)))
 
     def init_project(self, name: str) -> D:
         """Warm the active revision on every node (202 ``initializing``; follow it with
@@ -343,14 +361,16 @@ class Endpoints(Generic[D, S]):
         if if_match is not None:
             headers["If-Match"] = str(if_match)
         body = json.dumps(value).encode()
-        return self._call(Req("PUT", _kv_path(name, key), content=body, headers=headers))
+        req = Req("PUT", _kv_path(name, key), content=body, headers=headers, retry=if_match is None)
+        return self._call(req)
 
     def kv_get(self, name: str, key: str) -> D:
         return self._call(Req("GET", _kv_path(name, key)))
 
     def kv_delete(self, name: str, key: str, *, if_match: int | str | None = None) -> D:
         headers = {"If-Match": str(if_match)} if if_match is not None else None
-        return self._call(Req("DELETE", _kv_path(name, key), headers=headers))
+        req = Req("DELETE", _kv_path(name, key), headers=headers, retry=if_match is None)
+        return self._call(req)
 
     def kv_list(
         self,
@@ -378,6 +398,8 @@ class Endpoints(Generic[D, S]):
         """Submit one job, as a dict, keywords, or both (keywords win; None keywords are dropped).
 
         The same ``idempotency_key`` within 24 h returns the first job instead of a new one.
+        Without one, a fresh key is made for this call: retrying it is safe, a second call is a
+        second job.
         """
         body = _job_body(job, fields)
         return self._call(Req("POST", f"{API}/jobs", json=body, headers=_idem(idempotency_key)))
@@ -401,7 +423,8 @@ class Endpoints(Generic[D, S]):
         **fields: Any,
     ) -> D:
         """Submit a recipe job: ``payload`` plus the common job fields as keywords
-        (``timeout_s``, ``priority``, ``tags``, ``requirements`` …)."""
+        (``timeout_s``, ``priority``, ``tags``, ``requirements`` …). Idempotency keys as for
+        :meth:`submit_job`."""
         body = _job_body({"payload": dict(payload)}, fields)
         path = f"{API}/recipes/{seg(name)}/jobs"
         return self._call(Req("POST", path, json=body, headers=_idem(idempotency_key)))
@@ -471,16 +494,18 @@ class Endpoints(Generic[D, S]):
         filename: str | None = None,
         content_type: str | None = None,
         sha256: str | None = None,
+        progress: Progress | None = None,
     ) -> D:
         """Stream the file at ``path`` up as a new artifact (at most 2 GiB); ``sha256`` (hex)
-        makes the server check the bytes it got. Returns ``{"id": "art_…", ...}``."""
+        makes the server check the bytes it got; ``progress(n)`` is called with each chunk's
+        size. Returns ``{"id": "art_…", ...}``."""
         headers = {
             "X-Artifact-Filename": filename or os.path.basename(os.fspath(path)),
             "Content-Type": content_type or "application/octet-stream",
         }
         if sha256:
             headers["X-Artifact-Sha256"] = sha256
-        return self._call_upload(Req("POST", f"{API}/artifacts", headers=headers), path)
+        return self._call_upload(Req("POST", f"{API}/artifacts", headers=headers), path, progress)
 
     def create_direct_upload(
         self, sha256: str, size: int, filename: str, content_type: str | None = None
@@ -556,11 +581,16 @@ class Endpoints(Generic[D, S]):
     def artifact_meta(self, artifact_id: str) -> D:
         return self._call(Req("GET", f"{API}/artifacts/{seg(artifact_id)}/meta"))
 
-    def download_artifact(self, artifact_id: str, path: str | os.PathLike[str]) -> D:
+    def download_artifact(
+        self,
+        artifact_id: str,
+        path: str | os.PathLike[str],
+        progress: Progress | None = None,
+    ) -> D:
         """Stream the artifact's bytes into the file ``path``; returns ``{"path", "size",
-        "sha256"}`` (the sha256 is the answer's ETag)."""
+        "sha256"}`` (the sha256 is the answer's ETag). ``progress(n)`` per chunk received."""
         req = Req("GET", f"{API}/artifacts/{seg(artifact_id)}", headers={"Accept": "*/*"})
-        return self._call_download(req, path)
+        return self._call_download(req, path, progress)
 
     def delete_artifact(self, artifact_id: str) -> D:
         return self._call(Req("DELETE", f"{API}/artifacts/{seg(artifact_id)}"))

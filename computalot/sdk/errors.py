@@ -14,11 +14,17 @@ SDK never imports server code and the names cannot be confused.
     ├── Forbidden (403)
     ├── NotFound (404)
     ├── Conflict (409)
+    │   └── NotAvailable (409 not_available: no alive node has the capability)
     ├── PayloadTooLarge (413)
     ├── ValidationError (422)
+    │   └── UnsatisfiableRequirements (422 unsatisfiable_requirements)
     ├── RateLimited (429, .retry_after)
+    │   └── QuotaExceeded (429 quota_exceeded: a queued-task or open-job quota)
     └── ServerError (5xx)
         └── NotReady (503)
+
+The class is picked by the envelope's ``code`` first (a code of its own, such as
+``quota_exceeded``), then by the HTTP status.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ class ApiError(Exception):
 
     default_code = "error"
     default_action = "check the request against /llms.txt and retry"
+    #: Set on a failed resumable upload: the multipart upload to resume.
+    upload_id: str | None = None
 
     def __init__(
         self,
@@ -115,6 +123,14 @@ class Conflict(ApiError):
     default_action = "re-read the current state and retry"
 
 
+class NotAvailable(Conflict):
+    """409 ``not_available``: the operation needs a worker capability no alive node has;
+    ``details`` name it."""
+
+    default_code = "not_available"
+    default_action = "wait for a node with the capability, or ask an operator to add one"
+
+
 class PayloadTooLarge(ApiError):
     default_code = "payload_too_large"
     default_action = "send a smaller body; upload large inputs as artifacts"
@@ -123,6 +139,13 @@ class PayloadTooLarge(ApiError):
 class ValidationError(ApiError):
     default_code = "validation_error"
     default_action = "fix the field named in details and resubmit"
+
+
+class UnsatisfiableRequirements(ValidationError):
+    """422 ``unsatisfiable_requirements``: no node of this cluster could ever run the task."""
+
+    default_code = "unsatisfiable_requirements"
+    default_action = "ask for fewer resources or a preset this cluster has (GET /presets)"
 
 
 class RateLimited(ApiError):
@@ -138,6 +161,14 @@ class RateLimited(ApiError):
             return float(raw) if raw is not None else None
         except ValueError:
             return None
+
+
+class QuotaExceeded(RateLimited):
+    """429 ``quota_exceeded``: too many queued tasks or open jobs; waiting for some of them to
+    finish helps, retrying at once does not (the SDK never retries it)."""
+
+    default_code = "quota_exceeded"
+    default_action = "wait for running jobs to finish (or cancel some), then resubmit"
 
 
 class ServerError(ApiError):
@@ -164,8 +195,19 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 }
 
 
-def error_class(status: int) -> type[ApiError]:
-    """The exception class for an HTTP status: exact match, else 5xx → ServerError."""
+#: Codes with a class of their own (a narrower class than their status's).
+_BY_CODE: dict[str, type[ApiError]] = {
+    "not_available": NotAvailable,
+    "unsatisfiable_requirements": UnsatisfiableRequirements,
+    "quota_exceeded": QuotaExceeded,
+}
+
+
+def error_class(status: int, code: str | None = None) -> type[ApiError]:
+    """The exception class for an error code and HTTP status: the code's own class, else the
+    status's exact match, else 5xx → ServerError."""
+    if code is not None and code in _BY_CODE:
+        return _BY_CODE[code]
     if status in _BY_STATUS:
         return _BY_STATUS[status]
     return ServerError if status >= 500 else ApiError
@@ -178,7 +220,6 @@ def error_from_response(response: httpx.Response) -> ApiError:
     and the first bytes of the text become the message, so the caller never sees a JSON error.
     """
     status = response.status_code
-    cls = error_class(status)
     body: dict[str, Any]
     try:
         decoded = response.json()
@@ -195,6 +236,7 @@ def error_from_response(response: httpx.Response) -> ApiError:
         text = str(body.get("text") or "").strip() or str(envelope or "")
         message = text[:500] or response.reason_phrase or f"HTTP {status}"
         code, details, action = None, None, None
+    cls = error_class(status, str(code) if code else None)
     return cls(
         message,
         status=status,
@@ -212,13 +254,16 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "Forbidden",
+    "NotAvailable",
     "NotFound",
     "NotReady",
     "PayloadTooLarge",
     "PaymentRequired",
+    "QuotaExceeded",
     "RateLimited",
     "ServerError",
     "Unauthorized",
+    "UnsatisfiableRequirements",
     "ValidationError",
     "error_class",
     "error_from_response",

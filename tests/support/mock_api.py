@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from computalot.sdk.base import RetryPolicy
 from computalot.sdk.client import ComputalotClient
 from computalot.sdk.endpoints import NOT_IN_SDK, ROUTES
 
@@ -76,6 +77,7 @@ class Recorder:
 def client_for(handler: Handler, token: str | None = "flk_test") -> ComputalotClient:
     client = ComputalotClient(BASE, token, transport=httpx.MockTransport(handler))
     client.stream_retry_delay = 0.0
+    client.retry = RetryPolicy(backoff_s=0.0, max_backoff_s=0.0)  # retries without the waits
     return client
 
 

@@ -142,13 +142,18 @@ def test_each_method_builds_its_route(
         assert rec.last.headers["content-type"] == "application/json"
 
 
-def test_idempotency_key_header_only_when_given() -> None:
+def test_submits_carry_the_given_idempotency_key_or_a_fresh_one() -> None:
     rec = Recorder()
     client = client_for(rec)
     client.submit_job(project="p", idempotency_key="abc")
     assert rec.last.headers["idempotency-key"] == "abc"
     client.submit_job(project="p")
-    assert "idempotency-key" not in rec.last.headers
+    first = rec.last.headers["idempotency-key"]
+    client.submit_recipe_job("packing", {"operation": "eval"})
+    second = rec.last.headers["idempotency-key"]
+    assert first.startswith("sdk-") and second.startswith("sdk-") and first != second
+    client.submit_jobs_batch([{"project": "p"}])
+    assert "idempotency-key" not in rec.last.headers  # the batch route takes none
 
 
 def test_answers_decode_to_dicts() -> None:

@@ -24,7 +24,15 @@ from computalot.settings import Settings
 from tests.support.mock_api import KnownRoutes, Recorder, client_for, event_stream, sse
 
 #: Public client methods that call other methods rather than a route of their own.
-HELPERS = {"close", "aclose", "wait", "iter_results", "iter_result_pages"}
+HELPERS = {
+    "close",
+    "aclose",
+    "wait",
+    "iter_results",
+    "iter_result_pages",
+    "topup",
+    "upload_artifact_resumable",
+}
 
 
 def app_routes() -> set[tuple[str, str]]:
