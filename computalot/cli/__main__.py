@@ -1,5 +1,5 @@
 """``python -m computalot.cli``: the same as the ``computalot`` command."""
 
-from computalot.cli.main import main
+from computalot.cli import main
 
 main()

@@ -325,3 +325,62 @@ class Tracker:
         if kind == "result":
             return Text(f"{who} result (quality {data.get('result_quality')})", style="green")
         return None
+
+
+def human_size(size: Any) -> str:
+    """Bytes as ``12.3 MiB`` (blank when unknown)."""
+    try:
+        value = float(size)
+    except (TypeError, ValueError):
+        return ""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return ""
+
+
+def artifacts_table(artifacts: list[dict[str, Any]]) -> Table:
+    ids = [str(a.get("id")) for a in artifacts]
+    table = _table("ID", "FILENAME", "SIZE", "CREATED", whole={"ID": ids})
+    for artifact in artifacts:
+        table.add_row(
+            str(artifact.get("id")),
+            str(artifact.get("filename") or ""),
+            human_size(artifact.get("size")),
+            str(artifact.get("created_at") or ""),
+        )
+    return table
+
+
+def artifact_line(artifact: dict[str, Any]) -> Text:
+    """``art_… name (size, sha256 …)``: the id first and whole, to copy."""
+    return Text.assemble(
+        (str(artifact.get("id")), "bold"),
+        f" {artifact.get('filename') or ''} ({human_size(artifact.get('size'))}, sha256 "
+        f"{str(artifact.get('sha256') or '')[:12]}…)",
+    )
+
+
+def kv_table(keys: list[dict[str, Any]]) -> Table:
+    names = [str(k.get("key")) for k in keys]
+    table = _table("KEY", "VERSION", "UPDATED", whole={"KEY": names})
+    for entry in keys:
+        table.add_row(
+            str(entry.get("key")),
+            str(entry.get("version") or ""),
+            str(entry.get("updated_at") or ""),
+        )
+    return table
+
+
+def topup_receipt(receipt: dict[str, Any]) -> Panel:
+    quote = receipt.get("quote") or {}
+    entry = receipt.get("ledger_entry") or {}
+    grid = _grid()
+    grid.add_row("credited", Text(f"${entry.get('amount_usd', quote.get('amount_usd', '?'))}"))
+    grid.add_row("quote", Text(str(quote.get("id") or "")))
+    grid.add_row("payer", Text(str(quote.get("payer") or "")))
+    grid.add_row("ledger entry", Text(str(entry.get("id") or "")))
+    grid.add_row("available", Text(f"${receipt.get('available_usd', '?')}"))
+    return Panel(grid, title="top-up paid", expand=False)

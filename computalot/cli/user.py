@@ -29,9 +29,11 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from computalot.cli import render
+from computalot.cli import login, render
+from computalot.cli.entry import debug_enabled
+from computalot.cli.exits import Exit, exit_code
 from computalot.jsonsafe import loads_strict
-from computalot.sdk.base import DEFAULT_URL, tarball_bytes
+from computalot.sdk.base import tarball_bytes
 from computalot.sdk.client import ComputalotClient
 from computalot.sdk.errors import ApiError, Conflict
 from computalot.states import JobStatus
@@ -50,30 +52,51 @@ def _default_factory(url: str, token: str | None) -> ComputalotClient:
 #: How every command gets its client; replace it to inject a transport or a preconfigured client.
 client_factory: ClientFactory = _default_factory
 
-Url = Annotated[str, typer.Option("--url", envvar="COMPUTALOT_URL", help="API root URL.")]
+Url = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="COMPUTALOT_URL",
+        help="API root URL (else the stored login, else http://127.0.0.1:8000).",
+        show_default=False,
+    ),
+]
 Token = Annotated[
     str | None,
-    typer.Option("--token", envvar="COMPUTALOT_TOKEN", help="API key or wallet session token."),
+    typer.Option(
+        "--token",
+        envvar="COMPUTALOT_TOKEN",
+        help="API key or wallet session token (else the stored login).",
+    ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the raw JSON answer.")]
 JobId = Annotated[str, typer.Argument(help="Job id (job_…).")]
 
 
-def _fail(code: str, message: str, hint: str | None = None) -> typer.Exit:
-    err_console.print(Text(f"error: {code}: {message}", style="bold red"))
+def _fail(code: str, message: str, hint: str | None = None, status: int = Exit.USAGE) -> typer.Exit:
+    """Print ``error: <code>: <message>`` (and the hint) on stderr; the exit to raise."""
+    err_console.print(Text(f"error: {code}: {message}", style="bold red"), soft_wrap=True)
     if hint:
-        err_console.print(Text(f"hint: {hint}", style="red"))
-    return typer.Exit(1)
+        err_console.print(Text(f"hint: {hint}", style="red"), soft_wrap=True)
+    return typer.Exit(int(status))
+
+
+def api_failure(exc: ApiError) -> typer.Exit:
+    """An API error as one line and its documented exit code (:mod:`computalot.cli.exits`)."""
+    return _fail(exc.code, exc.message, exc.recommended_action, exit_code(exc))
 
 
 @contextmanager
-def _client(url: str, token: str | None) -> Iterator[ComputalotClient]:
-    """A client for one command; API errors become a red message and exit code 1."""
-    client = client_factory(url, token)
+def _client(url: str | None, token: str | None) -> Iterator[ComputalotClient]:
+    """A client for one command (URL and token: flags, environment, stored login); API errors
+    become one red line and their exit code."""
+    client = client_factory(*login.resolve(url, token))
     try:
         yield client
     except ApiError as exc:
-        raise _fail(exc.code, exc.message, exc.recommended_action) from None
+        if debug_enabled():
+            raise  # the entry point prints the traceback, then the same line and exit code
+        raise api_failure(exc) from None
     finally:
         client.close()
 
@@ -99,7 +122,7 @@ def docs(
         bool, typer.Option("--llm", help="Print /llms.txt, the compact reference.")
     ] = False,
     full: Annotated[bool, typer.Option("--full", help="Print /llms-full.txt.")] = False,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
@@ -118,7 +141,7 @@ def jobs(
     project: Annotated[str | None, typer.Option(help="Only jobs of this project.")] = None,
     tag: Annotated[str | None, typer.Option(help="Only jobs with this tag.")] = None,
     cursor: Annotated[str | None, typer.Option(help="Continue a previous listing.")] = None,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
@@ -134,9 +157,7 @@ def jobs(
 
 
 @user_app.command()
-def job(
-    job_id: JobId, url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False
-) -> None:
+def job(job_id: JobId, url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
     """Show one job: status, timings, error and task counts."""
     with _client(url, token) as client:
         data = client.get_job(job_id)
@@ -146,46 +167,76 @@ def job(
         console.print(render.job_panel(data))
 
 
-def _watch(client: ComputalotClient, job_id: str, as_json: bool) -> int:
-    """Follow a job's stream to its end; the exit code is 0 only for ``completed``."""
-    final: dict[str, Any] = {}
+def _events(client: ComputalotClient, job_ids: list[str]) -> Iterator[dict[str, Any]]:
+    """One job's stream, or several jobs on one watch stream (each resumes after a drop)."""
+    if len(job_ids) == 1:
+        return client.stream(job_ids[0])
+    return client.watch(job_ids)
+
+
+def _event_job(event: dict[str, Any], job_ids: list[str]) -> str:
+    data = event.get("data") or {}
+    found = data.get("job_id") or (data.get("id") if event["event"] in ("job", "end") else None)
+    return str(found) if found else job_ids[0]
+
+
+def _watch(client: ComputalotClient, job_ids: list[str], as_json: bool) -> int:
+    """Follow jobs to their ends, a progress bar per job; exit 0 only if every one completed."""
+    finals: dict[str, dict[str, Any]] = {}
     if as_json:
-        for event in client.stream(job_id):
+        for event in _events(client, job_ids):
             typer.echo(json.dumps(event, default=str))
             if event["event"] == "end":
-                final = event["data"]
-        return 0 if final.get("status") == JobStatus.COMPLETED else 1
-    tracker = render.Tracker()
+                finals[_event_job(event, job_ids)] = event["data"]
+        completed = [finals.get(j, {}).get("status") == JobStatus.COMPLETED for j in job_ids]
+        return Exit.OK if all(completed) else Exit.JOB_NOT_COMPLETED
+    trackers = {job_id: render.Tracker() for job_id in job_ids}
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
-        bar = progress.add_task(job_id, total=None)
-        for event in client.stream(job_id):
+        bars = {job_id: progress.add_task(job_id, total=None) for job_id in job_ids}
+        for event in _events(client, job_ids):
+            job_id = _event_job(event, job_ids)
+            tracker = trackers.get(job_id)
+            if tracker is None:
+                continue
             line = tracker.apply(event)
             if line is not None:
-                progress.console.print(line)
-            description = f"{job_id} {tracker.status}"
+                prefix = Text(f"{job_id} ", style="dim") if len(job_ids) > 1 else Text()
+                progress.console.print(Text.assemble(prefix, line), soft_wrap=True)
             progress.update(
-                bar, total=tracker.total, completed=tracker.done, description=description
+                bars[job_id],
+                total=tracker.total,
+                completed=tracker.done,
+                description=f"{job_id} {tracker.status}",
             )
             if event["event"] == "end":
-                final = event["data"]
-    status = str(final.get("status") or tracker.status)
-    console.print(Text.assemble("job ", (job_id, "bold"), " ", render.status_text(status)))
-    error = final.get("error")
-    if isinstance(error, dict):
-        console.print(Text(f"error: {error.get('code')}: {error.get('message')}", style="red"))
-    if final.get("recommended_action") and status != JobStatus.COMPLETED:
-        console.print(Text(f"hint: {final['recommended_action']}", style="yellow"))
-    return 0 if status == JobStatus.COMPLETED else 1
+                finals[job_id] = event["data"]
+    code: int = Exit.OK
+    for job_id in job_ids:
+        final = finals.get(job_id, {})
+        status = str(final.get("status") or trackers[job_id].status)
+        console.print(Text.assemble("job ", (job_id, "bold"), " ", render.status_text(status)))
+        error = final.get("error")
+        if isinstance(error, dict):
+            console.print(Text(f"error: {error.get('code')}: {error.get('message')}", style="red"))
+        if final.get("recommended_action") and status != JobStatus.COMPLETED:
+            console.print(Text(f"hint: {final['recommended_action']}", style="yellow"))
+        if status != JobStatus.COMPLETED:
+            code = Exit.JOB_NOT_COMPLETED
+    return code
 
 
 @user_app.command()
 def watch(
-    job_id: JobId, url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False
+    job_ids: Annotated[list[str], typer.Argument(help="Job ids (job_…), up to 100.")],
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
 ) -> None:
-    """Follow a job live: a task progress bar plus its output; exit 0 only if it completed."""
+    """Follow jobs live: a progress bar per job plus their output; exit 0 only if every one
+    completed (1 if one failed, ended partial or was cancelled)."""
     with _client(url, token) as client:
-        code = _watch(client, job_id, as_json)
+        code = _watch(client, list(dict.fromkeys(job_ids)), as_json)
     raise typer.Exit(code)
 
 
@@ -210,13 +261,22 @@ def submit(
     idempotency_key: Annotated[
         str | None, typer.Option(help="Same key in 24 h = same job.")
     ] = None,
+    job_file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", help="The job as a JSON file (the POST /jobs body)."),
+    ] = None,
+    recipe_name: Annotated[
+        str | None, typer.Option("--recipe", help="Submit to this recipe (payload = --payload).")
+    ] = None,
     watch_it: Annotated[bool, typer.Option("--watch", help="Follow the job to its end.")] = False,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Submit a job (with --watch: follow it and exit 0 only if it completed)."""
-    body: dict[str, Any] = {
+    """Submit a job from flags, a JSON file (--file), or both (flags win); with --watch follow
+    it and exit 0 only if it completed."""
+    base = _job_file(job_file)
+    fields: dict[str, Any] = {
         "project": project,
         "runner_command": shlex.split(runner) if runner else None,
         "payload": _json_option(payload, "--payload"),
@@ -228,7 +288,17 @@ def submit(
         "tags": tag or None,
     }
     with _client(url, token) as client:
-        created = client.submit_job(idempotency_key=idempotency_key, **body)
+        if recipe_name:
+            payload_body = fields.pop("payload")
+            if payload_body is None:
+                payload_body = base.pop("payload", {})
+            given = {k: v for k, v in fields.items() if v is not None}
+            recipe_fields = {k: v for k, v in {**base, **given}.items() if k != "project"}
+            created = client.submit_recipe_job(
+                recipe_name, payload_body, idempotency_key=idempotency_key, **recipe_fields
+            )
+        else:
+            created = client.submit_job(base, idempotency_key=idempotency_key, **fields)
         if as_json and not watch_it:
             _print_json(created)
         elif not as_json:
@@ -236,7 +306,22 @@ def submit(
             status = render.status_text(created.get("status"))
             console.print(Text.assemble("submitted ", job_id, " ", status))
         if watch_it:
-            raise typer.Exit(_watch(client, str(created["id"]), as_json))
+            raise typer.Exit(_watch(client, [str(created["id"])], as_json))
+
+
+def _job_file(path: Path | None) -> dict[str, Any]:
+    """The job body a ``--file`` holds (an object), or ``{}``."""
+    if path is None:
+        return {}
+    try:
+        data = loads_strict(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(
+            f"cannot read a JSON job from it ({exc})", param_hint="--file"
+        ) from None
+    if not isinstance(data, dict):
+        raise typer.BadParameter("the file must hold one JSON object", param_hint="--file")
+    return data
 
 
 AllPages = Annotated[
@@ -263,7 +348,7 @@ def _all_results(client: ComputalotClient, job_id: str) -> dict[str, Any]:
 @user_app.command()
 def results(
     job_id: JobId,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
     all_pages: AllPages = False,
@@ -279,9 +364,7 @@ def results(
 
 
 @user_app.command()
-def cancel(
-    job_id: JobId, url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False
-) -> None:
+def cancel(job_id: JobId, url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
     """Cancel a job (a finished job is left as it is)."""
     with _client(url, token) as client:
         data = client.cancel_job(job_id)
@@ -297,14 +380,19 @@ def push(
     directory: Annotated[Path, typer.Argument(exists=True, help="Project directory or .tar.gz.")],
     project: Annotated[str, typer.Option("--project", "-p", help="Project name.")],
     create: Annotated[bool, typer.Option("--create", help="Create the project if new.")] = False,
-    url: Url = DEFAULT_URL,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", "-x", help=".gitignore-style pattern to leave out (repeatable)."),
+    ] = None,
+    url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Pack a directory (skipping .git, __pycache__, .venv) and publish it as a new revision."""
+    """Pack a directory (skipping .git, __pycache__, .venv and what its .gitignore and
+    .computalotignore files leave out) and publish it as a new revision."""
     try:
         with err_console.status(f"packing {directory} …"):
-            content = tarball_bytes(directory)
+            content = tarball_bytes(directory, exclude or ())
     except OSError as exc:
         raise _fail(
             "unreadable_project", str(exc), "check the directory and its permissions"
@@ -322,7 +410,7 @@ def push(
 
 
 @user_app.command()
-def projects(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False) -> None:
+def projects(url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
     """List your projects and their active revisions."""
     with _client(url, token) as client:
         data = client.list_projects()
@@ -333,7 +421,7 @@ def projects(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = Fals
 
 
 @user_app.command()
-def account(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False) -> None:
+def account(url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
     """Who am I: account id, name and role."""
     with _client(url, token) as client:
         data = client.account()
@@ -344,7 +432,7 @@ def account(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False
 
 
 @user_app.command()
-def presets(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False) -> None:
+def presets(url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
     """Resource presets and their prices (use a name as requirements.profile)."""
     with _client(url, token) as client:
         data = client.presets()
@@ -355,7 +443,7 @@ def presets(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False
 
 
 @user_app.command()
-def recipes(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False) -> None:
+def recipes(url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
     """The sealed recipes, their operations and whether this cluster can run them now."""
     with _client(url, token) as client:
         data = client.list_recipes()
@@ -368,7 +456,7 @@ def recipes(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False
 @user_app.command()
 def recipe(
     name: Annotated[str, typer.Argument(help="Recipe name, e.g. packing.")],
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
@@ -382,7 +470,7 @@ def recipe(
 
 
 @user_app.command()
-def balance(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False) -> None:
+def balance(url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
     """Your credit: available, held by running jobs, and the ledger's sum (USD)."""
     with _client(url, token) as client:
         data = client.balance()
@@ -395,7 +483,7 @@ def balance(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False
 @user_app.command()
 def ledger(
     limit: Annotated[int, typer.Option("--limit", min=1, max=500, help="Entries.")] = 50,
-    url: Url = DEFAULT_URL,
+    url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
@@ -409,5 +497,12 @@ def ledger(
 
 
 def register(app: typer.Typer) -> None:
-    """Add every command of :data:`user_app` to ``app`` at its top level."""
+    """Add every user command to ``app``: this module's at its top level, and those of the
+    ``*_cmds`` modules (login, topup, artifacts …, kv …)."""
+    from computalot.cli import artifacts_cmds, kv_cmds, money_cmds, session_cmds
+
     app.registered_commands.extend(user_app.registered_commands)
+    for module in (session_cmds, money_cmds):
+        app.registered_commands.extend(module.commands.registered_commands)
+    app.add_typer(artifacts_cmds.artifacts_app, name="artifacts")
+    app.add_typer(kv_cmds.kv_app, name="kv")

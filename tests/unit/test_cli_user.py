@@ -7,7 +7,6 @@ integration tests.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,11 +36,16 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def use_handler(monkeypatch: pytest.MonkeyPatch) -> Callable[[Handler], list[tuple[str, Any]]]:
-    """Point the CLI's client factory at a mock transport; returns the (url, token) it got."""
+def use_handler(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Callable[[Handler], list[tuple[str, Any]]]:
+    """Point the CLI's client factory at a mock transport; returns the (url, token) it got.
+    The user's config directory is an empty one of the test's (no stored login)."""
     monkeypatch.setattr(cli_user, "console", Console(width=200, highlight=False))
     monkeypatch.delenv("COMPUTALOT_URL", raising=False)
     monkeypatch.delenv("COMPUTALOT_TOKEN", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
     def install(handler: Handler) -> list[tuple[str, Any]]:
         made: list[tuple[str, Any]] = []
@@ -90,14 +94,14 @@ def test_cli_jobs_and_job_render(use_handler: Any) -> None:
     assert json.loads(invoke("job", "job_1", "--json").output)["id"] == "job_1"
 
 
-def test_cli_maps_api_errors_to_a_red_message_and_exit_1(use_handler: Any) -> None:
+def test_cli_maps_api_errors_to_a_red_message_and_their_exit_code(use_handler: Any) -> None:
     use_handler(
         lambda req: httpx.Response(
             404, json=envelope("not_found", "job job_x not found", "list your jobs")
         )
     )
     result = invoke("job", "job_x")
-    assert result.exit_code == 1
+    assert result.exit_code == 5  # Exit.NOT_FOUND
     assert "error: not_found: job job_x not found" in result.output
     assert "hint: list your jobs" in result.output
 
@@ -106,7 +110,7 @@ def test_cli_maps_api_errors_to_a_red_message_and_exit_1(use_handler: Any) -> No
 
     use_handler(refuse)
     result = invoke("jobs")
-    assert result.exit_code == 1 and "error: connection_error" in result.output
+    assert result.exit_code == 3 and "error: connection_error" in result.output  # NO_ANSWER
 
 
 def test_cli_submit_builds_the_job(use_handler: Any, tmp_path: Path) -> None:
