@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -18,6 +20,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.exceptions import HTTPException
 
 from computalot.errors import envelope
+from computalot.metrics.reporter import Reporter
+from computalot.metrics.snapshot import Snapshot, take
+from computalot.metrics.store_figures import StoreFigures, statement_histogram, watch_statements
 
 log = logging.getLogger("computalot.api")
 
@@ -117,10 +122,17 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
 
 
 class Metrics:
-    """Request counts and latency by route template and status (one registry per app)."""
+    """This replica's figures (one registry per app): requests and latency by route template
+    and status, store statements, pooled connections, SSE streams. ``GET /metrics`` answers
+    them merged with every other replica's and the engine's (``serve_app.metrics_scrape``,
+    docs/metrics.md)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.replica_id = replica_id()
+        self.reporter: Reporter | None = None
+        self.store_figures: StoreFigures | None = None
+        self.statements = statement_histogram(self.registry)
         self.requests = Counter(
             "computalot_http_requests",
             "HTTP requests by route and status",
@@ -153,10 +165,41 @@ class Metrics:
         pool = store.engine.pool
         if hasattr(pool, "checkedout"):
             self.db_connections.set_function(pool.checkedout)
+        watch_statements(store, self.statements)
 
     def watch_streams(self, streams: Callable[[], float], jobs: Callable[[], float]) -> None:
         self.sse_streams.set_function(streams)
         self.sse_jobs.set_function(jobs)
+
+    def take(self) -> Snapshot:
+        return take(self.registry)
+
+    def start_reporting(self, state: Any) -> None:
+        """Push this replica's figures to the metrics board from now on (``app.state`` gives
+        the settings); called on the replica's first request, on its event loop."""
+        if self.reporter is not None:
+            return
+        settings = state.settings
+        self.store_figures = StoreFigures(settings.metrics_jobs_refresh_s)
+        self.reporter = Reporter(
+            self.replica_id,
+            "api",
+            self.take,
+            settings.ray_namespace,
+            settings.metrics_push_interval_s,
+        )
+        self.reporter.start()
+
+
+def replica_id() -> str:
+    """Serve's id of this replica (new for each incarnation), or host, pid and a random tag
+    outside Serve; sent as ``X-Computalot-Replica`` and the replica's source on the board."""
+    try:
+        from ray import serve
+
+        return str(serve.get_replica_context().replica_id.unique_id)
+    except Exception:  # not a Serve replica (plain uvicorn, tests)
+        return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class ObserveMiddleware:
@@ -165,6 +208,7 @@ class ObserveMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self.replica_header = (b"x-computalot-replica", metrics.replica_id.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -173,12 +217,15 @@ class ObserveMiddleware:
         start = time.perf_counter()
         status = 500
         started = False
+        if self.metrics.reporter is None and "app" in scope:
+            self.metrics.start_reporting(scope["app"].state)
 
         async def observed_send(message: Message) -> None:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 status = message["status"]
                 started = True
+                message["headers"] = [*message.get("headers", ()), self.replica_header]
             await send(message)
 
         try:

@@ -9,13 +9,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from computalot.auth.principal import authenticate
 from computalot.errors import ComputalotError, Forbidden, envelope
 from computalot.sandbox.status import sandbox_check
 from computalot.settings import X402_PLACEHOLDER_PAY_TO
 from serve_app.deps import get_settings_dep, get_store
+from serve_app.metrics_scrape import platform_metrics
 from serve_app.strict_json import StrictJSONRoute
 
 router = APIRouter(tags=["ops"], route_class=StrictJSONRoute)
@@ -114,5 +115,5 @@ async def metrics(request: Request) -> Response:
                 "metrics are for operators",
                 recommended_action="call from the API host, or send an admin token or the metrics token",
             )
-    body = generate_latest(request.app.state.metrics.registry)
+    body = await platform_metrics(request.app.state)  # the whole platform's (docs/metrics.md)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
