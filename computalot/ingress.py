@@ -21,6 +21,14 @@ just written (under Ray's lock; :mod:`computalot.ingress_pages` has the answers)
   rule, so ``serve_env`` raises the buffer to ``INGRESS_BUFSIZE`` (256 KiB);
 - ``timeout http-request`` (``REQUEST_HEAD_TIMEOUT_S``) where Ray sets none, so a request head
   that trickles in is cut off instead of holding a connection for ``timeout client`` (an hour);
+- in the HTTP frontend, ``X-Forwarded-For`` set to the client's address (a value the client sent
+  is replaced, never appended to) and ``X-Computalot-Ingress`` set to the platform's ingress
+  token (:data:`INGRESS_TOKEN_ENV`), so the app trusts the forwarded address only from its own
+  ingress (:mod:`serve_app.client_address`; per-client rate limits, docs/operating.md);
+- HAProxy's stats page and Prometheus exporter listen on Unix sockets next to the config, not
+  on TCP ports picked free before HAProxy binds them (a race with every other process on the
+  machine, and listeners on all interfaces); an operator's own ``RAY_SERVE_HAPROXY_STATS_PORT``
+  or ``RAY_SERVE_HAPROXY_METRICS_PORT`` keeps that listener on TCP;
 - in every app backend, an error answer that is not JSON (a replica's or the fallback proxy's
   plain text) becomes the envelope for its status; JSON answers (the app's own errors) and all
   1xx-3xx answers pass untouched; a path no app serves answers the 404 envelope;
@@ -59,6 +67,17 @@ WRAPPER = "computalot-haproxy"
 PR_SET_PDEATHSIG = 1
 #: Ray's HTTP frontend, the one clients reach.
 HTTP_FRONTEND = "http_frontend"
+#: The variable (every platform process's environment) holding the token the ingress adds to
+#: each request it forwards; the app trusts ``X-Forwarded-For`` only next to this token.
+INGRESS_TOKEN_ENV = "COMPUTALOT_INGRESS_TOKEN"
+INGRESS_HEADER = "X-Computalot-Ingress"
+#: HAProxy's own listeners moved to Unix sockets: (section kind, name) -> (socket, operator var).
+LOCAL_LISTENERS = {
+    ("listen", "stats"): ("stats.sock", "RAY_SERVE_HAPROXY_STATS_PORT"),
+    ("frontend", "prometheus"): ("prometheus.sock", "RAY_SERVE_HAPROXY_METRICS_PORT"),
+}
+#: A Unix socket's path must fit ``sun_path`` (108 bytes with its NUL).
+MAX_SOCKET_PATH = 100
 MARKER = "# computalot: answers in the API's error envelope"
 PAGES_DIR = "computalot-errors"
 
@@ -71,15 +90,32 @@ _SECTION = re.compile(
 class _Patch:
     """The lines added to each section of Ray's config."""
 
-    def __init__(self, pages: dict[int, Path], bodies: dict[int, Path], head_timeout_s: int):
+    def __init__(
+        self,
+        pages: dict[int, Path],
+        bodies: dict[int, Path],
+        head_timeout_s: int,
+        ingress_token: str | None = None,
+        local_sockets: dict[tuple[str, str], Path] | None = None,
+    ):
         self.pages, self.bodies, self.head_timeout_s = pages, bodies, head_timeout_s
+        self.ingress_token = ingress_token
+        self.local_sockets = local_sockets or {}
 
     def start(self, kind: str, name: str) -> list[str]:
         if kind == "frontend" and name == HTTP_FRONTEND:
-            return [
+            lines = [
                 self._body_rule(414, f"url,length gt {MAX_URL_BYTES}"),
                 self._body_rule(431, f"req.hdrs,length gt {MAX_HEADER_BYTES}"),
+                "    http-request set-header X-Forwarded-For %[src]",
             ]
+            if self.ingress_token:
+                lines.append(f"    http-request set-header {INGRESS_HEADER} {self.ingress_token}")
+            else:
+                lines.append(f"    http-request del-header {INGRESS_HEADER}")
+            return lines
+        if (kind, name) in self.local_sockets:
+            return [f"    bind unix@{self.local_sockets[kind, name]} mode 600"]
         if kind == "backend" and name == "default_backend":  # a path no app serves
             return ["    http-request return status 404 default-errorfiles"]
         return []
@@ -98,9 +134,11 @@ class _Patch:
             ]
         return []
 
-    @staticmethod
-    def replaced(kind: str, name: str, line: str) -> bool:
-        """Ray's own plain-text 404 for a path no app serves (ours answers instead)."""
+    def replaced(self, kind: str, name: str, line: str) -> bool:
+        """Ray's own plain-text 404 for a path no app serves (ours answers instead), and the TCP
+        binds of the listeners moved to Unix sockets."""
+        if (kind, name) in self.local_sockets and line.split()[:1] == ["bind"]:
+            return True
         return (
             kind == "backend"
             and name == "default_backend"
@@ -119,11 +157,15 @@ def patch_config(
     pages: dict[int, Path],
     bodies: dict[int, Path],
     head_timeout_s: int = REQUEST_HEAD_TIMEOUT_S,
+    *,
+    ingress_token: str | None = None,
+    local_sockets: dict[tuple[str, str], Path] | None = None,
 ) -> str:
-    """Ray's HAProxy config with the envelope answers added (unchanged if already added)."""
+    """Ray's HAProxy config with the envelope answers, the forwarded client address and the
+    local listeners added (unchanged if already added)."""
     if MARKER in text:
         return text
-    patch = _Patch(pages, bodies, head_timeout_s)
+    patch = _Patch(pages, bodies, head_timeout_s, ingress_token, local_sockets)
     out: list[str] = []
     kind = name = ""
     body: list[str] = []
@@ -141,14 +183,29 @@ def patch_config(
     return "\n".join(out) + "\n"
 
 
+def local_sockets(folder: Path) -> dict[tuple[str, str], Path]:
+    """Where HAProxy's stats and metrics listeners go: Unix sockets in ``folder``, except those
+    an operator put on a TCP port (``RAY_SERVE_HAPROXY_*_PORT``) or whose path is too long."""
+    chosen = {}
+    for section, (name, variable) in LOCAL_LISTENERS.items():
+        path = folder / name
+        if variable not in os.environ and len(str(path)) <= MAX_SOCKET_PATH:
+            chosen[section] = path
+    return chosen
+
+
 def patch_config_file(path: Path, head_timeout_s: int = REQUEST_HEAD_TIMEOUT_S) -> None:
     """Add the envelope answers to the config at ``path``, under Ray's own lock file."""
     pages, bodies = write_pages(path.parent / PAGES_DIR)
+    token = os.environ.get(INGRESS_TOKEN_ENV) or None
+    sockets = local_sockets(path.parent.resolve())
     with open(f"{path}.lock", "w") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:
             text = path.read_text()
-            patched = patch_config(text, pages, bodies, head_timeout_s)
+            patched = patch_config(
+                text, pages, bodies, head_timeout_s, ingress_token=token, local_sockets=sockets
+            )
             if patched != text:
                 tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
                 tmp.write_text(patched)

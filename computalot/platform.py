@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -106,10 +107,6 @@ def serve_env(settings: Settings) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(base),
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(base / "server-state"),
         "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(base / "metrics.sock"),
-        # HAProxy's own stats/metrics listeners default to fixed ports (8404, 9101); pick free
-        # ones so two platforms (or a test run beside `computalot up`) can share a machine.
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
         # Serve binds its replicas' own HTTP/gRPC ports with SO_REUSEPORT from one fixed range:
         # two platforms on a machine would share ports, and each ingress would send requests to
         # the other's replicas. Each takes a block of its own.
@@ -121,11 +118,25 @@ def serve_env(settings: Settings) -> dict[str, str]:
     }
     wrapper = ingress.wrapper_path()
     if wrapper is not None:
+        # The wrapper moves HAProxy's stats/metrics listeners to Unix sockets (no TCP port).
         env["RAY_SERVE_HAPROXY_BINARY_PATH"] = wrapper
+    else:
+        # HAProxy's own stats/metrics listeners default to fixed ports (8404, 9101); pick free
+        # ones so two platforms (or a test run beside `computalot up`) can share a machine.
+        env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(_free_port())
+        env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(_free_port())
     for name, value in os.environ.items():
         if name.startswith("RAY_SERVE_"):
             env[name] = value  # an operator's own tuning wins
     return env
+
+
+def ingress_token(task_token_secret: str) -> str:
+    """The token the ingress adds to every request it forwards (:mod:`computalot.ingress`):
+    derived from the data dir's task-token secret, so it is the same after a restart (an
+    ingress a running cluster keeps still matches a redeployed app) and reveals nothing of it."""
+    digest = hmac.new(task_token_secret.encode(), b"computalot-ingress", hashlib.sha256)
+    return digest.hexdigest()[:32]
 
 
 def cluster_env(settings: Settings) -> dict[str, str]:
@@ -205,8 +216,13 @@ def start(
     address: str | None = None,
     num_cpus: int | None = None,
     include_dashboard: bool | None = None,
+    ray_temp_dir: Path | None = None,
 ) -> Running:
-    """Start (or join) Ray, the engine and the API; return once ``/ready`` answers 200."""
+    """Start (or join) Ray, the engine and the API; return once ``/ready`` answers 200.
+
+    ``ray_temp_dir``: where a local Ray instance keeps its sessions (``computalot up`` gives
+    each data dir its own, so what a killed run left is found by it: :mod:`computalot.lifecycle`).
+    """
     import ray
 
     from computalot.engine.bootstrap import start_engine
@@ -222,6 +238,8 @@ def start(
         secrets = dataclasses.replace(
             secrets, task_token_secret=load_or_create_secret(settings.data_dir)
         )
+    assert secrets.task_token_secret is not None
+    env[ingress.INGRESS_TOKEN_ENV] = ingress_token(secrets.task_token_secret)
     os.environ.update({k: v for k, v in env.items() if k.startswith("RAY_SERVE_")})
     init_kwargs: dict[str, Any] = {
         "namespace": settings.ray_namespace,
@@ -238,6 +256,8 @@ def start(
         init_kwargs["num_cpus"] = num_cpus
         init_kwargs["include_dashboard"] = include_dashboard
         init_kwargs["dashboard_host"] = "127.0.0.1"
+        if ray_temp_dir is not None:
+            init_kwargs["_temp_dir"] = str(ray_temp_dir)
     if not ray.is_initialized():
         keep_secrets_out_of_env()
         ray.init(**init_kwargs)

@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     max_tarball_members: int = Field(default=20_000, ge=1)
     max_unpacked_bytes: int = Field(default=2 * GiB, ge=1024)
     rate_limit_per_minute: int = Field(default=6000, ge=1, description="requests per account")
+    anon_rate_limit_per_minute: int = Field(
+        default=60, ge=1, description="requests per client address to feedback, wallet challenge"
+    )
     max_fanout_elements: int = Field(default=100_000, ge=1)
     max_result_bytes: int = Field(
         default=64 * MiB, ge=1024, description="largest result file one task may write"

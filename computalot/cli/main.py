@@ -116,6 +116,23 @@ def _block_until_signal() -> None:
     stop.wait()
 
 
+def _take_over_data_dir(settings: Settings) -> Any:
+    """Refuse (one line, exit 2) while another ``up`` runs on this data dir; remove what a
+    killed one left, saying so (:mod:`computalot.lifecycle.guard`)."""
+    from computalot.lifecycle.guard import AnotherUp, UpGuard
+    from computalot.platform import haproxy_dir
+
+    guard = UpGuard(settings.data_dir, haproxy_dir(settings), settings.port)
+    try:
+        lines = guard.take_over()
+    except AnotherUp as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    for line in lines:
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
+    return guard
+
+
 @app.command()
 def up(
     data_dir: DataDir = None,
@@ -126,22 +143,39 @@ def up(
     ] = None,
     num_cpus: Annotated[int | None, typer.Option(help="CPUs for the local Ray instance")] = None,
 ) -> None:
-    """Start Ray (local unless --address), the engine and the API; Ctrl-C stops everything."""
+    """Start Ray (local unless --address), the engine and the API; Ctrl-C or SIGTERM stops
+    everything (docs/operating.md, "Stopping and restarting")."""
     require_server_extra()
     from computalot import platform
+    from computalot.lifecycle.signals import interrupt_on_stop_signals, stopping
 
     settings = _settings(data_dir, port, host)
+    guard = None
     if address is None:
+        guard = _take_over_data_dir(settings)
         _refuse_taken_port(settings)
     _check_sandbox(settings)
-    with console.status("starting Ray, the engine and the API …"):
-        running = platform.start(settings, address=address, num_cpus=num_cpus)
-    _announce(running)
+    interrupt_on_stop_signals()
     try:
+        if guard is not None:
+            guard.arm()
+        with console.status("starting Ray, the engine and the API …"):
+            running = platform.start(
+                settings,
+                address=address,
+                num_cpus=num_cpus,
+                ray_temp_dir=guard.ray_temp_dir if guard is not None else None,
+            )
+        _announce(running)
         _block_until_signal()
+    except KeyboardInterrupt:
+        pass
     finally:
+        stopping()
         console.print("shutting down …")
         platform.stop(settings, shutdown_ray=address is None)
+        for line in guard.close() if guard is not None else []:
+            console.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command()

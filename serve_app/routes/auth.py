@@ -1,22 +1,24 @@
-"""Wallet sign-in and the (closed) self-registration route."""
+"""Wallet sign-in and the (closed) self-registration route; a challenge costs its client
+address a share of a per-minute budget (:func:`serve_app.ratelimit.public_rate_limit`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from computalot.auth.wallet_flow import create_challenge, verify_challenge
 from computalot.errors import Forbidden
 from computalot.schemas.accounts import ChallengeRequest, VerifyRequest
 from computalot.timeutil import iso
 from serve_app.deps import AppSettings, Db
+from serve_app.ratelimit import public_rate_limit
 from serve_app.strict_json import StrictJSONRoute
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], route_class=StrictJSONRoute)
 
 
-@router.post("/wallet/challenge")
+@router.post("/wallet/challenge", dependencies=[Depends(public_rate_limit)])
 async def wallet_challenge(body: ChallengeRequest, db: Db, settings: AppSettings) -> dict[str, Any]:
     challenge = await create_challenge(
         db,

@@ -6,8 +6,17 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from computalot.errors import status_action, status_code
-from computalot.ingress import MARKER, patch_config, patch_config_file, real_haproxy
+from computalot.ingress import (
+    INGRESS_HEADER,
+    INGRESS_TOKEN_ENV,
+    MARKER,
+    patch_config,
+    patch_config_file,
+    real_haproxy,
+)
 from computalot.ingress_pages import (
     BODY_STATUSES,
     ERRORFILE_STATUSES,
@@ -105,7 +114,37 @@ def test_the_config_gets_each_addition_once(tmp_path: Path) -> None:
     rules = [line for line in backend if line.startswith("    http-response return")]
     assert len(rules) == len(ERRORFILE_STATUSES)
     assert all("!{ res.hdr(content-type) -m sub json }" in rule for rule in rules)
-    assert _section(once, "listen stats") == _section(RAY_CONFIG, "listen stats")
+    # HAProxy's own listeners move to Unix sockets next to the config (no TCP port to race for).
+    for section, sock in (
+        ("listen stats", "stats.sock"),
+        ("frontend prometheus", "prometheus.sock"),
+    ):
+        lines = _section(once, section)
+        assert lines[0] == f"    bind unix@{tmp_path.resolve()}/{sock} mode 600"
+        assert [line for line in lines if line.strip().startswith("bind")] == [lines[0]]
+    assert "    http-request set-header X-Forwarded-For %[src]" in frontend
+
+
+def test_the_forwarded_address_comes_with_the_ingress_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(INGRESS_TOKEN_ENV, raising=False)
+    path = _config(tmp_path)
+    patch_config_file(path)
+    frontend = _section(path.read_text(), "frontend http_frontend")
+    assert f"    http-request del-header {INGRESS_HEADER}" in frontend  # no token: none trusted
+
+    monkeypatch.setenv(INGRESS_TOKEN_ENV, "t0ken")
+    monkeypatch.setenv("RAY_SERVE_HAPROXY_STATS_PORT", "8404")  # an operator's own: kept on TCP
+    (tmp_path / "b").mkdir()
+    path = _config(tmp_path / "b")
+    patch_config_file(path)
+    text = path.read_text()
+    assert f"    http-request set-header {INGRESS_HEADER} t0ken" in _section(
+        text, "frontend http_frontend"
+    )
+    assert not any("unix@" in line for line in _section(text, "listen stats"))
+    assert any("unix@" in line for line in _section(text, "frontend prometheus"))
 
 
 def test_a_timeout_ray_sets_is_kept() -> None:
