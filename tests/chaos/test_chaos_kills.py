@@ -53,9 +53,9 @@ import json, os, subprocess, sys, time
 p = json.load(open(os.environ["COMPUTALOT_TASK_PAYLOAD"]))
 task, attempt = os.environ["COMPUTALOT_TASK_ID"], os.environ["COMPUTALOT_ATTEMPT"]
 marker = "chaos-%s-%s-%s" % (p["run"], task, attempt)
+open(os.path.join(p["dir"], "run-%s-%s" % (task, attempt)), "w").close()
 # The child's command line carries the marker: the killer finds this runner as its parent.
 child = subprocess.Popen(["sh", "-c", "while :; do sleep 1; done", marker])
-open(os.path.join(p["dir"], "run-%s-%s" % (task, attempt)), "w").close()
 time.sleep(p["seconds"])
 child.kill()
 child.wait()
