@@ -1,5 +1,8 @@
-"""``prop_amm``: score submitted Rust AMM strategies (docs/recipes.md, "prop_amm").
+"""``prop_amm``: compile and score submitted Rust AMM strategies, seed for seed with the public
+Prop AMM challenge (docs/recipes.md, "prop_amm").
 
-Listed in the catalog with its payload schema; jobs are refused as ``not_available`` until its
-evaluator and toolchain are built.
+``recipe`` (the catalog entry, light), ``source_check`` (the challenge's source rules),
+``build`` (offline cargo builds, cached by source and compiler profile), ``execute`` (the
+runner in the task sandbox), ``operations`` (eval, eval_chunk, validate, concavity_check,
+build); ``native/`` holds the Rust workspace: the evaluator and the API stand-ins.
 """
