@@ -50,6 +50,11 @@ services:
 			echo "WARNING: PostgreSQL is not installed and cannot be installed here; its tests will be skipped"; \
 		fi; \
 	fi
+	@if ! [ -d /usr/share/cargo/registry/rand_distr-0.4.3 ] && [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing the prop_amm recipe's Rust crates from Debian's packages"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq librust-rand-dev librust-rand-distr-dev librust-rand-pcg-dev librust-syn-dev librust-quote-dev librust-proc-macro2-dev >/dev/null) \
+		|| echo "WARNING: could not install the librust-*-dev crates; prop_amm tests will be skipped"; \
+	fi
 
 lint: install
 	$(VENV)/bin/ruff check .
