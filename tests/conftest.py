@@ -77,6 +77,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             "COMPUTALOT_SANDBOX_SHARED_DIRS": json.dumps([str(shared)]),
             "COMPUTALOT_TASK_MEMORY_MB": "1024",
             "COMPUTALOT_RATE_LIMIT_PER_MINUTE": "100000",
+            # Per client address on feedback and wallet challenge: the session's tests (fuzzing
+            # included) stay under it from 127.0.0.1; test_anon_rate_limit spends it elsewhere.
+            "COMPUTALOT_ANON_RATE_LIMIT_PER_MINUTE": "300",
             "COMPUTALOT_KILL_GRACE_S": "1.0",
             "COMPUTALOT_DISPATCH_INTERVAL_S": "0.2",
             # Reached with a few 16 MiB results (tests/integration/test_results_bounds.py).
