@@ -33,7 +33,7 @@ CARGO_CONFIG = NATIVE_DIR / ".cargo" / "config.toml"
 #: Where builds are cached on this node (``COMPUTALOT_PROP_AMM_CACHE`` overrides it).
 CACHE_ENV = "COMPUTALOT_PROP_AMM_CACHE"
 #: The build settings every strategy is compiled with (part of the compiler profile).
-PROFILE = {"opt-level": 3, "codegen-units": 1, "lto": "thin", "panic": "unwind", "debug": False}
+PROFILE = {"opt-level": 3, "codegen-units": 1, "lto": "off", "panic": "unwind", "debug": False}
 #: How long one compile may take (seconds), at most.
 BUILD_TIMEOUT_S = 600.0
 MAX_ERROR_CHARS = 1500
@@ -224,7 +224,7 @@ def compile_strategy(source: str, has_after_swap: bool, timeout_s: float) -> Bui
         if target.is_file():
             return Build(key, target, True, time.monotonic() - started)
         if shutil.which("cargo") is None:
-            raise RecipeFailure("cargo is not installed on this node", code="not_available")
+            raise RecipeFailure("cargo is not installed on this node", code="recipe_error")
         package = f"strategy_{key[:16]}"
         build_dir = root / "builds" / key
         (build_dir / "src").mkdir(parents=True, exist_ok=True)
