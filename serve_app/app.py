@@ -31,6 +31,7 @@ from serve_app.routes import (
     quotes,
     recipes,
     streams,
+    ui,
 )
 
 log = logging.getLogger("computalot.api")
@@ -55,6 +56,7 @@ ROUTERS = [
     feedback.router,
     artifacts.router,
     recipes.router,
+    ui.router,
 ]
 
 
