@@ -221,6 +221,13 @@ class Settings(BaseSettings):
     worker_lost_retries: int = Field(
         default=2, ge=0, le=10, description="extra attempts after infrastructure loss"
     )
+    node_wait_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=86400,
+        description="seconds a launched task waits for an alive node that offers its "
+        "requirements before it fails (node_lost / unsatisfiable_requirements)",
+    )
 
     # Task sandbox and per-task limits (docs/sandbox.md).
     sandbox: Literal["bwrap", "none"] = Field(

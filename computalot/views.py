@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from computalot.engine.placement import node_name
 from computalot.jobs.fanout import task_payload
 from computalot.redact import redact, redact_output, redact_value
 from computalot.states import TERMINAL_JOB, TaskStatus
@@ -82,6 +83,7 @@ def task_out(job: Job, task: Task) -> dict[str, Any]:
         "checkpoint": checkpoint_out(task.checkpoint),
         "cached": task.cached_from is not None,
         "cached_from": task.cached_from,
+        "node": node_name(task.node_id),
     }
 
 

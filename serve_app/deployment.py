@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from ray import serve
 
 from computalot.engine.client import EngineClient
+from computalot.engine.cluster import head_placement
 from computalot.maintenance.loop import maintenance_of
 from computalot.settings import Secrets, Settings, load_settings_with
 from serve_app.app import create_app
@@ -53,12 +54,16 @@ def with_maintenance(app: FastAPI) -> None:
 
 
 def deploy(settings: Settings, env_vars: dict[str, str], secrets: Secrets) -> None:
-    """Start Serve's HTTP ingress on host:port and (re)deploy the API app."""
+    """Start Serve's HTTP ingress on host:port and (re)deploy the API app; its replicas run on
+    the head node where one declares ``computalot_head`` (``engine.cluster.head_placement``),
+    so the store (a SQLite file on the head) is only ever opened there."""
     serve.start(http_options={"host": settings.host, "port": settings.port})
+    actor_options: dict[str, Any] = {"num_cpus": 0, "runtime_env": {"env_vars": env_vars}}
+    actor_options.update(head_placement())
     app = ApiServer.options(  # type: ignore[attr-defined]
         num_replicas=settings.serve_replicas,
         max_ongoing_requests=settings.serve_max_ongoing_requests,
-        ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": env_vars}},
+        ray_actor_options=actor_options,
     ).bind(secrets)
     serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
 

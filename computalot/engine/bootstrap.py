@@ -8,6 +8,7 @@ from typing import Any
 
 import ray
 
+from computalot.engine.cluster import head_placement
 from computalot.engine.dispatcher import DispatcherActor, dispatcher_actor_options
 from computalot.engine.hub import EventHubActor, hub_actor_options
 from computalot.engine.names import DISPATCHER_NAME, HUB_NAME
@@ -20,14 +21,17 @@ def start_engine(
     """Create the actors if missing and wait until the dispatcher has reconciled the store.
 
     ``env_vars`` holds no secret: the database URL and the metrics token reach the actors as
-    their constructor argument (Ray keeps it to restart them), never in their environment."""
+    their constructor argument (Ray keeps it to restart them), never in their environment.
+    On a cluster whose head declares ``computalot_head`` both actors are pinned there
+    (``engine.cluster.head_placement``)."""
     runtime_env = {"env_vars": env_vars}
+    on_head = head_placement()
     hub: Any = EventHubActor.options(
-        **hub_actor_options(namespace), runtime_env=runtime_env
+        **hub_actor_options(namespace), **on_head, runtime_env=runtime_env
     ).remote(secrets)
     ray.get(hub.ping.remote(), timeout=timeout_s)
     dispatcher: Any = DispatcherActor.options(
-        **dispatcher_actor_options(namespace), runtime_env=runtime_env
+        **dispatcher_actor_options(namespace), **on_head, runtime_env=runtime_env
     ).remote(secrets)
     deadline = time.monotonic() + timeout_s
     while True:

@@ -51,7 +51,8 @@ async def runnable_jobs(db: AsyncSession) -> list[RunnableJob]:
     return [RunnableJob(*row) for row in (await conn.execute(RUNNABLE_QUERY)).tuples()]
 
 
-CLAIM_RETURNING = (*TASK_ROW_HEAD, TASKS.c.item, TASKS.c.element_count)
+#: ``lost_attempts``: a retry after a lost node that no alive node can take is ``node_lost``.
+CLAIM_RETURNING = (*TASK_ROW_HEAD, TASKS.c.item, TASKS.c.element_count, TASKS.c.lost_attempts)
 #: The next ``b_count`` queued tasks of job ``b_job`` (by index) become running attempts.
 CLAIM = (
     update(TASKS)

@@ -17,10 +17,27 @@ log = logging.getLogger("computalot.dispatcher")
 
 CLUSTER_REFRESH_S = 5.0
 
+#: The custom resource that marks the head node (cluster.yaml; docs/operating.md, "Nodes and
+#: the sandbox"): the API, the dispatcher and the event hub run there, user tasks never do.
+HEAD_RESOURCE = "computalot_head"
+#: What each of those actors asks of it: a sliver, so any number of them fit on the head.
+HEAD_SHARE = 0.001
+
 
 def alive_nodes() -> list[dict[str, float]]:
     """Total resources of each alive Ray node (blocking: a GCS call)."""
     return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+
+
+def head_placement(nodes: list[dict[str, float]] | None = None) -> dict[str, dict[str, float]]:
+    """Ray options that pin an engine actor or API replica to the head node: a share of
+    :data:`HEAD_RESOURCE` when an alive node declares it, else nothing (a single-node
+    ``computalot up`` schedules as Ray likes). ``nodes``: each alive node's resources (read
+    from Ray when None; blocking)."""
+    nodes = alive_nodes() if nodes is None else nodes
+    if any(node.get(HEAD_RESOURCE, 0.0) >= HEAD_SHARE for node in nodes):
+        return {"resources": {HEAD_RESOURCE: HEAD_SHARE}}
+    return {}
 
 
 class ClusterView:

@@ -43,6 +43,7 @@ from computalot.engine.launching import (
 )
 from computalot.engine.names import DISPATCHER_NAME, HUB_NAME
 from computalot.engine.packages import PackageCache
+from computalot.engine.placement import PlacementWatch, resources_key
 from computalot.engine.quarantine import quarantine_job
 from computalot.engine.record_queue import Ended, RecordQueue
 from computalot.engine.rows import JobCache
@@ -85,6 +86,7 @@ class Dispatcher:
         self.packages = PackageCache()
         self.rotation: list[str] = []
         self.cluster = ClusterView(self.settings.max_inflight_tasks, alive_nodes())
+        self.placement = PlacementWatch(self.settings.node_wait_s)
         self.completions: deque[float] = deque(maxlen=128)
         self.ready = False
         self.check_cancels = True
@@ -332,6 +334,8 @@ class Dispatcher:
                     self.queue_gen += 1
                 events += released
             self._backstop_timeouts()
+            if sweep:
+                self._stop_unplaceable()
             launches, launch_events = await self._claim(db, sweep)
             events += launch_events
             events += await self._set_aside(db)
@@ -374,6 +378,33 @@ class Dispatcher:
                 "past its deadline" if info.backstop else "cancel did not take effect",
             )
             if info.ref is not None:
+                ray.cancel(info.ref, force=True)
+
+    def _stop_unplaceable(self) -> None:
+        """Stop the launched attempts whose resources no alive node has offered for
+        ``node_wait_s`` (``engine.placement``): Ray would keep them queued forever. Judged
+        ``node_lost`` (an earlier attempt was lost with its node) or
+        ``unsatisfiable_requirements``."""
+        waiting = [
+            info
+            for info in self.inflight.values()
+            if info.ref is not None
+            and not (info.unplaceable or info.backstop or info.forced or info.cancel_sent)
+        ]
+        if not waiting:
+            self.placement.since.clear()
+            return
+        keys = {info.resources_key for info in waiting}
+        stuck = self.placement.unplaceable(keys, self.cluster.nodes, time.monotonic())
+        for info in waiting:
+            if info.resources_key in stuck and info.ref is not None:
+                log.warning(
+                    "stopping task %s attempt %d: no alive node offers %s",
+                    info.task_id,
+                    info.attempt,
+                    info.resources_key,
+                )
+                info.unplaceable = True
                 ray.cancel(info.ref, force=True)
 
     # ---- launching --------------------------------------------------------------------------
@@ -431,6 +462,8 @@ class Dispatcher:
         deadline = now + job.timeout_s + self.settings.kill_grace_s + BACKSTOP_SLACK_S
         info = Inflight(task.id, job.id, job.account_id, attempt, ref, now, deadline)
         info.text_ref = text_ref
+        info.resources_key = resources_key(options)
+        info.lost_before = task.lost_attempts > 0
         self.inflight[task.id] = info
         asyncio.get_running_loop().create_task(self._watch(info))
 

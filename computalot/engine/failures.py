@@ -27,6 +27,7 @@ from computalot.engine.outcomes import (
     cancelled,
     infrastructure_loss,
     timed_out,
+    unplaceable,
 )
 from computalot.engine.record_queue import UnstorableOutcome
 from computalot.states import TaskStatus
@@ -52,8 +53,11 @@ def interrupted(exc: BaseException) -> bool:
     return isinstance(exc, RayTaskError) and isinstance(exc.cause, KeyboardInterrupt)
 
 
-def judge_failure(info: Inflight, exc: BaseException, timeout_s: int) -> Verdict:
-    """The verdict on an attempt whose ``run_task`` raised ``exc`` (or was never launched)."""
+def judge_failure(
+    info: Inflight, exc: BaseException, timeout_s: int, node_wait_s: float = 0.0
+) -> Verdict:
+    """The verdict on an attempt whose ``run_task`` raised ``exc`` (or was never launched);
+    ``node_wait_s``: how long an unplaceable one waited for a node (``engine.placement``)."""
     if isinstance(exc, UnstorableOutcome):
         message = f"the attempt's outcome could not be stored: {exc}"
         return Verdict(TaskStatus.FAILED, "invalid_result", message)
@@ -62,6 +66,8 @@ def judge_failure(info: Inflight, exc: BaseException, timeout_s: int) -> Verdict
     # A worker we force-stopped may surface as TaskCancelledError or as a crashed worker.
     if info.backstop:
         return timed_out(timeout_s)
+    if info.unplaceable:
+        return unplaceable(info.lost_before, node_wait_s)
     if info.forced or interrupted(exc):
         return cancelled()
     kind = "worker lost" if isinstance(exc, WORKER_LOSS) else "attempt lost"

@@ -38,6 +38,13 @@ class Inflight:
     forced: bool = False  # force-stopped because the cancel did not land: judged cancelled
     #: run_task's second return (a big result's text); dropped once recorded
     text_ref: ObjectRef[NDArray[np.uint8] | None] | None = None
+    #: The node resources it needs (``placement.resources_key``); an earlier attempt of the
+    #: task was lost with its worker or node (``lost_before``); it was stopped because no alive
+    #: node offered them for ``node_wait_s`` (``unplaceable``: judged ``node_lost`` or
+    #: ``unsatisfiable_requirements``).
+    resources_key: str = ""
+    lost_before: bool = False
+    unplaceable: bool = False
 
     def mark_cancel_sent(self, now: float, kill_grace_s: float) -> None:
         self.cancel_sent = True

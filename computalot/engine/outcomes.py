@@ -4,7 +4,9 @@
 An attempt ends as ``completed``, ``cancelled``, or failed with a typed ``code``. A failed
 attempt is retried while ``attempt <= max_retries``; infrastructure loss (``worker_lost``) is
 retried on its own budget so a crashed node does not use up the user's retries; a result over
-its size limit (``result_too_large``) is never retried: another run writes as much again.
+its size limit (``result_too_large``) is never retried: another run writes as much again; nor is
+an attempt no alive node could take (``node_lost``, ``unsatisfiable_requirements``:
+``engine.placement``).
 
 Results arrive already checked and written as JSON text by the task's worker
 (``engine.result_file``): judging an attempt never decodes its result.
@@ -33,6 +35,11 @@ ACTIONS = {
     "result_too_large": "write big outputs as files in $COMPUTALOT_ARTIFACT_DIR (they become "
     "the task's artifacts) and keep the result file to a summary",
     "worker_lost": "the worker running the task was lost; resubmit the job",
+    "node_lost": "the node running the task was lost and no alive node offers the task's "
+    "requirements: resubmit the job once such a node is back (GET /api/v1/presets lists what "
+    "the cluster offers), or lower requirements",
+    "unsatisfiable_requirements": "no alive node offers the task's requirements: lower "
+    "requirements (or pick a preset from GET /api/v1/presets) and resubmit",
     "input_unavailable": "check the job's _artifacts.download and the manifest's data_sources: "
     "each artifact must still exist (GET /api/v1/artifacts/:id/meta) and its path must not "
     "cross a directory or link of the revision",
@@ -47,8 +54,9 @@ ACTIONS = {
 }
 
 
-#: Failures that another attempt would repeat.
-NOT_RETRIED = frozenset({"result_too_large"})
+#: Failures that another attempt would repeat (an unplaceable attempt: another one would wait
+#: for a node just as long, ``engine.placement``).
+NOT_RETRIED = frozenset({"result_too_large", "node_lost", "unsatisfiable_requirements"})
 
 
 @dataclass
@@ -117,6 +125,20 @@ def result_too_large(message: str) -> Verdict:
 
 def infrastructure_loss(message: str) -> Verdict:
     return Verdict(TaskStatus.FAILED, "worker_lost", message, infrastructure=True)
+
+
+def unplaceable(node_lost: bool, wait_s: float) -> Verdict:
+    """An attempt no alive node could take within ``wait_s`` seconds (``engine.placement``):
+    ``node_lost`` when an earlier attempt was lost with its node, else
+    ``unsatisfiable_requirements``."""
+    if node_lost:
+        message = (
+            "the node running the task was lost and no alive node offering its requirements "
+            f"joined within {wait_s:g} s"
+        )
+        return Verdict(TaskStatus.FAILED, "node_lost", message)
+    message = f"no alive node offers the task's requirements (waited {wait_s:g} s)"
+    return Verdict(TaskStatus.FAILED, "unsatisfiable_requirements", message)
 
 
 def should_retry(

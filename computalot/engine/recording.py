@@ -54,7 +54,8 @@ async def record_batch(
             verdict = _judge_outcome(ended, texts.get(info.task_id))
             judged.append(Judged(job, task, info.attempt, verdict, ended))
         else:
-            judged.append(Judged(job, task, info.attempt, _judge_raised(info, job, ended), None))
+            verdict = _judge_raised(info, job, ended, settings.node_wait_s)
+            judged.append(Judged(job, task, info.attempt, verdict, None))
     if unused:
         discard_keys(settings, unused)
     return await settling.apply_verdicts(
@@ -74,8 +75,8 @@ def _judge_outcome(outcome: Outcome, text: Text) -> Verdict:
     return judge_outcome(outcome, text)
 
 
-def _judge_raised(info: Inflight, job: JobInfo, exc: BaseException) -> Verdict:
-    verdict = judge_failure(info, exc, job.timeout_s)
+def _judge_raised(info: Inflight, job: JobInfo, exc: BaseException, node_wait_s: float) -> Verdict:
+    verdict = judge_failure(info, exc, job.timeout_s, node_wait_s)
     log.warning(
         "task %s of job %s attempt %d ended with %s: %s",
         info.task_id,

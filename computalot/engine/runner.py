@@ -101,8 +101,15 @@ def runtime_path(path: str | None = None) -> str:
     return os.pathsep.join([bindir, *rest])
 
 
+#: The devices Ray assigned to the task (``requirements.gpu_count`` → ``num_gpus``): Ray sets
+#: these in the worker's environment for each task ("" for a task given none), and the task's
+#: command sees the same (docs/llms-full.md, "Environment").
+DEVICE_VARS = ("CUDA_VISIBLE_DEVICES",)
+
+
 def base_env(extra: Mapping[str, str], cwd: Path) -> dict[str, str]:
-    """A minimal child environment: PATH, HOME (default ``cwd``), LANG, PYTHONUNBUFFERED + extra.
+    """A minimal child environment: PATH, HOME (default ``cwd``), LANG, PYTHONUNBUFFERED, the
+    task's assigned devices (:data:`DEVICE_VARS`) + extra.
 
     Nothing else is taken from ``os.environ``, so RAY_*, COMPUTALOT_* and cloud credentials of the
     worker never reach user code (docs/llms-full.md, "Environment"). PYTHONUNBUFFERED makes progress lines arrive live.
@@ -114,6 +121,7 @@ def base_env(extra: Mapping[str, str], cwd: Path) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
     }
+    env.update({name: os.environ[name] for name in DEVICE_VARS if name in os.environ})
     env.update(extra)
     return env
 

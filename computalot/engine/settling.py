@@ -293,6 +293,8 @@ class _Settlement:
             "error": verdict.error(),
             "lost_attempts": task.lost_attempts,
         }
+        if ran.node_id:
+            row["node_id"] = ran.node_id
         if ran.has_output or task.output_attempt is None:
             row["stdout"] = ran.stdout
             row["stderr"] = ran.stderr

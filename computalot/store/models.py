@@ -262,6 +262,9 @@ class Task(Base):
     cache_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     #: The task whose result this one was answered from (``cache``), or null.
     cached_from: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    #: The Ray node that ran the task's latest recorded attempt (shown as a public name:
+    #: ``engine.placement.node_name``), or null.
+    node_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     __table_args__ = (
         Index("ix_tasks_job_index", "job_id", "index"),
         Index("ix_tasks_job_status_index", "job_id", "status", "index"),
