@@ -65,3 +65,5 @@ def run(app: Callable[..., Any], argv: list[str] | None = None) -> None:
         _line(f"error: internal: {type(exc).__name__}: {exc}")
         _line("hint: run the command again with --debug for the traceback, and report it")
         sys.exit(int(Exit.INTERNAL))
+    finally:
+        _debug = False  # for a caller that runs several commands in one process (tests)

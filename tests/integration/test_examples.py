@@ -117,3 +117,12 @@ def test_the_benchmark_example_ranks_three_sorts_over_three_replicas(platform: A
     assert [row["n"] for row in aggregate["ranking"]] == [3, 3, 3]
     assert aggregate["ranking"][-1]["name"] == "insertion"
     assert set(aggregate["per_replica"]) == {"builtin", "merge", "insertion"}
+
+
+def test_the_sdk_quickstart_prints_the_catalog_and_the_last_jobs(platform: Any) -> None:
+    lines = _run_example(platform, "sdk_quickstart.py", timeout=120)
+    recipes, jobs = int(lines[0]), int(lines[1])
+    assert recipes >= 4 and 0 <= jobs <= 5
+    names = {line.split()[1] for line in lines if line.startswith("recipe ")}
+    assert {"packing", "lightgbm_train"} <= names and len(names) == recipes
+    assert sum(line.startswith("job job_") for line in lines) == jobs
