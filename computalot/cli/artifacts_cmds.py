@@ -67,8 +67,10 @@ def upload(
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Upload a file as an artifact; prints its id (art_…). A multipart upload that fails says
-    how to resume it with --resume."""
+    """Upload a file as an artifact and print its id (art_…).
+
+    A multipart upload that fails says how to resume it with --resume.
+    """
     size = path.stat().st_size
     parts = bool(resume) or (multipart if multipart is not None else size > MULTIPART_ABOVE)
     with _client(url, token) as client, _bar(f"upload {path.name}", size, progress) as advance:

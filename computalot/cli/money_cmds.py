@@ -45,8 +45,11 @@ def topup(
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Pay AMOUNT USD of credit over x402 (an EIP-3009 USDC authorisation signed with your
-    wallet key). Without a key: print the quote to pay and exit 6."""
+    """Add AMOUNT USD of credit, paid over x402 with your wallet key.
+
+    An EIP-3009 USDC authorisation for exactly the quote, signed with the key. Without a key:
+    print the quote to pay and exit 6.
+    """
     key = _wallet_key(key_file)
     with _client(url, token) as client:
         if key is None:

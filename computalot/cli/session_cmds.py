@@ -24,8 +24,10 @@ def login_cmd(
     ] = True,
     as_json: AsJson = False,
 ) -> None:
-    """Check a token against the server and keep it, with the URL, in
-    ~/.config/computalot/credentials (0600) for the next commands."""
+    """Check a token with the server and keep it, with the URL, for the next commands.
+
+    Kept in ~/.config/computalot/credentials (or under $XDG_CONFIG_HOME), mode 0600.
+    """
     chosen = (url or login.load().url or login.DEFAULT_URL).rstrip("/")
     if not token:
         token = typer.prompt("API token", hide_input=True).strip()

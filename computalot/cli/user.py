@@ -233,8 +233,10 @@ def watch(
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Follow jobs live: a progress bar per job plus their output; exit 0 only if every one
-    completed (1 if one failed, ended partial or was cancelled)."""
+    """Follow jobs live: a progress bar per job, and their output.
+
+    Exit 0 only if every one completed (1 if one failed, ended partial or was cancelled).
+    """
     with _client(url, token) as client:
         code = _watch(client, list(dict.fromkeys(job_ids)), as_json)
     raise typer.Exit(code)
@@ -273,8 +275,10 @@ def submit(
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Submit a job from flags, a JSON file (--file), or both (flags win); with --watch follow
-    it and exit 0 only if it completed."""
+    """Submit a job from flags, a JSON file (--file), or both.
+
+    Flags override the file's fields. With --watch: follow it, exit 0 only if it completed.
+    """
     base = _job_file(job_file)
     fields: dict[str, Any] = {
         "project": project,
@@ -353,8 +357,10 @@ def results(
     as_json: AsJson = False,
     all_pages: AllPages = False,
 ) -> None:
-    """Print a job's results as JSON (summary, aggregate_result, per-element results; the first
-    1,000 unless --all)."""
+    """Print a job's results as JSON.
+
+    The summary, aggregate_result and per-element results: the first 1,000 unless --all.
+    """
     with _client(url, token) as client:
         data = _all_results(client, job_id) if all_pages else client.get_results(job_id)
     if as_json:
@@ -388,8 +394,11 @@ def push(
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Pack a directory (skipping .git, __pycache__, .venv and what its .gitignore and
-    .computalotignore files leave out) and publish it as a new revision."""
+    """Pack a directory and publish it as a new revision.
+
+    Skipped: .git, __pycache__, .venv, what the tree's .gitignore and .computalotignore files
+    leave out, and the --exclude patterns.
+    """
     try:
         with err_console.status(f"packing {directory} …"):
             content = tarball_bytes(directory, exclude or ())
