@@ -129,7 +129,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.replica_id = replica_id()
+        self.replica_id, self.in_serve = replica_id()
         self.reporter: Reporter | None = None
         self.store_figures: StoreFigures | None = None
         self.statements = statement_histogram(self.registry)
@@ -176,7 +176,9 @@ class Metrics:
 
     def start_reporting(self, state: Any) -> None:
         """Push this replica's figures to the metrics board from now on (``app.state`` gives
-        the settings); called on the replica's first request, on its event loop."""
+        the settings); called on the replica's first request, on its event loop. An app
+        outside Serve (plain uvicorn, in-process tests) is no replica of the platform: it
+        answers for itself."""
         if self.reporter is not None:
             return
         settings = state.settings
@@ -188,18 +190,20 @@ class Metrics:
             settings.ray_namespace,
             settings.metrics_push_interval_s,
         )
-        self.reporter.start()
+        if self.in_serve:
+            self.reporter.start()
 
 
-def replica_id() -> str:
-    """Serve's id of this replica (new for each incarnation), or host, pid and a random tag
-    outside Serve; sent as ``X-Computalot-Replica`` and the replica's source on the board."""
+def replica_id() -> tuple[str, bool]:
+    """Serve's id of this replica (new for each incarnation) and True, or host, pid and a
+    random tag and False outside Serve; sent as ``X-Computalot-Replica`` and the replica's
+    source on the metrics board."""
     try:
         from ray import serve
 
-        return str(serve.get_replica_context().replica_id.unique_id)
+        return str(serve.get_replica_context().replica_id.unique_id), True
     except Exception:  # not a Serve replica (plain uvicorn, tests)
-        return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}", False
 
 
 class ObserveMiddleware:

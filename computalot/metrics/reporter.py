@@ -56,7 +56,7 @@ class Reporter:
     async def exchange(self) -> Snapshot | None:
         """This source's figures now pushed, and the board's merge of all sources back;
         ``None`` when the board cannot be reached (the caller answers for itself)."""
-        if not ray.is_initialized():
+        if self._task is None:  # not reporting (no Ray, or not a replica of the platform)
             return None
         answer = await self._call("exchange")
         return answer if isinstance(answer, dict) else None

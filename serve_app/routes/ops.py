@@ -13,8 +13,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from computalot.auth.principal import authenticate
 from computalot.errors import ComputalotError, Forbidden, envelope
+from computalot.ingress import INGRESS_HEADER
 from computalot.sandbox.status import sandbox_check
 from computalot.settings import X402_PLACEHOLDER_PAY_TO
+from serve_app.client_address import client_address, ingress_token_from_env
 from serve_app.deps import get_settings_dep, get_store
 from serve_app.metrics_scrape import platform_metrics
 from serve_app.strict_json import StrictJSONRoute
@@ -77,19 +79,29 @@ async def ready(request: Request) -> JSONResponse:
 def _is_local(request: Request) -> bool:
     """A request from this machine, and provably so.
 
-    Behind the Serve ingress every peer looks like 127.0.0.1, so a loopback peer only counts
-    when the API is bound to loopback (no remote client can reach it at all). A request that
-    names a forwarding chain came through some proxy and is never treated as local: the
-    header is written by the client and proves nothing.
+    Through the platform's own ingress (its token in ``X-Computalot-Ingress``), the client's
+    address is the ``X-Forwarded-For`` the ingress set in place of any the client sent
+    (``serve_app.client_address``): local when it is a loopback address. Without the token
+    (a replica reached some other way, plain uvicorn) the TCP peer decides, and only when the
+    API is bound to loopback; a request that names a forwarding chain came through some
+    other proxy and is never treated as local: the header is written by the client and
+    proves nothing.
     """
+    token = ingress_token_from_env()
+    sent = request.headers.get(INGRESS_HEADER, "")
+    if token and sent and hmac.compare_digest(sent.encode(), token.encode()):
+        return _is_loopback(client_address(request, token))
     if request.headers.get("x-forwarded-for") or request.headers.get("forwarded"):
         return False
     peer = request.client.host if request.client else ""
+    return _is_loopback(peer) and get_settings_dep(request).binds_loopback_only
+
+
+def _is_loopback(address: str) -> bool:
     try:
-        loopback = ipaddress.ip_address(peer).is_loopback
+        return ipaddress.ip_address(address).is_loopback
     except ValueError:
         return False
-    return loopback and get_settings_dep(request).binds_loopback_only
 
 
 @router.get("/metrics")

@@ -101,26 +101,48 @@ def test_metrics_from_loopback_count_by_route_template(
         time.sleep(0.05)
 
 
-def test_metrics_for_a_remote_client(
-    anon: httpx.Client, admin: httpx.Client, member: httpx.Client
+def test_a_forwarded_for_sent_through_the_ingress_is_replaced(anon: httpx.Client) -> None:
+    """The ingress sets X-Forwarded-For to the client's own address: a client on the API host
+    claiming another address is still the loopback client it is."""
+    answer = anon.get("/metrics", headers=REMOTE)
+    assert answer.status_code == 200, answer.text
+
+
+async def test_metrics_for_a_remote_client(
+    platform: Any, admin: httpx.Client, member: httpx.Client
 ) -> None:
-    err = assert_envelope(anon.get("/metrics", headers=REMOTE), 403, "forbidden")
-    assert "token" in err["recommended_action"]
-    assert_envelope(member.get("/metrics", headers=REMOTE), 403, "forbidden")
-    assert_envelope(
-        anon.get("/metrics", headers={**REMOTE, "Authorization": "Bearer flk_garbage"}),
-        403,
-        "forbidden",
-    )
-    assert_envelope(
-        anon.get("/metrics", headers={**REMOTE, "Authorization": "Basic x"}), 403, "forbidden"
-    )
-    ok = admin.get("/metrics", headers=REMOTE)
-    assert ok.status_code == 200, ok.text
-    assert "computalot_http_requests" in ok.text
-    # A chain of proxies: the first hop is the client.
-    chained = {"X-Forwarded-For": "203.0.113.5, 127.0.0.1"}
-    assert_envelope(anon.get("/metrics", headers=chained), 403, "forbidden")
+    """A client on another host cannot be made through the session's ingress (it binds
+    loopback and tells the app each client's real address): the app in-process, on the
+    session's store, with a remote peer."""
+    app = create_app(platform.settings)
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.5", 40000))
+    auth = {"Authorization": str(admin.headers["authorization"])}
+    as_member = {"Authorization": str(member.headers["authorization"])}
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as anon:
+        err = assert_envelope(await anon.get("/metrics"), 403, "forbidden")
+        assert "token" in err["recommended_action"]
+        assert_envelope(await anon.get("/metrics", headers=as_member), 403, "forbidden")
+        garbage = {"Authorization": "Bearer flk_garbage"}
+        assert_envelope(await anon.get("/metrics", headers=garbage), 403, "forbidden")
+        basic = {"Authorization": "Basic x"}
+        assert_envelope(await anon.get("/metrics", headers=basic), 403, "forbidden")
+        ok = await anon.get("/metrics", headers=auth)
+        assert ok.status_code == 200, ok.text
+        assert "computalot_http_requests" in ok.text
+        metrics_token = platform.settings.metrics_token.get_secret_value()
+        with_token = await anon.get(
+            "/metrics", headers={"Authorization": f"Bearer {metrics_token}"}
+        )
+        assert with_token.status_code == 200, with_token.text
+        odd = {"Authorization": "Bearer café".encode()}  # not ASCII: refused, never a 500
+        assert_envelope(await anon.get("/metrics", headers=odd), 403, "forbidden")
+    # Straight from loopback, but naming a chain of proxies (not our ingress): the first hop
+    # is the client.
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as local:
+        chained = {"X-Forwarded-For": "203.0.113.5, 127.0.0.1"}
+        assert_envelope(await local.get("/metrics", headers=chained), 403, "forbidden")
+        assert (await local.get("/metrics")).status_code == 200
 
 
 # ---- feedback -------------------------------------------------------------------------------------
