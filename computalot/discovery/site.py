@@ -101,10 +101,26 @@ _COLON_PARAM = re.compile(r"(?<=/):[A-Za-z_][A-Za-z0-9_]*")
 _BRACE_PARAM = re.compile(r"\{[^}/]+\}")
 
 
+#: Where an installed wheel keeps the pages: the build copies ``docs/`` here (``setup.py``).
+PACKAGED_DOCS = Path(__file__).resolve().parent / "pages"
+#: A source checkout (and its editable install): the repository's own ``docs/``.
+CHECKOUT_DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def find_docs_dir(*candidates: Path) -> Path:
+    """The first of ``candidates`` that holds the pages (``llms.txt`` marks one), else the last:
+    a missing page then names the file it looked for."""
+    for candidate in candidates:
+        if (candidate / PAGES["llms"].filename).is_file():
+            return candidate
+    return candidates[-1]
+
+
 def docs_dir() -> Path:
-    """``$COMPUTALOT_DOCS_DIR`` or the ``docs/`` folder next to the package (a source checkout)."""
+    """``$COMPUTALOT_DOCS_DIR``, else the pages packaged in the wheel, else the checkout's
+    ``docs/`` (docs/operating.md)."""
     override = os.environ.get(DOCS_DIR_ENV)
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "docs"
+    return Path(override) if override else find_docs_dir(PACKAGED_DOCS, CHECKOUT_DOCS)
 
 
 @functools.lru_cache(maxsize=32)

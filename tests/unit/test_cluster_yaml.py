@@ -8,6 +8,8 @@ the provider's defaults, ``validate_config`` checks the result).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,7 @@ def test_nodes_install_the_platform_and_join_with_a_token(config: dict[str, Any]
     assert "pip install" in setup and "$HOME/computalot" in setup
     assert "bubblewrap" in setup and "nftables" in setup  # the task sandbox (docs/sandbox.md)
     assert config["file_mounts"]["~/computalot"] == "."
+    assert config["file_mounts"]["~/computalot-dist"] == "dist"  # python -m build's output
     assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
     assert "example.invalid" not in CLUSTER_YAML.read_text()
     for commands in (config["head_start_ray_commands"], config["worker_start_ray_commands"]):
@@ -88,3 +91,48 @@ def test_head_starts_the_platform_with_store_and_s3_from_env(config: dict[str, A
     assert ". ~/computalot.env" in start[serve]
     for variable in ("COMPUTALOT_DATA_DIR", "COMPUTALOT_DATABASE_URL", "COMPUTALOT_ARTIFACT_STORE"):
         assert "${" + variable + ":?" in start[serve]
+
+
+def _install_command(config: dict[str, Any]) -> str:
+    (command,) = [
+        c
+        for c in config["setup_commands"]
+        if "computalot-venv/bin/pip install" in c and "[server]" in c
+    ]
+    return str(command)
+
+
+def _pip_calls(config: dict[str, Any], home: Path) -> list[list[str]]:
+    """Run the node's install line with ``$HOME`` at ``home`` and a pip that only logs its
+    arguments (one call per line)."""
+    pip = home / "computalot-venv" / "bin" / "pip"
+    pip.parent.mkdir(parents=True)
+    pip.write_text('#!/bin/sh\nprintf "%s\\n" "$*" >> "$HOME/pip.log"\n')
+    pip.chmod(0o755)
+    env = {"PATH": os.environ["PATH"], "HOME": str(home)}
+    done = subprocess.run(["bash", "-c", _install_command(config)], env=env, timeout=60)
+    assert done.returncode == 0
+    return [line.split() for line in (home / "pip.log").read_text().splitlines()]
+
+
+def test_nodes_install_the_newest_wheel_with_the_server_extra(
+    config: dict[str, Any], tmp_path: Path
+) -> None:
+    dist = tmp_path / "computalot-dist"
+    dist.mkdir()
+    for version in ("0.2.0", "0.10.1", "0.9.0"):
+        (dist / f"computalot-{version}-py3-none-any.whl").write_bytes(b"")
+    wheel = f"{dist}/computalot-0.10.1-py3-none-any.whl"
+    assert _pip_calls(config, tmp_path) == [
+        ["install", "--quiet", f"{wheel}[server]"],
+        ["install", "--quiet", "--force-reinstall", "--no-deps", wheel],
+    ]
+
+
+def test_without_a_wheel_nodes_install_the_checkout(config: dict[str, Any], tmp_path: Path) -> None:
+    (tmp_path / "computalot-dist").mkdir()
+    checkout = f"{tmp_path}/computalot"
+    assert _pip_calls(config, tmp_path) == [
+        ["install", "--quiet", f"{checkout}[server]"],
+        ["install", "--quiet", "--force-reinstall", "--no-deps", checkout],
+    ]
