@@ -191,7 +191,7 @@ def install_binary(key: str, data: bytes) -> Path:
 def _first_errors(stderr: str, build_dir: Path) -> str:
     """The compiler's first error messages, paths shown as ``lib.rs``."""
     text = stderr.replace(str(build_dir / "src" / "lib.rs"), "lib.rs")
-    text = text.replace(str(build_dir), ".")
+    text = text.replace(str(build_dir), ".").replace("src/lib.rs", "lib.rs")
     blocks: list[str] = []
     current: list[str] = []
     for line in text.splitlines():
@@ -211,7 +211,7 @@ def _first_errors(stderr: str, build_dir: Path) -> str:
 
 def compile_strategy(source: str, has_after_swap: bool, timeout_s: float) -> Build:
     """The strategy's runner, from the cache or compiled now; :class:`RecipeFailure`
-    (``compile_error``) with the compiler's first errors when it does not build."""
+    (``invalid_input``) with the compiler's first errors when it does not build."""
     import time
 
     started = time.monotonic()
@@ -277,7 +277,7 @@ def compile_strategy(source: str, has_after_swap: bool, timeout_s: float) -> Bui
         if done.returncode != 0:
             raise RecipeFailure(
                 "the strategy does not compile:\n" + _first_errors(done.stderr, build_dir),
-                code="compile_error",
+                code="invalid_input",
             )
         built = root / "target" / "release" / package
         install_binary(key, built.read_bytes())

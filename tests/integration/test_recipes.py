@@ -38,7 +38,7 @@ def test_the_catalog_lists_the_four_recipes_with_what_runs_here(member: httpx.Cl
     ]
     assert listed["lightgbm_train"]["operations"] == ["train", "cross_validate"]
     assert listed["packing"]["available"] and listed["lightgbm_train"]["available"]
-    assert not listed["prop_amm"]["available"] and not listed["echidna"]["available"]
+    assert listed["prop_amm"]["available"] and not listed["echidna"]["available"]
 
 
 @pytest.mark.parametrize("name", ["packing", "lightgbm_train", "prop_amm", "echidna"])
@@ -64,7 +64,16 @@ def test_an_unknown_recipe_is_404(member: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("name", "payload", "capability"),
     [
-        ("prop_amm", {"operation": "eval", "rs_source_b64": "Zm4gbWFpbigpIHt9"}, "rustc"),
+        (
+            "prop_amm",
+            {
+                "operation": "bpf_eval",  # the SBF operations need a toolchain these nodes lack
+                "rs_source_b64": "Y29uc3QgTkFNRTogJnN0ciA9ICJuIjsKY29uc3QgTU9ERUxfVVNFRDogJnN0ciA9"
+                "ICJOb25lIjsKZm4gZ2V0X21vZGVsX3VzZWQoKSAtPiAmJ3N0YXRpYyBzdHIgeyBNT0RFTF9VU0VEIH0KZm4g"
+                "Y29tcHV0ZV9zd2FwKF9kOiAmW3U4XSkgLT4gdTY0IHsgMCB9Cg==",
+            },
+            "rustc",
+        ),
         ("echidna", {"project_ref": "art_x", "contract": "Token"}, "echidna"),
     ],
 )
