@@ -85,6 +85,7 @@ export class SseParser {
     this.buffer += text;
     let nl;
     while ((nl = this.buffer.search(/\r\n|\r|\n/)) >= 0) {
+      if (nl === this.buffer.length - 1 && this.buffer[nl] === "\r") break; // "\r\n" cut in two
       const line = this.buffer.slice(0, nl);
       const skip = this.buffer.startsWith("\r\n", nl) ? 2 : 1;
       this.buffer = this.buffer.slice(nl + skip);

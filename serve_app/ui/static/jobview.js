@@ -8,8 +8,10 @@ import { chart, histogram } from "./svgplot.js";
 import { sweepCard } from "./sweepview.js";
 import { packingCard } from "./packingview.js";
 
-/** Tasks read for the duration plot and the progress curve (beyond it, live samples only). */
-const MAX_TASKS = 2000;
+/** Tasks read for the duration plot and the progress curve (one page; a bigger job's curve is
+ * drawn from the counts seen live). */
+const MAX_TASKS = 500;
+/** Least milliseconds between two re-reads; a slow re-read waits four times its own length. */
 const REFRESH_MS = 1000;
 const OUTPUT_LINES = 40;
 
@@ -100,7 +102,13 @@ export class JobView {
       this.streamError = (d.error && d.error.message) || "stream error";
     }
     const c = this.counts();
-    if (c.total) this.samples.push([this.elapsed(), (c.completed + c.failed + c.cancelled) / c.total]);
+    if (c.total) {
+      // One sample per 0.2 s at most: a 100,000-task job keeps a short curve.
+      const sample = [this.elapsed(), (c.completed + c.failed + c.cancelled) / c.total];
+      const prev = this.samples[this.samples.length - 1];
+      if (prev && sample[0] - prev[0] < 0.2) this.samples[this.samples.length - 1] = sample;
+      else this.samples.push(sample);
+    }
     this.dirty = true;
     this.schedule();
   }
@@ -118,19 +126,23 @@ export class JobView {
 
   async refreshLoop() {
     while (!this.abort.signal.aborted) {
+      let wait = REFRESH_MS;
       if (this.dirty && !this.finalRead) {
         const last = this.ended;
         this.dirty = false;
+        const began = performance.now();
         try {
           await this.refresh();
+          wait = Math.max(REFRESH_MS, 4 * (performance.now() - began));
           if (last) this.finalRead = true;
+          else if (this.ended) this.dirty = true; // one more read, after the end
         } catch (err) {
           if (err instanceof AuthError) return this.onAuthError(err);
           this.dirty = true;
         }
         this.schedule();
       }
-      await new Promise((r) => setTimeout(r, REFRESH_MS));
+      await new Promise((r) => setTimeout(r, wait));
       if (!this.ended && this.streamState !== "live") this.dirty = true;
     }
   }
@@ -284,7 +296,7 @@ export class JobView {
     );
     const durations = this.tasks.filter((t) => typeof t.duration_s === "number").map((t) => t.duration_s);
     clear(this.el.durationPlot).appendChild(
-      chart({ name: "durations", title: `Task durations (${durations.length} tasks)`, xLabel: "duration (s)", yLabel: "tasks",
+      chart({ name: "durations", title: `Task durations (${durations.length}${this.tasksTruncated ? ", first " + MAX_TASKS : ""} tasks)`, xLabel: "duration (s)", yLabel: "tasks",
         bars: histogram(durations, 20) || undefined, yFrom0: true }),
     );
   }
