@@ -101,9 +101,26 @@ def replicated(pg_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
         key = (data_dir / "admin_key").read_text().strip()
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
-            yield Replicated(url, client)
+            replicated = Replicated(url, client)
+            _until_both_replicas_serve(replicated)
+            yield replicated
     finally:
         _stop(up)
+
+
+def _until_both_replicas_serve(replicated: Replicated) -> None:
+    """/ready answers once one replica runs; the second may start later, and the ingress
+    reloads when it joins (a connection may drop then): wait until both have answered."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + 180
+    while len(seen) < 2:
+        assert time.monotonic() < deadline, f"only replica {seen} answered"
+        try:
+            answers = at_once(replicated, 16, lambda c: c.get("/health", timeout=60))
+        except httpx.TransportError:
+            continue
+        seen |= {a.headers[REPLICA] for a in answers if a.status_code == 200}
+    time.sleep(2)  # the ingress's reload for the second replica has settled
 
 
 def _ready(url: str) -> bool:
@@ -130,13 +147,9 @@ def at_once(replicated: Replicated, n: int, send: Any) -> list[httpx.Response]:
 
 
 def test_both_replicas_answer(replicated: Replicated) -> None:
-    seen: set[str] = set()
-    deadline = time.monotonic() + 120  # the second replica may still be starting
-    while len(seen) < 2:
-        assert time.monotonic() < deadline, f"only replica {seen} answered"
-        answers = at_once(replicated, 16, lambda c: c.get(f"{API}/account", timeout=60))
-        assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
-        seen |= replicas_of(answers)
+    answers = at_once(replicated, 32, lambda c: c.get(f"{API}/account", timeout=60))
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    assert len(replicas_of(answers)) == 2, replicas_of(answers)
 
 
 def test_project_quickstart(replicated: Replicated) -> None:
