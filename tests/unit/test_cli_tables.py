@@ -7,7 +7,7 @@ import io
 
 from rich.console import Console
 
-from computalot.cli.render import jobs_table, projects_table
+from computalot.cli.render import artifacts_table, human_size, jobs_table, kv_table, projects_table
 
 JOB = {
     "id": "job_g620jXq8Rk2Lh7zPqY5wTA",
@@ -42,3 +42,18 @@ def test_project_names_and_revision_ids_are_whole() -> None:
     }
     text = _render(projects_table([project]), 80)
     assert project["name"] in text and "rev_DCsTvN3WVwT-bKPuiNVAug" in text
+
+
+def test_artifact_ids_and_kv_keys_are_whole_at_80_columns_and_narrower() -> None:
+    artifact = {
+        "id": "art_Zq8Rk2Lh7zPqY5wTAg620j",
+        "filename": "a-training-set-with-a-name-long-enough-to-wrap-at-eighty.parquet",
+        "size": 3 * 1024 * 1024 * 1024 + 5,
+        "created_at": "2026-12-06T01:14:41.701300Z",
+    }
+    key = {"key": "runs/2026-12-06/sweep-lr-0.01-depth-5/best", "version": 12, "updated_at": "x"}
+    for width in (80, 50):
+        assert artifact["id"] in _render(artifacts_table([artifact]), width)
+        assert key["key"] in _render(kv_table([key]), width)
+    assert "3.0 GiB" in _render(artifacts_table([artifact]), 120)
+    assert [human_size(n) for n in (0, 1023, 1536, None)] == ["0 B", "1023 B", "1.5 KiB", ""]
