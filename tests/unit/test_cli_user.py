@@ -165,6 +165,44 @@ def test_cli_watch_follows_the_stream(use_handler: Any, final: str, code: int) -
     assert [json.loads(line)["id"] for line in lines] == [1, 2, 3, 4, 5, 6, 7]
 
 
+def test_cli_watch_of_several_jobs_uses_one_stream_and_a_bar_each(use_handler: Any) -> None:
+    events = [
+        sse(1, "job", {"job_id": "job_a", "id": "job_a", "status": "running",
+                       "task_counts": {"total": 1}}),
+        sse(2, "job", {"job_id": "job_b", "id": "job_b", "status": "running",
+                       "task_counts": {"total": 3}}),
+        sse(3, "output", {"job_id": "job_b", "task_id": "tsk_9", "text": "from b\n"}),
+        sse(4, "end", {"job_id": "job_a", "id": "job_a", "status": "completed"}),
+        sse(5, "end", {"job_id": "job_b", "id": "job_b", "status": "failed"}),
+    ]  # fmt: skip
+    rec = Recorder(lambda req: event_stream(events))
+    use_handler(rec)
+    result = invoke("watch", "job_a", "job_b")
+    assert result.exit_code == 1, result.output  # one of them did not complete
+    assert rec.last.url.path == "/api/v1/jobs/watch"
+    assert rec.last.url.params["ids"] == "job_a,job_b"
+    assert "job_b [tsk_9] from b" in result.output
+    assert "job job_a completed" in result.output and "job job_b failed" in result.output
+
+
+def test_cli_submit_from_a_file_and_to_a_recipe(use_handler: Any, tmp_path: Path) -> None:
+    rec = Recorder(lambda req: httpx.Response(201, json={"id": "job_9", "status": "queued"}))
+    use_handler(rec)
+    job = {"project": "demo", "runner_command": ["python3", "a.py"], "timeout_s": 30}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    result = invoke("submit", "--file", str(tmp_path / "job.json"), "--timeout", "60")
+    assert result.exit_code == 0, result.output
+    assert body_of(rec.last) == {**job, "timeout_s": 60}  # a flag overrides the file
+    assert rec.last.headers["idempotency-key"]
+    result = invoke("submit", "--recipe", "packing", "--payload", '{"operation": "eval"}')
+    assert result.exit_code == 0, result.output
+    assert rec.last.url.path == "/api/v1/recipes/packing/jobs"
+    assert body_of(rec.last) == {"payload": {"operation": "eval"}}
+    (tmp_path / "list.json").write_text("[1]")
+    bad = invoke("submit", "--file", str(tmp_path / "list.json"))
+    assert bad.exit_code == 2 and "one JSON object" in bad.output
+
+
 def test_cli_results_cancel_projects_presets_account_docs(use_handler: Any) -> None:
     answers = {
         "/api/v1/results/job_1": {"job_id": "job_1", "aggregate_result": [1, 2]},
