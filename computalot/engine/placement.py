@@ -43,6 +43,13 @@ def fits_a_node(wanted: Mapping[str, float], nodes: list[dict[str, float]]) -> b
     return any(all(node.get(k, 0.0) >= v for k, v in wanted.items()) for node in nodes)
 
 
+def runs_tasks(node: Mapping[str, float]) -> bool:
+    """Whether a node (its total resources) runs tasks: the head offers no CPU to them
+    (docs/operating.md, "Nodes and the sandbox"), so it is never warmed for a project nor
+    counted among the nodes a project must be ready on."""
+    return float(node.get("CPU", 0.0)) > 0
+
+
 def resources_key(options: Mapping[str, Any]) -> str:
     """One key per distinct set of resources (attempts sharing it are judged once)."""
     return json.dumps(wanted_resources(options), sort_keys=True)

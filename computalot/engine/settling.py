@@ -29,6 +29,7 @@ from computalot.engine.cancelling import cancel_requeued
 from computalot.engine.cluster import alive_nodes
 from computalot.engine.counters import bump_counters, finish_if_done
 from computalot.engine.outcomes import Verdict, result_too_large, should_retry
+from computalot.engine.placement import runs_tasks
 from computalot.engine.rows import JOBS, TASKS, JobInfo, TaskRow, chunked, retry_event, task_event
 from computalot.ids import new_id
 from computalot.projects.warm_state import NodeKey, record_reports
@@ -207,7 +208,7 @@ async def _mark_warm(
     if not keys and not reports:
         return
     try:
-        total = len(await asyncio.to_thread(alive_nodes))
+        total = sum(map(runs_tasks, await asyncio.to_thread(alive_nodes)))
     except Exception:  # the count only shapes the status snapshot
         total = 0
     await record_reports(db, keys, reports, total)

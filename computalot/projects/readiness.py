@@ -39,13 +39,16 @@ _RUNNING: set[asyncio.Task[None]] = set()
 
 
 def alive_node_ids() -> list[str]:
-    """Ray ids of the alive nodes, sorted (blocking: a GCS call); 503 without a cluster (the
-    API served outside Ray)."""
+    """Ray ids of the alive nodes that run tasks (not a head with no CPU for them), sorted
+    (blocking: a GCS call); 503 without a cluster (the API served outside Ray)."""
     import ray
 
     if not ray.is_initialized():
         raise NotReady("init needs the compute cluster, and this API process is not connected")
-    return sorted(str(n["NodeID"]) for n in ray.nodes() if n.get("Alive"))
+    from computalot.engine.placement import runs_tasks
+
+    nodes = [n for n in ray.nodes() if n.get("Alive") and runs_tasks(n.get("Resources") or {})]
+    return sorted(str(n["NodeID"]) for n in nodes)
 
 
 def _requirements(revision: Revision) -> list[str] | None:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 
 from computalot.billing.quotes import INIT_MINIMUM_USD, require_available
+from computalot.engine.placement import runs_tasks
 from computalot.errors import field_error
 from computalot.projects import readiness, service, warm_state
 from computalot.schemas.accounts import Strict
@@ -132,6 +133,7 @@ async def project_status_details(
 
 
 async def _nodes_total(request: Request) -> int:
-    """The cluster's alive nodes (the engine's cached view); 0 without an engine."""
+    """The cluster's alive nodes that run tasks (the engine's cached view); 0 without an
+    engine."""
     engine = request.app.state.engine
-    return len(await engine.nodes()) if engine is not None else 0
+    return sum(map(runs_tasks, await engine.nodes())) if engine is not None else 0

@@ -32,6 +32,9 @@ from tests.support.postgres import free_port
 from tests.support.ray_nodes import LocalCluster, alive, ray_available
 
 pytestmark = [
+    # About 3.5 minutes on a 2-core machine under a load of 20 (three `ray start` nodes, a
+    # deploy); room for a busier one.
+    pytest.mark.timeout(600),
     pytest.mark.skipif(ray_available() is not None, reason=str(ray_available())),
     pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed"),
 ]
@@ -167,6 +170,9 @@ def test_two_node_cluster(make_project: Callable[..., str]) -> None:
             results = client.get(f"/api/v1/results/{gpu_job}").json()["results"]
             assert [r["result"]["cuda"] for r in results] == ["0", "0"], results
             assert {t["node"] for t in _tasks(client, gpu_job)} == {node_name(ids["gpu"])}
+            # The project is ready on the nodes that run tasks: the head is not one of them.
+            status = client.get(f"/api/v1/projects/{project}/status").json()
+            assert (status["nodes_total"], status["nodes_ready"]) == (1, 1), status
 
             # The sandbox on the worker node: a task sees nothing of the head's data directory,
             # Ray's directories, or the task running beside it.
@@ -191,12 +197,13 @@ def test_two_node_cluster(make_project: Callable[..., str]) -> None:
 
             # A GPU task mid-run when the GPU node is lost: none is left → node_lost. The CPU
             # task beside it is retried on the CPU node that joined meanwhile.
+            cpu_node = cluster.add_node("cpu", cpus=1, wait=False)  # starts while the GPU task does
             victim = f"gpu-{uuid.uuid4().hex[:12]}"
             gpu_hold = _submit(
                 client, project, ["hold", victim], requirements=GPU, payload={"shared": str(shared)}
             )
             wait_for(lambda: (shared / f"{victim}.1").exists(), "the GPU task to start", 90)
-            cluster.add_node("cpu", cpus=1)
+            cluster.wait_for_nodes(3, cpu_node)
             ids = _node_ids(cluster)
             killed = gpu_node.kill()
             t0 = time.monotonic()

@@ -149,7 +149,7 @@ class LocalCluster:
             "--runtime-env-agent-port", str(free_port()),
         ]  # fmt: skip
 
-    def _start(self, name: str, args: list[str], wait_for: int) -> RayNode:
+    def _start(self, name: str, args: list[str], wait_for: int | None) -> RayNode:
         temp_dir = Path(tempfile.mkdtemp(prefix=f"r{len(self.nodes)}", dir=self.root))
         log = self.root / f"{name}.log"
         argv = [RAY, "start", "--block", "--temp-dir", str(temp_dir), *args, *self._ports()]
@@ -164,7 +164,8 @@ class LocalCluster:
             )
         node = RayNode(name, temp_dir, proc, log)
         self.nodes.append(node)
-        self.wait_for_nodes(wait_for, node)
+        if wait_for is not None:
+            self.wait_for_nodes(wait_for, node)
         return node
 
     def start_head(self, resources: dict[str, float]) -> RayNode:
@@ -185,8 +186,15 @@ class LocalCluster:
         return self._start("head", args, wait_for=1)
 
     def add_node(
-        self, name: str, *, cpus: int, gpus: int = 0, resources: dict[str, float] | None = None
+        self,
+        name: str,
+        *,
+        cpus: int,
+        gpus: int = 0,
+        resources: dict[str, float] | None = None,
+        wait: bool = True,
     ) -> RayNode:
+        """Start a worker node; ``wait``: until it is alive (else see :meth:`wait_for_nodes`)."""
         args = [
             "--address", self.address,
             "--node-ip-address", "127.0.0.1",
@@ -195,7 +203,7 @@ class LocalCluster:
             "--resources", json.dumps(resources or {}),
             "--disable-usage-stats",
         ]  # fmt: skip
-        return self._start(name, args, wait_for=len(self.alive_nodes()) + 1)
+        return self._start(name, args, wait_for=len(self.alive_nodes()) + 1 if wait else None)
 
     def ray_cli(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

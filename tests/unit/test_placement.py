@@ -13,6 +13,7 @@ from computalot.engine.placement import (
     fits_a_node,
     node_name,
     resources_key,
+    runs_tasks,
     wanted_resources,
 )
 from computalot.jobs.resources import ray_options
@@ -83,3 +84,7 @@ def test_node_names_are_stable_and_opaque() -> None:
     name = node_name(node_id) or ""
     assert name.startswith("node-") and len(name) == 13 and node_id[:8] not in name
     assert node_name(None) is None
+
+
+def test_the_head_runs_no_tasks() -> None:
+    assert [runs_tasks(n) for n in (HEAD, GPU_NODE, CPU_NODE)] == [False, True, True]
