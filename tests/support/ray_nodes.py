@@ -117,12 +117,8 @@ class LocalCluster:
 
     def env(self) -> dict[str, str]:
         """The environment of this cluster's processes and of the commands that reach it."""
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("RAY_", "COMPUTALOT_")) or k == "RAY_AUTH_TOKEN_PATH"
-        }
-        env.pop("RAY_AUTH_TOKEN_PATH", None)
+        # Nothing of another Ray instance (its address, token path) nor a platform setting.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "COMPUTALOT_"))}
         env.update(
             {
                 "RAY_AUTH_MODE": "token",
