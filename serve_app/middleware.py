@@ -133,6 +133,7 @@ class Metrics:
         self.reporter: Reporter | None = None
         self.store_figures: StoreFigures | None = None
         self.statements = statement_histogram(self.registry)
+        self.answered = 0  # requests answered: the reporter pushes when it moved
         self.requests = Counter(
             "computalot_http_requests",
             "HTTP requests by route and status",
@@ -189,6 +190,7 @@ class Metrics:
             self.take,
             settings.ray_namespace,
             settings.metrics_push_interval_s,
+            version=lambda: self.answered,
         )
         if self.in_serve:
             self.reporter.start()
@@ -253,3 +255,4 @@ class ObserveMiddleware:
             method = scope["method"]
             self.metrics.requests.labels(method, template, str(status)).inc()
             self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)
+            self.metrics.answered += 1

@@ -39,7 +39,10 @@ class EngineMetrics:
             buckets=DURATION_BUCKETS,
         )
         watch_statements(store, statement_histogram(self.registry))
-        self.reporter = Reporter(f"engine-{epoch}", "engine", self.take, namespace, interval_s)
+        self.events = 0  # attempts claimed and ended: the reporter pushes when it moved
+        self.reporter = Reporter(
+            f"engine-{epoch}", "engine", self.take, namespace, interval_s, lambda: self.events
+        )
 
     def take(self) -> Snapshot:
         return take(self.registry)
@@ -48,6 +51,7 @@ class EngineMetrics:
         """Observe the dispatch latency of first attempts among ``launches`` (job, task,
         attempt); ``jobs`` maps job ids to rows with ``priority`` and ``created_at``."""
         now = datetime.now(UTC)
+        self.events += 1
         for job, _task, attempt in launches:
             row = jobs.get(job.id)
             if attempt != 1 or row is None:
@@ -61,3 +65,4 @@ class EngineMetrics:
     def ended(self, started: float) -> None:
         """An attempt launched at monotonic ``started`` ended now."""
         self.task_duration.observe(max(0.0, time.monotonic() - started))
+        self.events += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,10 +18,17 @@ log = logging.getLogger("computalot.metrics")
 
 #: Seconds a push or an exchange may take before the board is judged unreachable.
 CALL_TIMEOUT_S = 5.0
+#: Seconds between pushes of a source whose figures did not visibly change (gauges and
+#: statements move without a request): well inside the board's ``LIVE_S``.
+KEEPALIVE_S = 4.0
+_FAILED = object()
 
 
 class Reporter:
-    """Pushes ``take()`` to the board as ``source_id`` every ``interval_s`` seconds."""
+    """Pushes ``take()`` to the board as ``source_id`` every ``interval_s`` seconds when
+    ``version()`` moved (a count of what the source observed: taking a snapshot of a few
+    thousand series costs milliseconds, an idle source need not pay it every second), and
+    every ``KEEPALIVE_S`` regardless."""
 
     def __init__(
         self,
@@ -29,12 +37,14 @@ class Reporter:
         take: Callable[[], Snapshot],
         namespace: str,
         interval_s: float,
+        version: Callable[[], int] = lambda: 0,
     ) -> None:
         self.source_id = source_id
         self.kind = kind
         self.take = take
         self.namespace = namespace
         self.interval_s = interval_s
+        self.version = version
         self._board: Any = None
         self._task: asyncio.Task[None] | None = None
 
@@ -49,8 +59,12 @@ class Reporter:
             self._task = None
 
     async def _loop(self) -> None:
+        pushed: tuple[int | None, float] = (None, float("-inf"))
         while True:
-            await self._call("push")
+            version, now = self.version(), time.monotonic()
+            due = version != pushed[0] or now - pushed[1] >= KEEPALIVE_S
+            if due and await self._call("push") is not _FAILED:
+                pushed = (version, now)
             await asyncio.sleep(self.interval_s)
 
     async def exchange(self) -> Snapshot | None:
@@ -72,4 +86,4 @@ class Reporter:
         except Exception as exc:  # the board is down or restarting: try again next time
             self._board = None
             log.warning("metrics board not reachable (%s)", type(exc).__name__)
-            return None
+            return _FAILED
