@@ -91,6 +91,12 @@ def test_metrics_from_loopback_count_by_route_template(
     assert account_id not in text
     assert "/no/such/" not in text
     assert samples(text, "computalot_http_request_duration_seconds_count")
+    # The platform's merge (docs/metrics.md): the replica and the engine both report.
+    assert "computalot_metrics_board_up 1.0" in text.splitlines(), text
+    assert samples(text, "computalot_metrics_sources") == [
+        ({"kind": "api"}, 1.0),
+        ({"kind": "engine"}, 1.0),
+    ]
 
     # The counter moves with traffic.
     for _ in range(3):
@@ -129,6 +135,8 @@ async def test_metrics_for_a_remote_client(
         ok = await anon.get("/metrics", headers=auth)
         assert ok.status_code == 200, ok.text
         assert "computalot_http_requests" in ok.text
+        # An app outside Serve is no replica of the platform: it answers for itself.
+        assert "computalot_metrics_board_up 0.0" in ok.text.splitlines()
         metrics_token = platform.settings.metrics_token.get_secret_value()
         with_token = await anon.get(
             "/metrics", headers={"Authorization": f"Bearer {metrics_token}"}
