@@ -156,6 +156,7 @@ SNAPSHOT = """() => {
     points: Number(series?.dataset.points ?? 0),
     results: document.querySelectorAll('#results-table tbody tr').length,
     failed: q('#failed')?.textContent ?? '',
+    taskBars: document.querySelectorAll('.bar.thin[role=progressbar]').length,
   };
 }"""
 
@@ -233,10 +234,14 @@ def follow_fan_out(page: Any, proxy: DropProxy, member: httpx.Client, project: s
     page.on("request", lambda r: urls.append(r.url))
     open_job(page, job_id)
     seen: list[dict[str, Any]] = []
+    running_shot = SHOTS / "fan-out-job-running.png"
+    running_shot.unlink(missing_ok=True)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         snap = page.evaluate(SNAPSHOT)
         seen.append(snap)
+        if 30 <= snap["pct"] <= 70 and not running_shot.exists():
+            page.screenshot(path=str(running_shot), full_page=True)
         if (
             snap["status"] in TERMINAL
             and snap["results"] == count
@@ -255,6 +260,7 @@ def follow_fan_out(page: Any, proxy: DropProxy, member: httpx.Client, project: s
     assert values == sorted(values), f"the bar went backwards: {values}"
     points = [s["points"] for s in seen]
     assert len(set(points)) >= 4 and points[-1] > points[0], f"the plot did not grow: {points}"
+    assert max(s["taskBars"] for s in seen) >= 1, "no running task's own bar was ever shown"
     assert page.locator("svg[data-plot=durations] rect.hbar").count() >= 1
     assert page.locator("#stat-throughput .stat-value").inner_text().endswith("tasks/s")
     rows = page.locator("#results-table tbody tr")
