@@ -92,8 +92,9 @@ class Killer:
     stop: threading.Event = field(default_factory=threading.Event)
     rng: random.Random = field(default_factory=lambda: random.Random(1906))
 
-    def runners(self, tree: set[int]) -> list[tuple[int, str, int]]:
-        """(runner pid, task id, attempt) of every live runner of this run in the tree."""
+    def runners(self, tree: set[int]) -> list[tuple[int, str, int, proctree.Proc | None]]:
+        """(runner pid, task id, attempt, its marked child) of every live runner of this run in
+        the tree."""
         prefix = f"chaos-{self.run}-"
         found = []
         for pid in tree:
@@ -102,7 +103,7 @@ class Killer:
                 task_id, attempt = line.split(prefix, 1)[1].split()[0].rsplit("-", 1)
                 parent = proctree.parent_of(pid)
                 if parent in tree:
-                    found.append((parent, task_id, int(attempt)))
+                    found.append((parent, task_id, int(attempt), proctree.identity(pid)))
         return found
 
     def ray_worker(self, pid: int, tree: set[int]) -> int | None:
@@ -127,14 +128,17 @@ class Killer:
         if not candidates:
             self.misses += 1
             return
-        pid, task_id, attempt = self.rng.choice(candidates)
+        pid, task_id, attempt, child = self.rng.choice(candidates)
         kind = "worker" if len(self.kills) % 2 else "runner"
         victim = self.ray_worker(pid, tree) if kind == "worker" else pid
         if victim is None:
             self.misses += 1
             return
         proc = proctree.identity(victim)
-        if proc is not None and proctree.kill_proc(proc):
+        # The runner's child lives until the runner is about to write its result: alive now,
+        # the attempt cannot have ended before the signal lands (microseconds later).
+        running = child is not None and proctree.alive(child)
+        if proc is not None and running and proctree.kill_proc(proc):
             self.kills.append(Kill(task_id, attempt, kind, victim))
 
     def loop(self) -> None:
@@ -310,9 +314,10 @@ def test_random_sigkills_of_runners_and_ray_workers(
         for pid, start in killer.seen
         if proctree.alive((pid, start)) and pid not in tree
     ]
-    leftover_children = killer.runners(tree) + [
+    # Anywhere on the host: a runner's marked child, inside the platform's tree or not.
+    leftover_children = [
         (pid, proctree.cmdline(pid))
-        for pid in proctree.descendants(1)
+        for pid in proctree.parents()
         if f"chaos-{run}-" in proctree.cmdline(pid)
     ]
     after = settled_resources(baseline, SETTLE_S)
