@@ -7,15 +7,19 @@ integration tests (one cluster and one API per test session).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import hmac
 import json
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +118,10 @@ def serve_env(settings: Settings) -> dict[str, str]:
         # Replicas otherwise stay reachable 30 s after shutdown (Ctrl-C, tests): 1 s is plenty
         # for one ingress in front of them.
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+        # Serve gives a new proxy 5 s to say it is ready, 3 times, then kills it and starts
+        # over; on a busy node (a 2-core host under load) HAProxy's manager needed longer, and
+        # `computalot up` died with ActorDiedError (killed by ray.kill). 30 s each.
+        "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
         "RAY_SERVE_HAPROXY_TUNE_BUFSIZE": str(INGRESS_BUFSIZE),
     }
     wrapper = ingress.wrapper_path()
@@ -260,12 +268,28 @@ def start(
             init_kwargs["_temp_dir"] = str(ray_temp_dir)
     if not ray.is_initialized():
         keep_secrets_out_of_env()
-        ray.init(**init_kwargs)
+        with _python_signal_handlers_kept():
+            ray.init(**init_kwargs)
     start_engine(settings.ray_namespace, env, secrets)
     deploy(settings, env, secrets)
     url = settings.resolved_public_url
     wait_ready(url)
     return Running(url=url, admin_key=admin_key, settings=settings)
+
+
+@contextlib.contextmanager
+def _python_signal_handlers_kept() -> Iterator[None]:
+    """Keep the Python handlers of SIGINT/SIGTERM across ``ray.init``: Ray's core worker puts
+    its own crash handler on SIGTERM, which logs a stack and aborts the process (exit 134)
+    instead of the clean stop ``computalot up`` asked for (computalot.lifecycle.signals)."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in saved.items():
+                if callable(handler):
+                    signal.signal(sig, handler)
 
 
 def wait_ready(url: str, timeout_s: float = READY_TIMEOUT_S) -> None:

@@ -11,7 +11,7 @@ minute or more on a busy 2-core host):
 2. ...and the next ``up`` on that data dir, started through ``make`` (``run:`` as in the
    Makefile), removes them and says so; then SIGTERM to ``make`` alone (as ``timeout`` or a
    service manager sends it). Beside it, an ``up`` stopped by Ctrl-C at its terminal (SIGINT to
-   its whole process group, Ray's processes included).
+   its whole process group, Ray's processes included), and one SIGTERMed while it starts.
 
 After each: every process that descended from that ``up`` (snapshot taken once it served) is
 gone, and so is anything holding its Ray temp dir or HAProxy folder; the API port is free.
@@ -92,6 +92,12 @@ def _start(tmp: Path, name: str, data_dir: Path, *, via_make: bool = False) -> U
     return Up(name, data_dir, port, popen, out, err)
 
 
+def _identities(root: int) -> list[proctree.Proc]:
+    """``root`` and every process below it, as (pid, start time)."""
+    pids = [root, *proctree.descendants(root)]
+    return [proc for pid in pids if (proc := proctree.identity(pid)) is not None]
+
+
 def _wait_serving(*ups: Up) -> None:
     deadline = time.monotonic() + READY_S
     for up in ups:
@@ -99,14 +105,7 @@ def _wait_serving(*ups: Up) -> None:
             assert up.popen.poll() is None, f"{up.name} ended: {up.text()}\n{up.errors()}"
             assert time.monotonic() < deadline, f"{up.name} not serving: {up.errors()}"
             time.sleep(0.5)
-        up.snapshot = [
-            proc
-            for pid in proctree.descendants(up.popen.pid)
-            if (proc := proctree.identity(pid)) is not None
-        ]
-        root = proctree.identity(up.popen.pid)
-        assert root is not None
-        up.snapshot.append(root)
+        up.snapshot = _identities(up.popen.pid)
         commands = " ".join(proctree.cmdline(pid) for pid, _ in up.snapshot)
         assert "raylet" in commands and "haproxy" in commands, commands
 
@@ -159,7 +158,21 @@ def test_up_leaves_nothing_behind_however_it_ends(tmp_path: Path, ups: list[Up])
     # beside it, Ctrl-C at an `up`'s terminal.
     again = _start(tmp_path, "again", both.data_dir, via_make=True)
     ctrl_c = _start(tmp_path, "ctrl-c", alone.data_dir)
-    ups += [again, ctrl_c]
+    early = _start(tmp_path, "early", tmp_path / "early")
+    ups += [again, ctrl_c, early]
+
+    # SIGTERM during start-up, once Ray runs and Serve deploys (Ray's own SIGTERM handler,
+    # which logs a stack and aborts, must not be the one that answers).
+    deadline = time.monotonic() + READY_S
+    while "Started Serve in namespace" not in early.errors():
+        assert early.popen.poll() is None and time.monotonic() < deadline, early.errors()
+        time.sleep(0.2)
+    early.snapshot = _identities(early.popen.pid)
+    early.popen.send_signal(signal.SIGTERM)
+    assert early.popen.wait(timeout=GONE_S) == 0, early.errors()
+    _assert_all_gone(early)
+    assert "API: http" not in early.text() and "Traceback" not in early.errors()
+
     _wait_serving(again, ctrl_c)
     removed = [line for line in again.text().splitlines() if line.startswith("removed ")]
     assert len(removed) == 1, again.text()
