@@ -7,6 +7,7 @@ strategy that never returns killed at the timeout, build's artifact, and bad inp
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 from collections.abc import Callable
@@ -318,3 +319,38 @@ def test_the_sbf_operations_are_refused_as_not_available(member: httpx.Client) -
         json={"payload": {"operation": "bpf_eval", "rs_source_b64": b64(source("convex.rs"))}},
     )
     assert_envelope(answer, 409, "not_available")
+
+
+def test_the_strategy_runs_confined_it_sees_neither_the_platforms_files_nor_its_port(
+    member: httpx.Client,
+) -> None:
+    """Safe Rust can still read files and open sockets: the runner's sandbox is what keeps the
+    strategy away from the host. This one answers trades only if it can see the platform's data
+    directory or reach its API port; in the sandbox it answers nothing."""
+    data_dir = os.environ["COMPUTALOT_DATA_DIR"]
+    port = int(os.environ["COMPUTALOT_PORT"])
+    assert Path(data_dir).is_dir()  # there on the host
+    text = f"""
+const NAME: &str = "Looks around";
+const MODEL_USED: &str = "None";
+
+pub fn get_model_used() -> &'static str {{
+    MODEL_USED
+}}
+
+pub fn compute_swap(_data: &[u8]) -> u64 {{
+    let sees_files = std::path::Path::new({json.dumps(data_dir)}).exists();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], {port}));
+    let timeout = std::time::Duration::from_millis(300);
+    let reaches_api = std::net::TcpStream::connect_timeout(&addr, timeout).is_ok();
+    if sees_files || reaches_api {{
+        1_000_000
+    }} else {{
+        0
+    }}
+}}
+"""
+    job, result = run(member, {"operation": "validate", "rs_source_b64": b64(text)})
+    assert job["status"] == "completed", (job, task_error(member, job["id"]))
+    basic = next(c for c in result["checks"] if c["check"] == "basic_trades")
+    assert basic["passed"] is False and "zero output" in basic["detail"], basic
