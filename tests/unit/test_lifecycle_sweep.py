@@ -64,6 +64,12 @@ def test_a_sweep_finds_by_command_line_cwd_and_open_file_and_nothing_else(
     other = _spawn(spawned, str(tmp_path / "ray-temp-other"), cwd=tmp_path)
     for proc in spawned:
         _wait_started(proc.pid)
+    # An operator reading a log there (not one of the platform's programs): left alone.
+    reader = subprocess.Popen(["tail", "-f", str(marker / "worker.out")], cwd=marker)
+    spawned.append(reader)
+    deadline = time.monotonic() + 10
+    while "tail" not in procs.command(reader.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
     found = {p.pid for p in procs.find([str(marker)])}
     assert found == {by_arg.pid, by_cwd.pid, by_file.pid}
@@ -75,7 +81,7 @@ def test_a_sweep_finds_by_command_line_cwd_and_open_file_and_nothing_else(
     assert time.monotonic() - started < 10
     for proc in (by_arg, by_cwd, by_file):
         assert proc.wait(timeout=5) == -9
-    assert other.poll() is None
+    assert other.poll() is None and reader.poll() is None
 
 
 def test_a_reused_pid_is_never_signalled(spawned: list[subprocess.Popen[bytes]]) -> None:
