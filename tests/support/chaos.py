@@ -8,6 +8,8 @@ every such variable before the suites are imported.
 from __future__ import annotations
 
 import os
+import random
+import socket
 
 LONG = os.environ.get("CHAOS", "").strip().lower() == "long"
 
@@ -24,3 +26,18 @@ def report(title: str, figures: dict[str, object]) -> str:
     text = "\n".join(lines)
     print(text, flush=True)
     return text
+
+
+def quiet_port() -> int:
+    """A free port outside the kernel's ephemeral range: Ray's workers and Serve's replicas of
+    every platform on the host pick theirs there (Serve with ``SO_REUSEPORT``), so a port from
+    that range can be taken, or answered by another server, before a platform binds it."""
+    for _ in range(200):
+        port = random.randrange(20000, 30000)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-29999")
