@@ -3,7 +3,7 @@
 ``client.topup(amount_usd, account=key)`` asks for a quote (the server answers 402 with the
 x402 payment requirements), signs an EIP-3009 ``transferWithAuthorization`` for exactly that
 quote with the caller's eth-account key through the stock ``x402`` client, and pays it. The
-signing needs the ``x402`` package (``pip install 'x402[evm]'``); everything else in the SDK
+signing needs the ``x402`` package (``pip install 'computalot[wallet]'``); everything else in the SDK
 works without it, so it is imported here, on first use, only.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 from computalot.sdk.errors import ApiError, PaymentRequired
 
 #: What to install when the x402 client is missing.
-X402_HINT = "pip install 'x402[evm]>=2.25' (the x402 client that signs the payment)"
+X402_HINT = "pip install 'computalot[wallet]' (the x402 client that signs the payment)"
 
 
 def _local_account(account: Any) -> Any:
