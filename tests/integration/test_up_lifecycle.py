@@ -110,7 +110,9 @@ def _wait_serving(*ups: Up) -> None:
         assert "raylet" in commands and "haproxy" in commands, commands
 
 
-def _assert_all_gone(up: Up, timeout_s: float = GONE_S) -> None:
+def _assert_all_gone(up: Up, timeout_s: float = GONE_S, since: float | None = None) -> None:
+    """Everything of ``up`` gone within ``timeout_s``; prints how long after ``since`` (the
+    signal) that was."""
     deadline = time.monotonic() + timeout_s
     left = up.snapshot
     held: list[procs.Proc] = []
@@ -125,6 +127,10 @@ def _assert_all_gone(up: Up, timeout_s: float = GONE_S) -> None:
     described = [f"{p.pid} {p.command[:100]}" for p in held]
     assert not held, f"{up.name}: still holding its folders: {described}"
     assert not port_in_use("127.0.0.1", up.port), f"{up.name}: port {up.port} still taken"
+    if since is not None:
+        print(
+            f"{up.name}: {len(up.snapshot)} processes gone {time.monotonic() - since:.1f} s after"
+        )
 
 
 @pytest.fixture
@@ -145,14 +151,16 @@ def test_up_leaves_nothing_behind_however_it_ends(tmp_path: Path, ups: list[Up])
     _wait_serving(alone, both)
     both_watchdog = both.record()["watchdog"]
 
+    killed_at = time.monotonic()
     alone.popen.kill()
     assert alone.popen.wait(timeout=30) == -signal.SIGKILL
     os.kill(both_watchdog[0], signal.SIGKILL)
     both.popen.kill()
-    _assert_all_gone(alone)
+    _assert_all_gone(alone, since=killed_at)
     assert "ended without stopping; stopped" in (alone.data_dir / "watchdog.log").read_text()
     left = [p for p in both.snapshot if proctree.alive(p)]
     assert left, "nothing outlived a kill -9 of up and its watchdog: the next check proves nothing"
+    outlived = [proctree.cmdline(pid)[:40] for pid, _ in left]
 
     # Round 2: the next `up` on that data dir (through make) removes them, then SIGTERM to make;
     # beside it, Ctrl-C at an `up`'s terminal.
@@ -168,25 +176,28 @@ def test_up_leaves_nothing_behind_however_it_ends(tmp_path: Path, ups: list[Up])
         assert early.popen.poll() is None and time.monotonic() < deadline, early.errors()
         time.sleep(0.2)
     early.snapshot = _identities(early.popen.pid)
+    signalled_at = time.monotonic()
     early.popen.send_signal(signal.SIGTERM)
     assert early.popen.wait(timeout=GONE_S) == 0, early.errors()
-    _assert_all_gone(early)
+    _assert_all_gone(early, since=signalled_at)
     assert "API: http" not in early.text() and "Traceback" not in early.errors()
 
     _wait_serving(again, ctrl_c)
     removed = [line for line in again.text().splitlines() if line.startswith("removed ")]
     assert len(removed) == 1, again.text()
+    print(f"again: {removed[0]}; outlived the kill -9: {outlived}")
     assert "processes a killed `computalot up` left on this data dir (pids" in removed[0]
     assert any(str(pid) in removed[0] for pid, _ in left), (removed, left)
     still = [f"{pid} {proctree.cmdline(pid)[:100]}" for pid, _ in left if proctree.alive((pid, _))]
     assert not still, still  # (its folders are the new platform's now)
 
+    signalled_at = time.monotonic()
     again.popen.send_signal(signal.SIGTERM)  # make alone; make forwards it to its recipe
     os.killpg(ctrl_c.popen.pid, signal.SIGINT)
     again.popen.wait(timeout=GONE_S)
     assert ctrl_c.popen.wait(timeout=GONE_S) == 0, ctrl_c.errors()
     for up in (again, ctrl_c):
-        _assert_all_gone(up)
+        _assert_all_gone(up, since=signalled_at)
         assert "shutting down" in up.text()
         assert "Traceback" not in up.errors(), up.errors()
         assert not (up.data_dir / "up.json").exists()
