@@ -233,6 +233,7 @@ def start(
     """
     import ray
 
+    from computalot.capabilities import node_resources
     from computalot.engine.bootstrap import start_engine
     from serve_app.deployment import deploy
 
@@ -262,6 +263,7 @@ def start(
         # "local" always starts a fresh instance, even when `ray start` left one running.
         init_kwargs["address"] = "local"
         init_kwargs["num_cpus"] = num_cpus
+        init_kwargs["resources"] = node_resources()  # worker capabilities (docs/recipes.md)
         init_kwargs["include_dashboard"] = include_dashboard
         init_kwargs["dashboard_host"] = "127.0.0.1"
         if ray_temp_dir is not None:

@@ -4,7 +4,9 @@ Each recipe package has a light ``recipe.py`` (no NumPy/SciPy/LightGBM at import
 process reads it) defining a :class:`Recipe`: its payload model, operations, ``*_ref`` inputs,
 result schema and examples. An operation names its function as ``"module:function"``; only the
 Ray worker that runs the job imports it. An operation or recipe without a function is listed
-with its schema but refuses jobs (``not_available``).
+with its schema but refuses jobs (``not_available``). An operation that needs a tool outside
+Python names its worker ``capability`` (``computalot.capabilities``): its jobs are refused while
+no alive node declares it, and its tasks are placed only on nodes that do.
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ class Operation:
     """One operation of a recipe. ``target``: ``"package.module:function"`` taking
     ``(ctx: RecipeContext, payload: <the recipe's model>)`` and answering the result dict;
     None while it is not built. ``fans_out``: it starts more Ray tasks (its job's CPUs are
-    shared by them)."""
+    shared by them). ``capability``: the worker capability its tasks need (``rustc``, ``sbf``,
+    ``echidna``; None: any node)."""
 
     name: str
     description: str
     target: str | None = None
     fans_out: bool = False
+    capability: str | None = None
 
     @property
     def available(self) -> bool:
@@ -53,7 +57,8 @@ class Recipe:
     """A sealed recipe. ``payload_model`` has an ``operation`` field (default: the first
     operation); a model may define ``problems() -> list[tuple[field, message]]`` for rules that
     span fields (each becomes a 422 naming its field). ``placement``: where its tasks run
-    (``cpu``, ``gpu``, or a worker capability). ``unavailable``: why jobs are refused (None
+    (``cpu``, ``gpu``, or the worker capability of its main operations; each operation's own
+    ``capability`` is what places and refuses its jobs). ``unavailable``: why jobs are refused (None
     when every built operation runs)."""
 
     name: str

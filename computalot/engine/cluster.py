@@ -1,4 +1,5 @@
-"""What the dispatcher knows of the cluster: its alive nodes, their CPUs, and the launch bound.
+"""What the dispatcher knows of the cluster: its alive nodes, their CPUs and worker
+capabilities, and the launch bound.
 
 Capacity follows the cluster: nodes that join (``ray up`` starts workers after the head, an
 autoscaler adds more) raise the in-flight target, nodes that leave lower it. The nodes are
@@ -12,6 +13,8 @@ import logging
 from collections.abc import Callable
 
 import ray
+
+from computalot.capabilities import CAPABILITIES, cluster_has
 
 log = logging.getLogger("computalot.dispatcher")
 
@@ -27,6 +30,13 @@ HEAD_SHARE = 0.001
 def alive_nodes() -> list[dict[str, float]]:
     """Total resources of each alive Ray node (blocking: a GCS call)."""
     return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+
+
+def node_capabilities(nodes: list[dict[str, float]]) -> set[str]:
+    """The worker capabilities (``computalot.capabilities``) some alive node declares, read
+    from the nodes' resources as last refreshed (the dispatcher's view, cached by the API's
+    engine client: no GCS call per request)."""
+    return {name for name in CAPABILITIES if cluster_has(name, nodes)}
 
 
 def head_placement(nodes: list[dict[str, float]] | None = None) -> dict[str, dict[str, float]]:

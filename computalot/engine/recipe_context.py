@@ -24,25 +24,30 @@ from recipes.context import RecipeContext, RecipeFailure
 
 log = logging.getLogger("computalot.recipes")
 
-#: Sub-task functions wrapped once per (function, CPUs) in this worker.
-_REMOTES: dict[tuple[Callable[..., Any], float], Any] = {}
+#: Sub-task functions wrapped once per (function, CPUs, custom resources) in this worker.
+_REMOTES: dict[tuple[Callable[..., Any], float, str], Any] = {}
 
 
-def _remote(fn: Callable[..., Any], num_cpus: float) -> Any:
-    key = (fn, num_cpus)
+def _remote(fn: Callable[..., Any], num_cpus: float, resources: dict[str, float]) -> Any:
+    key = (fn, num_cpus, repr(sorted(resources.items())))
     remote = _REMOTES.get(key)
     if remote is None:
         if len(_REMOTES) > 256:
             _REMOTES.clear()
         remote = _REMOTES[key] = ray.remote(fn).options(
-            num_cpus=num_cpus, max_retries=0, name=f"computalot-recipe:{fn.__name__}"
+            num_cpus=num_cpus,
+            resources=resources or None,
+            max_retries=0,
+            name=f"computalot-recipe:{fn.__name__}",
         )
     return remote
 
 
 class RayRecipeContext(RecipeContext):
     """One recipe attempt's context. ``inputs``: ``{field: (local path, filename)}``;
-    ``report``: sends one progress event (the attempt's live reporter)."""
+    ``report``: sends one progress event (the attempt's live reporter); ``resources``: the
+    custom resources each sub-task asks for too (its operation's worker capability, so the
+    sub-tasks land on nodes that have it: ``computalot.capabilities``)."""
 
     def __init__(
         self,
@@ -52,7 +57,9 @@ class RayRecipeContext(RecipeContext):
         deadline: float,
         inputs: dict[str, tuple[Path, str]],
         report: Callable[[dict[str, Any]], None],
+        resources: dict[str, float] | None = None,
     ) -> None:
+        self.resources = dict(resources or {})
         self.out_dir = out_dir
         self.cpus = max(1, cpus)
         self.deadline = deadline
@@ -95,7 +102,7 @@ class RayRecipeContext(RecipeContext):
     ) -> list[Any]:
         if not calls:
             return []
-        remote = _remote(fn, float(num_cpus))
+        remote = _remote(fn, float(num_cpus), self.resources)
         refs = [remote.remote(*args) for args in calls]
         self.children.update(refs)
         try:

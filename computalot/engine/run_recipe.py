@@ -32,6 +32,7 @@ import ray
 from numpy.typing import NDArray
 from pydantic import BaseModel
 
+from computalot.capabilities import task_resources
 from computalot.engine.attempt import AttemptSpec, Outcome
 from computalot.engine.cleanup import CLEANER, owner_tag
 from computalot.engine.recipe_context import RayRecipeContext
@@ -147,6 +148,7 @@ def _run(spec: AttemptSpec, root: Path, started: float) -> tuple[Outcome, NDArra
         deadline=deadline - margin,
         inputs=_inputs(spec, root),
         report=lambda fields: reporter("progress", {"progress": fields}),
+        resources=task_resources(recipe.operation(str(recipe_spec.get("operation"))).capability),
     )
     watchdog = _Watchdog(deadline)
     failed: Outcome | None = None

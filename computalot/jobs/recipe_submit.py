@@ -4,8 +4,9 @@ A recipe job is one task that runs the recipe's operation natively in a Ray work
 (``engine.run_recipe``); it has no project, revision, runner command or fan-out, so those
 fields are refused rather than ignored. The payload is validated with the recipe's pydantic
 model (422 naming ``payload.<field>``), its ``problems()`` rules next, then every ``*_ref``
-input must be an artifact the account can read. An operation that is not built answers 409
-``not_available``.
+input must be an artifact the account can read. An operation that is not built, or whose worker
+capability (``computalot.capabilities``) no alive node declares, answers 409 ``not_available``
+naming it; an accepted one asks Ray for that capability so it lands only on such a node.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from computalot.artifacts.inputs import AVAILABLE
+from computalot.capabilities import task_resources
+from computalot.engine.cluster import node_capabilities
 from computalot.errors import NotAvailable, NotFound, ValidationFailed, field_error
 from computalot.schemas.jobs import JobSubmit
 from computalot.store.models import Artifact
@@ -88,30 +91,53 @@ def check_payload(recipe: Recipe, payload: dict[str, Any]) -> BaseModel:
     return checked
 
 
-def check_operation(recipe: Recipe, operation: str) -> None:
-    """409 ``not_available`` for a recipe or operation this deployment cannot run."""
+def operation_state(
+    recipe: Recipe, operation: str, nodes: list[dict[str, float]] | None
+) -> tuple[bool, str | None]:
+    """Whether the cluster can run ``operation`` now, and why not. ``nodes``: each alive node's
+    resources as last read (empty or None: not known yet, so no capability is refused; the
+    dispatcher fails a task no node can take after ``node_wait_s``)."""
     op = recipe.operation(operation)
-    if recipe.unavailable is not None or not op.available:
-        reason = recipe.unavailable or f"operation {operation!r} is not built yet"
-        built = [o.name for o in recipe.operations if o.available and recipe.unavailable is None]
-        action = (
-            f"use one of {', '.join(built)}"
-            if built
-            else "see GET /api/v1/recipes for the recipes that run here"
+    if recipe.unavailable is not None:
+        return False, recipe.unavailable
+    if op.capability and nodes and op.capability not in node_capabilities(nodes):
+        return False, (
+            f"needs the {op.capability!r} worker capability, which no alive node of this "
+            "cluster has (docs/recipes.md, Worker capabilities)"
         )
-        raise NotAvailable(
-            f"recipe {recipe.name!r}, operation {operation!r}: {reason}",
-            details=[
-                {
-                    "loc": ["payload", "operation"],
-                    "msg": reason,
-                    "recipe": recipe.name,
-                    "operation": operation,
-                    "capability": recipe.placement,
-                }
-            ],
-            recommended_action=action,
-        )
+    if not op.available:
+        return False, f"operation {operation!r} is not built yet"
+    return True, None
+
+
+def check_operation(
+    recipe: Recipe, operation: str, nodes: list[dict[str, float]] | None = None
+) -> None:
+    """409 ``not_available`` for an operation this deployment cannot run now: one not built,
+    or one whose worker capability no alive node has (``details`` name it)."""
+    available, reason = operation_state(recipe, operation, nodes)
+    if available:
+        return
+    runnable = [o.name for o in recipe.operations if operation_state(recipe, o.name, nodes)[0]]
+    action = (
+        f"use one of {', '.join(runnable)}, or add a worker with the capability"
+        if runnable
+        else "see GET /api/v1/recipes for the recipes that run here"
+    )
+    capability = recipe.operation(operation).capability or recipe.placement
+    raise NotAvailable(
+        f"recipe {recipe.name!r}, operation {operation!r}: {reason}",
+        details=[
+            {
+                "loc": ["payload", "operation"],
+                "msg": str(reason),
+                "recipe": recipe.name,
+                "operation": operation,
+                "capability": capability,
+            }
+        ],
+        recommended_action=action,
+    )
 
 
 def input_refs(recipe: Recipe, payload: BaseModel) -> list[tuple[str, str]]:
@@ -149,13 +175,34 @@ async def check_recipe_inputs(
     return found
 
 
-async def check_recipe_submit(db: AsyncSession, account_id: str, body: JobSubmit) -> dict[str, Any]:
-    """Every recipe-specific check of a submit; answers what the job's spec keeps of it:
-    ``{"recipe", "operation", "inputs": {field: [artifact id, filename]}}``."""
+async def check_recipe_submit(
+    db: AsyncSession,
+    account_id: str,
+    body: JobSubmit,
+    nodes: list[dict[str, float]] | None = None,
+) -> dict[str, Any]:
+    """Every recipe-specific check of a submit (``nodes``: the alive nodes' resources, for the
+    operation's capability); answers what the job's spec keeps of it: ``{"recipe",
+    "operation", "inputs": {field: [artifact id, filename]}, "capability"}``."""
     recipe = find_recipe(str(body.recipe))
     check_recipe_fields(body)
     payload = check_payload(recipe, body.payload)
     operation = str(getattr(payload, "operation", None) or recipe.default_operation)
-    check_operation(recipe, operation)
+    check_operation(recipe, operation, nodes)
     inputs = await check_recipe_inputs(db, account_id, input_refs(recipe, payload))
-    return {"recipe": recipe.name, "operation": operation, "inputs": inputs}
+    capability = recipe.operation(operation).capability
+    return {
+        "recipe": recipe.name,
+        "operation": operation,
+        "inputs": inputs,
+        "capability": capability,
+    }
+
+
+def with_capability(options: dict[str, Any], capability: str | None) -> dict[str, Any]:
+    """Ray options that also ask for ``capability``'s share (``computalot.capabilities``), so
+    the task lands only on a node that declares it."""
+    wanted = task_resources(capability)
+    if not wanted:
+        return options
+    return {**options, "resources": {**options.get("resources", {}), **wanted}}

@@ -35,7 +35,7 @@ from computalot.jobs.planning import (
     write_inline,
 )
 from computalot.jobs.quotas import Quotas, check_quotas, lock_account
-from computalot.jobs.recipe_submit import check_recipe_submit
+from computalot.jobs.recipe_submit import check_recipe_submit, with_capability
 from computalot.jobs.resources import check_satisfiable, ray_options, resolve_requirements
 from computalot.jobs.result_cache import CacheContext, context_for, policy_from_request
 from computalot.jobs.workflows import Workflow, check_workflow
@@ -220,9 +220,10 @@ async def _validate_recipe(
     db: AsyncSession, account_id: str, body: JobSubmit, limits: Limits, settings: Settings | None
 ) -> Checked:
     """A recipe job: one task running the recipe's operation (``jobs.recipe_submit``)."""
-    recipe = await check_recipe_submit(db, account_id, body)
+    recipe = await check_recipe_submit(db, account_id, body, limits.cluster_nodes)
     plan = plan_fanout(body.payload, None, None, tasks=False)
     minimums, options = _resources(body, limits, settings)
+    options = with_capability(options, recipe["capability"])
     blocked = await _check_dependencies(db, account_id, body.depends_on)
     return Checked(None, None, [], "collect", plan, minimums, options, blocked, recipe)
 

@@ -1,5 +1,7 @@
 """``echidna``: fuzz Solidity contracts with Echidna (docs/recipes.md, "echidna").
 
-Listed in the catalog with its payload schema; jobs are refused as ``not_available`` until
-workers that have Echidna can run it.
+Runs on nodes with the ``echidna`` worker capability (``computalot.capabilities``); elsewhere
+its jobs are refused as ``not_available`` naming it. ``recipe`` (the light catalog entry),
+``project`` (unpacking), ``command`` (the command line), ``output`` (reading the report),
+``operations`` (the run).
 """

@@ -1,7 +1,8 @@
-"""The ``echidna`` catalog entry (docs/recipes.md, "echidna"): its payload, not yet its work.
+"""The ``echidna`` catalog entry (docs/recipes.md, "echidna"): fuzz a prebuilt Foundry or
+Hardhat project's contract with Echidna, on nodes with the ``echidna`` worker capability.
 
-A prebuilt Foundry or Hardhat project as an artifact, the contract to fuzz and Echidna's mode
-and limit. Every operation is listed without a function, so a job answers ``not_available``.
+Both operations run in ``recipes.echidna.operations``; where no alive node declares
+``echidna`` a job is refused at submit with 409 ``not_available`` naming it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from recipes.registry import Operation, Recipe
 
 
 class EchidnaPayload(BaseModel):
-    """A project to fuzz and how."""
+    """A project to fuzz and how (each setting is the Echidna option it names)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -25,25 +26,78 @@ class EchidnaPayload(BaseModel):
         pattern=r"^art_[A-Za-z0-9_-]+$",
         description="Artifact id of the project's tarball, build output included.",
     )
-    contract: str = Field(min_length=1, max_length=256, description="Contract to fuzz.")
+    contract: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=r"^[A-Za-z_$][A-Za-z0-9_$]*$",
+        description="Contract to fuzz.",
+    )
     test_mode: Literal["property", "assertion", "optimization", "overflow", "exploration"] = Field(
         "property", description="Echidna's --test-mode."
     )
     test_limit: int = Field(50_000, ge=1, le=100_000_000, description="Echidna's --test-limit.")
+    seq_len: int = Field(100, ge=1, le=10_000, description="Echidna's --seq-len.")
+    shrink_limit: int = Field(5_000, ge=0, le=10_000_000, description="Echidna's --shrink-limit.")
+    seed: int | None = Field(
+        None, ge=0, le=2**63 - 1, description="Echidna's --seed (random when absent)."
+    )
+    workers: int = Field(1, ge=1, le=64, description="Echidna's --workers (fuzzing threads).")
+    stop_on_fail: bool = Field(
+        False, description="Echidna's stopOnFail: stop at the first falsified test."
+    )
 
+
+_OPS = "recipes.echidna.operations:"
+_TEST = {
+    "type": "object",
+    "properties": {
+        "name": {"type": ["string", "null"]},
+        "status": {"enum": ["passed", "failed", "error"]},
+        "echidna_status": {"type": "string"},
+        "reason": {"type": ["string", "null"]},
+        "error": {"type": ["string", "null"]},
+        "call_sequence": {"type": "array", "items": {"type": "object"}},
+    },
+}
 
 RECIPE = Recipe(
     name="echidna",
     description="Fuzz Solidity contracts with Echidna on workers that have it.",
     payload_model=EchidnaPayload,
     operations=(
-        Operation("foundry_prebuilt", "Fuzz a contract of a Foundry project built beforehand."),
-        Operation("hardhat_prebuilt", "Fuzz a contract of a Hardhat project built beforehand."),
+        Operation(
+            "foundry_prebuilt",
+            "Fuzz a contract of a Foundry project built beforehand (needs `echidna`).",
+            _OPS + "run_foundry_prebuilt",
+            capability="echidna",
+        ),
+        Operation(
+            "hardhat_prebuilt",
+            "Fuzz a contract of a Hardhat project built beforehand (needs `echidna`).",
+            _OPS + "run_hardhat_prebuilt",
+            capability="echidna",
+        ),
     ),
     artifact_inputs=("project_ref",),
     result_schema={
         "type": "object",
-        "description": "Published with the recipe's runner (docs/recipes.md).",
+        "description": "Echidna's report, structured (docs/recipes.md, echidna).",
+        "properties": {
+            "passed": {"type": "boolean"},
+            "format": {"enum": ["json", "text"]},
+            "tests": {"type": "array", "items": _TEST},
+            "counts": {"type": "object"},
+            "coverage": {
+                "type": "object",
+                "properties": {
+                    "instructions": {"type": ["integer", "null"]},
+                    "codehashes": {"type": ["integer", "null"]},
+                    "corpus_size": {"type": ["integer", "null"]},
+                },
+            },
+            "seed": {"type": ["integer", "null"]},
+            "killed_at_timeout": {"type": "boolean"},
+        },
     },
     examples=(
         {
@@ -56,5 +110,4 @@ RECIPE = Recipe(
         },
     ),
     placement="echidna",
-    unavailable="no worker of this deployment runs Echidna yet",
 )

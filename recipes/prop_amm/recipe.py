@@ -75,30 +75,43 @@ _OPERATIONS = (
         "Score the strategy's average edge over `count` simulations (chunks run in parallel).",
         _OPS + "run_eval",
         fans_out=True,
+        capability="rustc",
     ),
     Operation(
         "eval_chunk",
         "Score simulations `start` .. `start + count` in one process.",
         _OPS + "run_eval_chunk",
+        capability="rustc",
     ),
     Operation(
         "validate",
         "The challenge's checks on the compiled strategy: metadata, basic trades, monotone and "
         "concave on both sides, 32 random reserve/storage states.",
         _OPS + "run_validate",
+        capability="rustc",
     ),
-    Operation("validate_full", "Validate, then the native/BPF parity run (needs `sbf`)."),
-    Operation("bpf_eval", "Score the strategy compiled for the SBF target (needs `sbf`)."),
-    Operation("bpf_eval_chunk", "One chunk of an SBF evaluation (needs `sbf`)."),
+    Operation(
+        "validate_full",
+        "Validate, then the native/BPF parity run (needs `sbf`).",
+        capability="sbf",
+    ),
+    Operation(
+        "bpf_eval",
+        "Score the strategy compiled for the SBF target (needs `sbf`).",
+        capability="sbf",
+    ),
+    Operation("bpf_eval_chunk", "One chunk of an SBF evaluation (needs `sbf`).", capability="sbf"),
     Operation(
         "build",
         "Compile the strategy and publish its native runner executable as an artifact.",
         _OPS + "run_build",
+        capability="rustc",
     ),
     Operation(
         "concavity_check",
         "Check the strategy's output is monotone and concave in the input on both sides.",
         _OPS + "run_concavity_check",
+        capability="rustc",
     ),
 )
 

@@ -1,7 +1,9 @@
 """Recipes: the catalog, one recipe's schema, and recipe jobs (docs/recipes.md).
 
 ``POST /api/v1/recipes/:name/jobs`` is ``POST /api/v1/jobs`` with ``"recipe": name``: the same
-body (``payload`` plus the common job fields), idempotency keys, billing hold and answer.
+body (``payload`` plus the common job fields), idempotency keys, billing hold and answer. The
+catalog and a recipe's entry say per operation whether the cluster can run it now (its worker
+capability against the alive nodes as the engine last read them: a few seconds stale at most).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from computalot.billing.x402 import PAYMENT_RESPONSE_HEADER
 from computalot.errors import field_error
-from computalot.jobs.recipe_submit import find_recipe
+from computalot.jobs.recipe_submit import find_recipe, operation_state
 from computalot.schemas.jobs import JobSubmit
 from recipes.registry import Recipe, recipes
 from serve_app.deps import Caller, Db, Writer
@@ -25,35 +27,48 @@ from serve_app.strict_json import StrictJSONRoute
 router = APIRouter(prefix="/api/v1/recipes", tags=["recipes"], route_class=StrictJSONRoute)
 
 
-def _available(recipe: Recipe) -> bool:
-    return recipe.unavailable is None and any(op.available for op in recipe.operations)
+async def _nodes(request: Request) -> list[dict[str, float]]:
+    """The alive nodes' resources as the engine last read them (cached; [] when unknown)."""
+    engine = request.app.state.engine
+    return list(await engine.nodes()) if engine is not None else []
 
 
-def recipe_summary(recipe: Recipe) -> dict[str, Any]:
+def _operations(recipe: Recipe, nodes: list[dict[str, float]]) -> list[dict[str, Any]]:
+    """Each operation, its worker capability and whether the cluster can run it now."""
+    entries = []
+    for op in recipe.operations:
+        available, reason = operation_state(recipe, op.name, nodes)
+        entries.append(
+            {
+                "name": op.name,
+                "description": op.description,
+                "capability": op.capability,
+                "available": available,
+                "reason": reason,
+            }
+        )
+    return entries
+
+
+def recipe_summary(recipe: Recipe, nodes: list[dict[str, float]]) -> dict[str, Any]:
+    """``available``: some operation runs now; ``unavailable_reason``: why none does."""
+    states = [operation_state(recipe, op.name, nodes) for op in recipe.operations]
+    available = any(ok for ok, _why in states)
     return {
         "name": recipe.name,
         "description": recipe.description,
         "operations": [op.name for op in recipe.operations],
         "placement": recipe.placement,
-        "available": _available(recipe),
-        "unavailable_reason": recipe.unavailable,
+        "available": available,
+        "unavailable_reason": None if available else (recipe.unavailable or states[0][1]),
     }
 
 
 @cache
-def recipe_detail(name: str) -> dict[str, Any]:
-    """One recipe's full entry (built once: recipes are fixed for the process's life)."""
+def _static_detail(name: str) -> dict[str, Any]:
+    """The parts of a recipe's entry fixed for the process's life (built once)."""
     recipe = find_recipe(name)
     return {
-        **recipe_summary(recipe),
-        "operations": [
-            {
-                "name": op.name,
-                "description": op.description,
-                "available": recipe.unavailable is None and op.available,
-            }
-            for op in recipe.operations
-        ],
         "payload_schema": recipe.payload_model.model_json_schema(),
         "artifact_inputs": list(recipe.artifact_inputs),
         "result_schema": recipe.result_schema,
@@ -61,14 +76,25 @@ def recipe_detail(name: str) -> dict[str, Any]:
     }
 
 
+def recipe_detail(name: str, nodes: list[dict[str, float]]) -> dict[str, Any]:
+    """One recipe's full entry; its operations' availability follows ``nodes``."""
+    recipe = find_recipe(name)
+    return {
+        **recipe_summary(recipe, nodes),
+        "operations": _operations(recipe, nodes),
+        **_static_detail(recipe.name),
+    }
+
+
 @router.get("")
-async def list_recipes(caller: Caller) -> dict[str, Any]:
-    return {"recipes": [recipe_summary(r) for r in recipes().values()]}
+async def list_recipes(caller: Caller, request: Request) -> dict[str, Any]:
+    nodes = await _nodes(request)
+    return {"recipes": [recipe_summary(r, nodes) for r in recipes().values()]}
 
 
 @router.get("/{name}")
-async def get_recipe(name: str, caller: Caller) -> dict[str, Any]:
-    return recipe_detail(find_recipe(name).name)
+async def get_recipe(name: str, caller: Caller, request: Request) -> dict[str, Any]:
+    return recipe_detail(find_recipe(name).name, await _nodes(request))
 
 
 @router.post("/{name}/jobs", status_code=201)

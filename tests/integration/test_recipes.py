@@ -72,7 +72,7 @@ def test_an_unknown_recipe_is_404(member: httpx.Client) -> None:
                 "ICJOb25lIjsKZm4gZ2V0X21vZGVsX3VzZWQoKSAtPiAmJ3N0YXRpYyBzdHIgeyBNT0RFTF9VU0VEIH0KZm4g"
                 "Y29tcHV0ZV9zd2FwKF9kOiAmW3U4XSkgLT4gdTY0IHsgMCB9Cg==",
             },
-            "rustc",
+            "sbf",
         ),
         ("echidna", {"project_ref": "art_x", "contract": "Token"}, "echidna"),
     ],
