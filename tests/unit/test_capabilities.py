@@ -154,3 +154,29 @@ def test_an_operation_is_available_only_where_a_node_has_its_capability() -> Non
     assert not ok and why is not None and "'rustc'" in why
     # nodes not known yet: nothing is refused for its capability
     assert operation_state(prop_amm, "eval", [])[0]
+
+
+def test_cluster_yaml_shows_a_worker_type_declaring_capabilities() -> None:
+    """The commented ``tools`` worker type, uncommented, is a node type Ray's schema accepts,
+    and it declares capabilities by their names."""
+    import json
+
+    import jsonschema
+    import ray.autoscaler
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "cluster.yaml").read_text()
+    lines = text.splitlines()
+    start = lines.index("  # tools:")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("  #"):
+            break
+        block.append("  " + line[4:])
+    config = yaml.safe_load(text)
+    config["available_node_types"].update(yaml.safe_load("\n".join(block)))
+    schema_file = Path(ray.autoscaler.__file__).parent / "ray-schema.json"
+    jsonschema.validate(config, json.loads(schema_file.read_text()))
+    declared = config["available_node_types"]["tools"]["resources"]
+    assert set(declared) - {"CPU"} <= set(capabilities.CAPABILITIES)
+    assert all(declared[name] == capabilities.NODE_AMOUNT for name in set(declared) - {"CPU"})
