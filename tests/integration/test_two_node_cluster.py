@@ -14,6 +14,7 @@ node mid-task retries a CPU task on a node that joined since and fails the GPU t
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -113,6 +114,10 @@ def _submit(client: httpx.Client, project: str, argv: list[str], **fields: Any) 
     return str(answer.json()["id"])
 
 
+#: ``computalot admin create-account``'s arguments for the operator's admin task.
+ALICE = ["--name", "alice", "--json"]
+
+
 def test_two_node_cluster(make_project: Callable[..., str]) -> None:
     began = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="c2n", dir="/tmp"))  # short: Unix socket paths
@@ -154,6 +159,20 @@ def test_two_node_cluster(make_project: Callable[..., str]) -> None:
             assert found and set(found) == {ids["head"]}, (name, actors, ids)
 
         admin_key = (data_dir / "admin_key").read_text().strip()
+        # An admin task as the README's operator section runs one: `ray job submit -- computalot
+        # admin …` on the cluster, against the deployed store.
+        made = cluster.submit(
+            [sys.executable, "-m", "computalot.cli", "admin", "create-account", *ALICE], settings
+        )
+        assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
+        alice_key = re.search(r'"api_key": "([^"]+)"', made.stdout)
+        assert alice_key, made.stdout[-3000:]
+        alice = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/account",
+            headers={"Authorization": f"Bearer {alice_key.group(1)}"},
+            timeout=60,
+        )
+        assert alice.status_code == 200 and alice.json()["name"] == "alice", alice.text
         with httpx.Client(
             base_url=f"http://127.0.0.1:{port}",
             headers={"Authorization": f"Bearer {admin_key}"},
