@@ -267,7 +267,9 @@ def follow_fan_out(page: Any, proxy: DropProxy, member: httpx.Client, project: s
     assert "square" in rows.nth(2).inner_text()
     streams = [head for head in proxy.heads if head.startswith(f"GET {API}/jobs/{job_id}/stream")]
     assert proxy.cut == 1 and len(streams) >= 2, streams
-    assert "last-event-id: " in streams[1].lower(), streams[1]
+    # The page may open the stream more than once before the cut (a re-render); the request
+    # after the cut is the one that resumes.
+    assert any("last-event-id: " in head.lower() for head in streams[1:]), streams
     assert all(member.token not in url for url in urls)  # type: ignore[attr-defined]
     # The cut itself is the one failed load the browser may report.
     cut = [p for p in page.problems if "ERR_INCOMPLETE_CHUNKED_ENCODING" in p]
