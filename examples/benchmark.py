@@ -46,9 +46,12 @@ def merge(xs):
 
 
 algo = {"builtin": sorted, "insertion": insertion, "merge": merge}[p["algo"]]
-started = time.perf_counter()
 assert algo(data) == sorted(data)
-seconds = time.perf_counter() - started
+seconds = float("inf")
+for _ in range(3):  # the best of three: a busy machine's pauses do not decide the ranking
+    started = time.perf_counter()
+    algo(data)
+    seconds = min(seconds, time.perf_counter() - started)
 json.dump({"seconds": round(seconds, 6), "seed": p["seed"]}, open(os.environ["COMPUTALOT_TASK_RESULT"], "w"))
 """
 
