@@ -18,11 +18,9 @@ from typing import Any
 
 from computalot.engine.run_task import attempt_root
 from computalot.engine.runner import DEFAULT_PATH, RunLimits, run_command
-from computalot.sandbox.policy import policy_for
-from computalot.sandbox.task import SandboxUnavailable, TaskSandbox
-from computalot.settings import ConfigError, get_settings
 
 from ..context import RecipeContext, RecipeFailure
+from ..sandboxed import sealed_sandbox
 from .command import echidna_argv, write_config
 from .output import parse_output
 from .project import check_prebuilt, unpack_project
@@ -71,19 +69,7 @@ def _run(argv: list[str], work: Path, timeout_s: float) -> tuple[str, str, str |
     """Run ``argv`` in ``work`` (stdout to a file: the JSON report can be large)."""
     if timeout_s <= 0:
         raise RecipeFailure("no time is left to run echidna", code="timeout")
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        raise RecipeFailure(
-            f"the worker's settings cannot be read: {exc}", "recipe_error"
-        ) from None
-    sandbox: TaskSandbox | None = None
-    try:
-        if settings.sandbox == "bwrap":
-            try:
-                sandbox = TaskSandbox(policy_for(settings, {}, "none"), work, name=work.name)
-            except SandboxUnavailable as exc:
-                raise RecipeFailure(str(exc), code="sandbox_unavailable") from None
+    with sealed_sandbox(work) as (settings, sandbox):
         # No RLIMIT_AS: echidna's Haskell runtime reserves a large address space up front;
         # its memory is bounded by the sandbox's cgroup where there is one.
         limits = RunLimits(
@@ -104,9 +90,6 @@ def _run(argv: list[str], work: Path, timeout_s: float) -> tuple[str, str, str |
             kill_grace_s=2.0,
             sandbox=sandbox,
         )
-    finally:
-        if sandbox is not None:
-            sandbox.close()
     try:
         stdout = (work / OUT_NAME).read_text(errors="replace")
     except OSError:

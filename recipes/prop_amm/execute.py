@@ -19,11 +19,9 @@ from typing import Any
 
 from computalot.engine.run_task import attempt_root
 from computalot.engine.runner import DEFAULT_PATH, RunLimits, run_command
-from computalot.sandbox.policy import policy_for
-from computalot.sandbox.task import SandboxUnavailable, TaskSandbox
-from computalot.settings import ConfigError, get_settings
 
 from ..context import RecipeFailure
+from ..sandboxed import sealed_sandbox
 
 #: The runner writes only its answer: a small file-size and open-file budget.
 MAX_FILE_MB = 64
@@ -36,54 +34,38 @@ def run_runner(binary: Path, args: list[str], timeout_s: float) -> dict[str, Any
     :class:`RecipeFailure` when it times out, crosses a limit or dies."""
     if timeout_s <= 0:
         raise RecipeFailure("no time is left to run the strategy", code="timeout")
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        raise RecipeFailure(
-            f"the worker's settings cannot be read: {exc}", "recipe_error"
-        ) from None
     work = Path(tempfile.mkdtemp(prefix="prop_amm-", dir=attempt_root()))
-    sandbox: TaskSandbox | None = None
     try:
         runner = work / "runner"
         shutil.copyfile(binary, runner)
         os.chmod(runner, 0o755)
-        cpu_time = int(settings.task_cpu_time_s) or None
-        if settings.sandbox == "bwrap":
-            policy = policy_for(settings, {}, "none")
-            try:
-                sandbox = TaskSandbox(policy, work, name=work.name)
-            except SandboxUnavailable as exc:
-                raise RecipeFailure(str(exc), code="sandbox_unavailable") from None
-            memory = sandbox.memory_rlimit_mb
-        else:
-            memory = int(settings.task_memory_mb) or None
-        limits = RunLimits(
-            memory_mb=memory,
-            max_file_mb=MAX_FILE_MB,
-            max_open_files=MAX_OPEN_FILES,
-            cpu_time_s=cpu_time,
-        )
-        argv = ["./runner", args[0], OUT_NAME, *args[1:]]
-        env = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8", "RUST_BACKTRACE": "0"}
-        ran = run_command(
-            argv,
-            cwd=work,
-            env=env,
-            timeout_s=timeout_s,
-            limits=limits,
-            kill_grace_s=1.0,
-            sandbox=sandbox,
-        )
-        if sandbox is not None:
-            sandbox.close()
-            sandbox = None
+        with sealed_sandbox(work) as (settings, sandbox):
+            memory = (
+                sandbox.memory_rlimit_mb
+                if sandbox is not None
+                else int(settings.task_memory_mb) or None
+            )
+            limits = RunLimits(
+                memory_mb=memory,
+                max_file_mb=MAX_FILE_MB,
+                max_open_files=MAX_OPEN_FILES,
+                cpu_time_s=int(settings.task_cpu_time_s) or None,
+            )
+            argv = ["./runner", args[0], OUT_NAME, *args[1:]]
+            env = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8", "RUST_BACKTRACE": "0"}
+            ran = run_command(
+                argv,
+                cwd=work,
+                env=env,
+                timeout_s=timeout_s,
+                limits=limits,
+                kill_grace_s=1.0,
+                sandbox=sandbox,
+            )
         return _answer(
             ran.status, ran.error, ran.exit_code, ran.stderr_tail, work / OUT_NAME, timeout_s
         )
     finally:
-        if sandbox is not None:
-            sandbox.close()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -19,7 +19,8 @@ from tests.support.helpers import admin_cli
 from tests.support.store_rows import job_row
 
 API = "/api/v1"
-ACCOUNTS = 20
+#: More than the API pool's 5 connections, each of which serves one of the checks in turn.
+ACCOUNTS = 8
 JOBS = 600
 
 

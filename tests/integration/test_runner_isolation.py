@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -31,6 +32,10 @@ from tests.support.helpers import host_pids, submit_job, wait_for, wait_job
 from tests.support.probe import HOG, PROBE, VICTIM
 
 API = "/api/v1"
+#: What ``computalot up`` prints of the Ray dashboard (the token's place, never the token).
+DASHBOARD = re.compile(
+    r"^Ray dashboard: (?P<url>http://\S+) \(.*`ray get-auth-token`.* kept in (?P<where>.+)\)$"
+)
 
 
 @pytest.fixture
@@ -148,12 +153,20 @@ def test_an_unconfined_platform_says_so_on_ready_and_on_every_job(
     tmp_path: Path, make_project: Any
 ) -> None:
     """``COMPUTALOT_SANDBOX=none`` (its own small platform, beside the session's): the same
-    probe now reads the admin key, and ``/ready`` and the job carry the warning."""
+    probe now reads the admin key, and ``/ready`` and the job carry the warning.
+
+    The same ``up`` also tells the operator where the Ray dashboard is and where its token is:
+    the line leads to a dashboard that refuses a request without the token and lets one in with
+    the token read from the place the line names; the token itself never appears in the output."""
     data_dir, port = tmp_path / "data", _quiet_port()
     marker = f"computalot-probe-{uuid.uuid4().hex}"
     # Not this session's settings, nor its Serve/HAProxy ports (platform.start exports them).
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPUTALOT_", "RAY_SERVE"))}
     env.update({"COMPUTALOT_SANDBOX": "none", "COMPUTALOT_KILL_GRACE_S": "1"})
+    # HAProxy's stats/metrics ports are otherwise picked from the ephemeral range, where the
+    # session's own Ray workers may take one before this HAProxy binds it.
+    env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(_quiet_port())
+    env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(_quiet_port())
     command = [str(Path(sys.executable).parent / "computalot"), "up", "--data-dir", str(data_dir)]
     command += ["--port", str(port), "--num-cpus", "1"]
     log = (tmp_path / "up.log").open("wb")
@@ -161,6 +174,7 @@ def test_an_unconfined_platform_says_so_on_ready_and_on_every_job(
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _ready(url), "the unconfined platform to be ready", 150)
+        _check_the_dashboard_line(tmp_path / "up.log")
         ready = httpx.get(f"{url}/ready").json()
         assert ready["checks"]["sandbox"] == "ok"
         assert [w for w in ready["warnings"] if "COMPUTALOT_SANDBOX=none" in w], ready
@@ -195,6 +209,24 @@ def test_an_unconfined_platform_says_so_on_ready_and_on_every_job(
             up.kill()
             up.wait()
         log.close()
+
+
+def _check_the_dashboard_line(log: Path) -> None:
+    def printed() -> str | None:
+        lines = log.read_text().splitlines()
+        return next((x for x in lines if x.startswith("Ray dashboard:")), None)
+
+    # /ready can answer a moment before `up` prints its lines.
+    line = wait_for(printed, f"up to print the dashboard line: {log.read_text()[-3000:]}", 60)
+    output = log.read_text()
+    match = DASHBOARD.match(line)
+    assert match is not None, line
+    token = Path(match["where"]).read_text().strip()
+    assert token and token not in output
+    version = f"{match['url']}/api/version"
+    assert httpx.get(version, timeout=30).status_code == 401
+    auth = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(version, headers=auth, timeout=30).status_code == 200
 
 
 def _quiet_port() -> int:

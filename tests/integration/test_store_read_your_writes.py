@@ -25,8 +25,9 @@ from tests.support.helpers import admin_cli
 from tests.support.postgres import create_database
 from tests.support.store_rows import job_row, new_member
 
-#: The installed command line, next to this interpreter.
-ACCOUNTS = 20
+#: Accounts made one after another: more than the pool's 5 connections (``Store``'s default),
+#: which a FIFO pool hands out in turn, so every connection reads a fresh write.
+ACCOUNTS = 8
 #: More jobs than one ``yield_per`` batch of the tag listing, so its stream is left mid-way.
 JOBS = 600
 

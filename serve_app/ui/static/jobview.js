@@ -26,6 +26,7 @@ export class JobView {
     this.progress = new Map(); // task id -> {index, fields}
     this.index = new Map(); // task id -> index
     this.samples = []; // [seconds since start, ended share] seen live
+    this.endedLive = new Map(); // task id -> seconds since start its ending task event arrived
     this.packingLive = []; // [seconds, best_score] from progress events
     this.outputLines = [];
     this.tasks = [];
@@ -87,6 +88,11 @@ export class JobView {
     } else if (evt.event === "task") {
       this.status.set(d.task_id, d.status);
       this.index.set(d.task_id, d.index);
+      if (["completed", "failed", "cancelled"].includes(d.status)) {
+        if (!this.endedLive.has(d.task_id)) this.endedLive.set(d.task_id, this.elapsed());
+      } else {
+        this.endedLive.delete(d.task_id); // a retry runs it again
+      }
       if (d.status !== "running") this.progress.delete(d.task_id);
     } else if (evt.event === "progress") {
       const fields = d.progress || {};
@@ -275,16 +281,27 @@ export class JobView {
     return elapsed > 0 ? ended / elapsed : 0;
   }
 
-  renderPlots(c) {
+  /** Seconds since start at which each ended task ended: the task list's `finished_at` where the
+   * last re-read has it, else when the stream said so (the curve grows between re-reads). */
+  endTimes() {
     const start = Date.parse(this.job.started_at || this.job.created_at);
-    const done = this.tasks
-      .filter((t) => t.finished_at && ["completed", "failed", "cancelled"].includes(t.status))
-      .map((t) => (Date.parse(t.finished_at) - start) / 1000)
-      .sort((a, b) => a - b);
+    const ENDED = ["completed", "failed", "cancelled"];
+    const times = new Map();
+    for (const t of this.tasks) {
+      const live = this.status.get(t.id);
+      if (live && !ENDED.includes(live)) continue; // running again since the re-read
+      if (t.finished_at && ENDED.includes(t.status)) times.set(t.id, Math.max(0, (Date.parse(t.finished_at) - start) / 1000));
+    }
+    for (const [id, at] of this.endedLive) if (!times.has(id) && ENDED.includes(this.status.get(id))) times.set(id, at);
+    return [...times.values()].sort((a, b) => a - b);
+  }
+
+  renderPlots(c) {
+    const done = this.endTimes();
     let points;
     const total = Math.max(c.total, 1);
     if (!this.tasksTruncated && done.length) {
-      points = [[0, 0], ...done.map((t, i) => [Math.max(t, 0), (100 * (i + 1)) / total])];
+      points = [[0, 0], ...done.map((t, i) => [t, (100 * (i + 1)) / total])];
     } else {
       points = [[0, 0], ...this.samples.map(([t, f]) => [t, 100 * f])];
     }
