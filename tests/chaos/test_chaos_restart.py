@@ -84,13 +84,20 @@ class Platform:
         self.process = subprocess.Popen(
             command, env=self.env, stdout=out, stderr=err, start_new_session=True
         )
-        # Ready once the server on the port knows this data dir's admin key: /ready alone could
-        # be another platform of the host that took the port between its choice and up's bind.
+        # Ready once `up` says so (its "API:" line comes after Serve's ingress has the replica:
+        # before, HAProxy is still being reloaded) and the server on the port knows this data
+        # dir's admin key (/ready alone could be another platform of the host that took the
+        # port between its choice and up's bind).
         deadline = time.monotonic() + READY_S
         last = "no answer"
+        printed = self.logs / f"up-{self.starts}.out"
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.tail()
             key_file = self.data_dir / "admin_key"
+            if "API: http" not in printed.read_text(errors="replace"):
+                last = "up has not printed its API line"
+                time.sleep(0.5)
+                continue
             try:
                 if key_file.exists() and httpx.get(f"{self.url}/ready", timeout=5).is_success:
                     key = key_file.read_text().strip()
@@ -232,7 +239,8 @@ def test_platform_sigkilled_and_restarted_with_jobs_in_flight(
         base_url=plat.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
     )
     project = "chaos-restart"
-    assert client.post(f"{API}/projects", json={"name": project}).status_code == 201
+    created = client.post(f"{API}/projects", json={"name": project})
+    assert created.status_code == 201, created.text
     pushed = client.post(
         f"{API}/projects/{project}/push", content=make_tarball({"runner.py": RUNNER})
     )
