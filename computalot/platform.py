@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import hmac
 import json
@@ -66,20 +67,51 @@ def haproxy_dir(settings: Settings) -> Path:
 
 
 REPLICA_PORT_BLOCK = 100
+#: Locks (open descriptors) on the blocks of replica ports this process took, held for its life.
+_HELD_BLOCKS: dict[int, int] = {}
 
 
 def _replica_port_ranges() -> dict[str, str]:
-    """The first block of ports (HTTP from 30000, gRPC 10000 higher) nobody listens on."""
+    """The first block of ports (HTTP from 30000, gRPC 10000 higher) that no other platform
+    on this machine holds and nobody listens on.
+
+    A platform holds its block by an ``flock`` on ``$TMPDIR/computalot-replica-ports/<port>``
+    for as long as the process that started it lives: a replica of another platform restarted
+    later (after a crash) binds again within its own block, which "nobody listens on" alone
+    would not keep (Serve binds with ``SO_REUSEPORT``, so two platforms' replicas could share a
+    port and each ingress would reach the other's replicas)."""
     for http in range(30000, 40000 - REPLICA_PORT_BLOCK, REPLICA_PORT_BLOCK):
-        block = range(http, http + REPLICA_PORT_BLOCK)
-        if all(_port_is_free(port) and _port_is_free(port + 10000) for port in block):
-            return {
-                "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(http),
-                "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(http + REPLICA_PORT_BLOCK),
-                "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(http + 10000),
-                "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(http + 10000 + REPLICA_PORT_BLOCK),
-            }
+        if http not in _HELD_BLOCKS:
+            block = range(http, http + REPLICA_PORT_BLOCK)
+            if not all(_port_is_free(port) and _port_is_free(port + 10000) for port in block):
+                continue
+            if not _hold_block(http):
+                continue
+        return {
+            "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(http),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(http + REPLICA_PORT_BLOCK),
+            "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(http + 10000),
+            "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(http + 10000 + REPLICA_PORT_BLOCK),
+        }
     return {}
+
+
+def _hold_block(http: int) -> bool:
+    """Take the lock of the block starting at ``http``; False when another process holds it
+    (or its file is another user's)."""
+    folder = Path(tempfile.gettempdir()) / "computalot-replica-ports"
+    try:
+        folder.mkdir(mode=0o1777, exist_ok=True)
+        fd = os.open(folder / str(http), os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _HELD_BLOCKS[http] = fd  # not inherited by children (O_CLOEXEC): released when we end
+    return True
 
 
 def _port_is_free(port: int) -> bool:
