@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import signal
 import socket
@@ -28,6 +27,7 @@ import pytest
 import ray
 
 from computalot.engine.run_task import attempt_root
+from tests.support.chaos import quiet_port as _quiet_port
 from tests.support.helpers import host_pids, submit_job, wait_for, wait_job
 from tests.support.probe import HOG, PROBE, VICTIM
 
@@ -227,20 +227,6 @@ def _check_the_dashboard_line(log: Path) -> None:
     assert httpx.get(version, timeout=30).status_code == 401
     auth = {"Authorization": f"Bearer {token}"}
     assert httpx.get(version, headers=auth, timeout=30).status_code == 200
-
-
-def _quiet_port() -> int:
-    """A free port outside the kernel's ephemeral range (where the session's Serve replicas and
-    Ray's workers pick theirs, so one could take it before our platform binds it)."""
-    for _ in range(200):
-        port = random.randrange(20000, 30000)
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 20000-29999")
 
 
 def _ready(url: str) -> bool:
