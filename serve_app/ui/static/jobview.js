@@ -89,7 +89,8 @@ export class JobView {
       this.status.set(d.task_id, d.status);
       this.index.set(d.task_id, d.index);
       if (["completed", "failed", "cancelled"].includes(d.status)) {
-        if (!this.endedLive.has(d.task_id)) this.endedLive.set(d.task_id, this.elapsed());
+        // (a job bigger than one page of tasks draws its curve from the samples below)
+        if (!this.tasksTruncated && !this.endedLive.has(d.task_id)) this.endedLive.set(d.task_id, this.elapsed());
       } else {
         this.endedLive.delete(d.task_id); // a retry runs it again
       }
@@ -164,6 +165,7 @@ export class JobView {
     if (TERMINAL.has(job.status)) this.ended = true;
     this.tasks = tasks.items;
     this.tasksTruncated = tasks.truncated;
+    if (this.tasksTruncated) this.endedLive.clear();
     for (const t of this.tasks) this.index.set(t.id, t.index);
     this.failed = failed.tasks;
     const wantsAll = job.type === "sweep" || job.recipe === "packing";
@@ -297,7 +299,7 @@ export class JobView {
   }
 
   renderPlots(c) {
-    const done = this.endTimes();
+    const done = this.tasksTruncated ? [] : this.endTimes();
     let points;
     const total = Math.max(c.total, 1);
     if (!this.tasksTruncated && done.length) {
