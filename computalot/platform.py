@@ -102,7 +102,7 @@ def _hold_block(http: int) -> bool:
     folder = Path(tempfile.gettempdir()) / "computalot-replica-ports"
     try:
         folder.mkdir(mode=0o1777, exist_ok=True)
-        fd = os.open(folder / str(http), os.O_CREAT | os.O_RDWR, 0o600)
+        fd = os.open(folder / str(http), os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
     except OSError:
         return False
     try:
