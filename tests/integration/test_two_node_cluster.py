@@ -82,13 +82,23 @@ json.dump(out, open(os.environ["COMPUTALOT_TASK_RESULT"], "w"))
 GPU = {"gpu_count": 1, "gpu_memory_mb": 16000}
 
 
-def _node_ids(cluster: LocalCluster) -> dict[str, str]:
-    """``{"head" | "gpu" | "cpu": Ray node id}`` of the alive nodes."""
-    out = {}
-    for node in cluster.alive_nodes():
-        total = node.get("resources_total") or {}
-        kind = "head" if "computalot_head" in total else "gpu" if total.get("GPU") else "cpu"
-        out[kind] = str(node["node_id"])
+def _node_ids(cluster: LocalCluster, kinds: set[str], timeout_s: float = 30) -> dict[str, str]:
+    """``{"head" | "gpu" | "cpu": Ray node id}`` of the alive nodes, once they are ``kinds``
+    (the state API can lag a node's registration); on failure, what the cluster says."""
+    out: dict[str, str] = {}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        out = {}
+        for node in cluster.alive_nodes():
+            total = node.get("resources_total") or {}
+            kind = "head" if "computalot_head" in total else "gpu" if total.get("GPU") else "cpu"
+            out[kind] = str(node["node_id"])
+        if set(out) == kinds or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert set(out) == kinds, f"alive {sorted(out)}, expected {sorted(kinds)}\n" + (
+        cluster.diagnosis()
+    )
     return out
 
 
@@ -149,8 +159,7 @@ def test_two_node_cluster(make_project: Callable[..., str]) -> None:
         )
         timings["deploy_s"] = time.monotonic() - t0
         assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
-        ids = _node_ids(cluster)
-        assert set(ids) == {"head", "gpu"}
+        ids = _node_ids(cluster, {"head", "gpu"})
 
         # The API, the dispatcher and the hub run on the head.
         actors = _actors_by_node(cluster)
@@ -223,7 +232,7 @@ def test_two_node_cluster(make_project: Callable[..., str]) -> None:
             )
             wait_for(lambda: (shared / f"{victim}.1").exists(), "the GPU task to start", 90)
             cluster.wait_for_nodes(3, cpu_node)
-            ids = _node_ids(cluster)
+            ids = _node_ids(cluster, {"head", "gpu", "cpu"})
             killed = gpu_node.kill()
             t0 = time.monotonic()
             held = wait_job(client, hold_job, timeout_s=120)

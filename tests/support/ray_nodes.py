@@ -5,7 +5,9 @@ The cluster has a token of its own (``RAY_AUTH_MODE=token`` + ``RAY_AUTH_TOKEN``
 environment of its processes and of ``ray job submit``): the developer's ``~/.ray/auth_token``
 and other Ray instances on the machine are never touched. GCS health checks are tightened so a
 killed node is declared dead within a few seconds (a refused connection fails a check at once;
-a slow but alive raylet has 3 s per check, five checks).
+a slow but alive raylet on a busy 2-core machine has 10 s per check, five checks). Every port
+comes from outside the kernel's ephemeral range (``quiet_port``): one from inside can be taken by
+an outgoing connection before the node binds it, and the node's agent then exits with the node.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.postgres import free_port
+from tests.support.chaos import quiet_port
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -103,9 +105,21 @@ class LocalCluster:
 
     root: Path
     token: str = field(default_factory=lambda: secrets.token_hex(32))
-    gcs_port: int = field(default_factory=free_port)
-    dashboard_port: int = field(default_factory=free_port)
     nodes: list[RayNode] = field(default_factory=list)
+    issued_ports: set[int] = field(default_factory=set)
+    gcs_port: int = 0
+    dashboard_port: int = 0
+
+    def __post_init__(self) -> None:
+        self.gcs_port = self.gcs_port or self.port()
+        self.dashboard_port = self.dashboard_port or self.port()
+
+    def port(self) -> int:
+        """A quiet port not handed to another node of this cluster yet."""
+        while (port := quiet_port()) in self.issued_ports:
+            pass
+        self.issued_ports.add(port)
+        return port
 
     @property
     def address(self) -> str:
@@ -125,7 +139,7 @@ class LocalCluster:
                 "RAY_AUTH_TOKEN": self.token,
                 "RAY_health_check_initial_delay_ms": "1000",
                 "RAY_health_check_period_ms": "1000",
-                "RAY_health_check_timeout_ms": "3000",
+                "RAY_health_check_timeout_ms": "10000",
                 "RAY_health_check_failure_threshold": "5",
                 # A busy shared machine starts a raylet slowly; the default 30 s is too short.
                 "RAY_raylet_start_wait_time_s": "120",
@@ -137,12 +151,12 @@ class LocalCluster:
 
     def _ports(self) -> list[str]:
         return [
-            "--node-manager-port", str(free_port()),
-            "--object-manager-port", str(free_port()),
-            "--metrics-export-port", str(free_port()),
-            "--dashboard-agent-listen-port", str(free_port()),
-            "--dashboard-agent-grpc-port", str(free_port()),
-            "--runtime-env-agent-port", str(free_port()),
+            "--node-manager-port", str(self.port()),
+            "--object-manager-port", str(self.port()),
+            "--metrics-export-port", str(self.port()),
+            "--dashboard-agent-listen-port", str(self.port()),
+            "--dashboard-agent-grpc-port", str(self.port()),
+            "--runtime-env-agent-port", str(self.port()),
         ]  # fmt: skip
 
     def _start(self, name: str, args: list[str], wait_for: int | None) -> RayNode:
@@ -176,7 +190,7 @@ class LocalCluster:
             "--include-dashboard", "true",
             "--dashboard-host", "127.0.0.1",
             "--dashboard-port", str(self.dashboard_port),
-            "--ray-client-server-port", str(free_port()),
+            "--ray-client-server-port", str(self.port()),
             "--disable-usage-stats",
         ]  # fmt: skip
         return self._start("head", args, wait_for=1)
@@ -226,6 +240,25 @@ class LocalCluster:
         if answer.status_code != 200:
             return []
         return list(answer.json()["data"]["result"]["result"])
+
+    def diagnosis(self) -> str:
+        """What to print when a node is missing: every node the GCS knows (with why a dead one
+        died) and, per node started here, its exit status and the tails of its logs."""
+        lines = []
+        for node in self.state("nodes", detail="true"):
+            resources = node.get("resources_total") or {}
+            lines.append(
+                f"GCS node {node.get('node_id')} {node.get('state')} "
+                f"{node.get('state_message') or ''} resources={sorted(resources)}"
+            )
+        for node in self.nodes:
+            lines.append(f"--- {node.name}: ray start exit status {node.proc.poll()}")
+            lines.append(node.log.read_text(errors="replace")[-1500:])
+            raylet = node.temp_dir / "session_latest" / "logs" / "raylet.out"
+            if raylet.exists():
+                lines.append(f"--- {node.name} raylet.out")
+                lines.append(raylet.read_text(errors="replace")[-2500:])
+        return "\n".join(lines)
 
     def alive_nodes(self) -> list[dict[str, Any]]:
         return [n for n in self.state("nodes") if n.get("state") == "ALIVE"]

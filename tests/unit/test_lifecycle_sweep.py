@@ -5,6 +5,8 @@ directory, open file), that a reused pid is never signalled, and the watchdog's 
 from __future__ import annotations
 
 import json
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -48,10 +50,23 @@ def _spawn(
     return proc
 
 
+def _ignores_sigterm(pid: int) -> bool:
+    """Whether the process has set SIGTERM to ignored (``SigIgn`` in /proc/<pid>/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = re.search(r"^SigIgn:\s*([0-9a-f]+)$", status, re.MULTILINE)
+    return bool(mask) and bool(int(mask.group(1), 16) & (1 << (signal.SIGTERM - 1)))
+
+
 def _wait_started(pid: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and "time.sleep" not in procs.command(pid):
+    """Until the sleeper ignores SIGTERM (its command line shows at exec, before the interpreter
+    ran a line: a SIGTERM then would end it with -15 rather than leave it to the SIGKILL)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not _ignores_sigterm(pid):
         time.sleep(0.02)
+    assert _ignores_sigterm(pid), f"pid {pid} did not start ignoring SIGTERM in 30 s"
 
 
 def test_a_sweep_finds_by_command_line_cwd_and_open_file_and_nothing_else(
