@@ -5,7 +5,7 @@ A token is stateless and signed, so no table holds them and no replica has to be
 new one: ``flt_<body>.<mac>`` where ``body`` is base64url of ``<task id>:<attempt>:<expiry>``
 (expiry in Unix seconds) and ``mac`` the HMAC-SHA256 of the body under the platform's task
 token secret. The dispatcher mints one per attempt (``engine.launching``); an API replica
-checks the MAC and the expiry here, then the store: the token is good only while its task is
+checks the MAC (its one canonical text) and the expiry here, then the store: the token is good only while its task is
 ``running`` that very attempt (``auth.principal``), so it dies with the task even before its
 hard expiry.
 
@@ -32,7 +32,6 @@ PREFIX = "flt_"
 #: runtime_env or its inputs before the timeout starts counting.
 EXPIRY_MARGIN_S = 900
 KEY_FILE = "task_token_key"
-_MAC_BYTES = 32
 _MAX_TOKEN_CHARS = 256
 
 
@@ -86,11 +85,10 @@ def verify_task_token(secret: str | None, token: str, now: float | None = None) 
     body, dot, mac = token[len(PREFIX) :].partition(".")
     if not dot or not body or not mac:
         raise BadTaskToken("malformed task token")
-    try:
-        given = _unb64(mac)
-    except ValueError:
-        raise BadTaskToken("malformed task token") from None
-    if len(given) != _MAC_BYTES or not hmac.compare_digest(given, _mac(secret, body)):
+    # The MAC's text is compared with the one canonical encoding, not decoded first: base64
+    # decoding ignores a character outside the alphabet and the unused low bits of the last
+    # one, so several texts would decode to the same MAC and a token would not be one string.
+    if not mac.isascii() or not hmac.compare_digest(mac, _b64(_mac(secret, body))):
         raise BadTaskToken("task token signature does not match")
     try:
         task_id, attempt, expires = _unb64(body).decode().split(":")
