@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -33,6 +33,9 @@ from computalot.settings import Settings
 from computalot.states import OPEN_JOB
 from computalot.store.models import Job, Project, Revision
 from computalot.timeutil import iso, utcnow
+
+if TYPE_CHECKING:
+    from computalot.artifacts.store import Blob as StoredBlob
 
 log = logging.getLogger("computalot.projects")
 
@@ -224,8 +227,10 @@ async def push_revision(
     """Extract ``upload`` and publish it as the project's active revision.
 
     Everything that reads or writes files (extracting and hashing up to 2 GiB, moving the tree,
-    zipping it into a Ray package) runs on worker threads: the replica's event loop keeps
-    answering other requests meanwhile."""
+    putting the tarball in the artifact store, zipping it into a Ray package) runs off the event
+    loop, and all of it before the first write to the store: SQLite has one writer at a time,
+    so a transaction open across seconds of file work would hold up every other writer of the
+    platform (the hub's live events, the dispatcher) for as long."""
     root = settings.data_dir.resolve() / "revisions" / project.account_id / project.id
     make_private_dirs(root)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
@@ -238,19 +243,29 @@ async def push_revision(
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, staging, True)
             raise
-        previous = await get_revision(db, project.active_revision_id)
-        final = root / unpacked.tree.content_hash
-        revision = await _publish(db, project, unpacked, staging, final)
-        if revision.tarball_key is None:
-            revision.tarball_key = await _store_tarball(db, upload, revision, settings)
+        tree = unpacked.tree
+        final = root / tree.content_hash
+        existing = await _revision_with_hash(db, project, tree.content_hash)
+        keep = existing is not None and await asyncio.to_thread(Path(existing.path).is_dir)
+        await asyncio.to_thread(_place, staging, final, keep)
+        path = Path(existing.path) if existing is not None and keep else final
+        blob = None
+        if existing is None or existing.tarball_key is None:
+            blob = await _put_tarball(upload, settings)
     finally:
         upload.unlink(missing_ok=True)
-    await _package(unpacked.tree.content_hash, Path(revision.path), unpacked.tree.total_bytes)
+    await _package(tree.content_hash, path, tree.total_bytes)
+
+    # The writes: a few rows, in one short transaction (the route commits it).
+    previous = await get_revision(db, project.active_revision_id)
+    revision = await _publish(db, project, unpacked, path)
+    if revision.tarball_key is None and blob is not None:
+        revision.tarball_key = await _reference_tarball(db, blob, settings)
     project.active_revision_id = revision.id
     project.updated_at = utcnow()
     await db.flush()
     old_files = [FileEntry(**f) for f in previous.files] if previous is not None else None
-    diff = diff_trees(old_files, unpacked.tree.files)
+    diff = diff_trees(old_files, tree.files)
     await write_project_event(
         db,
         project.id,
@@ -293,50 +308,56 @@ async def _missing_sources(db: AsyncSession, revision: Revision) -> list[str]:
     ]
 
 
-async def _store_tarball(
-    db: AsyncSession, upload: Path, revision: Revision, settings: Settings
-) -> str | None:
-    """Put the pushed tarball in the artifact store (off the event loop), content-addressed:
-    the same bytes already there are referenced once more instead of kept twice. Its key, or
+async def _put_tarball(upload: Path, settings: Settings) -> StoredBlob | None:
+    """Put the pushed tarball in the artifact store (off the event loop, no store row yet);
     None when the store refuses it now (the revision then lives in its directory only)."""
-    from computalot.artifacts.service import add_reference
     from computalot.artifacts.store import open_store
 
     try:
-        store = open_store(settings)
-        blob = await asyncio.to_thread(store.put_file, upload, None)
+        return await asyncio.to_thread(open_store(settings).put_file, upload, None)
     except Exception as exc:
         log.warning(
-            "the tarball of revision %s was not put in the artifact store: %s: %s",
-            revision.id,
+            "a pushed tarball was not put in the artifact store: %s: %s",
             type(exc).__name__,
             str(exc)[:300],
         )
         return None
+
+
+async def _reference_tarball(db: AsyncSession, blob: StoredBlob, settings: Settings) -> str:
+    """The key that keeps the tarball's bytes, content-addressed: the same bytes already in the
+    store are referenced once more and the copy just put is dropped."""
+    from computalot.artifacts.service import add_reference
+    from computalot.artifacts.store import open_store
+
     key = await add_reference(db, blob)
     if key != blob.key:  # a copy of bytes the store already had: nothing else names it
-        await asyncio.to_thread(store.delete, blob.key)
+        await asyncio.to_thread(open_store(settings).delete, blob.key)
     return key
 
 
-async def _publish(
-    db: AsyncSession, project: Project, unpacked: Unpacked, staging: Path, final: Path
-) -> Revision:
-    """The revision of this content: the project's existing one (its tree kept, or put back if
-    its directory went), or a new row whose tree moves from ``staging`` to ``final``."""
-    tree = unpacked.tree
-    existing = (
+async def _revision_with_hash(
+    db: AsyncSession, project: Project, content_hash: str
+) -> Revision | None:
+    found: Revision | None = (
         await db.execute(
             select(Revision).where(
-                Revision.project_id == project.id, Revision.content_hash == tree.content_hash
+                Revision.project_id == project.id, Revision.content_hash == content_hash
             )
         )
     ).scalar_one_or_none()
-    keep = existing is not None and await asyncio.to_thread(Path(existing.path).is_dir)
-    await asyncio.to_thread(_place, staging, final, keep)
+    return found
+
+
+async def _publish(db: AsyncSession, project: Project, unpacked: Unpacked, path: Path) -> Revision:
+    """The revision of this content, its tree at ``path`` (placed already): the project's
+    existing one (read again here: a push of the same content beside this one may have made it
+    meanwhile), or a new row."""
+    tree = unpacked.tree
+    existing = await _revision_with_hash(db, project, tree.content_hash)
     if existing is not None:
-        if not keep:
-            existing.path = str(final)
+        if existing.path != str(path):
+            existing.path = str(path)
         return existing
     revision = Revision(
         id=new_id("rev"),
@@ -348,7 +369,7 @@ async def _publish(
         manifest=unpacked.manifest,
         runtime_kind=unpacked.runtime_kind,
         warnings=unpacked.warnings,
-        path=str(final),
+        path=str(path),
         pushed_at=utcnow(),
     )
     db.add(revision)

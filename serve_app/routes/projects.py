@@ -81,9 +81,10 @@ async def push_project(
     upload = await service.receive_upload(
         request.stream(), settings.data_dir.resolve() / "uploads", settings.max_tarball_bytes
     )
+    nodes_total = await _nodes_total(request)  # before the push's writes: nothing waits on it
     answer = await service.push_revision(db, project, upload, settings)
     revision = await service.get_revision(db, project.active_revision_id)
-    await warm_state.write_status_event(db, project, revision, await _nodes_total(request))
+    await warm_state.write_status_event(db, project, revision, nodes_total)
     await db.commit()
     return answer
 
