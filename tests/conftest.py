@@ -20,6 +20,8 @@ from computalot.store.migrate import upgrade
 from tests.support.helpers import make_tarball
 from tests.support.postgres import create_database, free_port, start_cluster
 
+pytest_plugins = ["tests.support.beside"]
+
 # Unit tests must never see a developer's own settings.
 for _name in list(os.environ):
     if _name.startswith("COMPUTALOT_"):

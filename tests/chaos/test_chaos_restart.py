@@ -46,7 +46,7 @@ TAG_VAR = "CHAOS_PLATFORM_TAG"
 #: How long one `up` may take to answer /ready (a busy shared host can take minutes).
 READY_S = 480.0
 
-pytestmark = pytest.mark.timeout(1800 if LONG else 600)
+pytestmark = [pytest.mark.own_platform, pytest.mark.timeout(1800 if LONG else 600)]
 
 RUNNER = r"""
 import json, os, time

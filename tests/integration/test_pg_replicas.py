@@ -51,6 +51,10 @@ json.dump({"echo": p}, open(os.environ["COMPUTALOT_TASK_RESULT"], "w"))
 """
 
 
+#: Two platforms of its own on one PostgreSQL store (tests/support/beside.py).
+pytestmark = pytest.mark.own_platform
+
+
 @dataclass
 class Replicated:
     url: str

@@ -149,6 +149,7 @@ def test_a_task_over_the_default_memory_limit_fails_with_memory_limit(
     assert end["status"] == "completed", end
 
 
+@pytest.mark.own_platform
 def test_an_unconfined_platform_says_so_on_ready_and_on_every_job(
     tmp_path: Path, make_project: Any
 ) -> None:

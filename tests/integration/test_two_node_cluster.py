@@ -33,6 +33,7 @@ from tests.support.postgres import free_port
 from tests.support.ray_nodes import LocalCluster, alive, ray_available
 
 pytestmark = [
+    pytest.mark.own_platform,
     # About 3.5 minutes on a 2-core machine under a load of 20 (three `ray start` nodes, a
     # deploy); room for a busier one.
     pytest.mark.timeout(600),

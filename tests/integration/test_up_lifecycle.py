@@ -41,6 +41,9 @@ COMPUTALOT = Path(sys.executable).with_name("computalot")
 READY_S = 420.0
 GONE_S = 90.0
 
+#: Five `up`s of its own (tests/support/beside.py); READY_S is longer than the default timeout.
+pytestmark = [pytest.mark.own_platform, pytest.mark.timeout(900)]
+
 
 @dataclass
 class Up:

@@ -37,7 +37,7 @@ import pytest
 
 from tests.integration.test_runner_isolation import _quiet_port
 
-pytestmark = pytest.mark.timeout(1800)
+pytestmark = [pytest.mark.own_platform, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
 EXTRA_LINE = "the platform needs the server extra: pip install 'computalot[server]'"
