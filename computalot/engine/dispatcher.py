@@ -59,6 +59,8 @@ from computalot.engine.scheduling import (
 from computalot.engine.settling import WarmNodes
 from computalot.gc_pause import gc_paused
 from computalot.metrics.engine import EngineMetrics
+from computalot.sandbox import firewall
+from computalot.sandbox.policy import api_ports
 from computalot.settings import Secrets, load_settings_with
 from computalot.states import TERMINAL_TASK
 from computalot.store.db import Store
@@ -77,6 +79,9 @@ class Dispatcher:
     def __init__(self, secret_settings: Secrets | None = None) -> None:
         # The secret settings come as the argument, never from this process's environment.
         self.settings = load_settings_with(secret_settings)
+        # Tasks of this platform keep reaching its API whichever platform on this host installs
+        # the task firewall next (sandbox.firewall).
+        firewall.hold_api_ports(api_ports(self.settings))
         self.store = Store(self.settings.resolved_database_url, inline=True)
         self.epoch = uuid.uuid4().hex[:16]
         self.namespace = self.settings.ray_namespace

@@ -10,25 +10,43 @@ one nftables table per node, matched on that uid, is enough and costs nothing pe
 - to the cluster's other nodes every TCP port but the API's is closed (Ray listens on many);
 - everything else (the internet, package indexes) is open: tasks may download.
 
-The table is the platform's alone (``inet computalot_sandbox``) and replaced as a whole, in one
-transaction, whenever a worker process first needs it or what it holds changes. Installing it
-needs root (CAP_NET_ADMIN); where that fails, a host-network task is refused with
-``sandbox_unavailable`` rather than run with the platform's ports open.
+The table (``inet computalot_sandbox``) is replaced as a whole, in one transaction, whenever a
+worker process first needs it or what it holds changes. Installing it needs root
+(CAP_NET_ADMIN); where that fails, a host-network task is refused with ``sandbox_unavailable``
+rather than run with the platform's ports open.
+
+Several platforms on one host share the table (their tasks run as the same uid, and nftables
+base chains do not compose allow-lists: a port one chain accepts, another rejects). So each
+platform's dispatcher holds a lock on a file named after each of its public API ports in
+``$TMPDIR/computalot-api-ports`` for as long as it runs (:func:`hold_api_ports`), and every
+table installed on the host opens the API ports of all live platforms (:func:`live_api_ports`):
+one platform's start no longer closes another's API to that platform's running tasks. Only
+files of the installing process's own uid count, in a folder of that uid or root's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import ipaddress
 import os
 import shutil
+import stat
 import subprocess
+import tempfile
 import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
 
 TABLE = "computalot_sandbox"
 DNS_PORT = 53
 
 _LOCK = threading.Lock()
 _INSTALLED: dict[str, tuple[int, tuple[int, ...], tuple[str, ...]]] = {}
+PORTS_DIR = "computalot-api-ports"
+#: port -> the descriptor holding its lock (never inherited: O_CLOEXEC), for this process's life.
+_HELD_PORTS: dict[int, int] = {}
 
 
 def nft_path() -> str | None:
@@ -67,12 +85,97 @@ def ruleset(uid: int, open_ports: tuple[int, ...], other_nodes: tuple[str, ...])
     return "\n".join(lines) + "\n"
 
 
+def _ports_dir() -> Path | None:
+    """The host's folder of API port locks, made if missing; None when it is not one this
+    process may trust (a link, or another user's)."""
+    folder = Path(tempfile.gettempdir()) / PORTS_DIR
+    with contextlib.suppress(FileExistsError, OSError):
+        folder.mkdir(mode=0o700)
+    try:
+        info = os.lstat(folder)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid not in (os.geteuid(), 0):
+        return None
+    return folder
+
+
+def hold_api_ports(ports: Iterable[int], wait_s: float = 2.0) -> list[int]:
+    """Hold (a shared lock) the file of each of ``ports`` for as long as this process lives,
+    telling every platform on this host that these API ports are live; the ports held."""
+    folder = _ports_dir()
+    if folder is None:
+        return []
+    for port in ports:
+        if port in _HELD_PORTS or not 0 < port < 65536:
+            continue
+        try:
+            fd = os.open(
+                folder / str(port), os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+            )
+        except OSError:
+            continue
+        if os.fstat(fd).st_uid != os.geteuid() or not _lock(fd, fcntl.LOCK_SH, wait_s):
+            os.close(fd)
+            continue
+        _HELD_PORTS[port] = fd
+    return sorted(_HELD_PORTS)
+
+
+def _lock(fd: int, kind: int, wait_s: float) -> bool:
+    """Take ``kind`` on ``fd`` within ``wait_s`` (a probe of :func:`live_api_ports` holds the
+    exclusive lock for microseconds)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, kind | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+
+
+def live_api_ports() -> tuple[int, ...]:
+    """The API ports whose files a live process of this uid holds (every platform's on this
+    host, this one's included)."""
+    folder = _ports_dir()
+    if folder is None:
+        return ()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return ()
+    found = set()
+    for name in names:
+        if not name.isdigit() or not 0 < int(name) < 65536:
+            continue
+        if int(name) in _HELD_PORTS:
+            found.add(int(name))
+            continue
+        try:
+            fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            if os.fstat(fd).st_uid == os.geteuid():
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the close
+                except OSError:
+                    found.add(int(name))  # held: its platform runs
+        finally:
+            os.close(fd)
+    return tuple(sorted(found))
+
+
 def ensure(uid: int, open_ports: tuple[int, ...], other_nodes: tuple[str, ...] = ()) -> str | None:
-    """Install the table unless this process already did with the same content.
+    """Install the table unless this process already did with the same content: ``open_ports``
+    and the API ports of every other platform live on this host.
 
     Returns None when the rules are in place, else why they could not be installed.
     """
-    want = (uid, tuple(sorted(set(open_ports))), tuple(sorted(set(other_nodes))))
+    ports = {*open_ports, *live_api_ports()}
+    want = (uid, tuple(sorted(ports)), tuple(sorted(set(other_nodes))))
     with _LOCK:
         if _INSTALLED.get(TABLE) == want:
             return None

@@ -38,6 +38,11 @@ def open_ports(api_url: str) -> tuple[int, ...]:
     return (port,)
 
 
+def api_ports(settings: Any) -> tuple[int, ...]:
+    """The platform's ports a host-network task may reach: the API's, and the public URL's."""
+    return tuple(sorted({settings.port, *open_ports(settings.resolved_public_url)}))
+
+
 def policy_for(settings: Any, minimums: dict[str, Any], network: str) -> SandboxPolicy:
     return SandboxPolicy(
         mode=settings.sandbox,
@@ -45,7 +50,7 @@ def policy_for(settings: Any, minimums: dict[str, Any], network: str) -> Sandbox
         uid=settings.sandbox_uid,
         gid=settings.sandbox_gid,
         limits=task_limits(settings, minimums),
-        open_ports=tuple(sorted({settings.port, *open_ports(settings.resolved_public_url)})),
+        open_ports=api_ports(settings),
         gpu=bool(minimums.get("gpu_count")),
         shared_dirs=tuple(str(d) for d in settings.sandbox_shared_dirs),
     )

@@ -20,7 +20,6 @@ kills here, 500 tasks and 50 kills under ``CHAOS=long``; the figures are printed
 from __future__ import annotations
 
 import json
-import os
 import random
 import threading
 import time
@@ -85,7 +84,6 @@ class Killer:
     run: str
     target: int
     every_s: float
-    root: int = field(default_factory=os.getpid)
     kills: list[Kill] = field(default_factory=list)
     seen: set[proctree.Proc] = field(default_factory=set)
     misses: int = 0
@@ -121,7 +119,7 @@ class Killer:
                 self.seen.add(proc)
 
     def kill_one(self) -> None:
-        tree = proctree.descendants(self.root)
+        tree = proctree.session_tree()
         self.remember(tree)
         done = {(k.task_id, k.attempt) for k in self.kills}
         candidates = [r for r in self.runners(tree) if (r[1], r[2]) not in done]
@@ -148,7 +146,7 @@ class Killer:
                 self.kill_one()
                 next_kill = time.monotonic() + self.every_s * self.rng.uniform(0.5, 1.5)
             else:
-                self.remember(proctree.descendants(self.root))
+                self.remember(proctree.session_tree())
             self.stop.wait(0.25)
 
 
@@ -308,7 +306,7 @@ def test_random_sigkills_of_runners_and_ray_workers(
 
     # No orphan: every process seen in the platform's tree is gone or still inside it.
     time.sleep(2.0)
-    tree = proctree.descendants(os.getpid())
+    tree = proctree.session_tree()
     orphans = [
         (pid, proctree.cmdline(pid)[:120])
         for pid, start in killer.seen

@@ -24,6 +24,7 @@ import ray
 
 from computalot.engine.names import DISPATCHER_NAME, HUB_NAME
 from computalot.platform import haproxy_dir
+from tests.support import proctree
 from tests.support.helpers import make_tarball, wait_job
 
 API = "/api/v1"
@@ -43,32 +44,6 @@ def _proc(pid: int, name: str) -> bytes | None:
         return Path(f"/proc/{pid}/{name}").read_bytes()
     except OSError:  # gone meanwhile, or not ours
         return None
-
-
-def _parents() -> dict[int, int]:
-    """pid -> parent pid of every process now."""
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        raw = _proc(int(entry), "stat")
-        if raw is not None:  # "pid (comm) state ppid ...": comm may hold spaces and parens
-            parents[int(entry)] = int(raw.rsplit(b")", 1)[1].split()[1])
-    return parents
-
-
-def _descendants(root: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for pid, parent in _parents().items():
-        children.setdefault(parent, []).append(pid)
-    found: set[int] = set()
-    todo = [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
 
 
 def _cmdline(pid: int) -> str:
@@ -140,7 +115,7 @@ def test_no_platform_process_has_a_secret_in_its_environment(
     ingress_config = str(haproxy_dir(platform.settings))
     haproxies = [
         pid
-        for pid in _descendants(os.getpid())
+        for pid in proctree.session_tree()
         if "haproxy" in _cmdline(pid) and ingress_config in _cmdline(pid)
     ]
     assert haproxies, "no HAProxy process of this platform found"
@@ -149,7 +124,7 @@ def test_no_platform_process_has_a_secret_in_its_environment(
 
     # Every process the platform's start made, directly or not: Ray's own (GCS, raylet,
     # agents), every worker (Serve's controller and proxy, the engine's actors, task workers).
-    everything = _descendants(os.getpid())
+    everything = proctree.session_tree()
     assert set(named.values()) <= everything, (named, "not started by this session's platform")
     workers = {pid for pid in everything if _cmdline(pid).startswith("ray::")}
     assert workers - set(named.values()), "Ray workers beyond the named actors are checked too"

@@ -52,6 +52,13 @@ class Beside:
 _BESIDE: Beside | None = None
 
 
+def beside_pid() -> int | None:
+    """The pid of the second process while it runs, else None."""
+    if _BESIDE is None or _BESIDE.proc.poll() is not None:
+        return None
+    return _BESIDE.proc.pid
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",

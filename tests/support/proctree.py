@@ -50,6 +50,20 @@ def descendants(root: int, table: dict[int, int] | None = None) -> set[int]:
     return found
 
 
+def session_tree() -> set[int]:
+    """The live pids below this pytest process, less the second pytest process that runs the
+    own-platform tests beside it and everything below that (tests/support/beside.py): the
+    platforms there are not this session's."""
+    from tests.support.beside import beside_pid
+
+    table = parents()
+    tree = descendants(os.getpid(), table)
+    other = beside_pid()
+    if other is not None:
+        tree -= descendants(other, table) | {other}
+    return tree
+
+
 def identity(pid: int) -> Proc | None:
     """``(pid, start time)`` of a live process, else None."""
     fields = _stat(pid)

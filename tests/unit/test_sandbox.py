@@ -7,12 +7,15 @@ command could do and how it ended. Skipped loudly where the machine cannot sandb
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
 import pickle
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -296,3 +299,94 @@ def test_a_directory_holding_the_data_dir_is_never_mounted(
     finally:
         monkeypatch.delenv("COMPUTALOT_DATA_DIR")
         bwrap.exposed_by_runtime.cache_clear()
+
+
+HOLDER = """
+import sys, time
+from computalot.sandbox import firewall
+print(firewall.hold_api_ports([int(p) for p in sys.argv[1:]]), flush=True)
+time.sleep(600)
+"""
+
+
+def _another_platform(*ports: int) -> subprocess.Popen[str]:
+    """A process holding ``ports`` as a platform's dispatcher does, until killed."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, *map(str, ports)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == str(sorted(ports))
+    return holder
+
+
+def test_the_live_api_ports_are_those_a_live_process_of_this_uid_holds() -> None:
+    port = 40000 + os.getpid() % 20000
+    assert port not in firewall.live_api_ports()
+    holder = _another_platform(port)
+    try:
+        assert port in firewall.live_api_ports()
+        assert port in firewall.live_api_ports()  # a probe leaves the holder's lock as it was
+    finally:
+        holder.kill()
+        holder.wait()
+    assert port not in firewall.live_api_ports()
+
+
+def test_a_held_port_file_of_another_uid_opens_nothing() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("SKIPPED LOUDLY: making a file of another uid needs root")
+    folder = Path(tempfile.gettempdir()) / firewall.PORTS_DIR
+    port = 40001 + os.getpid() % 20000
+    firewall.hold_api_ports([])  # makes the folder
+    planted = folder / str(port)
+    fd = os.open(planted, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        os.fchown(fd, 65534, 65534)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # "held", but by a file that is not ours
+        assert port not in firewall.live_api_ports()
+    finally:
+        os.close(fd)
+        planted.unlink()
+
+
+def test_another_platform_on_the_host_keeps_its_api_open_to_its_tasks(attempt: Path) -> None:
+    """Tasks of two platforms run as one uid under one table: each table installed opens the
+    API ports of every live platform on the host, and only theirs."""
+    if os.geteuid() != 0 or firewall.nft_path() is None:
+        pytest.skip("SKIPPED LOUDLY: the firewall needs root and nft")
+    with (
+        socket.create_server(("127.0.0.1", 0)) as ours,
+        socket.create_server(("127.0.0.1", 0)) as theirs,
+        socket.create_server(("127.0.0.1", 0)) as internal,
+    ):
+        ports = [s.getsockname()[1] for s in (ours, theirs, internal)]
+        code = (
+            "import socket\n"
+            f"for port in {ports}:\n"
+            "    try:\n"
+            "        socket.create_connection(('127.0.0.1', port), timeout=2).close()\n"
+            "        print(port, 'open')\n"
+            "    except OSError:\n"
+            "        print(port, 'refused')\n"
+        )
+        holder = _another_platform(ports[1])
+        try:
+            seen = run_in(attempt, code, open_ports=(ports[0],))
+        finally:
+            holder.kill()
+            holder.wait()
+        assert seen.status == "ok", seen
+        assert seen.stdout_tail.split("\n")[:3] == [
+            f"{ports[0]} open",
+            f"{ports[1]} open",
+            f"{ports[2]} refused",
+        ]
+        # That platform gone, the next task's table closes its port again.
+        again = attempt.parent / f"{attempt.name}-again"
+        (again / "work").mkdir(parents=True)
+        after = run_in(again, code, open_ports=(ports[0],))
+        assert after.stdout_tail.split("\n")[:3] == [
+            f"{ports[0]} open",
+            f"{ports[1]} refused",
+            f"{ports[2]} refused",
+        ]
