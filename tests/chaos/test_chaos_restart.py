@@ -6,7 +6,7 @@ gets jobs of a few short tasks each; every attempt leaves a marker file in a dir
 with the sandbox. While some tasks are done and many are running or queued, a ``/jobs/watch``
 client is reading the jobs' events, and every process of that platform (``up``, Ray's GCS,
 raylet, workers, agents, Serve's proxy and HAProxy, the runners: everything below ``up`` or
-carrying this run's tag in its environment) is SIGKILLed at once, until none is left. Then
+carrying this run's tag in its environment) is stopped, then SIGKILLed, until none is left. Then
 ``up`` starts again on the same data directory and port.
 
 Afterwards every job finished, each task completed; no task recorded completed before the kill
@@ -133,7 +133,15 @@ class Platform:
         return found
 
     def kill_everything(self, seen: set[proctree.Proc]) -> int:
-        """SIGKILL every process of the platform until none is left; how many were killed."""
+        """SIGKILL every process of the platform until none is left; how many were killed.
+
+        All of them are stopped (SIGSTOP) first, until a round finds none running, and only then
+        killed: signalled one by one, a Ray worker outlived its runner by a few milliseconds,
+        long enough to record the attempt as the user's ``killed`` failure, which no machine
+        that loses power all at once does."""
+        for _ in range(50):
+            if not [proc for proc in self.processes(seen) if proctree.stop_proc(proc)]:
+                break
         killed: set[proctree.Proc] = set()
         for _ in range(50):
             left = self.processes(seen)

@@ -104,6 +104,19 @@ def ancestors(pid: int) -> list[int]:
     return chain
 
 
+def stop_proc(proc: Proc) -> bool:
+    """SIGSTOP the process if it is still the same one and not stopped yet; True when the
+    signal was sent."""
+    fields = _stat(proc[0])
+    if fields is None or fields[0] in ("T", "Z") or identity(proc[0]) != proc:
+        return False
+    try:
+        os.kill(proc[0], signal.SIGSTOP)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def kill_proc(proc: Proc) -> bool:
     """SIGKILL the process if it is still the same one; True when the signal was sent."""
     if not alive(proc):
