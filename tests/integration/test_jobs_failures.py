@@ -239,6 +239,7 @@ def test_timeout_kills_runner_and_grandchildren(
     assert_all_gone(pids)
 
 
+@pytest.mark.quiet_host  # cancel answers within 1 s
 def test_cancel_running_job_kills_processes_and_cancels_queued(
     admin: httpx.Client, project: str, task_tmp: Path
 ) -> None:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.support.helpers import submit_job, wait_for, wait_job
+
+#: It counts which tasks ran first: it runs on a quiet host (tests/support/beside.py).
+pytestmark = pytest.mark.quiet_host
 
 API = "/api/v1"
 

@@ -16,8 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support.helpers import submit_job, wait_job
+
+#: Its bounds are latencies: it runs on a quiet host (tests/support/beside.py).
+pytestmark = pytest.mark.quiet_host
 
 API = "/api/v1"
 PUSH_MB = 300

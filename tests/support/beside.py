@@ -8,6 +8,9 @@ the session's tests, whose latency checks keep measuring the platform rather tha
 session waits for that process at its end, prints its report under "tests beside", and fails
 when it failed.
 
+Tests whose figures measure latency (marked ``quiet_host``) move to the end of the session and
+wait for that process to end first: nice keeps its share of the CPU small, not nothing.
+
 A run that selects only a few tests (one file, ``-k``) keeps everything in one process, and
 ``TESTS_SERIAL=1`` does so always. (The variables have no ``COMPUTALOT_`` prefix: the session's
 conftest drops every such variable.)
@@ -22,12 +25,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 MARK = "own_platform"
+QUIET = "quiet_host"
 #: Set in the second process's environment: it runs what it is given, all in itself.
 CHILD_ENV = "TESTS_BESIDE_CHILD"
 #: Set (to anything) to run every test in the session's process.
@@ -47,6 +52,7 @@ class Beside:
     count: int
     started: float
     returncode: int | None = None
+    last_line: str = "no report"
 
 
 _BESIDE: Beside | None = None
@@ -64,6 +70,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         f"{MARK}: starts a platform or Ray cluster of its own; a whole run runs it in a second "
         "process beside the session's tests (tests/support/beside.py)",
+    )
+    config.addinivalue_line(
+        "markers",
+        f"{QUIET}: measures latency; runs once the tests beside have ended "
+        "(tests/support/beside.py)",
     )
 
 
@@ -99,7 +110,8 @@ def pytest_collection_modifyitems(
             stderr=subprocess.STDOUT,
         )
     _BESIDE = Beside(proc, log, folder, len(own), time.monotonic())
-    items[:] = others
+    quiet = [item for item in others if item.get_closest_marker(QUIET)]
+    items[:] = [item for item in others if not item.get_closest_marker(QUIET)] + quiet
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(
@@ -108,21 +120,35 @@ def pytest_collection_modifyitems(
         )
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    if _BESIDE is None:
-        return
+def _wait_beside(config: pytest.Config, why: str) -> None:
+    assert _BESIDE is not None
     if _BESIDE.proc.poll() is None:
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line(
-                f"\nwaiting for the {_BESIDE.count} test(s) beside (pid {_BESIDE.proc.pid})"
+                f"\nwaiting for the {_BESIDE.count} test(s) beside (pid {_BESIDE.proc.pid}) {why}"
             )
         try:
             _BESIDE.proc.wait(timeout=WAIT_S)
         except subprocess.TimeoutExpired:
             _BESIDE.proc.kill()
             _BESIDE.proc.wait()
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outside pytest-timeout's clock
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    if _BESIDE is not None and item.get_closest_marker(QUIET):
+        _wait_beside(item.config, "before the tests that measure latency")
+    yield
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _BESIDE is None:
+        return
+    _wait_beside(session.config, "to end")
     _BESIDE.returncode = _BESIDE.proc.returncode
+    lines = [line for line in _BESIDE.log.read_text(errors="replace").splitlines() if line]
+    _BESIDE.last_line = lines[-1].strip("= ") if lines else "no report"
     if _BESIDE.returncode != 0 and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -152,10 +178,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     interrupted session stops that process too, as Ctrl-C would (its fixtures then stop the
     platforms they started)."""
     if _BESIDE is not None and _BESIDE.returncode is not None:
-        lines = [line for line in _BESIDE.log.read_text(errors="replace").splitlines() if line]
-        last = lines[-1].strip("= ") if lines else "no report"
         mark = "passed" if _BESIDE.returncode == 0 else "FAILED, so the run fails"
-        sys.stdout.write(f"tests beside ({mark}): {last}\n")
+        sys.stdout.write(f"tests beside ({mark}): {_BESIDE.last_line}\n")
         sys.stdout.flush()
     if _BESIDE is not None and _BESIDE.proc.poll() is None:
         _BESIDE.proc.send_signal(signal.SIGINT)
