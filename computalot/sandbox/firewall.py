@@ -107,19 +107,33 @@ def hold_api_ports(ports: Iterable[int], wait_s: float = 2.0) -> list[int]:
     if folder is None:
         return []
     for port in ports:
-        if port in _HELD_PORTS or not 0 < port < 65536:
-            continue
-        try:
-            fd = os.open(
-                folder / str(port), os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-            )
-        except OSError:
-            continue
-        if os.fstat(fd).st_uid != os.geteuid() or not _lock(fd, fcntl.LOCK_SH, wait_s):
-            os.close(fd)
-            continue
-        _HELD_PORTS[port] = fd
+        if port not in _HELD_PORTS and 0 < port < 65536:
+            fd = _hold(folder / str(port), wait_s)
+            if fd is not None:
+                _HELD_PORTS[port] = fd
     return sorted(_HELD_PORTS)
+
+
+def _hold(path: Path, wait_s: float) -> int | None:
+    """A descriptor of ``path`` holding its shared lock, the path still naming that file once
+    locked (a probe unlinks a file nobody holds, under its exclusive lock); else None."""
+    for _ in range(5):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return None
+        held = os.fstat(fd)
+        if held.st_uid != os.geteuid() or not _lock(fd, fcntl.LOCK_SH, wait_s):
+            os.close(fd)
+            return None
+        try:
+            named = os.stat(path, follow_symlinks=False)
+        except OSError:
+            named = None
+        if named is not None and (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino):
+            return fd
+        os.close(fd)  # unlinked meanwhile: open the new one
+    return None
 
 
 def _lock(fd: int, kind: int, wait_s: float) -> bool:
@@ -158,14 +172,27 @@ def live_api_ports() -> tuple[int, ...]:
         except OSError:
             continue
         try:
-            if os.fstat(fd).st_uid == os.geteuid():
+            mine = os.fstat(fd)
+            if mine.st_uid == os.geteuid():
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the close
                 except OSError:
                     found.add(int(name))  # held: its platform runs
+                else:  # its platform is gone: the file goes, so probes stay cheap
+                    _unlink_if_same(folder / name, mine)
         finally:
             os.close(fd)
     return tuple(sorted(found))
+
+
+def _unlink_if_same(path: Path, locked: os.stat_result) -> None:
+    """Unlink ``path`` if it still names the file whose exclusive lock we hold (only a holder of
+    that lock unlinks it, so the name cannot change under us; a holder that opened it before
+    checks after locking that the name is still its file)."""
+    with contextlib.suppress(OSError):
+        named = os.stat(path, follow_symlinks=False)
+        if (named.st_dev, named.st_ino) == (locked.st_dev, locked.st_ino):
+            os.unlink(path)
 
 
 def ensure(uid: int, open_ports: tuple[int, ...], other_nodes: tuple[str, ...] = ()) -> str | None:

@@ -16,6 +16,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -321,14 +323,45 @@ def _another_platform(*ports: int) -> subprocess.Popen[str]:
 
 def test_the_live_api_ports_are_those_a_live_process_of_this_uid_holds() -> None:
     port = 40000 + os.getpid() % 20000
+    held = Path(tempfile.gettempdir()) / firewall.PORTS_DIR / str(port)
     assert port not in firewall.live_api_ports()
     holder = _another_platform(port)
     try:
         assert port in firewall.live_api_ports()
         assert port in firewall.live_api_ports()  # a probe leaves the holder's lock as it was
+        assert held.exists()
     finally:
         holder.kill()
         holder.wait()
+    assert held.exists()  # until a probe finds nobody holding it, and removes it
+    assert port not in firewall.live_api_ports()
+    assert not held.exists()
+
+
+def test_a_holder_that_opened_a_file_a_probe_then_removed_holds_a_new_one() -> None:
+    """The race a probe's clean-up could lose a platform in: the holder opens the file, a probe
+    (holding it exclusively, as nobody else does yet) unlinks it; the holder must not end up
+    locking the unlinked file, which no later probe would see."""
+    port = 40002 + os.getpid() % 20000
+    firewall.hold_api_ports([])  # makes the folder
+    path = Path(tempfile.gettempdir()) / firewall.PORTS_DIR / str(port)
+    probe_fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(probe_fd, fcntl.LOCK_EX)
+    got: list[int | None] = []
+    holder = threading.Thread(target=lambda: got.append(firewall._hold(path, 5.0)))
+    holder.start()
+    time.sleep(0.3)  # the holder has opened the file and waits for its lock
+    os.unlink(path)  # what the probe does, still holding the lock
+    os.close(probe_fd)
+    holder.join(timeout=10)
+    (fd,) = got
+    assert fd is not None
+    try:
+        # A file with a name, that name's (the inode number may be the freed one's again).
+        assert os.fstat(fd).st_nlink == 1 and os.fstat(fd).st_ino == path.stat().st_ino
+        assert port in firewall.live_api_ports()
+    finally:
+        os.close(fd)
     assert port not in firewall.live_api_ports()
 
 
