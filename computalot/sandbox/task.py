@@ -224,8 +224,17 @@ class TaskSandbox:
         the sandbox (its command inherits them), the attempt directory handed to the task's
         uid, then the command runs."""
         assert self.proc is not None and self.block_fd >= 0
-        for pid in process_tree(self.proc.pid):
-            limit(pid)
+        # Until a pass finds no process it has not limited: bubblewrap may clone its child
+        # between a pass's listing and its limiting of the parent, and that child would keep
+        # the old limits (it blocks on block_fd before it forks further).
+        limited: set[int] = set()
+        for _ in range(100):
+            new = [pid for pid in process_tree(self.proc.pid) if pid not in limited]
+            if not new:
+                break
+            for pid in new:
+                limit(pid)
+            limited.update(new)
         hand_over(self.attempt_dir, self.uid, self.policy.gid if self.root else os.getegid())
         os.write(self.block_fd, b"x")
         os.close(self.block_fd)
@@ -266,6 +275,9 @@ class TaskSandbox:
         if self.cgroup is not None and self.cgroup.oom_kills():
             return "memory_limit", self._memory_message()
         if returncode == 0:
+            # Written past the limit between two checks of a run shorter than DISK_CHECK_S.
+            if self.limits.disk_mb and disk_usage(self.attempt_dir) > self.limits.disk_mb << 20:
+                return "disk_limit", self._disk_message()
             return None
         if self.limits.cpu_time_s and returncode == -signal.SIGXCPU:
             return "cpu_time_limit", (

@@ -128,6 +128,18 @@ def test_a_full_directory_ends_the_task_as_disk_limit(attempt: Path) -> None:
     assert "64 MiB" in (ran.error or "")
 
 
+def test_files_each_under_the_limit_that_pass_it_together_end_as_disk_limit(
+    attempt: Path,
+) -> None:
+    """No single file hits RLIMIT_FSIZE and the task exits well within the one-second watch:
+    the check at its end still finds its directory over the limit."""
+    code = "for i in range(4):\n    open(f'/task/part{i}', 'wb').write(b'x' * (20 << 20))\n"
+    ran = run_in(attempt, code)
+    assert ran.duration_s < 1.0, ran  # else the watch could have caught it
+    assert ran.status == "disk_limit", ran
+    assert "64 MiB" in (ran.error or "")
+
+
 def test_timeout_gives_the_task_its_grace_and_kills_what_it_left(attempt: Path) -> None:
     marker = f"computalot-left-{uuid.uuid4().hex}"
     code = (
