@@ -356,8 +356,7 @@ async def _publish(db: AsyncSession, project: Project, unpacked: Unpacked, path:
     tree = unpacked.tree
     existing = await _revision_with_hash(db, project, tree.content_hash)
     if existing is not None:
-        if existing.path != str(path):
-            existing.path = str(path)
+        existing.path = str(path)  # its tree put back where it had gone (else unchanged)
         return existing
     revision = Revision(
         id=new_id("rev"),

@@ -104,25 +104,24 @@ def ancestors(pid: int) -> list[int]:
     return chain
 
 
+def _signal(proc: Proc, sig: int) -> bool:
+    """Send ``sig`` if the pid is still that process; True when it was sent."""
+    try:
+        os.kill(proc[0], sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def stop_proc(proc: Proc) -> bool:
     """SIGSTOP the process if it is still the same one and not stopped yet; True when the
     signal was sent."""
     fields = _stat(proc[0])
-    if fields is None or fields[0] in ("T", "Z") or identity(proc[0]) != proc:
+    if fields is None or fields[0] in ("T", "Z") or (proc[0], int(fields[19])) != proc:
         return False
-    try:
-        os.kill(proc[0], signal.SIGSTOP)
-    except ProcessLookupError:
-        return False
-    return True
+    return _signal(proc, signal.SIGSTOP)
 
 
 def kill_proc(proc: Proc) -> bool:
     """SIGKILL the process if it is still the same one; True when the signal was sent."""
-    if not alive(proc):
-        return False
-    try:
-        os.kill(proc[0], signal.SIGKILL)
-    except ProcessLookupError:
-        return False
-    return True
+    return alive(proc) and _signal(proc, signal.SIGKILL)
